@@ -1,0 +1,16 @@
+/// \file
+/// \brief The umbrella header: everything in lowbit's public CPU API.
+#pragma once
+
+#include "core/aligned.hpp"
+#include "core/bits.hpp"
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/half.hpp"
+#include "formats/all.hpp"
+#include "layout/panel.hpp"
+#include "layout/quantized_matrix.hpp"
+#include "quant/double_quant.hpp"
+#include "quant/mx.hpp"
+#include "quant/rtn.hpp"
+#include "scheme.hpp"

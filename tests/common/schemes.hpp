@@ -1,0 +1,32 @@
+// Lists of schemes that tests iterate over with typed tests, and small helpers they share.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "lowbit/scheme.hpp"
+
+namespace lowbit_test {
+
+using namespace lowbit;
+
+// Every element format once with float scales, plus the other scale types and zero points.
+using all_schemes = ::testing::Types<
+    scheme<int4>, scheme<uint4, float, true>, scheme<int8>, scheme<uint8, float, true>, scheme<fp8_e4m3>,
+    scheme<fp8_e5m2>, scheme<fp6_e3m2>, scheme<fp6_e2m3>, scheme<fp4_e2m1>, scheme<nf4>, scheme<sf4>,
+    scheme<iq4_nl, fp16>, scheme<mxint8>, scheme<mxint4>, scheme<int4, fp16>, scheme<nf4, bf16>,
+    scheme<uint4, bf16, true>, scheme<int8, e8m0>, mx::fp4, mx::fp8_e4m3, mx::fp8_e5m2, mx::fp6_e3m2, mx::fp6_e2m3,
+    mx::int8, mx::int4>;
+
+inline std::vector<float> random_matrix(std::size_t rows, std::size_t cols, uint32_t seed, float spread = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, spread);
+  std::vector<float> w(rows * cols);
+  for (auto& v : w) v = normal(rng);
+  return w;
+}
+
+}  // namespace lowbit_test
