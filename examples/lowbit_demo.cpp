@@ -32,10 +32,9 @@ struct row_result {
 };
 
 template <class Scheme>
-row_result measure(const char* name, const std::vector<float>& w, std::size_t group, bool mx) {
+row_result measure(const char* name, const std::vector<float>& w, std::size_t group) {
   using namespace lowbit;
-  const quantized_matrix<Scheme> q = mx ? quantize_mx<Scheme>(w.data(), rows, cols, cols, group)
-                                        : quantize_rtn<Scheme>(w.data(), rows, cols, cols, quant_options{group});
+  const quantized_matrix<Scheme> q = quantize<Scheme>(w.data(), rows, cols, cols, quant_options{group});
   std::vector<float> back(rows * cols);
   row_result result{name, 8.0 * static_cast<double>(q.storage_bytes()) / static_cast<double>(rows * cols), 0, {}};
   for (isa path : supported_isas()) {
@@ -67,24 +66,24 @@ int main() {
   const auto w = student_t_matrix();
 
   std::vector<row_result> results;
-  results.push_back(measure<scheme<int8, fp16>>("int8, fp16 scale / 32", w, 32, false));
-  results.push_back(measure<scheme<uint8, fp16, true>>("uint8 + zero point, fp16 / 32", w, 32, false));
-  results.push_back(measure<scheme<int4, fp16>>("int4, fp16 scale / 32", w, 32, false));
-  results.push_back(measure<scheme<uint4, fp16, true>>("uint4 + zero point, fp16 / 32", w, 32, false));
-  results.push_back(measure<scheme<int4, fp16>>("int4, fp16 scale / 128", w, 128, false));
-  results.push_back(measure<scheme<nf4, float>>("NF4, fp32 absmax / 64", w, 64, false));
-  results.push_back(measure<scheme<sf4, float>>("SF4, fp32 absmax / 64", w, 64, false));
-  results.push_back(measure<scheme<iq4_nl, fp16>>("IQ4_NL, fp16 / 32", w, 32, false));
-  results.push_back(measure<scheme<fp4_e2m1, fp16>>("FP4 E2M1, fp16 / 32", w, 32, false));
-  results.push_back(measure<scheme<fp8_e4m3, fp16>>("FP8 E4M3, fp16 / 32", w, 32, false));
-  results.push_back(measure<scheme<fp8_e5m2, fp16>>("FP8 E5M2, fp16 / 32", w, 32, false));
-  results.push_back(measure<mx::fp4>("MXFP4", w, mx::block_size, true));
-  results.push_back(measure<mx::fp6_e3m2>("MXFP6 E3M2", w, mx::block_size, true));
-  results.push_back(measure<mx::fp6_e2m3>("MXFP6 E2M3", w, mx::block_size, true));
-  results.push_back(measure<mx::fp8_e4m3>("MXFP8 E4M3", w, mx::block_size, true));
-  results.push_back(measure<mx::fp8_e5m2>("MXFP8 E5M2", w, mx::block_size, true));
-  results.push_back(measure<mx::int8>("MXINT8", w, mx::block_size, true));
-  results.push_back(measure<mx::int4>("MXINT4", w, mx::block_size, true));
+  results.push_back(measure<scheme<int8, fp16>>("int8, fp16 scale / 32", w, 32));
+  results.push_back(measure<scheme<uint8, fp16, true>>("uint8 + zero point, fp16 / 32", w, 32));
+  results.push_back(measure<scheme<int4, fp16>>("int4, fp16 scale / 32", w, 32));
+  results.push_back(measure<scheme<uint4, fp16, true>>("uint4 + zero point, fp16 / 32", w, 32));
+  results.push_back(measure<scheme<int4, fp16>>("int4, fp16 scale / 128", w, 128));
+  results.push_back(measure<scheme<nf4, float>>("NF4, fp32 absmax / 64", w, 64));
+  results.push_back(measure<scheme<sf4, float>>("SF4, fp32 absmax / 64", w, 64));
+  results.push_back(measure<scheme<iq4_nl, fp16>>("IQ4_NL, fp16 / 32", w, 32));
+  results.push_back(measure<scheme<fp4_e2m1, fp16>>("FP4 E2M1, fp16 / 32", w, 32));
+  results.push_back(measure<scheme<fp8_e4m3, fp16>>("FP8 E4M3, fp16 / 32", w, 32));
+  results.push_back(measure<scheme<fp8_e5m2, fp16>>("FP8 E5M2, fp16 / 32", w, 32));
+  results.push_back(measure<mx::fp4>("MXFP4", w, mx::block_size));
+  results.push_back(measure<mx::fp6_e3m2>("MXFP6 E3M2", w, mx::block_size));
+  results.push_back(measure<mx::fp6_e2m3>("MXFP6 E2M3", w, mx::block_size));
+  results.push_back(measure<mx::fp8_e4m3>("MXFP8 E4M3", w, mx::block_size));
+  results.push_back(measure<mx::fp8_e5m2>("MXFP8 E5M2", w, mx::block_size));
+  results.push_back(measure<mx::int8>("MXINT8", w, mx::block_size));
+  results.push_back(measure<mx::int4>("MXINT4", w, mx::block_size));
 
   std::printf("| format | bits/weight | SQNR (dB) |");
   for (isa path : supported_isas()) std::printf(" %s (G elem/s) |", isa_name(path));

@@ -7,8 +7,7 @@
 
 #include "common/schemes.hpp"
 #include "lowbit/kernels/reference/dequantize.hpp"
-#include "lowbit/quant/mx.hpp"
-#include "lowbit/quant/rtn.hpp"
+#include "lowbit/quant/quantize.hpp"
 
 namespace lowbit_test {
 namespace {
@@ -26,10 +25,7 @@ float nearest_distance(float x) {
 
 template <class S>
 quantized_matrix<S> quantize_any(const float* w, std::size_t rows, std::size_t cols, std::size_t group) {
-  if constexpr (std::is_same<typename S::scale_type, e8m0>::value && format_traits<typename S::format>::kind != format_kind::integer)
-    return quantize_mx<S>(w, rows, cols, cols, group);
-  else
-    return quantize_rtn<S>(w, rows, cols, cols, quant_options{group});
+  return quantize<S>(w, rows, cols, cols, quant_options{group});
 }
 
 template <class S>
