@@ -55,8 +55,15 @@ constexpr store_policy resolve_store_policy(store_policy policy, std::size_t byt
 namespace simd {
 namespace detail {
 
-template <class Scale>
+/// A scale as float on an arch path: scale_traits' conversion, or fp16 through F16C where the path has it (exact, as the scalar
+/// conversion; a signalling NaN comes out quiet, which the multiply that follows does anyway).
+template <class Tag, class Scale>
 LOWBIT_ALWAYS_INLINE float scale_value(const Scale& s) noexcept {
+#if defined(LOWBIT_COMPILED_AVX2)
+  if constexpr (std::is_same<Scale, fp16>::value && Tag::level >= isa::avx2) {
+    return _cvtsh_ss(s.bits);
+  }
+#endif
   return scale_traits<Scale>::to_float(s);
 }
 
@@ -75,7 +82,7 @@ void dequantize_rows_scalar(const quantized_view<Scheme>& w, std::size_t row_beg
     const uint8_t* zeros = w.row_zeros(r);
     Out* dst = out + (r - row_begin) * ld_out;
     for (std::size_t g = 0; g < groups; ++g) {
-      const float scale = scale_value(scales[g]);
+      const float scale = scale_value<arch::scalar_tag>(scales[g]);
       const float zero = has_zero ? table[zeros[g]] : 0.0f;
       const std::size_t k0 = g * group_size, k1 = std::min(cols, k0 + group_size);
       if constexpr (bits == 4) {
@@ -130,6 +137,26 @@ void store_partial(Out* p, const typename ops<Tag>::f32& v, std::size_t n) noexc
   std::memcpy(static_cast<void*>(p), buffer, n * sizeof(Out));
 }
 
+/// Where a row's walk stands: the row's scales and zero points, the group of the last batch
+/// (index, unclamped end) and its prepared step.
+template <class Scheme, class Decoder>
+struct group_cursor {
+  const typename Scheme::scale_type* scales;
+  const uint8_t* zeros;
+  std::size_t group_size;
+  std::size_t index = 0, end = 0;
+  typename Decoder::group step;
+};
+
+template <class Tag, class Scheme, class Decoder>
+LOWBIT_ALWAYS_INLINE void enter_group(const Decoder& dec, std::size_t g, group_cursor<Scheme, Decoder>& cursor) noexcept {
+  using format = typename Scheme::format;
+  cursor.index = g;
+  cursor.end = (g + 1) * cursor.group_size;
+  cursor.step = dec.template prepare<Scheme::has_zero>(
+      scale_value<Tag>(cursor.scales[g]), Scheme::has_zero ? format_traits<format>::decode(cursor.zeros[g]) : 0.0f);
+}
+
 /// A batch whose lanes belong to several groups: per-lane scales and zeros, same arithmetic.
 template <class Tag, class Scheme, std::size_t J, class Decoder>
 LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 straddling_batch(const Decoder& dec, const typename Decoder::unpacked& u,
@@ -143,7 +170,7 @@ LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 straddling_batch(const Decoder& dec,
   const uint8_t* zeros = w.row_zeros(r);
   for (std::size_t i = 0; p + i < end; ++i) {
     const std::size_t g = (p + i) / w.group_size();
-    scale[i] = scale_value(scales[g]);
+    scale[i] = scale_value<Tag>(scales[g]);
     if constexpr (Scheme::has_zero) zero[i] = format_traits<typename Scheme::format>::decode(zeros[g]);
   }
   const f32 v = dec.template decode<J>(u);
@@ -154,77 +181,105 @@ LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 straddling_batch(const Decoder& dec,
   }
 }
 
+/// Any block, any group size: elements [k, min(k + block, cols)) from the codes at `codes` (the
+/// block's own bytes, or a zero-padded copy of them), each batch with its group's step or, when it
+/// straddles groups, per-lane scales; ordinary stores (partial at the end of the row). The slow
+/// path: odd group sizes and the ends of rows. Kept out of line so the fast loop stays small.
+template <class Tag, class Scheme, class Out, class Decoder>
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+group_cursor<Scheme, Decoder> general_block(const Decoder& dec, const uint8_t* codes, const quantized_view<Scheme>& w,
+                                            std::size_t r, std::size_t k, Out* dst,
+                                            group_cursor<Scheme, Decoder> cursor) noexcept {
+  using O = ops<Tag>;
+  using f32 = typename O::f32;
+  constexpr std::size_t W = O::lanes;
+  const std::size_t cols = w.cols();
+  typename Decoder::unpacked u;
+  dec.unpack(codes, u);
+  simd::detail::static_for<Decoder::block / W>([&](auto J) {
+    const std::size_t p = k + J * W;
+    if (p >= cols) return;
+    const std::size_t end = std::min(p + W, cols);
+    if (p >= cursor.end) enter_group<Tag>(dec, p == cursor.end ? cursor.index + 1 : p / cursor.group_size, cursor);
+    const f32 v = end <= cursor.end ? dec.template apply<decltype(J)::value, Scheme::has_zero>(cursor.step, u)
+                                    : straddling_batch<Tag, Scheme, decltype(J)::value>(dec, u, w, r, p, end);
+    if (end - p == W) {
+      store_batch<Tag>(dst + p, v, false);
+    } else {
+      store_partial<Tag>(dst + p, v, end - p);
+    }
+  });
+  return cursor;  // by value: the caller's cursor stays in registers
+}
+
+/// One row. Full blocks take one of two fast paths: the whole block in the current group (one
+/// prepared step for every batch), or, when the group size is a multiple of the batch width,
+/// batches that move to the next group in order. Everything else goes through general_block.
+template <class Tag, class Scheme, class Out, bool Stream, class Decoder>
+void dequantize_row(const Decoder& dec, const quantized_view<Scheme>& w, std::size_t r, Out* dst) noexcept {
+  using O = ops<Tag>;
+  using unpacked = typename Decoder::unpacked;
+  constexpr std::size_t W = O::lanes, B = Decoder::block;
+  constexpr int bits = format_traits<typename Scheme::format>::bits;
+  constexpr bool has_zero = Scheme::has_zero;
+  const std::size_t cols = w.cols(), group_size = w.group_size(), row_bytes = w.row_bytes();
+  const bool aligned_groups = group_size % W == 0;
+  const uint8_t* codes = w.row_codes(r);
+
+  group_cursor<Scheme, Decoder> cursor{w.row_scales(r), w.row_zeros(r), group_size, 0, 0, {}};
+  enter_group<Tag>(dec, 0, cursor);
+  std::size_t k = 0;
+  // Full blocks whose reads stay inside the row.
+  const std::size_t full_end =
+      row_bytes >= Decoder::read_bytes ? std::min(cols / B, (row_bytes - Decoder::read_bytes) * 8 / bits / B + 1) * B : 0;
+  for (; k < full_end; k += B) {
+    const uint8_t* block_codes = codes + k * bits / 8;
+    if (k >= cursor.end) enter_group<Tag>(dec, k == cursor.end ? cursor.index + 1 : k / group_size, cursor);
+    if (k + B <= cursor.end) {
+      unpacked u;
+      dec.unpack(block_codes, u);
+      simd::detail::static_for<B / W>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+        store_batch<Tag>(dst + k + J * W, dec.template apply<decltype(J)::value, has_zero>(cursor.step, u), Stream);
+      });
+    } else if (aligned_groups) {
+      unpacked u;
+      dec.unpack(block_codes, u);
+      simd::detail::static_for<B / W>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+        const std::size_t p = k + J * W;
+        if (p >= cursor.end) enter_group<Tag>(dec, cursor.index + 1, cursor);
+        store_batch<Tag>(dst + p, dec.template apply<decltype(J)::value, has_zero>(cursor.step, u), Stream);
+      });
+    } else {
+      cursor = general_block<Tag>(dec, block_codes, w, r, k, dst, cursor);
+    }
+  }
+  // The rest of the row from a zero-padded copy of its last bytes.
+  for (; k < cols; k += B) {
+    alignas(64) uint8_t padded[Decoder::read_bytes] = {};
+    const std::size_t offset = k * bits / 8;
+    std::memcpy(padded, codes + offset, std::min(Decoder::read_bytes, row_bytes - offset));
+    cursor = general_block<Tag>(dec, padded, w, r, k, dst, cursor);
+  }
+}
+
 template <class Tag, class Scheme, class Out>
 void dequantize_rows_simd(const quantized_view<Scheme>& w, std::size_t row_begin, std::size_t row_end, Out* out,
                           std::size_t ld_out, bool streaming) noexcept {
-  using format = typename Scheme::format;
-  using D = decoder<Tag, format>;
-  using O = ops<Tag>;
-  using f32 = typename O::f32;
-  using unpacked = typename D::unpacked;
-  constexpr std::size_t W = O::lanes, B = D::block;
-  constexpr int bits = format_traits<format>::bits;
-  constexpr bool has_zero = Scheme::has_zero;
-  static_assert(B % W == 0 && B * bits % 8 == 0, "a block is whole batches and whole bytes");
-
+  using D = decoder<Tag, typename Scheme::format>;
+  constexpr std::size_t W = ops<Tag>::lanes;
+  constexpr int bits = format_traits<typename Scheme::format>::bits;
+  static_assert(D::block % W == 0 && D::block * bits % 8 == 0, "a block is whole batches and whole bytes");
   const D dec;
-  const std::size_t cols = w.cols(), group_size = w.group_size(), row_bytes = w.row_bytes();
   bool streamed = false;
-
   for (std::size_t r = row_begin; r < row_end; ++r) {
-    const uint8_t* codes = w.row_codes(r);
-    const auto* scales = w.row_scales(r);
-    const uint8_t* zeros = w.row_zeros(r);
     Out* dst = out + (r - row_begin) * ld_out;
-    const bool stream_row = streaming && is_aligned(dst, W * sizeof(Out));
-    streamed = streamed || stream_row;
-
-    // The group of the last batch: index, end (unclamped) and its prepared step.
-    std::size_t g = 0, group_end = group_size;
-    auto prepare = [&](std::size_t gi) {
-      return dec.template prepare<has_zero>(scale_value(scales[gi]),
-                                            has_zero ? format_traits<format>::decode(zeros[gi]) : 0.0f);
-    };
-    typename D::group step = prepare(0);
-
-    // Batch J of the block at k, elements [p, end) of it valid (end == p + W except at row end).
-    auto batch = [&](auto J, const unpacked& u, std::size_t p, std::size_t end) LOWBIT_ALWAYS_INLINE_LAMBDA {
-      if (p >= group_end) {
-        g = p == group_end ? g + 1 : p / group_size;
-        group_end = (g + 1) * group_size;
-        step = prepare(g);
-      }
-      if (end <= group_end) return dec.template apply<decltype(J)::value, has_zero>(step, u);
-      return straddling_batch<Tag, Scheme, decltype(J)::value>(dec, u, w, r, p, end);
-    };
-
-    std::size_t k = 0;
-    for (; k + B <= cols && k * bits / 8 + D::read_bytes <= row_bytes; k += B) {
-      unpacked u;
-      dec.unpack(codes + k * bits / 8, u);
-      simd::detail::static_for<B / W>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
-        const std::size_t p = k + J * W;
-        store_batch<Tag>(dst + p, batch(J, u, p, p + W), stream_row);
-      });
-    }
-    // The rest of the row from a zero-padded copy of its last bytes.
-    for (; k < cols; k += B) {
-      alignas(64) uint8_t padded[D::read_bytes] = {};
-      const std::size_t offset = k * bits / 8;
-      std::memcpy(padded, codes + offset, std::min(D::read_bytes, row_bytes - offset));
-      unpacked u;
-      dec.unpack(padded, u);
-      simd::detail::static_for<B / W>([&](auto J) {
-        const std::size_t p = k + J * W;
-        if (p >= cols) return;
-        const std::size_t end = std::min(p + W, cols);
-        const f32 v = batch(J, u, p, end);
-        if (end - p == W) {
-          store_batch<Tag>(dst + p, v, false);
-        } else {
-          store_partial<Tag>(dst + p, v, end - p);
-        }
-      });
+    if (streaming && is_aligned(dst, W * sizeof(Out))) {
+      streamed = true;
+      dequantize_row<Tag, Scheme, Out, true>(dec, w, r, dst);
+    } else {
+      dequantize_row<Tag, Scheme, Out, false>(dec, w, r, dst);
     }
   }
   if (streamed) _mm_sfence();  // order the non-temporal stores before whatever signals completion
