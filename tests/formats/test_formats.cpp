@@ -102,8 +102,9 @@ TYPED_TEST(Formats, EncodeOfDecodeIsIdentityOnEveryCanonicalCode) {
     // Codes that are never produced: MXINT's -2 (symmetric range).
     if (v < traits::min_value || v > traits::max_finite) continue;
     EXPECT_TRUE(same_value(traits::decode(static_cast<uint8_t>(back)), v)) << traits::name << " code " << c;
-    if (v != 0.0f || std::signbit(v) == std::signbit(traits::decode(static_cast<uint8_t>(back))))
+    if (v != 0.0f || std::signbit(v) == std::signbit(traits::decode(static_cast<uint8_t>(back)))) {
       EXPECT_EQ(back, c) << traits::name << " code " << c << " value " << v;
+    }
   }
 }
 
@@ -165,7 +166,9 @@ void check_half_golden(const char* name, uint16_t (*convert)(float), float (*bac
     if (got != want && !both_nan && ++failures <= 10)
       ADD_FAILURE() << name << "(" << x << " = 0x" << std::hex << x_bits << "): got 0x" << got << " want 0x" << want;
     // Decoding is exact: the float of a half converts back to the same half.
-    if (!std::isnan(back(want))) ASSERT_EQ(convert(back(want)), want) << name;
+    if (!std::isnan(back(want))) {
+      ASSERT_EQ(convert(back(want)), want) << name;
+    }
   }
   EXPECT_EQ(failures, 0);
 }

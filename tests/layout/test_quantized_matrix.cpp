@@ -28,7 +28,9 @@ TEST(BitStream, EveryWidthRoundTripsAndLeavesNeighboursAlone) {
     EXPECT_EQ(get_packed_code(stream.data(), 49, bits), codes[49]);
     EXPECT_EQ(get_packed_code(stream.data(), 51, bits), codes[51]);
     EXPECT_EQ(get_packed_code(stream.data(), 50, bits), static_cast<uint8_t>(~codes[50] & ((1u << bits) - 1)));
-    if (packed_bytes(n, bits) * 8 == n * static_cast<std::size_t>(bits)) EXPECT_EQ(stream.back(), guard);
+    if (packed_bytes(n, bits) * 8 == n * static_cast<std::size_t>(bits)) {
+      EXPECT_EQ(stream.back(), guard);
+    }
   }
 }
 
@@ -96,7 +98,7 @@ TYPED_TEST(PanelLayout, PackThenUnpackIsIdentity) {
       for (std::size_t k = 0; k < q.cols(); ++k) q.set_code(r, k, static_cast<uint8_t>(rng()));
       for (std::size_t g = 0; g < q.groups_per_row(); ++g) {
         const uint32_t random_bits = rng();
-        std::memcpy(&q.scale(r, g), &random_bits, sizeof(scale_type));
+        std::memcpy(static_cast<void*>(&q.scale(r, g)), &random_bits, sizeof(scale_type));
         if (S::has_zero) q.zero(r, g) = static_cast<uint8_t>(rng() & ((1u << S::bits) - 1));
       }
     }
@@ -106,7 +108,9 @@ TYPED_TEST(PanelLayout, PackThenUnpackIsIdentity) {
     for (std::size_t r = 0; r < q.rows(); ++r)
       for (std::size_t k = 0; k < q.cols(); ++k) ASSERT_EQ(back.code(r, k), q.code(r, k)) << r << "," << k;
     ASSERT_EQ(std::memcmp(back.scales(), q.scales(), q.shape().group_count() * sizeof(scale_type)), 0);
-    if (S::has_zero) ASSERT_EQ(std::memcmp(back.zeros(), q.zeros(), q.shape().group_count()), 0);
+    if (S::has_zero) {
+      ASSERT_EQ(std::memcmp(back.zeros(), q.zeros(), q.shape().group_count()), 0);
+    }
   }
 }
 
