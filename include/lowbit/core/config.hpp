@@ -31,6 +31,18 @@
 #endif
 #endif
 
+// try/catch that also compiles with -fno-exceptions (then the catch block is dead code).
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define LOWBIT_HAS_EXCEPTIONS 1
+#define LOWBIT_TRY try
+#define LOWBIT_CATCH_ALL catch (...)
+#define LOWBIT_RETHROW throw
+#else
+#define LOWBIT_TRY if (true)
+#define LOWBIT_CATCH_ALL else
+#define LOWBIT_RETHROW (void)0
+#endif
+
 namespace lowbit {
 
 /// std::bit_cast for C++17: constexpr where the compiler offers __builtin_bit_cast (GCC >= 11,

@@ -34,6 +34,7 @@
 #define LOWBIT_CPU_RELAX() ((void)0)
 #endif
 
+#include "config.hpp"
 #include "error.hpp"
 
 namespace lowbit {
@@ -70,11 +71,12 @@ class thread_pool {
     if (threads == 0) threads = std::max<std::size_t>(1, std::thread::hardware_concurrency());
     size_ = threads;
     workers_.reserve(threads - 1);
-    try {
+    LOWBIT_TRY {
       for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
-    } catch (...) {
+    }
+    LOWBIT_CATCH_ALL {
       shutdown();
-      throw;
+      LOWBIT_RETHROW;
     }
   }
   ~thread_pool() { shutdown(); }
@@ -143,9 +145,8 @@ class thread_pool {
 
   void run_chunk(const job& current, std::size_t index) noexcept {
     const auto range = chunk_range(current.n, current.chunks, index);
-    try {
-      current.call(current.context, range.first, range.second);
-    } catch (...) {
+    LOWBIT_TRY { current.call(current.context, range.first, range.second); }
+    LOWBIT_CATCH_ALL {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
     }
@@ -245,9 +246,8 @@ struct openmp_executor {
       const std::size_t chunks = std::min(team, n);
       if (me < chunks) {
         const auto range = chunk_range(n, chunks, me);
-        try {
-          f(range.first, range.second);
-        } catch (...) {
+        LOWBIT_TRY { f(range.first, range.second); }
+        LOWBIT_CATCH_ALL {
 #pragma omp critical(lowbit_openmp_executor_error)
           {
             if (!error) error = std::current_exception();
