@@ -43,6 +43,19 @@
 #define LOWBIT_RETHROW (void)0
 #endif
 
+// Around SIMD kernel code: GCC 12 reports its own AVX-512 intrinsics' deliberately undefined
+// pass-through operands (_mm512_undefined_epi32) as uninitialized once inlined (GCC bug 105593,
+// fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#define LOWBIT_SIMD_DIAGNOSTICS_BEGIN \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LOWBIT_SIMD_DIAGNOSTICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+#define LOWBIT_SIMD_DIAGNOSTICS_END
+#endif
+
 namespace lowbit {
 
 /// std::bit_cast for C++17: constexpr where the compiler offers __builtin_bit_cast (GCC >= 11,

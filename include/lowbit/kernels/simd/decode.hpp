@@ -34,13 +34,7 @@
 #include "../../formats/format.hpp"
 #include "ops.hpp"
 
-// GCC 12 reports its own AVX-512 intrinsics' deliberately undefined pass-through operands
-// (_mm512_undefined_epi32) as uninitialized once inlined (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 
 namespace lowbit {
 namespace simd {
@@ -443,6 +437,4 @@ using decoder = typename detail::select_decoder<Tag, Format>::type;
 }  // namespace simd
 }  // namespace lowbit
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_END

@@ -11,6 +11,8 @@
 /// no byte outside the row is read and no element outside [0, cols) is written.
 #pragma once
 
+#include "../../core/config.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -23,13 +25,7 @@
 #include "decode.hpp"
 #include "ops.hpp"
 
-// GCC 12 reports its own AVX-512 intrinsics' deliberately undefined pass-through operands
-// (_mm512_undefined_epi32) as uninitialized once inlined (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 
 namespace lowbit {
 
@@ -320,6 +316,4 @@ void dequantize_rows(const quantized_view<Scheme>& w, std::size_t row_begin, std
 
 }  // namespace lowbit
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_END

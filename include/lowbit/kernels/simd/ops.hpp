@@ -36,13 +36,7 @@
 #define LOWBIT_ALWAYS_INLINE_LAMBDA
 #endif
 
-// GCC 12 reports its own AVX-512 intrinsics' deliberately undefined pass-through operands
-// (_mm512_undefined_epi32) as uninitialized once inlined (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 
 namespace lowbit {
 namespace simd {
@@ -341,6 +335,4 @@ struct ops<arch::avx512_vnni_tag> : ops_avx512<arch::avx512_vnni_tag> {
 }  // namespace simd
 }  // namespace lowbit
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+LOWBIT_SIMD_DIAGNOSTICS_END
