@@ -1,0 +1,246 @@
+/// \file
+/// \brief Quantized GEMM / GEMV, the public entry points: y = x · Wᵀ (+ bias) for a weight matrix
+/// W (N x K) prepacked in the panel layout (pack_panels), x (M x K) and y (M x N) row-major fp32.
+///
+///   auto w = lowbit::pack_panels(lowbit::quantize<Scheme>(weights, n, k, {.group_size = 128}).view());
+///   lowbit::gemm(x, w, y);                                  weight-only: fp32 activations
+///   lowbit::gemm(x, w, y, {bias, lowbit::compute::int8});   W8A8 / W4A8: dynamic int8 activations
+///   lowbit::gemm(x, w, y, opts, pool, lowbit::isa::avx2);   over an executor, on a forced path
+///
+/// Weight-only: every format and scheme. The kernels decode the weights in registers (M <= 4) or
+/// into an L1 tile (larger M), never into a full copy, and accumulate in fp32. Tolerance against
+/// reference::gemm: |y - y_ref| <= 1e-5 * sum_k |x w| (fp32 sums of up to 64K terms in blocks).
+///
+/// compute::int8: formats whose values are integers times a unit (has_integer_path: int4, uint4,
+/// int8, uint8, mxint4, mxint8, IQ4_NL, FP4 E2M1). x is quantized per row to int8 (optionally
+/// divided by SmoothQuant's per-channel scales first), products are accumulated in int32
+/// (AVX-512 VNNI vpdpbusd; vpmaddubsw elsewhere) with the group's dot product exact; the float
+/// steps give |y - reference::gemm_int8| <= 1e-6 * the sum of the group terms' magnitudes.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include "../arch/dispatch.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/views.hpp"
+#include "../layout/panel.hpp"
+#include "../quant/activations.hpp"
+#include "integer_weights.hpp"
+#include "simd/gemm_float.hpp"
+#include "simd/gemm_int8.hpp"
+
+namespace lowbit {
+
+/// What the GEMM computes with.
+enum class compute {
+  weight_only,  ///< fp32 activations times the decoded weights, fp32 accumulation
+  int8,         ///< dynamic per-row int8 activations, int32 accumulation (integer formats only)
+};
+
+struct gemm_options {
+  const float* bias = nullptr;            ///< N values added to every row of y, or null
+  compute mode = compute::weight_only;
+  const float* channel_scales = nullptr;  ///< compute::int8: x[:, k] is divided by channel_scales[k]
+};
+
+namespace detail {
+
+/// Element value (decode(code) - decode(zero)) * scale of row i of panel p, column k.
+template <class Scheme>
+float panel_element(const panel_matrix<Scheme>& w, std::size_t p, std::size_t i, std::size_t k) noexcept {
+  using traits = format_traits<typename Scheme::format>;
+  constexpr std::size_t L = panel_matrix<Scheme>::lane_elements;
+  std::size_t byte;
+  unsigned shift;
+  panel_matrix<Scheme>::locate(i, k, byte, shift);
+  const uint8_t code = static_cast<uint8_t>((w.chunk(p, k / L)[byte] >> shift) & ((1u << Scheme::bits) - 1u));
+  const std::size_t g = k / w.shape().group_size;
+  float v = traits::decode(code);
+  if (Scheme::has_zero) v = v - traits::decode(w.zeros(p, g)[i]);
+  return v * scale_traits<typename Scheme::scale_type>::to_float(w.scales(p, g)[i]);
+}
+
+template <class Scheme>
+uint8_t panel_code(const panel_matrix<Scheme>& w, std::size_t p, std::size_t i, std::size_t k) noexcept {
+  std::size_t byte;
+  unsigned shift;
+  panel_matrix<Scheme>::locate(i, k, byte, shift);
+  return static_cast<uint8_t>((w.chunk(p, k / panel_matrix<Scheme>::lane_elements)[byte] >> shift) &
+                              ((1u << Scheme::bits) - 1u));
+}
+
+/// Scalar path: plain loops, the same sums per group as the SIMD kernels.
+template <class Scheme>
+void gemm_float_scalar(const panel_matrix<Scheme>& w, matrix_view<const float> x, std::size_t p_begin,
+                       std::size_t p_end, const gemm_output& out) noexcept {
+  const std::size_t k_total = w.shape().cols, group_size = w.shape().group_size;
+  for (std::size_t n = p_begin * 16; n < std::min(out.n, p_end * 16); ++n)
+    for (std::size_t i = 0; i < x.rows; ++i) {
+      float sum = 0.0f;
+      for (std::size_t k0 = 0; k0 < k_total; k0 += group_size) {
+        float group = 0.0f;
+        for (std::size_t k = k0; k < std::min(k_total, k0 + group_size); ++k)
+          group += x(i, k) * panel_element(w, n / 16, n % 16, k);
+        sum += group;
+      }
+      out.y[i * out.ld + n] = sum + (out.bias ? out.bias[n] : 0.0f);
+    }
+}
+
+template <class Scheme>
+void gemm_int8_scalar(const panel_matrix<Scheme>& w, const int8_activations& a, std::size_t p_begin,
+                      std::size_t p_end, const gemm_output& out) noexcept {
+  using format = typename Scheme::format;
+  constexpr detail::integer_code_map map = integer_codes<format>::value;
+  const std::size_t k_total = w.shape().cols, group_size = w.shape().group_size;
+  for (std::size_t n = p_begin * 16; n < std::min(out.n, p_end * 16); ++n) {
+    const std::size_t p = n / 16, r = n % 16;
+    for (std::size_t i = 0; i < a.rows(); ++i) {
+      float sum = 0.0f;
+      for (std::size_t g = 0; g * group_size < k_total; ++g) {
+        int32_t dot = 0;
+        for (std::size_t k = g * group_size; k < std::min(k_total, (g + 1) * group_size); ++k)
+          dot += int32_t(map.u8[panel_code(w, p, r, k)]) * a.row(i)[k];
+        const int32_t zero = Scheme::has_zero ? map.u8[w.zeros(p, g)[r]] : map.offset;
+        const float scale = scale_traits<typename Scheme::scale_type>::to_float(w.scales(p, g)[r]) * map.unit;
+        sum += static_cast<float>(dot - zero * a.group_sum(i, g)) * scale;
+      }
+      out.y[i * out.ld + n] = sum * a.scale(i) + (out.bias ? out.bias[n] : 0.0f);
+    }
+  }
+}
+
+/// Splits the panels over the executor in steps of `step` panels and calls f(p_begin, p_end).
+template <class Executor, class F>
+void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
+  exec((panels + step - 1) / step, [&](std::size_t begin, std::size_t end) {
+    f(begin * step, std::min(panels, end * step));
+  });
+}
+
+template <class Tag, class Scheme, class Executor>
+void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const gemm_output& out, Executor&& exec) {
+  const std::size_t panels = w.panels(), m = x.rows;
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_float_scalar(w, x, b, e, out); });
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    constexpr std::size_t V = 16 / simd::ops<Tag>::lanes;
+    constexpr std::size_t P1 = V >= 4 ? 1 : 4 / V, P2 = V >= 2 ? 1 : 2;
+    if (m <= 4) {
+      // Decode: all rows in one pass over W, register blocks of 1, 2 or 4 rows.
+      const std::size_t step = m == 1 ? P1 : P2;
+      for_panels(exec, panels, step, [&](std::size_t b, std::size_t e) {
+        if (m == 1) {
+          simd::gemm_float_small_m<Tag, Scheme, 1, P1>(w, x.data, x.ld, 1, b, e, out);
+        } else if (m == 2) {
+          simd::gemm_float_small_m<Tag, Scheme, 2, P2>(w, x.data, x.ld, 2, b, e, out);
+        } else {
+          simd::gemm_float_small_m<Tag, Scheme, 4, P2>(w, x.data, x.ld, m, b, e, out);
+        }
+      });
+    } else {
+      for_panels(exec, panels, simd::float_tile_shape<Tag>::tile_panels, [&](std::size_t b, std::size_t e) {
+        simd::gemm_float_tiled<Tag>(w, x.data, x.ld, m, b, e, out);
+      });
+    }
+#endif
+  }
+}
+
+template <class Tag, class Scheme, class Executor>
+void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const gemm_output& out, Executor&& exec) {
+  const std::size_t panels = w.panels(), m = a.rows();
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_int8_scalar(w, a, b, e, out); });
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using shape = simd::int8_tile_shape<Tag>;
+    constexpr std::size_t lanes = simd::ops<Tag>::lanes, MR = shape::mr, P = shape::panels;
+    constexpr std::size_t P1 = lanes == 16 ? 4 : (lanes == 8 ? 2 : 1);
+    if (m < MR) {
+      // Few rows: one row at a time over wider steps of panels (the step stays in L1 between rows).
+      for_panels(exec, panels, P1, [&](std::size_t b, std::size_t e) {
+        for (std::size_t p0 = b; p0 < e; p0 += P1)
+          for (std::size_t i = 0; i < m; ++i)
+            simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), out);
+      });
+    } else {
+      // Many rows: each step of panels (K x P * 16 weights, L2-resident) meets every block of rows.
+      for_panels(exec, panels, P, [&](std::size_t b, std::size_t e) {
+        for (std::size_t p0 = b; p0 < e; p0 += P)
+          for (std::size_t i = 0; i < m; i += MR)
+            simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(e, p0 + P), out);
+      });
+    }
+#endif
+  }
+}
+
+template <class Scheme>
+void check_gemm(const matrix_view<const float>& x, const panel_matrix<Scheme>& w, const matrix_view<float>& y,
+                isa path) {
+  LOWBIT_CHECK(w.panels() > 0, "gemm: w is empty (default-constructed panel_matrix)");
+  x.validate("gemm: x");
+  y.validate("gemm: y");
+  LOWBIT_CHECK(x.cols == w.shape().cols, "gemm: x has " << x.cols << " columns but w has K=" << w.shape().cols);
+  LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
+  LOWBIT_CHECK(y.cols == w.shape().rows, "gemm: y has " << y.cols << " columns but w has N=" << w.shape().rows);
+  LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here (compiled: "
+                                                 << (isa_compiled(path) ? "yes" : "no")
+                                                 << ", cpu: " << (cpu_has(path) ? "yes" : "no") << ")");
+}
+
+}  // namespace detail
+
+/// y = x · Wᵀ + bias on int8 activations already quantized (int8_activations::quantize with
+/// w's group size): engines that reuse one quantized x for several matrices (Q, K, V) call this.
+template <class Scheme, class Executor = serial_executor>
+void gemm(const int8_activations& a, const panel_matrix<Scheme>& w, matrix_view<float> y, const float* bias = nullptr,
+          Executor&& exec = Executor{}, isa path = best_isa()) {
+  using format = typename Scheme::format;
+  if constexpr (!has_integer_path<format>) {
+    raise_error(std::string("gemm: compute::int8 needs integer-valued weights; ") + format_traits<format>::name +
+                " is not (use compute::weight_only)");
+  } else {
+    LOWBIT_CHECK(a.rows() > 0, "gemm: the int8 activations are empty (call quantize first)");
+    const matrix_view<const float> shape_of_x(reinterpret_cast<const float*>(a.row(0)), a.rows(), a.cols());
+    detail::check_gemm(shape_of_x, w, y, path);
+    LOWBIT_CHECK(a.group_size() == w.shape().group_size,
+                 "gemm: activations were quantized with group_size=" << a.group_size() << " but w has "
+                                                                      << w.shape().group_size);
+    LOWBIT_CHECK(w.shape().group_size <= 65536, "gemm: compute::int8 accumulates a group in int32; group_size="
+                                                    << w.shape().group_size << " exceeds 65536 (use smaller groups)");
+    const gemm_output out{y.data, y.ld, y.cols, bias};
+    dispatch(path, [&](auto tag) { detail::gemm_int8<decltype(tag)>(w, a, out, exec); });
+  }
+}
+
+/// y = x · Wᵀ + options.bias (see the file comment). Throws lowbit::error for shapes that do not
+/// match (x: M x K, w: N x K, y: M x N), null or overlapping-ld views, a path not available here,
+/// or compute::int8 with weights that are not integer-valued.
+template <class Scheme, class Executor = serial_executor>
+void gemm(matrix_view<const float> x, const panel_matrix<Scheme>& w, matrix_view<float> y,
+          const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
+  detail::check_gemm(x, w, y, path);
+  if (options.mode == compute::int8) {
+    LOWBIT_CHECK(has_integer_path<typename Scheme::format>,
+                 "gemm: compute::int8 needs integer-valued weights; " << format_traits<typename Scheme::format>::name
+                                                                       << " is not (use compute::weight_only)");
+    // Reused across calls on this thread: no allocation once it is large enough.
+    thread_local int8_activations activations;
+    activations.quantize(x, w.shape().group_size, options.channel_scales, exec);
+    gemm(activations, w, y, options.bias, exec, path);
+    return;
+  }
+  LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8 (fold them into the "
+                                                  "weights for weight-only)");
+  const gemm_output out{y.data, y.ld, y.cols, options.bias};
+  dispatch(path, [&](auto tag) { detail::gemm_float<decltype(tag)>(w, x, out, exec); });
+}
+
+}  // namespace lowbit

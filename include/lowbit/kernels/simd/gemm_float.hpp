@@ -1,0 +1,235 @@
+/// \file
+/// \brief Weight-only GEMM on the SIMD archs: y = x · Wᵀ (+ bias), x fp32, W in the panel layout.
+///
+/// Two kernels, both walking W panel by panel (16 output rows) so every batch holds 16 / lanes
+/// output columns and x is read by broadcasts (no packing of x):
+///  - small M (decode, M <= 4 rows at a time): each chunk is decoded in registers and used at
+///    once; products accumulate per group unscaled (two accumulator sets for latency) and are
+///    scaled once at the end of the group. Streams W once: memory-bound.
+///  - large M: a block of W (`tile_panels` panels x `tile_k` columns) is decoded once into an L1
+///    tile of floats, then an MR x (tile_panels * 16) register block of y accumulates over it, for
+///    every MR rows of x. Decoding is amortized over M; the inner loop is loads, broadcasts, FMAs.
+/// Rows of x past M and panels past the matrix are clamped to the last one (computed and
+/// discarded), so tails need no extra instantiations; outputs past N are never written.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "panel_decode.hpp"
+
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+
+namespace lowbit {
+
+/// Where a kernel writes: y (ld), its width n, and an optional bias of n values.
+struct gemm_output {
+  float* y;
+  std::size_t ld;
+  std::size_t n;
+  const float* bias;
+};
+
+namespace simd {
+
+#if defined(LOWBIT_COMPILED_SSE42)
+
+namespace detail {
+
+/// Loads y[n0 .. n0 + lanes) of a row, clipped to n (zeros past it).
+template <class Tag>
+LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 load_clipped(const float* row, std::size_t n0, std::size_t n) noexcept {
+  using f32 = typename ops<Tag>::f32;
+  constexpr std::size_t W = ops<Tag>::lanes;
+  if (n0 + W <= n) return f32::load_unaligned(row + n0);
+  alignas(64) float tmp[W] = {};
+  if (n0 < n) std::memcpy(tmp, row + n0, (n - n0) * sizeof(float));
+  return f32::load_aligned(tmp);
+}
+/// Stores a batch to y[n0 .. n0 + lanes) of a row, clipped to n.
+template <class Tag>
+LOWBIT_ALWAYS_INLINE void store_clipped(float* row, std::size_t n0, std::size_t n, const typename ops<Tag>::f32& v) noexcept {
+  constexpr std::size_t W = ops<Tag>::lanes;
+  if (n0 + W <= n) {
+    v.store_unaligned(row + n0);
+    return;
+  }
+  alignas(64) float tmp[W];
+  v.store_aligned(tmp);
+  if (n0 < n) std::memcpy(row + n0, tmp, (n - n0) * sizeof(float));
+}
+
+}  // namespace detail
+
+/// Small-M kernel: rows [0, MR) of x (row i at x + min(i, m - 1) * ldx), panels [p_begin, p_end)
+/// taken P at a time.
+template <class Tag, class Scheme, std::size_t MR, std::size_t P>
+void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size_t ldx, std::size_t m,
+                        std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+  using D = panel_decoder<Tag, typename Scheme::format>;
+  using O = ops<Tag>;
+  using f32 = typename O::f32;
+  using i32 = typename O::i32;
+  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, NV = P * V, L = D::per_lane;
+  constexpr bool has_zero = Scheme::has_zero;
+  const D dec;
+  const std::size_t cols = w.shape().cols, chunks = w.chunks(), groups = w.shape().groups_per_row();
+  const std::size_t group_size = w.shape().group_size, panels = w.panels();
+  const float* xr[MR];
+  for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i, m - 1) * ldx;
+
+  for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
+    std::size_t panel[P];
+    for (std::size_t p = 0; p < P; ++p) panel[p] = std::min(p0 + p, panels - 1);
+    f32 total[MR][NV];
+    for (auto& row : total)
+      for (auto& t : row) t = f32(0.0f);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto range = group_chunks(g, groups, group_size, L, chunks);
+      f32 zero[NV];
+      if constexpr (has_zero)
+        for (std::size_t p = 0; p < P; ++p) load_panel_zeros<Tag, typename Scheme::format>(w.zeros(panel[p], g), zero + p * V);
+      f32 acc[2][MR][NV];
+      for (auto& set : acc)
+        for (auto& row : set)
+          for (auto& a : row) a = f32(0.0f);
+      for (std::size_t c = range.begin; c < range.end; ++c) {
+        const std::size_t k0 = c * L;
+        // The last chunk may run past cols: its x comes from a zero-padded copy.
+        alignas(64) float padded[MR][L];
+        const float* xs[MR];
+        if (k0 + L <= cols) {
+          for (std::size_t i = 0; i < MR; ++i) xs[i] = xr[i] + k0;
+        } else {
+          for (std::size_t i = 0; i < MR; ++i) {
+            for (std::size_t j = 0; j < L; ++j) padded[i][j] = k0 + j < cols ? xr[i][k0 + j] : 0.0f;
+            xs[i] = padded[i];
+          }
+        }
+        i32 lanes[NV];
+        for (std::size_t p = 0; p < P; ++p)
+          for (std::size_t v = 0; v < V; ++v)
+            lanes[p * V + v] = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+        lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+          constexpr std::size_t j = decltype(J)::value;
+          for (std::size_t v = 0; v < NV; ++v) {
+            f32 value = dec.template decode<j>(lanes[v]);
+            if constexpr (has_zero) value = value - zero[v];
+            for (std::size_t i = 0; i < MR; ++i) acc[j & 1][i][v] = xsimd::fma(f32(xs[i][j]), value, acc[j & 1][i][v]);
+          }
+        });
+      }
+      f32 scale[NV];
+      for (std::size_t p = 0; p < P; ++p) load_panel_scales<Tag>(w.scales(panel[p], g), scale + p * V);
+      for (std::size_t i = 0; i < MR; ++i)
+        for (std::size_t v = 0; v < NV; ++v) total[i][v] = xsimd::fma(acc[0][i][v] + acc[1][i][v], scale[v], total[i][v]);
+    }
+    for (std::size_t p = 0; p < P && p0 + p < p_end; ++p) {
+      for (std::size_t v = 0; v < V; ++v) {
+        const std::size_t n0 = (p0 + p) * 16 + v * W;
+        const f32 bias = out.bias ? lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n) : f32(0.0f);
+        for (std::size_t i = 0; i < MR && i < m; ++i)
+          lowbit::simd::detail::store_clipped<Tag>(out.y + i * out.ld, n0, out.n, total[i][p * V + v] + bias);
+      }
+    }
+  }
+}
+
+/// Shape of the large-M kernel per arch: panels per tile and rows of x per register block, so
+/// that MR x (tile_panels * 16 / lanes) accumulators fit the register file with room to spare.
+template <class Tag>
+struct float_tile_shape {
+  static constexpr std::size_t lanes = ops<Tag>::lanes;
+  static constexpr std::size_t tile_panels = lanes == 16 ? 2 : 1;
+  static constexpr std::size_t mr = lanes == 16 ? 12 : (lanes == 8 ? 6 : 2);
+  static constexpr std::size_t tile_k = 256;  ///< columns of W per tile: tile_k * tile_panels * 64 bytes in L1
+};
+
+/// Large-M kernel: all m rows of x, panels [p_begin, p_end).
+template <class Tag, class Scheme>
+void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t ldx, std::size_t m,
+                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+  using D = panel_decoder<Tag, typename Scheme::format>;
+  using O = ops<Tag>;
+  using f32 = typename O::f32;
+  using i32 = typename O::i32;
+  using shape = float_tile_shape<Tag>;
+  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, P = shape::tile_panels, NV = P * V, L = D::per_lane;
+  constexpr std::size_t MR = shape::mr, KC = shape::tile_k;
+  static_assert(KC % 8 == 0, "a tile is whole chunks");
+  constexpr bool has_zero = Scheme::has_zero;
+  const D dec;
+  const std::size_t cols = w.shape().cols, group_size = w.shape().group_size, panels = w.panels();
+  alignas(64) float tile[KC * NV * W];
+
+  for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
+    std::size_t panel[P];
+    for (std::size_t p = 0; p < P; ++p) panel[p] = std::min(p0 + p, panels - 1);
+    const std::size_t n_begin = p0 * 16, n_end = std::min(out.n, std::min(p_end, p0 + P) * 16);
+    // y starts as the bias (or zero), then each tile adds its columns' share.
+    for (std::size_t i = 0; i < m; ++i) {
+      float* row = out.y + i * out.ld;
+      for (std::size_t n = n_begin; n < n_end; ++n) row[n] = out.bias ? out.bias[n] : 0.0f;
+    }
+    for (std::size_t k_begin = 0; k_begin < cols; k_begin += KC) {
+      const std::size_t k_end = std::min(cols, k_begin + KC);
+      // Decode the tile: element k of panel row r at tile[(k - k_begin) * NV * W + r].
+      std::size_t g_current = ~std::size_t(0);
+      f32 scale[NV], zero[NV];
+      for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
+        const std::size_t g = c * L / group_size;
+        if (g != g_current) {
+          g_current = g;
+          for (std::size_t p = 0; p < P; ++p) {
+            load_panel_scales<Tag>(w.scales(panel[p], g), scale + p * V);
+            if constexpr (has_zero)
+              load_panel_zeros<Tag, typename Scheme::format>(w.zeros(panel[p], g), zero + p * V);
+          }
+        }
+        float* dst = tile + (c * L - k_begin) * NV * W;
+        for (std::size_t p = 0; p < P; ++p)
+          for (std::size_t v = 0; v < V; ++v) {
+            const std::size_t nv = p * V + v;
+            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+            lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+              constexpr std::size_t j = decltype(J)::value;
+              f32 value = dec.template decode<j>(lanes);
+              if constexpr (has_zero) value = value - zero[nv];
+              (value * scale[nv]).store_aligned(dst + j * NV * W + nv * W);
+            });
+          }
+      }
+      // Register blocks of MR rows over the tile.
+      for (std::size_t i0 = 0; i0 < m; i0 += MR) {
+        const float* xr[MR];
+        for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i0 + i, m - 1) * ldx;
+        f32 acc[MR][NV];
+        for (std::size_t i = 0; i < MR; ++i)
+          for (std::size_t v = 0; v < NV; ++v)
+            acc[i][v] = i0 + i < m ? lowbit::simd::detail::load_clipped<Tag>(out.y + (i0 + i) * out.ld, n_begin + v * W, n_end)
+                                   : f32(0.0f);
+        const float* t = tile;
+        for (std::size_t k = k_begin; k < k_end; ++k, t += NV * W) {
+          f32 wv[NV];
+          for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + v * W);
+          for (std::size_t i = 0; i < MR; ++i) {
+            const f32 xb(xr[i][k]);
+            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+          }
+        }
+        for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
+          for (std::size_t v = 0; v < NV; ++v)
+            lowbit::simd::detail::store_clipped<Tag>(out.y + (i0 + i) * out.ld, n_begin + v * W, n_end, acc[i][v]);
+      }
+    }
+  }
+}
+
+#endif  // LOWBIT_COMPILED_SSE42
+
+}  // namespace simd
+}  // namespace lowbit
+
+LOWBIT_SIMD_DIAGNOSTICS_END

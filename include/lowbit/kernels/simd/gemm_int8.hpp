@@ -1,0 +1,234 @@
+/// \file
+/// \brief Integer GEMM on the SIMD archs (W8A8 / W4A8): int8 activations (quant/activations.hpp)
+/// times integer-valued weights in the panel layout, int32 accumulation, one float step per group.
+///
+/// Weights are read as unsigned bytes u8(c) (kernels/integer_weights.hpp: the code itself, the
+/// code ^ 0x80 for int8, or a 16-byte shuffle of the nibble), activations as signed bytes, which
+/// is the operand order of VNNI's vpdpbusd: per 32-bit lane (one output row) it adds four u8 x s8
+/// products. Then, per group g of row n and activation row m,
+///   y[m][n] += (acc - z_n * sum_g(q_m)) * (scale_n,g * unit) * scale_m
+/// where z_n is u8 of the zero point (or the format's offset), the correction done in int32 so the
+/// group's dot product is exact. Overflow: |acc| <= group_size * 255 * 127, so a group (or a whole
+/// row, per-channel) of up to 66,000 columns fits int32 (gemm() checks the bound).
+/// Without VNNI, u8 x s8 pairs go through vpmaddubsw + vpmaddwd; weights of more than 7 bits are
+/// split into nibbles first so the 16-bit pair sums cannot saturate (15 * 127 * 2 < 32767).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "../../quant/activations.hpp"
+#include "../integer_weights.hpp"
+#include "gemm_float.hpp"
+
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+
+namespace lowbit {
+namespace simd {
+
+#if defined(LOWBIT_COMPILED_SSE42)
+
+/// Byte-level helpers of the integer kernel, per arch.
+template <class Tag, class = void>
+struct int8_dot;
+
+template <class Tag>
+struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 4>> {
+  using i32 = typename ops<Tag>::i32;
+  static LOWBIT_ALWAYS_INLINE i32 broadcast4(const int8_t* p) noexcept {
+    return _mm_set1_epi32(static_cast<int>(lowbit::simd::detail::load_u32(reinterpret_cast<const uint8_t*>(p))));
+  }
+  static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm_shuffle_epi8(table, idx); }
+  static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm_srli_epi16(x, n); }
+  /// acc + sum of four u8 x s8 products per lane; u8 < 128 when Narrow.
+  template <bool Narrow>
+  static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
+    const __m128i ones = _mm_set1_epi16(1);
+    if constexpr (Narrow) {
+      return _mm_add_epi32(acc, _mm_madd_epi16(_mm_maddubs_epi16(u, s), ones));
+    } else {
+      const __m128i low = _mm_and_si128(u, _mm_set1_epi8(0x0F)), high = _mm_and_si128(_mm_srli_epi16(u, 4), _mm_set1_epi8(0x0F));
+      const __m128i l = _mm_madd_epi16(_mm_maddubs_epi16(low, s), ones);
+      const __m128i h = _mm_madd_epi16(_mm_maddubs_epi16(high, s), _mm_set1_epi16(16));
+      return _mm_add_epi32(acc, _mm_add_epi32(l, h));
+    }
+  }
+};
+
+#if defined(LOWBIT_COMPILED_AVX2)
+template <class Tag>
+struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 8>> {
+  using i32 = typename ops<Tag>::i32;
+  static LOWBIT_ALWAYS_INLINE i32 broadcast4(const int8_t* p) noexcept {
+    return _mm256_set1_epi32(static_cast<int>(lowbit::simd::detail::load_u32(reinterpret_cast<const uint8_t*>(p))));
+  }
+  static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm256_shuffle_epi8(table, idx); }
+  static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm256_srli_epi16(x, n); }
+  template <bool Narrow>
+  static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if constexpr (Narrow) {
+      return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+    } else {
+      const __m256i nibble = _mm256_set1_epi8(0x0F);
+      const __m256i low = _mm256_and_si256(u, nibble), high = _mm256_and_si256(_mm256_srli_epi16(u, 4), nibble);
+      const __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(low, s), ones);
+      const __m256i h = _mm256_madd_epi16(_mm256_maddubs_epi16(high, s), _mm256_set1_epi16(16));
+      return _mm256_add_epi32(acc, _mm256_add_epi32(l, h));
+    }
+  }
+};
+#endif
+
+#if defined(LOWBIT_COMPILED_AVX512)
+template <class Tag>
+struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 16>> {
+  using i32 = typename ops<Tag>::i32;
+  static LOWBIT_ALWAYS_INLINE i32 broadcast4(const int8_t* p) noexcept {
+    return _mm512_set1_epi32(static_cast<int>(lowbit::simd::detail::load_u32(reinterpret_cast<const uint8_t*>(p))));
+  }
+  static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm512_shuffle_epi8(table, idx); }
+  static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm512_srli_epi16(x, n); }
+  template <bool Narrow>
+  static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+    if constexpr (Tag::level >= isa::avx512_vnni) return _mm512_dpbusd_epi32(acc, u, s);
+#endif
+    const __m512i ones = _mm512_set1_epi16(1);
+    if constexpr (Narrow) {
+      return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), ones));
+    } else {
+      const __m512i nibble = _mm512_set1_epi8(0x0F);
+      const __m512i low = _mm512_and_si512(u, nibble), high = _mm512_and_si512(_mm512_srli_epi16(u, 4), nibble);
+      const __m512i l = _mm512_madd_epi16(_mm512_maddubs_epi16(low, s), ones);
+      const __m512i h = _mm512_madd_epi16(_mm512_maddubs_epi16(high, s), _mm512_set1_epi16(16));
+      return _mm512_add_epi32(acc, _mm512_add_epi32(l, h));
+    }
+  }
+};
+#endif
+
+/// Register block of the integer kernel per arch: rows of x per block and panels per step.
+template <class Tag>
+struct int8_tile_shape {
+  static constexpr std::size_t lanes = ops<Tag>::lanes;
+  static constexpr std::size_t panels = lanes == 16 ? 2 : 1;
+  static constexpr std::size_t mr = lanes == 16 ? 6 : (lanes == 8 ? 2 : 1);
+};
+
+/// Rows [i0, i0 + MR) of the activations (clamped to m), panels [p_begin, p_end), P at a time.
+template <class Tag, class Scheme, std::size_t MR, std::size_t P>
+void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, std::size_t i0, std::size_t p_begin,
+                     std::size_t p_end, const gemm_output& out) noexcept {
+  using format = typename Scheme::format;
+  using O = ops<Tag>;
+  using f32 = typename O::f32;
+  using i32 = typename O::i32;
+  using B = int8_dot<Tag>;
+  constexpr lowbit::detail::integer_code_map map = integer_codes<format>::value;
+  static_assert(map.ok, "the integer GEMM path needs an integer-valued format (has_integer_path)");
+  constexpr int bits = format_traits<format>::bits;
+  constexpr std::size_t W = O::lanes, V = 16 / W, NV = P * V, L = bits == 4 ? 8 : 4;
+  constexpr bool narrow = map.max_u8 < 128;
+  constexpr bool identity4 = map.identity;
+  const std::size_t m = a.rows(), chunks = w.chunks(), groups = w.shape().groups_per_row();
+  const std::size_t group_size = w.shape().group_size, panels = w.panels();
+
+  alignas(64) uint8_t lut_bytes[64];
+  for (int i = 0; i < 64; ++i) lut_bytes[i] = map.u8[i & 15];
+  const i32 lut = i32::load_aligned(reinterpret_cast<const int32_t*>(lut_bytes));
+  const i32 nibble(0x0F0F0F0F);
+  const i32 flip(static_cast<int32_t>(0x01010101u * map.flip));
+
+  const int8_t* xr[MR];
+  float xscale[MR];
+  const int32_t* xsum[MR];
+  for (std::size_t i = 0; i < MR; ++i) {
+    const std::size_t row = std::min(i0 + i, m - 1);
+    xr[i] = a.row(row);
+    xscale[i] = a.scale(row);
+    xsum[i] = a.group_sums(row);
+  }
+
+  for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
+    std::size_t panel[P];
+    for (std::size_t p = 0; p < P; ++p) panel[p] = std::min(p0 + p, panels - 1);
+    f32 total[MR][NV];
+    for (auto& row : total)
+      for (auto& t : row) t = f32(0.0f);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto range = group_chunks(g, groups, group_size, L, chunks);
+      i32 acc[MR][NV];
+      for (auto& row : acc)
+        for (auto& v : row) v = i32(0);
+      for (std::size_t c = range.begin; c < range.end; ++c) {
+        i32 u[NV], u_high[NV];
+        for (std::size_t p = 0; p < P; ++p)
+          for (std::size_t v = 0; v < V; ++v) {
+            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+            if constexpr (bits == 4) {
+              i32 low = lanes & nibble, high = B::shift_right_16(lanes, 4) & nibble;
+              if constexpr (!identity4) {
+                low = B::shuffle(lut, low);
+                high = B::shuffle(lut, high);
+              }
+              u[p * V + v] = low;
+              u_high[p * V + v] = high;
+            } else {
+              u[p * V + v] = map.flip ? i32(lanes ^ flip) : lanes;
+            }
+          }
+        for (std::size_t i = 0; i < MR; ++i) {
+          const i32 s = B::broadcast4(xr[i] + c * L);
+          for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u[v], s);
+          if constexpr (bits == 4) {
+            const i32 s_high = B::broadcast4(xr[i] + c * L + 4);
+            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u_high[v], s_high);
+          }
+        }
+      }
+      // Per group: the zero-point correction in int32 (exact: |z * sum| <= 255 * 127 * group),
+      // then the weight scale times the format's unit.
+      f32 scale[NV];
+      i32 zero[NV] = {};
+      for (std::size_t p = 0; p < P; ++p) {
+        load_panel_scales<Tag>(w.scales(panel[p], g), scale + p * V);
+        if constexpr (Scheme::has_zero) {
+          alignas(64) int32_t z[16];
+          const uint8_t* zc = w.zeros(panel[p], g);
+          for (int r = 0; r < 16; ++r) z[r] = map.u8[zc[r]];
+          for (std::size_t v = 0; v < V; ++v) zero[p * V + v] = i32::load_aligned(z + v * W);
+        }
+      }
+      for (std::size_t v = 0; v < NV; ++v) scale[v] = scale[v] * f32(map.unit);
+      for (std::size_t i = 0; i < MR; ++i) {
+        const int32_t sum = xsum[i][g];
+        for (std::size_t v = 0; v < NV; ++v) {
+          i32 exact;
+          if constexpr (Scheme::has_zero) {
+            exact = acc[i][v] - zero[v] * i32(sum);
+          } else {
+            exact = acc[i][v] - i32(sum * map.offset);
+          }
+          total[i][v] = xsimd::fma(O::to_f32(exact), scale[v], total[i][v]);
+        }
+      }
+    }
+    for (std::size_t p = 0; p < P && p0 + p < p_end; ++p)
+      for (std::size_t v = 0; v < V; ++v) {
+        const std::size_t n0 = (p0 + p) * 16 + v * W;
+        const f32 bias = out.bias ? lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n) : f32(0.0f);
+        for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
+          lowbit::simd::detail::store_clipped<Tag>(out.y + (i0 + i) * out.ld, n0, out.n,
+                                                   xsimd::fma(total[i][p * V + v], f32(xscale[i]), bias));
+      }
+  }
+}
+
+#endif  // LOWBIT_COMPILED_SSE42
+
+}  // namespace simd
+}  // namespace lowbit
+
+LOWBIT_SIMD_DIAGNOSTICS_END
