@@ -38,7 +38,7 @@ constexpr integer_code_map make_integer_code_map() noexcept {
   float unit = 0.0f;  // the smallest non-zero magnitude; every value must be a multiple of it
   for (int c = 0; c < codes; ++c) {
     const float v = format_traits<Format>::decode(static_cast<uint8_t>(c));
-    if (!(v == v) || v - v != 0.0f) return m;  // NaN or inf
+    if (!(v == v) || v > 3.0e38f || v < -3.0e38f) return m;  // NaN or inf
     const float a = v < 0 ? -v : v;
     if (a != 0.0f && (unit == 0.0f || a < unit)) unit = a;
   }

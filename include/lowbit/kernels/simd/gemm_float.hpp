@@ -90,7 +90,7 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
       const auto range = group_chunks(g, groups, group_size, L, chunks);
       f32 zero[NV];
       if constexpr (has_zero)
-        for (std::size_t p = 0; p < P; ++p) load_panel_zeros<Tag, typename Scheme::format>(w.zeros(panel[p], g), zero + p * V);
+        for (std::size_t p = 0; p < P; ++p) load_panel_zeros(dec, w.zeros(panel[p], g), zero + p * V);
       f32 acc[2][MR][NV];
       for (auto& set : acc)
         for (auto& row : set)
@@ -185,7 +185,7 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t
           for (std::size_t p = 0; p < P; ++p) {
             load_panel_scales<Tag>(w.scales(panel[p], g), scale + p * V);
             if constexpr (has_zero)
-              load_panel_zeros<Tag, typename Scheme::format>(w.zeros(panel[p], g), zero + p * V);
+              load_panel_zeros(dec, w.zeros(panel[p], g), zero + p * V);
           }
         }
         float* dst = tile + (c * L - k_begin) * NV * W;

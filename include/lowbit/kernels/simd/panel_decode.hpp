@@ -86,29 +86,46 @@ struct panel_decoder {
   }
 };
 
-/// The 16 scales of a panel's group as float batches.
+/// The 16 scales of a panel's group as float batches. fp16 and E8M0 are converted in registers
+/// (a scalar conversion stored and reloaded would stall on store forwarding once per group).
 template <class Tag, class Scale>
 LOWBIT_ALWAYS_INLINE void load_panel_scales(const Scale* s, typename ops<Tag>::f32* out) noexcept {
   using O = ops<Tag>;
+  using f32 = typename O::f32;
+  using i32 = typename O::i32;
   constexpr std::size_t V = 16 / O::lanes;
   if constexpr (std::is_same<Scale, float>::value) {
-    for (std::size_t v = 0; v < V; ++v) out[v] = O::f32::load_unaligned(s + v * O::lanes);
+    for (std::size_t v = 0; v < V; ++v) out[v] = f32::load_unaligned(s + v * O::lanes);
+  } else if constexpr (std::is_same<Scale, fp16>::value && O::lanes == 16) {
+    out[0] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+  } else if constexpr (std::is_same<Scale, fp16>::value && O::lanes == 8) {
+    for (std::size_t v = 0; v < V; ++v) out[v] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 8 * v)));
+  } else if constexpr (std::is_same<Scale, e8m0>::value) {
+    // 2^(e - 127): e in the float exponent field; e = 0 is the subnormal 2^-127, e = 255 is NaN.
+    i32 e[V];
+    O::unpack8u(reinterpret_cast<const uint8_t*>(s), e);
+    for (std::size_t v = 0; v < V; ++v) {
+      const i32 bits = xsimd::select(e[v] == i32(0), i32(0x00400000),
+                                     xsimd::select(e[v] == i32(255), i32(0x7FC00000), i32(e[v] << 23)));
+      out[v] = O::as_f32(bits);
+    }
   } else {
     alignas(64) float f[16];
     for (int i = 0; i < 16; ++i) f[i] = detail::scale_value<Tag>(s[i]);
-    for (std::size_t v = 0; v < V; ++v) out[v] = O::f32::load_aligned(f + v * O::lanes);
+    for (std::size_t v = 0; v < V; ++v) out[v] = f32::load_aligned(f + v * O::lanes);
   }
 }
 
-/// decode(zero) of a panel's 16 zero points as float batches.
+/// decode(zero) of a panel's 16 zero points as float batches, through the panel decoder (a zero
+/// point is a code of the format; as element 0 of a lane it decodes like one).
 template <class Tag, class Format>
-LOWBIT_ALWAYS_INLINE void load_panel_zeros(const uint8_t* z, typename ops<Tag>::f32* out) noexcept {
+LOWBIT_ALWAYS_INLINE void load_panel_zeros(const panel_decoder<Tag, Format>& dec, const uint8_t* z,
+                                           typename ops<Tag>::f32* out) noexcept {
   using O = ops<Tag>;
   constexpr std::size_t V = 16 / O::lanes;
-  const float* table = detail::decode_table<Format>();
-  alignas(64) float f[16];
-  for (int i = 0; i < 16; ++i) f[i] = table[z[i]];
-  for (std::size_t v = 0; v < V; ++v) out[v] = O::f32::load_aligned(f + v * O::lanes);
+  typename O::i32 codes[V];
+  O::unpack8u(z, codes);
+  for (std::size_t v = 0; v < V; ++v) out[v] = dec.template decode<0>(codes[v]);
 }
 
 /// The chunks of group g: [begin, end). Group sizes are multiples of per_lane or the whole row.

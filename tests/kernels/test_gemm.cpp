@@ -1,0 +1,208 @@
+// The GEMM against the float64 references on every ISA path this CPU runs: weight-only for every
+// scheme, the integer path (compute::int8) for every integer-valued one, random and odd shapes
+// (M = 1, 2, 3, 17, 64; N and K not multiples of anything), tails of panels, groups and chunks,
+// executors, and the errors that bad arguments raise.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "common/schemes.hpp"
+#include "lowbit/arch/dispatch.hpp"
+#include "lowbit/kernels/gemm.hpp"
+#include "lowbit/kernels/reference/gemm.hpp"
+#include "lowbit/layout/panel.hpp"
+#include "lowbit/quant/quantize.hpp"
+
+namespace lowbit_test {
+namespace {
+
+struct gemm_case {
+  std::size_t m, n, k, group_size;  // group_size 0: per-channel
+};
+
+// Odd N (panel tails), K past the last whole chunk, groups with a short last one, M around the
+// small-M / tiled switch and the register blocks.
+const gemm_case cases[] = {{1, 37, 100, 32}, {2, 16, 64, 0},   {3, 50, 264, 64},
+                           {17, 33, 96, 32}, {64, 20, 128, 128}, {5, 45, 300, 0}};
+
+template <class Scheme>
+std::size_t group_for(const gemm_case& c) {
+  if (is_mx_scheme<Scheme>::value) return mx::block_size;
+  return c.group_size == 0 ? c.k : c.group_size;
+}
+
+template <class Scheme>
+quantized_matrix<Scheme> make_weights(const gemm_case& c, uint32_t seed) {
+  const std::vector<float> w = random_matrix(c.n, c.k, seed);
+  return quantize<Scheme>(w.data(), c.n, c.k, c.k, quant_options{group_for<Scheme>(c)});
+}
+
+void expect_close(const std::vector<float>& y, const reference::gemm_result& ref, double tolerance,
+                  const std::string& what) {
+  ASSERT_EQ(y.size(), ref.y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const double error = std::fabs(static_cast<double>(y[i]) - ref.y[i]);
+    if (!(error <= tolerance * ref.magnitude[i] + 1e-30)) {
+      ADD_FAILURE() << what << ": output " << i << " = " << y[i] << ", reference " << ref.y[i]
+                    << " (tolerance " << tolerance << " x " << ref.magnitude[i] << ")";
+      return;
+    }
+  }
+}
+
+template <class Scheme>
+class gemm_test : public ::testing::Test {};
+TYPED_TEST_SUITE(gemm_test, all_schemes);
+
+TYPED_TEST(gemm_test, weight_only_matches_reference_on_every_path) {
+  using S = TypeParam;
+  uint32_t seed = 100;
+  for (const gemm_case& c : cases) {
+    const quantized_matrix<S> q = make_weights<S>(c, ++seed);
+    const panel_matrix<S> w = pack_panels(q.view());
+    const std::vector<float> x = random_matrix(c.m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
+    const reference::gemm_result ref = reference::gemm(matrix_view<const float>(x.data(), c.m, c.k), q.view(), bias.data());
+    for (isa path : supported_isas()) {
+      std::vector<float> y(c.m * c.n, -1.0f);
+      gemm(matrix_view<const float>(x.data(), c.m, c.k), w, matrix_view<float>(y.data(), c.m, c.n),
+           gemm_options{bias.data()}, serial_executor{}, path);
+      expect_close(y, ref, 1e-5,
+                   std::string(isa_name(path)) + " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                       " k=" + std::to_string(c.k) + " seed=" + std::to_string(seed));
+    }
+  }
+}
+
+TYPED_TEST(gemm_test, integer_path_matches_integer_reference_or_is_refused) {
+  using S = TypeParam;
+  uint32_t seed = 200;
+  for (const gemm_case& c : cases) {
+    const quantized_matrix<S> q = make_weights<S>(c, ++seed);
+    const panel_matrix<S> w = pack_panels(q.view());
+    const std::vector<float> x = random_matrix(c.m, c.k, ++seed);
+    std::vector<float> y(c.m * c.n);
+    const gemm_options int8{nullptr, compute::int8};
+    if constexpr (!has_integer_path<typename S::format>) {
+      EXPECT_THROW(gemm(matrix_view<const float>(x.data(), c.m, c.k), w, matrix_view<float>(y.data(), c.m, c.n), int8),
+                   lowbit::error);
+      return;
+    } else {
+      int8_activations a;
+      a.quantize(matrix_view<const float>(x.data(), c.m, c.k), w.shape().group_size);
+      const reference::gemm_result ref = reference::gemm_int8(a, q.view());
+      for (isa path : supported_isas()) {
+        std::fill(y.begin(), y.end(), -1.0f);
+        gemm(matrix_view<const float>(x.data(), c.m, c.k), w, matrix_view<float>(y.data(), c.m, c.n), int8,
+             serial_executor{}, path);
+        expect_close(y, ref, 2e-6, std::string(isa_name(path)) + " m=" + std::to_string(c.m) + " n=" +
+                                       std::to_string(c.n) + " k=" + std::to_string(c.k));
+      }
+    }
+  }
+}
+
+// Threads split the panels; the result must not depend on how.
+TEST(gemm, executors_give_the_serial_result) {
+  using S = scheme<int4, fp16>;
+  const gemm_case c{7, 300, 256, 64};
+  const quantized_matrix<S> q = make_weights<S>(c, 5);
+  const panel_matrix<S> w = pack_panels(q.view());
+  const std::vector<float> x = random_matrix(c.m, c.k, 6);
+  thread_pool pool(3);
+  for (compute mode : {compute::weight_only, compute::int8}) {
+    for (std::size_t m : {std::size_t(1), c.m}) {
+      std::vector<float> serial(m * c.n), threaded(m * c.n);
+      gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(serial.data(), m, c.n), {nullptr, mode});
+      gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(threaded.data(), m, c.n), {nullptr, mode},
+           pool);
+      EXPECT_EQ(serial, threaded) << "m=" << m;
+    }
+  }
+}
+
+// Strided views: only the M x N window of y is written, x is read through its ld.
+TEST(gemm, leading_dimensions_are_honoured) {
+  using S = scheme<nf4>;
+  const gemm_case c{3, 40, 128, 64};
+  const quantized_matrix<S> q = make_weights<S>(c, 8);
+  const panel_matrix<S> w = pack_panels(q.view());
+  const std::size_t ldx = c.k + 9, ldy = c.n + 5;
+  const std::vector<float> x = random_matrix(c.m, ldx, 9);
+  for (isa path : supported_isas()) {
+    std::vector<float> y(c.m * ldy, 7.0f);
+    gemm(matrix_view<const float>(x.data(), c.m, c.k, ldx), w, matrix_view<float>(y.data(), c.m, c.n, ldy), {},
+         serial_executor{}, path);
+    std::vector<float> dense(c.m * c.n);
+    for (std::size_t i = 0; i < c.m; ++i)
+      for (std::size_t j = 0; j < c.n; ++j) dense[i * c.n + j] = y[i * ldy + j];
+    std::vector<float> xd(c.m * c.k);
+    for (std::size_t i = 0; i < c.m; ++i)
+      for (std::size_t j = 0; j < c.k; ++j) xd[i * c.k + j] = x[i * ldx + j];
+    expect_close(dense, reference::gemm(matrix_view<const float>(xd.data(), c.m, c.k), q.view()), 1e-5, isa_name(path));
+    for (std::size_t i = 0; i < c.m; ++i)
+      for (std::size_t j = c.n; j < ldy; ++j) EXPECT_EQ(y[i * ldy + j], 7.0f) << isa_name(path);
+  }
+}
+
+// Per-row int8 quantization, checked against its definition computed here independently.
+TEST(int8_activations, rows_round_half_even_to_127_over_their_absmax) {
+  const std::size_t m = 3, k = 37, g = 16;
+  std::vector<float> x = random_matrix(m, k, 11);
+  x[5] = 0.0f;
+  x[k + 3] = -4.0f;  // row 1's absmax, negative
+  std::vector<float> c(k);
+  for (std::size_t j = 0; j < k; ++j) c[j] = 0.5f + 0.05f * static_cast<float>(j);
+  for (const float* channel : {static_cast<const float*>(nullptr), static_cast<const float*>(c.data())}) {
+    int8_activations a;
+    a.quantize(matrix_view<const float>(x.data(), m, k), g, channel);
+    ASSERT_EQ(a.padded_cols(), 40u);
+    for (std::size_t i = 0; i < m; ++i) {
+      double amax = 0;
+      for (std::size_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(double(x[i * k + j]) / (channel ? channel[j] : 1.0)));
+      EXPECT_FLOAT_EQ(a.scale(i), static_cast<float>(amax / 127.0));
+      int32_t sums[3] = {};
+      for (std::size_t j = 0; j < k; ++j) {
+        const float v = (channel ? x[i * k + j] / channel[j] : x[i * k + j]) * (1.0f / a.scale(i));
+        const int expected = static_cast<int>(std::nearbyint(v));
+        EXPECT_EQ(a.row(i)[j], std::max(-127, std::min(127, expected))) << "row " << i << " col " << j;
+        sums[j / g] += a.row(i)[j];
+      }
+      for (std::size_t j = k; j < a.padded_cols(); ++j) EXPECT_EQ(a.row(i)[j], 0);
+      for (std::size_t gi = 0; gi < a.groups(); ++gi) EXPECT_EQ(a.group_sum(i, gi), sums[gi]);
+    }
+  }
+}
+
+TEST(gemm, bad_arguments_raise_errors) {
+  using S = scheme<int4>;
+  const quantized_matrix<S> q = make_weights<S>({1, 32, 64, 32}, 12);
+  const panel_matrix<S> w = pack_panels(q.view());
+  std::vector<float> x(4 * 64), y(4 * 32);
+  const matrix_view<const float> xv(x.data(), 4, 64);
+  const matrix_view<float> yv(y.data(), 4, 32);
+  EXPECT_NO_THROW(gemm(xv, w, yv));
+  EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 4, 63), w, yv), lowbit::error);    // K mismatch
+  EXPECT_THROW(gemm(xv, w, matrix_view<float>(y.data(), 3, 32)), lowbit::error);         // M mismatch
+  EXPECT_THROW(gemm(xv, w, matrix_view<float>(y.data(), 4, 31)), lowbit::error);         // N mismatch
+  EXPECT_THROW(gemm(matrix_view<const float>(nullptr, 4, 64), w, yv), lowbit::error);    // null x
+  EXPECT_THROW(gemm(xv, w, matrix_view<float>(y.data(), 4, 32, 16)), lowbit::error);     // ld < cols
+  EXPECT_THROW(gemm(xv, panel_matrix<S>{}, yv), lowbit::error);                          // empty w
+  float c[64] = {};
+  EXPECT_THROW(gemm(xv, w, yv, {nullptr, compute::weight_only, c}), lowbit::error);      // channel scales w/o int8
+  int8_activations a;
+  a.quantize(xv, 16);
+  EXPECT_THROW(gemm(a, w, yv), lowbit::error);                                           // group size mismatch
+  const quantized_matrix<scheme<nf4>> qn = make_weights<scheme<nf4>>({1, 32, 64, 32}, 13);
+  EXPECT_THROW(gemm(xv, pack_panels(qn.view()), yv, {nullptr, compute::int8}), lowbit::error);  // not integer
+  for (isa path : {isa::sse42, isa::avx2, isa::avx512, isa::avx512_vnni}) {
+    if (!isa_supported(path)) {
+      EXPECT_THROW(gemm(xv, w, yv, {}, serial_executor{}, path), lowbit::error);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit_test
