@@ -6,8 +6,8 @@
 ///  - small M (decode, M <= 4 rows at a time): each chunk is decoded in registers and used at
 ///    once; products accumulate per group unscaled (two accumulator sets for latency) and are
 ///    scaled once at the end of the group. Streams W once: memory-bound.
-///  - large M: a block of W (`tile_panels` panels x `tile_k` columns) is decoded once into an L1
-///    tile of floats, then an MR x (tile_panels * 16) register block of y accumulates over it, for
+///  - large M: a block of W (`tile_panels` panels x `tile_k` columns) is decoded once into an L2
+///    tile of floats, then MR x (block_panels * 16) register blocks of y accumulate over it, for
 ///    every MR rows of x. Decoding is amortized over M; the inner loop is loads, broadcasts, FMAs.
 /// Rows of x past M and panels past the matrix are clamped to the last one (computed and
 /// discarded), so tails need no extra instantiations; outputs past N are never written.
@@ -137,37 +137,44 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
   }
 }
 
-/// Shape of the large-M kernel per arch: panels per tile and rows of x per register block, so
-/// that MR x (tile_panels * 16 / lanes) accumulators fit the register file with room to spare.
+/// Shape of the large-M kernel per arch: panels per register block and rows of x per block, so
+/// that MR x (block_panels * 16 / lanes) accumulators fit the register file with room to spare;
+/// and the decoded tile: tile_k columns of tile_panels panels (256 x 256 floats, 256 KiB: L2).
 template <class Tag>
 struct float_tile_shape {
   static constexpr std::size_t lanes = ops<Tag>::lanes;
-  static constexpr std::size_t tile_panels = lanes == 16 ? 2 : 1;
+  static constexpr std::size_t block_panels = lanes == 16 ? 2 : 1;
   static constexpr std::size_t mr = lanes == 16 ? 12 : (lanes == 8 ? 6 : 2);
-  static constexpr std::size_t tile_k = 256;  ///< columns of W per tile: tile_k * tile_panels * 64 bytes in L1
+  static constexpr std::size_t tile_k = 256;
+  static constexpr std::size_t tile_panels = 16;
 };
 
-/// Large-M kernel: all m rows of x, panels [p_begin, p_end).
+/// Large-M kernel: all m rows of x, panels [p_begin, p_end). As in BLIS, a tile of W (tile_k x
+/// tile_panels * 16, decoded once) is reused by every block of MR rows of x, and each such block
+/// (MR x tile_k, in L1) by every pair of panels of the tile, so neither W nor x is re-read from
+/// memory more than N / (tile_panels * 16) times.
 template <class Tag, class Scheme>
 void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t ldx, std::size_t m,
-                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
   using D = panel_decoder<Tag, typename Scheme::format>;
   using O = ops<Tag>;
   using f32 = typename O::f32;
   using i32 = typename O::i32;
   using shape = float_tile_shape<Tag>;
-  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, P = shape::tile_panels, NV = P * V, L = D::per_lane;
-  constexpr std::size_t MR = shape::mr, KC = shape::tile_k;
-  static_assert(KC % 8 == 0, "a tile is whole chunks");
+  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, P = shape::block_panels, NV = P * V, L = D::per_lane;
+  constexpr std::size_t MR = shape::mr, KC = shape::tile_k, TP = shape::tile_panels;
+  static_assert(KC % 8 == 0 && TP % P == 0, "a tile is whole chunks and whole register blocks");
   constexpr bool has_zero = Scheme::has_zero;
   const D dec;
-  const std::size_t cols = w.shape().cols, group_size = w.shape().group_size, panels = w.panels();
-  alignas(64) float tile[KC * NV * W];
+  const std::size_t cols = w.shape().cols, group_size = w.shape().group_size;
+  // Per thread, allocated once: a panel's decoded columns are contiguous, 16 floats per column.
+  thread_local aligned_buffer<float> tile_buffer;
+  if (tile_buffer.size() < KC * TP * 16) tile_buffer = aligned_buffer<float>(KC * TP * 16);
+  float* const tile = tile_buffer.data();
 
-  for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
-    std::size_t panel[P];
-    for (std::size_t p = 0; p < P; ++p) panel[p] = std::min(p0 + p, panels - 1);
-    const std::size_t n_begin = p0 * 16, n_end = std::min(out.n, std::min(p_end, p0 + P) * 16);
+  for (std::size_t t0 = p_begin; t0 < p_end; t0 += TP) {
+    const std::size_t t_end = std::min(p_end, t0 + TP);
+    const std::size_t n_begin = t0 * 16, n_end = std::min(out.n, t_end * 16);
     // y starts as the bias (or zero), then each tile adds its columns' share.
     for (std::size_t i = 0; i < m; ++i) {
       float* row = out.y + i * out.ld;
@@ -175,53 +182,55 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t
     }
     for (std::size_t k_begin = 0; k_begin < cols; k_begin += KC) {
       const std::size_t k_end = std::min(cols, k_begin + KC);
-      // Decode the tile: element k of panel row r at tile[(k - k_begin) * NV * W + r].
-      std::size_t g_current = ~std::size_t(0);
-      f32 scale[NV], zero[NV];
-      for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
-        const std::size_t g = c * L / group_size;
-        if (g != g_current) {
-          g_current = g;
-          for (std::size_t p = 0; p < P; ++p) {
-            load_panel_scales<Tag>(w.scales(panel[p], g), scale + p * V);
-            if constexpr (has_zero)
-              load_panel_zeros(dec, w.zeros(panel[p], g), zero + p * V);
+      // Decode: element k of row r of panel t0 + q at tile[(q * KC + k - k_begin) * 16 + r].
+      for (std::size_t q = 0; q < t_end - t0; ++q) {
+        const std::size_t panel = t0 + q;
+        std::size_t g_current = ~std::size_t(0);
+        f32 scale[V], zero[V];
+        for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
+          const std::size_t g = c * L / group_size;
+          if (g != g_current) {
+            g_current = g;
+            load_panel_scales<Tag>(w.scales(panel, g), scale);
+            if constexpr (has_zero) load_panel_zeros(dec, w.zeros(panel, g), zero);
           }
-        }
-        float* dst = tile + (c * L - k_begin) * NV * W;
-        for (std::size_t p = 0; p < P; ++p)
+          float* dst = tile + (q * KC + c * L - k_begin) * 16;
           for (std::size_t v = 0; v < V; ++v) {
-            const std::size_t nv = p * V + v;
-            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
             lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
               constexpr std::size_t j = decltype(J)::value;
               f32 value = dec.template decode<j>(lanes);
-              if constexpr (has_zero) value = value - zero[nv];
-              (value * scale[nv]).store_aligned(dst + j * NV * W + nv * W);
+              if constexpr (has_zero) value = value - zero[v];
+              (value * scale[v]).store_aligned(dst + j * 16 + v * W);
             });
           }
+        }
       }
-      // Register blocks of MR rows over the tile.
+      // Register blocks: MR rows of x against P panels of the tile.
       for (std::size_t i0 = 0; i0 < m; i0 += MR) {
         const float* xr[MR];
         for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i0 + i, m - 1) * ldx;
-        f32 acc[MR][NV];
-        for (std::size_t i = 0; i < MR; ++i)
-          for (std::size_t v = 0; v < NV; ++v)
-            acc[i][v] = i0 + i < m ? lowbit::simd::detail::load_clipped<Tag>(out.y + (i0 + i) * out.ld, n_begin + v * W, n_end)
-                                   : f32(0.0f);
-        const float* t = tile;
-        for (std::size_t k = k_begin; k < k_end; ++k, t += NV * W) {
-          f32 wv[NV];
-          for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + v * W);
-          for (std::size_t i = 0; i < MR; ++i) {
-            const f32 xb(xr[i][k]);
-            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+        for (std::size_t q0 = 0; q0 < t_end - t0; q0 += P) {
+          const std::size_t nb = (t0 + q0) * 16, ne = std::min(n_end, (t0 + std::min(q0 + P, t_end - t0)) * 16);
+          f32 acc[MR][NV];
+          for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t v = 0; v < NV; ++v)
+              acc[i][v] = i0 + i < m ? lowbit::simd::detail::load_clipped<Tag>(out.y + (i0 + i) * out.ld, nb + v * W, ne)
+                                     : f32(0.0f);
+          // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
+          const float* t = tile + q0 * KC * 16;
+          for (std::size_t k = k_begin; k < k_end; ++k, t += 16) {
+            f32 wv[NV];
+            for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
+            for (std::size_t i = 0; i < MR; ++i) {
+              const f32 xb(xr[i][k]);
+              for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+            }
           }
+          for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
+            for (std::size_t v = 0; v < NV; ++v)
+              lowbit::simd::detail::store_clipped<Tag>(out.y + (i0 + i) * out.ld, nb + v * W, ne, acc[i][v]);
         }
-        for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
-          for (std::size_t v = 0; v < NV; ++v)
-            lowbit::simd::detail::store_clipped<Tag>(out.y + (i0 + i) * out.ld, n_begin + v * W, n_end, acc[i][v]);
       }
     }
   }
