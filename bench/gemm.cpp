@@ -5,6 +5,7 @@
 //   BM_gemm/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit weight-only, fp32 activations
 //   BM_gemm/<format>_a8/<isa>/<N>x<K>/m<M>/t<threads>   lowbit compute::int8 (W8A8 / W4A8), the
 //                                                        per-row activation quantization included
+//   BM_gemm/<format>_bf16/<isa>/...                     lowbit weight-only, bf16 activations
 //   BM_gemm/f32/openblas/...  BM_gemm/f32/onednn/...  BM_gemm/u8s8/onednn/...   the peers (their x
 //                                                        already u8 for u8s8; weights prepacked)
 // Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 4, 16, 64, 512}; 1 and 2 threads.
@@ -99,25 +100,26 @@ const panel_matrix<Scheme>& weights(std::size_t n, std::size_t k, std::size_t gr
   return w;
 }
 
-template <class Scheme>
+template <class Scheme, class Act>
 void run_lowbit(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, std::size_t group_size,
                 compute mode, isa path, std::size_t threads) {
   const panel_matrix<Scheme>& w = weights<Scheme>(n, k, group_size);
-  const std::vector<float> x = random_floats(m * k, 1);
+  const std::vector<float> xf = random_floats(m * k, 1);
+  const std::vector<Act> x(xf.begin(), xf.end());
   std::vector<float> y(m * n);
   const gemm_options options{nullptr, mode, nullptr};
   for (auto _ : state) {
     if (threads <= 1) {
-      gemm(matrix_view<const float>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options,
-           serial_executor{}, path);
+      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options, serial_executor{},
+           path);
     } else {
-      gemm(matrix_view<const float>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options,
+      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options,
            bench_memory::pool(threads), path);
     }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), 4.0 * double(m) * double(k + n));
+  set_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), double(sizeof(Act)) * double(m) * double(k) + 4.0 * double(m) * double(n));
 }
 
 template <class Format>
@@ -134,9 +136,15 @@ void register_format(const Format& f) {
                                      isa_name(path) + "/" + shape_name(s.n, s.k, m, threads);
             const std::size_t group = f.group_size;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-              run_lowbit<S>(state, m, s.n, s.k, group, mode, path, threads);
+              run_lowbit<S, float>(state, m, s.n, s.k, group, mode, path, threads);
             })->UseRealTime()->Unit(benchmark::kMicrosecond);
           }
+          const std::string name = std::string("BM_gemm/") + f.name + "_bf16/" + isa_name(path) + "/" +
+                                   shape_name(s.n, s.k, m, threads);
+          const std::size_t group = f.group_size;
+          benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+            run_lowbit<S, bf16>(state, m, s.n, s.k, group, compute::weight_only, path, threads);
+          })->UseRealTime()->Unit(benchmark::kMicrosecond);
         }
   }
 }

@@ -6,6 +6,7 @@
 ///   lowbit::gemm(x, w, y);                                  weight-only: fp32 activations
 ///   lowbit::gemm(x, w, y, {bias, lowbit::compute::int8});   W8A8 / W4A8: dynamic int8 activations
 ///   lowbit::gemm(x, w, y, opts, pool, lowbit::isa::avx2);   over an executor, on a forced path
+///   lowbit::gemm(x_bf16, w, y);                             bf16 activations (vdpbf16ps)
 ///
 /// Weight-only: every format and scheme. The kernels decode the weights in registers (M <= 4) or
 /// into an L1 tile (larger M), never into a full copy, and accumulate in fp32. Tolerance against
@@ -14,8 +15,9 @@
 /// compute::int8: formats whose values are integers times a unit (has_integer_path: int4, uint4,
 /// int8, uint8, mxint4, mxint8, IQ4_NL, FP4 E2M1). x is quantized per row to int8 (optionally
 /// divided by SmoothQuant's per-channel scales first), products are accumulated in int32
-/// (AVX-512 VNNI vpdpbusd; vpmaddubsw elsewhere) with the group's dot product exact; the float
-/// steps give |y - reference::gemm_int8| <= 1e-6 * the sum of the group terms' magnitudes.
+/// (AVX-512 VNNI vpdpbusd; vpmaddubsw elsewhere), each group's dot product (or each piece of it,
+/// per K block of 1024 columns) exact; the float steps give |y - reference::gemm_int8| <= 1e-5 *
+/// sum_k |q_k w_k| (scales included).
 #pragma once
 
 #include <algorithm>
@@ -162,27 +164,40 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
     using shape = simd::int8_tile_shape<Tag>;
     constexpr std::size_t lanes = simd::ops<Tag>::lanes, MR = shape::mr, P = shape::panels;
     constexpr std::size_t P1 = lanes == 16 ? 4 : (lanes == 8 ? 2 : 1);
+    // K in blocks of whole chunks (~1024 columns): a block of W (P panels, 16-32 KiB) and of x
+    // (MR rows, 6 KiB) stay in L1 while every row block / panel step meets them.
+    constexpr std::size_t L = Scheme::bits == 4 ? 8 : 4, block_chunks = 1024 / L;
+    const std::size_t chunks = w.chunks();
+    const auto set_bias = [&](std::size_t p_begin, std::size_t p_end) {
+      for (std::size_t i = 0; i < m; ++i) {
+        float* row = out.y + i * out.ld;
+        for (std::size_t n = p_begin * 16; n < std::min(out.n, p_end * 16); ++n) row[n] = out.bias ? out.bias[n] : 0.0f;
+      }
+    };
     if (m < MR) {
       // Few rows: one row at a time over wider steps of panels (the step stays in L1 between rows).
       for_panels(exec, panels, P1, [&](std::size_t b, std::size_t e) {
+        set_bias(b, e);
         for (std::size_t p0 = b; p0 < e; p0 += P1)
           for (std::size_t i = 0; i < m; ++i)
-            simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), out);
+            simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), 0, chunks, out);
       });
     } else {
-      // Many rows: each step of panels (K x P * 16 weights, L2-resident) meets every block of rows.
       for_panels(exec, panels, P, [&](std::size_t b, std::size_t e) {
+        set_bias(b, e);
         for (std::size_t p0 = b; p0 < e; p0 += P)
-          for (std::size_t i = 0; i < m; i += MR)
-            simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(e, p0 + P), out);
+          for (std::size_t c0 = 0; c0 < chunks; c0 += block_chunks)
+            for (std::size_t i = 0; i < m; i += MR)
+              simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(e, p0 + P), c0,
+                                                        std::min(chunks, c0 + block_chunks), out);
       });
     }
 #endif
   }
 }
 
-template <class Scheme>
-void check_gemm(const matrix_view<const float>& x, const panel_matrix<Scheme>& w, const matrix_view<float>& y,
+template <class Scheme, class Act>
+void check_gemm(const matrix_view<const Act>& x, const panel_matrix<Scheme>& w, const matrix_view<float>& y,
                 isa path) {
   LOWBIT_CHECK(w.panels() > 0, "gemm: w is empty (default-constructed panel_matrix)");
   x.validate("gemm: x");
@@ -241,6 +256,33 @@ void gemm(matrix_view<const float> x, const panel_matrix<Scheme>& w, matrix_view
                                                   "weights for weight-only)");
   const gemm_output out{y.data, y.ld, y.cols, options.bias};
   dispatch(path, [&](auto tag) { detail::gemm_float<decltype(tag)>(w, x, out, exec); });
+}
+
+/// y = x · Wᵀ + options.bias with bf16 activations. On AVX-512 BF16 (the avx512_vnni path) and
+/// M > 4, weight-only runs on vdpbf16ps with the weights rounded to bf16 in the decoded tile:
+/// |y - y_ref| <= 2^-8 * sum_k |x w| (y_ref: reference::gemm on x converted to float). Elsewhere
+/// (other paths, M <= 4, compute::int8) x is converted to fp32 exactly, once per call, and the
+/// fp32 kernels run.
+template <class Scheme, class Executor = serial_executor>
+void gemm(matrix_view<const bf16> x, const panel_matrix<Scheme>& w, matrix_view<float> y,
+          const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
+  detail::check_gemm(x, w, y, path);
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+  if (path == isa::avx512_vnni && x.rows > 4 && options.mode == compute::weight_only) {
+    LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
+    const gemm_output out{y.data, y.ld, y.cols, options.bias};
+    detail::for_panels(exec, w.panels(), simd::float_tile_shape<arch::avx512_vnni_tag>::block_panels,
+                       [&](std::size_t b, std::size_t e) {
+                         simd::gemm_float_tiled<arch::avx512_vnni_tag, Scheme, bf16>(w, x.data, x.ld, x.rows, b, e, out);
+                       });
+    return;
+  }
+#endif
+  thread_local aligned_buffer<float> converted;
+  if (converted.size() < x.rows * x.cols) converted = aligned_buffer<float>(x.rows * x.cols);
+  for (std::size_t i = 0; i < x.rows; ++i)
+    for (std::size_t k = 0; k < x.cols; ++k) converted[i * x.cols + k] = x(i, k).to_float();
+  gemm(matrix_view<const float>(converted.data(), x.rows, x.cols), w, y, options, std::forward<Executor>(exec), path);
 }
 
 }  // namespace lowbit

@@ -45,6 +45,7 @@ class int8_activations {
     if (q_.size() < rows_ * padded_cols_) q_ = aligned_buffer<int8_t>(rows_ * padded_cols_);
     if (scales_.size() < rows_) scales_ = aligned_buffer<float>(rows_);
     if (sums_.size() < rows_ * groups_) sums_ = aligned_buffer<int32_t>(rows_ * groups_);
+    if (prefix_.size() < rows_ * prefix_stride()) prefix_ = aligned_buffer<int32_t>(rows_ * prefix_stride());
     exec(rows_, [&](std::size_t begin, std::size_t end) {
       for (std::size_t m = begin; m < end; ++m) quantize_row(x.row(m), channel_scales, m);
     });
@@ -61,6 +62,9 @@ class int8_activations {
   /// Sum of row m's q over group g.
   int32_t group_sum(std::size_t m, std::size_t g) const noexcept { return sums_[m * groups_ + g]; }
   const int32_t* group_sums(std::size_t m) const noexcept { return sums_.data() + m * groups_; }
+  /// Row m's sums of q over its first 4j columns, j = 0 .. padded_cols() / 4: the sum over any
+  /// range of whole 4-column quads is a difference of two (the integer kernel's K blocks).
+  const int32_t* quad_prefix(std::size_t m) const noexcept { return prefix_.data() + m * prefix_stride(); }
 
  private:
   void quantize_row(const float* x, const float* channel_scales, std::size_t m) noexcept {
@@ -85,6 +89,10 @@ class int8_activations {
       q[k] = static_cast<int8_t>(r);
     }
     std::memset(q + cols_, 0, padded_cols_ - cols_);
+    int32_t* prefix = prefix_.data() + m * prefix_stride();
+    prefix[0] = 0;
+    for (std::size_t j = 0; j < padded_cols_ / 4; ++j)
+      prefix[j + 1] = prefix[j] + q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3];
     int32_t* sums = sums_.data() + m * groups_;
     for (std::size_t g = 0; g < groups_; ++g) {
       int32_t s = 0;
@@ -93,10 +101,13 @@ class int8_activations {
     }
   }
 
+  std::size_t prefix_stride() const noexcept { return padded_cols_ / 4 + 1; }
+
   std::size_t rows_ = 0, cols_ = 0, padded_cols_ = 0, group_size_ = 0, groups_ = 0;
   aligned_buffer<int8_t> q_;
   aligned_buffer<float> scales_;
   aligned_buffer<int32_t> sums_;
+  aligned_buffer<int32_t> prefix_;
 };
 
 }  // namespace lowbit

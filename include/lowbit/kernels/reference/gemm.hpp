@@ -5,8 +5,8 @@
 ///    them, products and sums in double.
 ///  - reference::gemm_int8: the integer path's definition: per group, the exact integer dot product
 ///    of the int8 activations with (u8(code) - u8(zero)), then times unit * scale * activation scale.
-/// Both also return, per output, the sum of the magnitudes of its terms: tests scale their
-/// tolerance by it (a float32 sum of those terms can be off by a few ulps of that magnitude).
+/// Both also return, per output, the sum of the magnitudes of its products (x_k w_k): tests scale
+/// their tolerance by it (a float32 sum of those terms can be off by a few ulps of that magnitude).
 #pragma once
 
 #include <cmath>
@@ -61,13 +61,16 @@ gemm_result gemm_int8(const int8_activations& a, const quantized_view<Scheme>& w
       double sum = bias ? bias[j] : 0.0, magnitude = bias ? std::fabs(bias[j]) : 0.0;
       for (std::size_t g = 0; g < w.groups_per_row(); ++g) {
         const int zero = Scheme::has_zero ? map.u8[w.row_zeros(j)[g]] : map.offset;
-        long long dot = 0;
-        for (std::size_t c = g * g_size; c < std::min(k, (g + 1) * g_size); ++c)
-          dot += static_cast<long long>(map.u8[w.code(j, c)] - zero) * a.row(i)[c];
+        long long dot = 0, dot_magnitude = 0;
+        for (std::size_t c = g * g_size; c < std::min(k, (g + 1) * g_size); ++c) {
+          const long long product = static_cast<long long>(map.u8[w.code(j, c)] - zero) * a.row(i)[c];
+          dot += product;
+          dot_magnitude += product < 0 ? -product : product;
+        }
         const double scale = static_cast<double>(scale_traits<typename Scheme::scale_type>::to_float(w.row_scales(j)[g])) *
                              map.unit * a.scale(i);
         sum += static_cast<double>(dot) * scale;
-        magnitude += std::fabs(static_cast<double>(dot) * scale);
+        magnitude += static_cast<double>(dot_magnitude) * std::fabs(scale);
       }
       r.y[i * n + j] = sum;
       r.magnitude[i * n + j] = magnitude;

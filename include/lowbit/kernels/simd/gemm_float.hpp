@@ -153,9 +153,19 @@ struct float_tile_shape {
 /// tile_panels * 16, decoded once) is reused by every block of MR rows of x, and each such block
 /// (MR x tile_k, in L1) by every pair of panels of the tile, so neither W nor x is re-read from
 /// memory more than N / (tile_panels * 16) times.
-template <class Tag, class Scheme>
-void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t ldx, std::size_t m,
+///
+/// With bf16 activations (Act = bf16, AVX-512 BF16 only) the tile holds the decoded weights
+/// rounded to bf16, in pairs of columns per row, and vdpbf16ps does two products per lane: twice
+/// the multiply rate of fp32 FMAs, at bf16 precision for the weights.
+template <class Tag, class Scheme, class Act = float>
+void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t ldx, std::size_t m,
                       std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
+  constexpr bool bf16_pairs = std::is_same<Act, bf16>::value;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+  static_assert(!bf16_pairs || Tag::level >= isa::avx512_vnni, "bf16 tiles need AVX-512 BF16");
+#else
+  static_assert(!bf16_pairs, "bf16 tiles need AVX-512 BF16");
+#endif
   using D = panel_decoder<Tag, typename Scheme::format>;
   using O = ops<Tag>;
   using f32 = typename O::f32;
@@ -194,21 +204,42 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t
             load_panel_scales<Tag>(w.scales(panel, g), scale);
             if constexpr (has_zero) load_panel_zeros(dec, w.zeros(panel, g), zero);
           }
-          float* dst = tile + (q * KC + c * L - k_begin) * 16;
-          for (std::size_t v = 0; v < V; ++v) {
-            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
+          if constexpr (bf16_pairs) {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+            // Pair p of the tile (columns 2p, 2p + 1): 16 rows x 2 bf16 = 64 bytes, row-interleaved.
+            float* dst = tile + (q * KC + c * L - k_begin) / 2 * 16;
+            const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                        23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)));
+            f32 values[L];
             lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
               constexpr std::size_t j = decltype(J)::value;
               f32 value = dec.template decode<j>(lanes);
-              if constexpr (has_zero) value = value - zero[v];
-              (value * scale[v]).store_aligned(dst + j * 16 + v * W);
+              if constexpr (has_zero) value = value - zero[0];
+              values[j] = value * scale[0];
             });
+            for (std::size_t j = 0; j < L; j += 2) {
+              const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(values[j + 1], values[j]);
+              _mm512_store_si512(dst + j / 2 * 16, _mm512_permutexvar_epi16(interleave, both));
+            }
+#endif
+          } else {
+            float* dst = tile + (q * KC + c * L - k_begin) * 16;
+            for (std::size_t v = 0; v < V; ++v) {
+              const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
+              lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+                constexpr std::size_t j = decltype(J)::value;
+                f32 value = dec.template decode<j>(lanes);
+                if constexpr (has_zero) value = value - zero[v];
+                (value * scale[v]).store_aligned(dst + j * 16 + v * W);
+              });
+            }
           }
         }
       }
       // Register blocks: MR rows of x against P panels of the tile.
       for (std::size_t i0 = 0; i0 < m; i0 += MR) {
-        const float* xr[MR];
+        const Act* xr[MR];
         for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i0 + i, m - 1) * ldx;
         for (std::size_t q0 = 0; q0 < t_end - t0; q0 += P) {
           const std::size_t nb = (t0 + q0) * 16, ne = std::min(n_end, (t0 + std::min(q0 + P, t_end - t0)) * 16);
@@ -217,14 +248,40 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const float* x, std::size_t
             for (std::size_t v = 0; v < NV; ++v)
               acc[i][v] = i0 + i < m ? lowbit::simd::detail::load_clipped<Tag>(out.y + (i0 + i) * out.ld, nb + v * W, ne)
                                      : f32(0.0f);
-          // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
-          const float* t = tile + q0 * KC * 16;
-          for (std::size_t k = k_begin; k < k_end; ++k, t += 16) {
-            f32 wv[NV];
-            for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
-            for (std::size_t i = 0; i < MR; ++i) {
-              const f32 xb(xr[i][k]);
-              for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+          if constexpr (bf16_pairs) {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+            const float* t = tile + q0 * KC / 2 * 16;
+            const std::size_t pairs = (k_end - k_begin) / 2;
+            for (std::size_t pair = 0; pair < pairs; ++pair, t += 16) {
+              __m512 wv[NV];
+              for (std::size_t v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(t + v * KC / 2 * 16);
+              for (std::size_t i = 0; i < MR; ++i) {
+                const __m512i xb = _mm512_set1_epi32(static_cast<int>(
+                    lowbit::simd::detail::load_u32(reinterpret_cast<const uint8_t*>(xr[i] + k_begin + 2 * pair))));
+                for (std::size_t v = 0; v < NV; ++v)
+                  acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)wv[v], (__m512bh)xb);
+              }
+            }
+            if ((k_end - k_begin) % 2) {  // the row's last column pairs with a zero (x has no column K)
+              __m512 wv[NV];
+              for (std::size_t v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(t + v * KC / 2 * 16);
+              for (std::size_t i = 0; i < MR; ++i) {
+                const __m512i xb = _mm512_set1_epi32(xr[i][k_end - 1].bits);
+                for (std::size_t v = 0; v < NV; ++v)
+                  acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)wv[v], (__m512bh)xb);
+              }
+            }
+#endif
+          } else {
+            // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
+            const float* t = tile + q0 * KC * 16;
+            for (std::size_t k = k_begin; k < k_end; ++k, t += 16) {
+              f32 wv[NV];
+              for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
+              for (std::size_t i = 0; i < MR; ++i) {
+                const f32 xb(xr[i][k]);
+                for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+              }
             }
           }
           for (std::size_t i = 0; i < MR && i0 + i < m; ++i)

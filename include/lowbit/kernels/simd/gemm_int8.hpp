@@ -117,10 +117,13 @@ struct int8_tile_shape {
   static constexpr std::size_t mr = lanes == 16 ? 6 : (lanes == 8 ? 2 : 1);
 };
 
-/// Rows [i0, i0 + MR) of the activations (clamped to m), panels [p_begin, p_end), P at a time.
+/// Rows [i0, i0 + MR) of the activations (clamped to m), panels [p_begin, p_end), P at a time,
+/// chunks [c_begin, c_end) of K: adds their share to y (which the caller set to the bias). A group
+/// cut by the chunk range adds its products in pieces, each piece's dot product exact in int32
+/// (corrected with the sum of q over the piece, from the activations' prefix sums).
 template <class Tag, class Scheme, std::size_t MR, std::size_t P>
 void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, std::size_t i0, std::size_t p_begin,
-                     std::size_t p_end, const gemm_output& out) noexcept {
+                     std::size_t p_end, std::size_t c_begin, std::size_t c_end, const gemm_output& out) noexcept {
   using format = typename Scheme::format;
   using O = ops<Tag>;
   using f32 = typename O::f32;
@@ -143,12 +146,12 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
 
   const int8_t* xr[MR];
   float xscale[MR];
-  const int32_t* xsum[MR];
+  const int32_t* xprefix[MR];
   for (std::size_t i = 0; i < MR; ++i) {
     const std::size_t row = std::min(i0 + i, m - 1);
     xr[i] = a.row(row);
     xscale[i] = a.scale(row);
-    xsum[i] = a.group_sums(row);
+    xprefix[i] = a.quad_prefix(row);
   }
 
   for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
@@ -157,8 +160,11 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
     f32 total[MR][NV];
     for (auto& row : total)
       for (auto& t : row) t = f32(0.0f);
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto range = group_chunks(g, groups, group_size, L, chunks);
+    const std::size_t g_first = c_begin * L / group_size, g_last = ((c_end - 1) * L) / group_size;
+    for (std::size_t g = g_first; g <= g_last && g < groups; ++g) {
+      auto range = group_chunks(g, groups, group_size, L, chunks);
+      range.begin = std::max(range.begin, c_begin);
+      range.end = std::min(range.end, c_end);
       i32 acc[MR][NV];
       for (auto& row : acc)
         for (auto& v : row) v = i32(0);
@@ -203,7 +209,7 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
       }
       for (std::size_t v = 0; v < NV; ++v) scale[v] = scale[v] * f32(map.unit);
       for (std::size_t i = 0; i < MR; ++i) {
-        const int32_t sum = xsum[i][g];
+        const int32_t sum = xprefix[i][range.end * L / 4] - xprefix[i][range.begin * L / 4];
         for (std::size_t v = 0; v < NV; ++v) {
           i32 exact;
           if constexpr (Scheme::has_zero) {
@@ -217,11 +223,12 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
     }
     for (std::size_t p = 0; p < P && p0 + p < p_end; ++p)
       for (std::size_t v = 0; v < V; ++v) {
-        const std::size_t n0 = (p0 + p) * 16 + v * W;
-        const f32 bias = out.bias ? lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n) : f32(0.0f);
-        for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
-          lowbit::simd::detail::store_clipped<Tag>(out.y + (i0 + i) * out.ld, n0, out.n,
-                                                   xsimd::fma(total[i][p * V + v], f32(xscale[i]), bias));
+        const std::size_t n0 = (p0 + p) * 16 + v * W, n_end = std::min(out.n, p_end * 16);
+        for (std::size_t i = 0; i < MR && i0 + i < m; ++i) {
+          float* row = out.y + (i0 + i) * out.ld;
+          const f32 previous = lowbit::simd::detail::load_clipped<Tag>(row, n0, n_end);
+          lowbit::simd::detail::store_clipped<Tag>(row, n0, n_end, xsimd::fma(total[i][p * V + v], f32(xscale[i]), previous));
+        }
       }
   }
 }
