@@ -183,13 +183,19 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
             simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), 0, chunks, out);
       });
     } else {
+      // Groups of 8 panels: their K block of W (64-128 KiB) stays in L2, and each block of x rows
+      // (MR x 1024 bytes, L1) is used by all 8 panels before the next one is fetched.
+      constexpr std::size_t group_panels = 8;
       for_panels(exec, panels, P, [&](std::size_t b, std::size_t e) {
         set_bias(b, e);
-        for (std::size_t p0 = b; p0 < e; p0 += P)
+        for (std::size_t g0 = b; g0 < e; g0 += group_panels) {
+          const std::size_t g1 = std::min(e, g0 + group_panels);
           for (std::size_t c0 = 0; c0 < chunks; c0 += block_chunks)
             for (std::size_t i = 0; i < m; i += MR)
-              simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(e, p0 + P), c0,
-                                                        std::min(chunks, c0 + block_chunks), out);
+              for (std::size_t p0 = g0; p0 < g1; p0 += P)
+                simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(g1, p0 + P), c0,
+                                                          std::min(chunks, c0 + block_chunks), out);
+        }
       });
     }
 #endif

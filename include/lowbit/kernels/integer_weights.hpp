@@ -26,6 +26,7 @@ struct integer_code_map {
   std::array<uint8_t, 256> u8{};  ///< per code
   uint8_t flip = 0;              ///< 8-bit formats: u8(c) == c ^ flip for every code (0 or 0x80)
   bool identity = false;         ///< u8(c) == c for every code
+  std::array<uint8_t, 64> shuffle{};  ///< 4-bit formats: u8 of code i & 15 at byte i (a vpshufb table per 128 bits)
 };
 
 constexpr bool is_integer(float v) noexcept { return v == static_cast<float>(static_cast<long long>(v)); }
@@ -63,6 +64,7 @@ constexpr integer_code_map make_integer_code_map() noexcept {
   // Kernels translate 4-bit codes with a 16-byte shuffle and 8-bit ones with a xor; other widths
   // (FP6 E2M3 would be integer halves-of-quarters) are left to the float path.
   m.identity = identity;
+  for (int i = 0; i < 64; ++i) m.shuffle[i] = m.u8[i & 15];
   if (codes == 256) {
     m.ok = identity || flipped;
     m.flip = flipped ? 0x80 : 0;

@@ -68,35 +68,43 @@ class int8_activations {
 
  private:
   void quantize_row(const float* x, const float* channel_scales, std::size_t m) noexcept {
-    float amax = 0.0f;
-    if (channel_scales) {
-      for (std::size_t k = 0; k < cols_; ++k) amax = std::max(amax, std::fabs(x[k] / channel_scales[k]));
-    } else {
-      for (std::size_t k = 0; k < cols_; ++k) amax = std::max(amax, std::fabs(x[k]));
+    // Locals, not members: stores through the int8_t pointer could alias them and stop vectorization.
+    const std::size_t cols = cols_, padded_cols = padded_cols_, groups = groups_, group_size = group_size_;
+    // max |x| as the largest magnitude bit pattern: an integer max, which vectorizes (a float max
+    // does not without -ffast-math). A NaN has the largest pattern and makes the row's scale NaN.
+    uint32_t amax_bits = 0;
+    for (std::size_t k = 0; k < cols; ++k) {
+      uint32_t b;
+      const float v = channel_scales ? x[k] / channel_scales[k] : x[k];
+      std::memcpy(&b, &v, 4);
+      b &= 0x7FFFFFFFu;
+      amax_bits = b > amax_bits ? b : amax_bits;
     }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
     const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
     const float inverse = 1.0f / scale;
     scales_[m] = scale;
-    int8_t* q = q_.data() + m * padded_cols_;
+    int8_t* q = q_.data() + m * padded_cols;
     // (v + 1.5 * 2^23) - 1.5 * 2^23 rounds |v| <= 2^22 to the nearest integer, ties to even, and
     // vectorizes where lrint does not. The clamp also sends NaN to -127 (no undefined conversion).
     constexpr float magic = 12582912.0f;
-    for (std::size_t k = 0; k < cols_; ++k) {
+    for (std::size_t k = 0; k < cols; ++k) {
       const float v = channel_scales ? x[k] / channel_scales[k] * inverse : x[k] * inverse;
       float r = (v + magic) - magic;
       r = r > 127.0f ? 127.0f : r;
       r = r >= -127.0f ? r : -127.0f;
       q[k] = static_cast<int8_t>(r);
     }
-    std::memset(q + cols_, 0, padded_cols_ - cols_);
+    std::memset(q + cols, 0, padded_cols - cols);
     int32_t* prefix = prefix_.data() + m * prefix_stride();
     prefix[0] = 0;
-    for (std::size_t j = 0; j < padded_cols_ / 4; ++j)
+    for (std::size_t j = 0; j < padded_cols / 4; ++j)
       prefix[j + 1] = prefix[j] + q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3];
-    int32_t* sums = sums_.data() + m * groups_;
-    for (std::size_t g = 0; g < groups_; ++g) {
+    int32_t* sums = sums_.data() + m * groups;
+    for (std::size_t g = 0; g < groups; ++g) {
       int32_t s = 0;
-      for (std::size_t k = g * group_size_, end = std::min(cols_, k + group_size_); k < end; ++k) s += q[k];
+      for (std::size_t k = g * group_size, end = std::min(cols, k + group_size); k < end; ++k) s += q[k];
       sums[g] = s;
     }
   }

@@ -138,9 +138,7 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
   const std::size_t m = a.rows(), chunks = w.chunks(), groups = w.shape().groups_per_row();
   const std::size_t group_size = w.shape().group_size, panels = w.panels();
 
-  alignas(64) uint8_t lut_bytes[64];
-  for (int i = 0; i < 64; ++i) lut_bytes[i] = map.u8[i & 15];
-  const i32 lut = i32::load_aligned(reinterpret_cast<const int32_t*>(lut_bytes));
+  const i32 lut = i32::load_unaligned(reinterpret_cast<const int32_t*>(integer_codes<format>::value.shuffle.data()));
   const i32 nibble(0x0F0F0F0F);
   const i32 flip(static_cast<int32_t>(0x01010101u * map.flip));
 
