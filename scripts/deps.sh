@@ -8,7 +8,7 @@ set -euo pipefail
 
 lowbit_install_deps() {
   local packages=(cmake ninja-build g++ clang libclang-rt-14-dev libomp-dev libxsimd-dev googletest
-                  libgtest-dev libbenchmark-dev libopenblas-dev libdnnl-dev git python3)
+                  libgtest-dev libbenchmark-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev git python3)
   local missing=() package
   for package in "${packages[@]}"; do
     dpkg -s "$package" > /dev/null 2>&1 || missing+=("$package")
