@@ -76,17 +76,19 @@ uint8_t panel_code(const panel_matrix<Scheme>& w, std::size_t p, std::size_t i, 
 }
 
 /// Scalar path: plain loops, the same sums per group as the SIMD kernels.
-template <class Scheme>
+template <class Scheme, class Columns = dense_columns>
 void gemm_float_scalar(const panel_matrix<Scheme>& w, matrix_view<const float> x, std::size_t p_begin,
-                       std::size_t p_end, const gemm_output& out) noexcept {
+                       std::size_t p_end, const gemm_output& out, const Columns& columns = {}) noexcept {
   const std::size_t k_total = w.shape().cols, group_size = w.shape().group_size;
   for (std::size_t n = p_begin * 16; n < std::min(out.n, p_end * 16); ++n)
     for (std::size_t i = 0; i < x.rows; ++i) {
       float sum = 0.0f;
       for (std::size_t k0 = 0; k0 < k_total; k0 += group_size) {
         float group = 0.0f;
-        for (std::size_t k = k0; k < std::min(k_total, k0 + group_size); ++k)
-          group += x(i, k) * panel_element(w, n / 16, n % 16, k);
+        for (std::size_t k = k0; k < std::min(k_total, k0 + group_size); ++k) {
+          const std::size_t column = columns.x_column(n / 16, n % 16, k);  // past x.cols: a zero of the padding
+          if (column < x.cols) group += x(i, column) * panel_element(w, n / 16, n % 16, k);
+        }
         sum += group;
       }
       out.y[i * out.ld + n] = sum + (out.bias ? out.bias[n] : 0.0f);
@@ -124,11 +126,14 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
   });
 }
 
-template <class Tag, class Scheme, class Executor>
-void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const gemm_output& out, Executor&& exec) {
+/// Weight-only GEMM over the panels of w; x must be readable up to the columns the tiles touch
+/// (for 2:4: 4 * ceil(K / 4), see gemm_float_tiled).
+template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
+void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const gemm_output& out, Executor&& exec,
+                const Columns& columns = {}) {
   const std::size_t panels = w.panels(), m = x.rows;
   if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
-    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_float_scalar(w, x, b, e, out); });
+    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_float_scalar(w, x, b, e, out, columns); });
   } else {
 #if defined(LOWBIT_COMPILED_SSE42)
     constexpr std::size_t V = 16 / simd::ops<Tag>::lanes;
@@ -138,16 +143,16 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
       const std::size_t step = m == 1 ? P1 : P2;
       for_panels(exec, panels, step, [&](std::size_t b, std::size_t e) {
         if (m == 1) {
-          simd::gemm_float_small_m<Tag, Scheme, 1, P1>(w, x.data, x.ld, 1, b, e, out);
+          simd::gemm_float_small_m<Tag, Scheme, 1, P1>(w, x.data, x.ld, 1, b, e, out, columns);
         } else if (m == 2) {
-          simd::gemm_float_small_m<Tag, Scheme, 2, P2>(w, x.data, x.ld, 2, b, e, out);
+          simd::gemm_float_small_m<Tag, Scheme, 2, P2>(w, x.data, x.ld, 2, b, e, out, columns);
         } else {
-          simd::gemm_float_small_m<Tag, Scheme, 4, P2>(w, x.data, x.ld, m, b, e, out);
+          simd::gemm_float_small_m<Tag, Scheme, 4, P2>(w, x.data, x.ld, m, b, e, out, columns);
         }
       });
     } else {
       for_panels(exec, panels, simd::float_tile_shape<Tag>::block_panels, [&](std::size_t b, std::size_t e) {
-        simd::gemm_float_tiled<Tag>(w, x.data, x.ld, m, b, e, out);
+        simd::gemm_float_tiled<Tag, Scheme, float>(w, x.data, x.ld, m, b, e, out, columns);
       });
     }
 #endif
@@ -204,11 +209,12 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
 
 template <class Scheme, class Act>
 void check_gemm(const matrix_view<const Act>& x, const panel_matrix<Scheme>& w, const matrix_view<float>& y,
-                isa path) {
-  LOWBIT_CHECK(w.panels() > 0, "gemm: w is empty (default-constructed panel_matrix)");
+                isa path, std::size_t w_cols = 0) {
+  LOWBIT_CHECK(w.panels() > 0, "gemm: w is empty (default-constructed)");
   x.validate("gemm: x");
   y.validate("gemm: y");
-  LOWBIT_CHECK(x.cols == w.shape().cols, "gemm: x has " << x.cols << " columns but w has K=" << w.shape().cols);
+  if (w_cols == 0) w_cols = w.shape().cols;
+  LOWBIT_CHECK(x.cols == w_cols, "gemm: x has " << x.cols << " columns but w has K=" << w_cols);
   LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
   LOWBIT_CHECK(y.cols == w.shape().rows, "gemm: y has " << y.cols << " columns but w has N=" << w.shape().rows);
   LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here (compiled: "

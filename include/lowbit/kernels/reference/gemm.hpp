@@ -9,6 +9,7 @@
 /// their tolerance by it (a float32 sum of those terms can be off by a few ulps of that magnitude).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -28,13 +29,14 @@ struct gemm_result {
   std::vector<double> magnitude;  ///< m x n: sum of |term| over the terms of each output
 };
 
-template <class Scheme>
-gemm_result gemm(matrix_view<const float> x, const quantized_view<Scheme>& w, const float* bias = nullptr) {
-  const std::size_t m = x.rows, n = w.rows(), k = w.cols();
+/// y = x · Wᵀ + bias in double, W given row by row: row_of(j, out) writes row j's K floats.
+template <class RowOf>
+gemm_result gemm_by_rows(matrix_view<const float> x, std::size_t n, std::size_t k, RowOf&& row_of, const float* bias) {
+  const std::size_t m = x.rows;
   std::vector<float> row(k);
   gemm_result r{std::vector<double>(m * n), std::vector<double>(m * n)};
   for (std::size_t j = 0; j < n; ++j) {
-    dequantize_rows(w, j, j + 1, row.data(), k);
+    row_of(j, row.data());
     for (std::size_t i = 0; i < m; ++i) {
       double sum = bias ? bias[j] : 0.0, magnitude = bias ? std::fabs(bias[j]) : 0.0;
       for (std::size_t c = 0; c < k; ++c) {
@@ -47,6 +49,18 @@ gemm_result gemm(matrix_view<const float> x, const quantized_view<Scheme>& w, co
     }
   }
   return r;
+}
+
+template <class Scheme>
+gemm_result gemm(matrix_view<const float> x, const quantized_view<Scheme>& w, const float* bias = nullptr) {
+  return gemm_by_rows(
+      x, w.rows(), w.cols(), [&](std::size_t j, float* row) { dequantize_rows(w, j, j + 1, row, w.cols()); }, bias);
+}
+
+/// The same for a plain float W (N x K): e.g. the dense matrix of a 2:4 one (sparse24_to_dense).
+inline gemm_result gemm(matrix_view<const float> x, matrix_view<const float> w, const float* bias = nullptr) {
+  return gemm_by_rows(
+      x, w.rows, w.cols, [&](std::size_t j, float* row) { std::copy(w.row(j), w.row(j) + w.cols, row); }, bias);
 }
 
 template <class Scheme>

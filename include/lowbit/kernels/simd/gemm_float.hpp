@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "panel_decode.hpp"
+#include "sparse24_select.hpp"
 
 LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 
@@ -30,6 +31,29 @@ struct gemm_output {
   std::size_t ld;
   std::size_t n;
   const float* bias;
+};
+
+/// Which columns of x meet the stored columns of W. dense_columns: all of them, in order.
+struct dense_columns {
+  static constexpr bool sparse = false;
+  std::size_t x_column(std::size_t, std::size_t, std::size_t j) const noexcept { return j; }
+};
+
+/// 2:4 (sparse/sparse24_matrix.hpp): stored column j of a row is kept value j, at x column
+/// 4 * (j / 2) + its position; the positions of panel p, chunk c are at at(p, c).
+struct sparse24_columns {
+  static constexpr bool sparse = true;
+  const uint8_t* metadata;
+  std::size_t chunks;       ///< chunks per panel
+  std::size_t row_bytes;    ///< position bytes per row and chunk (per_lane / 4)
+  std::size_t x_cols;       ///< the original K
+  const uint8_t* at(std::size_t p, std::size_t c) const noexcept { return metadata + (p * chunks + c) * 16 * row_bytes; }
+  /// x column of stored column j of row i of panel p.
+  std::size_t x_column(std::size_t p, std::size_t i, std::size_t j) const noexcept {
+    const std::size_t per_lane = row_bytes * 4, within = j % per_lane;
+    const uint8_t byte = at(p, j / per_lane)[i * row_bytes + within / 4];
+    return j / 2 * 4 + ((byte >> (within % 4 * 2)) & 3u);
+  }
 };
 
 namespace simd {
@@ -64,19 +88,24 @@ LOWBIT_ALWAYS_INLINE void store_clipped(float* row, std::size_t n0, std::size_t 
 }  // namespace detail
 
 /// Small-M kernel: rows [0, MR) of x (row i at x + min(i, m - 1) * ldx), panels [p_begin, p_end)
-/// taken P at a time.
-template <class Tag, class Scheme, std::size_t MR, std::size_t P>
+/// taken P at a time. With sparse24_columns each lane picks its row's x column (vpermilps).
+template <class Tag, class Scheme, std::size_t MR, std::size_t P, class Columns = dense_columns>
 void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size_t ldx, std::size_t m,
-                        std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+                        std::size_t p_begin, std::size_t p_end, const gemm_output& out,
+                        const Columns& columns = {}) noexcept {
   using D = panel_decoder<Tag, typename Scheme::format>;
   using O = ops<Tag>;
   using f32 = typename O::f32;
   using i32 = typename O::i32;
   constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, NV = P * V, L = D::per_lane;
   constexpr bool has_zero = Scheme::has_zero;
+  using select = sparse24_select<Tag>;
+  constexpr std::size_t span = Columns::sparse ? 2 : 1;  // x columns per stored column
   const D dec;
-  const std::size_t cols = w.shape().cols, chunks = w.chunks(), groups = w.shape().groups_per_row();
+  const std::size_t chunks = w.chunks(), groups = w.shape().groups_per_row();
   const std::size_t group_size = w.shape().group_size, panels = w.panels();
+  std::size_t cols = w.shape().cols;
+  if constexpr (Columns::sparse) cols = columns.x_cols;
   const float* xr[MR];
   for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i, m - 1) * ldx;
 
@@ -96,28 +125,36 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
         for (auto& row : set)
           for (auto& a : row) a = f32(0.0f);
       for (std::size_t c = range.begin; c < range.end; ++c) {
-        const std::size_t k0 = c * L;
+        const std::size_t k0 = c * L * span;
         // The last chunk may run past cols: its x comes from a zero-padded copy.
-        alignas(64) float padded[MR][L];
+        alignas(64) float padded[MR][L * span];
         const float* xs[MR];
-        if (k0 + L <= cols) {
+        if (k0 + L * span <= cols) {
           for (std::size_t i = 0; i < MR; ++i) xs[i] = xr[i] + k0;
         } else {
           for (std::size_t i = 0; i < MR; ++i) {
-            for (std::size_t j = 0; j < L; ++j) padded[i][j] = k0 + j < cols ? xr[i][k0 + j] : 0.0f;
+            for (std::size_t j = 0; j < L * span; ++j) padded[i][j] = k0 + j < cols ? xr[i][k0 + j] : 0.0f;
             xs[i] = padded[i];
           }
         }
-        i32 lanes[NV];
-        for (std::size_t p = 0; p < P; ++p)
+        i32 lanes[NV], positions[NV];
+        for (std::size_t p = 0; p < P; ++p) {
           for (std::size_t v = 0; v < V; ++v)
             lanes[p * V + v] = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+          if constexpr (Columns::sparse) select::template load_positions<L / 4>(columns.at(panel[p], c), positions + p * V);
+        }
         lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
           constexpr std::size_t j = decltype(J)::value;
           for (std::size_t v = 0; v < NV; ++v) {
             f32 value = dec.template decode<j>(lanes[v]);
             if constexpr (has_zero) value = value - zero[v];
-            for (std::size_t i = 0; i < MR; ++i) acc[j & 1][i][v] = xsimd::fma(f32(xs[i][j]), value, acc[j & 1][i][v]);
+            if constexpr (Columns::sparse) {
+              const i32 position = j ? i32(positions[v] >> static_cast<int>(2 * j)) : positions[v];
+              for (std::size_t i = 0; i < MR; ++i)
+                acc[j & 1][i][v] = xsimd::fma(select::pick(xs[i] + j / 2 * 4, position), value, acc[j & 1][i][v]);
+            } else {
+              for (std::size_t i = 0; i < MR; ++i) acc[j & 1][i][v] = xsimd::fma(f32(xs[i][j]), value, acc[j & 1][i][v]);
+            }
           }
         });
       }
@@ -157,10 +194,16 @@ struct float_tile_shape {
 /// With bf16 activations (Act = bf16, AVX-512 BF16 only) the tile holds the decoded weights
 /// rounded to bf16, in pairs of columns per row, and vdpbf16ps does two products per lane: twice
 /// the multiply rate of fp32 FMAs, at bf16 precision for the weights.
-template <class Tag, class Scheme, class Act = float>
+///
+/// With sparse24_columns a second tile holds each decoded value's position, and each lane picks
+/// its x column from the row's group of 4 (vpermilps) before the FMA: half the FMAs of the dense
+/// matrix. x must then be readable up to column 4 * ceil(K / 4) (the caller pads it).
+template <class Tag, class Scheme, class Act = float, class Columns = dense_columns>
 void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t ldx, std::size_t m,
-                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
+                      std::size_t p_begin, std::size_t p_end, const gemm_output& out, const Columns& columns = {}) {
   constexpr bool bf16_pairs = std::is_same<Act, bf16>::value;
+  static_assert(!(bf16_pairs && Columns::sparse), "2:4 tiles are fp32");
+  using select = sparse24_select<Tag>;
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
   static_assert(!bf16_pairs || Tag::level >= isa::avx512_vnni, "bf16 tiles need AVX-512 BF16");
 #else
@@ -181,6 +224,10 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
   thread_local aligned_buffer<float> tile_buffer;
   if (tile_buffer.size() < KC * TP * 16) tile_buffer = aligned_buffer<float>(KC * TP * 16);
   float* const tile = tile_buffer.data();
+  // 2:4: the position of each tile entry, same indexing (bits 0-1; higher bits are ignored).
+  thread_local aligned_buffer<int32_t> position_buffer;
+  if (Columns::sparse && position_buffer.size() < KC * TP * 16) position_buffer = aligned_buffer<int32_t>(KC * TP * 16);
+  int32_t* const position_tile = position_buffer.data();
 
   for (std::size_t t0 = p_begin; t0 < p_end; t0 += TP) {
     const std::size_t t_end = std::min(p_end, t0 + TP);
@@ -225,6 +272,8 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
 #endif
           } else {
             float* dst = tile + (q * KC + c * L - k_begin) * 16;
+            i32 positions[V];
+            if constexpr (Columns::sparse) select::template load_positions<L / 4>(columns.at(panel, c), positions);
             for (std::size_t v = 0; v < V; ++v) {
               const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
               lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
@@ -232,6 +281,9 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
                 f32 value = dec.template decode<j>(lanes);
                 if constexpr (has_zero) value = value - zero[v];
                 (value * scale[v]).store_aligned(dst + j * 16 + v * W);
+                if constexpr (Columns::sparse)
+                  i32(positions[v] >> static_cast<int>(2 * j))
+                      .store_aligned(position_tile + (dst - tile) + j * 16 + v * W);
               });
             }
           }
@@ -272,6 +324,21 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
               }
             }
 #endif
+          } else if constexpr (Columns::sparse) {
+            const float* t = tile + q0 * KC * 16;
+            const int32_t* pt = position_tile + q0 * KC * 16;
+            for (std::size_t k = k_begin; k < k_end; ++k, t += 16, pt += 16) {
+              f32 wv[NV];
+              i32 position[NV];
+              for (std::size_t v = 0; v < NV; ++v) {
+                wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
+                position[v] = i32::load_aligned(pt + (v / V) * KC * 16 + (v % V) * W);
+              }
+              for (std::size_t i = 0; i < MR; ++i) {
+                const float* x4 = xr[i] + k / 2 * 4;
+                for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(select::pick(x4, position[v]), wv[v], acc[i][v]);
+              }
+            }
           } else {
             // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
             const float* t = tile + q0 * KC * 16;

@@ -1,0 +1,83 @@
+/// \file
+/// \brief From dense to 2:4 and back: the pattern of a matrix that already is 2:4, quantization of
+/// the kept values of a pattern (prune first, then quantize: the S→Q order), and the dense matrix
+/// a sparse24_matrix stands for.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../kernels/reference/dequantize.hpp"
+#include "../quant/quantize.hpp"
+#include "sparse24_matrix.hpp"
+
+namespace lowbit {
+
+/// The positions of the non-zeros of a matrix that is already 2:4 (at most 2 non-zeros in every
+/// group of 4 columns; groups with fewer keep the lowest zero positions too). A group with more
+/// than 2 non-zeros is a lowbit::error: prune it first (prune/prune24.hpp).
+inline sparse24_positions find_sparse24_positions(const float* w, std::size_t rows, std::size_t cols, std::size_t ld) {
+  detail::check_float_matrix("find_sparse24_positions", w, rows, cols, ld);
+  sparse24_positions out(rows, cols);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t g = 0; g < out.groups(); ++g) {
+      unsigned kept[4], count = 0, zeros[4], zero_count = 0;
+      for (unsigned i = 0; i < 4; ++i) {
+        const std::size_t k = 4 * g + i;
+        if (k < cols && w[r * ld + k] != 0.0f) {
+          kept[count++] = i;
+        } else {
+          zeros[zero_count++] = i;
+        }
+      }
+      LOWBIT_CHECK(count <= 2, "find_sparse24_positions: row " << r << ", columns " << 4 * g << ".." << 4 * g + 3
+                                                               << " hold " << count << " non-zeros (2:4 allows 2)");
+      for (unsigned i = 0; count < 2; ++i) kept[count++] = zeros[i];
+      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
+      out.set(r, g, kept[0], kept[1]);
+    }
+  return out;
+}
+
+/// Quantizes the values that `positions` keeps (rows x 2 * ceil(cols / 4), gathered in order) with
+/// the scheme's standard quantizer, quantize<Scheme>; options.group_size counts kept values.
+template <class Scheme>
+sparse24_matrix<Scheme> quantize_sparse24(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
+                                          const sparse24_positions& positions, const quant_options& options = {}) {
+  detail::check_float_matrix("quantize_sparse24", w, rows, cols, ld);
+  LOWBIT_CHECK(positions.rows == rows && positions.cols == cols,
+               "quantize_sparse24: positions are for " << positions.rows << " x " << positions.cols
+                                                       << ", the weights are " << rows << " x " << cols);
+  LOWBIT_CHECK(positions.nibbles.size() == rows * positions.bytes_per_row(),
+               "quantize_sparse24: positions hold " << positions.nibbles.size() << " bytes, expected "
+                                                    << rows * positions.bytes_per_row());
+  detail::check_sparse24_nibbles(positions.nibbles.data(), rows, cols);
+  const std::size_t kept_cols = 2 * positions.groups();
+  std::vector<float> kept(rows * kept_cols, 0.0f);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t g = 0; g < positions.groups(); ++g) {
+      const unsigned nibble = positions.get(r, g);
+      const std::size_t a = 4 * g + (nibble & 3u), b = 4 * g + (nibble >> 2);
+      kept[r * kept_cols + 2 * g] = a < cols ? w[r * ld + a] : 0.0f;
+      kept[r * kept_cols + 2 * g + 1] = b < cols ? w[r * ld + b] : 0.0f;
+    }
+  const quantized_matrix<Scheme> q = quantize<Scheme>(kept.data(), rows, kept_cols, kept_cols, options);
+  return sparse24_matrix<Scheme>(q.view(), positions.nibbles.data(), cols);
+}
+
+/// The dense rows x cols matrix (row-major) that w stands for: each kept value dequantized exactly
+/// as reference::dequantize_element gives it, zeros elsewhere.
+template <class Scheme>
+std::vector<float> sparse24_to_dense(const sparse24_matrix<Scheme>& w) {
+  const quantized_matrix<Scheme> kept = w.kept_values();
+  std::vector<float> out(w.rows() * w.cols(), 0.0f);
+  for (std::size_t r = 0; r < w.rows(); ++r)
+    for (std::size_t j = 0; j < w.kept_cols(); ++j) {
+      const std::size_t k = j / 2 * 4 + w.position(r, j);
+      if (k < w.cols()) out[r * w.cols() + k] = reference::dequantize_element(kept.view(), r, j);
+    }
+  return out;
+}
+
+}  // namespace lowbit
