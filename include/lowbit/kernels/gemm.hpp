@@ -34,6 +34,7 @@
 #include "integer_weights.hpp"
 #include "simd/gemm_float.hpp"
 #include "simd/gemm_int8.hpp"
+#include "simd/gemm_sparse24.hpp"
 
 namespace lowbit {
 
@@ -151,9 +152,16 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
         }
       });
     } else {
-      for_panels(exec, panels, simd::float_tile_shape<Tag>::block_panels, [&](std::size_t b, std::size_t e) {
-        simd::gemm_float_tiled<Tag, Scheme, float>(w, x.data, x.ld, m, b, e, out, columns);
-      });
+      if constexpr (Columns::sparse) {
+        const simd::sparse24_packed_x packed = simd::pack_x_transposed<Tag>(x.data, x.ld, m, columns.x_cols);
+        for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) {
+          simd::gemm_sparse24_tiled<Tag>(w, columns, packed, m, b, e, out);
+        });
+      } else {
+        for_panels(exec, panels, simd::float_tile_shape<Tag>::block_panels, [&](std::size_t b, std::size_t e) {
+          simd::gemm_float_tiled<Tag, Scheme, float>(w, x.data, x.ld, m, b, e, out);
+        });
+      }
     }
 #endif
   }

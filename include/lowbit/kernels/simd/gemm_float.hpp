@@ -194,16 +194,10 @@ struct float_tile_shape {
 /// With bf16 activations (Act = bf16, AVX-512 BF16 only) the tile holds the decoded weights
 /// rounded to bf16, in pairs of columns per row, and vdpbf16ps does two products per lane: twice
 /// the multiply rate of fp32 FMAs, at bf16 precision for the weights.
-///
-/// With sparse24_columns a second tile holds each decoded value's position, and each lane picks
-/// its x column from the row's group of 4 (vpermilps) before the FMA: half the FMAs of the dense
-/// matrix. x must then be readable up to column 4 * ceil(K / 4) (the caller pads it).
-template <class Tag, class Scheme, class Act = float, class Columns = dense_columns>
+template <class Tag, class Scheme, class Act = float>
 void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t ldx, std::size_t m,
-                      std::size_t p_begin, std::size_t p_end, const gemm_output& out, const Columns& columns = {}) {
+                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
   constexpr bool bf16_pairs = std::is_same<Act, bf16>::value;
-  static_assert(!(bf16_pairs && Columns::sparse), "2:4 tiles are fp32");
-  using select = sparse24_select<Tag>;
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
   static_assert(!bf16_pairs || Tag::level >= isa::avx512_vnni, "bf16 tiles need AVX-512 BF16");
 #else
@@ -224,10 +218,6 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
   thread_local aligned_buffer<float> tile_buffer;
   if (tile_buffer.size() < KC * TP * 16) tile_buffer = aligned_buffer<float>(KC * TP * 16);
   float* const tile = tile_buffer.data();
-  // 2:4: the position of each tile entry, same indexing (bits 0-1; higher bits are ignored).
-  thread_local aligned_buffer<int32_t> position_buffer;
-  if (Columns::sparse && position_buffer.size() < KC * TP * 16) position_buffer = aligned_buffer<int32_t>(KC * TP * 16);
-  int32_t* const position_tile = position_buffer.data();
 
   for (std::size_t t0 = p_begin; t0 < p_end; t0 += TP) {
     const std::size_t t_end = std::min(p_end, t0 + TP);
@@ -272,8 +262,6 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
 #endif
           } else {
             float* dst = tile + (q * KC + c * L - k_begin) * 16;
-            i32 positions[V];
-            if constexpr (Columns::sparse) select::template load_positions<L / 4>(columns.at(panel, c), positions);
             for (std::size_t v = 0; v < V; ++v) {
               const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
               lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
@@ -281,9 +269,6 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
                 f32 value = dec.template decode<j>(lanes);
                 if constexpr (has_zero) value = value - zero[v];
                 (value * scale[v]).store_aligned(dst + j * 16 + v * W);
-                if constexpr (Columns::sparse)
-                  i32(positions[v] >> static_cast<int>(2 * j))
-                      .store_aligned(position_tile + (dst - tile) + j * 16 + v * W);
               });
             }
           }
@@ -324,21 +309,6 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
               }
             }
 #endif
-          } else if constexpr (Columns::sparse) {
-            const float* t = tile + q0 * KC * 16;
-            const int32_t* pt = position_tile + q0 * KC * 16;
-            for (std::size_t k = k_begin; k < k_end; ++k, t += 16, pt += 16) {
-              f32 wv[NV];
-              i32 position[NV];
-              for (std::size_t v = 0; v < NV; ++v) {
-                wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
-                position[v] = i32::load_aligned(pt + (v / V) * KC * 16 + (v % V) * W);
-              }
-              for (std::size_t i = 0; i < MR; ++i) {
-                const float* x4 = xr[i] + k / 2 * 4;
-                for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(select::pick(x4, position[v]), wv[v], acc[i][v]);
-              }
-            }
           } else {
             // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
             const float* t = tile + q0 * KC * 16;

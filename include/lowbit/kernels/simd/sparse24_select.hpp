@@ -54,21 +54,37 @@ struct sparse24_select {
     }
   }
 
-  /// Lane i gets x4[position_i & 3], from the 4 floats at x4.
-  static LOWBIT_ALWAYS_INLINE f32 pick(const float* x4, const i32& position) noexcept {
+  /// The 4 columns of a group, in the form pick reads: broadcast to every 128-bit lane (AVX2,
+  /// AVX-512), or the 4 values broadcast one by one (SSE4.2).
+  struct group_t {
+    f32 x[lanes == 4 ? 4 : 1];
+  };
+  static LOWBIT_ALWAYS_INLINE group_t group(const float* x4) noexcept {
     if constexpr (lanes == 16) {
-      return _mm512_permutevar_ps(_mm512_broadcast_f32x4(_mm_loadu_ps(x4)), position);
+      return {{_mm512_broadcast_f32x4(_mm_loadu_ps(x4))}};
     } else if constexpr (lanes == 8) {
-      return _mm256_permutevar_ps(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(x4)), position);
+      return {{_mm256_broadcast_ps(reinterpret_cast<const __m128*>(x4))}};
+    } else {
+      return {{f32(x4[0]), f32(x4[1]), f32(x4[2]), f32(x4[3])}};
+    }
+  }
+
+  /// Lane i gets column position_i & 3 of the group.
+  static LOWBIT_ALWAYS_INLINE f32 pick(const group_t& g, const i32& position) noexcept {
+    if constexpr (lanes == 16) {
+      return _mm512_permutevar_ps(g.x[0], position);
+    } else if constexpr (lanes == 8) {
+      return _mm256_permutevar_ps(g.x[0], position);
     } else {
       // SSE4.2 has no variable permute: two levels of blends on the position's bits.
       const __m128 bit0 = _mm_castsi128_ps(_mm_slli_epi32(position, 31));
       const __m128 bit1 = _mm_castsi128_ps(_mm_slli_epi32(position, 30));
-      const __m128 low = _mm_blendv_ps(_mm_set1_ps(x4[0]), _mm_set1_ps(x4[1]), bit0);
-      const __m128 high = _mm_blendv_ps(_mm_set1_ps(x4[2]), _mm_set1_ps(x4[3]), bit0);
+      const __m128 low = _mm_blendv_ps(g.x[0], g.x[1], bit0);
+      const __m128 high = _mm_blendv_ps(g.x[2], g.x[3], bit0);
       return _mm_blendv_ps(low, high, bit1);
     }
   }
+  static LOWBIT_ALWAYS_INLINE f32 pick(const float* x4, const i32& position) noexcept { return pick(group(x4), position); }
 };
 
 #endif  // LOWBIT_COMPILED_SSE42

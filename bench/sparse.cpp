@@ -1,0 +1,166 @@
+// 2:4-sparse GEMM / GEMV beside the dense lowbit kernel of the same format, OpenBLAS sgemm/sgemv
+// on the dense fp32 weights, and the memory read / copy references (bench/memory.hpp).
+//
+//   BM_sparse24/<format>/<isa>/<N>x<K>/m<M>/t<threads>   lowbit 2:4, weight-only, fp32 activations
+//   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
+//   BM_dense/f32/openblas/<N>x<K>/m<M>/t<threads>        the peer on the dense fp32 weights
+// Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 16, 64, 512}; 1 and 2 threads.
+// Counters: weight_GB/s = bytes of the matrix as stored (values, scales, zero points, positions)
+// per second; GOP/s = 2 M N K per second, K the dense reduction length (so a 2:4 kernel that is
+// twice as fast shows twice the GOP/s).
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "lowbit/kernels/gemm.hpp"
+#include "lowbit/kernels/gemm_sparse24.hpp"
+#include "memory.hpp"
+#include "peers.hpp"
+
+namespace {
+
+using namespace lowbit;
+
+template <class Scheme>
+struct bench_format {
+  using scheme_type = Scheme;
+  const char* name;
+  std::size_t group_size;  ///< dense columns per scale; the 2:4 matrix uses half as many kept values
+};
+
+const auto formats = std::make_tuple(bench_format<scheme<int4, fp16>>{"int4", 128},
+                                     bench_format<scheme<nf4, float>>{"nf4", 64},
+                                     bench_format<mx::int4>{"mxint4", 64}, bench_format<scheme<int8, float>>{"int8", 4096},
+                                     bench_format<scheme<fp8_e4m3, float>>{"fp8_e4m3", 128});
+
+struct shape {
+  std::size_t n, k;
+};
+const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
+const std::size_t ms[] = {1, 16, 64, 512};
+
+std::string shape_name(std::size_t n, std::size_t k, std::size_t m, std::size_t threads) {
+  return std::to_string(n) + "x" + std::to_string(k) + "/m" + std::to_string(m) + "/t" + std::to_string(threads);
+}
+
+void set_counters(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, double weight_bytes) {
+  state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * weight_bytes));
+  state.counters["GOP/s"] = benchmark::Counter(2e-9 * double(m) * double(n) * double(k),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GB/s"] = benchmark::Counter(1e-9 * weight_bytes, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+std::vector<float> random_floats(std::size_t count, uint64_t seed) {
+  std::vector<float> v(count);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<float>(static_cast<int32_t>(s >> 32)) * (1.0f / 2147483648.0f);
+  }
+  return v;
+}
+
+/// Random codes with finite scales: speed does not depend on the values.
+template <class Scheme>
+quantized_matrix<Scheme> random_codes(std::size_t n, std::size_t k, std::size_t group_size) {
+  quantized_matrix<Scheme> q(n, k, std::min(group_size, k));
+  bench_memory::fill_random(q.codes(), n * q.row_bytes(), n + k);
+  for (std::size_t i = 0; i < q.shape().group_count(); ++i)
+    q.scales()[i] = scale_traits<typename Scheme::scale_type>::from_float(std::is_same<typename Scheme::scale_type, e8m0>::value ? 0.0078125f : 0.01f);
+  return q;
+}
+
+template <class Scheme>
+const sparse24_matrix<Scheme>& sparse_weights(std::size_t n, std::size_t k, std::size_t group_size) {
+  static sparse24_matrix<Scheme> w;
+  if (w.rows() != n || w.cols() != k) {
+    const quantized_matrix<Scheme> kept = random_codes<Scheme>(n, k / 2, group_size / 2);
+    sparse24_positions positions(n, k);
+    static const unsigned pairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+    uint64_t s = 7;
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t g = 0; g < positions.groups(); ++g) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        const unsigned* p = pairs[(s >> 33) % 6];
+        positions.set(r, g, p[0], p[1]);
+      }
+    w = sparse24_matrix<Scheme>(kept.view(), positions.nibbles.data(), k);
+  }
+  return w;
+}
+
+template <class Scheme>
+const panel_matrix<Scheme>& dense_weights(std::size_t n, std::size_t k, std::size_t group_size) {
+  static panel_matrix<Scheme> w;
+  if (w.shape().rows != n || w.shape().cols != k) w = pack_panels(random_codes<Scheme>(n, k, group_size).view());
+  return w;
+}
+
+template <class Weights>
+void run(benchmark::State& state, const Weights& w, std::size_t m, std::size_t n, std::size_t k, isa path,
+         std::size_t threads) {
+  const std::vector<float> x = random_floats(m * k, 1);
+  std::vector<float> y(m * n);
+  for (auto _ : state) {
+    if (threads <= 1) {
+      gemm(matrix_view<const float>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), {}, serial_executor{}, path);
+    } else {
+      gemm(matrix_view<const float>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), {},
+           bench_memory::pool(threads), path);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, m, n, k, static_cast<double>(w.storage_bytes()));
+}
+
+template <class Format>
+void register_format(const Format& f) {
+  using S = typename Format::scheme_type;
+  for (isa path : supported_isas()) {
+    if (path == isa::scalar) continue;
+    for (const shape& s : shapes)
+      for (std::size_t m : ms)
+        for (std::size_t threads : {1, 2}) {
+          const std::string tail = std::string(f.name) + "/" + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads);
+          const std::size_t group = f.group_size;
+          benchmark::RegisterBenchmark(("BM_sparse24/" + tail).c_str(), [=](benchmark::State& state) {
+            run(state, sparse_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads);
+          })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          benchmark::RegisterBenchmark(("BM_dense/" + tail).c_str(), [=](benchmark::State& state) {
+            run(state, dense_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads);
+          })->UseRealTime()->Unit(benchmark::kMicrosecond);
+        }
+  }
+}
+
+const bool registered = [] {
+  std::apply([](const auto&... f) { (register_format(f), ...); }, formats);
+#if defined(LOWBIT_BENCH_HAVE_OPENBLAS)
+  for (const shape& s : shapes)
+    for (std::size_t m : ms)
+      for (std::size_t threads : {1, 2})
+        benchmark::RegisterBenchmark(("BM_dense/f32/openblas/" + shape_name(s.n, s.k, m, threads)).c_str(),
+                                     [=](benchmark::State& state) {
+                                       const std::vector<float> w = random_floats(s.n * s.k, 2), x = random_floats(m * s.k, 1);
+                                       std::vector<float> y(m * s.n);
+                                       peers::openblas_linear blas(m, s.n, s.k, w.data(), static_cast<int>(threads));
+                                       for (auto _ : state) {
+                                         blas.run(x.data(), y.data());
+                                         benchmark::ClobberMemory();
+                                       }
+                                       set_counters(state, m, s.n, s.k, 4.0 * double(s.n) * double(s.k));
+                                     })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+#endif
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
