@@ -19,18 +19,13 @@
 
 #include "lowbit/arch/dispatch.hpp"
 #include "lowbit/kernels/dequantize.hpp"
+#include "common.hpp"
 #include "memory.hpp"
 
 namespace {
 
 using namespace lowbit;
-
-template <class Scheme>
-struct bench_format {
-  using scheme_type = Scheme;
-  const char* name;
-  std::size_t group_size;
-};
+using namespace bench_common;
 
 // The scheme each format is usually met with (GPTQ/AWQ-style int4 with fp16 scales, bitsandbytes
 // NF4 with fp32 absmax per 64, ggml IQ4_NL with fp16 per 32, OCP MX with E8M0 per 32, ...).

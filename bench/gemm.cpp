@@ -20,19 +20,14 @@
 #include <vector>
 
 #include "lowbit/kernels/gemm.hpp"
+#include "common.hpp"
 #include "memory.hpp"
 #include "peers.hpp"
 
 namespace {
 
 using namespace lowbit;
-
-template <class Scheme>
-struct bench_format {
-  using scheme_type = Scheme;
-  const char* name;
-  std::size_t group_size;
-};
+using namespace bench_common;
 
 // The scheme each format is usually met with (as in bench/dequantize.cpp).
 const auto formats = std::make_tuple(
@@ -49,28 +44,6 @@ struct shape {
 };
 const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
 const std::size_t ms[] = {1, 4, 16, 64, 512};
-
-std::string shape_name(std::size_t n, std::size_t k, std::size_t m, std::size_t threads) {
-  return std::to_string(n) + "x" + std::to_string(k) + "/m" + std::to_string(m) + "/t" + std::to_string(threads);
-}
-
-void set_counters(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, double weight_bytes,
-                  double io_bytes) {
-  state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * (weight_bytes + io_bytes)));
-  state.counters["GOP/s"] = benchmark::Counter(2e-9 * double(m) * double(n) * double(k),
-                                               benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(1e-9 * weight_bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-std::vector<float> random_floats(std::size_t count, uint64_t seed) {
-  std::vector<float> v(count);
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = static_cast<float>(static_cast<int32_t>(s >> 32)) * (1.0f / 2147483648.0f);
-  }
-  return v;
-}
 
 template <class Scale>
 Scale typical_scale(std::size_t i) {
@@ -119,7 +92,7 @@ void run_lowbit(benchmark::State& state, std::size_t m, std::size_t n, std::size
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), double(sizeof(Act)) * double(m) * double(k) + 4.0 * double(m) * double(n));
+  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), double(sizeof(Act)) * double(m) * double(k) + 4.0 * double(m) * double(n));
 }
 
 template <class Format>
@@ -158,7 +131,7 @@ void run_openblas(benchmark::State& state, std::size_t m, std::size_t n, std::si
     blas.run(x.data(), y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, m, n, k, 4.0 * double(n) * double(k), 4.0 * double(m) * double(k + n));
+  set_gemm_counters(state, m, n, k, 4.0 * double(n) * double(k), 4.0 * double(m) * double(k + n));
 }
 #endif
 
@@ -178,7 +151,7 @@ void run_onednn(benchmark::State& state, peers::onednn_linear::kind kind, std::s
     dnn.run(f32 ? static_cast<const void*>(xf.data()) : x8.data(), y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, m, n, k, (f32 ? 4.0 : 1.0) * double(n) * double(k),
+  set_gemm_counters(state, m, n, k, (f32 ? 4.0 : 1.0) * double(n) * double(k),
                (f32 ? 4.0 : 1.0) * double(m) * double(k) + 4.0 * double(m) * double(n));
 }
 #endif

@@ -18,20 +18,16 @@
 
 #include "lowbit/kernels/gemm.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
+#include "common.hpp"
 #include "memory.hpp"
 #include "peers.hpp"
 
 namespace {
 
 using namespace lowbit;
+using namespace bench_common;
 
-template <class Scheme>
-struct bench_format {
-  using scheme_type = Scheme;
-  const char* name;
-  std::size_t group_size;  ///< dense columns per scale; the 2:4 matrix uses half as many kept values
-};
-
+// Group sizes count dense columns; the 2:4 matrices use half as many kept values per scale.
 const auto formats = std::make_tuple(bench_format<scheme<int4, fp16>>{"int4", 128},
                                      bench_format<scheme<nf4, float>>{"nf4", 64},
                                      bench_format<mx::int4>{"mxint4", 64}, bench_format<scheme<int8, float>>{"int8", 4096},
@@ -42,27 +38,6 @@ struct shape {
 };
 const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
 const std::size_t ms[] = {1, 16, 64, 512};
-
-std::string shape_name(std::size_t n, std::size_t k, std::size_t m, std::size_t threads) {
-  return std::to_string(n) + "x" + std::to_string(k) + "/m" + std::to_string(m) + "/t" + std::to_string(threads);
-}
-
-void set_counters(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, double weight_bytes) {
-  state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * weight_bytes));
-  state.counters["GOP/s"] = benchmark::Counter(2e-9 * double(m) * double(n) * double(k),
-                                               benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(1e-9 * weight_bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-std::vector<float> random_floats(std::size_t count, uint64_t seed) {
-  std::vector<float> v(count);
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = static_cast<float>(static_cast<int32_t>(s >> 32)) * (1.0f / 2147483648.0f);
-  }
-  return v;
-}
 
 /// Random codes with finite scales: speed does not depend on the values.
 template <class Scheme>
@@ -115,7 +90,7 @@ void run(benchmark::State& state, const Weights& w, std::size_t m, std::size_t n
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, m, n, k, static_cast<double>(w.storage_bytes()));
+  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), 0.0);
 }
 
 template <class Format>
@@ -153,7 +128,7 @@ const bool registered = [] {
                                          blas.run(x.data(), y.data());
                                          benchmark::ClobberMemory();
                                        }
-                                       set_counters(state, m, s.n, s.k, 4.0 * double(s.n) * double(s.k));
+                                       set_gemm_counters(state, m, s.n, s.k, 4.0 * double(s.n) * double(s.k), 0.0);
                                      })
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);

@@ -56,7 +56,7 @@ TYPED_TEST(sparse24_test, reference_layout_round_trips) {
   const std::size_t rows = 21, cols = 70;
   const std::vector<float> w = random_matrix(rows, cols, 2);
   const sparse24_positions pattern = prune24(w.data(), rows, cols, cols);
-  const quant_options options{kept_group<S>(12)};
+  const quant_options options{kept_group<S>(16)};
   const sparse24_matrix<S> s = quantize_sparse24<S>(w.data(), rows, cols, cols, pattern, options);
   EXPECT_EQ(s.positions().nibbles, pattern.nibbles);
   std::vector<float> gathered(rows * s.kept_cols());
@@ -76,10 +76,14 @@ TYPED_TEST(sparse24_test, reference_layout_round_trips) {
     for (std::size_t g = 0; g < pattern.groups(); ++g) {
       const unsigned a = pattern.get(r, g) & 3u, b = pattern.get(r, g) >> 2;
       for (unsigned i = 0; i < 4 && 4 * g + i < cols; ++i)
-        if (i != a && i != b) ASSERT_EQ(dense[r * cols + 4 * g + i], 0.0f);
+        if (i != a && i != b) {
+          ASSERT_EQ(dense[r * cols + 4 * g + i], 0.0f);
+        }
       // A kept value that quantized to zero may be found elsewhere; non-zeros must be where they were.
       for (unsigned i : {found.get(r, g) & 3u, found.get(r, g) >> 2})
-        if (4 * g + i < cols && dense[r * cols + 4 * g + i] != 0.0f) EXPECT_TRUE(i == a || i == b);
+        if (4 * g + i < cols && dense[r * cols + 4 * g + i] != 0.0f) {
+          EXPECT_TRUE(i == a || i == b);
+        }
     }
 }
 
@@ -106,7 +110,9 @@ TEST(prune24, magnitude_keeps_the_two_largest_and_wanda_weighs_by_activation_nor
         if (i == a || i == b) continue;
         const float dropped = std::fabs(big[r * cols + 4 * g + i]) * n[4 * g + i];
         for (unsigned keep : {a, b})
-          if (4 * g + keep < cols) EXPECT_GE(std::fabs(big[r * cols + 4 * g + keep]) * n[4 * g + keep], dropped);
+          if (4 * g + keep < cols) {
+            EXPECT_GE(std::fabs(big[r * cols + 4 * g + keep]) * n[4 * g + keep], dropped);
+          }
       }
     }
   const float nan_norms[8] = {1, 1, 1, NAN, 1, 1, 1, 1};

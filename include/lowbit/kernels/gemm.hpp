@@ -182,10 +182,7 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
     constexpr std::size_t L = Scheme::bits == 4 ? 8 : 4, block_chunks = 1024 / L;
     const std::size_t chunks = w.chunks();
     const auto set_bias = [&](std::size_t p_begin, std::size_t p_end) {
-      for (std::size_t i = 0; i < m; ++i) {
-        float* row = out.y + i * out.ld;
-        for (std::size_t n = p_begin * 16; n < std::min(out.n, p_end * 16); ++n) row[n] = out.bias ? out.bias[n] : 0.0f;
-      }
+      out.start(m, p_begin * 16, std::min(out.n, p_end * 16));
     };
     if (m < MR) {
       // Few rows: one row at a time over wider steps of panels (the step stays in L1 between rows).

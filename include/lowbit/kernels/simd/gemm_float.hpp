@@ -31,6 +31,12 @@ struct gemm_output {
   std::size_t ld;
   std::size_t n;
   const float* bias;
+
+  /// Sets columns [n_begin, n_end) of rows [0, m) to the bias (or zero), for kernels that add.
+  void start(std::size_t m, std::size_t n_begin, std::size_t n_end) const noexcept {
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = n_begin; j < n_end; ++j) y[i * ld + j] = bias ? bias[j] : 0.0f;
+  }
 };
 
 /// Which columns of x meet the stored columns of W. dense_columns: all of them, in order.
@@ -213,7 +219,7 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
   static_assert(KC % 8 == 0 && TP % P == 0, "a tile is whole chunks and whole register blocks");
   constexpr bool has_zero = Scheme::has_zero;
   const D dec;
-  const std::size_t cols = w.shape().cols, group_size = w.shape().group_size;
+  const std::size_t cols = w.shape().cols;
   // Per thread, allocated once: a panel's decoded columns are contiguous, 16 floats per column.
   thread_local aligned_buffer<float> tile_buffer;
   if (tile_buffer.size() < KC * TP * 16) tile_buffer = aligned_buffer<float>(KC * TP * 16);
@@ -223,24 +229,17 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
     const std::size_t t_end = std::min(p_end, t0 + TP);
     const std::size_t n_begin = t0 * 16, n_end = std::min(out.n, t_end * 16);
     // y starts as the bias (or zero), then each tile adds its columns' share.
-    for (std::size_t i = 0; i < m; ++i) {
-      float* row = out.y + i * out.ld;
-      for (std::size_t n = n_begin; n < n_end; ++n) row[n] = out.bias ? out.bias[n] : 0.0f;
-    }
+    out.start(m, n_begin, n_end);
     for (std::size_t k_begin = 0; k_begin < cols; k_begin += KC) {
       const std::size_t k_end = std::min(cols, k_begin + KC);
       // Decode: element k of row r of panel t0 + q at tile[(q * KC + k - k_begin) * 16 + r].
       for (std::size_t q = 0; q < t_end - t0; ++q) {
         const std::size_t panel = t0 + q;
-        std::size_t g_current = ~std::size_t(0);
-        f32 scale[V], zero[V];
+        panel_group_cursor<Tag, Scheme> group;
+        const f32* const scale = group.scale;
+        const f32* const zero = group.zero;
         for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
-          const std::size_t g = c * L / group_size;
-          if (g != g_current) {
-            g_current = g;
-            load_panel_scales<Tag>(w.scales(panel, g), scale);
-            if constexpr (has_zero) load_panel_zeros(dec, w.zeros(panel, g), zero);
-          }
+          group.seek(w, dec, panel, c);
           if constexpr (bf16_pairs) {
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
             // Pair p of the tile (columns 2p, 2p + 1): 16 rows x 2 bf16 = 64 bytes, row-interleaved.

@@ -71,7 +71,7 @@ void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& 
   static_assert(16 % NR == 0 && KC % 8 == 0, "register blocks within a panel, tiles of whole chunks");
   constexpr bool has_zero = Scheme::has_zero;
   const D dec;
-  const std::size_t kept_cols = w.shape().cols, group_size = w.shape().group_size;
+  const std::size_t kept_cols = w.shape().cols;
   // Per thread, allocated once. Entry (q, k, r): value of kept column k of row r of panel q, and
   // the offset in the packed x of the column it multiplies.
   thread_local aligned_buffer<float> value_buffer;
@@ -86,24 +86,17 @@ void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& 
   for (std::size_t t0 = p_begin; t0 < p_end; t0 += TP) {
     const std::size_t t_end = std::min(p_end, t0 + TP);
     const std::size_t n_begin = t0 * 16, n_end = std::min(out.n, t_end * 16);
-    for (std::size_t i = 0; i < m; ++i) {
-      float* row = out.y + i * out.ld;
-      for (std::size_t n = n_begin; n < n_end; ++n) row[n] = out.bias ? out.bias[n] : 0.0f;
-    }
+    out.start(m, n_begin, n_end);
     for (std::size_t k_begin = 0; k_begin < kept_cols; k_begin += KC) {
       const std::size_t k_end = std::min(kept_cols, k_begin + KC);
       const std::size_t c_base = k_begin / 2 * 4;
       for (std::size_t q = 0; q < t_end - t0; ++q) {
         const std::size_t panel = t0 + q;
-        std::size_t g_current = ~std::size_t(0);
-        f32 scale[V], zero[V];
+        panel_group_cursor<Tag, Scheme> group;
+        const f32* const scale = group.scale;
+        const f32* const zero = group.zero;
         for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
-          const std::size_t g = c * L / group_size;
-          if (g != g_current) {
-            g_current = g;
-            load_panel_scales<Tag>(w.scales(panel, g), scale);
-            if constexpr (has_zero) load_panel_zeros(dec, w.zeros(panel, g), zero);
-          }
+          group.seek(w, dec, panel, c);
           const std::size_t entry = (q * KC + c * L - k_begin) * 16;
           i32 positions[V];
           select::template load_positions<L / 4>(columns.at(panel, c), positions);

@@ -128,6 +128,24 @@ LOWBIT_ALWAYS_INLINE void load_panel_zeros(const panel_decoder<Tag, Format>& dec
   for (std::size_t v = 0; v < V; ++v) out[v] = dec.template decode<0>(codes[v]);
 }
 
+/// The scales and decoded zero points of the group a chunk is in, reloaded only when the group
+/// changes (the tile decoders visit a panel's chunks in order).
+template <class Tag, class Scheme>
+struct panel_group_cursor {
+  using D = panel_decoder<Tag, typename Scheme::format>;
+  typename ops<Tag>::f32 scale[D::vectors_per_panel], zero[D::vectors_per_panel];
+  std::size_t group = ~std::size_t(0);
+
+  LOWBIT_ALWAYS_INLINE void seek(const panel_matrix<Scheme>& w, const D& dec, std::size_t panel,
+                                 std::size_t chunk) noexcept {
+    const std::size_t g = chunk * D::per_lane / w.shape().group_size;
+    if (g == group) return;
+    group = g;
+    load_panel_scales<Tag>(w.scales(panel, g), scale);
+    if constexpr (Scheme::has_zero) load_panel_zeros(dec, w.zeros(panel, g), zero);
+  }
+};
+
 /// The chunks of group g: [begin, end). Group sizes are multiples of per_lane or the whole row.
 struct chunk_range_of_group {
   std::size_t begin, end;
