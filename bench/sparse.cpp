@@ -1,7 +1,9 @@
-// 2:4-sparse GEMM / GEMV beside the dense lowbit kernel of the same format, OpenBLAS sgemm/sgemv
-// on the dense fp32 weights, and the memory read / copy references (bench/memory.hpp).
+// 2:4-sparse and block-sparse GEMM / GEMV beside the dense lowbit kernel of the same format,
+// OpenBLAS sgemm/sgemv on the dense fp32 weights, and the memory read / copy references
+// (bench/memory.hpp).
 //
 //   BM_sparse24/<format>/<isa>/<N>x<K>/m<M>/t<threads>   lowbit 2:4, weight-only, fp32 activations
+//   BM_bsr/<format>/<isa>/32x32_d<density %>/<N>x<K>/m<M>/t<threads>   lowbit BSR, 32 x 32 blocks
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
 //   BM_dense/f32/openblas/<N>x<K>/m<M>/t<threads>        the peer on the dense fp32 weights
 // Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 16, 64, 512}; 1 and 2 threads.
@@ -10,6 +12,7 @@
 // twice as fast shows twice the GOP/s).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "lowbit/kernels/gemm.hpp"
+#include "lowbit/kernels/gemm_bsr.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
 #include "common.hpp"
 #include "memory.hpp"
@@ -68,6 +72,34 @@ const sparse24_matrix<Scheme>& sparse_weights(std::size_t n, std::size_t k, std:
   return w;
 }
 
+/// Random 32 x 32 blocks, the same number in every block row (density x K / 32, at least 1).
+template <class Scheme>
+const bsr_matrix<Scheme>& bsr_weights(std::size_t n, std::size_t k, std::size_t group_size, double density) {
+  static bsr_matrix<Scheme> w;
+  static double made_for = 0.0;
+  constexpr std::size_t B = 32;
+  if (w.rows() != n || w.cols() != k || made_for != density) {
+    const std::size_t bcols = k / B, per_row = std::max<std::size_t>(1, std::size_t(density * double(bcols) + 0.5));
+    std::vector<uint32_t> row_ptr(1, 0), col_idx;
+    uint64_t s = 11;
+    for (std::size_t b = 0; b < n / B; ++b) {
+      std::vector<uint32_t> cols(bcols);
+      for (std::size_t c = 0; c < bcols; ++c) cols[c] = static_cast<uint32_t>(c);
+      for (std::size_t c = 0; c < per_row; ++c) {  // a partial Fisher-Yates shuffle
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        std::swap(cols[c], cols[c + (s >> 33) % (bcols - c)]);
+      }
+      std::sort(cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(per_row));
+      col_idx.insert(col_idx.end(), cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(per_row));
+      row_ptr.push_back(static_cast<uint32_t>(col_idx.size()));
+    }
+    const bsr_structure structure(n, k, B, B, row_ptr.data(), col_idx.data());
+    w = bsr_matrix<Scheme>(structure, random_codes<Scheme>(structure.blocks() * B, B, std::min(group_size, B)).view());
+    made_for = density;
+  }
+  return w;
+}
+
 template <class Scheme>
 const panel_matrix<Scheme>& dense_weights(std::size_t n, std::size_t k, std::size_t group_size) {
   static panel_matrix<Scheme> w;
@@ -109,6 +141,14 @@ void register_format(const Format& f) {
           benchmark::RegisterBenchmark(("BM_dense/" + tail).c_str(), [=](benchmark::State& state) {
             run(state, dense_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads);
           })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          if (m > 64) continue;
+          for (int percent : {50, 25, 10, 5}) {
+            const std::string name = std::string("BM_bsr/") + f.name + "/" + isa_name(path) + "/32x32_d" +
+                                     std::to_string(percent) + "/" + shape_name(s.n, s.k, m, threads);
+            benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+              run(state, bsr_weights<S>(s.n, s.k, group, percent / 100.0), m, s.n, s.k, path, threads);
+            })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          }
         }
   }
 }

@@ -159,7 +159,7 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
         });
       } else {
         for_panels(exec, panels, simd::float_tile_shape<Tag>::block_panels, [&](std::size_t b, std::size_t e) {
-          simd::gemm_float_tiled<Tag, Scheme, float>(w, x.data, x.ld, m, b, e, out);
+          simd::gemm_float_tiled<Tag, Scheme, float>(w, x.data, x.ld, m, b, e, out, columns);
         });
       }
     }

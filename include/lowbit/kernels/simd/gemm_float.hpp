@@ -40,9 +40,25 @@ struct gemm_output {
 };
 
 /// Which columns of x meet the stored columns of W. dense_columns: all of them, in order.
+/// x_of(j): x column of stored column j, valid through a run of consecutive columns that ends
+/// at run_end(j); x_column(p, i, j): the same for row i of panel p (what the scalar path asks).
 struct dense_columns {
   static constexpr bool sparse = false;
+  std::size_t x_of(std::size_t j) const noexcept { return j; }
+  std::size_t run_end(std::size_t) const noexcept { return ~std::size_t(0); }
   std::size_t x_column(std::size_t, std::size_t, std::size_t j) const noexcept { return j; }
+};
+
+/// Block-sparse rows (sparse/bsr_matrix.hpp): a block row's blocks side by side; stored column
+/// j is column j % width of block j / width, at x column block_cols[j / width] * width + j % width.
+struct block_columns {
+  static constexpr bool sparse = false;
+  const uint32_t* block_cols;
+  std::size_t width;   ///< BC
+  std::size_t x_cols;  ///< K
+  std::size_t x_of(std::size_t j) const noexcept { return block_cols[j / width] * width + j % width; }
+  std::size_t run_end(std::size_t j) const noexcept { return (j / width + 1) * width; }
+  std::size_t x_column(std::size_t, std::size_t, std::size_t j) const noexcept { return x_of(j); }
 };
 
 /// 2:4 (sparse/sparse24_matrix.hpp): stored column j of a row is kept value j, at x column
@@ -110,8 +126,8 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
   const D dec;
   const std::size_t chunks = w.chunks(), groups = w.shape().groups_per_row();
   const std::size_t group_size = w.shape().group_size, panels = w.panels();
-  std::size_t cols = w.shape().cols;
-  if constexpr (Columns::sparse) cols = columns.x_cols;
+  std::size_t cols = w.shape().cols;  // of x
+  if constexpr (!std::is_same<Columns, dense_columns>::value) cols = columns.x_cols;
   const float* xr[MR];
   for (std::size_t i = 0; i < MR; ++i) xr[i] = x + std::min(i, m - 1) * ldx;
 
@@ -131,7 +147,8 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
         for (auto& row : set)
           for (auto& a : row) a = f32(0.0f);
       for (std::size_t c = range.begin; c < range.end; ++c) {
-        const std::size_t k0 = c * L * span;
+        std::size_t k0 = c * L * span;  // x column of the chunk (a chunk never straddles blocks)
+        if constexpr (!Columns::sparse) k0 = columns.x_of(c * L);
         // The last chunk may run past cols: its x comes from a zero-padded copy.
         alignas(64) float padded[MR][L * span];
         const float* xs[MR];
@@ -200,10 +217,13 @@ struct float_tile_shape {
 /// With bf16 activations (Act = bf16, AVX-512 BF16 only) the tile holds the decoded weights
 /// rounded to bf16, in pairs of columns per row, and vdpbf16ps does two products per lane: twice
 /// the multiply rate of fp32 FMAs, at bf16 precision for the weights.
-template <class Tag, class Scheme, class Act = float>
+///
+/// Columns (dense_columns or block_columns) maps the tile's columns to x's in runs.
+template <class Tag, class Scheme, class Act = float, class Columns = dense_columns>
 void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t ldx, std::size_t m,
-                      std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
+                      std::size_t p_begin, std::size_t p_end, const gemm_output& out, const Columns& columns = {}) {
   constexpr bool bf16_pairs = std::is_same<Act, bf16>::value;
+  static_assert(!bf16_pairs || std::is_same<Columns, dense_columns>::value, "bf16 tiles are dense");
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
   static_assert(!bf16_pairs || Tag::level >= isa::avx512_vnni, "bf16 tiles need AVX-512 BF16");
 #else
@@ -311,13 +331,19 @@ void gemm_float_tiled(const panel_matrix<Scheme>& w, const Act* x, std::size_t l
           } else {
             // Panel q0 + v / V of the block: its columns are KC * 16 floats apart from the next panel's.
             const float* t = tile + q0 * KC * 16;
-            for (std::size_t k = k_begin; k < k_end; ++k, t += 16) {
-              f32 wv[NV];
-              for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
-              for (std::size_t i = 0; i < MR; ++i) {
-                const f32 xb(xr[i][k]);
-                for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+            for (std::size_t run = k_begin; run < k_end;) {
+              const std::size_t run_stop = std::min(k_end, columns.run_end(run));
+              const float* xs[MR];  // x at the run's first column
+              for (std::size_t i = 0; i < MR; ++i) xs[i] = xr[i] + columns.x_of(run);
+              for (std::size_t k = run; k < run_stop; ++k, t += 16) {
+                f32 wv[NV];
+                for (std::size_t v = 0; v < NV; ++v) wv[v] = f32::load_aligned(t + (v / V) * KC * 16 + (v % V) * W);
+                for (std::size_t i = 0; i < MR; ++i) {
+                  const f32 xb(xs[i][k - run]);
+                  for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(xb, wv[v], acc[i][v]);
+                }
               }
+              run = run_stop;
             }
           }
           for (std::size_t i = 0; i < MR && i0 + i < m; ++i)
