@@ -96,9 +96,9 @@ void gemm_float_scalar(const panel_matrix<Scheme>& w, matrix_view<const float> x
     }
 }
 
-template <class Scheme>
+template <class Scheme, class Columns = dense_columns>
 void gemm_int8_scalar(const panel_matrix<Scheme>& w, const int8_activations& a, std::size_t p_begin,
-                      std::size_t p_end, const gemm_output& out) noexcept {
+                      std::size_t p_end, const gemm_output& out, const Columns& columns = {}) noexcept {
   using format = typename Scheme::format;
   constexpr detail::integer_code_map map = integer_codes<format>::value;
   const std::size_t k_total = w.shape().cols, group_size = w.shape().group_size;
@@ -109,10 +109,10 @@ void gemm_int8_scalar(const panel_matrix<Scheme>& w, const int8_activations& a, 
       for (std::size_t g = 0; g * group_size < k_total; ++g) {
         int32_t dot = 0;
         for (std::size_t k = g * group_size; k < std::min(k_total, (g + 1) * group_size); ++k)
-          dot += int32_t(map.u8[panel_code(w, p, r, k)]) * a.row(i)[k];
+          dot += int32_t(map.u8[panel_code(w, p, r, k)]) * a.row(i)[columns.x_of(k)];
         const int32_t zero = Scheme::has_zero ? map.u8[w.zeros(p, g)[r]] : map.offset;
         const float scale = scale_traits<typename Scheme::scale_type>::to_float(w.scales(p, g)[r]) * map.unit;
-        sum += static_cast<float>(dot - zero * a.group_sum(i, g)) * scale;
+        sum += static_cast<float>(dot - zero * a.group_sum(i, columns.x_of(g * group_size) / group_size)) * scale;
       }
       out.y[i * out.ld + n] = sum * a.scale(i) + (out.bias ? out.bias[n] : 0.0f);
     }
@@ -167,11 +167,12 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
   }
 }
 
-template <class Tag, class Scheme, class Executor>
-void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const gemm_output& out, Executor&& exec) {
+template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
+void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const gemm_output& out, Executor&& exec,
+               const Columns& columns = {}) {
   const std::size_t panels = w.panels(), m = a.rows();
   if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
-    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_int8_scalar(w, a, b, e, out); });
+    for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_int8_scalar(w, a, b, e, out, columns); });
   } else {
 #if defined(LOWBIT_COMPILED_SSE42)
     using shape = simd::int8_tile_shape<Tag>;
@@ -190,7 +191,7 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
         set_bias(b, e);
         for (std::size_t p0 = b; p0 < e; p0 += P1)
           for (std::size_t i = 0; i < m; ++i)
-            simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), 0, chunks, out);
+            simd::gemm_int8_block<Tag, Scheme, 1, P1>(w, a, i, p0, std::min(e, p0 + P1), 0, chunks, out, columns);
       });
     } else {
       // Groups of 8 panels: their K block of W (64-128 KiB) stays in L2, and each block of x rows
@@ -204,7 +205,7 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
             for (std::size_t i = 0; i < m; i += MR)
               for (std::size_t p0 = g0; p0 < g1; p0 += P)
                 simd::gemm_int8_block<Tag, Scheme, MR, P>(w, a, i, p0, std::min(g1, p0 + P), c0,
-                                                          std::min(chunks, c0 + block_chunks), out);
+                                                          std::min(chunks, c0 + block_chunks), out, columns);
         }
       });
     }

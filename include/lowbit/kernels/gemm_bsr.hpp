@@ -44,8 +44,9 @@ void gemm_bsr_scalar(const bsr_matrix<Scheme>& w, matrix_view<const float> x, st
 }
 }  // namespace detail
 
-/// y = x · Wᵀ + options.bias, x M x K fp32, W N x K block-sparse. compute::int8 is not available
-/// for BSR matrices yet (a lowbit::error says so); shapes are checked as for dense matrices.
+/// y = x · Wᵀ + options.bias, x M x K fp32, W N x K block-sparse; shapes are checked as for dense
+/// matrices. compute::int8 (W8A8 / W4A8, integer-valued formats) runs on vectorized() matrices:
+/// x quantized per row to int8 as for the dense GEMM, the integer kernel reading it block by block.
 template <class Scheme, class Executor = serial_executor>
 void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<float> y,
           const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
@@ -57,10 +58,35 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
   LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
   LOWBIT_CHECK(y.cols == w.rows(), "gemm: y has " << y.cols << " columns but w has N=" << w.rows());
   LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here");
-  LOWBIT_CHECK(options.mode == compute::weight_only, "gemm: block-sparse matrices run compute::weight_only only");
-  LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   const gemm_output out{y.data, y.ld, y.cols, options.bias};
   const std::size_t br = s.block_rows;
+  if (options.mode == compute::int8) {
+    if constexpr (!has_integer_path<typename Scheme::format>) {
+      raise_error(std::string("gemm: compute::int8 needs integer-valued weights; ") +
+                  format_traits<typename Scheme::format>::name + " is not (use compute::weight_only)");
+    } else {
+      LOWBIT_CHECK(w.vectorized(), "gemm: compute::int8 on block-sparse matrices needs a vectorized block shape "
+                                   "(BR a multiple of 16, groups of whole lanes), not "
+                                       << br << " x " << s.block_cols << " with group_size=" << w.group_size());
+      thread_local int8_activations activations;
+      activations.quantize(x, w.group_size(), options.channel_scales, exec);
+      exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
+        for (std::size_t b = b_begin; b < b_end; ++b) {
+          const gemm_output rows{y.data + b * br, y.ld, br, options.bias ? options.bias + b * br : nullptr};
+          if (s.row_ptr[b + 1] == s.row_ptr[b]) {
+            rows.start(x.rows, 0, br);
+            continue;
+          }
+          const block_columns columns{s.col_idx.data() + s.row_ptr[b], s.block_cols, x.cols};
+          dispatch(path, [&](auto tag) {
+            detail::gemm_int8<decltype(tag)>(w.block_row(b), activations, rows, serial_executor{}, columns);
+          });
+        }
+      });
+    }
+    return;
+  }
+  LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
     if (!w.vectorized()) {
       detail::gemm_bsr_scalar(w, x, b_begin, b_end, out);

@@ -120,10 +120,12 @@ struct int8_tile_shape {
 /// Rows [i0, i0 + MR) of the activations (clamped to m), panels [p_begin, p_end), P at a time,
 /// chunks [c_begin, c_end) of K: adds their share to y (which the caller set to the bias). A group
 /// cut by the chunk range adds its products in pieces, each piece's dot product exact in int32
-/// (corrected with the sum of q over the piece, from the activations' prefix sums).
-template <class Tag, class Scheme, std::size_t MR, std::size_t P>
+/// (corrected with the sum of q over the piece, from the activations' prefix sums). Columns
+/// (dense_columns, block_columns) says which x columns a chunk meets; a group is one run of them.
+template <class Tag, class Scheme, std::size_t MR, std::size_t P, class Columns = dense_columns>
 void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, std::size_t i0, std::size_t p_begin,
-                     std::size_t p_end, std::size_t c_begin, std::size_t c_end, const gemm_output& out) noexcept {
+                     std::size_t p_end, std::size_t c_begin, std::size_t c_end, const gemm_output& out,
+                     const Columns& columns = {}) noexcept {
   using format = typename Scheme::format;
   using O = ops<Tag>;
   using f32 = typename O::f32;
@@ -183,11 +185,12 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
               u[p * V + v] = map.flip ? i32(lanes ^ flip) : lanes;
             }
           }
+        const std::size_t xc = columns.x_of(c * L);
         for (std::size_t i = 0; i < MR; ++i) {
-          const i32 s = B::broadcast4(xr[i] + c * L);
+          const i32 s = B::broadcast4(xr[i] + xc);
           for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u[v], s);
           if constexpr (bits == 4) {
-            const i32 s_high = B::broadcast4(xr[i] + c * L + 4);
+            const i32 s_high = B::broadcast4(xr[i] + xc + 4);
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u_high[v], s_high);
           }
         }
@@ -206,8 +209,10 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
         }
       }
       for (std::size_t v = 0; v < NV; ++v) scale[v] = scale[v] * f32(map.unit);
+      const std::size_t quad_begin = columns.x_of(range.begin * L) / 4;
+      const std::size_t quad_end = quad_begin + (range.end - range.begin) * L / 4;
       for (std::size_t i = 0; i < MR; ++i) {
-        const int32_t sum = xprefix[i][range.end * L / 4] - xprefix[i][range.begin * L / 4];
+        const int32_t sum = xprefix[i][quad_end] - xprefix[i][quad_begin];
         for (std::size_t v = 0; v < NV; ++v) {
           i32 exact;
           if constexpr (Scheme::has_zero) {
