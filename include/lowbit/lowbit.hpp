@@ -4,6 +4,8 @@
 
 #include "arch/dispatch.hpp"
 #include "arch/isa.hpp"
+#include "attention/decode.hpp"
+#include "attention/kv_cache.hpp"
 #include "core/aligned.hpp"
 #include "core/bits.hpp"
 #include "core/config.hpp"
@@ -20,6 +22,7 @@
 #include "kernels/reference/dequantize.hpp"
 #include "kernels/reference/gemm.hpp"
 #include "layout/panel.hpp"
+#include "interop/torch_sparse24.hpp"
 #include "layout/quantized_matrix.hpp"
 #include "prune/prune24.hpp"
 #include "quant/activations.hpp"

@@ -21,6 +21,12 @@ using all_schemes = ::testing::Types<
     scheme<uint4, bf16, true>, scheme<int8, e8m0>, mx::fp4, mx::fp8_e4m3, mx::fp8_e5m2, mx::fp6_e3m2, mx::fp6_e2m3,
     mx::int8, mx::int4>;
 
+// One scheme per decoding path (4-bit tables with and without zero points, 8-bit integers, FP8,
+// 6-bit, codebooks with 16-bit scales, MX): for kernels that reuse the dense decoders, which
+// all_schemes covers already, and whose own logic does not depend on the format.
+using path_schemes = ::testing::Types<scheme<int4>, scheme<uint4, float, true>, scheme<int8>, scheme<fp8_e4m3>,
+                                      scheme<fp6_e3m2>, scheme<nf4, bf16>, scheme<iq4_nl, fp16>, mx::fp4, mx::int8>;
+
 inline std::vector<float> random_matrix(std::size_t rows, std::size_t cols, uint32_t seed, float spread = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, spread);

@@ -126,7 +126,7 @@ void check_int8_path(const bsr_matrix<Scheme>& b, const std::vector<float>&, con
 
 template <class Scheme>
 class bsr_test : public ::testing::Test {};
-TYPED_TEST_SUITE(bsr_test, all_schemes);
+TYPED_TEST_SUITE(bsr_test, path_schemes);
 
 TYPED_TEST(bsr_test, values_round_trip_and_gemm_matches_the_dense_reference) {
   using S = TypeParam;

@@ -47,7 +47,7 @@ TEST(sparse24, positions_must_be_distinct_and_ordered) {
 
 template <class Scheme>
 class sparse24_test : public ::testing::Test {};
-TYPED_TEST_SUITE(sparse24_test, all_schemes);
+TYPED_TEST_SUITE(sparse24_test, path_schemes);
 
 // The kept values are quantize<Scheme> of the gathered values, the positions those of the
 // pattern, and both come back bit for bit.

@@ -1,0 +1,329 @@
+/// \file
+/// \brief Decode attention: one query token per sequence against a kv_cache, multi-head,
+/// grouped-query or multi-query (q_heads a multiple of kv_heads), softmax(q Kᵀ · scale) V.
+///
+/// Flash-decoding: each (sequence, KV head) is cut into chunks of tokens that run in parallel
+/// over the executor; a chunk keeps, for each query head of its group, the running maximum, the
+/// sum of exponentials and the weighted sum of V (online softmax), and the chunks are merged by
+/// their log-sum-exp. K and V are dequantized 16 tokens at a time into an L1 tile (the SIMD
+/// dequantization kernels) and used at once by every query head of the group: the cache is read
+/// once, in its low-bit form.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "../arch/dispatch.hpp"
+#include "../core/aligned.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../kernels/dequantize.hpp"
+#include "../kernels/simd/ops.hpp"
+#include "kv_cache.hpp"
+
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+
+namespace lowbit {
+namespace attention {
+
+struct decode_options {
+  float scale = 0.0f;             ///< multiplies q·k; 0: 1 / sqrt(head_dim)
+  std::size_t chunk_tokens = 0;   ///< tokens per parallel chunk; 0: chosen from the lengths and threads
+};
+
+namespace detail {
+
+constexpr std::size_t tile_tokens = 16;
+
+/// Threads an executor offers: its concurrency() when it says, else the hardware's (an engine's
+/// lambda executor says nothing; more chunks than threads only cost a little merging).
+template <class Executor>
+auto threads_of(const Executor& exec, int) -> decltype(std::size_t(exec.concurrency())) {
+  return exec.concurrency();
+}
+template <class Executor>
+std::size_t threads_of(const Executor&, long) {
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+/// Rows [r0, r0 + n) of K or V as floats, row i at out + i * d.
+template <class Tag, class Element>
+void rows_to_float(const kv_rows<Element>& rows, std::size_t r0, std::size_t n, std::size_t d, float* out) {
+  if constexpr (std::is_same<Element, float>::value) {
+    std::copy(rows.data.data() + r0 * d, rows.data.data() + (r0 + n) * d, out);
+  } else if constexpr (std::is_same<Element, bf16>::value) {
+    for (std::size_t i = 0; i < n * d; ++i) out[i] = rows.data[r0 * d + i].to_float();
+  } else {
+    dequantize_rows<Tag>(rows.matrix.view(), r0, r0 + n, out, d);
+  }
+}
+
+// Vector helpers over a head vector (d a multiple of 16, so of every batch width).
+template <class Tag>
+float dot(const float* a, const float* b, std::size_t d) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    float s = 0.0f;
+    for (std::size_t i = 0; i < d; ++i) s += a[i] * b[i];
+    return s;
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    f32 acc0(0.0f), acc1(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * W <= d; i += 2 * W) {
+      acc0 = xsimd::fma(f32::load_unaligned(a + i), f32::load_unaligned(b + i), acc0);
+      acc1 = xsimd::fma(f32::load_unaligned(a + i + W), f32::load_unaligned(b + i + W), acc1);
+    }
+    for (; i < d; i += W) acc0 = xsimd::fma(f32::load_unaligned(a + i), f32::load_unaligned(b + i), acc0);
+    alignas(64) float lanes[W];
+    (acc0 + acc1).store_aligned(lanes);
+    float s = 0.0f;
+    for (std::size_t l = 0; l < W; ++l) s += lanes[l];  // (xsimd 8 says hadd, later ones reduce_add)
+    return s;
+#else
+    return 0.0f;
+#endif
+  }
+}
+
+/// y += a * x.
+template <class Tag>
+void axpy(float a, const float* x, float* y, std::size_t d) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t i = 0; i < d; ++i) y[i] += a * x[i];
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    const f32 av(a);
+    for (std::size_t i = 0; i < d; i += W)
+      xsimd::fma(av, f32::load_unaligned(x + i), f32::load_unaligned(y + i)).store_unaligned(y + i);
+#endif
+  }
+}
+
+/// y *= a.
+template <class Tag>
+void scale_in_place(float* y, float a, std::size_t d) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t i = 0; i < d; ++i) y[i] *= a;
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    const f32 av(a);
+    for (std::size_t i = 0; i < d; i += W) (f32::load_unaligned(y + i) * av).store_unaligned(y + i);
+#endif
+  }
+}
+
+/// The sums of the lanes of W batches (W = lanes), as one batch: lane i = sum of acc[i].
+template <class Tag>
+typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* acc) noexcept {
+  constexpr std::size_t W = simd::ops<Tag>::lanes;
+  if constexpr (W == 4) {
+    return _mm_hadd_ps(_mm_hadd_ps(acc[0], acc[1]), _mm_hadd_ps(acc[2], acc[3]));
+  } else if constexpr (W == 8) {
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+  } else {
+    // 16 -> 8 vectors (256-bit halves added, tokens i and i + 8 side by side), -> 4 (128-bit
+    // quarters added), then within 128-bit lanes; lanes come out as tokens 0-3, 8-11, 4-7, 12-15.
+    __m512 b[8], c[4];
+    for (int i = 0; i < 8; ++i)
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
+    for (int i = 0; i < 4; ++i)
+      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+    const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+    const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+    const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
+  }
+}
+
+/// scores[i] = exp(scores[i] - shift) for the 16 scores of a tile (xsimd's vector exp).
+template <class Tag>
+void exp_shifted(float* scores, float shift) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t i = 0; i < tile_tokens; ++i) scores[i] = std::exp(scores[i] - shift);
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    for (std::size_t i = 0; i < tile_tokens; i += W) xsimd::exp(f32::load_aligned(scores + i) - f32(shift)).store_aligned(scores + i);
+#endif
+  }
+}
+
+/// acc = acc * correction + sum_i p[i] v_tile[i] over the n rows of a tile.
+template <class Tag>
+void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::size_t d, float correction,
+                     float* acc) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t e = 0; e < d; ++e) {
+      float a = acc[e] * correction;
+      for (std::size_t i = 0; i < n; ++i) a += p[i] * v_tile[i * d + e];
+      acc[e] = a;
+    }
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    for (std::size_t e = 0; e < d; e += W) {
+      f32 a = f32::load_unaligned(acc + e) * f32(correction);
+      for (std::size_t i = 0; i < n; ++i) a = xsimd::fma(f32(p[i]), f32::load_aligned(v_tile + i * d + e), a);
+      a.store_unaligned(acc + e);
+    }
+#endif
+  }
+}
+
+/// Online-softmax state of one chunk for its group's query heads: running max, sum, V sum.
+struct partial {
+  float* max;
+  float* sum;
+  float* acc;  ///< group x d
+};
+
+/// scores[i] = q · k_tile[i] for the 16 rows of a tile (rows past n are computed and ignored):
+/// one accumulator per token, reduced across lanes W tokens at a time by a transpose-add tree.
+template <class Tag>
+void tile_scores(const float* q, const float* k_tile, std::size_t d, float* scores) noexcept {
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t i = 0; i < tile_tokens; ++i) scores[i] = dot<Tag>(q, k_tile + i * d, d);
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    for (std::size_t i0 = 0; i0 < tile_tokens; i0 += W) {
+      f32 acc[W];
+      for (auto& a : acc) a = f32(0.0f);
+      for (std::size_t e = 0; e < d; e += W) {
+        const f32 qe = f32::load_unaligned(q + e);
+        for (std::size_t i = 0; i < W; ++i) acc[i] = xsimd::fma(qe, f32::load_aligned(k_tile + (i0 + i) * d + e), acc[i]);
+      }
+      reduce_lanes<Tag>(acc).store_unaligned(scores + i0);
+    }
+#endif
+  }
+}
+
+/// Tokens [t0, t1) of head h of sequence seq, for the `group` query heads at q (group x d, already
+/// multiplied by the scale).
+template <class Tag, class Element>
+void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
+                  const float* q, std::size_t group, const partial& out) {
+  const std::size_t d = cache.shape().head_dim;
+  alignas(64) float k_tile[tile_tokens * 256], v_tile[tile_tokens * 256];
+  alignas(64) float scores[tile_tokens];
+  for (std::size_t j = 0; j < group; ++j) {
+    out.max[j] = -std::numeric_limits<float>::infinity();
+    out.sum[j] = 0.0f;
+    std::fill(out.acc + j * d, out.acc + (j + 1) * d, 0.0f);
+  }
+  for (std::size_t t = t0; t < t1; t += tile_tokens) {
+    const std::size_t n = std::min(tile_tokens, t1 - t), r0 = cache.row(seq, h, t);
+    rows_to_float<Tag>(cache.keys(), r0, n, d, k_tile);
+    rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
+    if (n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
+    for (std::size_t j = 0; j < group; ++j) {
+      tile_scores<Tag>(q + j * d, k_tile, d, scores);
+      float tile_max = -std::numeric_limits<float>::infinity();
+      for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, scores[i]);
+      const float new_max = std::max(out.max[j], tile_max);
+      const float correction = std::exp(out.max[j] - new_max);  // 0 on the first tile (max was -inf)
+      for (std::size_t i = n; i < tile_tokens; ++i) scores[i] = -std::numeric_limits<float>::infinity();
+      exp_shifted<Tag>(scores, new_max);
+      float sum = out.sum[j] * correction;
+      for (std::size_t i = 0; i < n; ++i) sum += scores[i];
+      accumulate_tile<Tag>(scores, n, v_tile, d, correction, out.acc + j * d);
+      out.max[j] = new_max;
+      out.sum[j] = sum;
+    }
+  }
+}
+
+}  // namespace detail
+
+/// out[b][j] = softmax(q[b][j] · K[b][h]ᵀ · scale) · V[b][h] for every sequence b of the cache
+/// (its current length; a sequence with no tokens gives zeros) and query head j, h = j / (q_heads
+/// / kv_heads). q and out: batch x q_heads x head_dim floats, row-major. Throws lowbit::error for
+/// q_heads not a multiple of kv_heads, null pointers, or a path not available here.
+template <class Element, class Executor = serial_executor>
+void decode(const float* q, const kv_cache<Element>& cache, float* out, std::size_t q_heads,
+            const decode_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
+  const kv_shape& s = cache.shape();
+  LOWBIT_CHECK(q != nullptr && out != nullptr, "decode: q or out is null");
+  LOWBIT_CHECK(q_heads > 0 && q_heads % s.kv_heads == 0,
+               "decode: q_heads=" << q_heads << " must be a positive multiple of kv_heads=" << s.kv_heads);
+  LOWBIT_CHECK(isa_supported(path), "decode: the " << isa_name(path) << " path is not available here");
+  const std::size_t d = s.head_dim, group = q_heads / s.kv_heads;
+  const float scale = options.scale != 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(d));
+  // Chunks: about 4 per thread over all (sequence, head) pairs, at least 64 tokens each.
+  std::size_t total = 0;
+  for (std::size_t b = 0; b < s.batch; ++b) total += cache.length(b);
+  std::size_t chunk = options.chunk_tokens;
+  if (chunk == 0) {
+    const std::size_t target = 4 * std::max<std::size_t>(1, detail::threads_of(exec, 0));
+    chunk = std::max<std::size_t>(64, (total * s.kv_heads + target - 1) / target);
+    chunk = (chunk + detail::tile_tokens - 1) / detail::tile_tokens * detail::tile_tokens;
+  }
+  struct work {
+    std::size_t seq, head, t0, t1;
+  };
+  std::vector<work> items;
+  for (std::size_t b = 0; b < s.batch; ++b)
+    for (std::size_t h = 0; h < s.kv_heads; ++h)
+      for (std::size_t t = 0; t < cache.length(b); t += chunk) items.push_back({b, h, t, std::min(cache.length(b), t + chunk)});
+  // Per item: group maxima, sums and V sums; the query heads prescaled once.
+  std::vector<float> qs(s.batch * q_heads * d);
+  for (std::size_t i = 0; i < qs.size(); ++i) qs[i] = q[i] * scale;
+  aligned_buffer<float> state(items.size() * group * (d + 2));
+  const auto part = [&](std::size_t i) {
+    float* base = state.data() + i * group * (d + 2);
+    return detail::partial{base, base + group, base + 2 * group};
+  };
+  dispatch(path, [&](auto tag) {
+    using Tag = decltype(tag);
+    exec(items.size(), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        const work& w = items[i];
+        detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + (w.seq * q_heads + w.head * group) * d,
+                                  group, part(i));
+      }
+    });
+  });
+  // Merge the chunks of each (sequence, head) by log-sum-exp, in order.
+  std::fill(out, out + s.batch * q_heads * d, 0.0f);
+  std::size_t i = 0;
+  for (std::size_t b = 0; b < s.batch; ++b)
+    for (std::size_t h = 0; h < s.kv_heads; ++h) {
+      const std::size_t first = i;
+      while (i < items.size() && items[i].seq == b && items[i].head == h) ++i;
+      for (std::size_t j = 0; j < group && first < i; ++j) {
+        float max = -std::numeric_limits<float>::infinity();
+        for (std::size_t c = first; c < i; ++c) max = std::max(max, part(c).max[j]);
+        float sum = 0.0f;
+        float* o = out + (b * q_heads + h * group + j) * d;
+        for (std::size_t c = first; c < i; ++c) {
+          const float weight = std::exp(part(c).max[j] - max);
+          sum += part(c).sum[j] * weight;
+          for (std::size_t e = 0; e < d; ++e) o[e] += part(c).acc[j * d + e] * weight;
+        }
+        for (std::size_t e = 0; e < d; ++e) o[e] /= sum;
+      }
+    }
+}
+
+}  // namespace attention
+}  // namespace lowbit
+
+LOWBIT_SIMD_DIAGNOSTICS_END

@@ -1,0 +1,132 @@
+/// \file
+/// \brief A key/value cache for a batch of sequences, stored in low bits: each token's key and
+/// value vector per KV head is one row of a quantized matrix (any lowbit scheme, scales in groups
+/// along the head dimension), or plain fp32 / bf16 (the baselines).
+///
+///   lowbit::attention::kv_cache<lowbit::scheme<lowbit::int8>> cache({batch, kv_heads, head_dim, capacity});
+///   cache.append(seq, k, v, tokens);     // k, v: tokens x kv_heads x head_dim floats
+///   lowbit::attention::decode(q, cache, out, q_heads);
+///
+/// Layout: row (seq, head, token) of the K (and V) matrix is (seq * kv_heads + head) * capacity
+/// + token, so one head's tokens are consecutive rows that a kernel streams. Element is float,
+/// bf16 or a scheme; group_size counts elements of a head vector (0: one scale per token-head).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "../core/aligned.hpp"
+#include "../core/error.hpp"
+#include "../core/half.hpp"
+#include "../kernels/reference/dequantize.hpp"
+#include "../layout/quantized_matrix.hpp"
+#include "../quant/quantize.hpp"
+
+namespace lowbit {
+namespace attention {
+
+struct kv_shape {
+  std::size_t batch = 0;     ///< sequences
+  std::size_t kv_heads = 0;
+  std::size_t head_dim = 0;  ///< a multiple of 16
+  std::size_t capacity = 0;  ///< tokens each sequence can hold
+};
+
+/// Storage of one of K or V: a quantized matrix, or a plain buffer of Element.
+template <class Element, class = void>
+struct kv_rows {
+  using scheme_type = Element;
+  quantized_matrix<Element> matrix;
+  kv_rows(std::size_t rows, std::size_t cols, std::size_t group_size) : matrix(rows, cols, group_size) {}
+  /// Quantizes `count` rows of `cols` floats (src, row stride ld) into rows [first, first + count).
+  void store(std::size_t first, const float* src, std::size_t count, std::size_t ld) {
+    const quantized_matrix<Element> q = quantize<Element>(src, count, matrix.cols(), ld, {matrix.group_size()});
+    const std::size_t groups = matrix.groups_per_row();
+    std::memcpy(matrix.codes() + first * matrix.row_bytes(), q.codes(), count * matrix.row_bytes());
+    std::memcpy(matrix.scales() + first * groups, q.scales(), count * groups * sizeof(typename Element::scale_type));
+    if (Element::has_zero) std::memcpy(matrix.zeros() + first * groups, q.zeros(), count * groups);
+  }
+  float element(std::size_t row, std::size_t i) const noexcept { return reference::dequantize_element(matrix.view(), row, i); }
+  std::size_t bytes_per_row() const noexcept {
+    return matrix.row_bytes() + matrix.groups_per_row() * (sizeof(typename Element::scale_type) + (Element::has_zero ? 1 : 0));
+  }
+};
+
+template <class Element>
+struct kv_rows<Element, std::enable_if_t<std::is_same<Element, float>::value || std::is_same<Element, bf16>::value>> {
+  aligned_buffer<Element> data;
+  std::size_t cols;
+  kv_rows(std::size_t rows, std::size_t cols_, std::size_t) : data(rows * cols_), cols(cols_) {}
+  void store(std::size_t first, const float* src, std::size_t count, std::size_t ld) {
+    for (std::size_t r = 0; r < count; ++r)
+      for (std::size_t i = 0; i < cols; ++i) data[(first + r) * cols + i] = Element(src[r * ld + i]);
+  }
+  float element(std::size_t row, std::size_t i) const noexcept { return static_cast<float>(data[row * cols + i]); }
+  std::size_t bytes_per_row() const noexcept { return cols * sizeof(Element); }
+};
+
+template <class Element>
+class kv_cache {
+ public:
+  using element_type = Element;
+
+  /// group_size: elements of a head vector per scale (0: the whole vector); ignored for float/bf16.
+  explicit kv_cache(const kv_shape& shape, std::size_t group_size = 0)
+      : shape_(checked(shape)),
+        keys_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
+        values_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
+        lengths_(shape.batch, 0) {}
+
+  const kv_shape& shape() const noexcept { return shape_; }
+  std::size_t length(std::size_t seq) const noexcept { return lengths_[seq]; }
+  const std::vector<std::size_t>& lengths() const noexcept { return lengths_; }
+  /// Row of token t of head h of sequence seq in the K and V storage.
+  std::size_t row(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    return (seq * shape_.kv_heads + h) * shape_.capacity + t;
+  }
+  const kv_rows<Element>& keys() const noexcept { return keys_; }
+  const kv_rows<Element>& values() const noexcept { return values_; }
+  /// Bytes of K and V for one token of one head (codes, scales, zero points).
+  std::size_t bytes_per_token_head() const noexcept { return keys_.bytes_per_row() + values_.bytes_per_row(); }
+
+  /// Appends `tokens` tokens to sequence seq: k and v hold tokens x kv_heads x head_dim floats
+  /// (row-major). Overflowing the capacity, a bad sequence index or null data is a lowbit::error.
+  void append(std::size_t seq, const float* k, const float* v, std::size_t tokens) {
+    LOWBIT_CHECK(seq < shape_.batch, "kv_cache: sequence " << seq << " of a batch of " << shape_.batch);
+    LOWBIT_CHECK(k != nullptr && v != nullptr, "kv_cache: k or v is null");
+    LOWBIT_CHECK(tokens <= shape_.capacity - lengths_[seq],
+                 "kv_cache: sequence " << seq << " holds " << lengths_[seq] << " tokens; " << tokens
+                                       << " more overflow its capacity of " << shape_.capacity);
+    if (tokens == 0) return;
+    const std::size_t stride = shape_.kv_heads * shape_.head_dim;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      keys_.store(row(seq, h, lengths_[seq]), k + h * shape_.head_dim, tokens, stride);
+      values_.store(row(seq, h, lengths_[seq]), v + h * shape_.head_dim, tokens, stride);
+    }
+    lengths_[seq] += tokens;
+  }
+  /// Forgets sequence seq's tokens (its slot is reused by the next append).
+  void clear(std::size_t seq) {
+    LOWBIT_CHECK(seq < shape_.batch, "kv_cache: sequence " << seq << " of a batch of " << shape_.batch);
+    lengths_[seq] = 0;
+  }
+
+ private:
+  static const kv_shape& checked(const kv_shape& s) {
+    LOWBIT_CHECK(s.batch > 0 && s.kv_heads > 0 && s.capacity > 0, "kv_cache: batch, kv_heads and capacity must be positive");
+    LOWBIT_CHECK(s.head_dim > 0 && s.head_dim % 16 == 0, "kv_cache: head_dim=" << s.head_dim << " must be a positive multiple of 16");
+    LOWBIT_CHECK(s.batch * s.kv_heads <= (std::size_t(1) << 40) / s.capacity, "kv_cache: too large");
+    return s;
+  }
+  std::size_t rows() const noexcept { return shape_.batch * shape_.kv_heads * shape_.capacity; }
+
+  kv_shape shape_;
+  kv_rows<Element> keys_, values_;
+  std::vector<std::size_t> lengths_;
+};
+
+}  // namespace attention
+}  // namespace lowbit

@@ -1,0 +1,117 @@
+// Decode attention against a float64 reference of softmax(q Kᵀ / sqrt(d)) V on the dequantized
+// cache: every KV format (fp32, bf16, int8, int4, uint4 with zero points, FP8, MX), head dims 64,
+// 80, 128, 256, MHA / GQA / MQA, sequences of different and odd lengths (0, 1, 17, ...) appended in
+// pieces, chunk sizes that cut tiles, every ISA path; the cache's errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/schemes.hpp"
+#include "lowbit/arch/dispatch.hpp"
+#include "lowbit/attention/decode.hpp"
+
+namespace lowbit_test {
+namespace {
+
+using namespace lowbit::attention;
+
+struct decode_case {
+  std::size_t head_dim, kv_heads, q_heads;
+  std::vector<std::size_t> lengths;
+  std::size_t group_size;  // 0: one scale per token and head
+};
+
+const decode_case cases[] = {{128, 2, 8, {1, 37, 200}, 0},   {80, 1, 4, {5, 0, 100}, 16}, {64, 3, 3, {17, 64}, 32},
+                             {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0}};
+
+// softmax(q K^T scale) V in double, per sequence and query head, over the cache's own values.
+template <class Element>
+std::vector<double> reference_decode(const std::vector<float>& q, const kv_cache<Element>& cache, std::size_t q_heads) {
+  const kv_shape& s = cache.shape();
+  const std::size_t d = s.head_dim, group = q_heads / s.kv_heads;
+  const double scale = 1.0 / std::sqrt(double(d));
+  std::vector<double> out(q.size(), 0.0);
+  for (std::size_t b = 0; b < s.batch; ++b)
+    for (std::size_t j = 0; j < q_heads; ++j) {
+      const std::size_t h = j / group, n = cache.length(b);
+      if (n == 0) continue;
+      std::vector<double> p(n);
+      double max = -INFINITY, sum = 0.0;
+      for (std::size_t t = 0; t < n; ++t) {
+        double dot = 0.0;
+        for (std::size_t e = 0; e < d; ++e) dot += double(q[(b * q_heads + j) * d + e]) * cache.keys().element(cache.row(b, h, t), e);
+        p[t] = dot * scale;
+        max = std::max(max, p[t]);
+      }
+      for (double& v : p) sum += v = std::exp(v - max);
+      for (std::size_t t = 0; t < n; ++t)
+        for (std::size_t e = 0; e < d; ++e)
+          out[(b * q_heads + j) * d + e] += p[t] / sum * cache.values().element(cache.row(b, h, t), e);
+    }
+  return out;
+}
+
+template <class Element>
+void check_decode() {
+  uint32_t seed = 900;
+  for (const decode_case& c : cases) {
+    kv_cache<Element> cache(kv_shape{c.lengths.size(), c.kv_heads, c.head_dim, 256}, c.group_size);
+    for (std::size_t b = 0; b < c.lengths.size(); ++b) {
+      // Appended in two pieces (prefill, then decode steps), as an engine does.
+      const std::size_t stride = c.kv_heads * c.head_dim, first = c.lengths[b] / 3;
+      const std::vector<float> k = random_matrix(c.lengths[b] + 1, stride, ++seed), v = random_matrix(c.lengths[b] + 1, stride, ++seed);
+      cache.append(b, k.data(), v.data(), first);
+      cache.append(b, k.data() + first * stride, v.data() + first * stride, c.lengths[b] - first);
+      ASSERT_EQ(cache.length(b), c.lengths[b]);
+    }
+    const std::vector<float> q = random_matrix(c.lengths.size() * c.q_heads, c.head_dim, ++seed);
+    const std::vector<double> ref = reference_decode(q, cache, c.q_heads);
+    for (isa path : supported_isas())
+      for (std::size_t chunk : {std::size_t(0), std::size_t(16), std::size_t(40)}) {
+        std::vector<float> out(q.size(), -1.0f);
+        decode(q.data(), cache, out.data(), c.q_heads, decode_options{0.0f, chunk}, serial_executor{}, path);
+        // Outputs are convex combinations of V (|v| < ~5): an absolute bound of fp32 rounding.
+        for (std::size_t i = 0; i < out.size(); ++i)
+          ASSERT_NEAR(out[i], ref[i], 2e-5) << isa_name(path) << " d=" << c.head_dim << " chunk=" << chunk << " output " << i;
+      }
+  }
+}
+
+TEST(decode_attention, every_kv_format_matches_the_reference_on_every_path) {
+  check_decode<float>();
+  check_decode<bf16>();
+  check_decode<scheme<int8, float>>();
+  check_decode<scheme<int4, fp16>>();
+  check_decode<scheme<uint4, fp16, true>>();
+  check_decode<scheme<fp8_e4m3, float>>();
+  check_decode<scheme<fp8_e5m2, bf16>>();
+  check_decode<mx::int8>();
+  check_decode<mx::fp4>();
+}
+
+TEST(decode_attention, threads_give_the_serial_result_and_errors_are_named) {
+  kv_cache<scheme<int8, float>> cache(kv_shape{2, 2, 64, 300});
+  const std::vector<float> k = random_matrix(300, 128, 1), v = random_matrix(300, 128, 2), q = random_matrix(2 * 4, 64, 3);
+  cache.append(0, k.data(), v.data(), 300);
+  cache.append(1, k.data(), v.data(), 77);
+  std::vector<float> serial(q.size()), threaded(q.size());
+  decode(q.data(), cache, serial.data(), 4, decode_options{0.0f, 32});
+  thread_pool pool(3);
+  decode(q.data(), cache, threaded.data(), 4, decode_options{0.0f, 32}, pool);
+  EXPECT_EQ(serial, threaded);
+  EXPECT_THROW(cache.append(1, k.data(), v.data(), 224), lowbit::error);  // 77 + 224 > 300
+  EXPECT_THROW(cache.append(2, k.data(), v.data(), 1), lowbit::error);    // no sequence 2
+  EXPECT_THROW(cache.append(0, nullptr, v.data(), 1), lowbit::error);
+  EXPECT_THROW(decode(q.data(), cache, serial.data(), 3), lowbit::error);  // 3 heads over 2 KV heads
+  EXPECT_THROW(decode(nullptr, cache, serial.data(), 4), lowbit::error);
+  EXPECT_THROW(kv_cache<float>(kv_shape{1, 1, 72, 8}), lowbit::error);     // head_dim % 16
+  EXPECT_THROW(kv_cache<float>(kv_shape{0, 1, 64, 8}), lowbit::error);
+  cache.clear(1);
+  EXPECT_EQ(cache.length(1), 0u);
+}
+
+}  // namespace
+}  // namespace lowbit_test
