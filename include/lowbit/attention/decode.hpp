@@ -158,29 +158,39 @@ void exp_shifted(float* scores, float shift) noexcept {
 #if defined(LOWBIT_COMPILED_SSE42)
     using f32 = typename simd::ops<Tag>::f32;
     constexpr std::size_t W = simd::ops<Tag>::lanes;
-    for (std::size_t i = 0; i < tile_tokens; i += W) xsimd::exp(f32::load_aligned(scores + i) - f32(shift)).store_aligned(scores + i);
+    for (std::size_t i = 0; i < tile_tokens; i += W) xsimd::exp(f32::load_unaligned(scores + i) - f32(shift)).store_unaligned(scores + i);
 #endif
   }
 }
 
-/// acc = acc * correction + sum_i p[i] v_tile[i] over the n rows of a tile.
+/// For each of the G query heads j: acc_j = acc_j * correction[j] + sum_i p[j][i] v_tile[i] over the
+/// n rows of a tile (p: G x 16, acc_j at acc + j d). All heads in one pass, so each V row is
+/// loaded once per tile (G = 1..8 in registers; more heads, 8 at a time).
 template <class Tag>
-void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::size_t d, float correction,
-                     float* acc) noexcept {
+void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::size_t d, const float* correction,
+                     std::size_t group, float* acc) noexcept {
   if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
-    for (std::size_t e = 0; e < d; ++e) {
-      float a = acc[e] * correction;
-      for (std::size_t i = 0; i < n; ++i) a += p[i] * v_tile[i * d + e];
-      acc[e] = a;
-    }
+    for (std::size_t j = 0; j < group; ++j)
+      for (std::size_t e = 0; e < d; ++e) {
+        float a = acc[j * d + e] * correction[j];
+        for (std::size_t i = 0; i < n; ++i) a += p[j * tile_tokens + i] * v_tile[i * d + e];
+        acc[j * d + e] = a;
+      }
   } else {
 #if defined(LOWBIT_COMPILED_SSE42)
     using f32 = typename simd::ops<Tag>::f32;
-    constexpr std::size_t W = simd::ops<Tag>::lanes;
-    for (std::size_t e = 0; e < d; e += W) {
-      f32 a = f32::load_unaligned(acc + e) * f32(correction);
-      for (std::size_t i = 0; i < n; ++i) a = xsimd::fma(f32(p[i]), f32::load_aligned(v_tile + i * d + e), a);
-      a.store_unaligned(acc + e);
+    constexpr std::size_t W = simd::ops<Tag>::lanes, G = 8;
+    for (std::size_t j0 = 0; j0 < group; j0 += G) {
+      const std::size_t heads = std::min(G, group - j0);
+      for (std::size_t e = 0; e < d; e += W) {
+        f32 a[G];
+        for (std::size_t j = 0; j < heads; ++j) a[j] = f32::load_unaligned(acc + (j0 + j) * d + e) * f32(correction[j0 + j]);
+        for (std::size_t i = 0; i < n; ++i) {
+          const f32 v = f32::load_aligned(v_tile + i * d + e);
+          for (std::size_t j = 0; j < heads; ++j) a[j] = xsimd::fma(f32(p[(j0 + j) * tile_tokens + i]), v, a[j]);
+        }
+        for (std::size_t j = 0; j < heads; ++j) a[j].store_unaligned(acc + (j0 + j) * d + e);
+      }
     }
 #endif
   }
@@ -223,7 +233,14 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
                   const float* q, std::size_t group, const partial& out) {
   const std::size_t d = cache.shape().head_dim;
   alignas(64) float k_tile[tile_tokens * 256], v_tile[tile_tokens * 256];
-  alignas(64) float scores[tile_tokens];
+  // Per query head of the group: the tile's probabilities and the rescaling of its sums.
+  thread_local std::vector<float> score_buffer, correction_buffer;
+  if (score_buffer.size() < group * tile_tokens) {
+    score_buffer.resize(group * tile_tokens);
+    correction_buffer.resize(group);
+  }
+  float* const scores = score_buffer.data();
+  float* const corrections = correction_buffer.data();
   for (std::size_t j = 0; j < group; ++j) {
     out.max[j] = -std::numeric_limits<float>::infinity();
     out.sum[j] = 0.0f;
@@ -235,19 +252,20 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
     if (n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
     for (std::size_t j = 0; j < group; ++j) {
-      tile_scores<Tag>(q + j * d, k_tile, d, scores);
+      float* sj = scores + j * tile_tokens;
+      tile_scores<Tag>(q + j * d, k_tile, d, sj);
       float tile_max = -std::numeric_limits<float>::infinity();
-      for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, scores[i]);
+      for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, sj[i]);
       const float new_max = std::max(out.max[j], tile_max);
-      const float correction = std::exp(out.max[j] - new_max);  // 0 on the first tile (max was -inf)
-      for (std::size_t i = n; i < tile_tokens; ++i) scores[i] = -std::numeric_limits<float>::infinity();
-      exp_shifted<Tag>(scores, new_max);
-      float sum = out.sum[j] * correction;
-      for (std::size_t i = 0; i < n; ++i) sum += scores[i];
-      accumulate_tile<Tag>(scores, n, v_tile, d, correction, out.acc + j * d);
+      corrections[j] = std::exp(out.max[j] - new_max);  // 0 on the first tile (max was -inf)
+      for (std::size_t i = n; i < tile_tokens; ++i) sj[i] = -std::numeric_limits<float>::infinity();
+      exp_shifted<Tag>(sj, new_max);
+      float sum = out.sum[j] * corrections[j];
+      for (std::size_t i = 0; i < n; ++i) sum += sj[i];
       out.max[j] = new_max;
       out.sum[j] = sum;
     }
+    accumulate_tile<Tag>(scores, n, v_tile, d, corrections, group, out.acc);
   }
 }
 
