@@ -163,9 +163,9 @@ void exp_shifted(float* scores, float shift) noexcept {
   }
 }
 
-/// For each of the G query heads j: acc_j = acc_j * correction[j] + sum_i p[j][i] v_tile[i] over the
-/// n rows of a tile (p: G x 16, acc_j at acc + j d). All heads in one pass, so each V row is
-/// loaded once per tile (G = 1..8 in registers; more heads, 8 at a time).
+/// For each of the G query heads j: acc_j = acc_j * correction[j] + sum_i p[j][i] v_tile[i] over
+/// the n rows of a tile (p: G x 16, acc_j at acc + j d). Up to 8 batches of acc_j stay in
+/// registers while the tokens go by: 8 independent FMA chains, not one chain per batch.
 template <class Tag>
 void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::size_t d, const float* correction,
                      std::size_t group, float* acc) noexcept {
@@ -179,17 +179,20 @@ void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::si
   } else {
 #if defined(LOWBIT_COMPILED_SSE42)
     using f32 = typename simd::ops<Tag>::f32;
-    constexpr std::size_t W = simd::ops<Tag>::lanes, G = 8;
-    for (std::size_t j0 = 0; j0 < group; j0 += G) {
-      const std::size_t heads = std::min(G, group - j0);
-      for (std::size_t e = 0; e < d; e += W) {
-        f32 a[G];
-        for (std::size_t j = 0; j < heads; ++j) a[j] = f32::load_unaligned(acc + (j0 + j) * d + e) * f32(correction[j0 + j]);
+    constexpr std::size_t W = simd::ops<Tag>::lanes, B = 8;
+    for (std::size_t j = 0; j < group; ++j) {
+      float* aj = acc + j * d;
+      const float* pj = p + j * tile_tokens;
+      for (std::size_t e0 = 0; e0 < d; e0 += B * W) {
+        const std::size_t batches = std::min(B, (d - e0) / W);
+        f32 a[B];
+        for (std::size_t b = 0; b < batches; ++b) a[b] = f32::load_unaligned(aj + e0 + b * W) * f32(correction[j]);
         for (std::size_t i = 0; i < n; ++i) {
-          const f32 v = f32::load_aligned(v_tile + i * d + e);
-          for (std::size_t j = 0; j < heads; ++j) a[j] = xsimd::fma(f32(p[(j0 + j) * tile_tokens + i]), v, a[j]);
+          const f32 pi(pj[i]);
+          const float* v = v_tile + i * d + e0;
+          for (std::size_t b = 0; b < batches; ++b) a[b] = xsimd::fma(pi, f32::load_aligned(v + b * W), a[b]);
         }
-        for (std::size_t j = 0; j < heads; ++j) a[j].store_unaligned(acc + (j0 + j) * d + e);
+        for (std::size_t b = 0; b < batches; ++b) a[b].store_unaligned(aj + e0 + b * W);
       }
     }
 #endif
