@@ -1,9 +1,10 @@
 // Decode attention against a float64 reference of softmax(q Kᵀ / sqrt(d)) V on the dequantized
 // cache: every KV format (fp32, bf16, int8, int4, uint4 with zero points, FP8, MX), head dims 64,
 // 80, 128, 256, MHA / GQA / MQA, sequences of different and odd lengths (0, 1, 17, ...) appended in
-// pieces, chunk sizes that cut tiles, every ISA path; the cache's errors.
+// pieces, chunk sizes that cut tiles, every ISA path; the integer QKᵀ path; the cache's errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -90,6 +91,49 @@ TEST(decode_attention, every_kv_format_matches_the_reference_on_every_path) {
   check_decode<scheme<fp8_e5m2, bf16>>();
   check_decode<mx::int8>();
   check_decode<mx::fp4>();
+}
+
+// int8_query: the result is attention with each query head replaced by its int8 quantization
+// (absmax / 127, round to nearest even), checked against the float64 reference of exactly that.
+template <class Element>
+void check_int8_query() {
+  uint32_t seed = 1100;
+  for (const decode_case& c : cases) {
+    if (c.group_size != 0) continue;  // one key scale per token and head
+    kv_cache<Element> cache(kv_shape{c.lengths.size(), c.kv_heads, c.head_dim, 256});
+    for (std::size_t b = 0; b < c.lengths.size(); ++b) {
+      const std::vector<float> k = random_matrix(c.lengths[b] + 1, c.kv_heads * c.head_dim, ++seed),
+                               v = random_matrix(c.lengths[b] + 1, c.kv_heads * c.head_dim, ++seed);
+      cache.append(b, k.data(), v.data(), c.lengths[b]);
+    }
+    const std::vector<float> q = random_matrix(c.lengths.size() * c.q_heads, c.head_dim, ++seed);
+    std::vector<float> quantized(q.size());
+    for (std::size_t r = 0; r < q.size() / c.head_dim; ++r) {
+      float absmax = 0.0f;
+      for (std::size_t e = 0; e < c.head_dim; ++e) absmax = std::max(absmax, std::fabs(q[r * c.head_dim + e]));
+      const float scale = absmax / 127.0f;
+      for (std::size_t e = 0; e < c.head_dim; ++e)
+        quantized[r * c.head_dim + e] = std::nearbyint(q[r * c.head_dim + e] / scale) * scale;
+    }
+    const std::vector<double> ref = reference_decode(quantized, cache, c.q_heads);
+    for (isa path : supported_isas()) {
+      std::vector<float> out(q.size(), -1.0f);
+      decode(q.data(), cache, out.data(), c.q_heads, decode_options{0.0f, 40, true}, serial_executor{}, path);
+      for (std::size_t i = 0; i < out.size(); ++i)
+        ASSERT_NEAR(out[i], ref[i], 2e-5) << "int8_query " << isa_name(path) << " d=" << c.head_dim << " output " << i;
+    }
+  }
+}
+
+TEST(decode_attention, int8_queries_run_integer_qk_on_int8_keys) {
+  check_int8_query<scheme<int8, float>>();
+  check_int8_query<scheme<int8, fp16>>();
+  kv_cache<scheme<int8, float>> grouped(kv_shape{1, 1, 64, 8}, 32);
+  kv_cache<float> plain(kv_shape{1, 1, 64, 8});
+  const std::vector<float> q = random_matrix(1, 64, 5);
+  std::vector<float> out(64);
+  EXPECT_THROW(decode(q.data(), grouped, out.data(), 1, decode_options{0.0f, 0, true}), lowbit::error);
+  EXPECT_THROW(decode(q.data(), plain, out.data(), 1, decode_options{0.0f, 0, true}), lowbit::error);
 }
 
 TEST(decode_attention, threads_give_the_serial_result_and_errors_are_named) {

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <type_traits>
@@ -23,6 +25,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../kernels/dequantize.hpp"
+#include "../kernels/simd/gemm_int8.hpp"
 #include "../kernels/simd/ops.hpp"
 #include "kv_cache.hpp"
 
@@ -34,6 +37,10 @@ namespace attention {
 struct decode_options {
   float scale = 0.0f;             ///< multiplies q·k; 0: 1 / sqrt(head_dim)
   std::size_t chunk_tokens = 0;   ///< tokens per parallel chunk; 0: chosen from the lengths and threads
+  /// Integer QKᵀ for int8 keys with one scale per token and head (scheme<int8, S>, group_size 0):
+  /// each query head is quantized to int8 (symmetric, absmax / 127) and q·k runs in int32
+  /// (vpdpbusd on AVX-512 VNNI, vpmaddubsw elsewhere) on the cache's codes, never dequantized.
+  bool int8_query = false;
 };
 
 namespace detail {
@@ -199,6 +206,13 @@ void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::si
   }
 }
 
+/// True for int8 keys without zero points (the integer QKᵀ path).
+template <class Element, class = void>
+struct is_int8_keys : std::false_type {};
+template <class Element>
+struct is_int8_keys<Element, std::enable_if_t<is_scheme<Element>::value>>
+    : std::integral_constant<bool, std::is_same<typename Element::format, int8>::value && !Element::has_zero> {};
+
 /// Online-softmax state of one chunk for its group's query heads: running max, sum, V sum.
 struct partial {
   float* max;
@@ -229,11 +243,71 @@ void tile_scores(const float* q, const float* k_tile, std::size_t d, float* scor
   }
 }
 
+/// A query head quantized for the integer path: codes padded with zeros to a multiple of 64,
+/// and what turns an int32 dot product with (k + 128) into a score.
+struct int8_query {
+  const int8_t* codes;
+  int32_t offset;  ///< 128 * sum of the codes (the +128 that makes k's bytes unsigned)
+  float scale;     ///< q's scale times the softmax scale
+};
+
+/// scores[i] = scale_k[i] * (q8 · k8[i]) * q.scale for the 16 rows of a tile of int8 keys (rows
+/// past n read as zeros), in int32: k's bytes flipped to unsigned (k + 128) for vpdpbusd.
+template <class Tag, class Scale>
+void tile_scores_int8(const int8_query& q, const uint8_t* k_codes, const Scale* k_scales, std::size_t n,
+                      std::size_t d, float* scores) noexcept {
+  const std::size_t padded = (d + 63) / 64 * 64;
+  alignas(64) uint8_t rows[tile_tokens][256 + 64];
+  // k + 128 as unsigned bytes (a flipped sign bit), 8 bytes at a time; zeros past d and past n
+  // (q's zero padding cancels them).
+  for (std::size_t i = 0; i < tile_tokens; ++i) {
+    std::size_t e = 0;
+    if (i < n)
+      for (; e < d; e += 8) {
+        uint64_t word;
+        std::memcpy(&word, k_codes + i * d + e, 8);
+        word ^= 0x8080808080808080ull;
+        std::memcpy(rows[i] + e, &word, 8);
+      }
+    std::memset(rows[i] + e, 0, padded - e);
+  }
+  float sums[tile_tokens];
+  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
+    for (std::size_t i = 0; i < tile_tokens; ++i) {
+      int32_t dot = 0;
+      for (std::size_t e = 0; e < padded; ++e) dot += int32_t(rows[i][e]) * q.codes[e];
+      sums[i] = static_cast<float>(dot);
+    }
+  } else {
+#if defined(LOWBIT_COMPILED_SSE42)
+    using O = simd::ops<Tag>;
+    using i32 = typename O::i32;
+    using f32 = typename O::f32;
+    using B = simd::int8_dot<Tag>;
+    constexpr std::size_t W = O::lanes, bytes = 4 * W;
+    for (std::size_t i0 = 0; i0 < tile_tokens; i0 += W) {
+      i32 acc[W];
+      for (auto& a : acc) a = i32(0);
+      for (std::size_t e = 0; e < padded; e += bytes) {
+        const i32 qv = i32::load_unaligned(reinterpret_cast<const int32_t*>(q.codes + e));
+        for (std::size_t i = 0; i < W; ++i)
+          acc[i] = B::template dot<false>(acc[i], i32::load_aligned(reinterpret_cast<const int32_t*>(rows[i0 + i] + e)), qv);
+      }
+      f32 as_float[W];
+      for (std::size_t i = 0; i < W; ++i) as_float[i] = O::to_f32(acc[i]);  // exact: |dot| < 2^24 for d <= 256
+      reduce_lanes<Tag>(as_float).store_unaligned(sums + i0);
+    }
+#endif
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    scores[i] = (sums[i] - static_cast<float>(q.offset)) * q.scale * scale_traits<Scale>::to_float(k_scales[i]);
+}
+
 /// Tokens [t0, t1) of head h of sequence seq, for the `group` query heads at q (group x d, already
 /// multiplied by the scale).
 template <class Tag, class Element>
 void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
-                  const float* q, std::size_t group, const partial& out) {
+                  const float* q, const int8_query* q8, std::size_t group, const partial& out) {
   const std::size_t d = cache.shape().head_dim;
   alignas(64) float k_tile[tile_tokens * 256], v_tile[tile_tokens * 256];
   // Per query head of the group: the tile's probabilities and the rescaling of its sums.
@@ -251,12 +325,21 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
   }
   for (std::size_t t = t0; t < t1; t += tile_tokens) {
     const std::size_t n = std::min(tile_tokens, t1 - t), r0 = cache.row(seq, h, t);
-    rows_to_float<Tag>(cache.keys(), r0, n, d, k_tile);
+    if (!q8) rows_to_float<Tag>(cache.keys(), r0, n, d, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
-    if (n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
+    if (!q8 && n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
     for (std::size_t j = 0; j < group; ++j) {
       float* sj = scores + j * tile_tokens;
-      tile_scores<Tag>(q + j * d, k_tile, d, sj);
+      if constexpr (is_int8_keys<Element>::value) {
+        if (q8) {
+          const auto& keys = cache.keys().matrix;
+          tile_scores_int8<Tag>(q8[j], keys.codes() + r0 * d, keys.scales() + r0, n, d, sj);
+        } else {
+          tile_scores<Tag>(q + j * d, k_tile, d, sj);
+        }
+      } else {
+        tile_scores<Tag>(q + j * d, k_tile, d, sj);
+      }
       float tile_max = -std::numeric_limits<float>::infinity();
       for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, sj[i]);
       const float new_max = std::max(out.max[j], tile_max);
@@ -307,6 +390,33 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   // Per item: group maxima, sums and V sums; the query heads prescaled once.
   std::vector<float> qs(s.batch * q_heads * d);
   for (std::size_t i = 0; i < qs.size(); ++i) qs[i] = q[i] * scale;
+  // The integer path: each query head as int8 codes (padded to 64 bytes) and its scales.
+  const std::size_t padded = (d + 63) / 64 * 64;
+  std::vector<int8_t> q_codes;
+  std::vector<detail::int8_query> q8;
+  if (options.int8_query) {
+    LOWBIT_CHECK(detail::is_int8_keys<Element>::value,
+                 "decode: int8_query needs int8 keys without zero points (kv_cache<scheme<int8, ...>>)");
+    if constexpr (detail::is_int8_keys<Element>::value) {
+      LOWBIT_CHECK(cache.keys().matrix.group_size() == d,
+                   "decode: int8_query needs one key scale per token and head (group_size 0), not groups of "
+                       << cache.keys().matrix.group_size());
+    }
+    q_codes.assign(s.batch * q_heads * padded, 0);
+    q8.resize(s.batch * q_heads);
+    for (std::size_t r = 0; r < s.batch * q_heads; ++r) {
+      float absmax = 0.0f;
+      for (std::size_t e = 0; e < d; ++e) absmax = std::max(absmax, std::fabs(q[r * d + e]));
+      const float q_scale = absmax > 0.0f ? absmax / 127.0f : 1.0f;
+      int32_t sum = 0;
+      for (std::size_t e = 0; e < d; ++e) {
+        const int8_t c = static_cast<int8_t>(std::nearbyint(q[r * d + e] / q_scale));
+        q_codes[r * padded + e] = c;
+        sum += c;
+      }
+      q8[r] = detail::int8_query{q_codes.data() + r * padded, 128 * sum, q_scale * scale};
+    }
+  }
   aligned_buffer<float> state(items.size() * group * (d + 2));
   const auto part = [&](std::size_t i) {
     float* base = state.data() + i * group * (d + 2);
@@ -317,8 +427,9 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
     exec(items.size(), [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
         const work& w = items[i];
-        detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + (w.seq * q_heads + w.head * group) * d,
-                                  group, part(i));
+        const std::size_t first_head = w.seq * q_heads + w.head * group;
+        detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d,
+                                  q8.empty() ? nullptr : q8.data() + first_head, group, part(i));
       }
     });
   });
