@@ -50,6 +50,9 @@ struct kv_rows {
     if (Element::has_zero) std::memcpy(matrix.zeros() + first * groups, q.zeros(), count * groups);
   }
   float element(std::size_t row, std::size_t i) const noexcept { return reference::dequantize_element(matrix.view(), row, i); }
+  /// The codes of rows [row, row + n): what a kernel streams (prefetch target).
+  const void* codes_of(std::size_t row) const noexcept { return matrix.codes() + row * matrix.row_bytes(); }
+  std::size_t code_bytes(std::size_t n) const noexcept { return n * matrix.row_bytes(); }
   std::size_t bytes_per_row() const noexcept {
     return matrix.row_bytes() + matrix.groups_per_row() * (sizeof(typename Element::scale_type) + (Element::has_zero ? 1 : 0));
   }
@@ -65,6 +68,8 @@ struct kv_rows<Element, std::enable_if_t<std::is_same<Element, float>::value || 
       for (std::size_t i = 0; i < cols; ++i) data[(first + r) * cols + i] = Element(src[r * ld + i]);
   }
   float element(std::size_t row, std::size_t i) const noexcept { return static_cast<float>(data[row * cols + i]); }
+  const void* codes_of(std::size_t row) const noexcept { return data.data() + row * cols; }
+  std::size_t code_bytes(std::size_t n) const noexcept { return n * cols * sizeof(Element); }
   std::size_t bytes_per_row() const noexcept { return cols * sizeof(Element); }
 };
 
