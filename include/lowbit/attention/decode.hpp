@@ -6,8 +6,9 @@
 /// over the executor; a chunk keeps, for each query head of its group, the running maximum, the
 /// sum of exponentials and the weighted sum of V (online softmax), and the chunks are merged by
 /// their log-sum-exp. K and V are dequantized 16 tokens at a time into an L1 tile (the SIMD
-/// dequantization kernels) and used at once by every query head of the group: the cache is read
-/// once, in its low-bit form.
+/// dequantization kernels; int8 rows by a direct widening) and used at once by every query head
+/// of the group: the cache is read once, in its low-bit form. With int8_query, int8 keys are
+/// scored on their codes and only V is dequantized.
 #pragma once
 
 #include <algorithm>

@@ -7,8 +7,9 @@
 /// Small M: the dense small-M kernel runs on the kept values (half the columns), each lane
 /// picking its own x column from the group of 4 by the stored position (simd/sparse24_select.hpp).
 /// Larger M: simd/gemm_sparse24.hpp, a tile of kept values with their x columns against x packed
-/// transposed. Either way half the weight bytes and half the FMAs of the dense matrix. Same accuracy contract as the
-/// dense weight-only GEMM, against reference::gemm on the dense matrix sparse24_to_dense gives.
+/// transposed. Either way half the weight bytes and half the FMAs of the dense matrix. Same
+/// accuracy contract as the dense weight-only GEMM, against reference::gemm on the dense matrix
+/// sparse24_to_dense gives.
 #pragma once
 
 #include <cstddef>

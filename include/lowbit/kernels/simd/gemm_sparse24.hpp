@@ -1,10 +1,9 @@
 /// \file
 /// \brief Large-M 2:4 GEMM: the kept values of a block of W are decoded once into an L2 tile,
 /// each with the x column it multiplies, and x is packed transposed once per call (columns of MB
-/// rows), so a
-/// kept value is one broadcast and MB / lanes FMAs whose x operand is a plain load from the
-/// column it names (the SpMM shape of XNNPACK's sparse kernels): no shuffles, half the FMAs of
-/// the dense matrix. Small M runs the dense small-M kernel with sparse24_columns instead.
+/// rows), so a kept value is one broadcast and MB / lanes FMAs whose x operand is a plain load
+/// from the column it names (the SpMM shape of XNNPACK's sparse kernels): no shuffles, half the
+/// FMAs of the dense matrix. Small M runs the dense small-M kernel with sparse24_columns instead.
 #pragma once
 
 #include <algorithm>
