@@ -127,8 +127,8 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
   });
 }
 
-/// Weight-only GEMM over the panels of w; x must be readable up to the columns the tiles touch
-/// (for 2:4: 4 * ceil(K / 4), see gemm_float_tiled).
+/// Weight-only GEMM over the panels of w; Columns maps their stored columns to x's (dense_columns,
+/// sparse24_columns, block_columns in simd/gemm_float.hpp).
 template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
 void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const gemm_output& out, Executor&& exec,
                 const Columns& columns = {}) {
