@@ -136,6 +136,50 @@ TEST(decode_attention, int8_queries_run_integer_qk_on_int8_keys) {
   EXPECT_THROW(decode(q.data(), plain, out.data(), 1, decode_options{0.0f, 0, true}), lowbit::error);
 }
 
+// The paged layout: pages scattered through the pool, appends across page boundaries; decode
+// gives exactly the contiguous cache's result (the same 16-token tiles), and the reference's.
+TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
+  using E = scheme<int4, fp16>;
+  const std::size_t d = 64, kv_heads = 2, q_heads = 4;
+  const std::vector<std::size_t> lengths = {1, 70, 100};
+  kv_cache<E> contiguous(kv_shape{3, kv_heads, d, 128}, 32);
+  kv_shape paged_shape{3, kv_heads, d, 0, 32, 12};
+  kv_cache<E> paged(paged_shape, 32);
+  const uint32_t tables[3][4] = {{7, 0, 0, 0}, {3, 11, 1, 0}, {10, 2, 5, 8}};
+  const std::size_t mapped[3] = {1, 3, 4};
+  uint32_t seed = 1300;
+  for (std::size_t b = 0; b < 3; ++b) {
+    paged.map_pages(b, tables[b], mapped[b]);
+    const std::vector<float> k = random_matrix(lengths[b], kv_heads * d, ++seed), v = random_matrix(lengths[b], kv_heads * d, ++seed);
+    const std::size_t first = std::min<std::size_t>(33, lengths[b]);
+    for (kv_cache<E>* c : {&contiguous, &paged}) {
+      c->append(b, k.data(), v.data(), first);
+      c->append(b, k.data() + first * kv_heads * d, v.data() + first * kv_heads * d, lengths[b] - first);
+    }
+  }
+  const std::vector<float> q = random_matrix(3 * q_heads, d, ++seed);
+  const std::vector<double> ref = reference_decode(q, paged, q_heads);
+  for (isa path : supported_isas())
+    for (std::size_t chunk : {std::size_t(0), std::size_t(16), std::size_t(48), std::size_t(40)}) {
+      std::vector<float> a(q.size()), b(q.size());
+      decode(q.data(), contiguous, a.data(), q_heads, decode_options{0.0f, chunk}, serial_executor{}, path);
+      decode(q.data(), paged, b.data(), q_heads, decode_options{0.0f, chunk}, serial_executor{}, path);
+      if (chunk % 16 == 0) {
+        EXPECT_EQ(a, b) << isa_name(path) << " chunk=" << chunk;
+      }
+      for (std::size_t i = 0; i < b.size(); ++i) ASSERT_NEAR(b[i], ref[i], 2e-5) << isa_name(path) << " " << i;
+    }
+  // Errors: a page past the pool, more tokens than the mapped pages hold, a table that no longer
+  // covers the tokens, page sizes that are not multiples of 16, map_pages on a contiguous cache.
+  const uint32_t past[1] = {12};
+  EXPECT_THROW(paged.map_pages(0, past, 1), lowbit::error);
+  const std::vector<float> more = random_matrix(40, kv_heads * d, 1);
+  EXPECT_THROW(paged.append(0, more.data(), more.data(), 32), lowbit::error);  // 1 + 32 > 32
+  EXPECT_THROW(paged.map_pages(2, tables[2], 3), lowbit::error);             // 100 tokens > 96
+  EXPECT_THROW(kv_cache<E>(kv_shape{1, 1, 64, 0, 24, 4}), lowbit::error);
+  EXPECT_THROW(contiguous.map_pages(0, tables[0], 1), lowbit::error);
+}
+
 TEST(decode_attention, threads_give_the_serial_result_and_errors_are_named) {
   kv_cache<scheme<int8, float>> cache(kv_shape{2, 2, 64, 300});
   const std::vector<float> k = random_matrix(300, 128, 1), v = random_matrix(300, 128, 2), q = random_matrix(2 * 4, 64, 3);

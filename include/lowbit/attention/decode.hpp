@@ -360,12 +360,14 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     out.sum[j] = 0.0f;
     std::fill(out.acc + j * d, out.acc + (j + 1) * d, 0.0f);
   }
-  for (std::size_t t = t0; t < t1; t += tile_tokens) {
-    const std::size_t n = std::min(tile_tokens, t1 - t), r0 = cache.row(seq, h, t);
-    if (t + tile_tokens < t1) {  // the next tile's K and V, while this one computes
-      const std::size_t next = std::min(tile_tokens, t1 - t - tile_tokens);
-      prefetch(cache.keys().codes_of(r0 + tile_tokens), cache.keys().code_bytes(next));
-      prefetch(cache.values().codes_of(r0 + tile_tokens), cache.values().code_bytes(next));
+  for (std::size_t t = t0, n = 0; t < t1; t += n) {
+    // A tile: up to 16 tokens whose rows are consecutive (never across a page).
+    n = std::min({tile_tokens, t1 - t, cache.run(t)});
+    const std::size_t r0 = cache.row(seq, h, t);
+    if (t + n < t1) {  // the next tile's K and V, while this one computes
+      const std::size_t next = std::min({tile_tokens, t1 - t - n, cache.run(t + n)}), r1 = cache.row(seq, h, t + n);
+      prefetch(cache.keys().codes_of(r1), cache.keys().code_bytes(next));
+      prefetch(cache.values().codes_of(r1), cache.values().code_bytes(next));
     }
     if (!q8) rows_to_float<Tag>(cache.keys(), r0, n, d, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);

@@ -8,12 +8,17 @@
 ///   lowbit::attention::decode(q, cache, out, q_heads);
 ///
 /// Layout: row (seq, head, token) of the K (and V) matrix is (seq * kv_heads + head) * capacity
-/// + token, so one head's tokens are consecutive rows that a kernel streams. Element is float,
-/// bf16 or a scheme; group_size counts elements of a head vector (0: one scale per token-head).
+/// + token, so one head's tokens are consecutive rows that a kernel streams. Paged (page_tokens
+/// > 0, as serving engines keep it): a pool of `pages` pages of page_tokens tokens, and per
+/// sequence a block table of pages that the engine's own allocator chooses (map_pages); token t
+/// of a sequence is row (table[t / page_tokens] * kv_heads + head) * page_tokens + t % page_tokens.
+/// Element is float, bf16 or a scheme; group_size counts elements of a head vector (0: one scale
+/// per token-head).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -32,7 +37,9 @@ struct kv_shape {
   std::size_t batch = 0;     ///< sequences
   std::size_t kv_heads = 0;
   std::size_t head_dim = 0;  ///< a multiple of 16
-  std::size_t capacity = 0;  ///< tokens each sequence can hold
+  std::size_t capacity = 0;  ///< tokens each sequence can hold (contiguous layout)
+  std::size_t page_tokens = 0;  ///< paged layout: tokens per page, a multiple of 16 (0: contiguous)
+  std::size_t pages = 0;        ///< paged layout: pages in the pool
 };
 
 /// Storage of one of K or V: a quantized matrix, or a plain buffer of Element.
@@ -83,14 +90,41 @@ class kv_cache {
       : shape_(checked(shape)),
         keys_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
         values_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
-        lengths_(shape.batch, 0) {}
+        lengths_(shape.batch, 0),
+        tables_(shape.page_tokens ? shape.batch : 0) {}
 
   const kv_shape& shape() const noexcept { return shape_; }
   std::size_t length(std::size_t seq) const noexcept { return lengths_[seq]; }
   const std::vector<std::size_t>& lengths() const noexcept { return lengths_; }
+  bool paged() const noexcept { return shape_.page_tokens != 0; }
+  /// Tokens sequence seq can hold: the capacity, or its mapped pages' tokens.
+  std::size_t capacity(std::size_t seq) const noexcept {
+    return paged() ? tables_[seq].size() * shape_.page_tokens : shape_.capacity;
+  }
   /// Row of token t of head h of sequence seq in the K and V storage.
   std::size_t row(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
-    return (seq * shape_.kv_heads + h) * shape_.capacity + t;
+    if (!paged()) return (seq * shape_.kv_heads + h) * shape_.capacity + t;
+    const std::size_t p = shape_.page_tokens;
+    return (tables_[seq][t / p] * shape_.kv_heads + h) * p + t % p;
+  }
+  /// Tokens from t on whose rows are consecutive (to the end of t's page).
+  std::size_t run(std::size_t t) const noexcept {
+    return paged() ? shape_.page_tokens - t % shape_.page_tokens : ~std::size_t(0);
+  }
+
+  /// Paged layout: sequence seq's block table, pages[0 .. count) of the pool in token order (the
+  /// engine allocates them; sequences may share read-only prefix pages). It must still cover the
+  /// tokens the sequence holds. A page past the pool is a lowbit::error.
+  void map_pages(std::size_t seq, const uint32_t* pages, std::size_t count) {
+    LOWBIT_CHECK(paged(), "kv_cache: map_pages needs the paged layout (page_tokens > 0)");
+    LOWBIT_CHECK(seq < shape_.batch, "kv_cache: sequence " << seq << " of a batch of " << shape_.batch);
+    LOWBIT_CHECK(count == 0 || pages != nullptr, "kv_cache: pages is null");
+    for (std::size_t i = 0; i < count; ++i)
+      LOWBIT_CHECK(pages[i] < shape_.pages, "kv_cache: page " << pages[i] << " (entry " << i << " of sequence " << seq
+                                                              << ") is past the pool of " << shape_.pages);
+    LOWBIT_CHECK(count * shape_.page_tokens >= lengths_[seq],
+                 "kv_cache: " << count << " pages cannot hold sequence " << seq << "'s " << lengths_[seq] << " tokens");
+    tables_[seq].assign(pages, pages + count);
   }
   const kv_rows<Element>& keys() const noexcept { return keys_; }
   const kv_rows<Element>& values() const noexcept { return values_; }
@@ -102,14 +136,18 @@ class kv_cache {
   void append(std::size_t seq, const float* k, const float* v, std::size_t tokens) {
     LOWBIT_CHECK(seq < shape_.batch, "kv_cache: sequence " << seq << " of a batch of " << shape_.batch);
     LOWBIT_CHECK(k != nullptr && v != nullptr, "kv_cache: k or v is null");
-    LOWBIT_CHECK(tokens <= shape_.capacity - lengths_[seq],
+    LOWBIT_CHECK(tokens <= capacity(seq) - lengths_[seq],
                  "kv_cache: sequence " << seq << " holds " << lengths_[seq] << " tokens; " << tokens
-                                       << " more overflow its capacity of " << shape_.capacity);
-    if (tokens == 0) return;
+                                       << " more overflow its " << (paged() ? "mapped pages' " : "") << "capacity of "
+                                       << capacity(seq));
     const std::size_t stride = shape_.kv_heads * shape_.head_dim;
-    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
-      keys_.store(row(seq, h, lengths_[seq]), k + h * shape_.head_dim, tokens, stride);
-      values_.store(row(seq, h, lengths_[seq]), v + h * shape_.head_dim, tokens, stride);
+    for (std::size_t done = 0; done < tokens;) {  // run by run (a page at a time when paged)
+      const std::size_t t = lengths_[seq] + done, n = std::min(tokens - done, run(t));
+      for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+        keys_.store(row(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
+        values_.store(row(seq, h, t), v + done * stride + h * shape_.head_dim, n, stride);
+      }
+      done += n;
     }
     lengths_[seq] += tokens;
   }
@@ -121,16 +159,28 @@ class kv_cache {
 
  private:
   static const kv_shape& checked(const kv_shape& s) {
-    LOWBIT_CHECK(s.batch > 0 && s.kv_heads > 0 && s.capacity > 0, "kv_cache: batch, kv_heads and capacity must be positive");
+    LOWBIT_CHECK(s.batch > 0 && s.kv_heads > 0, "kv_cache: batch and kv_heads must be positive");
     LOWBIT_CHECK(s.head_dim > 0 && s.head_dim % 16 == 0, "kv_cache: head_dim=" << s.head_dim << " must be a positive multiple of 16");
-    LOWBIT_CHECK(s.batch * s.kv_heads <= (std::size_t(1) << 40) / s.capacity, "kv_cache: too large");
+    if (s.page_tokens) {
+      LOWBIT_CHECK(s.page_tokens % 16 == 0 && s.pages > 0,
+                   "kv_cache: page_tokens=" << s.page_tokens << " must be a multiple of 16 and pages=" << s.pages
+                                            << " positive");
+      LOWBIT_CHECK(s.pages * s.kv_heads <= (std::size_t(1) << 40) / s.page_tokens, "kv_cache: too large");
+    } else {
+      LOWBIT_CHECK(s.capacity > 0, "kv_cache: capacity must be positive");
+      LOWBIT_CHECK(s.batch * s.kv_heads <= (std::size_t(1) << 40) / s.capacity, "kv_cache: too large");
+    }
     return s;
   }
-  std::size_t rows() const noexcept { return shape_.batch * shape_.kv_heads * shape_.capacity; }
+  std::size_t rows() const noexcept {
+    return shape_.page_tokens ? shape_.pages * shape_.kv_heads * shape_.page_tokens
+                              : shape_.batch * shape_.kv_heads * shape_.capacity;
+  }
 
   kv_shape shape_;
   kv_rows<Element> keys_, values_;
   std::vector<std::size_t> lengths_;
+  std::vector<std::vector<uint32_t>> tables_;  ///< paged: each sequence's pages
 };
 
 }  // namespace attention
