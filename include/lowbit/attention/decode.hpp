@@ -237,9 +237,6 @@ void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::si
   }
 }
 
-/// True for int8 keys without zero points (the integer QKᵀ path).
-template <class Element>
-using is_int8_keys = is_int8_rows<Element>;
 
 /// Asks for `bytes` from p in L1, a cache line at a time.
 inline void prefetch(const void* p, std::size_t bytes) noexcept {
@@ -374,7 +371,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     if (!q8 && n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
     for (std::size_t j = 0; j < group; ++j) {
       float* sj = scores + j * tile_tokens;
-      if constexpr (is_int8_keys<Element>::value) {
+      if constexpr (is_int8_rows<Element>::value) {
         if (q8) {
           const auto& keys = cache.keys().matrix;
           tile_scores_int8<Tag>(q8[j], keys.codes() + r0 * d, keys.scales() + r0, n, d, sj);
@@ -427,21 +424,30 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   struct work {
     std::size_t seq, head, t0, t1;
   };
-  std::vector<work> items;
+  // Per-call buffers, kept per calling thread so a decode step allocates nothing once warm; the
+  // executor's workers see them through these references (a lambda does not capture thread_locals).
+  thread_local std::vector<work> items_buffer;
+  std::vector<work>& items = items_buffer;
+  items.clear();
   for (std::size_t b = 0; b < s.batch; ++b)
     for (std::size_t h = 0; h < s.kv_heads; ++h)
       for (std::size_t t = 0; t < cache.length(b); t += chunk) items.push_back({b, h, t, std::min(cache.length(b), t + chunk)});
   // Per item: group maxima, sums and V sums; the query heads prescaled once.
-  std::vector<float> qs(s.batch * q_heads * d);
+  thread_local std::vector<float> qs_buffer;
+  std::vector<float>& qs = qs_buffer;
+  qs.resize(s.batch * q_heads * d);
   for (std::size_t i = 0; i < qs.size(); ++i) qs[i] = q[i] * scale;
   // The integer path: each query head as int8 codes (padded to 64 bytes) and its scales.
   const std::size_t padded = (d + 63) / 64 * 64;
-  std::vector<int8_t> q_codes;
-  std::vector<detail::int8_query> q8;
+  thread_local std::vector<int8_t> q_codes_buffer;
+  thread_local std::vector<detail::int8_query> q8_buffer;
+  std::vector<int8_t>& q_codes = q_codes_buffer;
+  std::vector<detail::int8_query>& q8 = q8_buffer;
+  q8.clear();
   if (options.int8_query) {
-    LOWBIT_CHECK(detail::is_int8_keys<Element>::value,
+    LOWBIT_CHECK(detail::is_int8_rows<Element>::value,
                  "decode: int8_query needs int8 keys without zero points (kv_cache<scheme<int8, ...>>)");
-    if constexpr (detail::is_int8_keys<Element>::value) {
+    if constexpr (detail::is_int8_rows<Element>::value) {
       LOWBIT_CHECK(cache.keys().matrix.group_size() == d,
                    "decode: int8_query needs one key scale per token and head (group_size 0), not groups of "
                        << cache.keys().matrix.group_size());
@@ -461,7 +467,9 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
       q8[r] = detail::int8_query{q_codes.data() + r * padded, 128 * sum, q_scale * scale};
     }
   }
-  aligned_buffer<float> state(items.size() * group * (d + 2));
+  thread_local aligned_buffer<float> state_buffer;
+  aligned_buffer<float>& state = state_buffer;
+  if (state.size() < items.size() * group * (d + 2)) state = aligned_buffer<float>(items.size() * group * (d + 2));
   const auto part = [&](std::size_t i) {
     float* base = state.data() + i * group * (d + 2);
     return detail::partial{base, base + group, base + 2 * group};

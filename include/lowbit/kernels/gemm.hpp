@@ -213,19 +213,26 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
   }
 }
 
+/// Checks x (M x K), y (M x N) and the path against a weight matrix of N x K.
+template <class Act>
+void check_gemm_shapes(const matrix_view<const Act>& x, const matrix_view<float>& y, std::size_t n, std::size_t k,
+                       isa path) {
+  x.validate("gemm: x");
+  y.validate("gemm: y");
+  LOWBIT_CHECK(x.cols == k, "gemm: x has " << x.cols << " columns but w has K=" << k);
+  LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
+  LOWBIT_CHECK(y.cols == n, "gemm: y has " << y.cols << " columns but w has N=" << n);
+  LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here (compiled: "
+                                                 << (isa_compiled(path) ? "yes" : "no")
+                                                 << ", cpu: " << (cpu_has(path) ? "yes" : "no") << ")");
+}
+
+/// The same for panels; w_cols: the K that x meets when it is not the panels' (2:4: 2x theirs).
 template <class Scheme, class Act>
 void check_gemm(const matrix_view<const Act>& x, const panel_matrix<Scheme>& w, const matrix_view<float>& y,
                 isa path, std::size_t w_cols = 0) {
   LOWBIT_CHECK(w.panels() > 0, "gemm: w is empty (default-constructed)");
-  x.validate("gemm: x");
-  y.validate("gemm: y");
-  if (w_cols == 0) w_cols = w.shape().cols;
-  LOWBIT_CHECK(x.cols == w_cols, "gemm: x has " << x.cols << " columns but w has K=" << w_cols);
-  LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
-  LOWBIT_CHECK(y.cols == w.shape().rows, "gemm: y has " << y.cols << " columns but w has N=" << w.shape().rows);
-  LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here (compiled: "
-                                                 << (isa_compiled(path) ? "yes" : "no")
-                                                 << ", cpu: " << (cpu_has(path) ? "yes" : "no") << ")");
+  check_gemm_shapes(x, y, w.shape().rows, w_cols ? w_cols : w.shape().cols, path);
 }
 
 }  // namespace detail

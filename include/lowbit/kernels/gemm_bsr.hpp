@@ -52,14 +52,22 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
           const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
   const bsr_structure& s = w.structure();
   LOWBIT_CHECK(s.block_row_count() > 0, "gemm: w is empty (default-constructed bsr_matrix)");
-  x.validate("gemm: x");
-  y.validate("gemm: y");
-  LOWBIT_CHECK(x.cols == w.cols(), "gemm: x has " << x.cols << " columns but w has K=" << w.cols());
-  LOWBIT_CHECK(y.rows == x.rows, "gemm: y has " << y.rows << " rows but x has M=" << x.rows);
-  LOWBIT_CHECK(y.cols == w.rows(), "gemm: y has " << y.cols << " columns but w has N=" << w.rows());
-  LOWBIT_CHECK(isa_supported(path), "gemm: the " << isa_name(path) << " path is not available here");
-  const gemm_output out{y.data, y.ld, y.cols, options.bias};
+  detail::check_gemm_shapes(x, y, w.rows(), w.cols(), path);
   const std::size_t br = s.block_rows;
+  // Block row by block row over the executor: the kernel on its blocks, or the bias alone.
+  const auto for_block_rows = [&](auto&& kernel) {
+    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
+      for (std::size_t b = b_begin; b < b_end; ++b) {
+        const gemm_output rows{y.data + b * br, y.ld, br, options.bias ? options.bias + b * br : nullptr};
+        if (s.row_ptr[b + 1] == s.row_ptr[b]) {
+          rows.start(x.rows, 0, br);
+          continue;
+        }
+        const block_columns columns{s.col_idx.data() + s.row_ptr[b], s.block_cols, x.cols};
+        dispatch(path, [&](auto tag) { kernel(decltype(tag){}, w.block_row(b), rows, columns); });
+      }
+    });
+  };
   if (options.mode == compute::int8) {
     if constexpr (!has_integer_path<typename Scheme::format>) {
       raise_error(std::string("gemm: compute::int8 needs integer-valued weights; ") +
@@ -68,41 +76,23 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
       LOWBIT_CHECK(w.vectorized(), "gemm: compute::int8 on block-sparse matrices needs a vectorized block shape "
                                    "(BR a multiple of 16, groups of whole lanes), not "
                                        << br << " x " << s.block_cols << " with group_size=" << w.group_size());
-      thread_local int8_activations activations;
+      thread_local int8_activations reused;  // this thread's; the workers get a reference to it
+      int8_activations& activations = reused;
       activations.quantize(x, w.group_size(), options.channel_scales, exec);
-      exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
-        for (std::size_t b = b_begin; b < b_end; ++b) {
-          const gemm_output rows{y.data + b * br, y.ld, br, options.bias ? options.bias + b * br : nullptr};
-          if (s.row_ptr[b + 1] == s.row_ptr[b]) {
-            rows.start(x.rows, 0, br);
-            continue;
-          }
-          const block_columns columns{s.col_idx.data() + s.row_ptr[b], s.block_cols, x.cols};
-          dispatch(path, [&](auto tag) {
-            detail::gemm_int8<decltype(tag)>(w.block_row(b), activations, rows, serial_executor{}, columns);
-          });
-        }
+      for_block_rows([&](auto tag, const auto& panels, const gemm_output& rows, const block_columns& columns) {
+        detail::gemm_int8<decltype(tag)>(panels, activations, rows, serial_executor{}, columns);
       });
     }
     return;
   }
   LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
-  exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
-    if (!w.vectorized()) {
-      detail::gemm_bsr_scalar(w, x, b_begin, b_end, out);
-      return;
-    }
-    for (std::size_t b = b_begin; b < b_end; ++b) {
-      const gemm_output rows{y.data + b * br, y.ld, br, options.bias ? options.bias + b * br : nullptr};
-      if (s.row_ptr[b + 1] == s.row_ptr[b]) {
-        rows.start(x.rows, 0, br);  // no blocks: the bias alone
-        continue;
-      }
-      const block_columns columns{s.col_idx.data() + s.row_ptr[b], s.block_cols, x.cols};
-      dispatch(path, [&](auto tag) {
-        detail::gemm_float<decltype(tag)>(w.block_row(b), x, rows, serial_executor{}, columns);
-      });
-    }
+  if (!w.vectorized()) {
+    const gemm_output out{y.data, y.ld, y.cols, options.bias};
+    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) { detail::gemm_bsr_scalar(w, x, b_begin, b_end, out); });
+    return;
+  }
+  for_block_rows([&](auto tag, const auto& panels, const gemm_output& rows, const block_columns& columns) {
+    detail::gemm_float<decltype(tag)>(panels, x, rows, serial_executor{}, columns);
   });
 }
 
