@@ -6,6 +6,7 @@
 #include "arch/isa.hpp"
 #include "attention/decode.hpp"
 #include "attention/kv_cache.hpp"
+#include "attention/prefill.hpp"
 #include "core/aligned.hpp"
 #include "core/bits.hpp"
 #include "core/config.hpp"
