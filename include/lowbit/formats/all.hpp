@@ -2,6 +2,7 @@
 /// \brief Every element format, and type lists that generic code and tests iterate over.
 #pragma once
 
+#include "bnb_fp4.hpp"
 #include "codebook.hpp"
 #include "e8m0.hpp"
 #include "format.hpp"

@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <locale>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +49,17 @@ struct json_value {
       LOWBIT_CHECK(value <= (UINT64_MAX - digit) / 10, what << ": " << text << " overflows 64 bits");
       value = value * 10 + digit;
     }
+    return value;
+  }
+
+  /// A number as the nearest double (read in the "C" locale, whatever the program's locale is).
+  double as_double(const char* what) const {
+    LOWBIT_CHECK(type == kind::number, what << ": expected a number");
+    std::istringstream in(text);
+    in.imbue(std::locale::classic());
+    double value = 0;
+    in >> value;
+    LOWBIT_CHECK(!in.fail(), what << ": '" << text << "' is out of range for a double");
     return value;
   }
 
