@@ -5,7 +5,9 @@
 #   (b) Clang, -O1 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest
 #   (c) the consumer projects: add_subdirectory, FetchContent, find_package (tests/consumers/run.sh)
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
-# Build directories: build-ci-gcc, build-ci-asan, build-ci-consumers, build-ci-conan (kept between
+#   (e) libFuzzer on the file readers and checkpoint importers (scripts/fuzz.sh): Clang, ASan +
+#       UBSan, FUZZ_SECONDS (default 30) per harness from the committed seed corpus
+# Build directories: build-ci-gcc, build-ci-asan, build-ci-consumers, build-ci-conan, build-ci-fuzz (kept between
 # runs, so a rerun is incremental, except build-ci-consumers, which is rebuilt).
 #
 # env: JOBS=N parallel jobs (default 2); LOWBIT_TEST_QUICK=1 runs phase (a) only.
@@ -108,6 +110,12 @@ if [[ $quick != 1 ]]; then
     || { echo "test_package did not report success" >&2; exit 1; }
   passed_total=$((passed_total + 1))
   end_phase "lowbit package created, test_package built and ran"
+
+  # (e) -----------------------------------------------------------------------------------------
+  begin_phase e "libFuzzer: JSON, safetensors, GGUF, checkpoint importers (${FUZZ_SECONDS:-30} s each)"
+  JOBS=$jobs bash scripts/fuzz.sh build-ci-fuzz
+  passed_total=$((passed_total + 4))
+  end_phase "4 fuzzers ran without a crash"
 fi
 
 phase=summary
