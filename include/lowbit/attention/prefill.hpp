@@ -115,6 +115,14 @@ struct prefill_mask {
     }
   }
 
+  /// For every kind but block_sparse: the query positions [lo, hi) that see the key at k (the
+  /// kernel masks the rows outside, rows being in position order). hi = SIZE_MAX: no upper end.
+  void seen_by(std::size_t k, std::size_t& lo, std::size_t& hi) const noexcept {
+    lo = kind == mask_kind::bidirectional ? 0 : k;
+    hi = (kind == mask_kind::sliding_window || (kind == mask_kind::sinks_window && k >= sinks)) ? k + window
+                                                                                                 : ~std::size_t(0);
+  }
+
   /// A lowbit::error naming the parameter when the mask is malformed.
   void check() const {
     switch (kind) {
@@ -162,9 +170,9 @@ struct lanes_of<Tag, std::enable_if_t<std::is_same<Tag, arch::scalar_tag>::value
 template <class Tag>
 struct prefill_blocking {
   static constexpr std::size_t lanes = lanes_of<Tag>::value;
-  static constexpr std::size_t rows = 2;
-  static constexpr std::size_t keys = lanes == 16 ? 8 : 4;
-  static constexpr std::size_t dims = lanes == 16 ? 8 : 4;
+  static constexpr std::size_t rows = lanes == 16 ? 4 : 2;
+  static constexpr std::size_t keys = 4;
+  static constexpr std::size_t dims = 4;
 };
 
 /// One work item: query tokens [p0, p1) of sequence seq for KV head `head`; its first query row
@@ -380,9 +388,9 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
   // token with zero queries (their results are dropped).
   for (std::size_t r = 0; r < m; ++r) s.position[r] = item.p0 + std::min(r, valid - 1) / group;
   std::fill(s.q_t.data(), s.q_t.data() + d * m, 0.0f);
-  for (std::size_t r = 0; r < valid; ++r) {
-    const float* qr = q + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d;
-    if (keys8) {
+  if (keys8)
+    for (std::size_t r = 0; r < valid; ++r) {
+      const float* qr = q + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d;
       // int8 query row: absmax / 127, round to nearest even; its scale times the softmax scale and
       // the 128 * sum of codes that the keys' +128 adds.
       float absmax = 0.0f;
@@ -399,10 +407,14 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
       }
       s.q8_scale[r] = q_scale * scale;
       s.q8_offset[r] = 128.0f * static_cast<float>(code_sum);
-    } else {
-      for (std::size_t e = 0; e < d; ++e) s.q_t[e * m + r] = qr[e] * scale;
     }
-  }
+  if (!keys8)  // transposed 16 rows x 16 head dims at a time (rows are far apart in q)
+    for (std::size_t r0 = 0; r0 < valid; r0 += 16)
+      for (std::size_t e0 = 0; e0 < d; e0 += 16)
+        for (std::size_t r = r0; r < std::min(valid, r0 + 16); ++r) {
+          const float* qr = q + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d + e0;
+          for (std::size_t e = 0; e < 16; ++e) s.q_t[(e0 + e) * m + r] = qr[e] * scale;
+        }
   if (keys8)
     for (std::size_t r = valid; r < m; ++r) {
       for (std::size_t e = 0; e < d / 4; ++e) s.q8_t[e * m + r] = 0;
@@ -430,8 +442,14 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
     // A tile starts at a multiple of 16 tokens, so its rows are consecutive (pages hold multiples
     // of 16 tokens); rows past the sequence are zeros here and masked below.
     const std::size_t row = cache.row(item.seq, item.head, t);
-    rows_to_float<Tag>(cache.values(), row, n, d, s.v_tile.data());
-    std::fill(s.v_tile.data() + n * d, s.v_tile.data() + tile_tokens * d, 0.0f);
+    // fp32 caches are read in place (the microkernels broadcast K and V elements: any alignment).
+    const bool in_place = std::is_same<Element, float>::value && n == tile_tokens;
+    const float* v_tile = in_place ? static_cast<const float*>(cache.values().codes_of(row)) : s.v_tile.data();
+    const float* k_tile = in_place ? static_cast<const float*>(cache.keys().codes_of(row)) : s.k_tile.data();
+    if (!in_place) {
+      rows_to_float<Tag>(cache.values(), row, n, d, s.v_tile.data());
+      std::fill(s.v_tile.data() + n * d, s.v_tile.data() + tile_tokens * d, 0.0f);
+    }
     if (keys8) {
       const uint8_t* k8 = keys8->codes + t * d;
       const float* k_scales = keys8->scales + t;
@@ -442,27 +460,46 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
         for (std::size_t r = 0; r < m; ++r)
           s.s_t[j * m + r] = (static_cast<float>(s.s8_t[j * m + r]) - s.q8_offset[r]) * s.q8_scale[r] * k_scales[j];
     } else {
-      rows_to_float<Tag>(cache.keys(), row, n, d, s.k_tile.data());
-      std::fill(s.k_tile.data() + n * d, s.k_tile.data() + tile_tokens * d, 0.0f);
+      if (!in_place) {
+        rows_to_float<Tag>(cache.keys(), row, n, d, s.k_tile.data());
+        std::fill(s.k_tile.data() + n * d, s.k_tile.data() + tile_tokens * d, 0.0f);
+      }
       for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
-        qk_rows<Tag, decltype(rows)::value>(s.q_t.data(), m, s.k_tile.data(), d, s.s_t.data(), r0);
+        qk_rows<Tag, decltype(rows)::value>(s.q_t.data(), m, k_tile, d, s.s_t.data(), r0);
       });
     }
     if (n < tile_tokens) cover = prefill_mask::cover::some;
     if (cover == prefill_mask::cover::some)
-      for (std::size_t j = 0; j < tile_tokens; ++j)
-        for (std::size_t r = 0; r < m; ++r)
-          if (t + j >= len || !mask.visible(s.position[r], t + j)) s.s_t[j * m + r] = minus_inf;
+      for (std::size_t j = 0; j < tile_tokens; ++j) {
+        float* sj = s.s_t.data() + j * m;
+        if (t + j >= len) {
+          std::fill(sj, sj + m, minus_inf);
+        } else if (mask.kind != mask_kind::block_sparse) {
+          // Rows are in position order: the rows that see key t + j are one range.
+          std::size_t lo, hi;
+          mask.seen_by(t + j, lo, hi);
+          const auto row_of = [&](std::size_t p) {
+            return p <= item.p0 ? std::size_t(0) : (p >= item.p1 ? m : (p - item.p0) * group);
+          };
+          std::fill(sj, sj + row_of(lo), minus_inf);
+          if (hi != ~std::size_t(0)) std::fill(sj + std::max(row_of(lo), row_of(hi)), sj + m, minus_inf);
+        } else {
+          for (std::size_t r = 0; r < m; ++r)
+            if (!mask.visible(s.position[r], t + j)) sj[r] = minus_inf;
+        }
+      }
     softmax_tile<Tag>(s.s_t.data(), m, s.max.data(), s.sum.data(), s.corr.data());
     for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
-      pv_rows<Tag, decltype(rows)::value>(s.s_t.data(), m, s.v_tile.data(), d, s.corr.data(), s.o_t.data(), r0);
+      pv_rows<Tag, decltype(rows)::value>(s.s_t.data(), m, v_tile, d, s.corr.data(), s.o_t.data(), r0);
     });
   }
-  for (std::size_t r = 0; r < valid; ++r) {
-    float* o = out + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d;
-    const float inv = s.sum[r] > 0.0f ? 1.0f / s.sum[r] : 0.0f;  // a row that saw nothing: zeros
-    for (std::size_t e = 0; e < d; ++e) o[e] = s.o_t[e * m + r] * inv;
-  }
+  for (std::size_t r = 0; r < valid; ++r) s.corr[r] = s.sum[r] > 0.0f ? 1.0f / s.sum[r] : 0.0f;  // saw nothing: 0
+  for (std::size_t r0 = 0; r0 < valid; r0 += 16)
+    for (std::size_t e0 = 0; e0 < d; e0 += 16)
+      for (std::size_t r = r0; r < std::min(valid, r0 + 16); ++r) {
+        float* o = out + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d + e0;
+        for (std::size_t e = 0; e < 16; ++e) o[e] = s.o_t[(e0 + e) * m + r] * s.corr[r];
+      }
 }
 
 /// The smoothed int8 keys of sequence seq, KV head h (all its tokens): the per-channel mean of the
