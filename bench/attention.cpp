@@ -13,6 +13,8 @@
 //                                                          L = S = 2048 new tokens, Hq = Hkv = 32, d = 128
 //   BM_prefill/<kv format>/<isa>/H32x8/S2048/t<threads>   the same with GQA, Hkv = 8
 //   BM_prefill/int8_qk/...                                 int8 K and V, int8 QKᵀ (smoothed keys)
+//   BM_prefill/<kv format>_dp/...                          bf16 products (prefill_options::bf16)
+//   BM_prefill/int8_qk_bf16pv/...                          int8 QKᵀ and bf16 PV
 //   BM_prefill/f32_materialize/baseline/H1/S2048/t1       one head: Q Kᵀ (causal half) into an S x S
 //                                                          matrix, row softmax, P V; plain loops
 //   BM_prefill/onednn_f32/onednn/H1/S2048/t<threads>      one head: oneDNN f32 matmuls Q Kᵀ (S x S x d)
@@ -50,6 +52,7 @@ struct kv_format {
   const char* name;
   std::size_t group_size;  ///< along the head dimension; 0: one scale per token and head
   bool int8_query = false;
+  bool bf16_products = false;  ///< prefill_options::bf16
 };
 
 const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
@@ -58,11 +61,15 @@ const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>
                                      kv_format<scheme<int4, fp16>>{"int4_g32", 32},
                                      kv_format<scheme<uint4, fp16, true>>{"uint4_g32", 32},
                                      kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
-// Prefill: int8_query here means prefill_options::int8_qk.
+// Prefill: int8_query here means prefill_options::int8_qk; "_dp": bf16 products (vdpbf16ps),
+// "_bf16pv": int8 QKᵀ and bf16 PV.
 const auto prefill_formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
                                              kv_format<scheme<int8, float>>{"int8", 0},
                                              kv_format<scheme<int8, float>>{"int8_qk", 0, true},
+                                             kv_format<bf16>{"bf16_dp", 0, false, true},
+                                             kv_format<scheme<int8, float>>{"int8_qk_bf16pv", 0, true, true},
                                              kv_format<scheme<int4, fp16>>{"int4_g32", 32},
+                                             kv_format<scheme<int4, fp16>>{"int4_g32_dp", 32, false, true},
                                              kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 
 template <class Element>
@@ -175,6 +182,7 @@ void register_prefill(const Format& f) {
         const std::size_t group = f.group_size;
         attention::prefill_options options;
         options.int8_qk = f.int8_query;
+        options.bf16 = f.bf16_products;
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
           const attention::kv_cache<E>& cache = prefill_cache_of<E>(kv, group);
           const std::vector<float> q = random_floats(prefill_tokens * prefill_q_heads * head_dim, 13);

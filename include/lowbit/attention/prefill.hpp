@@ -155,6 +155,11 @@ struct prefill_options {
   /// format. Less exact: the tests allow 5e-2 absolute error (5e-3 on average) against the float64
   /// reference, for scores of standard deviation ~1.
   bool int8_qk = false;
+  /// bf16 products: Q, K, the probabilities P and V rounded to bf16 (nearest even), products summed
+  /// in fp32: vdpbf16ps on AVX-512 BF16 (the avx512_vnni path: two products per lane and
+  /// instruction); the other paths round the same operands and multiply in fp32. With int8_qk, only
+  /// PV. The tests allow 2e-2 absolute error (2e-3 on average) for scores of standard deviation ~1.
+  bool bf16 = false;
   std::size_t block_tokens = 0;    ///< query tokens per work item; 0: about 64 rows (tokens x group)
 };
 
@@ -191,11 +196,18 @@ struct prefill_scratch {
   aligned_buffer<int32_t> q8_t;          ///< d/4 x M: int8 queries, 4 head dims a word (int8_qk)
   aligned_buffer<int32_t> s8_t;          ///< 16 x M: integer scores (int8_qk)
   aligned_buffer<float> q8_scale, q8_offset;  ///< M
+  // bf16 products (AVX-512 BF16): pairs of bf16 in a 32-bit word, the pairs vdpbf16ps sums.
+  aligned_buffer<uint32_t> q_pairs;      ///< d/2 x M: head dims 2i, 2i + 1 of each row
+  aligned_buffer<uint16_t> k_bf16;       ///< 16 x d: the key tile (pairs of head dims are adjacent)
+  aligned_buffer<uint32_t> p_pairs;      ///< 8 x M: probabilities of keys 2i, 2i + 1
+  aligned_buffer<uint32_t> v_pairs;      ///< 8 x d: V of keys 2i, 2i + 1
   std::vector<std::size_t> position;     ///< M: each row's query position
-  prefill_scratch(std::size_t m, std::size_t d, bool int8)
+  prefill_scratch(std::size_t m, std::size_t d, bool int8, bool bf16)
       : rows(m), q_t(d * m), o_t(d * m), s_t(tile_tokens * m), k_tile(tile_tokens * d), v_tile(tile_tokens * d),
         max(m), sum(m), corr(m), q8_t(int8 ? d / 4 * m : 0), s8_t(int8 ? tile_tokens * m : 0),
-        q8_scale(int8 ? m : 0), q8_offset(int8 ? m : 0), position(m) {}
+        q8_scale(int8 ? m : 0), q8_offset(int8 ? m : 0), q_pairs(bf16 ? d / 2 * m : 0),
+        k_bf16(bf16 ? tile_tokens * d : 0), p_pairs(bf16 ? tile_tokens / 2 * m : 0),
+        v_pairs(bf16 ? tile_tokens / 2 * d : 0), position(m) {}
 };
 
 /// The smoothed int8 keys of one (sequence, KV head): rows padded to a multiple of 16 with zero
@@ -366,6 +378,89 @@ void pv_rows(const float* p_t, std::size_t m, const float* v_tile, std::size_t d
   }
 }
 
+/// x rounded to bf16 precision (nearest even), as a float: what the paths without AVX-512 BF16
+/// multiply in fp32 for the bf16 option.
+inline float round_bf16(float x) noexcept { return bf16(x).to_float(); }
+inline void round_bf16(float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+}
+
+template <class Tag>
+constexpr bool native_bf16() noexcept {
+  return Tag::level == isa::avx512_vnni;
+}
+
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+/// 16 words: bf16(a[i]) in the low half, bf16(b[i]) in the high half (nearest even).
+LOWBIT_ALWAYS_INLINE __m512i pack_bf16_pairs(__m512 a, __m512 b) noexcept {
+  alignas(64) static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // a's bf16 in elements 0-15, b's in 16-31
+  return _mm512_permutexvar_epi16(_mm512_load_si512(interleave), both);
+}
+
+/// Words of rows (2i, 2i + 1) of a 16-column-wide float matrix x (rows of `stride`), for i < pairs
+/// and columns [0, width), width a multiple of 16: out[i * out_stride + c].
+inline void pack_row_pairs(const float* x, std::size_t stride, std::size_t pairs, std::size_t width, uint32_t* out,
+                           std::size_t out_stride) noexcept {
+  for (std::size_t i = 0; i < pairs; ++i)
+    for (std::size_t c = 0; c < width; c += 16)
+      _mm512_store_si512(out + i * out_stride + c, pack_bf16_pairs(_mm512_loadu_ps(x + 2 * i * stride + c),
+                                                                   _mm512_loadu_ps(x + (2 * i + 1) * stride + c)));
+}
+
+/// s_t[j][r] = sum over head-dim pairs of q_pairs[i][r] . k_bf16[j][2i, 2i + 1] (vdpbf16ps).
+template <std::size_t R>
+void qk_rows_bf16(const uint32_t* q_pairs, std::size_t m, const uint16_t* k, std::size_t d, float* s_t,
+                  std::size_t r0) noexcept {
+  constexpr std::size_t J = 4;
+  for (std::size_t j0 = 0; j0 < tile_tokens; j0 += J) {
+    __m512 acc[R][J];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t j = 0; j < J; ++j) acc[r][j] = _mm512_setzero_ps();
+    const uint16_t* kj0 = k + j0 * d;
+    const uint32_t* q = q_pairs + r0;
+    for (std::size_t e = 0; e < d; e += 2, q += m) {
+      __m512i qv[R];
+      for (std::size_t r = 0; r < R; ++r) qv[r] = _mm512_load_si512(q + r * 16);
+      for (std::size_t j = 0; j < J; ++j) {
+        uint32_t word;
+        std::memcpy(&word, kj0 + j * d + e, 4);
+        const __m512i kv = _mm512_set1_epi32(static_cast<int>(word));
+        for (std::size_t r = 0; r < R; ++r) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)qv[r], (__m512bh)kv);
+      }
+    }
+    for (std::size_t j = 0; j < J; ++j)
+      for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(s_t + (j0 + j) * m + r0 + r * 16, acc[r][j]);
+  }
+}
+
+/// o_t[e][r] = o_t[e][r] * corr[r] + sum over key pairs of p_pairs[i][r] . v_pairs[i][e] (vdpbf16ps).
+template <std::size_t R>
+void pv_rows_bf16(const uint32_t* p_pairs, std::size_t m, const uint32_t* v_pairs, std::size_t d, const float* corr,
+                  float* o_t, std::size_t r0) noexcept {
+  constexpr std::size_t E = 4;
+  __m512 c[R];
+  for (std::size_t r = 0; r < R; ++r) c[r] = _mm512_load_ps(corr + r0 + r * 16);
+  for (std::size_t e0 = 0; e0 < d; e0 += E) {
+    __m512 acc[R][E];
+    float* o = o_t + e0 * m + r0;
+    for (std::size_t e = 0; e < E; ++e)
+      for (std::size_t r = 0; r < R; ++r) acc[r][e] = _mm512_mul_ps(_mm512_load_ps(o + e * m + r * 16), c[r]);
+    for (std::size_t i = 0; i < tile_tokens / 2; ++i) {
+      __m512i pv[R];
+      for (std::size_t r = 0; r < R; ++r) pv[r] = _mm512_load_si512(p_pairs + i * m + r0 + r * 16);
+      for (std::size_t e = 0; e < E; ++e) {
+        const __m512i vv = _mm512_set1_epi32(static_cast<int>(v_pairs[i * d + e0 + e]));
+        for (std::size_t r = 0; r < R; ++r) acc[r][e] = _mm512_dpbf16_ps(acc[r][e], (__m512bh)pv[r], (__m512bh)vv);
+      }
+    }
+    for (std::size_t e = 0; e < E; ++e)
+      for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(o + e * m + r * 16, acc[r][e]);
+  }
+}
+#endif
+
 /// Runs f(r0, R-constant) over the m rows in register blocks: R = rows while they last, then 1.
 template <class Tag, class F>
 void for_row_blocks(std::size_t m, F&& f) {
@@ -379,7 +474,9 @@ void for_row_blocks(std::size_t m, F&& f) {
 template <class Tag, class Element>
 void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, const prefill_item& item,
                       const float* q, float* out, std::size_t q_heads, float scale, const smoothed_keys* keys8,
-                      prefill_scratch& s) {
+                      bool bf16_products, prefill_scratch& s) {
+  // bf16 products: vdpbf16ps on packed pairs where the path has it, else fp32 on rounded operands.
+  const bool packed = bf16_products && native_bf16<Tag>(), rounded = bf16_products && !packed;
   constexpr float minus_inf = -std::numeric_limits<float>::infinity();
   const std::size_t d = cache.shape().head_dim, group = q_heads / cache.shape().kv_heads;
   const std::size_t len = cache.length(item.seq), tokens = item.p1 - item.p0;
@@ -415,6 +512,10 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
           const float* qr = q + (item.first_row + r / group) * row_stride + (item.head * group + r % group) * d + e0;
           for (std::size_t e = 0; e < 16; ++e) s.q_t[(e0 + e) * m + r] = qr[e] * scale;
         }
+  if (!keys8 && rounded) round_bf16(s.q_t.data(), d * m);
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+  if (!keys8 && packed) pack_row_pairs(s.q_t.data(), m, d / 2, m, s.q_pairs.data(), m);
+#endif
   if (keys8)
     for (std::size_t r = valid; r < m; ++r) {
       for (std::size_t e = 0; e < d / 4; ++e) s.q8_t[e * m + r] = 0;
@@ -443,12 +544,13 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
     // of 16 tokens); rows past the sequence are zeros here and masked below.
     const std::size_t row = cache.row(item.seq, item.head, t);
     // fp32 caches are read in place (the microkernels broadcast K and V elements: any alignment).
-    const bool in_place = std::is_same<Element, float>::value && n == tile_tokens;
+    const bool in_place = std::is_same<Element, float>::value && n == tile_tokens && !rounded;
     const float* v_tile = in_place ? static_cast<const float*>(cache.values().codes_of(row)) : s.v_tile.data();
     const float* k_tile = in_place ? static_cast<const float*>(cache.keys().codes_of(row)) : s.k_tile.data();
     if (!in_place) {
       rows_to_float<Tag>(cache.values(), row, n, d, s.v_tile.data());
       std::fill(s.v_tile.data() + n * d, s.v_tile.data() + tile_tokens * d, 0.0f);
+      if (rounded) round_bf16(s.v_tile.data(), n * d);
     }
     if (keys8) {
       const uint8_t* k8 = keys8->codes + t * d;
@@ -460,13 +562,32 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
         for (std::size_t r = 0; r < m; ++r)
           s.s_t[j * m + r] = (static_cast<float>(s.s8_t[j * m + r]) - s.q8_offset[r]) * s.q8_scale[r] * k_scales[j];
     } else {
-      if (!in_place) {
+      // A bf16 cache's full tile is used as it is stored; other keys go through floats.
+      const bool bf16_in_place = packed && std::is_same<Element, bf16>::value && n == tile_tokens;
+      if (!in_place && !bf16_in_place) {
         rows_to_float<Tag>(cache.keys(), row, n, d, s.k_tile.data());
         std::fill(s.k_tile.data() + n * d, s.k_tile.data() + tile_tokens * d, 0.0f);
+        if (rounded) round_bf16(s.k_tile.data(), n * d);
       }
-      for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
-        qk_rows<Tag, decltype(rows)::value>(s.q_t.data(), m, k_tile, d, s.s_t.data(), r0);
-      });
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+      if (packed) {
+        const uint16_t* k16 = s.k_bf16.data();
+        if (bf16_in_place) {
+          k16 = static_cast<const uint16_t*>(cache.keys().codes_of(row));
+        } else {
+          for (std::size_t i = 0; i < tile_tokens * d; i += 16)
+            _mm256_store_si256(reinterpret_cast<__m256i*>(s.k_bf16.data() + i),
+                               (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(k_tile + i)));
+        }
+        for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
+          qk_rows_bf16<decltype(rows)::value>(s.q_pairs.data(), m, k16, d, s.s_t.data(), r0);
+        });
+      }
+#endif
+      if (!packed)
+        for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
+          qk_rows<Tag, decltype(rows)::value>(s.q_t.data(), m, k_tile, d, s.s_t.data(), r0);
+        });
     }
     if (n < tile_tokens) cover = prefill_mask::cover::some;
     if (cover == prefill_mask::cover::some)
@@ -489,6 +610,17 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
         }
       }
     softmax_tile<Tag>(s.s_t.data(), m, s.max.data(), s.sum.data(), s.corr.data());
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+    if (packed) {
+      pack_row_pairs(s.s_t.data(), m, tile_tokens / 2, m, s.p_pairs.data(), m);
+      pack_row_pairs(v_tile, d, tile_tokens / 2, d, s.v_pairs.data(), d);
+      for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
+        pv_rows_bf16<decltype(rows)::value>(s.p_pairs.data(), m, s.v_pairs.data(), d, s.corr.data(), s.o_t.data(), r0);
+      });
+      continue;
+    }
+#endif
+    if (rounded) round_bf16(s.s_t.data(), tile_tokens * m);  // the sums above keep the unrounded ones
     for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
       pv_rows<Tag, decltype(rows)::value>(s.s_t.data(), m, v_tile, d, s.corr.data(), s.o_t.data(), r0);
     });
@@ -548,7 +680,7 @@ void smooth_keys(const kv_cache<Element>& cache, std::size_t seq, std::size_t h,
 /// path not available here.
 ///
 /// Tolerance (tests, random normal data): 2e-5 absolute against the float64 reference on the
-/// dequantized cache; int8_qk 5e-2 (5e-3 on average).
+/// dequantized cache; int8_qk 5e-2 (5e-3 on average); bf16 2e-2 (2e-3 on average).
 template <class Element, class Executor = serial_executor>
 void prefill(const float* q, const kv_cache<Element>& cache, const std::size_t* new_tokens, float* out,
              std::size_t q_heads, const prefill_mask& mask = {}, const prefill_options& options = {},
@@ -608,13 +740,13 @@ void prefill(const float* q, const kv_cache<Element>& cache, const std::size_t* 
                                      key_scales.data() + key_offsets[i], tile.data(), mean);
       });
     exec(items.size(), [&](std::size_t begin, std::size_t end) {
-      detail::prefill_scratch scratch(rows, d, options.int8_qk);  // this worker's, for its chunk
+      detail::prefill_scratch scratch(rows, d, options.int8_qk, options.bf16);  // this worker's, for its chunk
       for (std::size_t i = begin; i < end; ++i) {
         const detail::prefill_item& item = items[i];
         const std::size_t k = item.seq * s.kv_heads + item.head;
         const detail::smoothed_keys keys8{key_codes.data() + key_offsets[k] * d, key_scales.data() + key_offsets[k]};
         detail::prefill_item_run<Tag>(cache, mask, item, q, out, q_heads, scale, options.int8_qk ? &keys8 : nullptr,
-                                      scratch);
+                                      options.bf16, scratch);
       }
     });
   });
