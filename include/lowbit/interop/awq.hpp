@@ -54,10 +54,15 @@ inline quantized_matrix<awq_int4> import_awq(const awq_tensors& t) {
       w.zero(col, grp) = static_cast<uint8_t>((word >> (4 * detail::awq_nibble_of(col))) & 15u);
       w.scale(col, grp) = t.scales[grp * n + col];
     }
-  for (std::size_t row = 0; row < k; ++row)
-    for (std::size_t col = 0; col < n; ++col) {
-      const uint32_t word = static_cast<uint32_t>(t.qweight[row * words + col / 8]);
-      w.set_code(col, row, static_cast<uint8_t>((word >> (4 * detail::awq_nibble_of(col))) & 15u));
+  // Two input rows at a time make one whole byte of each output's row.
+  for (std::size_t row = 0; row < k; row += 2)
+    for (std::size_t word = 0; word < words; ++word) {
+      const uint32_t w0 = static_cast<uint32_t>(t.qweight[row * words + word]);
+      const uint32_t w1 = row + 1 < k ? static_cast<uint32_t>(t.qweight[(row + 1) * words + word]) : 0u;
+      for (std::size_t c = 0; c < 8; ++c) {
+        const unsigned shift = 4 * detail::awq_nibble_of(c);
+        w.codes()[(word * 8 + c) * w.row_bytes() + row / 2] = static_cast<uint8_t>(((w0 >> shift) & 15u) | (((w1 >> shift) & 15u) << 4));
+      }
     }
   w.view().validate_contents();
   return w;

@@ -80,10 +80,20 @@ quantized_matrix<Scheme> import_bnb_4bit(const bnb_4bit_tensors& t) {
   quantized_matrix<Scheme> m(t.rows, t.cols, t.blocksize);
   const std::size_t per_row = t.cols / t.blocksize;
   for (std::size_t b = 0; b < blocks; ++b) m.scale(b / per_row, b % per_row) = absmax[b];
-  for (std::size_t e = 0; e < elements; ++e) {
-    const uint8_t byte = t.packed[e / 2];
-    const uint8_t code = (e % 2 == 0) ? (byte >> 4) : (byte & 15);
-    m.set_code(e / t.cols, e % t.cols, detail::bnb_code<Scheme>(code));
+  // A bitsandbytes byte holds elements 2j (high nibble) and 2j + 1 (low): lowbit's byte j with
+  // the nibbles swapped and mapped, byte for byte when rows are whole bytes (cols even).
+  uint8_t to_lowbit[256];
+  for (unsigned v = 0; v < 256; ++v)
+    to_lowbit[v] = static_cast<uint8_t>(detail::bnb_code<Scheme>(static_cast<uint8_t>(v >> 4)) |
+                                        (detail::bnb_code<Scheme>(static_cast<uint8_t>(v & 15)) << 4));
+  if (t.cols % 2 == 0) {
+    for (std::size_t i = 0; i < elements / 2; ++i) m.codes()[i] = to_lowbit[t.packed[i]];  // rows are contiguous bytes
+  } else {
+    for (std::size_t e = 0; e < elements; ++e) {
+      const uint8_t byte = t.packed[e / 2];
+      const uint8_t code = (e % 2 == 0) ? (byte >> 4) : (byte & 15);
+      m.set_code(e / t.cols, e % t.cols, detail::bnb_code<Scheme>(code));
+    }
   }
   m.view().validate_contents();
   return m;

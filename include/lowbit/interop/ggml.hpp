@@ -155,11 +155,17 @@ quantized_matrix<Scheme> import_ggml(const uint8_t* blocks, std::size_t bytes, s
   quantized_matrix<Scheme> m(rows, cols, 32);
   const std::size_t per_row = cols / 32;
   for (std::size_t r = 0; r < rows; ++r) {
+    uint8_t* row = m.codes() + r * m.row_bytes();  // whole bytes: lowbit's row is 32 codes per block
     for (std::size_t g = 0; g < per_row; ++g) {
       block b;
       std::memcpy(&b, blocks + (r * per_row + g) * sizeof(block), sizeof(block));
       m.scale(r, g) = detail::block_scale(b);
-      for (std::size_t i = 0; i < 32; ++i) m.set_code(r, g * 32 + i, detail::block_code(b, i));
+      if constexpr (Scheme::bits == 4) {
+        for (std::size_t j = 0; j < 16; ++j)
+          row[g * 16 + j] = static_cast<uint8_t>(detail::block_code(b, 2 * j) | (detail::block_code(b, 2 * j + 1) << 4));
+      } else {
+        for (std::size_t i = 0; i < 32; ++i) row[g * 32 + i] = detail::block_code(b, i);
+      }
     }
   }
   m.view().validate_contents();

@@ -107,6 +107,18 @@ gptq_matrix<Scheme> import_gptq(const gptq_tensors& t) {
       w.scale(col, grp) = t.scales[grp * n + col];
     }
   }
+  if (identity) {
+    // Word (i, col) holds inputs i * pack .. i * pack + pack - 1 of output col in bits * j:
+    // exactly lowbit's 4 bytes of that row at i * 4, so words move whole.
+    for (std::size_t i = 0; i < k / pack; ++i)
+      for (std::size_t col = 0; col < n; ++col) {
+        const uint32_t word = static_cast<uint32_t>(t.qweight[i * n + col]);
+        uint8_t* dst = w.codes() + col * w.row_bytes() + i * 4;
+        for (std::size_t b = 0; b < 4; ++b) dst[b] = static_cast<uint8_t>(word >> (8 * b));
+      }
+    w.view().validate_contents();
+    return out;
+  }
   for (std::size_t j = 0; j < k; ++j) {
     const std::size_t row = order[j];
     const int32_t* words = t.qweight + (row / pack) * n;
