@@ -19,6 +19,7 @@
 #include "interop/bnb.hpp"
 #include "interop/gguf.hpp"
 #include "interop/gptq.hpp"
+#include "interop/quantized_safetensors.hpp"
 #include "interop/safetensors.hpp"
 #include "interop/torch_sparse24.hpp"
 #include "kernels/dequantize.hpp"

@@ -1,6 +1,6 @@
-// libFuzzer harness: the checkpoint importers (GPTQ, AWQ, bitsandbytes) on arbitrary safetensors
-// files: every prefix that names a qweight or a bitsandbytes state is imported with several
-// group sizes and both GPTQ formats.
+// libFuzzer harness: the checkpoint importers (GPTQ, AWQ, bitsandbytes, lowbit's own matrices) on
+// arbitrary safetensors files: every prefix that names a qweight, a bitsandbytes state or a
+// lowbit matrix is imported (GPTQ / AWQ with several group sizes and both GPTQ formats).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -8,6 +8,7 @@
 #include "lowbit/interop/awq.hpp"
 #include "lowbit/interop/bnb.hpp"
 #include "lowbit/interop/gptq.hpp"
+#include "lowbit/interop/quantized_safetensors.hpp"
 
 namespace {
 template <class F>
@@ -28,6 +29,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace lowbit::interop;
   try {
     const safetensors_file f = safetensors_file::parse(data, size);
+    for (const auto& kv : f.metadata()) {
+      std::string name;
+      if (kv.first.rfind("lowbit.", 0) != 0) continue;
+      name = kv.first.substr(7);
+      attempt([&] { (void)load_quantized<lowbit::scheme<lowbit::int4, lowbit::fp16>>(f, name); });
+      attempt([&] { (void)load_quantized<lowbit::scheme<lowbit::uint4, lowbit::bf16, true>>(f, name); });
+      attempt([&] { (void)view_quantized<lowbit::mx::fp4>(f, name); });
+    }
     for (const st_tensor& t : f.tensors()) {
       std::string prefix;
       if (ends_with(t.name, ".qweight", prefix)) {

@@ -45,3 +45,7 @@ save_file({k.replace("nf4_dq_f32.", ""): v for k, v in bnb.items() if k.startswi
           C + "checkpoint/bnb_nf4.safetensors")
 save_file({k.replace("fp4_f32.", ""): v for k, v in bnb.items() if k.startswith("fp4_f32.weight")},
           C + "checkpoint/bnb_fp4.safetensors")
+# lowbit's own layout (interop/quantized_safetensors.hpp): a 2 x 64 int4 matrix, fp16 scales per 32.
+save_file({"m.codes": rng.integers(0, 256, (2, 32), dtype=np.uint8),
+           "m.scales": np.full((2, 2), 0.5, dtype=np.float16)}, C + "checkpoint/lowbit_int4.safetensors",
+          metadata={"lowbit.m": "int4,f16,64,32"})

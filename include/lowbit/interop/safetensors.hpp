@@ -259,8 +259,13 @@ class safetensors_writer {
   void add_metadata(const std::string& key, const std::string& value) { metadata_.emplace_back(key, value); }
 
   /// The file's bytes. The header is padded with spaces so the data starts 8-byte aligned, and
-  /// tensors are laid out in the order added.
+  /// tensors are laid out by element size, largest first (stable: in the order added within a
+  /// size), as the safetensors package does: every tensor then starts aligned to its element.
   std::string bytes() const {
+    std::vector<const entry*> order;
+    for (const auto& e : entries_) order.push_back(&e);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const entry* a, const entry* b) { return st_info(a->dtype).bytes > st_info(b->dtype).bytes; });
     std::string header = "{";
     bool first = true;
     if (!metadata_.empty()) {
@@ -271,7 +276,8 @@ class safetensors_writer {
       first = false;
     }
     std::size_t offset = 0;
-    for (const auto& e : entries_) {
+    for (const entry* p : order) {
+      const entry& e = *p;
       header += (first ? "" : ",") + json_quote(e.name) + ":{\"dtype\":\"" + st_info(e.dtype).name + "\",\"shape\":[";
       for (std::size_t i = 0; i < e.shape.size(); ++i) header += (i ? "," : "") + std::to_string(e.shape[i]);
       header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.data.size()) + "]}";
@@ -284,7 +290,7 @@ class safetensors_writer {
     out.reserve(8 + header.size() + offset);
     append_le<uint64_t>(out, header.size());
     out += header;
-    for (const auto& e : entries_) out += e.data;
+    for (const entry* e : order) out += e->data;
     return out;
   }
 
