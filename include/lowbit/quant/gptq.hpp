@@ -1,0 +1,196 @@
+/// \file
+/// \brief GPTQ (Frantar et al., arXiv 2210.17323): quantize a layer's weights column by column,
+/// feeding each column's error back into the columns not yet quantized, weighted by the inverse
+/// Hessian of the layer's output error on calibration activations.
+///
+/// H = 2 XᵀX / samples (K x K), dampened by `damp` times its mean diagonal; U = the upper
+/// Cholesky factor of H⁻¹. For each column j (in blocks of block_size, with the updates to the
+/// columns after the block applied lazily, once per block): q_j = quantize(w_j),
+/// e_j = (w_j - q_j) / U_jj, w_k -= e_j U_jk for k > j. Group scales (and zero points) are chosen
+/// by the scheme's RTN rule on the group's current weights when the loop reaches the group's first
+/// column. With act_order the columns go in order of decreasing H_jj, and the groups are formed in
+/// that order: the result stores its columns permuted and returns the order (input_order) that
+/// activations must be permuted by (as GPTQ's g_idx does). Float64 throughout the solve.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../layout/quantized_matrix.hpp"
+#include "quantize.hpp"
+#include "rtn.hpp"
+
+namespace lowbit {
+
+struct gptq_options {
+  std::size_t group_size = 128;  ///< 0: one group per row, scales from the whole row before the loop
+  double damp = 0.01;            ///< fraction of the mean diagonal of H added to the diagonal
+  std::size_t block_size = 128;  ///< columns per lazy-update block
+  bool act_order = false;        ///< quantize columns in order of decreasing H_jj
+};
+
+/// A quantized matrix whose columns are stored in input_order (empty: the natural order):
+/// column j of `weights` multiplies activation input_order[j].
+template <class Scheme>
+struct permuted_matrix {
+  quantized_matrix<Scheme> weights;
+  std::vector<uint32_t> input_order;
+};
+
+/// H = 2 XᵀX / samples for calibration activations x (samples x k, row-major), in float64.
+inline std::vector<double> gptq_hessian(const float* x, std::size_t samples, std::size_t k) {
+  LOWBIT_CHECK(x != nullptr && samples > 0 && k > 0, "gptq_hessian: no activations (" << samples << " x " << k << ")");
+  std::vector<double> h(k * k, 0.0);
+  for (std::size_t s = 0; s < samples; ++s) {
+    const float* row = x + s * k;
+    for (std::size_t i = 0; i < k; ++i) {
+      const double xi = row[i];
+      LOWBIT_CHECK(std::isfinite(xi), "gptq_hessian: activation (" << s << ", " << i << ") is not finite");
+      for (std::size_t j = 0; j <= i; ++j) h[i * k + j] += xi * row[j];
+    }
+  }
+  for (std::size_t i = 0; i < k; ++i)
+    for (std::size_t j = 0; j <= i; ++j) h[j * k + i] = h[i * k + j] = h[i * k + j] * 2.0 / static_cast<double>(samples);
+  return h;
+}
+
+namespace detail {
+
+/// In place: a (n x n, symmetric positive definite) becomes its lower Cholesky factor L
+/// (a = L Lᵀ; the upper triangle is zeroed). A pivot that is not positive is a lowbit::error.
+inline void cholesky_lower(std::vector<double>& a, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (std::size_t p = 0; p < j; ++p) d -= a[j * n + p] * a[j * n + p];
+    LOWBIT_CHECK(d > 0.0, "gptq: the dampened Hessian is not positive definite (pivot " << j << " = " << d << "); raise damp");
+    const double l = std::sqrt(d);
+    a[j * n + j] = l;
+    for (std::size_t i = j + 1; i < n; ++i) {
+      double v = a[i * n + j];
+      for (std::size_t p = 0; p < j; ++p) v -= a[i * n + p] * a[j * n + p];
+      a[i * n + j] = v / l;
+    }
+    for (std::size_t i = 0; i < j; ++i) a[i * n + j] = 0.0;
+  }
+}
+
+/// U with H⁻¹ = Uᵀ U (U upper triangular), from H: L = chol(H), H⁻¹ = L⁻ᵀ L⁻¹, U = chol(H⁻¹)ᵀ.
+inline std::vector<double> inverse_cholesky_upper(std::vector<double> h, std::size_t n) {
+  cholesky_lower(h, n);
+  std::vector<double> inv(n * n, 0.0);  // L⁻¹, lower triangular, by forward substitution
+  for (std::size_t j = 0; j < n; ++j) {
+    inv[j * n + j] = 1.0 / h[j * n + j];
+    for (std::size_t i = j + 1; i < n; ++i) {
+      double v = 0.0;
+      for (std::size_t p = j; p < i; ++p) v -= h[i * n + p] * inv[p * n + j];
+      inv[i * n + j] = v / h[i * n + i];
+    }
+  }
+  std::vector<double> hinv(n * n, 0.0);  // L⁻ᵀ L⁻¹: entry (i, j) = sum over p >= max(i, j) of inv[p][i] inv[p][j]
+  for (std::size_t p = 0; p < n; ++p)
+    for (std::size_t i = 0; i <= p; ++i) {
+      const double a = inv[p * n + i];
+      if (a == 0.0) continue;
+      for (std::size_t j = 0; j <= i; ++j) hinv[i * n + j] += a * inv[p * n + j];
+    }
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < i; ++j) hinv[j * n + i] = hinv[i * n + j];
+  cholesky_lower(hinv, n);
+  std::vector<double> upper(n * n, 0.0);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j <= i; ++j) upper[j * n + i] = hinv[i * n + j];
+  return upper;
+}
+
+}  // namespace detail
+
+/// GPTQ on w (rows x cols, row stride ld) with calibration activations x (samples x cols).
+/// Group scales follow quantize<Scheme>'s rule (RTN, or the MX rule for MX schemes).
+template <class Scheme>
+permuted_matrix<Scheme> quantize_gptq(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
+                                      std::size_t samples, const gptq_options& options = {}) {
+  using traits = format_traits<typename Scheme::format>;
+  detail::check_float_matrix("quantize_gptq", w, rows, cols, ld);
+  LOWBIT_CHECK(options.damp >= 0.0 && options.block_size > 0, "quantize_gptq: damp must be >= 0 and block_size > 0");
+  const std::size_t k = cols, g = options.group_size ? std::min(options.group_size, k) : k;
+  std::vector<double> h = gptq_hessian(x, samples, k);
+
+  std::vector<double> wd(rows * k);  // the working copy, updated as columns are quantized
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < k; ++j) wd[r * k + j] = w[r * ld + j];
+  for (std::size_t j = 0; j < k; ++j)  // an input that is always zero: its weights do not matter
+    if (h[j * k + j] == 0.0) {
+      h[j * k + j] = 1.0;
+      for (std::size_t r = 0; r < rows; ++r) wd[r * k + j] = 0.0;
+    }
+
+  std::vector<uint32_t> order(k);
+  std::iota(order.begin(), order.end(), 0u);
+  if (options.act_order) {
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return h[a * k + a] > h[b * k + b]; });
+    std::vector<double> hp(k * k), wp(rows * k);
+    for (std::size_t i = 0; i < k; ++i)
+      for (std::size_t j = 0; j < k; ++j) hp[i * k + j] = h[order[i] * k + order[j]];
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < k; ++j) wp[r * k + j] = wd[r * k + order[j]];
+    h.swap(hp);
+    wd.swap(wp);
+  }
+  double mean_diagonal = 0.0;
+  for (std::size_t j = 0; j < k; ++j) mean_diagonal += h[j * k + j];
+  for (std::size_t j = 0; j < k; ++j) h[j * k + j] += options.damp * mean_diagonal / static_cast<double>(k);
+  const std::vector<double> u = detail::inverse_cholesky_upper(std::move(h), k);
+
+  permuted_matrix<Scheme> out{quantized_matrix<Scheme>(rows, k, g), {}};
+  quantized_matrix<Scheme>& q = out.weights;
+  std::vector<float> group_block(rows * g), scale(rows), zero(rows, 0.0f);
+  const auto start_group = [&](std::size_t j0) {  // scales of the group starting at column j0, from the current weights
+    const std::size_t width = std::min(g, k - j0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < width; ++j) group_block[r * width + j] = static_cast<float>(wd[r * k + j0 + j]);
+    quant_options o;
+    o.group_size = width;
+    const quantized_matrix<Scheme> params = quantize<Scheme>(group_block.data(), rows, width, width, o);
+    for (std::size_t r = 0; r < rows; ++r) {
+      q.scale(r, j0 / g) = params.scale(r, 0);
+      scale[r] = scale_traits<typename Scheme::scale_type>::to_float(params.scale(r, 0));
+      if constexpr (Scheme::has_zero) {
+        q.zero(r, j0 / g) = params.zero(r, 0);
+        zero[r] = traits::decode(params.zero(r, 0));
+      }
+    }
+  };
+
+  std::vector<double> error(rows * options.block_size);
+  for (std::size_t b0 = 0; b0 < k; b0 += options.block_size) {
+    const std::size_t b1 = std::min(k, b0 + options.block_size);
+    for (std::size_t j = b0; j < b1; ++j) {
+      if (j % g == 0) start_group(j);
+      const double d = u[j * k + j];
+      for (std::size_t r = 0; r < rows; ++r) {
+        const double v = wd[r * k + j];
+        const uint8_t code = traits::encode(scale[r] > 0.0f ? static_cast<float>(v / scale[r]) + zero[r] : zero[r]);
+        q.set_code(r, j, code);
+        const double dequantized = (static_cast<double>(traits::decode(code)) - zero[r]) * scale[r];
+        const double e = (v - dequantized) / d;
+        error[r * options.block_size + (j - b0)] = e;
+        for (std::size_t c = j + 1; c < b1; ++c) wd[r * k + c] -= e * u[j * k + c];  // inside the block: now
+      }
+    }
+    for (std::size_t r = 0; r < rows; ++r)  // after the block: once, lazily
+      for (std::size_t j = b0; j < b1; ++j) {
+        const double e = error[r * options.block_size + (j - b0)];
+        for (std::size_t c = b1; c < k; ++c) wd[r * k + c] -= e * u[j * k + c];
+      }
+  }
+  if (options.act_order) out.input_order = order;
+  q.view().validate_contents();
+  return out;
+}
+
+}  // namespace lowbit
