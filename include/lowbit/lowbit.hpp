@@ -32,6 +32,7 @@
 #include "layout/panel.hpp"
 #include "layout/quantized_matrix.hpp"
 #include "prune/prune24.hpp"
+#include "prune/sparsegpt.hpp"
 #include "quant/activations.hpp"
 #include "quant/awq.hpp"
 #include "quant/clip_search.hpp"

@@ -109,86 +109,130 @@ inline std::vector<double> inverse_cholesky_upper(std::vector<double> h, std::si
 
 }  // namespace detail
 
+namespace detail {
+
+/// The working state of a GPTQ-style solve: the weights in float64 (columns permuted by `order`
+/// when act_order) and U, the upper Cholesky factor of the dampened H⁻¹ in the same order.
+struct gptq_problem {
+  std::size_t rows = 0, k = 0;
+  std::vector<double> w;  ///< rows x k, updated as columns are quantized
+  std::vector<double> u;  ///< k x k
+  std::vector<uint32_t> order;
+};
+
+inline gptq_problem make_gptq_problem(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
+                                      std::size_t samples, double damp, bool act_order) {
+  LOWBIT_CHECK(damp >= 0.0, "gptq: damp=" << damp << " must be >= 0");
+  gptq_problem p;
+  p.rows = rows;
+  p.k = cols;
+  const std::size_t k = cols;
+  std::vector<double> h = gptq_hessian(x, samples, k);
+  p.w.resize(rows * k);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < k; ++j) p.w[r * k + j] = w[r * ld + j];
+  for (std::size_t j = 0; j < k; ++j)  // an input that is always zero: its weights do not matter
+    if (h[j * k + j] == 0.0) {
+      h[j * k + j] = 1.0;
+      for (std::size_t r = 0; r < rows; ++r) p.w[r * k + j] = 0.0;
+    }
+  p.order.resize(k);
+  std::iota(p.order.begin(), p.order.end(), 0u);
+  if (act_order) {
+    std::stable_sort(p.order.begin(), p.order.end(), [&](uint32_t a, uint32_t b) { return h[a * k + a] > h[b * k + b]; });
+    std::vector<double> hp(k * k), wp(rows * k);
+    for (std::size_t i = 0; i < k; ++i)
+      for (std::size_t j = 0; j < k; ++j) hp[i * k + j] = h[p.order[i] * k + p.order[j]];
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < k; ++j) wp[r * k + j] = p.w[r * k + p.order[j]];
+    h.swap(hp);
+    p.w.swap(wp);
+  }
+  double mean_diagonal = 0.0;
+  for (std::size_t j = 0; j < k; ++j) mean_diagonal += h[j * k + j];
+  for (std::size_t j = 0; j < k; ++j) h[j * k + j] += damp * mean_diagonal / static_cast<double>(k);
+  p.u = inverse_cholesky_upper(std::move(h), k);
+  return p;
+}
+
+/// The column sweep shared by GPTQ and SparseGPT. For each column j, quantize_column(j, values)
+/// writes into values[r] what w_rj becomes (quantized, or 0 if pruned; it may read p.w, whose
+/// columns from j on are current within the block); the error (w - value) / U_jj is fed back
+/// into the block's later columns at once and into the columns after the block lazily.
+template <class QuantizeColumn>
+void gptq_sweep(gptq_problem& p, std::size_t block_size, QuantizeColumn&& quantize_column) {
+  LOWBIT_CHECK(block_size > 0, "gptq: block_size must be positive");
+  const std::size_t rows = p.rows, k = p.k;
+  std::vector<double> error(rows * block_size), values(rows);
+  for (std::size_t b0 = 0; b0 < k; b0 += block_size) {
+    const std::size_t b1 = std::min(k, b0 + block_size);
+    for (std::size_t j = b0; j < b1; ++j) {
+      quantize_column(j, values.data());
+      const double d = p.u[j * k + j];
+      for (std::size_t r = 0; r < rows; ++r) {
+        const double e = (p.w[r * k + j] - values[r]) / d;
+        error[r * block_size + (j - b0)] = e;
+        for (std::size_t c = j + 1; c < b1; ++c) p.w[r * k + c] -= e * p.u[j * k + c];  // inside the block: now
+      }
+    }
+    for (std::size_t r = 0; r < rows; ++r)  // after the block: once, lazily
+      for (std::size_t j = b0; j < b1; ++j) {
+        const double e = error[r * block_size + (j - b0)];
+        for (std::size_t c = b1; c < k; ++c) p.w[r * k + c] -= e * p.u[j * k + c];
+      }
+  }
+}
+
+/// Group scales (and zero points) for `rows` rows of `width` floats by quantize<Scheme>'s rule,
+/// stored into group `group` of q; scale and zero receive the values the codes are decoded with.
+template <class Scheme>
+void choose_group_scales(const std::vector<float>& block, std::size_t rows, std::size_t width, quantized_matrix<Scheme>& q,
+                         std::size_t group, std::vector<float>& scale, std::vector<float>& zero) {
+  quant_options o;
+  o.group_size = width;
+  const quantized_matrix<Scheme> params = quantize<Scheme>(block.data(), rows, width, width, o);
+  for (std::size_t r = 0; r < rows; ++r) {
+    q.scale(r, group) = params.scale(r, 0);
+    scale[r] = scale_traits<typename Scheme::scale_type>::to_float(params.scale(r, 0));
+    if constexpr (Scheme::has_zero) {
+      q.zero(r, group) = params.zero(r, 0);
+      zero[r] = format_traits<typename Scheme::format>::decode(params.zero(r, 0));
+    }
+  }
+}
+
+/// The code of v under (scale, zero), as RTN rounds it, and the value it decodes to.
+template <class Scheme>
+uint8_t quantize_value(double v, float scale, float zero, double& dequantized) {
+  using traits = format_traits<typename Scheme::format>;
+  const uint8_t code = traits::encode(scale > 0.0f ? static_cast<float>(v / scale) + zero : zero);
+  dequantized = (static_cast<double>(traits::decode(code)) - zero) * scale;
+  return code;
+}
+
+}  // namespace detail
+
 /// GPTQ on w (rows x cols, row stride ld) with calibration activations x (samples x cols).
 /// Group scales follow quantize<Scheme>'s rule (RTN, or the MX rule for MX schemes).
 template <class Scheme>
 permuted_matrix<Scheme> quantize_gptq(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
                                       std::size_t samples, const gptq_options& options = {}) {
-  using traits = format_traits<typename Scheme::format>;
   detail::check_float_matrix("quantize_gptq", w, rows, cols, ld);
-  LOWBIT_CHECK(options.damp >= 0.0 && options.block_size > 0, "quantize_gptq: damp must be >= 0 and block_size > 0");
+  detail::gptq_problem p = detail::make_gptq_problem(w, rows, cols, ld, x, samples, options.damp, options.act_order);
   const std::size_t k = cols, g = options.group_size ? std::min(options.group_size, k) : k;
-  std::vector<double> h = gptq_hessian(x, samples, k);
-
-  std::vector<double> wd(rows * k);  // the working copy, updated as columns are quantized
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < k; ++j) wd[r * k + j] = w[r * ld + j];
-  for (std::size_t j = 0; j < k; ++j)  // an input that is always zero: its weights do not matter
-    if (h[j * k + j] == 0.0) {
-      h[j * k + j] = 1.0;
-      for (std::size_t r = 0; r < rows; ++r) wd[r * k + j] = 0.0;
-    }
-
-  std::vector<uint32_t> order(k);
-  std::iota(order.begin(), order.end(), 0u);
-  if (options.act_order) {
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return h[a * k + a] > h[b * k + b]; });
-    std::vector<double> hp(k * k), wp(rows * k);
-    for (std::size_t i = 0; i < k; ++i)
-      for (std::size_t j = 0; j < k; ++j) hp[i * k + j] = h[order[i] * k + order[j]];
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t j = 0; j < k; ++j) wp[r * k + j] = wd[r * k + order[j]];
-    h.swap(hp);
-    wd.swap(wp);
-  }
-  double mean_diagonal = 0.0;
-  for (std::size_t j = 0; j < k; ++j) mean_diagonal += h[j * k + j];
-  for (std::size_t j = 0; j < k; ++j) h[j * k + j] += options.damp * mean_diagonal / static_cast<double>(k);
-  const std::vector<double> u = detail::inverse_cholesky_upper(std::move(h), k);
-
   permuted_matrix<Scheme> out{quantized_matrix<Scheme>(rows, k, g), {}};
   quantized_matrix<Scheme>& q = out.weights;
-  std::vector<float> group_block(rows * g), scale(rows), zero(rows, 0.0f);
-  const auto start_group = [&](std::size_t j0) {  // scales of the group starting at column j0, from the current weights
-    const std::size_t width = std::min(g, k - j0);
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t j = 0; j < width; ++j) group_block[r * width + j] = static_cast<float>(wd[r * k + j0 + j]);
-    quant_options o;
-    o.group_size = width;
-    const quantized_matrix<Scheme> params = quantize<Scheme>(group_block.data(), rows, width, width, o);
-    for (std::size_t r = 0; r < rows; ++r) {
-      q.scale(r, j0 / g) = params.scale(r, 0);
-      scale[r] = scale_traits<typename Scheme::scale_type>::to_float(params.scale(r, 0));
-      if constexpr (Scheme::has_zero) {
-        q.zero(r, j0 / g) = params.zero(r, 0);
-        zero[r] = traits::decode(params.zero(r, 0));
-      }
+  std::vector<float> block(rows * g), scale(rows), zero(rows, 0.0f);
+  detail::gptq_sweep(p, options.block_size, [&](std::size_t j, double* values) {
+    if (j % g == 0) {  // the group's scales, from its current weights
+      const std::size_t width = std::min(g, k - j);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < width; ++c) block[r * width + c] = static_cast<float>(p.w[r * k + j + c]);
+      detail::choose_group_scales(block, rows, width, q, j / g, scale, zero);
     }
-  };
-
-  std::vector<double> error(rows * options.block_size);
-  for (std::size_t b0 = 0; b0 < k; b0 += options.block_size) {
-    const std::size_t b1 = std::min(k, b0 + options.block_size);
-    for (std::size_t j = b0; j < b1; ++j) {
-      if (j % g == 0) start_group(j);
-      const double d = u[j * k + j];
-      for (std::size_t r = 0; r < rows; ++r) {
-        const double v = wd[r * k + j];
-        const uint8_t code = traits::encode(scale[r] > 0.0f ? static_cast<float>(v / scale[r]) + zero[r] : zero[r]);
-        q.set_code(r, j, code);
-        const double dequantized = (static_cast<double>(traits::decode(code)) - zero[r]) * scale[r];
-        const double e = (v - dequantized) / d;
-        error[r * options.block_size + (j - b0)] = e;
-        for (std::size_t c = j + 1; c < b1; ++c) wd[r * k + c] -= e * u[j * k + c];  // inside the block: now
-      }
-    }
-    for (std::size_t r = 0; r < rows; ++r)  // after the block: once, lazily
-      for (std::size_t j = b0; j < b1; ++j) {
-        const double e = error[r * options.block_size + (j - b0)];
-        for (std::size_t c = b1; c < k; ++c) wd[r * k + c] -= e * u[j * k + c];
-      }
-  }
-  if (options.act_order) out.input_order = order;
+    for (std::size_t r = 0; r < rows; ++r) q.set_code(r, j, detail::quantize_value<Scheme>(p.w[r * k + j], scale[r], zero[r], values[r]));
+  });
+  if (options.act_order) out.input_order = p.order;
   q.view().validate_contents();
   return out;
 }
