@@ -409,6 +409,17 @@ inline void pack_row_pairs(const float* x, std::size_t stride, std::size_t pairs
                                                                    _mm512_loadu_ps(x + (2 * i + 1) * stride + c)));
 }
 
+/// The same words from rows already in bf16 (a bf16 cache's tile): no rounding, no float round trip.
+inline void pack_row_pairs(const uint16_t* x, std::size_t stride, std::size_t pairs, std::size_t width, uint32_t* out,
+                           std::size_t out_stride) noexcept {
+  for (std::size_t i = 0; i < pairs; ++i)
+    for (std::size_t c = 0; c < width; c += 16) {
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * i * stride + c)));
+      const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (2 * i + 1) * stride + c)));
+      _mm512_store_si512(out + i * out_stride + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+}
+
 /// s_t[j][r] = sum over head-dim pairs of q_pairs[i][r] . k_bf16[j][2i, 2i + 1] (vdpbf16ps).
 template <std::size_t R>
 void qk_rows_bf16(const uint32_t* q_pairs, std::size_t m, const uint16_t* k, std::size_t d, float* s_t,
@@ -545,9 +556,11 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
     const std::size_t row = cache.row(item.seq, item.head, t);
     // fp32 caches are read in place (the microkernels broadcast K and V elements: any alignment).
     const bool in_place = std::is_same<Element, float>::value && n == tile_tokens && !rounded;
+    // A bf16 cache's full tile goes to the bf16 products as it is stored.
+    const bool bf16_in_place = packed && std::is_same<Element, bf16>::value && n == tile_tokens;
     const float* v_tile = in_place ? static_cast<const float*>(cache.values().codes_of(row)) : s.v_tile.data();
     const float* k_tile = in_place ? static_cast<const float*>(cache.keys().codes_of(row)) : s.k_tile.data();
-    if (!in_place) {
+    if (!in_place && !bf16_in_place) {
       rows_to_float<Tag>(cache.values(), row, n, d, s.v_tile.data());
       std::fill(s.v_tile.data() + n * d, s.v_tile.data() + tile_tokens * d, 0.0f);
       if (rounded) round_bf16(s.v_tile.data(), n * d);
@@ -562,8 +575,6 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
         for (std::size_t r = 0; r < m; ++r)
           s.s_t[j * m + r] = (static_cast<float>(s.s8_t[j * m + r]) - s.q8_offset[r]) * s.q8_scale[r] * k_scales[j];
     } else {
-      // A bf16 cache's full tile is used as it is stored; other keys go through floats.
-      const bool bf16_in_place = packed && std::is_same<Element, bf16>::value && n == tile_tokens;
       if (!in_place && !bf16_in_place) {
         rows_to_float<Tag>(cache.keys(), row, n, d, s.k_tile.data());
         std::fill(s.k_tile.data() + n * d, s.k_tile.data() + tile_tokens * d, 0.0f);
@@ -613,7 +624,11 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
     if (packed) {
       pack_row_pairs(s.s_t.data(), m, tile_tokens / 2, m, s.p_pairs.data(), m);
-      pack_row_pairs(v_tile, d, tile_tokens / 2, d, s.v_pairs.data(), d);
+      if (bf16_in_place) {
+        pack_row_pairs(static_cast<const uint16_t*>(cache.values().codes_of(row)), d, tile_tokens / 2, d, s.v_pairs.data(), d);
+      } else {
+        pack_row_pairs(v_tile, d, tile_tokens / 2, d, s.v_pairs.data(), d);
+      }
       for_row_blocks<Tag>(m, [&](std::size_t r0, auto rows) {
         pv_rows_bf16<decltype(rows)::value>(s.p_pairs.data(), m, s.v_pairs.data(), d, s.corr.data(), s.o_t.data(), r0);
       });
