@@ -1,0 +1,296 @@
+// A BERT encoder forward pass (all-MiniLM-L6-v2's shape: 6 layers, hidden 384, 12 heads of 32,
+// FFN 1536) for a batch of sentences of different lengths, on lowbit's kernels: every linear layer
+// is a `linear` (lowbit::gemm on a quantized matrix, or the fp32 baseline), attention is
+// lowbit::attention::prefill with a bidirectional mask over a kv_cache that holds the layer's K and
+// V. The tokens of all sentences are the rows of one matrix, sentence after sentence: no padding.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <lowbit/attention/kv_cache.hpp>
+#include <lowbit/attention/prefill.hpp>
+#include <lowbit/core/parallel.hpp>
+#include <lowbit/core/views.hpp>
+#include <lowbit/interop/safetensors.hpp>
+#include <lowbit/kernels/gemm.hpp>
+#include <lowbit/layout/panel.hpp>
+#include <lowbit/quant/quantize.hpp>
+
+namespace minilm {
+
+/// A linear layer as the checkpoint holds it: W is out x in, row-major (PyTorch's nn.Linear).
+struct dense_linear {
+  std::string name;
+  std::size_t out = 0, in = 0;
+  std::vector<float> weight, bias;
+};
+
+/// A linear layer ready to run: y (M x out) = x (M x in) · Wᵀ + b.
+class linear {
+ public:
+  virtual ~linear() = default;
+  virtual void forward(lowbit::matrix_view<const float> x, lowbit::matrix_view<float> y, lowbit::thread_pool& pool) const = 0;
+  /// Bytes the weights take (codes, scales, zero points; not the fp32 bias).
+  virtual std::size_t weight_bytes() const = 0;
+};
+
+/// The fp32 baseline. lowbit has no fp32 weight format (its kernels are for low-bit weights), so
+/// this is plain C++: W kept transposed (in x out) so the inner loop runs along contiguous outputs
+/// and the compiler vectorizes it; blocks of y over the pool.
+class fp32_linear final : public linear {
+ public:
+  explicit fp32_linear(const dense_linear& w) : out_(w.out), in_(w.in), wt_(w.in * w.out), bias_(w.bias) {
+    for (std::size_t n = 0; n < out_; ++n)
+      for (std::size_t k = 0; k < in_; ++k) wt_[k * out_ + n] = w.weight[n * in_ + k];
+  }
+  void forward(lowbit::matrix_view<const float> x, lowbit::matrix_view<float> y, lowbit::thread_pool& pool) const override {
+    // Blocks of 4 rows x 64 outputs accumulate over all of K in a local array the compiler keeps
+    // in vector registers (16 AVX-512 registers); out is a multiple of 64 in this model.
+    constexpr std::size_t rows = 4, cols = 64;
+    const std::size_t m = x.rows, row_blocks = (m + rows - 1) / rows, col_blocks = out_ / cols;
+    if (out_ % cols) throw std::runtime_error("fp32_linear: outputs must be a multiple of 64");
+    pool(row_blocks * col_blocks, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t b = begin; b < end; ++b) {
+        const std::size_t i0 = b / col_blocks * rows, n0 = b % col_blocks * cols;
+        const float* xr[rows];
+        for (std::size_t i = 0; i < rows; ++i) xr[i] = x.data + std::min(i0 + i, m - 1) * x.ld;  // tail: repeat the last row
+        float acc[rows][cols];
+        for (std::size_t i = 0; i < rows; ++i)
+          for (std::size_t n = 0; n < cols; ++n) acc[i][n] = bias_[n0 + n];
+        for (std::size_t k = 0; k < in_; ++k) {
+          const float* w = wt_.data() + k * out_ + n0;
+          for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t n = 0; n < cols; ++n) acc[i][n] += xr[i][k] * w[n];
+        }
+        for (std::size_t i = 0; i < rows && i0 + i < m; ++i)
+          std::copy(acc[i], acc[i] + cols, y.data + (i0 + i) * y.ld + n0);
+      }
+    });
+  }
+  std::size_t weight_bytes() const override { return wt_.size() * sizeof(float); }
+
+ private:
+  std::size_t out_, in_;
+  std::vector<float> wt_, bias_;
+};
+
+/// A linear layer on lowbit: W quantized in Scheme, packed into the GEMM's panel layout once;
+/// every call is lowbit::gemm (weight-only, or with int8 activations: W8A8 / W4A8).
+template <class Scheme>
+class lowbit_linear final : public linear {
+ public:
+  lowbit_linear(const lowbit::quantized_matrix<Scheme>& q, std::vector<float> bias, lowbit::compute mode)
+      : w_(lowbit::pack_panels(q.view())), bias_(std::move(bias)), mode_(mode) {}
+  void forward(lowbit::matrix_view<const float> x, lowbit::matrix_view<float> y, lowbit::thread_pool& pool) const override {
+    lowbit::gemm(x, w_, y, {bias_.data(), mode_}, pool);
+  }
+  std::size_t weight_bytes() const override { return w_.storage_bytes(); }
+
+ private:
+  lowbit::panel_matrix<Scheme> w_;
+  std::vector<float> bias_;
+  lowbit::compute mode_;
+};
+
+struct layer_norm {
+  std::vector<float> gamma, beta;
+};
+
+/// The checkpoint's float weights (names as in the Hugging Face BertModel safetensors).
+struct bert_weights {
+  static constexpr std::size_t hidden = 384, heads = 12, head_dim = 32, ffn = 1536, layers = 6;
+  std::vector<float> word_embeddings, position_embeddings, token_type_embeddings;
+  std::size_t vocab = 0, max_positions = 0;
+  layer_norm embeddings_norm;
+  struct layer {
+    dense_linear query, key, value, attention_output, intermediate, output;
+    layer_norm attention_norm, output_norm;
+  };
+  std::vector<layer> encoder;
+
+  static bert_weights load(const std::string& safetensors_path) {
+    const lowbit::interop::safetensors_file file = lowbit::interop::safetensors_file::open(safetensors_path);
+    const auto tensor = [&](const std::string& name, std::vector<std::size_t> shape) {
+      const lowbit::interop::st_tensor& t = file.at(name);
+      if (t.shape != shape) throw std::runtime_error("unexpected shape of " + name);
+      return t.copy_to<float>();
+    };
+    const auto norm = [&](const std::string& prefix) {
+      return layer_norm{tensor(prefix + ".weight", {hidden}), tensor(prefix + ".bias", {hidden})};
+    };
+    const auto dense = [&](const std::string& prefix, std::size_t out, std::size_t in) {
+      return dense_linear{prefix, out, in, tensor(prefix + ".weight", {out, in}), tensor(prefix + ".bias", {out})};
+    };
+    bert_weights w;
+    const lowbit::interop::st_tensor& words = file.at("embeddings.word_embeddings.weight");
+    const lowbit::interop::st_tensor& positions = file.at("embeddings.position_embeddings.weight");
+    if (words.shape.size() != 2 || positions.shape.size() != 2) throw std::runtime_error("embeddings are not 2-D");
+    w.vocab = words.shape[0];
+    w.max_positions = positions.shape[0];
+    w.word_embeddings = tensor("embeddings.word_embeddings.weight", {w.vocab, hidden});
+    w.position_embeddings = tensor("embeddings.position_embeddings.weight", {w.max_positions, hidden});
+    w.token_type_embeddings = tensor("embeddings.token_type_embeddings.weight", {2, hidden});
+    w.embeddings_norm = norm("embeddings.LayerNorm");
+    for (std::size_t l = 0; l < layers; ++l) {
+      const std::string p = "encoder.layer." + std::to_string(l);
+      w.encoder.push_back({dense(p + ".attention.self.query", hidden, hidden), dense(p + ".attention.self.key", hidden, hidden),
+                           dense(p + ".attention.self.value", hidden, hidden),
+                           dense(p + ".attention.output.dense", hidden, hidden), dense(p + ".intermediate.dense", ffn, hidden),
+                           dense(p + ".output.dense", hidden, ffn), norm(p + ".attention.output.LayerNorm"),
+                           norm(p + ".output.LayerNorm")});
+    }
+    return w;
+  }
+
+  /// Every linear layer, in forward order (what a quantization recipe walks over).
+  template <class F>
+  void for_each_linear(F&& f) const {
+    for (const layer& l : encoder)
+      for (const dense_linear* d : {&l.query, &l.key, &l.value, &l.attention_output, &l.intermediate, &l.output}) f(*d);
+  }
+};
+
+/// Sees the input of every linear layer during a forward pass (calibration data for AWQ / GPTQ,
+/// per-layer error measurement): called with the layer's name and its input rows.
+using linear_observer = std::function<void(const dense_linear&, lowbit::matrix_view<const float>)>;
+
+/// The encoder with its linear layers in one representation: make(dense_linear) builds each.
+class bert_encoder {
+ public:
+  using linear_factory = std::function<std::unique_ptr<linear>(const dense_linear&)>;
+
+  bert_encoder(const bert_weights& weights, const linear_factory& make) : w_(weights) {
+    for (const auto& l : weights.encoder)
+      layers_.push_back({make(l.query), make(l.key), make(l.value), make(l.attention_output), make(l.intermediate),
+                         make(l.output)});
+  }
+
+  /// Bytes of all linear weights.
+  std::size_t linear_bytes() const {
+    std::size_t total = 0;
+    for (const auto& l : layers_)
+      for (const auto* p : {&l.query, &l.key, &l.value, &l.attention_output, &l.intermediate, &l.output})
+        total += (*p)->weight_bytes();
+    return total;
+  }
+
+  /// L2-normalized mean-pooled embeddings (hidden floats per sentence) of a batch of token id
+  /// sequences.
+  std::vector<std::vector<float>> embed(const std::vector<std::vector<int32_t>>& batch, lowbit::thread_pool& pool,
+                                        const linear_observer& observe = {}) const {
+    constexpr std::size_t H = bert_weights::hidden, F = bert_weights::ffn, heads = bert_weights::heads,
+                          D = bert_weights::head_dim;
+    std::vector<std::size_t> lengths;
+    std::size_t tokens = 0, longest = 0;
+    for (const auto& ids : batch) {
+      if (ids.empty() || ids.size() > w_.max_positions) throw std::runtime_error("a sequence of bad length");
+      lengths.push_back(ids.size());
+      tokens += ids.size();
+      longest = std::max(longest, ids.size());
+    }
+    std::vector<float> h(tokens * H), q(tokens * H), k(tokens * H), v(tokens * H), attention(tokens * H),
+        projected(tokens * H), up(tokens * F);
+    const auto rows = [&](std::vector<float>& data, std::size_t cols) {
+      return lowbit::matrix_view<float>(data.data(), tokens, cols);
+    };
+    const auto run = [&](const linear& layer, const dense_linear& spec, std::vector<float>& x, std::vector<float>& y) {
+      const lowbit::matrix_view<const float> xv(x.data(), tokens, spec.in);
+      if (observe) observe(spec, xv);
+      layer.forward(xv, rows(y, spec.out), pool);
+    };
+
+    // Embeddings: word + position + token type 0, then LayerNorm.
+    for (std::size_t s = 0, row = 0; s < batch.size(); ++s)
+      for (std::size_t t = 0; t < lengths[s]; ++t, ++row) {
+        const auto id = static_cast<std::size_t>(batch[s][t]);
+        if (id >= w_.vocab) throw std::runtime_error("token id past the vocabulary");
+        for (std::size_t i = 0; i < H; ++i)
+          h[row * H + i] = w_.word_embeddings[id * H + i] + w_.position_embeddings[t * H + i] + w_.token_type_embeddings[i];
+      }
+    normalize_rows(h.data(), tokens, w_.embeddings_norm, pool);
+
+    // One cache for every layer: each layer's K and V replace the previous layer's.
+    lowbit::attention::kv_cache<float> cache({batch.size(), heads, D, longest});
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const layer_ops& ops = layers_[l];
+      const bert_weights::layer& spec = w_.encoder[l];
+      run(*ops.query, spec.query, h, q);
+      run(*ops.key, spec.key, h, k);
+      run(*ops.value, spec.value, h, v);
+      // Rows of K and V are tokens x (12 heads x 32): the cache's append layout.
+      for (std::size_t s = 0, row = 0; s < batch.size(); row += lengths[s], ++s) {
+        cache.clear(s);
+        cache.append(s, k.data() + row * H, v.data() + row * H, lengths[s]);
+      }
+      lowbit::attention::prefill(q.data(), cache, lengths.data(), attention.data(), heads,
+                                 lowbit::attention::prefill_mask::bidirectional(), {}, pool);
+      run(*ops.attention_output, spec.attention_output, attention, projected);
+      add_and_normalize(h.data(), projected.data(), tokens, spec.attention_norm, pool);
+      run(*ops.intermediate, spec.intermediate, h, up);
+      pool(tokens, [&](std::size_t begin, std::size_t end) {  // exact (erf) GELU
+        for (std::size_t i = begin * F; i < end * F; ++i) up[i] = 0.5f * up[i] * (1.0f + std::erf(up[i] * 0.70710678118654752f));
+      });
+      run(*ops.output, spec.output, up, projected);
+      add_and_normalize(h.data(), projected.data(), tokens, spec.output_norm, pool);
+    }
+
+    // Mean pooling over each sentence's tokens, then L2 normalization.
+    std::vector<std::vector<float>> out;
+    for (std::size_t s = 0, row = 0; s < batch.size(); row += lengths[s], ++s) {
+      std::vector<double> sum(H, 0.0);
+      for (std::size_t t = 0; t < lengths[s]; ++t)
+        for (std::size_t i = 0; i < H; ++i) sum[i] += h[(row + t) * H + i];
+      double norm = 0;
+      for (double& x : sum) {
+        x /= static_cast<double>(lengths[s]);
+        norm += x * x;
+      }
+      norm = std::max(std::sqrt(norm), 1e-12);  // as torch.nn.functional.normalize
+      std::vector<float> e(H);
+      for (std::size_t i = 0; i < H; ++i) e[i] = static_cast<float>(sum[i] / norm);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+ private:
+  struct layer_ops {
+    std::unique_ptr<linear> query, key, value, attention_output, intermediate, output;
+  };
+
+  /// LayerNorm (eps 1e-12, biased variance) of each row of x, in place, rows over the pool.
+  static void normalize_rows(float* x, std::size_t rows, const layer_norm& norm, lowbit::thread_pool& pool) {
+    constexpr std::size_t H = bert_weights::hidden;
+    pool(rows, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r) {
+        float* row = x + r * H;
+        double mean = 0, var = 0;
+        for (std::size_t i = 0; i < H; ++i) mean += row[i];
+        mean /= H;
+        for (std::size_t i = 0; i < H; ++i) var += (row[i] - mean) * (row[i] - mean);
+        const double inv = 1.0 / std::sqrt(var / H + 1e-12);
+        for (std::size_t i = 0; i < H; ++i)
+          row[i] = static_cast<float>((row[i] - mean) * inv) * norm.gamma[i] + norm.beta[i];
+      }
+    });
+  }
+  /// x = LayerNorm(x + residual).
+  static void add_and_normalize(float* x, const float* residual, std::size_t rows, const layer_norm& norm,
+                                lowbit::thread_pool& pool) {
+    for (std::size_t i = 0; i < rows * bert_weights::hidden; ++i) x[i] += residual[i];
+    normalize_rows(x, rows, norm, pool);
+  }
+
+  const bert_weights& w_;
+  std::vector<layer_ops> layers_;
+};
+
+}  // namespace minilm
