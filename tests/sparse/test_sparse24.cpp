@@ -1,6 +1,7 @@
 // 2:4 sparsity: the positions' validation, the reference layout round trip, pruning (magnitude
-// and Wanda) and the weight-only GEMM on every path against the float64 reference of the dense
-// matrix the sparse one stands for, on odd shapes (K not a multiple of 4 included).
+// and Wanda), the weight-only GEMM on every path against the float64 reference of the dense
+// matrix the sparse one stands for, and the int8 GEMM against the integer reference, on odd
+// shapes (K not a multiple of 4 included).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -156,6 +157,64 @@ TYPED_TEST(sparse24_test, gemm_matches_the_dense_reference_on_every_path) {
   }
 }
 
+// compute::int8: against the integer path's definition (as reference::gemm_int8 states it for
+// dense matrices) on the kept values: per group of kept values, the exact integer dot product of
+// (u8(code) - u8(zero)) with the int8 activations at each value's own column, then times unit *
+// scale * activation scale; or refused for formats without an integer path.
+TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path) {
+  using S = TypeParam;
+  uint32_t seed = 900;
+  for (const sparse_case& c : cases) {
+    const std::vector<float> w = random_matrix(c.n, c.k, ++seed);
+    const std::size_t kept = 2 * sparse24_positions::groups_of(c.k);
+    const std::size_t g = kept_group<S>(c.group_size ? c.group_size : kept);
+    const std::vector<float> x = random_matrix(c.m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
+    const sparse24_matrix<S> s = prune_and_quantize24<S>(w.data(), c.n, c.k, c.k, nullptr, quant_options{g});
+    std::vector<float> y(c.m * c.n, -1.0f);
+    const gemm_options int8{bias.data(), compute::int8};
+    if constexpr (!has_integer_path<typename S::format>) {
+      EXPECT_THROW(gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8),
+                   lowbit::error);
+      return;
+    } else {
+      constexpr lowbit::detail::integer_code_map map = integer_codes<typename S::format>::value;
+      const quantized_matrix<S> values = s.kept_values();
+      const sparse24_positions positions = s.positions();
+      int8_activations a;
+      a.quantize(matrix_view<const float>(x.data(), c.m, c.k), c.k);
+      std::vector<double> ref(c.m * c.n), magnitude(c.m * c.n);
+      for (std::size_t i = 0; i < c.m; ++i)
+        for (std::size_t r = 0; r < c.n; ++r) {
+          double sum = bias[r], size = std::fabs(bias[r]);
+          for (std::size_t grp = 0; grp < values.groups_per_row(); ++grp) {
+            const int zero = S::has_zero ? map.u8[values.zero(r, grp)] : map.offset;
+            long long dot = 0, dot_size = 0;
+            for (std::size_t j = grp * values.group_size(); j < std::min(kept, (grp + 1) * values.group_size()); ++j) {
+              const unsigned nibble = positions.get(r, j / 2);
+              const std::size_t col = 4 * (j / 2) + (j % 2 ? nibble >> 2 : nibble & 3u);
+              const long long term = (map.u8[values.code(r, j)] - zero) * (col < c.k ? a.row(i)[col] : 0);
+              dot += term;
+              dot_size += term < 0 ? -term : term;
+            }
+            const double unit_scale = double(map.unit) * scale_traits<typename S::scale_type>::to_float(values.scale(r, grp)) * a.scale(i);
+            sum += double(dot) * unit_scale;
+            size += double(dot_size) * std::fabs(unit_scale);
+          }
+          ref[i * c.n + r] = sum;
+          magnitude[i * c.n + r] = size;
+        }
+      for (isa path : supported_isas()) {
+        std::fill(y.begin(), y.end(), -1.0f);
+        gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8,
+             serial_executor{}, path);
+        for (std::size_t i = 0; i < y.size(); ++i)
+          ASSERT_LE(std::fabs(double(y[i]) - ref[i]), 1e-5 * magnitude[i] + 1e-30)
+              << "int8 " << isa_name(path) << " m=" << c.m << " n=" << c.n << " k=" << c.k << " output " << i;
+      }
+    }
+  }
+}
+
 TEST(sparse24, gemm_threads_and_errors) {
   using S = scheme<int4, fp16>;
   const std::size_t n = 300, k = 256;
@@ -171,7 +230,15 @@ TEST(sparse24, gemm_threads_and_errors) {
   std::vector<float> y(9 * n);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k - 1), s, matrix_view<float>(y.data(), 9, n)), lowbit::error);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), s, matrix_view<float>(y.data(), 9, n - 1)), lowbit::error);
-  EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), s, matrix_view<float>(y.data(), 9, n), {nullptr, compute::int8}),
+  for (std::size_t m : {std::size_t(1), std::size_t(9)}) {  // the integer path over threads, too
+    std::vector<float> serial(m * n), threaded(m * n);
+    const gemm_options int8{nullptr, compute::int8};
+    gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(serial.data(), m, n), int8);
+    gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(threaded.data(), m, n), int8, pool);
+    EXPECT_EQ(serial, threaded) << "int8 m=" << m;
+  }
+  const sparse24_matrix<scheme<nf4, float>> nf = prune_and_quantize24<scheme<nf4, float>>(w.data(), n, k, k, nullptr, {64});
+  EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), nf, matrix_view<float>(y.data(), 9, n), {nullptr, compute::int8}),
                lowbit::error);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), sparse24_matrix<S>(), matrix_view<float>(y.data(), 9, n)),
                lowbit::error);

@@ -107,12 +107,15 @@ void gemm_int8_scalar(const panel_matrix<Scheme>& w, const int8_activations& a, 
     for (std::size_t i = 0; i < a.rows(); ++i) {
       float sum = 0.0f;
       for (std::size_t g = 0; g * group_size < k_total; ++g) {
-        int32_t dot = 0;
-        for (std::size_t k = g * group_size; k < std::min(k_total, (g + 1) * group_size); ++k)
-          dot += int32_t(map.u8[panel_code(w, p, r, k)]) * a.row(i)[columns.x_of(k)];
+        int32_t dot = 0, x_sum = 0;  // x_sum: the activations this row's group meets (2:4: per row)
+        for (std::size_t k = g * group_size; k < std::min(k_total, (g + 1) * group_size); ++k) {
+          const int32_t xq = a.row(i)[columns.x_column(p, r, k)];
+          dot += int32_t(map.u8[panel_code(w, p, r, k)]) * xq;
+          x_sum += xq;
+        }
         const int32_t zero = Scheme::has_zero ? map.u8[w.zeros(p, g)[r]] : map.offset;
         const float scale = scale_traits<typename Scheme::scale_type>::to_float(w.scales(p, g)[r]) * map.unit;
-        sum += static_cast<float>(dot - zero * a.group_sum(i, columns.x_of(g * group_size) / group_size)) * scale;
+        sum += static_cast<float>(dot - zero * x_sum) * scale;
       }
       out.y[i * out.ld + n] = sum * a.scale(i) + (out.bias ? out.bias[n] : 0.0f);
     }

@@ -21,6 +21,7 @@
 #include "../../quant/activations.hpp"
 #include "../integer_weights.hpp"
 #include "gemm_float.hpp"
+#include "sparse24_select.hpp"
 
 LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 
@@ -41,6 +42,11 @@ struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 4>> {
   }
   static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm_shuffle_epi8(table, idx); }
   static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm_srli_epi16(x, n); }
+  /// 16 bytes at p (or 8, then zeros) in every 128-bit lane: the columns a 2:4 chunk may pick from.
+  static LOWBIT_ALWAYS_INLINE i32 window(const int8_t* p, bool sixteen) noexcept { return window128(p, sixteen); }
+  static LOWBIT_ALWAYS_INLINE __m128i window128(const int8_t* p, bool sixteen) noexcept {
+    return sixteen ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  }
   /// acc + sum of four u8 x s8 products per lane; u8 < 128 when Narrow.
   template <bool Narrow>
   static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
@@ -65,6 +71,9 @@ struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 8>> {
   }
   static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm256_shuffle_epi8(table, idx); }
   static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm256_srli_epi16(x, n); }
+  static LOWBIT_ALWAYS_INLINE i32 window(const int8_t* p, bool sixteen) noexcept {
+    return _mm256_broadcastsi128_si256(int8_dot<arch::sse42_tag>::window128(p, sixteen));
+  }
   template <bool Narrow>
   static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -90,6 +99,9 @@ struct int8_dot<Tag, std::enable_if_t<ops<Tag>::lanes == 16>> {
   }
   static LOWBIT_ALWAYS_INLINE i32 shuffle(const i32& table, const i32& idx) noexcept { return _mm512_shuffle_epi8(table, idx); }
   static LOWBIT_ALWAYS_INLINE i32 shift_right_16(const i32& x, int n) noexcept { return _mm512_srli_epi16(x, n); }
+  static LOWBIT_ALWAYS_INLINE i32 window(const int8_t* p, bool sixteen) noexcept {
+    return _mm512_broadcast_i32x4(int8_dot<arch::sse42_tag>::window128(p, sixteen));
+  }
   template <bool Narrow>
   static LOWBIT_ALWAYS_INLINE i32 dot(const i32& acc, const i32& u, const i32& s) noexcept {
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
@@ -165,9 +177,9 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
       auto range = group_chunks(g, groups, group_size, L, chunks);
       range.begin = std::max(range.begin, c_begin);
       range.end = std::min(range.end, c_end);
-      i32 acc[MR][NV];
-      for (auto& row : acc)
-        for (auto& v : row) v = i32(0);
+      i32 acc[MR][NV], lane_sum[MR][NV];  // lane_sum: 2:4 only, each row's picked activations
+      for (std::size_t i = 0; i < MR; ++i)
+        for (std::size_t v = 0; v < NV; ++v) acc[i][v] = lane_sum[i][v] = i32(0);
       for (std::size_t c = range.begin; c < range.end; ++c) {
         i32 u[NV], u_high[NV];
         for (std::size_t p = 0; p < P; ++p)
@@ -185,13 +197,47 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
               u[p * V + v] = map.flip ? i32(lanes ^ flip) : lanes;
             }
           }
-        const std::size_t xc = columns.x_of(c * L);
-        for (std::size_t i = 0; i < MR; ++i) {
-          const i32 s = B::broadcast4(xr[i] + xc);
-          for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u[v], s);
-          if constexpr (bits == 4) {
-            const i32 s_high = B::broadcast4(xr[i] + xc + 4);
-            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u_high[v], s_high);
+        if constexpr (Columns::sparse) {
+          // Each row (lane) picks its own activations: kept value j of chunk c sits at x column
+          // 2 c L + 4 (j / 2) + position_j, so a chunk reads a window of 2L columns and one byte
+          // shuffle per row of x gathers every lane's 4 bytes (2 bits a position -> byte indices).
+          i32 index[NV], index_high[NV];
+          for (std::size_t p = 0; p < P; ++p) {
+            i32 positions[V];
+            sparse24_select<Tag>::template load_positions<L / 4>(columns.at(panel[p], c), positions);
+            for (std::size_t v = 0; v < V; ++v) {
+              const auto spread = [](const i32& m) {
+                return (m & i32(3)) | ((m << 6) & i32(0x300)) | ((m << 12) & i32(0x30000)) | ((m << 18) & i32(0x3000000));
+              };
+              index[p * V + v] = spread(positions[v]) + i32(0x04040000);
+              if constexpr (bits == 4) index_high[p * V + v] = spread(positions[v] >> 8) + i32(0x0C0C0808);
+            }
+          }
+          const std::size_t xc = 2 * c * L;
+          const bool sixteen = 2 * L == 16 && xc + 16 <= a.padded_cols();
+          const i32 ones(0x01010101);
+          for (std::size_t i = 0; i < MR; ++i) {
+            const i32 window = B::window(xr[i] + xc, sixteen);
+            for (std::size_t v = 0; v < NV; ++v) {
+              const i32 s = B::shuffle(window, index[v]);
+              acc[i][v] = B::template dot<narrow>(acc[i][v], u[v], s);
+              lane_sum[i][v] = B::template dot<true>(lane_sum[i][v], ones, s);
+              if constexpr (bits == 4) {
+                const i32 s_high = B::shuffle(window, index_high[v]);
+                acc[i][v] = B::template dot<narrow>(acc[i][v], u_high[v], s_high);
+                lane_sum[i][v] = B::template dot<true>(lane_sum[i][v], ones, s_high);
+              }
+            }
+          }
+        } else {
+          const std::size_t xc = columns.x_of(c * L);
+          for (std::size_t i = 0; i < MR; ++i) {
+            const i32 s = B::broadcast4(xr[i] + xc);
+            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u[v], s);
+            if constexpr (bits == 4) {
+              const i32 s_high = B::broadcast4(xr[i] + xc + 4);
+              for (std::size_t v = 0; v < NV; ++v) acc[i][v] = B::template dot<narrow>(acc[i][v], u_high[v], s_high);
+            }
           }
         }
       }
@@ -209,16 +255,20 @@ void gemm_int8_block(const panel_matrix<Scheme>& w, const int8_activations& a, s
         }
       }
       for (std::size_t v = 0; v < NV; ++v) scale[v] = scale[v] * f32(map.unit);
-      const std::size_t quad_begin = columns.x_of(range.begin * L) / 4;
-      const std::size_t quad_end = quad_begin + (range.end - range.begin) * L / 4;
+      std::size_t quad_begin = 0, quad_end = 0;
+      if constexpr (!Columns::sparse) {
+        quad_begin = columns.x_of(range.begin * L) / 4;
+        quad_end = quad_begin + (range.end - range.begin) * L / 4;
+      }
       for (std::size_t i = 0; i < MR; ++i) {
-        const int32_t sum = xprefix[i][quad_end] - xprefix[i][quad_begin];
+        const int32_t sum = Columns::sparse ? 0 : xprefix[i][quad_end] - xprefix[i][quad_begin];
         for (std::size_t v = 0; v < NV; ++v) {
+          const i32 x_sum = Columns::sparse ? lane_sum[i][v] : i32(sum);
           i32 exact;
           if constexpr (Scheme::has_zero) {
-            exact = acc[i][v] - zero[v] * i32(sum);
+            exact = acc[i][v] - zero[v] * x_sum;
           } else {
-            exact = acc[i][v] - i32(sum * map.offset);
+            exact = acc[i][v] - x_sum * i32(map.offset);
           }
           total[i][v] = xsimd::fma(O::to_f32(exact), scale[v], total[i][v]);
         }
