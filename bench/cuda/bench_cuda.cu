@@ -1,0 +1,190 @@
+// Times lowbit::cuda::gemm against cuBLAS fp16 (cublasGemmEx, fp32 compute) on the same shapes:
+// y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16, every GPU
+// format. CUDA events around 200 launches, median of 7 such runs. The packed weights (~34 MB at 4
+// bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
+// numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
+// written) as the ceiling. Usage: bench_cuda [--quick]
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/cuda.cuh"
+
+namespace {
+
+#define CUBLAS_CHECK(call)                                                                       \
+  do {                                                                                           \
+    const cublasStatus_t s_ = (call);                                                            \
+    if (s_ != CUBLAS_STATUS_SUCCESS) { std::fprintf(stderr, "%s failed: %d\n", #call, int(s_)); std::exit(1); } \
+  } while (0)
+
+int iterations = 200, repeats = 7;
+
+template <class F>
+double time_us(F&& launch) {  // median over repeats of the mean time per launch
+  cudaEvent_t start, stop;
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 20; ++i) launch(i);
+  std::vector<double> runs;
+  for (int r = 0; r < repeats; ++r) {
+    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < iterations; ++i) launch(i);
+    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    runs.push_back(1000.0 * ms / iterations);
+  }
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+__half* device_random_half(std::size_t count, std::mt19937& rng, float scale) {
+  std::vector<__half> h(count);
+  std::normal_distribution<float> normal(0.0f, scale);
+  for (auto& v : h) v = __float2half(normal(rng));
+  __half* d = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&d, count * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, h.data(), count * sizeof(__half), cudaMemcpyHostToDevice));
+  return d;
+}
+
+struct shape {
+  std::size_t n, k;
+};
+const std::size_t ms[] = {1, 4, 16};
+
+struct result_row {
+  std::string format;
+  shape s;
+  std::size_t m;
+  double us[2], cublas_us, bytes;
+};
+std::vector<result_row> results;
+std::vector<double> cublas_times;  // [shape][m]
+
+template <class Scheme>
+void bench_format(const char* name, const shape& s, std::size_t shape_index, const __half* x, __half* y,
+                  std::mt19937& rng) {
+  // Random codes, scales and zero points: the kernel's speed does not depend on how they were chosen.
+  lowbit::quantized_matrix<Scheme> q(s.n, s.k, 128);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const std::size_t code_bytes = s.n * q.row_bytes();
+  for (std::size_t i = 0; i < code_bytes; ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
+  const std::size_t groups = s.n * q.groups_per_row();
+  for (std::size_t i = 0; i < groups; ++i) q.scales()[i] = lowbit::fp16(scale(rng));
+  if constexpr (Scheme::has_zero)
+    for (std::size_t i = 0; i < groups; ++i) q.zeros()[i] = static_cast<uint8_t>(byte(rng) & ((1 << Scheme::bits) - 1));
+  const auto packed = lowbit::cuda::pack(q.view());
+  const auto view = packed.view();
+
+  // Copies so that one round over them is > 200 MB (4x the L2).
+  const std::size_t copies = std::max<std::size_t>(2, (200u << 20) / view.bytes() + 1);
+  std::vector<lowbit::cuda::packed_view<Scheme>> views(copies, view);
+  std::vector<void*> owned;
+  for (std::size_t c = 1; c < copies; ++c) {
+    void *codes = nullptr, *scales = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&codes, view.code_bytes()));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&scales, view.scale_bytes()));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(codes, view.codes, view.code_bytes(), cudaMemcpyDeviceToDevice));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(scales, view.scales, view.scale_bytes(), cudaMemcpyDeviceToDevice));
+    views[c].codes = static_cast<const ::uint4*>(codes);
+    views[c].scales = static_cast<const uint32_t*>(scales);
+    owned.push_back(codes);
+    owned.push_back(scales);
+  }
+  const std::size_t tiles = view.tiles();
+  for (std::size_t mi = 0; mi < 3; ++mi) {
+    const std::size_t m = ms[mi];
+    result_row row{name, s, m, {0, 0}, cublas_times[shape_index * 3 + mi], double(view.bytes())};
+    for (int per_block = 1; per_block <= 2; ++per_block) {
+      if (per_block == 2 && tiles % 2) continue;
+      lowbit::cuda::gemm_options options;
+      options.tiles_per_block = per_block;
+      row.us[per_block - 1] = time_us([&](int i) {
+        lowbit::cuda::gemm(x, m, s.k, views[i % copies], y, s.n, nullptr, options);
+      });
+    }
+    results.push_back(row);
+  }
+  for (void* p : owned) cudaFree(p);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (quick) iterations = 20, repeats = 3;
+  cudaDeviceProp prop{};
+  LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB, compute capability %d.%d\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20, prop.major, prop.minor);
+
+  // Ceiling: a 1 GiB device-to-device copy, bytes read + written.
+  {
+    const std::size_t bytes = std::size_t(1) << 30;
+    void *a = nullptr, *b = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&a, bytes));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&b, bytes));
+    LOWBIT_CUDA_CHECK(cudaMemset(a, 1, bytes));
+    const int saved = iterations;
+    iterations = 10;
+    const double us = time_us([&](int) { LOWBIT_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
+    iterations = saved;
+    std::printf("device-to-device copy: %.0f GB/s (bytes read + written)\n", 2.0 * bytes / us * 1e-3);
+    cudaFree(a);
+    cudaFree(b);
+  }
+
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  std::mt19937 rng(7);
+  cublasHandle_t handle;
+  CUBLAS_CHECK(cublasCreate(&handle));
+  for (std::size_t si = 0; si < 2; ++si) {
+    const shape& s = shapes[si];
+    __half* w = device_random_half(s.n * s.k, rng, 0.02f);
+    __half* x = device_random_half(16 * s.k, rng, 1.0f);
+    __half* y = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
+    for (std::size_t m : ms) {
+      const float alpha = 1.0f, beta = 0.0f;
+      // Row-major y[m x n] = x · Wᵀ is column-major yᵀ[n x m] = W(as Kxn col-major)ᵀ · xᵀ.
+      cublas_times.push_back(time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F,
+                                  int(s.k), x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
+      }));
+    }
+    cudaFree(w);
+    namespace lb = lowbit;
+    bench_format<lb::scheme<lb::uint4, lb::fp16, true>>("int4 (uint4+zero, g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::int4, lb::fp16>>("int4 (sym, g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::nf4, lb::fp16>>("nf4 (g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::sf4, lb::fp16>>("sf4 (g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::fp4_e2m1, lb::fp16>>("fp4_e2m1 (g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::int8, lb::fp16>>("int8 (sym, g128)", s, si, x, y, rng);
+    cudaFree(x);
+    cudaFree(y);
+  }
+  cublasDestroy(handle);
+
+  std::printf("\n| format | N x K | M | lowbit µs (1 / 2 tiles a block) | weight GB/s | cuBLAS fp16 µs | speed-up |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const result_row& r : results) {
+    const double best = r.us[1] > 0 ? std::min(r.us[0], r.us[1]) : r.us[0];
+    std::printf("| %s | %zu x %zu | %zu | %.1f / %s | %.0f | %.1f | %.2fx |\n", r.format.c_str(), r.s.n, r.s.k, r.m,
+                r.us[0], r.us[1] > 0 ? std::to_string(r.us[1]).substr(0, std::to_string(r.us[1]).find('.') + 2).c_str() : "-",
+                r.bytes / best * 1e-3, r.cublas_us, r.cublas_us / best);
+  }
+  return 0;
+}

@@ -1,0 +1,27 @@
+# The optional CUDA backend (LOWBIT_WITH_CUDA=ON): enables CUDA and builds the GPU test and benchmark.
+# Nothing here runs when the option is off, so the CPU build does not change. Architectures default
+# to sm_80 (mma.sync) and sm_90a (Hopper); override with -DCMAKE_CUDA_ARCHITECTURES=...
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES 80 90a)
+endif()
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+if(CMAKE_CUDA_COMPILER_VERSION VERSION_LESS 12.0)
+  message(FATAL_ERROR "lowbit's CUDA backend needs CUDA 12 or newer (found ${CMAKE_CUDA_COMPILER_VERSION})")
+endif()
+
+# lowbit's formats share constexpr scalar code with the host (std::numeric_limits in __host__ __device__).
+set(LOWBIT_CUDA_FLAGS --expt-relaxed-constexpr -Xcompiler=-Wall,-Wextra)
+
+add_executable(lowbit_test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda.cu)
+target_link_libraries(lowbit_test_cuda PRIVATE lowbit::lowbit)
+target_compile_features(lowbit_test_cuda PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_test_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+if(LOWBIT_BUILD_TESTS)
+  add_test(NAME cuda_gemm COMMAND lowbit_test_cuda)
+endif()
+
+add_executable(lowbit_bench_cuda ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda.cu)
+target_link_libraries(lowbit_bench_cuda PRIVATE lowbit::lowbit CUDA::cublas)
+target_compile_features(lowbit_bench_cuda PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_bench_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)

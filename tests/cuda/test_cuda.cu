@@ -1,0 +1,128 @@
+// Checks lowbit::cuda::gemm against the float64 CPU reference (reference::gemm) on the same
+// quantized matrix: every GPU format, M = 1, 3, 8, 9, 16, shapes with N and K off the 16 x 64
+// tiles, group sizes 64 / 128 / per-channel, both block shapes. A plain checker (no GoogleTest:
+// the GPU machine may lack it); exits non-zero on the first failure, printing seed and case.
+//
+// Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
+// the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
+// fp32 tensor-core sums; integer and E2M1 weights are exact in fp16.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/cuda.cuh"
+#include "lowbit/kernels/reference/gemm.hpp"
+#include "lowbit/quant/quantize.hpp"
+
+namespace {
+
+int failures = 0, cases = 0;
+
+template <class Scheme>
+void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
+                unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(n * k);
+  for (float& v : w) v = normal(rng) * 0.05f;
+  lowbit::quant_options options;
+  options.group_size = group;
+  const auto q = lowbit::quantize<Scheme>(w.data(), n, k, k, options);
+  const auto packed = lowbit::cuda::pack(q.view());
+
+  const std::size_t ldx = (k + 7) / 8 * 8, ldy = n + 3;
+  std::vector<__half> x_half(m * ldx, __float2half(0.0f));
+  std::vector<float> x(m * k);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t c = 0; c < k; ++c) {
+      x_half[i * ldx + c] = __float2half(normal(rng));
+      x[i * k + c] = __half2float(x_half[i * ldx + c]);  // the reference sees the fp16 activations
+    }
+  __half *dx = nullptr, *dy = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, x_half.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, x_half.data(), x_half.size() * sizeof(__half), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(__half)));  // NaN: unwritten outputs fail
+  lowbit::cuda::gemm_options go;
+  go.tiles_per_block = per_block;
+  lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<__half> y(m * ldy);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+  cudaFree(dx);
+  cudaFree(dy);
+
+  const auto ref = lowbit::reference::gemm(lowbit::matrix_view<const float>(x.data(), m, k), q.view());
+  double worst = 0.0;
+  int bad = 0;
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double got = __half2float(y[i * ldy + j]), want = ref.y[i * n + j];
+      const double tol = std::ldexp(1.0, -10) * (std::fabs(want) + ref.magnitude[i * n + j]);
+      const double err = std::fabs(got - want);
+      if (!(err <= tol)) {
+        if (bad++ < 3)
+          std::printf("  %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d seed=%u: y(%zu, %zu) = %g, reference %g (tol %g)\n",
+                      name, n, k, group, m, per_block, seed, i, j, got, want, tol);
+      }
+      if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
+    }
+  ++cases;
+  if (bad) {
+    ++failures;
+    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d seed=%u: %d of %zu outputs off\n", name, n, k, group, m,
+                per_block, seed, bad, m * n);
+  } else {
+    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d  worst err/tol %.3f\n", name, n, k, group, m,
+                per_block, worst);
+  }
+}
+
+template <class Scheme>
+void check_format(const char* name, unsigned& seed) {
+  struct shape { std::size_t n, k, group; };
+  const shape shapes[] = {{64, 256, 128}, {37, 200, 200}, {130, 320, 128}, {48, 1000, 64}, {256, 2048, 128}};
+  for (const shape& s : shapes)
+    for (std::size_t m : {1, 3, 8, 9, 16}) {
+      check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++);
+      if (((s.n + 15) / 16) % 2 == 0 && (m == 1 || m == 16)) check_case<Scheme>(name, s.n, s.k, s.group, m, 2, seed++);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
+  std::printf("lowbit CUDA gemm tests, seed %u\n", seed);
+  namespace lb = lowbit;
+  LOWBIT_TRY {
+    check_format<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", seed);
+    check_format<lb::scheme<lb::int4, lb::fp16>>("int4", seed);
+    check_format<lb::scheme<lb::nf4, lb::fp16>>("nf4", seed);
+    check_format<lb::scheme<lb::sf4, lb::fp16>>("sf4", seed);
+    check_format<lb::scheme<lb::fp4_e2m1, lb::fp16>>("fp4_e2m1", seed);
+    check_format<lb::scheme<lb::int8, lb::fp16>>("int8", seed);
+    check_format<lb::scheme<lb::uint8, lb::fp16, true>>("uint8+zero", seed);
+    // Argument checks throw lowbit::error.
+    bool threw = false;
+    try {
+      const std::vector<float> w(16 * 96, 0.5f);
+      lb::quant_options o;
+      o.group_size = 32;
+      (void)lb::cuda::pack(lb::quantize<lb::scheme<lb::uint4, lb::fp16, true>>(w.data(), 16, 96, 96, o).view());
+    } catch (const lb::error&) {
+      threw = true;
+    }
+    ++cases;
+    if (!threw) { ++failures; std::printf("FAIL group_size 32 was accepted\n"); }
+  }
+  LOWBIT_CATCH_ALL {
+    std::printf("FAIL: exception\n");
+    return 2;
+  }
+  std::printf("%s: %d cases, %d failed\n", failures ? "FAILED" : "PASSED", cases, failures);
+  return failures ? 1 : 0;
+}
