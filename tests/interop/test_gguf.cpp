@@ -1,6 +1,7 @@
 // GGUF and ggml blocks against the gguf package (tests/data/gen/gen_interop.py): a file that
 // gguf.GGUFWriter wrote reads back (metadata of every type, tensor directory, 2-D and 3-D
-// tensors); every tensor dequantizes bit for bit as gguf.quants does; Q4_0 / Q8_0 / IQ4_NL /
+// tensors); every tensor (F32, F16, BF16, Q4_0, Q4_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K)
+// dequantizes bit for bit as gguf.quants does; Q4_0 / Q8_0 / IQ4_NL /
 // MXFP4 import into lowbit matrices whose own dequantization and GEMV (every ISA path) agree
 // with it; lowbit's writer rebuilds the file byte for byte; malformed files are refused.
 #include <gtest/gtest.h>
@@ -76,7 +77,7 @@ TEST(Gguf, ReadsMetadataOfEveryType) {
 
 TEST(Gguf, TensorsDequantizeBitForBitAsGgufDoes) {
   const gguf_file& f = data().file;
-  ASSERT_EQ(f.tensors().size(), 9u);
+  ASSERT_EQ(f.tensors().size(), 12u);
   for (const gguf_tensor& t : f.tensors()) {
     const st_tensor& ref = data().reference.at(t.name);
     std::size_t elements = 1;
@@ -148,8 +149,10 @@ TEST(Gguf, ImportRefusesWrongTypesAndCorruptScales) {
   std::vector<uint8_t> mx_blocks(mx.data, mx.data + mx.bytes);
   mx_blocks[17 * 3] = 0xFF;  // E8M0 NaN
   EXPECT_THROW(import_ggml<ggml_scheme::mxfp4>(mx_blocks.data(), mx_blocks.size(), 16, 256), lowbit::error);
-  std::vector<float> out(32);
-  EXPECT_THROW(dequantize_ggml(ggml_type::q4_k, blocks.data(), 144, 256, out.data()), lowbit::error);  // not supported
+  std::vector<float> out(256);
+  std::vector<uint8_t> q2k(84);
+  EXPECT_THROW(dequantize_ggml(ggml_type::q2_k, q2k.data(), q2k.size(), 256, out.data()), lowbit::error);  // not supported
+  EXPECT_THROW(dequantize_ggml(ggml_type::q6_k, q2k.data(), q2k.size(), 256, out.data()), lowbit::error);  // 84 bytes, not 210
 }
 
 TEST(Gguf, WriterRebuildsTheFileByteForByte) {

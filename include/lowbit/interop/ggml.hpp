@@ -191,9 +191,67 @@ std::vector<uint8_t> export_ggml(const quantized_view<Scheme>& m) {
   return out;
 }
 
+namespace detail {
+
+/// Q4_K / Q5_K's 6-bit scale and min of sub-block j (0..7) from their 12 packed bytes.
+inline void k_scale_min(const uint8_t* s, std::size_t j, unsigned& scale, unsigned& min) noexcept {
+  if (j < 4) {
+    scale = s[j] & 63u;
+    min = s[j + 4] & 63u;
+  } else {
+    scale = (s[j + 4] & 0x0Fu) | ((s[j - 4] >> 6) << 4);
+    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+/// One 256-element super-block of Q4_K (144 bytes: d, dmin, 12 scale bytes, 128 nibble bytes),
+/// or Q5_K (176 bytes: the same plus 32 bytes of fifth bits before the nibbles): sub-block j of
+/// 32 is (d * scale_j) * q - dmin * min_j.
+inline void dequantize_k_block(const uint8_t* p, bool five_bits, float* out) noexcept {
+  uint16_t d_bits, dmin_bits;
+  std::memcpy(&d_bits, p, 2);
+  std::memcpy(&dmin_bits, p + 2, 2);
+  const float d = fp16::from_bits(d_bits).to_float(), dmin = fp16::from_bits(dmin_bits).to_float();
+  const uint8_t* scales = p + 4;
+  const uint8_t* high = p + 16;
+  const uint8_t* qs = five_bits ? p + 48 : p + 16;
+  for (std::size_t j = 0; j < 8; ++j) {
+    unsigned scale, min;
+    k_scale_min(scales, j, scale, min);
+    const float ds = d * static_cast<float>(scale), dm = dmin * static_cast<float>(min);
+    for (std::size_t e = 0; e < 32; ++e) {
+      unsigned q = (qs[(j / 2) * 32 + e] >> (4 * (j % 2))) & 15u;
+      if (five_bits) q |= ((high[e] >> j) & 1u) << 4;
+      out[j * 32 + e] = mul_then_add(ds, static_cast<float>(q), -dm);
+    }
+  }
+}
+
+/// One 256-element super-block of Q6_K (210 bytes: 128 low-nibble bytes, 64 bytes of high 2-bit
+/// pairs, 16 int8 scales, d): element e is (d * scale_{e / 16}) * (q - 32).
+inline void dequantize_q6_k_block(const uint8_t* p, float* out) noexcept {
+  const uint8_t* ql = p;
+  const uint8_t* qh = p + 128;
+  const int8_t* scales = reinterpret_cast<const int8_t*>(p + 192);
+  uint16_t d_bits;
+  std::memcpy(&d_bits, p + 208, 2);
+  const float d = fp16::from_bits(d_bits).to_float();
+  for (std::size_t e = 0; e < 256; ++e) {
+    const std::size_t half = e / 128, within = e % 128;
+    const unsigned low = (ql[half * 64 + within % 64] >> (4 * (within / 64))) & 15u;
+    const unsigned high = (qh[half * 32 + within % 32] >> (2 * (within / 32))) & 3u;
+    const int q = static_cast<int>(low | (high << 4)) - 32;
+    out[e] = (d * static_cast<float>(scales[e / 16])) * static_cast<float>(q);
+  }
+}
+
+}  // namespace detail
+
 /// Dequantizes `elements` values of ggml type `type` from `bytes` bytes to float, computing each
 /// value as ggml's reference (and gguf's numpy) does, so results match them bit for bit.
-/// Types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, IQ4_NL, MXFP4.
+/// Types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K (the K-quants have
+/// float minimums or 6-bit codes that no lowbit scheme stores as they are: dequantize, then
+/// quantize with lowbit if the kernels are to run on them).
 inline void dequantize_ggml(ggml_type type, const uint8_t* data, std::size_t bytes, std::size_t elements, float* out) {
   const ggml_type_info& info = ggml_info(type);
   const std::size_t need = ggml_bytes(type, 1, elements);
@@ -239,6 +297,9 @@ inline void dequantize_ggml(ggml_type type, const uint8_t* data, std::size_t byt
           o[j] = half_scale * (2.0f * format_traits<fp4_e2m1>::decode(detail::ggml_nibble(b.qs, j)));
         break;
       }
+      case ggml_type::q4_k: detail::dequantize_k_block(p, false, o); break;
+      case ggml_type::q5_k: detail::dequantize_k_block(p, true, o); break;
+      case ggml_type::q6_k: detail::dequantize_q6_k_block(p, o); break;
       default: raise_error(std::string("ggml: dequantizing ") + info.name + " is not supported");
     }
   }

@@ -59,6 +59,17 @@ def make_gguf():
             q = gguf.quants.quantize(w, qtype)
         writer.add_tensor(name, q, raw_dtype=qtype)
         reference[name] = gguf.quants.dequantize(q, qtype).astype(np.float32).reshape(n, k)
+    for name, qtype, size in [("w.q4_k", T.Q4_K, 144), ("w.q5_k", T.Q5_K, 176), ("w.q6_k", T.Q6_K, 210)]:
+        # gguf has no K-quant quantizers: random super-blocks with valid fp16 d (and dmin).
+        blocks = rng.integers(0, 256, (n, k // 256, size), dtype=np.uint8)
+        d = (rng.random((n, k // 256, 2)) * 0.01).astype(np.float16).view(np.uint8)
+        if qtype == T.Q6_K:
+            blocks[:, :, 208:210] = d[:, :, 0:2]
+        else:
+            blocks[:, :, 0:4] = d
+        q = blocks.reshape(n, k // 256 * size)
+        writer.add_tensor(name, q, raw_dtype=qtype)
+        reference[name] = gguf.quants.dequantize(q, qtype).astype(np.float32).reshape(n, k)
     t3 = rng.standard_normal((2, 3, 32)).astype(np.float32)  # a 3-D tensor: dims 32, 3, 2
     writer.add_tensor("t.3d", t3)
     reference["t.3d"] = t3
