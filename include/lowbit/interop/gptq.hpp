@@ -19,6 +19,7 @@
 #include "../core/error.hpp"
 #include "../core/half.hpp"
 #include "../layout/quantized_matrix.hpp"
+#include "../quant/gptq.hpp"
 #include "../scheme.hpp"
 #include "safetensors.hpp"
 
@@ -43,21 +44,11 @@ struct gptq_tensors {
 };
 
 /// The imported weights (N rows x K columns) and, when g_idx is not the plain k / group_size,
-/// the input order: column j of `weights` is input row input_order[j] of the checkpoint.
+/// the input order: column j of `weights` is input row input_order[j] of the checkpoint (the
+/// same type quantize_gptq returns; permute_inputs gathers activations into that order).
 template <class Scheme>
-struct gptq_matrix {
-  quantized_matrix<Scheme> weights;
-  std::vector<uint32_t> input_order;
-};
-
-/// x' = x with its K columns in `order` (x'[:, j] = x[:, order[j]]): what activations go
-/// through before a GEMM with an activation-ordered import. An empty order copies x.
-inline void permute_inputs(const float* x, std::size_t rows, std::size_t k, const std::vector<uint32_t>& order, float* out) {
-  LOWBIT_CHECK(order.empty() || order.size() == k, "permute_inputs: order has " << order.size() << " entries for K=" << k);
-  LOWBIT_CHECK((x != nullptr && out != nullptr) || rows * k == 0, "permute_inputs: null buffer");
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < k; ++j) out[r * k + j] = x[r * k + (order.empty() ? j : order[j])];
-}
+using gptq_matrix = permuted_matrix<Scheme>;
+using lowbit::permute_inputs;
 
 /// Imports GPTQ arrays into gptq_int4 (bits 4) or gptq_int8 (bits 8). Every shape, g_idx entry
 /// and zero point is checked; a v1 stored zero of all ones (whose +1 does not fit the code

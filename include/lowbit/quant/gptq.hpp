@@ -42,6 +42,15 @@ struct permuted_matrix {
   std::vector<uint32_t> input_order;
 };
 
+/// x' = x with its K columns in `order` (x'[:, j] = x[:, order[j]]): what activations go through
+/// before a GEMM with a permuted_matrix. An empty order copies x.
+inline void permute_inputs(const float* x, std::size_t rows, std::size_t k, const std::vector<uint32_t>& order, float* out) {
+  LOWBIT_CHECK(order.empty() || order.size() == k, "permute_inputs: order has " << order.size() << " entries for K=" << k);
+  LOWBIT_CHECK((x != nullptr && out != nullptr) || rows * k == 0, "permute_inputs: null buffer");
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < k; ++j) out[r * k + j] = x[r * k + (order.empty() ? j : order[j])];
+}
+
 /// H = 2 XᵀX / samples for calibration activations x (samples x k, row-major), in float64.
 inline std::vector<double> gptq_hessian(const float* x, std::size_t samples, std::size_t k) {
   LOWBIT_CHECK(x != nullptr && samples > 0 && k > 0, "gptq_hessian: no activations (" << samples << " x " << k << ")");
