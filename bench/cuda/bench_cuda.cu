@@ -67,7 +67,7 @@ struct result_row {
   std::string format;
   shape s;
   std::size_t m;
-  double us[2], cublas_us, bytes;
+  double us[5], cublas_us, bytes;  // default; 1 and 2 tiles a block x 8 and 16 warps
 };
 std::vector<result_row> results;
 std::vector<double> cublas_times;  // [shape][m]
@@ -106,12 +106,14 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
   const std::size_t tiles = view.tiles();
   for (std::size_t mi = 0; mi < 3; ++mi) {
     const std::size_t m = ms[mi];
-    result_row row{name, s, m, {0, 0}, cublas_times[shape_index * 3 + mi], double(view.bytes())};
-    for (int per_block = 1; per_block <= 2; ++per_block) {
+    result_row row{name, s, m, {0, 0, 0, 0, 0}, cublas_times[shape_index * 3 + mi], double(view.bytes())};
+    for (int variant = 0; variant < 5; ++variant) {
+      const int per_block = variant == 0 ? 0 : 1 + (variant - 1) % 2;
       if (per_block == 2 && tiles % 2) continue;
       lowbit::cuda::gemm_options options;
       options.tiles_per_block = per_block;
-      row.us[per_block - 1] = time_us([&](int i) {
+      options.warps = variant == 0 ? 0 : variant >= 3 ? 16 : 8;
+      row.us[variant] = time_us([&](int i) {
         lowbit::cuda::gemm(x, m, s.k, views[i % copies], y, s.n, nullptr, options);
       });
     }
@@ -178,13 +180,12 @@ int main(int argc, char** argv) {
   }
   cublasDestroy(handle);
 
-  std::printf("\n| format | N x K | M | lowbit µs (1 / 2 tiles a block) | weight GB/s | cuBLAS fp16 µs | speed-up |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("\n| format | N x K | M | lowbit µs | weight GB/s | cuBLAS fp16 µs | speed-up | µs, 1 / 2 tiles a block, 8 warps; 16 warps |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const result_row& r : results) {
-    const double best = r.us[1] > 0 ? std::min(r.us[0], r.us[1]) : r.us[0];
-    std::printf("| %s | %zu x %zu | %zu | %.1f / %s | %.0f | %.1f | %.2fx |\n", r.format.c_str(), r.s.n, r.s.k, r.m,
-                r.us[0], r.us[1] > 0 ? std::to_string(r.us[1]).substr(0, std::to_string(r.us[1]).find('.') + 2).c_str() : "-",
-                r.bytes / best * 1e-3, r.cublas_us, r.cublas_us / best);
+    std::printf("| %s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.2fx | %.1f / %.1f; %.1f / %.1f |\n", r.format.c_str(),
+                r.s.n, r.s.k, r.m, r.us[0], r.bytes / r.us[0] * 1e-3, r.cublas_us, r.cublas_us / r.us[0], r.us[1], r.us[2],
+                r.us[3], r.us[4]);
   }
   return 0;
 }

@@ -23,7 +23,7 @@ int failures = 0, cases = 0;
 
 template <class Scheme>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
-                unsigned seed) {
+                unsigned seed, int warps = 0) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -48,6 +48,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(__half)));  // NaN: unwritten outputs fail
   lowbit::cuda::gemm_options go;
   go.tiles_per_block = per_block;
+  go.warps = warps;
   lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<__half> y(m * ldy);
@@ -73,11 +74,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d seed=%u: %d of %zu outputs off\n", name, n, k, group, m,
-                per_block, seed, bad, m * n);
+    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, n, k,
+                group, m, per_block, warps, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d  worst err/tol %.3f\n", name, n, k, group, m,
-                per_block, worst);
+    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, n, k, group, m,
+                per_block, warps, worst);
   }
 }
 
@@ -87,8 +88,13 @@ void check_format(const char* name, unsigned& seed) {
   const shape shapes[] = {{64, 256, 128}, {37, 200, 200}, {130, 320, 128}, {48, 1000, 64}, {256, 2048, 128}};
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
-      check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++);
-      if (((s.n + 15) / 16) % 2 == 0 && (m == 1 || m == 16)) check_case<Scheme>(name, s.n, s.k, s.group, m, 2, seed++);
+      check_case<Scheme>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
+      if (m == 1 || m == 16) {
+        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++);
+        if (((s.n + 15) / 16) % 2 == 0) check_case<Scheme>(name, s.n, s.k, s.group, m, 2, seed++);
+        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++, 8);
+        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++, 16);
+      }
     }
 }
 

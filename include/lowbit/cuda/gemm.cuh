@@ -6,8 +6,9 @@
 ///  - Swapped operands: W's tile of 16 outputs is mma.m16n8k16's A (16 x 16), xᵀ its B (16 x 8), so
 ///    M = 1..8 costs one mma per 16 x 16 weights and M = 9..16 two; padding M to 8 costs nothing
 ///    that matters (the tensor cores idle at these sizes anyway).
-///  - A warp streams one tile of 16 rows (or two) over a range of K with 16-byte loads, several
-///    chunks in flight; the 8 warps of a block split K and reduce through shared memory at the end.
+///  - A warp streams one tile of 16 rows (or two) over a range of K with 16-byte cp.async copies
+///    into a private ring of shared-memory stages (7 chunks in flight while one is computed); the 8
+///    or 16 warps of a block split K and reduce through shared memory at the end.
 ///  - Dequantization in registers, without the scale: integers by the magic number (code | 0x6400 is
 ///    the fp16 1024 + code; hsub2 of 1024 + zero gives code - zero exactly); 4-bit codebook / float
 ///    formats by a 256-entry byte -> half2 table in shared memory, replicated per lane (bank =
@@ -33,14 +34,6 @@ namespace detail {
 
 inline constexpr int gemm_warps = 8;
 
-__device__ __forceinline__ ::uint4 load_stream(const ::uint4* p) {
-  // Weights are read once per GEMM: skip L1.
-  ::uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -67,13 +60,27 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
     a[2] = hsub2_bits(__byte_perm(w1, 0x64646464u, 0x4140), bias_g);
     a[3] = hsub2_bits(__byte_perm(w1, 0x64646464u, 0x4342), bias_g8);
   } else if constexpr (Kind == dequant_kind::integer) {
+    // Pairs 0 / 2 sit in nibbles 0, 4 (2, 6 after >> 8): | 0x6400 gives 1024 + code. Pairs 1 / 3 sit
+    // in nibbles 1, 5: | 0x6400 gives 1024 + 16 code, and code - zero = v / 16 - (64 + zero), one fma.
+    const uint32_t w = words[j], w8 = w >> 8;
+    uint32_t h0, h1, h2, h3;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h0) : "r"(w), "r"(0x000f000fu), "r"(0x64006400u));
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h1) : "r"(w), "r"(0x00f000f0u), "r"(0x64006400u));
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h2) : "r"(w8), "r"(0x000f000fu), "r"(0x64006400u));
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h3) : "r"(w8), "r"(0x00f000f0u), "r"(0x64006400u));
+    a[0] = hsub2_bits(h0, bias_g);
+    a[2] = hsub2_bits(h2, bias_g);
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[1]) : "r"(h1), "r"(0x2c002c00u), "r"(bias_g8));  // 1/16
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[3]) : "r"(h3), "r"(0x2c002c00u), "r"(bias_g8));
+  } else if constexpr (Kind == dequant_kind::e2m1) {
+    // Pair p in nibbles p, p + 4: magnitude bits to fp16 bits 9..11 (exponent low bits and the top
+    // mantissa bit), sign to bit 15: the fp16 is the E2M1 value times 2^-14 (E2M1's subnormal 0.5
+    // lands on fp16's subnormal 2^-15); the group flush multiplies the 2^14 back.
     const uint32_t w = words[j];
-#pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      uint32_t h;
-      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h) : "r"(w >> (4 * p)), "r"(0x000f000fu), "r"(0x64006400u));
-      a[p] = hsub2_bits(h, (p & 1) ? bias_g8 : bias_g);
-    }
+    a[0] = ((w << 9) & 0x0e000e00u) | ((w << 12) & 0x80008000u);
+    a[1] = ((w << 5) & 0x0e000e00u) | ((w << 8) & 0x80008000u);
+    a[2] = ((w << 1) & 0x0e000e00u) | ((w << 4) & 0x80008000u);
+    a[3] = ((w >> 3) & 0x0e000e00u) | (w & 0x80008000u);
   } else {
     const uint32_t w = words[j];
 #pragma unroll
@@ -81,122 +88,179 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
   }
 }
 
-/// One block: Tiles tiles of 16 rows; its 8 warps split K. MTiles = ceil(M / 8); Depth chunks of
-/// loads in flight per warp and tile.
-template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Depth>
-__global__ void __launch_bounds__(gemm_warps * 32)
+__device__ __forceinline__ void cp_async16(void* shared, const void* global) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(Pending));
+}
+
+/// Shared memory of one block: the table (if any), then each warp's ring of Stages stages.
+template <int Bits, dequant_kind Kind, int Tiles, int Stages, int Warps>
+struct gemm_smem {
+  static constexpr int table_vecs = Kind == dequant_kind::table ? 256 * 32 / 4 : 0;  // 16-byte units
+  static constexpr int code_vecs = Tiles * (Bits / 4) * 32;                           // a stage: one chunk
+  static constexpr int stage_vecs = code_vecs + Tiles * 4;                            // + 16 scale words a tile
+  static constexpr std::size_t bytes = 16u * (table_vecs + Warps * Stages * stage_vecs);
+};
+
+/// One block: Tiles tiles of 16 rows; its Warps warps split K, each streaming its range of 64-wide
+/// chunks through a private ring of Stages shared-memory stages (cp.async), so that Stages - 1
+/// chunks of weights are in flight while one is dequantized and multiplied. MTiles = ceil(M / 8);
+/// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element).
+template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps>
+__global__ void __launch_bounds__(Warps * 32)
     gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                 const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int chunks,
                 int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
-  extern __shared__ uint32_t smem[];
+  extern __shared__ ::uint4 smem[];
+  using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps>;
   constexpr int vecs = Bits / 4;  // 16-byte code vectors per lane and chunk
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
+  uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
+  ::uint4* ring = smem + layout::table_vecs + warp * Stages * layout::stage_vecs;
 
-  if constexpr (Kind == dequant_kind::table) {
-    for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) smem[i] = __ldg(table + (i >> 5));
-    __syncthreads();
-  }
-  const uint32_t* lane_table = smem + lane;
+  // This warp's chunks [c_begin, c_end): K split evenly over the warps.
+  const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps;
+  const int steps = c_end - c_begin;
+  // Group of chunk c without an integer division: (c + 0.5) / chunks_per_group in float is exact
+  // for c, chunks_per_group < 2^16 (its distance to an integer, >= 0.5 / chunks_per_group, dwarfs
+  // the rounding error).
+  const float inv_cpg = 1.0f / static_cast<float>(chunks_per_group);
+  const auto group_of = [&](int c) { return static_cast<int>((static_cast<float>(c) + 0.5f) * inv_cpg); };
+  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * vecs * 32 + lane;
+  const ::uint4* scale_ptr =
+      reinterpret_cast<const ::uint4*>(scales) + (size_t)(tile0 + (lane >> 2)) * groups * 4 + (lane & 3);
 
-  // This warp's chunks: whole steps of Depth, split evenly over the warps.
-  const int steps = (chunks + Depth - 1) / Depth;
-  const int c_begin = (warp * steps / gemm_warps) * Depth;
-  const int c_end = min(chunks, ((warp + 1) * steps / gemm_warps) * Depth);
-
-  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
-  for (int c0 = c_begin; c0 < c_end; c0 += Depth) {
-    ::uint4 q[Depth][Tiles][vecs];
-    ::uint4 xv[Depth][MTiles][2];
-    uint32_t sc[Depth][Tiles][2];
+  // The group of the chunk issued next, tracked incrementally (issue is called for steps in order).
+  int issue_group = group_of(c_begin), issue_group_end = (issue_group + 1) * chunks_per_group;
+  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+    if (step < steps) {
+      if (c_begin + step == issue_group_end) ++issue_group, issue_group_end += chunks_per_group;
+      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
 #pragma unroll
-    for (int d = 0; d < Depth; ++d) {
-      const int c = c0 + d;
-      if (c < c_end) {
+      for (int tl = 0; tl < Tiles; ++tl)
 #pragma unroll
-        for (int tl = 0; tl < Tiles; ++tl) {
-          const ::uint4* base = codes + ((size_t)(tile0 + tl) * chunks + c) * vecs * 32 + lane;
+        for (int v = 0; v < vecs; ++v)
+          cp_async16(stage + (tl * vecs + v) * 32 + lane, code_ptr + ((size_t)tl * chunks + step) * vecs * 32 + v * 32);
+      if (lane < 4 * Tiles) cp_async16(stage + layout::code_vecs + lane, scale_ptr + issue_group * 4);
+    }
+    cp_async_commit();
+  };
+  // Activation rows past m are never stored (column j of the mma's output depends only on column
+  // j of B), so lanes of such rows read row m - 1 instead of branching or zeroing; the chunk index
+  // is clamped the same way for the prefetch past the warp's range.
+  const __half* x_lane[MTiles];
 #pragma unroll
-          for (int v = 0; v < vecs; ++v) q[d][tl][v] = load_stream(base + v * 32);
-          const uint32_t* s = scales + ((size_t)(tile0 + tl) * groups + c / chunks_per_group) * 16 + g;
-          sc[d][tl][0] = __ldg(s);
-          sc[d][tl][1] = __ldg(s + 8);
-        }
-        const int kx = c * 64 + 16 * t;
+  for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 16 * t;
+  const auto load_x = [&](::uint4 (&xv)[MTiles][2], int step) {
+    const int c = c_begin + min(step, steps - 1), kx = c * 64 + 16 * t;
 #pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) {
-          const int row = mt * 8 + g;
-          xv[d][mt][0] = xv[d][mt][1] = make_uint4(0, 0, 0, 0);
-          if (row < m) {
-            const __half* xr = x + (size_t)row * ldx + kx;
-            if (kx + 16 <= k) {
-              xv[d][mt][0] = __ldg(reinterpret_cast<const ::uint4*>(xr));
-              xv[d][mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr) + 1);
-            } else {
-              __half tail[16];
+    for (int mt = 0; mt < MTiles; ++mt) {
+      const __half* xr = x_lane[mt] + c * 64;
+      if (!KTail || kx + 16 <= k) {
+        xv[mt][0] = __ldg(reinterpret_cast<const ::uint4*>(xr));
+        xv[mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr) + 1);
+      } else {
+        __half tail[16];
 #pragma unroll
-              for (int i = 0; i < 16; ++i) tail[i] = kx + i < k ? xr[i] : __float2half(0.0f);
-              xv[d][mt][0] = *reinterpret_cast<const ::uint4*>(tail);
-              xv[d][mt][1] = *reinterpret_cast<const ::uint4*>(tail + 8);
-            }
-          }
-        }
+        for (int i = 0; i < 16; ++i) tail[i] = kx + i < k ? xr[i] : __float2half(0.0f);
+        xv[mt][0] = *reinterpret_cast<const ::uint4*>(tail);
+        xv[mt][1] = *reinterpret_cast<const ::uint4*>(tail + 8);
       }
     }
+  };
+
 #pragma unroll
-    for (int d = 0; d < Depth; ++d) {
-      const int c = c0 + d;
-      if (c >= c_end) break;
+  for (int s = 0; s < Stages - 1; ++s) issue(s);
+  if constexpr (Kind == dequant_kind::table) {
+    for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) table_smem[i] = __ldg(table + (i >> 5));
+    __syncthreads();
+  }
+  const uint32_t* lane_table = table_smem + lane;
+
+  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
+  ::uint4 xv[MTiles][2], xn[MTiles][2];
+  if (steps > 0) load_x(xv, 0);  // a warp may have no chunks when K is short
+  int group_end = (group_of(c_begin) + 1) * chunks_per_group;  // first chunk of the next group
+  // One chunk: x_now holds its activations; x_next receives the next chunk's.
+  const auto chunk_step = [&](int step, ::uint4 (&x_now)[MTiles][2], ::uint4 (&x_next)[MTiles][2]) {
+    cp_async_wait<Stages - 2>();
+    __syncwarp();
+    issue(step + Stages - 1);
+    load_x(x_next, step + 1);
+    const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+    const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(stage + layout::code_vecs);
+    const int c = c_begin + step;
+    const bool flush = c + 1 == c_end || c + 1 == group_end;
+    if (c + 1 == group_end) group_end += chunks_per_group;
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) {
-        const uint32_t bias_g = __byte_perm(sc[d][tl][0], 0, 0x3232), bias_g8 = __byte_perm(sc[d][tl][1], 0, 0x3232);
-        const uint32_t* words = reinterpret_cast<const uint32_t*>(&q[d][tl][0]);
+    for (int tl = 0; tl < Tiles; ++tl) {
+      const uint32_t sc_g = stage_scales[tl * 16 + g], sc_g8 = stage_scales[tl * 16 + g + 8];
+      uint32_t words[4 * vecs];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t a[4];
-          dequant<Bits, Kind>(a, words, j, bias_g, bias_g8, lane_table);
+      for (int v = 0; v < vecs; ++v) {
+        const ::uint4 q = stage[(tl * vecs + v) * 32 + lane];
+        words[4 * v] = q.x, words[4 * v + 1] = q.y, words[4 * v + 2] = q.z, words[4 * v + 3] = q.w;
+      }
+      const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
+      uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
+      if constexpr (Bits == 4 && Kind == dequant_kind::integer)  // -(64 + zero) = 960 - (1024 + zero)
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
 #pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) {
-            const uint32_t* xw = reinterpret_cast<const uint32_t*>(&xv[d][mt][0]);
-            mma_16816(part[mt][tl], a, xw[2 * j], xw[2 * j + 1]);
-          }
+      for (int j = 0; j < 4; ++j) {
+        uint32_t a[4];
+        dequant<Bits, Kind>(a, words, j, bias_g, bias_g8, lane_table);
+#pragma unroll
+        for (int mt = 0; mt < MTiles; ++mt) {
+          const uint32_t* xw = reinterpret_cast<const uint32_t*>(&x_now[mt][0]);
+          mma_16816(part[mt][tl], a, xw[2 * j], xw[2 * j + 1]);
         }
       }
       // End of a group (or of this warp's range): scale the group's partial sums into acc.
-      if ((c + 1) % chunks_per_group == 0 || c + 1 == c_end) {
+      if (flush) {
+        constexpr float unit = Kind == dequant_kind::e2m1 ? 16384.0f : 1.0f;
+        const float s_g = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g));
+        const float s_g8 = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
 #pragma unroll
-        for (int tl = 0; tl < Tiles; ++tl) {
-          const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc[d][tl][0]));
-          const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc[d][tl][1]));
-#pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) {
-            acc[mt][tl][0] += s_g * part[mt][tl][0];
-            acc[mt][tl][1] += s_g * part[mt][tl][1];
-            acc[mt][tl][2] += s_g8 * part[mt][tl][2];
-            acc[mt][tl][3] += s_g8 * part[mt][tl][3];
-            part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
-          }
+        for (int mt = 0; mt < MTiles; ++mt) {
+          acc[mt][tl][0] += s_g * part[mt][tl][0];
+          acc[mt][tl][1] += s_g * part[mt][tl][1];
+          acc[mt][tl][2] += s_g8 * part[mt][tl][2];
+          acc[mt][tl][3] += s_g8 * part[mt][tl][3];
+          part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
         }
       }
     }
+  };
+  // Two chunks an iteration, the activation registers swapping roles (no copies).
+  for (int step = 0; step < steps; step += 2) {
+    chunk_step(step, xv, xn);
+    if (step + 1 < steps) chunk_step(step + 1, xn, xv);
   }
+  cp_async_wait<0>();
 
   // Reduce the warps' partial sums ([value][warp][lane]: conflict-free) and store fp16.
   constexpr int values = MTiles * Tiles * 4;
+  static_assert(values * Warps * 32 * 4 <= layout::bytes, "the reduction reuses the ring");
   float* red = reinterpret_cast<float*>(smem);
-  if constexpr (Kind == dequant_kind::table) __syncthreads();  // the table region is reused
+  __syncthreads();
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
     for (int tl = 0; tl < Tiles; ++tl)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * gemm_warps + warp) * 32 + lane] = acc[mt][tl][i];
+      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][tl][i];
   __syncthreads();
   for (int idx = threadIdx.x; idx < values * 32; idx += blockDim.x) {
     const int v = idx >> 5, l = idx & 31;
     float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < gemm_warps; ++w) sum += red[(v * gemm_warps + w) * 32 + l];
+    for (int w = 0; w < Warps; ++w) sum += red[(v * Warps + w) * 32 + l];
     const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
     const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1);
     const int col = mt * 8 + 2 * (l & 3) + (i & 1);
@@ -204,15 +268,42 @@ __global__ void __launch_bounds__(gemm_warps * 32)
   }
 }
 
-template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Depth>
+/// Blocks of this kernel that fit on one SM (cached per instantiation).
+template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
+struct gemm_config {
+  static constexpr int stages = Bits == 8 ? 4 : 8;  // 4 KB (2 tiles) of codes in flight a warp either way
+  using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps>;
+  static constexpr auto kernel = gemm_kernel<Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
+  static int blocks_per_sm() {
+    static const int value = [] {
+      LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(layout::bytes)));
+      int blocks = 0;
+      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Warps * 32, layout::bytes));
+      return blocks;
+    }();
+    return value;
+  }
+};
+
+template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 void launch(const __half* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
             int k, int chunks, int cpg, int groups, int tiles, __half* y, int ldy, cudaStream_t stream) {
-  const std::size_t reduce = sizeof(float) * MTiles * Tiles * 4 * gemm_warps * 32;
-  const std::size_t table_bytes = Kind == dequant_kind::table ? 256 * 32 * 4 : 0;
-  const std::size_t shared = reduce > table_bytes ? reduce : table_bytes;
+  using config = gemm_config<Bits, Kind, MTiles, Tiles, KTail, Warps>;
+  (void)config::blocks_per_sm();  // sets the shared-memory limit once
   const int blocks = (tiles + Tiles - 1) / Tiles;
-  gemm_kernel<Bits, Kind, MTiles, Tiles, Depth><<<blocks, gemm_warps * 32, shared, stream>>>(
-      x, m, ldx, codes, scales, table, n, k, chunks, cpg, groups, y, ldy);
+  config::kernel<<<blocks, Warps * 32, config::layout::bytes, stream>>>(x, m, ldx, codes, scales, table, n, k, chunks,
+                                                                            cpg, groups, y, ldy);
+}
+
+inline int sm_count() {
+  static const int value = [] {
+    int device = 0, count = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  }();
+  return value;
 }
 
 }  // namespace detail
@@ -220,6 +311,7 @@ void launch(const __half* x, int m, int ldx, const ::uint4* codes, const uint32_
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
   int tiles_per_block = 0;  ///< 1 or 2 (rows per block / 16); 0: chosen from the shape
+  int warps = 0;            ///< warps a block (splitting K): 8 or 16; 0: the default
 };
 
 /// y[m x N] = x[m x K] · Wᵀ, fp16 in and out, on `stream` (asynchronous).
@@ -235,23 +327,38 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm: x must be 16-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm: ldy=" << ldy << " must be >= N=" << w.rows);
   const int tiles = static_cast<int>(w.tiles());
-  int per_block = options.tiles_per_block;
-  if (per_block == 0) per_block = 1;
-  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0),
-               "cuda::gemm: tiles_per_block=" << per_block << " must be 1, or 2 with an even tile count (" << tiles << ")");
   constexpr int bits = Scheme::bits;
   constexpr dequant_kind kind = gs::kind;
+  int per_block = options.tiles_per_block, warps = options.warps;
+  // Measured on an H100 (bench/cuda): at these sizes a warp's instruction stream, not HBM, sets the
+  // pace, so two tiles a warp (the activations and loop overhead shared) win wherever the tile
+  // count allows; and about 2048 warps in all (16 a block when the blocks are fewer than 1.5 per SM).
+  if (per_block == 0) per_block = tiles % 2 == 0 ? 2 : 1;
+  if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * detail::sm_count() / 2 ? 16 : 8;
+  LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
+  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0),
+               "cuda::gemm: tiles_per_block=" << per_block << " must be 1, or 2 with an even tile count (" << tiles << ")");
   const auto args = [&](auto launcher) {
     launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table, static_cast<int>(w.rows),
              static_cast<int>(w.cols), static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
              static_cast<int>(w.groups), tiles, y, static_cast<int>(ldy), stream);
   };
-  if (m <= 8) {
-    if (per_block == 1) args(detail::launch<bits, kind, 1, 1, 4>);
-    else args(detail::launch<bits, kind, 1, 2, 4>);
-  } else {
-    if (per_block == 1) args(detail::launch<bits, kind, 2, 1, 4>);
-    else args(detail::launch<bits, kind, 2, 2, 2>);
+  const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
+                      (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);
+  switch (variant) {
+    case 8: args(detail::launch<bits, kind, 1, 1, false, 16>); break;
+    case 10: args(detail::launch<bits, kind, 1, 2, false, 16>); break;
+    case 12: args(detail::launch<bits, kind, 2, 1, false, 16>); break;
+    case 14: args(detail::launch<bits, kind, 2, 2, false, 16>); break;
+    case 0: args(detail::launch<bits, kind, 1, 1, false>); break;
+    case 1: args(detail::launch<bits, kind, 1, 1, true>); break;
+    case 2: args(detail::launch<bits, kind, 1, 2, false>); break;
+    case 3: args(detail::launch<bits, kind, 1, 2, true>); break;
+    case 4: args(detail::launch<bits, kind, 2, 1, false>); break;
+    case 5: args(detail::launch<bits, kind, 2, 1, true>); break;
+    case 6: args(detail::launch<bits, kind, 2, 2, false>); break;
+    case 7: args(detail::launch<bits, kind, 2, 2, true>); break;
+    default: LOWBIT_CHECK(false, "cuda::gemm: no kernel for variant " << variant);
   }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }

@@ -44,6 +44,7 @@ inline constexpr std::size_t chunk_cols = 64;  ///< K per 16-byte-per-lane load 
 enum class dequant_kind {
   integer,  ///< 4/8-bit integers: code | 0x6400 is the fp16 1024 + code; minus (1024 + zero)
   table,    ///< 4-bit codebook / float formats: a 256-entry table from a byte (two codes) to half2
+  e2m1,     ///< FP4 E2M1 by bit moves: its bits placed in an fp16 are the value times 2^-14
 };
 
 /// What the GPU kernels support of a scheme, and how they decode it.
@@ -53,7 +54,9 @@ struct gpu_scheme {
   using traits = format_traits<format>;
   static constexpr int bits = Scheme::bits;
   static constexpr bool is_integer = traits::kind == format_kind::integer;
-  static constexpr dequant_kind kind = is_integer ? dequant_kind::integer : dequant_kind::table;
+  static constexpr dequant_kind kind = is_integer                                ? dequant_kind::integer
+                                       : std::is_same<format, fp4_e2m1>::value ? dequant_kind::e2m1
+                                                                               : dequant_kind::table;
   static constexpr bool supported = std::is_same<typename Scheme::scale_type, fp16>::value &&
                                     (bits == 4 || (bits == 8 && is_integer));
   /// Codes are stored biased to unsigned (two's complement sign bit flipped) so that one
@@ -104,9 +107,9 @@ template <int Bits, dequant_kind Kind>
 constexpr std::size_t place_code(std::size_t r, std::size_t kk) noexcept {
   const std::size_t j = kk / 4, p = r + 2 * ((kk % 4) / 2), e = kk % 2;
   if (Bits == 8) return j * 8 + p * 2 + e;  // word 2j: registers 0, 1; word 2j + 1: registers 2, 3
-  // integer: nibbles p and p + 4 of word j, so (word >> 4p) & 0x000f000f puts them in the two halves.
+  // integer, e2m1: nibbles p and p + 4 of word j, one mask puts them in the two halves of a register.
   // table: byte p of word j holds the pair (low nibble first), looked up as one half2.
-  return Kind == dequant_kind::integer ? j * 8 + p + 4 * e : j * 8 + 2 * p + e;
+  return Kind == dequant_kind::table ? j * 8 + 2 * p + e : j * 8 + p + 4 * e;
 }
 
 }  // namespace detail
@@ -142,6 +145,8 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
   const std::size_t n = w.rows(), k = w.cols(), g = w.group_size();
   LOWBIT_CHECK(g % chunk_cols == 0 || g >= k,
                "cuda::pack: group_size " << g << " must be a multiple of 64 or the whole row (K=" << k << ")");
+  LOWBIT_CHECK(k < (std::size_t(1) << 22) && n < (std::size_t(1) << 30),
+               "cuda::pack: " << n << " x " << k << " is too large (K < 2^22, N < 2^30)");
   packed_weights<Scheme> out;
   packed_view<Scheme>& v = out.view_;
   v.rows = n;
