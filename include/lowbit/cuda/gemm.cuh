@@ -271,7 +271,8 @@ __global__ void __launch_bounds__(Warps * 32)
 /// Blocks of this kernel that fit on one SM (cached per instantiation).
 template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
-  static constexpr int stages = Bits == 8 ? 4 : 8;  // 4 KB (2 tiles) of codes in flight a warp either way
+  // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles a warp to fit shared memory.
+  static constexpr int stages = (Bits == 8 ? 4 : 8) / (Tiles == 4 ? 2 : 1);
   using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps>;
   static constexpr auto kernel = gemm_kernel<Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
   static int blocks_per_sm() {
@@ -310,7 +311,7 @@ inline int sm_count() {
 
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
-  int tiles_per_block = 0;  ///< 1 or 2 (rows per block / 16); 0: chosen from the shape
+  int tiles_per_block = 0;  ///< 1, 2 or 4 (rows per block / 16; 4 with 16 warps); 0: chosen from the shape
   int warps = 0;            ///< warps a block (splitting K): 8 or 16; 0: the default
 };
 
@@ -330,14 +331,23 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   constexpr int bits = Scheme::bits;
   constexpr dequant_kind kind = gs::kind;
   int per_block = options.tiles_per_block, warps = options.warps;
-  // Measured on an H100 (bench/cuda): at these sizes a warp's instruction stream, not HBM, sets the
-  // pace, so two tiles a warp (the activations and loop overhead shared) win wherever the tile
-  // count allows; and about 2048 warps in all (16 a block when the blocks are fewer than 1.5 per SM).
-  if (per_block == 0) per_block = tiles % 2 == 0 ? 2 : 1;
+  // Measured on an H100 (bench/cuda): at these sizes the warps' instruction streams, not HBM, set
+  // the pace, so more tiles a warp (activations, table set-up and loop overhead shared) win while
+  // the blocks still cover the SMs: 4 tiles and 16 warps for M <= 8 when that leaves >= 0.9 blocks
+  // an SM (N >= ~7700), else 2 tiles; and about 2048 warps in all (16 a block when the blocks are
+  // fewer than 1.5 per SM).
+  if (per_block == 0) {
+    if (m <= 8 && warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * detail::sm_count())
+      per_block = 4, warps = 16;
+    else
+      per_block = tiles % 2 == 0 ? 2 : 1;
+  }
   if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * detail::sm_count() / 2 ? 16 : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
-  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0),
-               "cuda::gemm: tiles_per_block=" << per_block << " must be 1, or 2 with an even tile count (" << tiles << ")");
+  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) ||
+                   (per_block == 4 && tiles % 4 == 0 && warps == 16 && w.cols % chunk_cols == 0),
+               "cuda::gemm: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
+                                              << "), or 4 with a tile count divisible by 4, 16 warps and K % 64 == 0");
   const auto args = [&](auto launcher) {
     launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table, static_cast<int>(w.rows),
              static_cast<int>(w.cols), static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
@@ -345,6 +355,12 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   };
   const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
                       (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);
+  if (per_block == 4) {
+    if (m <= 8) args(detail::launch<bits, kind, 1, 4, false, 16>);
+    else args(detail::launch<bits, kind, 2, 4, false, 16>);
+    LOWBIT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   switch (variant) {
     case 8: args(detail::launch<bits, kind, 1, 1, false, 16>); break;
     case 10: args(detail::launch<bits, kind, 1, 2, false, 16>); break;
