@@ -5,12 +5,14 @@
 // 1. Checks the fp32 path against the real sentence-transformers (examples/data/
 //    minilm_reference.txt, made by tests/data/gen/gen_minilm_reference.py): token ids identical and
 //    cosine >= 0.9999 for every sentence, else the exit status is 1.
-// 2. Prints a table: the same model with every linear layer quantized in each of lowbit's formats
-//    (a recipe = format x algorithm x activations): bits per weight, sizes, cosine to the
-//    reference embeddings (mean and worst), the relative output error of the linear layers on the
-//    fp32 model's own activations, time per batch and speedup over fp32.
+// 2. Prints a table: the same model with every linear layer quantized by each recipe (format x
+//    algorithm x sparsity x activations): bits per weight, sizes, cosine to the reference
+//    embeddings (mean and worst), the relative output error of the linear layers on the fp32
+//    model's own inputs to them, time per batch, speedup over fp32, time to quantize. AWQ, GPTQ
+//    and SparseGPT (lowbit's float64 reference implementations: minutes) only with --algorithms.
 //
-// usage: minilm <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only] [--format NAME]
+// usage: minilm <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only]
+//               [--format NAME] [--algorithms]
 // (scripts/demo.sh installs the model with pip and passes its directory)
 #include <algorithm>
 #include <chrono>
@@ -18,11 +20,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <lowbit/layout/panel.hpp>
+#include <lowbit/prune/prune24.hpp>
+#include <lowbit/prune/sparsegpt.hpp>
+#include <lowbit/quant/awq.hpp>
+#include <lowbit/quant/clip_search.hpp>
+#include <lowbit/quant/gptq.hpp>
+#include <lowbit/quant/quantize.hpp>
+#include <lowbit/quant/smoothquant.hpp>
+#include <lowbit/sparse/sparse24_matrix.hpp>
 
 #include "minilm/bert.hpp"
 #include "minilm/tokenizer.hpp"
@@ -71,44 +84,184 @@ double cosine(const std::vector<float>& a, const std::vector<float>& b) {
   return ab / std::sqrt(aa * bb);
 }
 
-/// How one model variant is made: each linear layer's weights -> a runnable linear. AWQ / GPTQ /
-/// SparseGPT recipes are further entries here; they will need calibration inputs, which the fp32
-/// run below already collects per layer (`calibration`).
+/// Text the algorithms that need activations (AWQ, GPTQ, SmoothQuant, Wanda, SparseGPT) calibrate
+/// on: other sentences than the evaluated ones, so the table does not test on its training data.
+const char* const calibration_text[] = {
+    "The museum reopened last spring after a renovation that took almost four years and cost far more than planned.",
+    "Can you recommend a good book about the history of mathematics for a curious teenager?",
+    "Heavy rain is expected across the northern region tonight, with winds of up to 90 km/h.",
+    "She plays the violin in a small orchestra and teaches music at the local school on weekends.",
+    "To reset the router, hold the button on the back for ten seconds until the light blinks twice.",
+    "Scientists have discovered a new species of frog in the rainforest, smaller than a fingernail.",
+    "The recipe calls for two cups of flour, one egg, a pinch of salt and a little warm milk.",
+    "Interest rates rose again this quarter, and economists disagree about what will happen next year.",
+    "Our team won the match 3-1 after a difficult first half; the goalkeeper saved a penalty.",
+    "Machine translation has improved a lot, but idioms and jokes are still hard to get right.",
+    "The train to the airport leaves every twenty minutes from platform four, except on Sundays.",
+    "He wrote the letter by hand, sealed it carefully, and walked to the post office in the snow.",
+};
+
+/// More calibration text: the prose lines of the model card (README.md) shipped with the weights
+/// (not code, tables or headings). About a thousand tokens with the sentences above: GPTQ needs
+/// well over a few hundred (its Hessian is 1536 x 1536 for the FFN's second linear) to generalize.
+std::vector<std::string> model_card_prose(const std::string& model_dir) {
+  std::ifstream in(model_dir + "/README.md");
+  std::vector<std::string> lines;
+  bool code = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("```", 0) == 0) code = !code;
+    const std::size_t words = static_cast<std::size_t>(std::count(line.begin(), line.end(), ' ')) + 1;
+    if (code || line.empty() || std::string("|<#-*`").find(line[0]) != std::string::npos || words < 6) continue;
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+/// Every step-th row of x: at most `rows` of them (AWQ's search costs samples x outputs x inputs
+/// per grid point, so it gets a subsample).
+std::vector<float> subsample_rows(lowbit::matrix_view<const float> x, std::size_t rows) {
+  const std::size_t step = (x.rows + rows - 1) / rows;
+  std::vector<float> out;
+  for (std::size_t i = 0; i < x.rows; i += step) out.insert(out.end(), x.data + i * x.ld, x.data + i * x.ld + x.cols);
+  return out;
+}
+
+/// How one model variant is made: a layer's float weights, and the fp32 model's inputs to that
+/// layer on the calibration text, give a runnable linear. A new algorithm is one more entry in
+/// recipes() below.
+using recipe_factory = std::function<std::unique_ptr<minilm::linear>(const minilm::dense_linear&,
+                                                                      lowbit::matrix_view<const float> calibration)>;
 struct recipe {
-  std::string format, group, algorithm, activations;
-  minilm::bert_encoder::linear_factory make;
+  std::string format, group, algorithm, sparsity, activations;
+  recipe_factory make;
+  bool slow = false;  ///< minutes for the whole model with lowbit's reference algorithms: only with --algorithms
 };
 
 template <class Scheme>
+std::unique_ptr<minilm::linear> packed(const lowbit::quantized_matrix<Scheme>& q, const minilm::dense_linear& d,
+                                       lowbit::compute mode = lowbit::compute::weight_only,
+                                       minilm::input_transform input = {}, std::vector<float> smoothing = {}) {
+  return std::make_unique<minilm::lowbit_linear<lowbit::panel_matrix<Scheme>>>(lowbit::pack_panels(q.view()), d.bias, mode,
+                                                                              std::move(input), std::move(smoothing));
+}
+
+std::string group_name(std::size_t group_size) { return group_size ? std::to_string(group_size) : "channel"; }
+
+/// Round to nearest (MX: the OCP rule), weight-only or with int8 activations.
+template <class Scheme>
 recipe rtn(const char* format, std::size_t group_size, lowbit::compute mode = lowbit::compute::weight_only) {
-  const bool mx = lowbit::is_mx_scheme<Scheme>::value;
-  std::string group = group_size ? std::to_string(group_size) : "channel";
-  return {format, group, mx ? "MX" : "RTN", mode == lowbit::compute::int8 ? "int8" : "fp32",
-          [=](const minilm::dense_linear& d) -> std::unique_ptr<minilm::linear> {
-            const auto q = lowbit::quantize<Scheme>(d.weight.data(), d.out, d.in, d.in, lowbit::quant_options{group_size});
-            return std::make_unique<minilm::lowbit_linear<Scheme>>(q, d.bias, mode);
+  return {format, group_name(group_size), lowbit::is_mx_scheme<Scheme>::value ? "MX" : "RTN", "-",
+          mode == lowbit::compute::int8 ? "int8" : "fp32",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>) {
+            return packed(lowbit::quantize<Scheme>(d.weight.data(), d.out, d.in, d.in, {group_size}), d, mode);
           }};
+}
+
+/// RTN with each group's clip ratio chosen for the smallest squared weight error.
+template <class Scheme>
+recipe rtn_mse(const char* format, std::size_t group_size) {
+  return {format, group_name(group_size), "RTN+MSE clip", "-", "fp32",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>) {
+            return packed(lowbit::quantize_rtn_mse<Scheme>(d.weight.data(), d.out, d.in, d.in, {group_size}), d);
+          }};
+}
+
+template <class Scheme>
+recipe awq(const char* format, std::size_t group_size) {
+  return {format, group_name(group_size), "AWQ", "-", "fp32",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+            lowbit::awq_options options;
+            options.group_size = group_size;
+            const std::vector<float> sample = subsample_rows(x, 256);
+            auto r = lowbit::quantize_awq<Scheme>(d.weight.data(), d.out, d.in, d.in, sample.data(), sample.size() / d.in, options);
+            return packed(r.weights, d, lowbit::compute::weight_only, {std::move(r.input_scales), {}});
+          },
+          true};
+}
+
+template <class Scheme>
+recipe gptq(const char* format, std::size_t group_size, bool act_order) {
+  return {format, group_name(group_size), act_order ? "GPTQ act-order" : "GPTQ", "-", "fp32",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+            lowbit::gptq_options options;
+            options.group_size = group_size;
+            options.act_order = act_order;
+            auto r = lowbit::quantize_gptq<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options);
+            return packed(r.weights, d, lowbit::compute::weight_only, {{}, std::move(r.input_order)});
+          },
+          true};
+}
+
+/// W8A8 with SmoothQuant (alpha 0.5): activation outliers moved into the weights per channel.
+template <class Scheme>
+recipe smoothquant(const char* format, std::size_t group_size) {
+  return {format, group_name(group_size), "SmoothQuant", "-", "int8",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+            const std::vector<float> absmax = lowbit::activation_absmax(x.data, x.rows, x.cols);
+            std::vector<float> s = lowbit::smoothquant_scales(absmax.data(), d.weight.data(), d.out, d.in, d.in);
+            const std::vector<float> w = lowbit::smooth_weights(d.weight.data(), d.out, d.in, d.in, s);
+            return packed(lowbit::quantize<Scheme>(w.data(), d.out, d.in, d.in, {group_size}), d, lowbit::compute::int8,
+                          {}, std::move(s));
+          }};
+}
+
+/// 2:4 sparsity: magnitude or Wanda pruning then RTN of the kept values, or SparseGPT (both at
+/// once); group_size counts kept values.
+enum class pruning { magnitude, wanda, sparsegpt };
+template <class Scheme>
+recipe sparse24(const char* format, std::size_t group_size, pruning how) {
+  const char* names[] = {"magnitude + RTN", "Wanda + RTN", "SparseGPT"};
+  return {format, group_name(group_size), names[static_cast<int>(how)], "2:4", "fp32",
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) -> std::unique_ptr<minilm::linear> {
+            lowbit::sparse24_matrix<Scheme> w;
+            if (how == pruning::sparsegpt) {
+              lowbit::sparsegpt_options options;
+              options.group_size = group_size;
+              w = lowbit::prune_sparsegpt24<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options);
+            } else {
+              const std::vector<float> norms = how == pruning::wanda ? lowbit::activation_norms(x) : std::vector<float>{};
+              w = lowbit::prune_and_quantize24<Scheme>(d.weight.data(), d.out, d.in, d.in, norms.empty() ? nullptr : norms.data(),
+                                                       {group_size});
+            }
+            return std::make_unique<minilm::lowbit_linear<lowbit::sparse24_matrix<Scheme>>>(std::move(w), d.bias,
+                                                                                          lowbit::compute::weight_only);
+          },
+          how == pruning::sparsegpt};
 }
 
 std::vector<recipe> recipes() {
   using namespace lowbit;
   using lowbit::compute;
+  using int4_fp16 = scheme<int4, fp16>;
   return {
       rtn<scheme<int8, fp16>>("int8", 0),
       rtn<scheme<int8, fp16>>("int8", 0, compute::int8),
+      smoothquant<scheme<int8, fp16>>("int8", 0),
       rtn<scheme<fp8_e4m3, fp16>>("fp8_e4m3", 0),
       rtn<mx::int8>("mxint8", 32),
-      rtn<scheme<int4, fp16>>("int4", 32),
-      rtn<scheme<int4, fp16>>("int4", 64),
-      rtn<scheme<int4, fp16>>("int4", 128),
-      rtn<scheme<int4, fp16>>("int4", 128, compute::int8),
+      rtn<int4_fp16>("int4", 32),
+      rtn<int4_fp16>("int4", 64),
+      rtn<int4_fp16>("int4", 128),
+      rtn<int4_fp16>("int4", 128, compute::int8),
+      rtn_mse<int4_fp16>("int4", 128),
+      awq<int4_fp16>("int4", 128),
+      gptq<int4_fp16>("int4", 128, false),
+      gptq<int4_fp16>("int4", 128, true),
       rtn<scheme<uint4, fp16, true>>("uint4+zero", 128),
+      awq<scheme<uint4, fp16, true>>("uint4+zero", 128),
+      gptq<scheme<uint4, fp16, true>>("uint4+zero", 128, false),
       rtn<scheme<nf4, fp16>>("nf4", 64),
       rtn<scheme<sf4, fp16>>("sf4", 64),
+      rtn<scheme<fp4_e2m1, fp16>>("fp4_e2m1", 64),
       rtn<scheme<fp4_e2m1, fp16>>("fp4_e2m1", 32),
       rtn<mx::fp4>("mxfp4", 32),
       rtn<mx::int4>("mxint4", 32),
       rtn<scheme<iq4_nl, fp16>>("iq4_nl", 32),
+      gptq<scheme<nf4, fp16>>("nf4", 64, false),
+      gptq<scheme<sf4, fp16>>("sf4", 64, false),
+      sparse24<int4_fp16>("int4", 64, pruning::magnitude),
+      sparse24<int4_fp16>("int4", 64, pruning::wanda),
+      sparse24<int4_fp16>("int4", 64, pruning::sparsegpt),
   };
 }
 
@@ -129,6 +282,11 @@ double best_time(int repeats, F&& forward) {
   return best;
 }
 
+void usage(const char* program) {
+  std::fprintf(stderr, "usage: %s <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only] [--format NAME] "
+                       "[--algorithms]\n", program);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,22 +294,24 @@ int main(int argc, char** argv) {
   std::size_t threads = 0;
   int repeats = 5;
   bool fp32_only = false;
-  std::string only;  // run only the recipes of this format
+  std::string only;         // run only the recipes of this format
+  bool algorithms = false;  // add the slow ones (AWQ, GPTQ, SparseGPT: minutes)
   for (int i = 1, positional = 0; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) threads = std::strtoul(argv[++i], nullptr, 10);
     else if (arg == "--repeats" && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--fp32-only") fp32_only = true;
     else if (arg == "--format" && i + 1 < argc) only = argv[++i];
+    else if (arg == "--algorithms") algorithms = true;
     else if (positional == 0 && arg[0] != '-') model_dir = arg, ++positional;
     else if (positional == 1 && arg[0] != '-') reference_path = arg, ++positional;
     else {
-      std::fprintf(stderr, "usage: %s <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only] [--format NAME]\n", argv[0]);
+      usage(argv[0]);
       return 2;
     }
   }
   if (model_dir.empty()) {
-    std::fprintf(stderr, "usage: %s <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only] [--format NAME]\n", argv[0]);
+    usage(argv[0]);
     return 2;
   }
 
@@ -180,15 +340,28 @@ int main(int argc, char** argv) {
       }
     }
 
-    // fp32: the check, and each linear layer's inputs (calibration data for later recipes, and
-    // the inputs of the per-layer error below).
+    // fp32: the check, and each linear layer's inputs on the evaluated sentences (for the
+    // per-layer error below) and on the calibration text (for the algorithms that need data).
     std::size_t linear_params = 0;
     weights.for_each_linear([&](const minilm::dense_linear& d) { linear_params += d.out * d.in; });
     const minilm::bert_encoder fp32(weights, [](const minilm::dense_linear& d) { return std::make_unique<minilm::fp32_linear>(d); });
-    std::map<std::string, std::vector<float>> calibration;
-    const auto embeddings = fp32.embed(batch, pool, [&](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
-      calibration[d.name].assign(x.data, x.data + x.rows * x.cols);
-    });
+    using layer_inputs = std::map<std::string, std::vector<float>>;
+    const auto recorder = [](layer_inputs& to) {
+      return [&to](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+        to[d.name].assign(x.data, x.data + x.rows * x.cols);
+      };
+    };
+    layer_inputs evaluation_inputs, calibration_inputs;
+    const auto embeddings = fp32.embed(batch, pool, recorder(evaluation_inputs));
+    std::vector<std::vector<int32_t>> calibration_batch;
+    std::size_t calibration_tokens = 0;
+    std::vector<std::string> calibration_texts(std::begin(calibration_text), std::end(calibration_text));
+    for (const std::string& line : model_card_prose(model_dir)) calibration_texts.push_back(line);
+    for (const std::string& text : calibration_texts) {
+      calibration_batch.push_back(tokenizer.encode(text));
+      calibration_tokens += calibration_batch.back().size();
+    }
+    fp32.embed(calibration_batch, pool, recorder(calibration_inputs));
     const double fp32_seconds = best_time(repeats, [&] { fp32.embed(batch, pool); });
     double worst = 1, sum = 0, max_difference = 0;
     std::printf("fp32 path against sentence-transformers (tokens: %s):\n",
@@ -218,36 +391,42 @@ int main(int argc, char** argv) {
     const double embedding_mib = (weights.word_embeddings.size() + weights.position_embeddings.size() +
                                   weights.token_type_embeddings.size()) * 4.0 / (1 << 20);
     const double fp32_linear_mib = fp32.linear_bytes() / double(1 << 20);
-    std::printf("linear layers: %zu weights; embeddings (kept fp32) %.1f MiB; batch: %zu sentences, %zu tokens; best of %d\n\n",
-                linear_params, embedding_mib, reference.size(), tokens, repeats);
-    std::printf("| format | group | algorithm | activations | bits/weight | linear MiB | model MiB | mean cosine | worst cosine | layer error (mean / max) | ms / batch | speedup |\n");
-    std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    std::printf("| fp32 | - | - | fp32 | 32 | %.1f | %.1f | %.6f | %.6f | 0 | %.1f | 1.00 |\n", fp32_linear_mib,
+    std::printf("linear layers: %zu weights; embeddings (kept fp32) %.1f MiB; batch: %zu sentences, %zu tokens; "
+                "calibration: %zu other sentences, %zu tokens; times: best of %d\n\n",
+                linear_params, embedding_mib, reference.size(), tokens, calibration_batch.size(), calibration_tokens, repeats);
+    std::printf("| format | group | algorithm | sparsity | activations | bits/weight | linear MiB | model MiB | mean cosine | "
+                "worst cosine | layer error (mean / max) | ms / batch | speedup | quantize s |\n");
+    std::printf("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("| fp32 | - | - | - | fp32 | 32 | %.1f | %.1f | %.6f | %.6f | 0 | %.1f | 1.00 | - |\n", fp32_linear_mib,
                 fp32_linear_mib + embedding_mib, sum / reference.size(), worst, fp32_seconds * 1e3);
     std::fflush(stdout);
     for (const recipe& r : recipes()) {
-      if (!only.empty() && r.format != only) continue;
-      const minilm::bert_encoder model(weights, r.make);
-      // Per-layer output error ||XWᵀ - XŴᵀ|| / ||XWᵀ|| on the fp32 model's inputs to that layer
-      // (both sides carry the same bias, which the difference cancels and the norm leaves out).
+      if ((!only.empty() && r.format != only) || (r.slow && !algorithms)) continue;
+      // Each layer is made once; its output error ||XWᵀ - XŴᵀ|| / ||XWᵀ|| is measured on the fp32
+      // model's inputs to it on the evaluated sentences (both sides carry the same bias, which the
+      // difference cancels and the norm leaves out).
       std::vector<double> layer_errors;
-      for (const auto& layer : weights.encoder)
-        for (const minilm::dense_linear* d : {&layer.query, &layer.key, &layer.value, &layer.attention_output,
-                                              &layer.intermediate, &layer.output}) {
-          const std::vector<float>& x = calibration.at(d->name);
-          const std::size_t m = x.size() / d->in;
-          std::vector<float> exact(m * d->out), approx(m * d->out);
-          const lowbit::matrix_view<const float> xv(x.data(), m, d->in);
-          minilm::fp32_linear(*d).forward(xv, {exact.data(), m, d->out}, pool);
-          r.make(*d)->forward(xv, {approx.data(), m, d->out}, pool);
-          double error = 0, norm = 0;
-          for (std::size_t i = 0; i < m * d->out; ++i) {
-            const double y = exact[i] - d->bias[i % d->out];
-            error += (double(approx[i]) - exact[i]) * (double(approx[i]) - exact[i]);
-            norm += y * y;
-          }
-          layer_errors.push_back(std::sqrt(error / norm));
+      double quantize_seconds = 0;
+      const minilm::bert_encoder model(weights, [&](const minilm::dense_linear& d) {
+        const std::vector<float>& c = calibration_inputs.at(d.name);
+        const auto start = std::chrono::steady_clock::now();
+        std::unique_ptr<minilm::linear> layer = r.make(d, {c.data(), c.size() / d.in, d.in});
+        quantize_seconds += seconds_since(start);
+        const std::vector<float>& x = evaluation_inputs.at(d.name);
+        const std::size_t m = x.size() / d.in;
+        std::vector<float> exact(m * d.out), approx(m * d.out);
+        const lowbit::matrix_view<const float> xv(x.data(), m, d.in);
+        minilm::fp32_linear(d).forward(xv, {exact.data(), m, d.out}, pool);
+        layer->forward(xv, {approx.data(), m, d.out}, pool);
+        double error = 0, norm = 0;
+        for (std::size_t i = 0; i < m * d.out; ++i) {
+          const double y = exact[i] - d.bias[i % d.out];
+          error += (double(approx[i]) - exact[i]) * (double(approx[i]) - exact[i]);
+          norm += y * y;
         }
+        layer_errors.push_back(std::sqrt(error / norm));
+        return layer;
+      });
       double mean_error = 0;
       for (double e : layer_errors) mean_error += e / layer_errors.size();
       const double max_error = *std::max_element(layer_errors.begin(), layer_errors.end());
@@ -261,10 +440,10 @@ int main(int argc, char** argv) {
         q_sum += c;
       }
       const double mib = model.linear_bytes() / double(1 << 20);
-      std::printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.6f | %.6f | %.4f / %.4f | %.1f | %.2f |\n",
-                  r.format.c_str(), r.group.c_str(), r.algorithm.c_str(), r.activations.c_str(),
-                  8.0 * model.linear_bytes() / linear_params, mib, mib + embedding_mib, q_sum / reference.size(),
-                  q_worst, mean_error, max_error, t * 1e3, fp32_seconds / t);
+      std::printf("| %s | %s | %s | %s | %s | %.2f | %.1f | %.1f | %.6f | %.6f | %.4f / %.4f | %.1f | %.2f | %.1f |\n",
+                  r.format.c_str(), r.group.c_str(), r.algorithm.c_str(), r.sparsity.c_str(), r.activations.c_str(),
+                  8.0 * model.linear_bytes() / linear_params, mib, mib + embedding_mib, q_sum / reference.size(), q_worst,
+                  mean_error, max_error, t * 1e3, fp32_seconds / t, quantize_seconds);
       std::fflush(stdout);
     }
     return pass ? 0 : 1;

@@ -21,8 +21,7 @@
 #include <lowbit/core/views.hpp>
 #include <lowbit/interop/safetensors.hpp>
 #include <lowbit/kernels/gemm.hpp>
-#include <lowbit/layout/panel.hpp>
-#include <lowbit/quant/quantize.hpp>
+#include <lowbit/kernels/gemm_sparse24.hpp>
 
 namespace minilm {
 
@@ -82,22 +81,55 @@ class fp32_linear final : public linear {
   std::vector<float> wt_, bias_;
 };
 
-/// A linear layer on lowbit: W quantized in Scheme, packed into the GEMM's panel layout once;
-/// every call is lowbit::gemm (weight-only, or with int8 activations: W8A8 / W4A8).
-template <class Scheme>
+/// What a layer does to x before its GEMM, for algorithms that change the input side: divide each
+/// column by a per-channel scale (AWQ's s; an engine folds 1/s into the LayerNorm or linear
+/// before), and gather the columns in the order the matrix stores them (GPTQ's activation order).
+struct input_transform {
+  std::vector<float> divisors;   ///< empty: none
+  std::vector<uint32_t> order;   ///< empty: natural order; else column j of the result is x[:, order[j]]
+
+  bool empty() const noexcept { return divisors.empty() && order.empty(); }
+  std::size_t bytes() const noexcept { return divisors.size() * sizeof(float) + order.size() * sizeof(uint32_t); }
+  void apply(lowbit::matrix_view<const float> x, std::vector<float>& out) const {
+    const std::size_t k = x.cols;
+    out.resize(x.rows * k);
+    for (std::size_t i = 0; i < x.rows; ++i)
+      for (std::size_t j = 0; j < k; ++j) {
+        const std::size_t c = order.empty() ? j : order[j];
+        out[i * k + j] = divisors.empty() ? x.data[i * x.ld + c] : x.data[i * x.ld + c] / divisors[c];
+      }
+  }
+};
+
+/// A linear layer on lowbit: W quantized once (a panel_matrix, packed for the GEMM, or a
+/// sparse24_matrix), every call is lowbit::gemm: weight-only, or with int8 activations (W8A8 /
+/// W4A8, optionally with SmoothQuant's per-channel divisors).
+template <class Matrix>
 class lowbit_linear final : public linear {
  public:
-  lowbit_linear(const lowbit::quantized_matrix<Scheme>& q, std::vector<float> bias, lowbit::compute mode)
-      : w_(lowbit::pack_panels(q.view())), bias_(std::move(bias)), mode_(mode) {}
+  lowbit_linear(Matrix w, std::vector<float> bias, lowbit::compute mode, input_transform input = {},
+                std::vector<float> smoothing = {})
+      : w_(std::move(w)), bias_(std::move(bias)), mode_(mode), input_(std::move(input)), smoothing_(std::move(smoothing)) {}
   void forward(lowbit::matrix_view<const float> x, lowbit::matrix_view<float> y, lowbit::thread_pool& pool) const override {
-    lowbit::gemm(x, w_, y, {bias_.data(), mode_}, pool);
+    const lowbit::gemm_options options{bias_.data(), mode_, smoothing_.empty() ? nullptr : smoothing_.data()};
+    if (input_.empty()) {
+      lowbit::gemm(x, w_, y, options, pool);
+      return;
+    }
+    input_.apply(x, scratch_);
+    lowbit::gemm(lowbit::matrix_view<const float>(scratch_.data(), x.rows, x.cols), w_, y, options, pool);
   }
-  std::size_t weight_bytes() const override { return w_.storage_bytes(); }
+  std::size_t weight_bytes() const override {
+    return w_.storage_bytes() + input_.bytes() + smoothing_.size() * sizeof(float);
+  }
 
  private:
-  lowbit::panel_matrix<Scheme> w_;
+  Matrix w_;
   std::vector<float> bias_;
   lowbit::compute mode_;
+  input_transform input_;
+  std::vector<float> smoothing_;
+  mutable std::vector<float> scratch_;  // the transformed input (forward calls come one at a time)
 };
 
 struct layer_norm {
