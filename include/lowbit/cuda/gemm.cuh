@@ -185,14 +185,18 @@ __global__ void __launch_bounds__(Warps * 32)
 
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   ::uint4 xv[MTiles][2], xn[MTiles][2];
-  if (steps > 0) load_x(xv, 0);  // a warp may have no chunks when K is short
+  // Activations are prefetched a chunk ahead, except with 2 x 4 tiles, where the registers are
+  // needed for the accumulators (loaded at use: 16 warps an SM hide the L1/L2 latency).
+  constexpr bool prefetch_x = !(MTiles == 2 && Tiles == 4);
+  if (prefetch_x && steps > 0) load_x(xv, 0);  // a warp may have no chunks when K is short
   int group_end = (group_of(c_begin) + 1) * chunks_per_group;  // first chunk of the next group
   // One chunk: x_now holds its activations; x_next receives the next chunk's.
   const auto chunk_step = [&](int step, ::uint4 (&x_now)[MTiles][2], ::uint4 (&x_next)[MTiles][2]) {
     cp_async_wait<Stages - 2>();
     __syncwarp();
     issue(step + Stages - 1);
-    load_x(x_next, step + 1);
+    if constexpr (prefetch_x) load_x(x_next, step + 1);
+    else load_x(x_now, step);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
     const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(stage + layout::code_vecs);
     const int c = c_begin + step;
@@ -333,11 +337,11 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   int per_block = options.tiles_per_block, warps = options.warps;
   // Measured on an H100 (bench/cuda): at these sizes the warps' instruction streams, not HBM, set
   // the pace, so more tiles a warp (activations, table set-up and loop overhead shared) win while
-  // the blocks still cover the SMs: 4 tiles and 16 warps for M <= 8 when that leaves >= 0.9 blocks
-  // an SM (N >= ~7700), else 2 tiles; and about 2048 warps in all (16 a block when the blocks are
-  // fewer than 1.5 per SM).
+  // the blocks still cover the SMs: 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
+  // (N >= ~7700), else 2 tiles; and about 2048 warps in all (16 a block when the blocks are fewer
+  // than 1.5 per SM).
   if (per_block == 0) {
-    if (m <= 8 && warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * detail::sm_count())
+    if (warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * detail::sm_count())
       per_block = 4, warps = 16;
     else
       per_block = tiles % 2 == 0 ? 2 : 1;
