@@ -7,9 +7,9 @@
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
 #   (e) libFuzzer on the file readers and checkpoint importers (scripts/fuzz.sh): Clang, ASan +
 #       UBSan, FUZZ_SECONDS (default 30) per harness from the committed seed corpus
-#   (f) when nvcc is on PATH: the CUDA kernels (lowbit/cuda.cuh, through the GPU test and benchmark,
-#       which instantiate every kernel) compiled for sm_80 and sm_90a with warnings as errors; no
-#       GPU is needed or used (scripts/gpu.sh runs them on one)
+#   (f) when nvcc is on PATH: the CUDA kernels (lowbit/cuda.cuh, through the GPU test, which
+#       instantiates every kernel) compiled for sm_80 and sm_90a, the GPU benchmark for sm_90a, with
+#       warnings as errors; no GPU is needed or used (scripts/gpu.sh runs them on one)
 # Build directories: build-ci-gcc, build-ci-asan, build-ci-consumers, build-ci-conan, build-ci-fuzz (kept between
 # runs, so a rerun is incremental, except build-ci-consumers, which is rebuilt).
 #
@@ -124,16 +124,18 @@ if [[ $quick != 1 ]]; then
   begin_phase f "CUDA kernels: nvcc compile for sm_80 and sm_90a, -Werror (compile only)"
   if command -v nvcc > /dev/null; then
     mkdir -p build-ci-cuda
-    cuda_flags=(-std=c++17 --expt-relaxed-constexpr -Iinclude -gencode=arch=compute_80,code=sm_80
-      -gencode=arch=compute_90a,code=sm_90a -Xcompiler=-Wall,-Wextra,-Werror -Werror all-warnings)
-    nvcc "${cuda_flags[@]}" -c tests/cuda/test_cuda.cu -o build-ci-cuda/test_cuda.o &
-    test_pid=$!
-    nvcc "${cuda_flags[@]}" -c bench/cuda/bench_cuda.cu -o build-ci-cuda/bench_cuda.o &
-    bench_pid=$!
-    wait "$test_pid"
-    wait "$bench_pid"
+    # The test instantiates every kernel: it is compiled for both architectures (one process
+    # each); the benchmark, whose kernels are the same, for sm_90a only.
+    cuda_flags=(-std=c++17 --expt-relaxed-constexpr -Iinclude -Xcompiler=-Wall,-Wextra,-Werror -Werror all-warnings)
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_80,code=sm_80 -c tests/cuda/test_cuda.cu -o build-ci-cuda/test_sm80.o &
+    sm80_pid=$!
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c tests/cuda/test_cuda.cu -o build-ci-cuda/test_sm90a.o &
+    sm90a_pid=$!
+    wait "$sm80_pid"
+    wait "$sm90a_pid"
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda.cu -o build-ci-cuda/bench_sm90a.o
     passed_total=$((passed_total + 1))
-    end_phase "tests/cuda and bench/cuda (every kernel instantiation) compiled for sm_80 and sm_90a"
+    end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda), bench/cuda for sm_90a"
   else
     end_phase "skipped: nvcc is not on PATH"
   fi
