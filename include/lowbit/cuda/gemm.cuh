@@ -6,13 +6,13 @@
 ///  - Swapped operands: W's tile of 16 outputs is mma.m16n8k16's A (16 x 16), xᵀ its B (16 x 8), so
 ///    M = 1..8 costs one mma per 16 x 16 weights and M = 9..16 two; padding M to 8 costs nothing
 ///    that matters (the tensor cores idle at these sizes anyway).
-///  - A warp streams one tile of 16 rows (or two) over a range of K with 16-byte cp.async copies
-///    into a private ring of shared-memory stages (7 chunks in flight while one is computed); the 8
-///    or 16 warps of a block split K and reduce through shared memory at the end.
+///  - A warp streams 1, 2 or 4 tiles of 16 rows over a range of K with 16-byte cp.async copies
+///    into a private ring of shared-memory stages (7 chunks in flight while one is computed, 3 with
+///    4 tiles); the 8 or 16 warps of a block split K and reduce through shared memory at the end.
 ///  - Dequantization in registers, without the scale: integers by the magic number (code | 0x6400 is
 ///    the fp16 1024 + code; hsub2 of 1024 + zero gives code - zero exactly); 4-bit codebook / float
 ///    formats by a 256-entry byte -> half2 table in shared memory, replicated per lane (bank =
-///    lane, so conflict-free). The group scale multiplies the fp32 partial sums of each group, once
+///    lane, so conflict-free); FP4 E2M1 by moving its bits into an fp16. The group scale multiplies the fp32 partial sums of each group, once
 ///    per group and row, instead of every weight.
 /// Numerics: products on tensor cores with fp32 accumulation; weight values exact in fp16 for
 /// integer formats and fp4_e2m1, rounded to fp16 (2^-11 relative) for NF4 / SF4 tables; the
@@ -272,43 +272,33 @@ __global__ void __launch_bounds__(Warps * 32)
   }
 }
 
-/// Blocks of this kernel that fit on one SM (cached per instantiation).
+/// A kernel instantiation and its shared-memory size.
 template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
   // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles a warp to fit shared memory.
   static constexpr int stages = (Bits == 8 ? 4 : 8) / (Tiles == 4 ? 2 : 1);
   using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps>;
   static constexpr auto kernel = gemm_kernel<Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
-  static int blocks_per_sm() {
-    static const int value = [] {
-      LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(layout::bytes)));
-      int blocks = 0;
-      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Warps * 32, layout::bytes));
-      return blocks;
-    }();
-    return value;
-  }
 };
 
 template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 void launch(const __half* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
             int k, int chunks, int cpg, int groups, int tiles, __half* y, int ldy, cudaStream_t stream) {
   using config = gemm_config<Bits, Kind, MTiles, Tiles, KTail, Warps>;
-  (void)config::blocks_per_sm();  // sets the shared-memory limit once
+  // Set on every call (a cheap driver call): the limit belongs to the current device.
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(config::layout::bytes)));
   const int blocks = (tiles + Tiles - 1) / Tiles;
   config::kernel<<<blocks, Warps * 32, config::layout::bytes, stream>>>(x, m, ldx, codes, scales, table, n, k, chunks,
-                                                                            cpg, groups, y, ldy);
+                                                                       cpg, groups, y, ldy);
 }
 
+/// Multiprocessors of the current device.
 inline int sm_count() {
-  static const int value = [] {
-    int device = 0, count = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return value;
+  int device = 0, count = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
 }
 
 }  // namespace detail
@@ -321,7 +311,8 @@ struct gemm_options {
 
 /// y[m x N] = x[m x K] · Wᵀ, fp16 in and out, on `stream` (asynchronous).
 /// Preconditions, checked: 1 <= m <= 16; x, y device pointers; x 16-byte aligned with ldx >= K and
-/// ldx % 8 == 0; ldy >= N; options.tiles_per_block 2 only with an even number of 16-row tiles.
+/// ldx % 8 == 0; ldy >= N; options as gemm_options says (16 warps are used only when K % 64 == 0).
+/// y must not overlap x. The packed weights must live on the current device.
 template <class Scheme>
 void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, __half* y, std::size_t ldy,
           cudaStream_t stream = nullptr, gemm_options options = {}) {
@@ -340,13 +331,14 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   // the blocks still cover the SMs: 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
   // (N >= ~7700), else 2 tiles; and about 2048 warps in all (16 a block when the blocks are fewer
   // than 1.5 per SM).
+  const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
   if (per_block == 0) {
-    if (warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * detail::sm_count())
+    if (warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * sms)
       per_block = 4, warps = 16;
     else
       per_block = tiles % 2 == 0 ? 2 : 1;
   }
-  if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * detail::sm_count() / 2 ? 16 : 8;
+  if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) ||
                    (per_block == 4 && tiles % 4 == 0 && warps == 16 && w.cols % chunk_cols == 0),
