@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/half.hpp"
 #include "core/parallel.hpp"
+#include "core/rounding.hpp"
 #include "core/views.hpp"
 #include "formats/all.hpp"
 #include "interop/awq.hpp"

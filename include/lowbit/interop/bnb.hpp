@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/rounding.hpp"
 #include "../formats/bnb_fp4.hpp"
 #include "../formats/nf4.hpp"
 #include "../layout/quantized_matrix.hpp"
@@ -72,7 +73,7 @@ quantized_matrix<Scheme> import_bnb_4bit(const bnb_4bit_tensors& t) {
   if (t.absmax_codes) {
     LOWBIT_CHECK(t.nested_map && t.nested_absmax && t.nested_blocksize > 0, "bnb: double quantization needs its map, absmax and blocksize");
     for (std::size_t b = 0; b < blocks; ++b)
-      absmax[b] = detail::mul_then_add(t.nested_map[t.absmax_codes[b]], t.nested_absmax[b / t.nested_blocksize], t.offset);
+      absmax[b] = mul_then_add(t.nested_map[t.absmax_codes[b]], t.nested_absmax[b / t.nested_blocksize], t.offset);
   } else {
     LOWBIT_CHECK(t.absmax != nullptr, "bnb: absmax is null");
     std::memcpy(absmax.data(), t.absmax, blocks * sizeof(float));

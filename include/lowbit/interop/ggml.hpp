@@ -18,6 +18,7 @@
 
 #include "../core/error.hpp"
 #include "../core/half.hpp"
+#include "../core/rounding.hpp"
 #include "../layout/quantized_matrix.hpp"
 #include "../scheme.hpp"
 #include "bytes.hpp"
@@ -131,13 +132,6 @@ inline void set_block(block_q4_0& b, fp16 s, std::size_t i, uint8_t code) noexce
 inline void set_block(block_q8_0& b, fp16 s, std::size_t i, uint8_t code) noexcept { b.d = s.bits; b.qs[i] = static_cast<int8_t>(code); }
 inline void set_block(block_iq4_nl& b, fp16 s, std::size_t i, uint8_t code) noexcept { b.d = s.bits; set_nibble(b.qs, i, code); }
 inline void set_block(block_mxfp4& b, e8m0 s, std::size_t i, uint8_t code) noexcept { b.e = s.storage; set_nibble(b.qs, i, code); }
-
-/// x * y + z with the product rounded first, as numpy and ggml's scalar code compute it: a
-/// compiler allowed to contract it into an FMA would round once and differ in the last bit.
-inline float mul_then_add(float x, float y, float z) noexcept {
-  volatile float product = x * y;
-  return product + z;
-}
 
 }  // namespace detail
 
@@ -274,7 +268,7 @@ inline void dequantize_ggml(ggml_type type, const uint8_t* data, std::size_t byt
       case ggml_type::q4_1: {
         block_q4_1 b; std::memcpy(&b, p, sizeof b);
         const float d = fp16::from_bits(b.d).to_float(), m = fp16::from_bits(b.m).to_float();
-        for (std::size_t j = 0; j < 32; ++j) o[j] = detail::mul_then_add(static_cast<float>(detail::ggml_nibble(b.qs, j)), d, m);
+        for (std::size_t j = 0; j < 32; ++j) o[j] = mul_then_add(static_cast<float>(detail::ggml_nibble(b.qs, j)), d, m);
         break;
       }
       case ggml_type::q8_0: {

@@ -16,6 +16,7 @@
 
 #include "../core/aligned.hpp"
 #include "../core/error.hpp"
+#include "../core/rounding.hpp"
 
 namespace lowbit {
 
@@ -75,9 +76,7 @@ struct double_quantized_scales {
 
   /// The scale the kernels use: dynamic_map[code] * block_absmax + offset, in float.
   float scale(std::size_t i) const noexcept {
-    // Two roundings, as bitsandbytes computes it: a compiler must not contract this into an FMA.
-    volatile float product = dynamic_map_signed()[codes[i]] * block_absmax[i / block_size];
-    return product + offset;
+    return mul_then_add(dynamic_map_signed()[codes[i]], block_absmax[i / block_size], offset);  // as bitsandbytes
   }
 };
 
