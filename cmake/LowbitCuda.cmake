@@ -25,3 +25,19 @@ add_executable(lowbit_bench_cuda ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cu
 target_link_libraries(lowbit_bench_cuda PRIVATE lowbit::lowbit CUDA::cublas)
 target_compile_features(lowbit_bench_cuda PRIVATE cxx_std_17 cuda_std_17)
 target_compile_options(lowbit_bench_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+
+# Decode attention over a low-bit KV cache: the test checks it against the CPU decode, which the
+# host compiler builds (decode_reference.cpp: nvcc never parses the SIMD kernels).
+add_executable(lowbit_test_cuda_decode ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda_decode.cu
+                                       ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/decode_reference.cpp)
+target_link_libraries(lowbit_test_cuda_decode PRIVATE lowbit::lowbit)
+target_compile_features(lowbit_test_cuda_decode PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_test_cuda_decode PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+if(LOWBIT_BUILD_TESTS)
+  add_test(NAME cuda_decode COMMAND lowbit_test_cuda_decode)
+endif()
+
+add_executable(lowbit_bench_cuda_decode ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda_decode.cu)
+target_link_libraries(lowbit_bench_cuda_decode PRIVATE lowbit::lowbit)
+target_compile_features(lowbit_bench_cuda_decode PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_bench_cuda_decode PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)

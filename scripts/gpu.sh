@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU run (on a machine with an NVIDIA GPU, nvcc and cuBLAS; installs nothing): configures
-# lowbit with LOWBIT_WITH_CUDA=ON for sm_80 + sm_90a, builds the CUDA test and benchmark, runs the
-# test (every format against the CPU reference), then the benchmark against cuBLAS fp16.
-# Prints the device and tool versions first. env: BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS
+# lowbit with LOWBIT_WITH_CUDA=ON for sm_80 + sm_90a, builds the CUDA tests and benchmarks, runs the
+# tests (every GEMM format and every KV format against the CPU library), then the benchmarks: the
+# GEMM against cuBLAS fp16, decode attention against PyTorch SDPA fp16 (bench/cuda/sdpa_decode.py).
+# Prints the device and tool versions first. env: GPU_PARTS (default "gemm decode": either or both),
+# BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS
 # (e.g. --quick). xsimd (the library target's one dependency) is found as usual, or in
 # .gpu-deps/ (a copy of its headers and CMake files carried to a bare machine).
 set -euo pipefail
@@ -20,12 +22,30 @@ command -v ninja > /dev/null && generator=(-G Ninja)
 cmake -S . -B "$build" "${generator[@]}" "${prefix[@]}" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WITH_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="80;90a" -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCH=OFF \
   -DLOWBIT_BUILD_EXAMPLES=OFF > "$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+parts=${GPU_PARTS:-gemm decode}
+targets=()
+[[ $parts == *gemm* ]] && targets+=(lowbit_test_cuda lowbit_bench_cuda)
+[[ $parts == *decode* ]] && targets+=(lowbit_test_cuda_decode lowbit_bench_cuda_decode)
 start=$SECONDS
-cmake --build "$build" -j "$jobs" --target lowbit_test_cuda lowbit_bench_cuda
+cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 echo "---- build: $((SECONDS - start)) s"
 
-echo "---- test"
-"$build/lowbit_test_cuda" | tee "$build/test_cuda.log" | grep -v '^ok ' || true
-grep -q '^PASSED' "$build/test_cuda.log"
-echo "---- benchmark"
-"$build/lowbit_bench_cuda" ${BENCH_ARGS:-}
+if [[ $parts == *gemm* ]]; then
+  echo "---- test: gemm"
+  "$build/lowbit_test_cuda" | tee "$build/test_cuda.log" | grep -v '^ok ' || true
+  grep -q '^PASSED' "$build/test_cuda.log"
+fi
+if [[ $parts == *decode* ]]; then
+  echo "---- test: decode"
+  "$build/lowbit_test_cuda_decode" | tee "$build/test_cuda_decode.log" | grep -v '^ok ' || true
+  grep -q '^PASSED' "$build/test_cuda_decode.log"
+fi
+if [[ $parts == *gemm* ]]; then
+  echo "---- benchmark: gemm (against cuBLAS fp16)"
+  "$build/lowbit_bench_cuda" ${BENCH_ARGS:-}
+fi
+if [[ $parts == *decode* ]]; then
+  echo "---- benchmark: decode attention (against PyTorch SDPA fp16, same machine, same call)"
+  python3 bench/cuda/sdpa_decode.py || echo "(PyTorch SDPA peer not run: no torch with CUDA here)"
+  "$build/lowbit_bench_cuda_decode" ${BENCH_ARGS:-}
+fi

@@ -1,0 +1,151 @@
+// Times lowbit::cuda::decode (decode attention over a low-bit KV cache) at the issue's shape:
+// B = 8 sequences of S = 8192 tokens, Hq = 32 query heads, Hkv = 8 KV heads (GQA, 4 a group),
+// head_dim 128; KV formats int8, FP8 E4M3, int4 (group 128 and 32), uint4 + zero (group 64), fp16
+// scales; contiguous and paged (16-token pages, shuffled). CUDA events around 50 launches, median of
+// 7 runs; launches alternate between two copies of the cache so that L2 (50 MB) holds neither.
+// The PyTorch SDPA fp16 peer runs in the same gpu.sh call (bench/cuda/sdpa_decode.py).
+// Usage: bench_cuda_decode [--quick]
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/cuda.cuh"
+
+namespace {
+
+namespace lb = lowbit;
+int iterations = 50, repeats = 7;
+constexpr std::size_t B = 8, S = 8192, HQ = 32, HKV = 8, D = 128;
+
+template <class F>
+double time_us(F&& launch) {  // median over repeats of the mean time per launch
+  cudaEvent_t start, stop;
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 6; ++i) launch(i);
+  std::vector<double> runs;
+  for (int r = 0; r < repeats; ++r) {
+    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < iterations; ++i) launch(i);
+    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    runs.push_back(1000.0 * ms / iterations);
+  }
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+struct row {
+  std::string name;
+  double bytes, best_us;
+  int best_split, best_prefetch;
+  double auto_us, no_prefetch_us;
+};
+std::vector<row> rows;
+
+template <class Scheme>
+void bench(const char* name, std::size_t group_size, std::size_t page_tokens, const __half* q, __half* out) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  lb::attention::kv_shape shape;
+  shape.batch = B;
+  shape.kv_heads = HKV;
+  shape.head_dim = D;
+  if (page_tokens) {
+    shape.page_tokens = page_tokens;
+    shape.pages = B * S / page_tokens;
+  } else {
+    shape.capacity = S;
+  }
+  lb::attention::kv_cache<Scheme> cache(shape, group_size);
+  if (page_tokens) {
+    std::vector<uint32_t> pool(shape.pages);
+    std::iota(pool.begin(), pool.end(), 0u);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    const std::size_t per_seq = S / page_tokens;
+    for (std::size_t b = 0; b < B; ++b) cache.map_pages(b, pool.data() + b * per_seq, per_seq);
+  }
+  // Random keys and values, 1024 tokens at a time from a pool of random floats (at a different
+  // offset each time: drawing all 134 M normals would take longer than the benchmark).
+  std::vector<float> pool(4 * 1024 * HKV * D);
+  for (float& x : pool) x = normal(rng);
+  const std::size_t block = 1024 * HKV * D;
+  std::uniform_int_distribution<std::size_t> offset(0, pool.size() - block);
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 0; t < S; t += 1024) cache.append(b, pool.data() + offset(rng), pool.data() + offset(rng), 1024);
+  const lb::cuda::device_kv_cache<Scheme> copies[2] = {lb::cuda::upload(cache), lb::cuda::upload(cache)};
+  lb::cuda::decode_workspace workspace;
+  row r{name, double(copies[0].bytes_read()), 1e30, 0, 0, 0, 0};
+  const auto run = [&](int split, int prefetch) {
+    lb::cuda::decode_options options;
+    options.split_tokens = split;
+    options.prefetch_tiles = prefetch;
+    return time_us([&](int i) { lb::cuda::decode(q, copies[i % 2].view(), out, HQ, workspace, nullptr, options); });
+  };
+  r.auto_us = run(0, 2);
+  r.no_prefetch_us = run(0, 0);
+  for (int split : {256, 512, 1024, 2048})
+    for (int prefetch : {0, 2, 4}) {
+      const double us = run(split, prefetch);
+      if (us < r.best_us) r.best_us = us, r.best_split = split, r.best_prefetch = prefetch;
+    }
+  rows.push_back(r);
+  std::printf("%-34s default %.1f us, no L2 prefetch %.1f us, best %.1f us (split %d, prefetch %d)\n", name, r.auto_us,
+              r.no_prefetch_us, r.best_us, r.best_split, r.best_prefetch);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--quick") == 0) iterations = 10, repeats = 3;
+  cudaDeviceProp prop{};
+  LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB; decode B=%zu S=%zu Hq=%zu Hkv=%zu d=%zu\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, B, S, HQ, HKV, D);
+  {  // Ceiling: a 1 GiB device-to-device copy, bytes read + written.
+    const std::size_t bytes = std::size_t(1) << 30;
+    void *a = nullptr, *b = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&a, bytes));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&b, bytes));
+    LOWBIT_CUDA_CHECK(cudaMemset(a, 1, bytes));
+    const double us = time_us([&](int) { LOWBIT_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
+    std::printf("device-to-device copy: %.0f GB/s (bytes read + written)\n", 2.0 * bytes / us * 1e-3);
+    cudaFree(a);
+    cudaFree(b);
+  }
+  std::vector<__half> qh(B * HQ * D);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : qh) x = __float2half(normal(rng));
+  __half *q = nullptr, *out = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&q, qh.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&out, qh.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(q, qh.data(), qh.size() * sizeof(__half), cudaMemcpyHostToDevice));
+
+  bench<lb::scheme<lb::int8, lb::fp16>>("int8 (g128, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int8, lb::fp16>>("int8 (g128, paged 16)", 0, 16, q, out);
+  bench<lb::scheme<lb::fp8_e4m3, lb::fp16>>("fp8_e4m3 (g128, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g128, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g32, contiguous)", 32, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g128, paged 16)", 0, 16, q, out);
+  bench<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero (g64, contiguous)", 64, 0, q, out);
+
+  std::printf("\n| KV format | cache MB read | lowbit µs (default options) | GB/s | best µs (split, L2 prefetch) |\n");
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  for (const row& r : rows)
+    std::printf("| %s | %.1f | %.1f | %.0f | %.1f (%d, %d) |\n", r.name.c_str(), r.bytes * 1e-6, r.auto_us,
+                r.bytes / r.auto_us * 1e-3, r.best_us, r.best_split, r.best_prefetch);
+  cudaFree(q);
+  cudaFree(out);
+  return 0;
+}
