@@ -47,4 +47,5 @@
 #include "sparse/bsr_matrix.hpp"
 #include "sparse/bsr_quantize.hpp"
 #include "sparse/sparse24_matrix.hpp"
+#include "sparse/sparse24_plain.hpp"
 #include "sparse/sparse24_quantize.hpp"

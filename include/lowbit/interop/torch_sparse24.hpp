@@ -100,7 +100,8 @@ inline float to_float(int8_t v) noexcept { return static_cast<float>(v); }
 /// A lowbit 2:4 matrix from PyTorch's compressed values (rows x cols / 2 of fp16, bf16, float or
 /// int8, row-major) and metadata (32-bit elements for int8 values, 16-bit for the others, as
 /// PyTorch pairs them): the values are quantized with quantize<Scheme> (options.group_size counts
-/// kept values).
+/// kept values). Scheme float or bf16: kept as they are (bf16 from bf16 and float from fp16 or
+/// float are exact), no requantization.
 template <class Scheme, class Value>
 sparse24_matrix<Scheme> import_matrix(const Value* values, const void* meta, std::size_t rows, std::size_t cols,
                                       const quant_options& options = {}) {
@@ -109,8 +110,13 @@ sparse24_matrix<Scheme> import_matrix(const Value* values, const void* meta, std
   LOWBIT_CHECK(values != nullptr, "torch_sparse24: values is null");
   std::vector<float> kept(rows * cols / 2);
   for (std::size_t i = 0; i < kept.size(); ++i) kept[i] = detail::to_float(values[i]);
-  const quantized_matrix<Scheme> q = quantize<Scheme>(kept.data(), rows, cols / 2, cols / 2, options);
-  return sparse24_matrix<Scheme>(q.view(), positions.nibbles.data(), cols);
+  if constexpr (is_plain_value<Scheme>::value) {
+    const std::vector<Scheme> plain(kept.begin(), kept.end());
+    return sparse24_matrix<Scheme>(plain.data(), rows, cols / 2, positions.nibbles.data(), cols);
+  } else {
+    const quantized_matrix<Scheme> q = quantize<Scheme>(kept.data(), rows, cols / 2, cols / 2, options);
+    return sparse24_matrix<Scheme>(q.view(), positions.nibbles.data(), cols);
+  }
 }
 
 /// PyTorch's int8 values exactly, as int8 codes with one float scale per row (row_scales null:
@@ -133,18 +139,25 @@ inline sparse24_matrix<scheme<int8, float>> import_int8(const int8_t* values, co
 /// caller), rows x cols / 2, row-major.
 template <class Value, class Scheme>
 std::vector<Value> export_values(const sparse24_matrix<Scheme>& w) {
-  const quantized_matrix<Scheme> kept = w.kept_values();
   std::vector<Value> out(w.rows() * w.kept_cols());
-  for (std::size_t r = 0; r < w.rows(); ++r)
-    for (std::size_t j = 0; j < w.kept_cols(); ++j) {
-      if constexpr (std::is_same<Value, int8_t>::value) {
-        static_assert(std::is_same<typename Scheme::format, int8>::value && !Scheme::has_zero,
-                      "int8 values come from int8 codes without zero points");
-        out[r * w.kept_cols() + j] = static_cast<int8_t>(kept.code(r, j));
-      } else {
-        out[r * w.kept_cols() + j] = Value(reference::dequantize_element(kept.view(), r, j));
+  if constexpr (is_plain_value<Scheme>::value) {
+    static_assert(!std::is_same<Value, int8_t>::value, "int8 values come from int8 codes");
+    for (std::size_t r = 0; r < w.rows(); ++r)
+      for (std::size_t j = 0; j < w.kept_cols(); ++j)
+        out[r * w.kept_cols() + j] = Value(lowbit::detail::plain_to_float(w.value(r, j)));
+  } else {
+    const quantized_matrix<Scheme> kept = w.kept_values();
+    for (std::size_t r = 0; r < w.rows(); ++r)
+      for (std::size_t j = 0; j < w.kept_cols(); ++j) {
+        if constexpr (std::is_same<Value, int8_t>::value) {
+          static_assert(std::is_same<typename Scheme::format, int8>::value && !Scheme::has_zero,
+                        "int8 values come from int8 codes without zero points");
+          out[r * w.kept_cols() + j] = static_cast<int8_t>(kept.code(r, j));
+        } else {
+          out[r * w.kept_cols() + j] = Value(reference::dequantize_element(kept.view(), r, j));
+        }
       }
-    }
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "../kernels/reference/dequantize.hpp"
 #include "../quant/quantize.hpp"
 #include "sparse24_matrix.hpp"
+#include "sparse24_plain.hpp"
 
 namespace lowbit {
 
@@ -42,6 +43,7 @@ inline sparse24_positions find_sparse24_positions(const float* w, std::size_t ro
 
 /// Quantizes the values that `positions` keeps (rows x 2 * ceil(cols / 4), gathered in order) with
 /// the scheme's standard quantizer, quantize<Scheme>; options.group_size counts kept values.
+/// Scheme float or bf16: the kept values as they are (bf16: rounded to nearest even); options unused.
 template <class Scheme>
 sparse24_matrix<Scheme> quantize_sparse24(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
                                           const sparse24_positions& positions, const quant_options& options = {}) {
@@ -62,21 +64,33 @@ sparse24_matrix<Scheme> quantize_sparse24(const float* w, std::size_t rows, std:
       kept[r * kept_cols + 2 * g] = a < cols ? w[r * ld + a] : 0.0f;
       kept[r * kept_cols + 2 * g + 1] = b < cols ? w[r * ld + b] : 0.0f;
     }
-  const quantized_matrix<Scheme> q = quantize<Scheme>(kept.data(), rows, kept_cols, kept_cols, options);
-  return sparse24_matrix<Scheme>(q.view(), positions.nibbles.data(), cols);
+  if constexpr (is_plain_value<Scheme>::value) {
+    const std::vector<Scheme> values(kept.begin(), kept.end());
+    return sparse24_matrix<Scheme>(values.data(), rows, kept_cols, positions.nibbles.data(), cols);
+  } else {
+    const quantized_matrix<Scheme> q = quantize<Scheme>(kept.data(), rows, kept_cols, kept_cols, options);
+    return sparse24_matrix<Scheme>(q.view(), positions.nibbles.data(), cols);
+  }
 }
 
 /// The dense rows x cols matrix (row-major) that w stands for: each kept value dequantized exactly
 /// as reference::dequantize_element gives it, zeros elsewhere.
 template <class Scheme>
 std::vector<float> sparse24_to_dense(const sparse24_matrix<Scheme>& w) {
-  const quantized_matrix<Scheme> kept = w.kept_values();
   std::vector<float> out(w.rows() * w.cols(), 0.0f);
-  for (std::size_t r = 0; r < w.rows(); ++r)
-    for (std::size_t j = 0; j < w.kept_cols(); ++j) {
-      const std::size_t k = j / 2 * 4 + w.position(r, j);
-      if (k < w.cols()) out[r * w.cols() + k] = reference::dequantize_element(kept.view(), r, j);
-    }
+  const auto fill = [&](auto&& value_of) {
+    for (std::size_t r = 0; r < w.rows(); ++r)
+      for (std::size_t j = 0; j < w.kept_cols(); ++j) {
+        const std::size_t k = j / 2 * 4 + w.position(r, j);
+        if (k < w.cols()) out[r * w.cols() + k] = value_of(r, j);
+      }
+  };
+  if constexpr (is_plain_value<Scheme>::value) {
+    fill([&](std::size_t r, std::size_t j) { return detail::plain_to_float(w.value(r, j)); });
+  } else {
+    const quantized_matrix<Scheme> kept = w.kept_values();
+    fill([&](std::size_t r, std::size_t j) { return reference::dequantize_element(kept.view(), r, j); });
+  }
   return out;
 }
 

@@ -56,21 +56,28 @@ sparse24_packed_x pack_x_transposed(const float* x, std::size_t ldx, std::size_t
   return {packed, cols4};
 }
 
-template <class Tag, class Scheme>
-void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& columns, const sparse24_packed_x& x,
-                         std::size_t m, std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
-  using D = panel_decoder<Tag, typename Scheme::format>;
+/// Offsets in a packed x block of the columns that kept column j (of the tile whose x columns
+/// start at c_base) multiplies in each lane: group j / 2's column `position`, MB floats apart.
+template <class Tag>
+LOWBIT_ALWAYS_INLINE typename ops<Tag>::i32 sparse24_offsets(std::size_t j, std::size_t c_base,
+                                                             const typename ops<Tag>::i32& position) noexcept {
+  using i32 = typename ops<Tag>::i32;
+  constexpr int32_t MB = static_cast<int32_t>(sparse24_tile_shape<Tag>::mb);
+  return i32(static_cast<int32_t>(j / 2 * 4 - c_base) * MB) + (position & i32(3)) * i32(MB);
+}
+
+/// The tile loop every kind of kept value shares. fill(panel, k_begin, k_end, values, offsets)
+/// writes, for kept columns [k_begin, k_end) of a panel, entry (k - k_begin) * 16 + r: the value
+/// of kept column k of row r, and (sparse24_offsets) where its x column is in the packed block.
+template <class Tag, class Fill>
+void sparse24_tiled(std::size_t kept_cols, const sparse24_packed_x& x, std::size_t m, std::size_t p_begin,
+                    std::size_t p_end, const gemm_output& out, Fill&& fill) {
   using O = ops<Tag>;
   using f32 = typename O::f32;
-  using i32 = typename O::i32;
-  using select = sparse24_select<Tag>;
   using shape = sparse24_tile_shape<Tag>;
-  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, L = D::per_lane;
+  constexpr std::size_t W = O::lanes;
   constexpr std::size_t NR = shape::nr, MV = shape::mv, MB = shape::mb, KC = shape::tile_k, TP = shape::tile_panels;
   static_assert(16 % NR == 0 && KC % 8 == 0, "register blocks within a panel, tiles of whole chunks");
-  constexpr bool has_zero = Scheme::has_zero;
-  const D dec;
-  const std::size_t kept_cols = w.shape().cols;
   // Per thread, allocated once. Entry (q, k, r): value of kept column k of row r of panel q, and
   // the offset in the packed x of the column it multiplies.
   thread_local aligned_buffer<float> value_buffer;
@@ -89,31 +96,7 @@ void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& 
     for (std::size_t k_begin = 0; k_begin < kept_cols; k_begin += KC) {
       const std::size_t k_end = std::min(kept_cols, k_begin + KC);
       const std::size_t c_base = k_begin / 2 * 4;
-      for (std::size_t q = 0; q < t_end - t0; ++q) {
-        const std::size_t panel = t0 + q;
-        panel_group_cursor<Tag, Scheme> group;
-        const f32* const scale = group.scale;
-        const f32* const zero = group.zero;
-        for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
-          group.seek(w, dec, panel, c);
-          const std::size_t entry = (q * KC + c * L - k_begin) * 16;
-          i32 positions[V];
-          select::template load_positions<L / 4>(columns.at(panel, c), positions);
-          for (std::size_t v = 0; v < V; ++v) {
-            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
-            lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
-              constexpr std::size_t j = decltype(J)::value;
-              f32 value = dec.template decode<j>(lanes);
-              if constexpr (has_zero) value = value - zero[v];
-              (value * scale[v]).store_aligned(values + entry + j * 16 + v * W);
-              // x column (c * L + j) / 2 * 4 + position, as an offset into the packed block.
-              const int32_t base = static_cast<int32_t>(((c * L + j) / 2 * 4 - c_base) * MB);
-              const i32 position = (positions[v] >> static_cast<int>(2 * j)) & i32(3);
-              (i32(base) + position * i32(static_cast<int32_t>(MB))).store_aligned(offsets + entry + j * 16 + v * W);
-            });
-          }
-        }
-      }
+      for (std::size_t q = 0; q < t_end - t0; ++q) fill(t0 + q, k_begin, k_end, values + q * KC * 16, offsets + q * KC * 16);
       for (std::size_t i0 = 0; i0 < m; i0 += MB) {
         const std::size_t rows = std::min(MB, m - i0);
         const float* xt = x.data + (i0 / MB * x.cols4 + c_base) * MB;  // the block's columns from c_base
@@ -154,6 +137,44 @@ void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& 
       }
     }
   }
+}
+
+/// Quantized kept values: each chunk decoded and scaled into the tile.
+template <class Tag, class Scheme>
+void gemm_sparse24_tiled(const panel_matrix<Scheme>& w, const sparse24_columns& columns, const sparse24_packed_x& x,
+                         std::size_t m, std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
+  using D = panel_decoder<Tag, typename Scheme::format>;
+  using O = ops<Tag>;
+  using f32 = typename O::f32;
+  using i32 = typename O::i32;
+  using select = sparse24_select<Tag>;
+  constexpr std::size_t W = O::lanes, V = D::vectors_per_panel, L = D::per_lane;
+  constexpr bool has_zero = Scheme::has_zero;
+  const D dec;
+  sparse24_tiled<Tag>(w.shape().cols, x, m, p_begin, p_end, out,
+                      [&](std::size_t panel, std::size_t k_begin, std::size_t k_end, float* values, int32_t* offsets) {
+                        const std::size_t c_base = k_begin / 2 * 4;
+                        panel_group_cursor<Tag, Scheme> group;
+                        const f32* const scale = group.scale;
+                        const f32* const zero = group.zero;
+                        for (std::size_t c = k_begin / L; c * L < k_end; ++c) {
+                          group.seek(w, dec, panel, c);
+                          const std::size_t entry = (c * L - k_begin) * 16;
+                          i32 positions[V];
+                          select::template load_positions<L / 4>(columns.at(panel, c), positions);
+                          for (std::size_t v = 0; v < V; ++v) {
+                            const i32 lanes = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel, c)) + v * W);
+                            lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+                              constexpr std::size_t j = decltype(J)::value;
+                              f32 value = dec.template decode<j>(lanes);
+                              if constexpr (has_zero) value = value - zero[v];
+                              (value * scale[v]).store_aligned(values + entry + j * 16 + v * W);
+                              sparse24_offsets<Tag>(c * L + j, c_base, positions[v] >> static_cast<int>(2 * j))
+                                  .store_aligned(offsets + entry + j * 16 + v * W);
+                            });
+                          }
+                        }
+                      });
 }
 
 #endif  // LOWBIT_COMPILED_SSE42
