@@ -1,14 +1,16 @@
 // The reference quantization algorithms on synthetic layers with a known answer, and against RTN
 // on their own objective, the layer-output error ‖X Wᵀ − X Ŵᵀ‖² (Ŵ as the kernels see it):
 // MSE clipping, GPTQ (with and without activation order), AWQ and SmoothQuant (through the int8
-// GEMM's channel_scales).
+// GEMM's channel_scales). Each is also run on a thread pool: the bits must not change.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "lowbit/core/parallel.hpp"
 #include "lowbit/kernels/gemm.hpp"
 #include "lowbit/kernels/reference/dequantize.hpp"
 #include "lowbit/layout/panel.hpp"
@@ -244,6 +246,57 @@ TEST(SparseGpt, BeatsWandaThenRtn) {
   EXPECT_THROW(prune_sparsegpt24<int4_g>(l.w.data(), l.n, 126, l.k, l.x.data(), l.samples, s), lowbit::error);
   s.block_size = 6;
   EXPECT_THROW(prune_sparsegpt24<int4_g>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, s), lowbit::error);
+}
+
+/// Codes, scales and zero points identical, bit for bit.
+template <class Scheme>
+void expect_same_bits(const quantized_matrix<Scheme>& a, const quantized_matrix<Scheme>& b) {
+  const quantized_view<Scheme> va = a.view(), vb = b.view();
+  ASSERT_EQ(va.rows(), vb.rows());
+  ASSERT_EQ(va.cols(), vb.cols());
+  ASSERT_EQ(va.group_size(), vb.group_size());
+  EXPECT_EQ(std::memcmp(va.codes, vb.codes, va.rows() * va.row_bytes()), 0);
+  EXPECT_EQ(std::memcmp(va.scales, vb.scales, va.shape.group_count() * sizeof(typename Scheme::scale_type)), 0);
+  if (Scheme::has_zero) {
+    EXPECT_EQ(std::memcmp(va.zeros, vb.zeros, va.shape.group_count()), 0);
+  }
+}
+
+TEST(Threads, SameBitsOnOneAndTwoThreads) {
+  // K = 192: large enough for the Cholesky factorizations to split their columns over the pool;
+  // an odd row count so the threads' row ranges differ in size; groups of 80 and 40 end in a
+  // shorter tail group.
+  const layer l = make_layer(13, 192, 40, 8);
+  thread_pool two(2);
+  gptq_options g;
+  g.group_size = 80;
+  g.block_size = 96;
+  g.act_order = true;
+  const permuted_matrix<int4_g> one = quantize_gptq<int4_g>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g);
+  const permuted_matrix<int4_g> both = quantize_gptq<int4_g>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g, two);
+  expect_same_bits(one.weights, both.weights);
+  EXPECT_EQ(one.input_order, both.input_order);
+  g.act_order = false;  // MX: shared power-of-two scales chosen on the fly
+  g.group_size = 32;
+  expect_same_bits(quantize_gptq<mx::int4>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g).weights,
+                   quantize_gptq<mx::int4>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g, two).weights);
+
+  sparsegpt_options s;
+  s.group_size = 40;
+  const sparse24_matrix<uint4_z> sparse_one = prune_sparsegpt24<uint4_z>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, s);
+  const sparse24_matrix<uint4_z> sparse_two = prune_sparsegpt24<uint4_z>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, s, two);
+  EXPECT_EQ(sparse24_to_dense(sparse_one), sparse24_to_dense(sparse_two));
+
+  awq_options a;
+  a.group_size = 64;
+  a.alpha_steps = 5;
+  a.clip_ratios.steps = 4;
+  const layer small = make_layer(9, 128, 32, 9);
+  const awq_result<uint4_z> awq_one = quantize_awq<uint4_z>(small.w.data(), small.n, small.k, small.k, small.x.data(), small.samples, a);
+  const awq_result<uint4_z> awq_two = quantize_awq<uint4_z>(small.w.data(), small.n, small.k, small.k, small.x.data(), small.samples, a, two);
+  expect_same_bits(awq_one.weights, awq_two.weights);
+  EXPECT_EQ(awq_one.input_scales, awq_two.input_scales);
+  EXPECT_EQ(awq_one.alpha, awq_two.alpha);
 }
 
 }  // namespace

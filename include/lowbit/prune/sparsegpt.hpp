@@ -8,7 +8,8 @@
 /// updated weights. Quantization groups count kept values (as in sparse24_matrix): a group of g
 /// kept values spans 2g columns, so when the sweep reaches a group its 2:4 masks are chosen first
 /// and its scales then come from the weights it keeps. group_size 0: one scale per row, from the
-/// dense row before the sweep (SparseGPT's reference does the same).
+/// dense row before the sweep (SparseGPT's reference does the same). Rows go over the executor
+/// as in GPTQ; the result does not depend on it.
 #pragma once
 
 #include <algorithm>
@@ -29,13 +30,14 @@ struct sparsegpt_options {
 
 /// SparseGPT 2:4 + quantization of w (rows x cols, stride ld; cols a multiple of 4) on
 /// calibration activations x (samples x cols).
-template <class Scheme>
+template <class Scheme, class Executor = serial_executor>
 sparse24_matrix<Scheme> prune_sparsegpt24(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
-                                          std::size_t samples, const sparsegpt_options& options = {}) {
+                                          std::size_t samples, const sparsegpt_options& options = {},
+                                          Executor&& exec = Executor{}) {
   detail::check_float_matrix("prune_sparsegpt24", w, rows, cols, ld);
   LOWBIT_CHECK(cols % 4 == 0, "prune_sparsegpt24: cols=" << cols << " must be a multiple of 4");
   LOWBIT_CHECK(options.block_size % 4 == 0, "prune_sparsegpt24: block_size=" << options.block_size << " must be a multiple of 4");
-  detail::gptq_problem p = detail::make_gptq_problem(w, rows, cols, ld, x, samples, options.damp, false);
+  detail::gptq_problem p = detail::make_gptq_problem(w, rows, cols, ld, x, samples, options.damp, false, exec);
   const std::size_t k = cols, kept_cols = k / 2;
   const std::size_t g = options.group_size ? std::min(options.group_size, kept_cols) : kept_cols;
   LOWBIT_CHECK(g % 2 == 0 || g == kept_cols, "prune_sparsegpt24: group_size=" << g << " must be even (a group spans whole 4-column blocks)");
@@ -60,10 +62,10 @@ sparse24_matrix<Scheme> prune_sparsegpt24(const float* w, std::size_t rows, std:
     }
   }
   const std::size_t span = options.group_size ? 2 * g : 4;  // columns whose masks are chosen together
-  detail::gptq_sweep(p, options.block_size, [&](std::size_t j, double* values) {
+  detail::gptq_sweep(p, options.block_size, [&](std::size_t j, std::size_t r0, std::size_t r1, double* values) {
     if (j % span == 0) {
       for (std::size_t q0 = j; q0 < std::min(k, j + span); q0 += 4)
-        for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t r = r0; r < r1; ++r) {
           double saliency[4];
           for (std::size_t i = 0; i < 4; ++i) {
             const double d = p.u[(q0 + i) * k + q0 + i], v = p.w[r * k + q0 + i];
@@ -81,15 +83,15 @@ sparse24_matrix<Scheme> prune_sparsegpt24(const float* w, std::size_t rows, std:
         }
       if (options.group_size) {  // the group's scales from the weights it keeps
         const std::size_t width = std::min(g, kept_cols - j / 2);
-        for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t r = r0; r < r1; ++r) {
           std::size_t c = 0;
           for (std::size_t col = j; col < k && c < width; ++col)
-            if (keep[r * k + col]) block[r * width + c++] = static_cast<float>(p.w[r * k + col]);
+            if (keep[r * k + col]) block[r * g + c++] = static_cast<float>(p.w[r * k + col]);
         }
-        detail::choose_group_scales(block, rows, width, kept, j / span, scale, zero);
+        detail::choose_group_scales(block, g, r0, r1, width, kept, j / span, scale, zero);
       }
     }
-    for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t r = r0; r < r1; ++r) {
       if (!keep[r * k + j]) {
         values[r] = 0.0;
         continue;
@@ -98,7 +100,7 @@ sparse24_matrix<Scheme> prune_sparsegpt24(const float* w, std::size_t rows, std:
       const std::size_t slot = 2 * (j / 4) + ((j % 4) == (nibble >> 2) ? 1 : 0);
       kept.set_code(r, slot, detail::quantize_value<Scheme>(p.w[r * k + j], scale[r], zero[r], values[r]));
     }
-  });
+  }, exec);
   kept.view().validate_contents();
   return sparse24_matrix<Scheme>(kept.view(), positions.nibbles.data(), k);
 }

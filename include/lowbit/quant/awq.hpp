@@ -9,6 +9,9 @@
 /// objective restricted to the group (AWQ's auto_clip). The result holds Q(W') and s: the caller
 /// divides activations by s, or folds 1/s into the operation before (a LayerNorm's weight, the
 /// previous linear's rows), which is what AWQ does.
+///
+/// Threads: the grid's candidates are independent and go over the executor, as do the rows of
+/// the clip search; the best is picked in grid order, so the result does not depend on the executor.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "../kernels/reference/dequantize.hpp"
 #include "../layout/quantized_matrix.hpp"
 #include "clip_search.hpp"
@@ -62,27 +66,28 @@ double awq_output_error(const std::vector<double>& reference_output, const float
 }  // namespace detail
 
 /// AWQ on w (rows x cols, stride ld) with calibration activations x (samples x cols).
-template <class Scheme>
+template <class Scheme, class Executor = serial_executor>
 awq_result<Scheme> quantize_awq(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
-                                std::size_t samples, const awq_options& options = {}) {
+                                std::size_t samples, const awq_options& options = {}, Executor&& exec = Executor{}) {
   detail::check_float_matrix("quantize_awq", w, rows, cols, ld);
   detail::check_float_matrix("quantize_awq activations", x, samples, cols, cols);
   LOWBIT_CHECK(options.alpha_steps >= 1, "quantize_awq: alpha_steps must be at least 1");
   const std::size_t k = cols;
   std::vector<double> reference_output(samples * rows);  // X Wᵀ
-  for (std::size_t n = 0; n < samples; ++n)
-    for (std::size_t r = 0; r < rows; ++r) {
-      double y = 0.0;
-      for (std::size_t j = 0; j < k; ++j) y += double(x[n * k + j]) * w[r * ld + j];
-      reference_output[n * rows + r] = y;
-    }
+  exec(samples, [&](std::size_t n0, std::size_t n1) {
+    for (std::size_t n = n0; n < n1; ++n)
+      for (std::size_t r = 0; r < rows; ++r) {
+        double y = 0.0;
+        for (std::size_t j = 0; j < k; ++j) y += double(x[n * k + j]) * w[r * ld + j];
+        reference_output[n * rows + r] = y;
+      }
+  });
   std::vector<double> mean_abs(k, 0.0);
   for (std::size_t n = 0; n < samples; ++n)
     for (std::size_t j = 0; j < k; ++j) mean_abs[j] += std::fabs(double(x[n * k + j])) / static_cast<double>(samples);
 
   quant_options o;
   o.group_size = options.group_size;
-  std::vector<float> scaled(rows * k);
   const auto scales_for = [&](double alpha) {
     std::vector<float> s(k);
     double lo = INFINITY, hi = 0.0;
@@ -94,29 +99,38 @@ awq_result<Scheme> quantize_awq(const float* w, std::size_t rows, std::size_t co
     for (std::size_t j = 0; j < k; ++j) s[j] = static_cast<float>(raw[j] / std::sqrt(lo * hi));
     return s;
   };
-  const auto scale_weights = [&](const std::vector<float>& s) {
+  const auto scale_weights = [&](const std::vector<float>& s, std::vector<float>& scaled) {
+    scaled.resize(rows * k);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t j = 0; j < k; ++j) scaled[r * k + j] = w[r * ld + j] * s[j];
   };
 
-  awq_result<Scheme> best{quantized_matrix<Scheme>(), {}, 0.0f};
-  double best_error = INFINITY;
-  for (std::size_t i = 0; i <= options.alpha_steps; ++i) {
-    const double alpha = static_cast<double>(i) / static_cast<double>(options.alpha_steps);
-    std::vector<float> s = alpha == 0.0 ? std::vector<float>(k, 1.0f) : scales_for(alpha);
-    scale_weights(s);
-    quantized_matrix<Scheme> q = quantize<Scheme>(scaled.data(), rows, k, k, o);
-    const double e = detail::awq_output_error(reference_output, x, samples, k, s, q);
-    if (e < best_error) {
-      best_error = e;
-      best = awq_result<Scheme>{std::move(q), std::move(s), static_cast<float>(alpha)};
+  // Every grid point on its own (over the executor), then the best in grid order.
+  const std::size_t candidates = options.alpha_steps + 1;
+  std::vector<awq_result<Scheme>> results(candidates);
+  std::vector<double> errors(candidates);
+  exec(candidates, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> scaled;
+    for (std::size_t i = begin; i < end; ++i) {
+      const double alpha = static_cast<double>(i) / static_cast<double>(options.alpha_steps);
+      std::vector<float> s = alpha == 0.0 ? std::vector<float>(k, 1.0f) : scales_for(alpha);
+      scale_weights(s, scaled);
+      quantized_matrix<Scheme> q = quantize<Scheme>(scaled.data(), rows, k, k, o);
+      errors[i] = detail::awq_output_error(reference_output, x, samples, k, s, q);
+      results[i] = awq_result<Scheme>{std::move(q), std::move(s), static_cast<float>(alpha)};
     }
-  }
+  });
+  std::size_t chosen = 0;
+  for (std::size_t i = 1; i < candidates; ++i)
+    if (errors[i] < errors[chosen] || std::isnan(errors[chosen])) chosen = i;
+  awq_result<Scheme> best = std::move(results[chosen]);
+  results.clear();
+  std::vector<float> scaled;
   if constexpr (!is_mx_scheme<Scheme>::value) {
     if (options.clip) {
       // Each group's clip ratio on the group's share of the output error: x / s against the
       // scaled weights, that group's columns only.
-      scale_weights(best.input_scales);
+      scale_weights(best.input_scales, scaled);
       const std::size_t g = best.weights.group_size();
       std::vector<float> xs(samples * k);
       for (std::size_t n = 0; n < samples; ++n)
@@ -131,7 +145,7 @@ awq_result<Scheme> quantize_awq(const float* w, std::size_t rows, std::size_t co
           e += d * d;
         }
         return e;
-      });
+      }, exec);
     }
   }
   return best;
