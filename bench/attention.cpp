@@ -5,6 +5,7 @@
 //   BM_decode/<kv format>/<isa>/S<tokens>/t<threads>   lowbit::attention::decode, B = 1, Hq = 32,
 //                                                      Hkv = 8, d = 128 (the shape)
 //   BM_decode/int8_q8/...                              int8 K and V with int8 queries (integer QKᵀ)
+//   BM_decode/int8_int/..., int4_g32_int/...            integer QKᵀ and P V (decode_options::integer_pv)
 //   BM_decode/f32_materialize/baseline/S<tokens>/t1    the baseline on fp32 K and V
 // Counters: bytes_per_second = KV bytes read per call (codes + scales + zero points);
 // GOP/s = 4 Hq S d (two multiply-adds per cached element and query head) per second.
@@ -53,12 +54,15 @@ struct kv_format {
   std::size_t group_size;  ///< along the head dimension; 0: one scale per token and head
   bool int8_query = false;
   bool bf16_products = false;  ///< prefill_options::bf16
+  bool integer_pv = false;     ///< decode_options::integer_pv (with int8_query)
 };
 
 const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
                                      kv_format<scheme<int8, float>>{"int8", 0},
                                      kv_format<scheme<int8, float>>{"int8_q8", 0, true},
+                                     kv_format<scheme<int8, float>>{"int8_int", 0, true, false, true},
                                      kv_format<scheme<int4, fp16>>{"int4_g32", 32},
+                                     kv_format<scheme<int4, fp16>>{"int4_g32_int", 32, true, false, true},
                                      kv_format<scheme<uint4, fp16, true>>{"uint4_g32", 32},
                                      kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 // Prefill: int8_query here means prefill_options::int8_qk; "_dp": bf16 products (vdpbf16ps),
@@ -68,7 +72,9 @@ const auto prefill_formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_form
                                              kv_format<scheme<int8, float>>{"int8_qk", 0, true},
                                              kv_format<bf16>{"bf16_dp", 0, false, true},
                                              kv_format<scheme<int8, float>>{"int8_qk_bf16pv", 0, true, true},
-                                             kv_format<scheme<int4, fp16>>{"int4_g32", 32},
+                                             kv_format<scheme<int8, float>>{"int8_int", 0, true, false, true},
+                                     kv_format<scheme<int4, fp16>>{"int4_g32", 32},
+                                     kv_format<scheme<int4, fp16>>{"int4_g32_int", 32, true, false, true},
                                              kv_format<scheme<int4, fp16>>{"int4_g32_dp", 32, false, true},
                                              kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 
@@ -97,7 +103,7 @@ void register_format(const Format& f) {
         const std::string name = std::string("BM_decode/") + f.name + "/" + isa_name(path) + "/S" + std::to_string(s) +
                                  "/t" + std::to_string(threads);
         const std::size_t group = f.group_size;
-        const attention::decode_options options{0.0f, 0, f.int8_query};
+        const attention::decode_options options{0.0f, 0, f.int8_query, f.integer_pv};
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
           const attention::kv_cache<E>& cache = cache_of<E>(s, group);
           const std::vector<float> q = random_floats(q_heads * head_dim, 3);

@@ -28,6 +28,7 @@
 #include "../kernels/dequantize.hpp"
 #include "../kernels/simd/gemm_int8.hpp"
 #include "../kernels/simd/ops.hpp"
+#include "decode_integer.hpp"
 #include "kv_cache.hpp"
 #include "tile_ops.hpp"
 
@@ -43,6 +44,12 @@ struct decode_options {
   /// each query head is quantized to int8 (symmetric, absmax / 127) and q·k runs in int32
   /// (vpdpbusd on AVX-512 VNNI, vpmaddubsw elsewhere) on the cache's codes, never dequantized.
   bool int8_query = false;
+  /// With int8_query, the V side in integers too, for int8 or int4 K and V without zero points
+  /// (group_size 0, or a multiple of 16 for int8 / 32 for int4): per 16-token tile, query head
+  /// and V group, the probabilities times the tokens' V scales are rounded to u8 against their
+  /// largest and dotted with the V codes in int32 (vpdpbusd). Grouped int8 keys are then allowed.
+  /// Adds an error of at most (0.5 / 255) max|V| per tile's weight share (see decode_integer.hpp).
+  bool integer_pv = false;
 };
 
 namespace detail {
@@ -107,32 +114,6 @@ void scale_in_place(float* y, float a, std::size_t d) noexcept {
   }
 }
 
-/// The sums of the lanes of W batches (W = lanes), as one batch: lane i = sum of acc[i].
-template <class Tag>
-typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* acc) noexcept {
-  constexpr std::size_t W = simd::ops<Tag>::lanes;
-  if constexpr (W == 4) {
-    return _mm_hadd_ps(_mm_hadd_ps(acc[0], acc[1]), _mm_hadd_ps(acc[2], acc[3]));
-  } else if constexpr (W == 8) {
-    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
-  } else {
-    // 16 -> 8 vectors (256-bit halves added, tokens i and i + 8 side by side), -> 4 (128-bit
-    // quarters added), then within 128-bit lanes; lanes come out as tokens 0-3, 8-11, 4-7, 12-15.
-    __m512 b[8], c[4];
-    for (int i = 0; i < 8; ++i)
-      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
-    for (int i = 0; i < 4; ++i)
-      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
-    const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
-    const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
-    const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
-                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
-  }
-}
-
 /// scores[i] = exp(scores[i] - shift) for the 16 scores of a tile (xsimd's vector exp).
 template <class Tag>
 void exp_shifted(float* scores, float shift) noexcept {
@@ -183,13 +164,6 @@ void accumulate_tile(const float* p, std::size_t n, const float* v_tile, std::si
   }
 }
 
-
-/// Online-softmax state of one chunk for its group's query heads: running max, sum, V sum.
-struct partial {
-  float* max;
-  float* sum;
-  float* acc;  ///< group x d
-};
 
 /// scores[i] = q · k_tile[i] for the 16 rows of a tile (rows past n are computed and ignored):
 /// one accumulator per token, reduced across lanes W tokens at a time by a transpose-add tree.
@@ -347,6 +321,7 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   LOWBIT_CHECK(q_heads > 0 && q_heads % s.kv_heads == 0,
                "decode: q_heads=" << q_heads << " must be a positive multiple of kv_heads=" << s.kv_heads);
   LOWBIT_CHECK(isa_supported(path), "decode: the " << isa_name(path) << " path is not available here");
+  LOWBIT_CHECK(s.head_dim <= 256, "decode: head_dim=" << s.head_dim << " is past 256");
   const std::size_t d = s.head_dim, group = q_heads / s.kv_heads;
   const float scale = options.scale != 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(d));
   // Chunks: about 4 per thread over all (sequence, head) pairs, at least 64 tokens each.
@@ -381,7 +356,37 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   std::vector<int8_t>& q_codes = q_codes_buffer;
   std::vector<detail::int8_query>& q8 = q8_buffer;
   q8.clear();
-  if (options.int8_query) {
+  // The integer path on both sides: queries quantized in its layout.
+  detail::int_layout layout;
+  thread_local aligned_buffer<int8_t> iq_codes_buffer, iq_plain_buffer;
+  thread_local aligned_buffer<int32_t> iq_offset_buffer;
+  thread_local std::vector<float> iq_scale_buffer;
+  aligned_buffer<int8_t>& iq_codes = iq_codes_buffer;
+  aligned_buffer<int8_t>& iq_plain = iq_plain_buffer;
+  aligned_buffer<int32_t>& iq_offset = iq_offset_buffer;
+  std::vector<float>& iq_scale = iq_scale_buffer;
+  const bool integer = options.integer_pv;
+  if (integer) {
+    LOWBIT_CHECK(options.int8_query, "decode: integer_pv needs int8_query (integer q·k as well)");
+    LOWBIT_CHECK(detail::is_int_kv<Element>::value,
+                 "decode: integer_pv needs int8 or int4 K and V without zero points (kv_cache<scheme<int8 or int4, ...>>)");
+    if constexpr (detail::is_int_kv<Element>::value) {
+      constexpr bool is_int4 = std::is_same<typename Element::format, int4>::value;
+      const std::size_t g = cache.keys().matrix.group_size();
+      LOWBIT_CHECK(g == d || g % (is_int4 ? 32 : 16) == 0,
+                   "decode: integer_pv needs one scale per token and head or groups of a multiple of "
+                       << (is_int4 ? 32 : 16) << " elements, not " << g);
+      layout = detail::int_layout(is_int4, d, g);
+      const std::size_t rows = s.batch * q_heads;
+      if (iq_codes.size() < rows * layout.sources * 64) iq_codes = aligned_buffer<int8_t>(rows * layout.sources * 64);
+      if (iq_plain.size() < rows * d) iq_plain = aligned_buffer<int8_t>(rows * d);
+      if (iq_offset.size() < rows * layout.chunks * 16) iq_offset = aligned_buffer<int32_t>(rows * layout.chunks * 16);
+      iq_scale.resize(rows);
+      for (std::size_t r = 0; r < rows; ++r)
+        iq_scale[r] = scale * detail::quantize_int_query(q + r * d, layout, iq_codes.data() + r * layout.sources * 64,
+                                                         iq_plain.data() + r * d, iq_offset.data() + r * layout.chunks * 16);
+    }
+  } else if (options.int8_query) {
     LOWBIT_CHECK(detail::is_int8_rows<Element>::value,
                  "decode: int8_query needs int8 keys without zero points (kv_cache<scheme<int8, ...>>)");
     if constexpr (detail::is_int8_rows<Element>::value) {
@@ -417,6 +422,15 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
       for (std::size_t i = begin; i < end; ++i) {
         const work& w = items[i];
         const std::size_t first_head = w.seq * q_heads + w.head * group;
+        if constexpr (detail::is_int_kv<Element>::value) {
+          if (integer) {
+            const detail::int_queries iq{iq_codes.data() + first_head * layout.sources * 64,
+                                         iq_offset.data() + first_head * layout.chunks * 16, iq_scale.data() + first_head,
+                                         iq_plain.data() + first_head * d};
+            detail::decode_chunk_integer<Tag>(cache, w.seq, w.head, w.t0, w.t1, iq, layout, group, part(i));
+            continue;
+          }
+        }
         detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d,
                                   q8.empty() ? nullptr : q8.data() + first_head, group, part(i));
       }

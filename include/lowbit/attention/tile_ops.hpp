@@ -22,6 +22,13 @@ namespace detail {
 
 constexpr std::size_t tile_tokens = 16;
 
+/// Online-softmax state of one chunk for its group's query heads: running max, sum, V sum.
+struct partial {
+  float* max;
+  float* sum;
+  float* acc;  ///< group x d
+};
+
 /// Threads an executor offers: its concurrency() when it says, else the hardware's (an engine's
 /// lambda executor says nothing; more chunks than threads only cost a little merging).
 template <class Executor>
@@ -74,6 +81,35 @@ void rows_to_float(const kv_rows<Element>& rows, std::size_t r0, std::size_t n, 
     dequantize_rows<Tag>(rows.matrix.view(), r0, r0 + n, out, d);
   }
 }
+
+#if defined(LOWBIT_COMPILED_SSE42)
+/// The sums of the lanes of W batches (W = lanes), as one batch: lane i = sum of acc[i].
+template <class Tag>
+typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* acc) noexcept {
+  constexpr std::size_t W = simd::ops<Tag>::lanes;
+  if constexpr (W == 4) {
+    return _mm_hadd_ps(_mm_hadd_ps(acc[0], acc[1]), _mm_hadd_ps(acc[2], acc[3]));
+  } else if constexpr (W == 8) {
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+  } else {
+    // 16 -> 8 vectors (256-bit halves added, tokens i and i + 8 side by side), -> 4 (128-bit
+    // quarters added), then within 128-bit lanes; lanes come out as tokens 0-3, 8-11, 4-7, 12-15.
+    __m512 b[8], c[4];
+    for (int i = 0; i < 8; ++i)
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
+    for (int i = 0; i < 4; ++i)
+      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+    const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+    const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+    const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
+  }
+}
+
+#endif
 
 /// Asks for `bytes` from p in L1, a cache line at a time.
 inline void prefetch(const void* p, std::size_t bytes) noexcept {
