@@ -3,6 +3,7 @@
 // (bench/memory.hpp).
 //
 //   BM_sparse24/<format>/<isa>/<N>x<K>/m<M>/t<threads>   lowbit 2:4, weight-only, fp32 activations
+//   BM_sparse24/f32/..., BM_sparse24/bf16/...            lowbit 2:4 with plain fp32 / bf16 kept values
 //   BM_bsr/<format>/<isa>/32x32_d<density %>/<N>x<K>/m<M>/t<threads>   lowbit BSR, 32 x 32 blocks
 //   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8)
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
@@ -54,21 +55,38 @@ quantized_matrix<Scheme> random_codes(std::size_t n, std::size_t k, std::size_t 
   return q;
 }
 
+/// Random 2:4 positions, the same for every kind of kept value.
+inline sparse24_positions random_positions(std::size_t n, std::size_t k) {
+  sparse24_positions positions(n, k);
+  static const unsigned pairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+  uint64_t s = 7;
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t g = 0; g < positions.groups(); ++g) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      const unsigned* p = pairs[(s >> 33) % 6];
+      positions.set(r, g, p[0], p[1]);
+    }
+  return positions;
+}
+
+/// 2:4 with plain fp32 or bf16 kept values.
+template <class T>
+const sparse24_matrix<T>& plain_sparse_weights(std::size_t n, std::size_t k) {
+  static sparse24_matrix<T> w;
+  if (w.rows() != n || w.cols() != k) {
+    const std::vector<float> values = random_floats(n * k / 2, 3);
+    const std::vector<T> kept(values.begin(), values.end());
+    w = sparse24_matrix<T>(kept.data(), n, k / 2, random_positions(n, k).nibbles.data(), k);
+  }
+  return w;
+}
+
 template <class Scheme>
 const sparse24_matrix<Scheme>& sparse_weights(std::size_t n, std::size_t k, std::size_t group_size) {
   static sparse24_matrix<Scheme> w;
   if (w.rows() != n || w.cols() != k) {
     const quantized_matrix<Scheme> kept = random_codes<Scheme>(n, k / 2, group_size / 2);
-    sparse24_positions positions(n, k);
-    static const unsigned pairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
-    uint64_t s = 7;
-    for (std::size_t r = 0; r < n; ++r)
-      for (std::size_t g = 0; g < positions.groups(); ++g) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        const unsigned* p = pairs[(s >> 33) % 6];
-        positions.set(r, g, p[0], p[1]);
-      }
-    w = sparse24_matrix<Scheme>(kept.view(), positions.nibbles.data(), k);
+    w = sparse24_matrix<Scheme>(kept.view(), random_positions(n, k).nibbles.data(), k);
   }
   return w;
 }
@@ -169,8 +187,25 @@ void register_format(const Format& f) {
   }
 }
 
+template <class T>
+void register_plain(const char* name) {
+  for (isa path : supported_isas()) {
+    if (path == isa::scalar) continue;
+    for (const shape& s : shapes)
+      for (std::size_t m : ms)
+        for (std::size_t threads : {1, 2})
+          benchmark::RegisterBenchmark(
+              (std::string("BM_sparse24/") + name + "/" + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads)).c_str(),
+              [=](benchmark::State& state) { run(state, plain_sparse_weights<T>(s.n, s.k), m, s.n, s.k, path, threads); })
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+  }
+}
+
 const bool registered = [] {
   std::apply([](const auto&... f) { (register_format(f), ...); }, formats);
+  register_plain<float>("f32");
+  register_plain<bf16>("bf16");
 #if defined(LOWBIT_BENCH_HAVE_OPENBLAS)
   for (const shape& s : shapes)
     for (std::size_t m : ms)
