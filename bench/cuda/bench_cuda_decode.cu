@@ -4,7 +4,7 @@
 // scales; contiguous and paged (16-token pages, shuffled). CUDA events around 50 launches, median of
 // 7 runs; launches alternate between two copies of the cache so that L2 (50 MB) holds neither.
 // The PyTorch SDPA fp16 peer runs in the same gpu.sh call (bench/cuda/sdpa_decode.py).
-// Usage: bench_cuda_decode [--quick]
+// Usage: bench_cuda_decode [--quick] [--only FORMAT-PREFIX]
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -46,14 +46,16 @@ double time_us(F&& launch) {  // median over repeats of the mean time per launch
 
 struct row {
   std::string name;
-  double bytes, best_us;
-  int best_split, best_prefetch;
-  double auto_us, no_prefetch_us;
+  double bytes, auto_us, best_us;
+  int best_split;
 };
 std::vector<row> rows;
 
+const char* only = nullptr;  // --only NAME: one format, default split only (for a profiler)
+
 template <class Scheme>
 void bench(const char* name, std::size_t group_size, std::size_t page_tokens, const __half* q, __half* out) {
+  if (only && std::strncmp(name, only, std::strlen(only)) != 0) return;
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   lb::attention::kv_shape shape;
@@ -84,30 +86,32 @@ void bench(const char* name, std::size_t group_size, std::size_t page_tokens, co
     for (std::size_t t = 0; t < S; t += 1024) cache.append(b, pool.data() + offset(rng), pool.data() + offset(rng), 1024);
   const lb::cuda::device_kv_cache<Scheme> copies[2] = {lb::cuda::upload(cache), lb::cuda::upload(cache)};
   lb::cuda::decode_workspace workspace;
-  row r{name, double(copies[0].bytes_read()), 1e30, 0, 0, 0, 0};
-  const auto run = [&](int split, int prefetch) {
+  row r{name, double(copies[0].bytes_read()), 0, 1e30, 0};
+  const auto run = [&](int split) {
     lb::cuda::decode_options options;
     options.split_tokens = split;
-    options.prefetch_tiles = prefetch;
     return time_us([&](int i) { lb::cuda::decode(q, copies[i % 2].view(), out, HQ, workspace, nullptr, options); });
   };
-  r.auto_us = run(0, 2);
-  r.no_prefetch_us = run(0, 0);
-  for (int split : {256, 512, 1024, 2048})
-    for (int prefetch : {0, 2, 4}) {
-      const double us = run(split, prefetch);
-      if (us < r.best_us) r.best_us = us, r.best_split = split, r.best_prefetch = prefetch;
-    }
+  r.auto_us = run(0);
+  std::printf("%-30s default %.1f us; split tokens:", name, r.auto_us);
+  if (only) return (void)std::printf("\n");
+  for (int split : {256, 512, 1024, 1408, 2048, 4096}) {
+    const double us = run(split);
+    std::printf(" %d: %.1f", split, us);
+    if (us < r.best_us) r.best_us = us, r.best_split = split;
+  }
+  std::printf("\n");
   rows.push_back(r);
-  std::printf("%-34s default %.1f us, no L2 prefetch %.1f us, best %.1f us (split %d, prefetch %d)\n", name, r.auto_us,
-              r.no_prefetch_us, r.best_us, r.best_split, r.best_prefetch);
   std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--quick") == 0) iterations = 10, repeats = 3;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) iterations = 10, repeats = 3;
+    if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i], iterations = 5, repeats = 1;
+  }
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB; decode B=%zu S=%zu Hq=%zu Hkv=%zu d=%zu\n", prop.name,
@@ -140,11 +144,11 @@ int main(int argc, char** argv) {
   bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g128, paged 16)", 0, 16, q, out);
   bench<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero (g64, contiguous)", 64, 0, q, out);
 
-  std::printf("\n| KV format | cache MB read | lowbit µs (default options) | GB/s | best µs (split, L2 prefetch) |\n");
+  std::printf("\n| KV format | cache MB read | lowbit µs (default split) | GB/s | best µs (split tokens) |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");
   for (const row& r : rows)
-    std::printf("| %s | %.1f | %.1f | %.0f | %.1f (%d, %d) |\n", r.name.c_str(), r.bytes * 1e-6, r.auto_us,
-                r.bytes / r.auto_us * 1e-3, r.best_us, r.best_split, r.best_prefetch);
+    std::printf("| %s | %.1f | %.1f | %.0f | %.1f (%d) |\n", r.name.c_str(), r.bytes * 1e-6, r.auto_us,
+                r.bytes / r.auto_us * 1e-3, r.best_us, r.best_split);
   cudaFree(q);
   cudaFree(out);
   return 0;

@@ -10,8 +10,10 @@
 /// of its group and never again), so the kernel's job is to stream the codes once, as 16-byte
 /// loads, and keep the arithmetic under the memory time. Design:
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
-///    KV head); each warp takes every 4th tile of 16 tokens (tiles never cross a page) with the next
-///    tile's codes loaded into registers while the current one is computed.
+///    KV head); each warp takes every 4th tile of 16 tokens (tiles never cross a page) and keeps 2
+///    (int8, FP8) or 4 (int4) more tiles in flight: cp.async copies into its own shared-memory ring,
+///    each lane copying exactly the bytes it will read (so no bank conflicts and no registers held).
+///    The memory latency, not the bandwidth, bounded a version with one tile in registers ahead.
 ///  - Scores S[G x 16] = Q · Kᵀ with mma.m16n8k16: the group's query heads are A (rows; up to 16),
 ///    the tile's keys B. A lane reads its quarter of a key row as one or two 16-byte loads and
 ///    dequantizes in registers (integers by the magic number 0x6400 | code = fp16 1024 + code, FP8
@@ -19,7 +21,8 @@
 ///    permuted order that matches those loads, and q is loaded once in the same permutation (a dot
 ///    product does not care about the order of its terms).
 ///  - Online softmax in fp32 on the score fragments (base-2 exponentials, log2(e) folded into q);
-///    the accumulator is rescaled only when some running maximum of the warp grew.
+///    the reference maximum moves only when a tile's exceeds it by 8 (in log2 units), so the
+///    accumulator is seldom rescaled.
 ///  - O[G x d] += P · V with mma: the score fragment is already P's A fragment (the FlashAttention-2
 ///    register reuse); V's B fragment pairs tokens 2t, 2t + 1 at one head-dimension index, built
 ///    from two rows' bytes by byte permutes; output columns are a permutation of d.
@@ -27,8 +30,8 @@
 ///    workspace and a second kernel merges the splits by log-sum-exp and writes fp16.
 /// Numerics: q (times scale · log2 e), dequantized K and V, and P rounded to fp16; products
 /// accumulated in fp32 on tensor cores; softmax state in fp32; output rounded to fp16. Dequantized
-/// values must fit fp16 (|value| < 65504). Tolerance against the CPU decode (tests/cuda): 2^-7 times
-/// the largest |V| of the (sequence, KV head).
+/// values must fit fp16 (|value| < 65504). Tolerance against the CPU decode (tests/cuda/test_cuda_decode.cu):
+/// (2^-8 + 4 ds) sum_i p_i |v_i| + 2^-10 |out|, ds bounding the score error from fp16 q and K.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -48,10 +51,7 @@ namespace cuda {
 /// Decode launch options.
 struct decode_options {
   float scale = 0.0f;    ///< multiplies q·k; 0: 1 / sqrt(head_dim)
-  int split_tokens = 0;  ///< tokens per block (a multiple of 64); 0: chosen from the shape and the GPU
-  /// Each warp asks L2 for its tile this many tiles ahead (prefetch.global.L2, no registers held),
-  /// beyond the one tile it keeps loading into registers; 0: off.
-  int prefetch_tiles = 2;
+  int split_tokens = 0;  ///< tokens per block (a multiple of 64); 0: about 2 blocks an SM, >= 256 tokens each
 };
 
 /// Device scratch for the split partials; grows on demand (reuse it across calls).
@@ -85,12 +85,13 @@ struct kv_params {
   int kv_heads, capacity, page_tokens, table_width, groups, group_size;
 };
 
+/// Scale i of a tile's scales in shared memory (float, fp16 or bf16) as float.
 template <class Scale>
-__device__ __forceinline__ float load_scale(const void* scales, std::size_t i) {
+__device__ __forceinline__ float load_scale(const uint8_t* scales, int i) {
   if constexpr (std::is_same<Scale, float>::value) {
-    return __ldg(static_cast<const float*>(scales) + i);
+    return reinterpret_cast<const float*>(scales)[i];
   } else {
-    const unsigned short bits = __ldg(static_cast<const unsigned short*>(scales) + i);
+    const unsigned short bits = reinterpret_cast<const unsigned short*>(scales)[i];
     if constexpr (std::is_same<Scale, fp16>::value) return __half2float(__ushort_as_half(bits));
     else return __uint_as_float(static_cast<uint32_t>(bits) << 16);  // bf16
   }
@@ -199,50 +200,94 @@ struct kv_codec {
 };
 
 /// Head-dimension index of the lane's k-step j element (register half r, element e): the order in
-/// which key_fragment consumes the lane's quarter [E t, E t + E) of a key row (E = D / 4).
+/// which key_fragment consumes the lane's quarter of a key row. 8-bit: 16-byte pieces at 64 p + 16 t
+/// (so that the 4 lanes t of a row read 64 contiguous bytes in each copy); 4-bit: the D / 4 codes
+/// from (D / 4) t, in one piece.
 template <int Bits, int D>
 __host__ __device__ constexpr int key_dim(int t, int j, int r, int e) {
-  return Bits == 8 ? (D / 4) * t + 4 * j + 2 * r + e : (D / 4) * t + 8 * (j >> 1) + 2 * (j & 1) + r + 4 * e;
+  return Bits == 8 ? 64 * (j >> 2) + 16 * t + 4 * (j & 3) + 2 * r + e
+                   : (D / 4) * t + 8 * (j >> 1) + 2 * (j & 1) + r + 4 * e;
 }
 
+/// Shared memory of one warp's stage (one tile): each lane's key and value pieces in lane order
+/// (a lane reads back only what it copied: no bank conflicts), then the tile's 16 rows of key and
+/// value scales and zero points (at most 4 groups a row: group_size >= head_dim / 4).
+template <class Scheme, int D>
+struct decode_stage {
+  static constexpr int bits = Scheme::bits;
+  static constexpr int key_bytes = D / 4 * bits / 8, value_bytes = D / 8 * bits / 8;  // a lane's share of a row
+  static constexpr int key_piece = key_bytes < 16 ? key_bytes : 16, value_piece = value_bytes < 16 ? value_bytes : 16;
+  static constexpr int scale_bytes = 16 * 4 * static_cast<int>(sizeof(typename Scheme::scale_type));
+  static constexpr int zero_bytes = Scheme::has_zero ? 16 * 4 : 0;
+  static constexpr int keys = 0, values = keys + 2 * 32 * key_bytes;
+  static constexpr int key_scales = values + 4 * 32 * value_bytes, value_scales = key_scales + scale_bytes;
+  static constexpr int key_zeros = value_scales + scale_bytes, value_zeros = key_zeros + zero_bytes;
+  static constexpr int bytes = (value_zeros + zero_bytes + 15) / 16 * 16;
+  static constexpr int key_pieces = key_bytes / key_piece;
+  /// Tiles a warp has in flight (stages - 1 ahead of the one computed), as the SM's 227 KB allow:
+  /// 4 blocks of 3 stages (8-bit), 3 blocks of 6 (4-bit tiles are half the size).
+  static constexpr int stages = bits == 8 ? 3 : 6;
+
+  static constexpr int ring_bytes = decode_warps * stages * bytes;
+  static constexpr int merge_bytes = decode_warps * 16 * D * 4;
+  static constexpr int smem_bytes = ring_bytes > merge_bytes ? ring_bytes : merge_bytes;
+};
+
+template <int Bytes>
+__device__ __forceinline__ void cp_async(void* shared, const void* global) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  if constexpr (Bytes == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global));
+  else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(address), "l"(global), "n"(Bytes));
+}
+
+/// A lane's share of a row from its stage: pieces of up to 16 bytes, 32 lanes apart.
 template <int Words>
-__device__ __forceinline__ void load_words(uint32_t (&w)[Words], const uint8_t* p) {
+__device__ __forceinline__ void load_pieces(uint32_t (&w)[Words], const uint8_t* first) {
   if constexpr (Words % 4 == 0) {
 #pragma unroll
     for (int i = 0; i < Words / 4; ++i) {
-      const ::uint4 v = __ldg(reinterpret_cast<const ::uint4*>(p) + i);
+      const ::uint4 v = *reinterpret_cast<const ::uint4*>(first + i * 32 * 16);
       w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
     }
   } else if constexpr (Words == 2) {
-    const ::uint2 v = __ldg(reinterpret_cast<const ::uint2*>(p));
+    const ::uint2 v = *reinterpret_cast<const ::uint2*>(first);
     w[0] = v.x, w[1] = v.y;
   } else {
     static_assert(Words == 1, "1, 2 or a multiple of 4 words");
-    w[0] = __ldg(reinterpret_cast<const uint32_t*>(p));
+    w[0] = *reinterpret_cast<const uint32_t*>(first);
   }
 }
+
+/// Blocks an SM the registers are capped for (__launch_bounds__): 4 for 8-bit tiles with up to 8
+/// query heads a group (128 registers), else 3 (4-bit: 6 stages; 16 heads: more registers).
+template <int Bits, int MaxG>
+struct decode_min_blocks : std::integral_constant<int, (Bits == 8 && MaxG <= 8) ? 4 : 3> {};
 
 /// One block: split blockIdx.x of KV head blockIdx.y of sequence blockIdx.z, G <= MaxG query heads.
 /// With splits == 1 it writes the normalized fp16 output; else (max, sum) and unnormalized O
 /// partials to work ([B][Hkv][G][splits] x (D + 2) floats: O, then max and sum).
 template <class Scheme, int D, int MaxG>
-__global__ void __launch_bounds__(decode_warps * 32)
+__global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::bits, MaxG>::value)
     decode_kernel(const __half* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
-                  int prefetch_tiles, float* __restrict__ work, __half* __restrict__ out) {
+                  float* __restrict__ work, __half* __restrict__ out) {
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
+  using stage_layout = decode_stage<Scheme, D>;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, NT = D / 8;
-  constexpr int row_bytes = D * bits / 8;
+  constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
+  constexpr int scale_size = static_cast<int>(sizeof(scale_type));
   constexpr float neg_inf = -INFINITY;
   __shared__ float m_s[decode_warps][16], l_s[decode_warps][16], row_max[16], row_sum[16];
-  extern __shared__ float o_s[];  // [warps][16][D]
+  extern __shared__ ::uint4 smem_vecs[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>(smem_vecs);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
   const int length = kv.lengths[seq];
   const int t_begin = split * split_tokens, t_end = min(length, t_begin + split_tokens);
   const int q_heads = kv.kv_heads * group;
+  uint8_t* ring = smem + warp * stages * stage_layout::bytes;
 
   // The group's queries as A fragments (rows: query heads g and g + 8; zero past the group).
   uint32_t qa[KS][4];
@@ -262,71 +307,106 @@ __global__ void __launch_bounds__(decode_warps * 32)
       }
   }
 
-  // Codes of one tile: key rows g, g + 8 (the lane's quarter), value rows 2t, 2t + 1, 2t + 8, 2t + 9
-  // (the lane's eighth), and their group scales and zero points.
-  struct tile_codes {
-    uint32_t k[2][KW], v[4][VW];
-    float ks[2], vs[4];
-    unsigned kz[2], vz[4];
-  };
-  const int k_group = (E * t) / kv.group_size, v_group = ((D / 8) * g) / kv.group_size;
-  const auto tile_row = [&](int tok0) -> std::size_t {  // storage row of token tok0 (a tile's rows are consecutive)
-    if (kv.page_tokens) {
-      const uint32_t page = __ldg(kv.tables + (size_t)seq * kv.table_width + tok0 / kv.page_tokens);
-      return ((size_t)page * kv.kv_heads + head) * kv.page_tokens + tok0 % kv.page_tokens;
-    }
-    return ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
-  };
-  // L2 prefetch of a whole tile: lanes 0..15 take the key rows, 16..31 the value rows, one 128-byte
-  // line each (a tile's 16 rows are 16 row_bytes apart: 1 or 2 lines a row for 4 / 8 bits).
-  const auto prefetch_tile = [&](int tile) {
-    const int tok0 = tile * 16, i = lane & 15;
-    if (tok0 + i >= t_end) return;
-    const std::size_t row = tile_row(tok0) + i;
-    const uint8_t* base = (lane < 16 ? kv.keys.codes : kv.values.codes) + row * row_bytes;
+  // Tiles of this warp: first, first + 4, ... below end (tiles never cross a split or a page).
+  const int first = t_begin / 16 + warp, end = (t_end + 15) / 16;
+  constexpr int kp = stage_layout::key_piece, vp = stage_layout::value_piece, key_pieces = stage_layout::key_pieces;
+  int k_group[key_pieces];  // group of each of the lane's key pieces (a piece lies in one group)
 #pragma unroll
-    for (int b = 0; b < row_bytes; b += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(base + b));
-  };
-  const auto load_tile = [&](int tile, tile_codes& c) {
-    const int tok0 = tile * 16, last = length - 1 - tok0;  // rows past the length read the last one
-    const std::size_t row0 = tile_row(tok0);
+  for (int p = 0; p < key_pieces; ++p) k_group[p] = ((4 * p + t) * kp * 8 / bits) / kv.group_size;
+  const int v_group = ((D / 8) * g) / kv.group_size;
+  const int group_bytes = 16 * kv.groups * scale_size;  // a tile's scales: 16 consecutive rows
+  // Copies tile number i of this warp into its stage (cp.async): key rows g, g + 8 (the lane's
+  // quarter), value rows 2t, 2t + 1, 2t + 8, 2t + 9 (the lane's eighth), the tile's scales and zero
+  // points. Rows past the length read the last token's row. Always commits a group.
+  const auto issue = [&](int i) {
+    const int tile = first + i * decode_warps;
+    if (tile < end) {
+      const int tok0 = tile * 16, last = length - 1 - tok0;
+      std::size_t row0;
+      if (kv.page_tokens) {
+        const uint32_t page = __ldg(kv.tables + (size_t)seq * kv.table_width + tok0 / kv.page_tokens);
+        row0 = ((size_t)page * kv.kv_heads + head) * kv.page_tokens + tok0 % kv.page_tokens;
+      } else {
+        row0 = ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
+      }
+      uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const std::size_t row = row0 + min(g + 8 * r, last);
-      load_words(c.k[r], kv.keys.codes + row * row_bytes + E * t * bits / 8);
-      c.ks[r] = load_scale<scale_type>(kv.keys.scales, row * kv.groups + k_group);
-      c.kz[r] = (Scheme::has_zero ? __ldg(kv.keys.zeros + row * kv.groups + k_group) : 0u) ^ kv_scheme<Scheme>::implicit_zero;
-    }
+      for (int r = 0; r < 2; ++r) {
+        const uint8_t* src = kv.keys.codes + (row0 + min(g + 8 * r, last)) * row_bytes + t * kp;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const std::size_t row = row0 + min(2 * t + (r & 1) + 8 * (r >> 1), last);
-      load_words(c.v[r], kv.values.codes + row * row_bytes + (D / 8) * g * bits / 8);
-      c.vs[r] = load_scale<scale_type>(kv.values.scales, row * kv.groups + v_group);
-      c.vz[r] = (Scheme::has_zero ? __ldg(kv.values.zeros + row * kv.groups + v_group) : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+        for (int p = 0; p < key_pieces; ++p)
+          cp_async<kp>(stage + stage_layout::keys + ((r * key_pieces + p) * 32 + lane) * kp, src + p * 4 * kp);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t* src =
+            kv.values.codes + (row0 + min(2 * t + (r & 1) + 8 * (r >> 1), last)) * row_bytes + (D / 8) * g * bits / 8;
+#pragma unroll
+        for (int p = 0; p < stage_layout::value_bytes / vp; ++p)
+          cp_async<vp>(stage + stage_layout::values + ((r * (stage_layout::value_bytes / vp) + p) * 32 + lane) * vp,
+                       src + p * vp);
+      }
+      // Scales (16 rows x groups, 16-byte aligned: tiles start at rows divisible by 16): lanes 0..15
+      // copy the keys', 16..31 the values', 16 bytes each.
+      const int piece = lane & 15;
+      if (piece * 16 < group_bytes) {
+        const uint8_t* src = static_cast<const uint8_t*>(lane < 16 ? kv.keys.scales : kv.values.scales) +
+                             row0 * kv.groups * scale_size + piece * 16;
+        cp_async<16>(stage + (lane < 16 ? stage_layout::key_scales : stage_layout::value_scales) + piece * 16, src);
+      }
+      if constexpr (Scheme::has_zero) {
+        if (piece < kv.groups) {  // 16 rows x groups bytes
+          const uint8_t* src = (lane < 16 ? kv.keys.zeros : kv.values.zeros) + row0 * kv.groups + piece * 16;
+          cp_async<16>(stage + (lane < 16 ? stage_layout::key_zeros : stage_layout::value_zeros) + piece * 16, src);
+        }
+      }
     }
+    cp_async_commit();
   };
 
   float o[NT][4] = {}, m[2] = {neg_inf, neg_inf}, l[2] = {0.0f, 0.0f};
-  const int first = t_begin / 16 + warp, end = (t_end + 15) / 16;
-  tile_codes next;
-  if (first < end) load_tile(first, next);
-  for (int tile = first; tile < end; tile += decode_warps) {
-    const tile_codes cur = next;
-    if (tile + decode_warps < end) load_tile(tile + decode_warps, next);
-    if (prefetch_tiles > 0 && tile + (prefetch_tiles + 1) * decode_warps < end)
-      prefetch_tile(tile + (prefetch_tiles + 1) * decode_warps);
+#pragma unroll
+  for (int i = 0; i < stages - 1; ++i) issue(i);
+  for (int i = 0, tile = first; tile < end; ++i, tile += decode_warps) {
+    cp_async_wait<stages - 2>();
+    __syncwarp();  // the stage's scales were copied by other lanes; the previous stage is free
+    issue(i + stages - 1);
+    const uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
+    const int last = length - 1 - tile * 16;
+    uint32_t v[4][VW];
+    float vs[4];
+    unsigned vz[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      load_pieces(v[r], stage + stage_layout::values + (r * (stage_layout::value_bytes / vp) * 32 + lane) * vp);
+      const int at = min(2 * t + (r & 1) + 8 * (r >> 1), last) * kv.groups + v_group;
+      vs[r] = load_scale<scale_type>(stage + stage_layout::value_scales, at);
+      vz[r] = (Scheme::has_zero ? stage[stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+    }
 
-    // Scores: s[n] for tokens 8n + 2t, + 1 (c0, c1: head g; c2, c3: head g + 8).
-    float s[2][4] = {};
+    // Scores: s[n] for tokens 8n + 2t, + 1 (c0, c1: head g; c2, c3: head g + 8); key rows g + 8n.
+    float s[2][4], s_odd[2][4] = {};  // even and odd k-steps in two chains (half the mma latency chain)
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      const auto p = codec::params(cur.ks[n], cur.ks[n], cur.kz[n], cur.kz[n]);
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      uint32_t k[KW];
+      load_pieces(k, stage + stage_layout::keys + (n * key_pieces * 32 + lane) * kp);
+      typename codec::row_params p[key_pieces];
+#pragma unroll
+      for (int piece = 0; piece < key_pieces; ++piece) {
+        const int at = min(g + 8 * n, last) * kv.groups + k_group[piece];
+        const float scale = load_scale<scale_type>(stage + stage_layout::key_scales, at);
+        const unsigned zero = (Scheme::has_zero ? stage[stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+        p[piece] = codec::params(scale, scale, zero, zero);
+      }
 #pragma unroll
       for (int j = 0; j < KS; ++j) {
         uint32_t b0, b1;
-        codec::key_fragment(cur.k[n], j, p, b0, b1);
-        mma_16816(s[n], qa[j], b0, b1);
+        codec::key_fragment(k, j, p[j / (KS / key_pieces)], b0, b1);
+        mma_16816(j % 2 ? s_odd[n] : s[n], qa[j], b0, b1);
       }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[n][i] += s_odd[n][i];
     }
     // Online softmax (base 2); tokens past the end masked.
     const int tok = tile * 16 + 2 * t;
@@ -343,10 +423,14 @@ __global__ void __launch_bounds__(decode_warps * 32)
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(m[r], tile_max[r]);
-      base[r] = new_max == neg_inf ? 0.0f : new_max;
-      corr[r] = exp2f(m[r] - base[r]);  // 0 while nothing was seen (m = -inf)
-      m[r] = new_max;
+      // The reference maximum moves only when the tile's exceeds it by more than 2^8 (exponentials
+      // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
+      corr[r] = 1.0f;
+      if (tile_max[r] > m[r] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
+        corr[r] = exp2f(m[r] - tile_max[r]);  // 0 while nothing was seen
+        m[r] = tile_max[r];
+      }
+      base[r] = m[r] == neg_inf ? 0.0f : m[r];
     }
     uint32_t pa[4];
 #pragma unroll
@@ -362,17 +446,19 @@ __global__ void __launch_bounds__(decode_warps * 32)
       for (int nt = 0; nt < NT; ++nt) o[nt][0] *= corr[0], o[nt][1] *= corr[0], o[nt][2] *= corr[1], o[nt][3] *= corr[1];
     }
     // O += P · V: n-tile nt, column g is head-dimension index (D / 8) g + nt.
-    const auto p01 = codec::params(cur.vs[0], cur.vs[1], cur.vz[0], cur.vz[1]);
-    const auto p89 = codec::params(cur.vs[2], cur.vs[3], cur.vz[2], cur.vz[3]);
+    const auto p01 = codec::params(vs[0], vs[1], vz[0], vz[1]);
+    const auto p89 = codec::params(vs[2], vs[3], vz[2], vz[3]);
 #pragma unroll
     for (int w = 0; w < VW; ++w) {
       uint32_t b0[per_word], b1[per_word];
-      codec::value_pairs(cur.v[0][w], cur.v[1][w], p01, b0);
-      codec::value_pairs(cur.v[2][w], cur.v[3][w], p89, b1);
+      codec::value_pairs(v[0][w], v[1][w], p01, b0);
+      codec::value_pairs(v[2][w], v[3][w], p89, b1);
 #pragma unroll
       for (int i = 0; i < per_word; ++i) mma_16816(o[w * per_word + i], pa, b0[i], b1[i]);
     }
   }
+  cp_async_wait<0>();
+  float* o_s = reinterpret_cast<float*>(smem);  // [warps][16][D], over the ring (after the barrier below)
 
   // Merge the block's warps: each row's max and sum, then the rescaled O summed over warps.
 #pragma unroll
@@ -442,16 +528,18 @@ template <class Scheme, int D, int MaxG>
 void decode_launch(const __half* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
                    const decode_options& options, decode_workspace& workspace, __half* out, cudaStream_t stream) {
   const auto kernel = decode_kernel<Scheme, D, MaxG>;
-  const int smem = decode_warps * 16 * D * static_cast<int>(sizeof(float));
+  const int smem = decode_stage<Scheme, D>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
   int split_tokens = options.split_tokens;
   if (split_tokens == 0) {
-    // About 4 waves of blocks (the last wave's idle SMs then cost little), at least 256 tokens a
-    // block (a few tiles a warp), rounded to 64.
-    int per_sm = 0;
-    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, decode_warps * 32, smem));
-    const long long blocks = 4LL * std::max(1, per_sm) * sm_count(), pairs = 1LL * batch * kv.kv_heads;
-    const long long tokens = (1LL * max_length * pairs + blocks - 1) / blocks;
+    // About 2 blocks an SM in all, at least 256 tokens each, rounded to 64: on an H100 (bench/cuda)
+    // fewer, longer blocks beat a full wave of resident ones (each block's pipeline fill and merge
+    // cost about a tile a warp), while 1 block an SM leaves too few warps to hide the latency.
+    const long long pairs = 1LL * batch * kv.kv_heads;
+    const long long per_pair = std::max(1LL, 2LL * sm_count() / pairs);
+    const long long tokens = (max_length + per_pair - 1) / per_pair;
     split_tokens = static_cast<int>(std::max(256LL, (tokens + 63) / 64 * 64));
   }
   const int splits = std::max(1, (max_length + split_tokens - 1) / split_tokens);
@@ -459,7 +547,7 @@ void decode_launch(const __half* q, const kv_params& kv, int batch, int group, i
   float* work = nullptr;
   if (splits > 1) work = workspace.reserve(static_cast<std::size_t>(batch) * kv.kv_heads * group * splits * (D + 2));
   kernel<<<dim3(splits, kv.kv_heads, batch), decode_warps * 32, smem, stream>>>(
-      q, kv, group, q_scale, split_tokens, splits, options.prefetch_tiles, work, out);
+      q, kv, group, q_scale, split_tokens, splits, work, out);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   if (splits > 1) {
     decode_merge_kernel<D><<<batch * kv.kv_heads * group, D, 0, stream>>>(work, splits, out);
@@ -488,7 +576,6 @@ void decode(const __half* q, const kv_view<Scheme>& cache, __half* out, std::siz
                "cuda::decode: split_tokens=" << options.split_tokens << " must be a multiple of 64");
   LOWBIT_CHECK(cache.batch <= 65535 && cache.kv_heads <= 65535, "cuda::decode: batch or kv_heads too large for the grid");
   const int d = static_cast<int>(cache.head_dim);
-  LOWBIT_CHECK(options.prefetch_tiles >= 0, "cuda::decode: prefetch_tiles=" << options.prefetch_tiles);
   int max_length = 0;
   for (int n : cache.host_lengths) max_length = std::max(max_length, n);
   detail::kv_params kv{cache.keys,

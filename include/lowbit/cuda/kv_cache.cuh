@@ -2,15 +2,18 @@
 /// \brief cuda::device_kv_cache: a copy of an attention::kv_cache on the GPU, in the same layout.
 ///
 /// The CPU cache's storage is mirrored row for row (row (seq, head, token) as kv_cache::row says,
-/// contiguous or paged with the same block tables), so that a kernel finds token t of a sequence
-/// where the CPU library would: codes, scales (in the scheme's scale type) and zero points as
-/// stored, the lengths, and the block tables padded to one width. upload() copies it once; the GPU decode kernel (decode.cuh) reads this view.
+/// paged with the same pool and block tables, or contiguous), so that a kernel finds token t of a
+/// sequence where the CPU library would: codes, scales (in the scheme's scale type) and zero points
+/// as stored, the lengths, and the block tables padded to one width. One change: a contiguous
+/// cache's capacity is rounded up to a multiple of 16 on the device, so that every 16-token tile
+/// starts at a row divisible by 16 (its scales are then 16-byte aligned for cp.async), as pages are. upload() copies it once; the GPU decode kernel (decode.cuh) reads this view.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -54,7 +57,7 @@ struct kv_view {
   const int* lengths = nullptr;       ///< batch
   const uint32_t* tables = nullptr;   ///< paged: batch x table_width pages; null when contiguous
   std::size_t batch = 0, kv_heads = 0, head_dim = 0;
-  std::size_t capacity = 0;           ///< contiguous layout: tokens a sequence can hold
+  std::size_t capacity = 0;           ///< contiguous layout: rows per (sequence, head), a multiple of 16
   std::size_t page_tokens = 0;        ///< paged layout: tokens per page (0: contiguous)
   std::size_t table_width = 0;
   std::size_t group_size = 0;         ///< elements of a head vector per scale
@@ -93,6 +96,8 @@ device_kv_cache<Scheme> upload(const attention::kv_cache<Scheme>& cache) {
   const std::size_t d = s.head_dim, g = km.group_size();
   LOWBIT_CHECK(d == 64 || d == 128, "cuda::upload: head_dim=" << d << " (the GPU decode supports 64 and 128)");
   LOWBIT_CHECK(g % (d / 4) == 0, "cuda::upload: group_size=" << g << " must be a multiple of head_dim / 4 = " << d / 4);
+  LOWBIT_CHECK(km.rows() == vm.rows() && km.cols() == d,
+               "cuda::upload: the keys are not stored one row per token (per-channel KIVI keys are not supported on the GPU)");
   LOWBIT_CHECK(km.rows() < (std::size_t(1) << 31), "cuda::upload: " << km.rows() << " rows are too many (< 2^31)");
 
   device_kv_cache<Scheme> out;
@@ -100,7 +105,7 @@ device_kv_cache<Scheme> upload(const attention::kv_cache<Scheme>& cache) {
   v.batch = s.batch;
   v.kv_heads = s.kv_heads;
   v.head_dim = d;
-  v.capacity = s.capacity;
+  v.capacity = (s.capacity + 15) / 16 * 16;
   v.page_tokens = s.page_tokens;
   v.group_size = g;
   v.groups = km.groups_per_row();
@@ -109,11 +114,20 @@ device_kv_cache<Scheme> upload(const attention::kv_cache<Scheme>& cache) {
     out.buffers_[slot] = detail::upload(host, std::max<std::size_t>(bytes, 1));
     return out.buffers_[slot++].get();
   };
+  // Contiguous: each (sequence, head)'s capacity rows copied to a block of v.capacity rows.
+  const std::size_t blocks = cache.paged() ? 1 : s.batch * s.kv_heads;
+  const std::size_t from_rows = cache.paged() ? km.rows() : s.capacity, to_rows = cache.paged() ? km.rows() : v.capacity;
+  const auto spread = [&](const void* src, std::size_t row_size) {
+    std::vector<uint8_t> dst(blocks * to_rows * row_size, 0);
+    for (std::size_t b = 0; b < blocks; ++b)
+      std::memcpy(dst.data() + b * to_rows * row_size, static_cast<const uint8_t*>(src) + b * from_rows * row_size,
+                  from_rows * row_size);
+    return put(dst.data(), dst.size());
+  };
   const auto rows_to_device = [&](const quantized_matrix<Scheme>& m, kv_rows_view& r) {
-    r.codes = static_cast<const uint8_t*>(put(m.codes(), m.rows() * m.row_bytes()));
-    const std::size_t groups = m.rows() * m.groups_per_row();
-    r.scales = put(m.scales(), groups * sizeof(typename Scheme::scale_type));
-    if constexpr (Scheme::has_zero) r.zeros = static_cast<const uint8_t*>(put(m.zeros(), groups));
+    r.codes = static_cast<const uint8_t*>(spread(m.codes(), m.row_bytes()));
+    r.scales = spread(m.scales(), m.groups_per_row() * sizeof(typename Scheme::scale_type));
+    if constexpr (Scheme::has_zero) r.zeros = static_cast<const uint8_t*>(spread(m.zeros(), m.groups_per_row()));
   };
   rows_to_device(km, v.keys);
   rows_to_device(vm, v.values);
