@@ -2,7 +2,7 @@
 # lowbit's full check, as CI runs it (.ci/run). Installs missing dependencies, then:
 #   (a) GCC, Release, -Wall -Wextra -Werror: tests, benchmarks and examples built; ctest (this
 #       includes the no-exceptions test, tests/noexcept); benchmarks listed; the demo run
-#   (b) Clang, -O1 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest
+#   (b) Clang, -O0 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest
 #   (c) the consumer projects: add_subdirectory, FetchContent, find_package (tests/consumers/run.sh)
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
 #   (e) libFuzzer on the file readers and checkpoint importers (scripts/fuzz.sh): Clang, ASan +
@@ -84,10 +84,10 @@ end_phase "$gcc_ctest_line"
 
 if [[ $quick != 1 ]]; then
   # (b) -----------------------------------------------------------------------------------------
-  begin_phase b "Clang -O1 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest"
+  begin_phase b "Clang -O0 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest"
   export ASAN_OPTIONS=${ASAN_OPTIONS:-strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  cmake -S . -B build-ci-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -gline-tables-only" \
+  cmake -S . -B build-ci-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0 -gline-tables-only" \
     -DCMAKE_CXX_COMPILER=clang++ -DLOWBIT_WERROR=ON -DLOWBIT_SANITIZE=address,undefined \
     -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_BENCH=OFF -DLOWBIT_BUILD_EXAMPLES=OFF > build-ci-asan.configure.log \
     || { cat build-ci-asan.configure.log; exit 1; }

@@ -11,6 +11,8 @@ using namespace lowbit;
 template <class Scheme>
 class Dequantize8 : public ::testing::Test {};
 
+// Every 8-bit format x scale type x zero point; see tests/common/schemes.hpp for the sanitizer build's subset.
+#ifndef LOWBIT_TEST_SANITIZED
 using schemes_8bit = ::testing::Types<
     scheme<int8>, scheme<int8, fp16>, scheme<int8, bf16>, scheme<int8, e8m0>,                            //
     scheme<int8, float, true>, scheme<int8, fp16, true>, scheme<int8, bf16, true>, scheme<int8, e8m0, true>,  //
@@ -19,6 +21,12 @@ using schemes_8bit = ::testing::Types<
     scheme<mxint8>, scheme<mxint8, fp16>, scheme<mxint8, bf16>, scheme<mxint8, e8m0>,          //
     scheme<fp8_e4m3>, scheme<fp8_e4m3, fp16>, scheme<fp8_e4m3, bf16>, scheme<fp8_e4m3, e8m0>,  //
     scheme<fp8_e5m2>, scheme<fp8_e5m2, fp16>, scheme<fp8_e5m2, bf16>, scheme<fp8_e5m2, e8m0>>;
+#else
+using schemes_8bit = ::testing::Types<
+    scheme<int8>, scheme<int8, fp16>, scheme<int8, bf16>, scheme<int8, e8m0>,                                  //
+    scheme<uint8, float, true>, scheme<uint8, fp16, true>, scheme<uint8, bf16, true>, scheme<uint8, e8m0, true>,  //
+    scheme<mxint8, bf16>, scheme<fp8_e4m3, fp16>, scheme<fp8_e5m2, e8m0>>;
+#endif
 TYPED_TEST_SUITE(Dequantize8, schemes_8bit);
 
 TYPED_TEST(Dequantize8, BitExactOnEveryPath) { lowbit_test::check_scheme<TypeParam>(2000); }
