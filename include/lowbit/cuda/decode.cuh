@@ -209,65 +209,67 @@ __host__ __device__ constexpr int key_dim(int t, int j, int r, int e) {
                    : (D / 4) * t + 8 * (j >> 1) + 2 * (j & 1) + r + 4 * e;
 }
 
-/// Shared memory of one warp's stage (one tile): each lane's key and value pieces in lane order
-/// (a lane reads back only what it copied: no bank conflicts), then the tile's 16 rows of key and
-/// value scales and zero points (at most 4 groups a row: group_size >= head_dim / 4).
+/// Shared memory of one warp's stage (one tile): the tile's 16 key rows and 16 value rows as
+/// stored (one bulk copy each; the lanes' reads then conflict 2-way on keys and 4-way on 8-bit
+/// values, which measured cheaper than one copy a padded row), then the 16 rows of key and value
+/// scales and zero points (at most 4 groups a row: group_size >= head_dim / 4), then the stage's
+/// mbarrier (bulk copies on sm_90).
 template <class Scheme, int D>
 struct decode_stage {
   static constexpr int bits = Scheme::bits;
+  static constexpr int row_bytes = D * bits / 8;
+  static constexpr int key_stride = row_bytes, value_stride = row_bytes;  // a tile is one contiguous copy
   static constexpr int key_bytes = D / 4 * bits / 8, value_bytes = D / 8 * bits / 8;  // a lane's share of a row
-  static constexpr int key_piece = key_bytes < 16 ? key_bytes : 16, value_piece = value_bytes < 16 ? value_bytes : 16;
+  static constexpr int key_piece = key_bytes < 16 ? key_bytes : 16;
+  static constexpr int key_pieces = key_bytes / key_piece;
   static constexpr int scale_bytes = 16 * 4 * static_cast<int>(sizeof(typename Scheme::scale_type));
   static constexpr int zero_bytes = Scheme::has_zero ? 16 * 4 : 0;
-  static constexpr int keys = 0, values = keys + 2 * 32 * key_bytes;
-  static constexpr int key_scales = values + 4 * 32 * value_bytes, value_scales = key_scales + scale_bytes;
+  static constexpr int keys = 0, values = keys + 16 * key_stride;
+  static constexpr int key_scales = values + 16 * value_stride, value_scales = key_scales + scale_bytes;
   static constexpr int key_zeros = value_scales + scale_bytes, value_zeros = key_zeros + zero_bytes;
-  static constexpr int bytes = (value_zeros + zero_bytes + 15) / 16 * 16;
-  static constexpr int key_pieces = key_bytes / key_piece;
-  /// Tiles a warp has in flight (stages - 1 ahead of the one computed), as the SM's 227 KB allow:
-  /// 4 blocks of 3 stages (8-bit), 3 blocks of 6 (4-bit tiles are half the size).
-  static constexpr int stages = bits == 8 ? 3 : 6;
-
+  static constexpr int barrier = value_zeros + zero_bytes;
+  static constexpr int bytes = (barrier + 8 + 15) / 16 * 16;
+  /// Tiles a warp has in flight (stages - 1 ahead of the one computed).
+  static constexpr int stages = bits == 8 ? 3 : 5;
   static constexpr int ring_bytes = decode_warps * stages * bytes;
   static constexpr int merge_bytes = decode_warps * 16 * D * 4;
   static constexpr int smem_bytes = ring_bytes > merge_bytes ? ring_bytes : merge_bytes;
 };
 
-template <int Bytes>
-__device__ __forceinline__ void cp_async(void* shared, const void* global) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  if constexpr (Bytes == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global));
-  else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(address), "l"(global), "n"(Bytes));
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-/// A lane's share of a row from its stage: pieces of up to 16 bytes, 32 lanes apart.
+template <int Bytes>
+__device__ __forceinline__ void cp_async(void* shared, const void* global) {
+  static_assert(Bytes == 16, "16-byte copies");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(shared)), "l"(global));
+}
+
+/// Words consecutive 32-bit words from shared memory (16-, 8- or 4-byte loads).
 template <int Words>
-__device__ __forceinline__ void load_pieces(uint32_t (&w)[Words], const uint8_t* first) {
+__device__ __forceinline__ void load_words(uint32_t* w, const uint8_t* p) {
   if constexpr (Words % 4 == 0) {
 #pragma unroll
     for (int i = 0; i < Words / 4; ++i) {
-      const ::uint4 v = *reinterpret_cast<const ::uint4*>(first + i * 32 * 16);
+      const ::uint4 v = reinterpret_cast<const ::uint4*>(p)[i];
       w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
     }
   } else if constexpr (Words == 2) {
-    const ::uint2 v = *reinterpret_cast<const ::uint2*>(first);
+    const ::uint2 v = *reinterpret_cast<const ::uint2*>(p);
     w[0] = v.x, w[1] = v.y;
   } else {
     static_assert(Words == 1, "1, 2 or a multiple of 4 words");
-    w[0] = *reinterpret_cast<const uint32_t*>(first);
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
   }
 }
 
-/// Blocks an SM the registers are capped for (__launch_bounds__): 4 for 8-bit tiles with up to 8
-/// query heads a group (128 registers), else 3 (4-bit: 6 stages; 16 heads: more registers).
-template <int Bits, int MaxG>
-struct decode_min_blocks : std::integral_constant<int, (Bits == 8 && MaxG <= 8) ? 4 : 3> {};
 
 /// One block: split blockIdx.x of KV head blockIdx.y of sequence blockIdx.z, G <= MaxG query heads.
 /// With splits == 1 it writes the normalized fp16 output; else (max, sum) and unnormalized O
 /// partials to work ([B][Hkv][G][splits] x (D + 2) floats: O, then max and sum).
 template <class Scheme, int D, int MaxG>
-__global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::bits, MaxG>::value)
+__global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as many as the rings allow)
     decode_kernel(const __half* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
                   float* __restrict__ work, __half* __restrict__ out) {
   using codec = kv_codec<Scheme>;
@@ -309,15 +311,30 @@ __global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::b
 
   // Tiles of this warp: first, first + 4, ... below end (tiles never cross a split or a page).
   const int first = t_begin / 16 + warp, end = (t_end + 15) / 16;
-  constexpr int kp = stage_layout::key_piece, vp = stage_layout::value_piece, key_pieces = stage_layout::key_pieces;
+  constexpr int kp = stage_layout::key_piece, key_pieces = stage_layout::key_pieces;
+  constexpr int key_stride = stage_layout::key_stride, value_stride = stage_layout::value_stride;
   int k_group[key_pieces];  // group of each of the lane's key pieces (a piece lies in one group)
 #pragma unroll
   for (int p = 0; p < key_pieces; ++p) k_group[p] = ((4 * p + t) * kp * 8 / bits) / kv.group_size;
   const int v_group = ((D / 8) * g) / kv.group_size;
-  const int group_bytes = 16 * kv.groups * scale_size;  // a tile's scales: 16 consecutive rows
-  // Copies tile number i of this warp into its stage (cp.async): key rows g, g + 8 (the lane's
-  // quarter), value rows 2t, 2t + 1, 2t + 8, 2t + 9 (the lane's eighth), the tile's scales and zero
-  // points. Rows past the length read the last token's row. Always commits a group.
+  const int scale_bytes = 16 * kv.groups * scale_size;  // a tile's scales: 16 consecutive rows
+  const int zero_bytes = Scheme::has_zero ? 16 * kv.groups : 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr bool bulk = true;  // the copy engine: bytes in flight without the SM's per-thread request limits
+  if (lane == 0) {
+#pragma unroll
+    for (int i = 0; i < stages; ++i)
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_address(ring + i * stage_layout::bytes + stage_layout::barrier)));
+    asm volatile("fence.mbarrier_init.release.cluster;");
+  }
+  __syncwarp();
+#else
+  constexpr bool bulk = false;
+#endif
+  // Copies tile number i of this warp into its stage: 16 key rows and 16 value rows, the tile's
+  // scales and zero points. sm_90: bulk copies (the copy engine) completing on the stage's
+  // mbarrier; older chips: cp.async, 16 bytes a lane at a time (rows past the length repeat the
+  // last token's), one commit group a tile (empty past the end).
   const auto issue = [&](int i) {
     const int tile = first + i * decode_warps;
     if (tile < end) {
@@ -330,46 +347,84 @@ __global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::b
         row0 = ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
       }
       uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const uint8_t* src = kv.keys.codes + (row0 + min(g + 8 * r, last)) * row_bytes + t * kp;
-#pragma unroll
-        for (int p = 0; p < key_pieces; ++p)
-          cp_async<kp>(stage + stage_layout::keys + ((r * key_pieces + p) * 32 + lane) * kp, src + p * 4 * kp);
-      }
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const uint8_t* src =
-            kv.values.codes + (row0 + min(2 * t + (r & 1) + 8 * (r >> 1), last)) * row_bytes + (D / 8) * g * bits / 8;
-#pragma unroll
-        for (int p = 0; p < stage_layout::value_bytes / vp; ++p)
-          cp_async<vp>(stage + stage_layout::values + ((r * (stage_layout::value_bytes / vp) + p) * 32 + lane) * vp,
-                       src + p * vp);
-      }
-      // Scales (16 rows x groups, 16-byte aligned: tiles start at rows divisible by 16): lanes 0..15
-      // copy the keys', 16..31 the values', 16 bytes each.
-      const int piece = lane & 15;
-      if (piece * 16 < group_bytes) {
-        const uint8_t* src = static_cast<const uint8_t*>(lane < 16 ? kv.keys.scales : kv.values.scales) +
-                             row0 * kv.groups * scale_size + piece * 16;
-        cp_async<16>(stage + (lane < 16 ? stage_layout::key_scales : stage_layout::value_scales) + piece * 16, src);
-      }
-      if constexpr (Scheme::has_zero) {
-        if (piece < kv.groups) {  // 16 rows x groups bytes
-          const uint8_t* src = (lane < 16 ? kv.keys.zeros : kv.values.zeros) + row0 * kv.groups + piece * 16;
-          cp_async<16>(stage + (lane < 16 ? stage_layout::key_zeros : stage_layout::value_zeros) + piece * 16, src);
+      // Lanes 0..15 copy key scales, 16..31 value scales (the bulk path: lanes 0 and 1).
+      const uint8_t* lane_scales =
+          static_cast<const uint8_t*>((bulk ? lane == 0 : lane < 16) ? kv.keys.scales : kv.values.scales) +
+          row0 * kv.groups * scale_size;
+      if constexpr (bulk) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        const unsigned bar = smem_address(stage + stage_layout::barrier);
+        if (lane == 0)
+          asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
+                       "r"(32 * row_bytes + 2 * scale_bytes + 2 * zero_bytes)
+                       : "memory");
+        const auto copy = [&](uint8_t* dst, const void* src, int bytes) {
+          asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                           smem_address(dst)),
+                       "l"(src), "r"(bytes), "r"(bar)
+                       : "memory");
+        };
+        // The tile's rows are consecutive: one copy for the keys, one for the values (rows past the
+        // length come along; their values are zeroed on use and their keys masked).
+        if (lane == 2) copy(stage + stage_layout::keys, kv.keys.codes + row0 * row_bytes, 16 * row_bytes);
+        if (lane == 3) copy(stage + stage_layout::values, kv.values.codes + row0 * row_bytes, 16 * row_bytes);
+        if (lane < 2) copy(stage + (lane ? stage_layout::value_scales : stage_layout::key_scales), lane_scales, scale_bytes);
+        if constexpr (Scheme::has_zero) {
+          if (lane == 4) copy(stage + stage_layout::key_zeros, kv.keys.zeros + row0 * kv.groups, zero_bytes);
+          if (lane == 5) copy(stage + stage_layout::value_zeros, kv.values.zeros + row0 * kv.groups, zero_bytes);
+        }
+        (void)last;
+#endif
+      } else {
+        constexpr int row_pieces = row_bytes / 16;
+        for (int piece = lane; piece < 16 * row_pieces; piece += 32) {
+          const int r = piece / row_pieces, at = (piece % row_pieces) * 16;
+          const std::size_t row = row0 + min(r, last);
+          cp_async<16>(stage + stage_layout::keys + r * key_stride + at, kv.keys.codes + row * row_bytes + at);
+          cp_async<16>(stage + stage_layout::values + r * value_stride + at, kv.values.codes + row * row_bytes + at);
+        }
+        const int piece = lane & 15;  // scales: 16 bytes a lane, keys' by lanes 0..15, values' by 16..31
+        if (piece * 16 < scale_bytes)
+          cp_async<16>(stage + (lane < 16 ? stage_layout::key_scales : stage_layout::value_scales) + piece * 16,
+                       lane_scales + piece * 16);
+        if constexpr (Scheme::has_zero) {
+          if (piece * 16 < zero_bytes)
+            cp_async<16>(stage + (lane < 16 ? stage_layout::key_zeros : stage_layout::value_zeros) + piece * 16,
+                         (lane < 16 ? kv.keys.zeros : kv.values.zeros) + row0 * kv.groups + piece * 16);
         }
       }
     }
-    cp_async_commit();
+    if constexpr (!bulk) cp_async_commit();
+  };
+  // Waits for tile number i of this warp.
+  const auto wait = [&](int i) {
+    if constexpr (bulk) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      const unsigned bar = smem_address(ring + (i % stages) * stage_layout::bytes + stage_layout::barrier);
+      const unsigned parity = (i / stages) & 1;
+      unsigned done = 0;
+      while (!done)
+        asm volatile(
+            "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+#endif
+    } else {
+      cp_async_wait<stages - 2>();
+      __syncwarp();  // the stage's scales were copied by other lanes
+    }
   };
 
   float o[NT][4] = {}, m[2] = {neg_inf, neg_inf}, l[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < stages - 1; ++i) issue(i);
   for (int i = 0, tile = first; tile < end; ++i, tile += decode_warps) {
-    cp_async_wait<stages - 2>();
-    __syncwarp();  // the stage's scales were copied by other lanes; the previous stage is free
+    wait(i);
+    // Every lane is past tile i - 1, whose stage the next copy overwrites (ordered after those
+    // generic reads for the copy engine by the proxy fence).
+    __syncwarp();
+    if constexpr (bulk) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     issue(i + stages - 1);
     const uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
     const int last = length - 1 - tile * 16;
@@ -378,8 +433,13 @@ __global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::b
     unsigned vz[4];
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      load_pieces(v[r], stage + stage_layout::values + (r * (stage_layout::value_bytes / vp) * 32 + lane) * vp);
-      const int at = min(2 * t + (r & 1) + 8 * (r >> 1), last) * kv.groups + v_group;
+      const int row = 2 * t + (r & 1) + 8 * (r >> 1);
+      load_words<VW>(v[r], stage + stage_layout::values + row * value_stride + (D / 8) * g * bits / 8);
+      if (row > last) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
+#pragma unroll
+        for (int w = 0; w < VW; ++w) v[r][w] = 0u;
+      }
+      const int at = min(row, last) * kv.groups + v_group;
       vs[r] = load_scale<scale_type>(stage + stage_layout::value_scales, at);
       vz[r] = (Scheme::has_zero ? stage[stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
     }
@@ -390,7 +450,9 @@ __global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::b
     for (int n = 0; n < 2; ++n) {
       s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
       uint32_t k[KW];
-      load_pieces(k, stage + stage_layout::keys + (n * key_pieces * 32 + lane) * kp);
+#pragma unroll
+      for (int p = 0; p < key_pieces; ++p)
+        load_words<kp / 4>(k + p * kp / 4, stage + stage_layout::keys + (g + 8 * n) * key_stride + (4 * p + t) * kp);
       typename codec::row_params p[key_pieces];
 #pragma unroll
       for (int piece = 0; piece < key_pieces; ++piece) {
@@ -457,7 +519,15 @@ __global__ void __launch_bounds__(decode_warps * 32, decode_min_blocks<Scheme::b
       for (int i = 0; i < per_word; ++i) mma_16816(o[w * per_word + i], pa, b0[i], b1[i]);
     }
   }
-  cp_async_wait<0>();
+  if constexpr (!bulk) cp_async_wait<0>();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __syncwarp();
+  if (lane == 0) {  // every copy was waited for; the barriers' memory becomes the merge buffer
+#pragma unroll
+    for (int i = 0; i < stages; ++i)
+      asm volatile("mbarrier.inval.shared::cta.b64 [%0];" ::"r"(smem_address(ring + i * stage_layout::bytes + stage_layout::barrier)));
+  }
+#endif
   float* o_s = reinterpret_cast<float*>(smem);  // [warps][16][D], over the ring (after the barrier below)
 
   // Merge the block's warps: each row's max and sum, then the rescaled O summed over warps.
