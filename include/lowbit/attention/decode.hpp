@@ -274,10 +274,10 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     const std::size_t r0 = cache.row(seq, h, t);
     if (t + n < t1) {  // the next tile's K and V, while this one computes
       const std::size_t next = std::min({tile_tokens, t1 - t - n, cache.run(t + n)}), r1 = cache.row(seq, h, t + n);
-      prefetch(cache.keys().codes_of(r1), cache.keys().code_bytes(next));
+      if (!cache.key_tokens()) prefetch(cache.keys().codes_of(r1), cache.keys().code_bytes(next));
       prefetch(cache.values().codes_of(r1), cache.values().code_bytes(next));
     }
-    if (!q8) rows_to_float<Tag>(cache.keys(), r0, n, d, k_tile);
+    if (!q8) keys_to_float<Tag>(cache, seq, h, t, n, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
     if (!q8 && n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
     for (std::size_t j = 0; j < group; ++j) {
@@ -366,6 +366,8 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   aligned_buffer<int32_t>& iq_offset = iq_offset_buffer;
   std::vector<float>& iq_scale = iq_scale_buffer;
   const bool integer = options.integer_pv;
+  LOWBIT_CHECK(!(options.int8_query && cache.key_tokens()),
+               "decode: int8_query needs keys with per-token scales; KIVI keys (key_tokens > 0) take the float path");
   if (integer) {
     LOWBIT_CHECK(options.int8_query, "decode: integer_pv needs int8_query (integer q·k as well)");
     LOWBIT_CHECK(detail::is_int_kv<Element>::value,

@@ -80,18 +80,47 @@ struct kv_rows<Element, std::enable_if_t<std::is_same<Element, float>::value || 
   std::size_t bytes_per_row() const noexcept { return cols * sizeof(Element); }
 };
 
+/// KIVI keys (key_tokens > 0): per block of key_tokens tokens of one head, its d channels are
+/// rows of a quantized matrix over the block's tokens (one group a row: a scale, and a zero point
+/// when the scheme has them, per channel). Nothing for float / bf16 caches.
+template <class Element, class = void>
+struct kivi_rows {
+  kivi_rows(std::size_t, std::size_t) {}
+  float element(std::size_t, std::size_t) const noexcept { return 0.0f; }
+  std::size_t bytes_per_token(std::size_t) const noexcept { return 0; }
+};
+template <class Element>
+struct kivi_rows<Element, std::enable_if_t<is_scheme<Element>::value>> {
+  quantized_matrix<Element> matrix;
+  kivi_rows(std::size_t rows, std::size_t tokens) : matrix(rows ? rows : 1, tokens ? tokens : 1, tokens ? tokens : 1) {}
+  float element(std::size_t row, std::size_t col) const noexcept { return reference::dequantize_element(matrix.view(), row, col); }
+  /// Codes, and the scales and zero points of d channels spread over the block's tokens.
+  std::size_t bytes_per_token(std::size_t d) const noexcept {
+    const std::size_t tokens = matrix.cols();
+    return packed_bytes(d * tokens, Element::bits) / tokens +
+           (d * (sizeof(typename Element::scale_type) + (Element::has_zero ? 1 : 0)) + tokens - 1) / tokens;
+  }
+};
+
 template <class Element>
 class kv_cache {
  public:
   using element_type = Element;
 
   /// group_size: elements of a head vector per scale (0: the whole vector); ignored for float/bf16.
-  explicit kv_cache(const kv_shape& shape, std::size_t group_size = 0)
-      : shape_(checked(shape)),
-        keys_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
+  /// key_tokens > 0: KIVI keys, quantized per channel over blocks of key_tokens tokens (a
+  /// multiple of 16 dividing the capacity or page_tokens; quantized schemes only). Each head's
+  /// newest incomplete block stays in fp32 (the residual) and is quantized when it fills, so
+  /// appending token by token works; values stay per token with group_size.
+  explicit kv_cache(const kv_shape& shape, std::size_t group_size = 0, std::size_t key_tokens = 0)
+      : shape_(checked(shape, key_tokens)),
+        key_tokens_(key_tokens),
+        keys_(key_tokens ? 1 : rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
         values_(rows(), shape.head_dim, group_size ? group_size : shape.head_dim),
         lengths_(shape.batch, 0),
-        tables_(shape.page_tokens ? shape.batch : 0) {}
+        tables_(shape.page_tokens ? shape.batch : 0),
+        kivi_(key_tokens ? rows() / key_tokens * shape.head_dim : 0, key_tokens),
+        residual_(key_tokens ? shape.batch * shape.kv_heads * key_tokens * shape.head_dim : 0) {}
 
   const kv_shape& shape() const noexcept { return shape_; }
   std::size_t length(std::size_t seq) const noexcept { return lengths_[seq]; }
@@ -126,10 +155,29 @@ class kv_cache {
                  "kv_cache: " << count << " pages cannot hold sequence " << seq << "'s " << lengths_[seq] << " tokens");
     tables_[seq].assign(pages, pages + count);
   }
+  /// Per-token keys (not used when key_tokens() > 0: see key() and keys_to_float()).
   const kv_rows<Element>& keys() const noexcept { return keys_; }
+  /// KIVI: tokens per key block (0: keys quantized per token like values).
+  std::size_t key_tokens() const noexcept { return key_tokens_; }
+  /// Element e of token t's key in head h of sequence seq, as the kernels see it (dequantized).
+  float key(std::size_t seq, std::size_t h, std::size_t t, std::size_t e) const noexcept {
+    if (!key_tokens_) return keys_.element(row(seq, h, t), e);
+    const std::size_t T = key_tokens_, d = shape_.head_dim;
+    if (t >= lengths_[seq] / T * T) return residual_[((seq * shape_.kv_heads + h) * T + t % T) * d + e];
+    const std::size_t r = row(seq, h, t);
+    return kivi_.element(r / T * d + e, r % T);
+  }
+  /// KIVI: keys of tokens [t, t + n) of head h of sequence seq as floats, n x head_dim.
+  void keys_to_float(std::size_t seq, std::size_t h, std::size_t t, std::size_t n, float* out) const noexcept {
+    const std::size_t d = shape_.head_dim;
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t e = 0; e < d; ++e) out[i * d + e] = key(seq, h, t + i, e);
+  }
   const kv_rows<Element>& values() const noexcept { return values_; }
   /// Bytes of K and V for one token of one head (codes, scales, zero points).
-  std::size_t bytes_per_token_head() const noexcept { return keys_.bytes_per_row() + values_.bytes_per_row(); }
+  std::size_t bytes_per_token_head() const noexcept {
+    return (key_tokens_ ? kivi_.bytes_per_token(shape_.head_dim) : keys_.bytes_per_row()) + values_.bytes_per_row();
+  }
 
   /// Appends `tokens` tokens to sequence seq: k and v hold tokens x kv_heads x head_dim floats
   /// (row-major). Overflowing the capacity, a bad sequence index or null data is a lowbit::error.
@@ -144,11 +192,12 @@ class kv_cache {
     for (std::size_t done = 0; done < tokens;) {  // run by run (a page at a time when paged)
       const std::size_t t = lengths_[seq] + done, n = std::min(tokens - done, run(t));
       for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
-        keys_.store(row(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
+        if (!key_tokens_) keys_.store(row(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
         values_.store(row(seq, h, t), v + done * stride + h * shape_.head_dim, n, stride);
       }
       done += n;
     }
+    if (key_tokens_) append_kivi(seq, k, tokens);
     lengths_[seq] += tokens;
   }
   /// Forgets sequence seq's tokens (its slot is reused by the next append).
@@ -158,7 +207,41 @@ class kv_cache {
   }
 
  private:
-  static const kv_shape& checked(const kv_shape& s) {
+  /// KIVI: tokens into the residual; each block that fills is quantized per channel.
+  void append_kivi(std::size_t seq, const float* k, std::size_t tokens) {
+    if constexpr (is_scheme<Element>::value) {
+      const std::size_t T = key_tokens_, d = shape_.head_dim, heads = shape_.kv_heads;
+      std::vector<float> block(d * T);
+      for (std::size_t i = 0; i < tokens; ++i) {
+        const std::size_t t = lengths_[seq] + i, slot = t % T;
+        for (std::size_t h = 0; h < heads; ++h) {
+          float* residual = residual_.data() + (seq * heads + h) * T * d;
+          std::copy(k + (i * heads + h) * d, k + (i * heads + h + 1) * d, residual + slot * d);
+          if (slot + 1 < T) continue;
+          for (std::size_t j = 0; j < T; ++j)  // channels as rows over the block's tokens
+            for (std::size_t e = 0; e < d; ++e) block[e * T + j] = residual[j * d + e];
+          const quantized_matrix<Element> q = quantize<Element>(block.data(), d, T, T, {T});
+          auto& m = kivi_.matrix;
+          const std::size_t first = row(seq, h, t + 1 - T) / T * d;
+          std::memcpy(m.codes() + first * m.row_bytes(), q.codes(), d * m.row_bytes());
+          std::memcpy(m.scales() + first, q.scales(), d * sizeof(typename Element::scale_type));
+          if (Element::has_zero) std::memcpy(m.zeros() + first, q.zeros(), d);
+        }
+      }
+    } else {
+      (void)seq, (void)k, (void)tokens;
+    }
+  }
+
+  static const kv_shape& checked(const kv_shape& s, std::size_t key_tokens) {
+    if (key_tokens) {
+      LOWBIT_CHECK(is_scheme<Element>::value, "kv_cache: KIVI keys (key_tokens > 0) need a quantized scheme, not fp32/bf16");
+      LOWBIT_CHECK(key_tokens % 16 == 0 && key_tokens <= 1024,
+                   "kv_cache: key_tokens=" << key_tokens << " must be a multiple of 16, at most 1024");
+      LOWBIT_CHECK(s.page_tokens ? s.page_tokens % key_tokens == 0 : s.capacity % key_tokens == 0,
+                   "kv_cache: key_tokens=" << key_tokens << " must divide " << (s.page_tokens ? "page_tokens=" : "capacity=")
+                                           << (s.page_tokens ? s.page_tokens : s.capacity));
+    }
     LOWBIT_CHECK(s.batch > 0 && s.kv_heads > 0, "kv_cache: batch and kv_heads must be positive");
     LOWBIT_CHECK(s.head_dim > 0 && s.head_dim % 16 == 0, "kv_cache: head_dim=" << s.head_dim << " must be a positive multiple of 16");
     if (s.page_tokens) {
@@ -178,9 +261,12 @@ class kv_cache {
   }
 
   kv_shape shape_;
+  std::size_t key_tokens_;
   kv_rows<Element> keys_, values_;
   std::vector<std::size_t> lengths_;
   std::vector<std::vector<uint32_t>> tables_;  ///< paged: each sequence's pages
+  kivi_rows<Element> kivi_;
+  std::vector<float> residual_;  ///< KIVI: batch x kv_heads x key_tokens x head_dim
 };
 
 }  // namespace attention

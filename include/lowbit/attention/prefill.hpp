@@ -576,7 +576,7 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
           s.s_t[j * m + r] = (static_cast<float>(s.s8_t[j * m + r]) - s.q8_offset[r]) * s.q8_scale[r] * k_scales[j];
     } else {
       if (!in_place && !bf16_in_place) {
-        rows_to_float<Tag>(cache.keys(), row, n, d, s.k_tile.data());
+        keys_to_float<Tag>(cache, item.seq, item.head, t, n, s.k_tile.data());
         std::fill(s.k_tile.data() + n * d, s.k_tile.data() + tile_tokens * d, 0.0f);
         if (rounded) round_bf16(s.k_tile.data(), n * d);
       }
@@ -659,14 +659,14 @@ void smooth_keys(const kv_cache<Element>& cache, std::size_t seq, std::size_t h,
   mean.assign(d, 0.0f);
   for (std::size_t t = 0; t < len; t += tile_tokens) {
     const std::size_t n = std::min(tile_tokens, len - t);
-    rows_to_float<Tag>(cache.keys(), cache.row(seq, h, t), n, d, tile);
+    keys_to_float<Tag>(cache, seq, h, t, n, tile);
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t e = 0; e < d; ++e) mean[e] += tile[i * d + e];
   }
   for (float& v : mean) v /= static_cast<float>(len);
   for (std::size_t t = 0; t < len; t += tile_tokens) {
     const std::size_t n = std::min(tile_tokens, len - t);
-    rows_to_float<Tag>(cache.keys(), cache.row(seq, h, t), n, d, tile);
+    keys_to_float<Tag>(cache, seq, h, t, n, tile);
     for (std::size_t i = 0; i < n; ++i) {
       float* k = tile + i * d;
       float absmax = 0.0f;

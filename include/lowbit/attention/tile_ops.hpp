@@ -111,6 +111,17 @@ typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* ac
 
 #endif
 
+/// Keys of tokens [t, t + n) of head h of sequence seq as floats (n x d): their rows (consecutive:
+/// within one page), or a KIVI cache's per-channel blocks and fp32 residual.
+template <class Tag, class Element>
+void keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t, std::size_t n, float* out) {
+  if (cache.key_tokens()) {
+    cache.keys_to_float(seq, h, t, n, out);
+  } else {
+    rows_to_float<Tag>(cache.keys(), cache.row(seq, h, t), n, cache.shape().head_dim, out);
+  }
+}
+
 /// Asks for `bytes` from p in L1, a cache line at a time.
 inline void prefetch(const void* p, std::size_t bytes) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
