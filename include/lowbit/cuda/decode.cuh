@@ -7,16 +7,18 @@
 ///   lowbit::cuda::decode(q, gpu_cache.view(), out, q_heads, ws, stream);  // q, out: fp16 [B][Hq][d]
 ///
 /// The regime is memory-bound (each cache byte is used by the G = q_heads / kv_heads query heads
-/// of its group and never again), so the kernel's job is to stream the codes once, as 16-byte
-/// loads, and keep the arithmetic under the memory time. Design:
+/// of its group and never again), so the kernel's job is to stream the codes once and keep the
+/// arithmetic and its latency under the memory time. Design (measurements: docs/cuda-decode-notes.md):
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
-///    KV head); each warp takes every 4th tile of 16 tokens (tiles never cross a page) and keeps 2
-///    (int8, FP8) or 4 (int4) more tiles in flight: cp.async copies into its own shared-memory ring,
-///    each lane copying exactly the bytes it will read (so no bank conflicts and no registers held).
-///    The memory latency, not the bandwidth, bounded a version with one tile in registers ahead.
+///    KV head); each warp takes every 4th tile of 16 tokens (a tile's 16 rows are consecutive in
+///    storage: pages are multiples of 16 tokens, contiguous caches are padded to 16 on upload) and
+///    keeps 2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory ring. On sm_90 a
+///    tile arrives as 4 to 6 bulk copies (keys, values, their scales and zero points) by the copy
+///    engine, completing on the stage's mbarrier; per-lane cp.async (sm_80's path) kept the SM's
+///    own request queue full at ~1.7 TB/s.
 ///  - Scores S[G x 16] = Q · Kᵀ with mma.m16n8k16: the group's query heads are A (rows; up to 16),
-///    the tile's keys B. A lane reads its quarter of a key row as one or two 16-byte loads and
-///    dequantizes in registers (integers by the magic number 0x6400 | code = fp16 1024 + code, FP8
+///    the tile's keys B. A lane reads its quarter of a key row as one or two 16-byte shared-memory
+///    loads and dequantizes in registers (integers by the magic number 0x6400 | code = fp16 1024 + code, FP8
 ///    E4M3 by cvt on sm_89+), times the group scale in fp16; the head dimension is consumed in a
 ///    permuted order that matches those loads, and q is loaded once in the same permutation (a dot
 ///    product does not care about the order of its terms).
