@@ -25,12 +25,12 @@ struct gemm_case {
 
 // Odd N (panel tails), K past the last whole chunk, groups with a short last one, M around the
 // small-M / tiled switch and the register blocks; K past the kernels' K blocks (256 and 1024
-// columns), with a per-channel group and groups of 96 cut by the block boundaries; M >= 16 on
+// columns), with a per-channel group and groups of 96 cut by the block boundaries; M >= 64 on
 // VNNI takes the decoded-tile kernel (4 panels a block: a whole and a partial block of panels,
-// groups of 96 cut by its 512-column K blocks, M not a multiple of its 6 rows).
+// groups of 96 cut by its 2048-column K blocks, M not a multiple of its 6 rows).
 const gemm_case cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},    {3, 50, 264, 64}, {17, 33, 96, 32},
                            {64, 20, 128, 128}, {5, 45, 300, 0}, {6, 20, 2100, 0}, {8, 18, 1500, 96},
-                           {23, 75, 1100, 96}};
+                           {64, 70, 2100, 96}};
 
 template <class Scheme>
 const char* scheme_name_of() {

@@ -34,6 +34,7 @@
 #include "integer_weights.hpp"
 #include "simd/gemm_float.hpp"
 #include "simd/gemm_int8.hpp"
+#include "simd/gemm_int8_vnni.hpp"
 #include "simd/gemm_sparse24.hpp"
 
 namespace lowbit {
@@ -188,6 +189,25 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
     const auto set_bias = [&](std::size_t p_begin, std::size_t p_end) {
       out.start(m, p_begin * 16, std::min(out.n, p_end * 16));
     };
+#if defined(LOWBIT_HAVE_VNNI_TILE_KERNEL)
+    // Many rows on VNNI: x packed once, weights decoded once per tile, a 6 x 64 register block
+    // (simd/gemm_int8_vnni.hpp).
+    if constexpr (Tag::level == isa::avx512_vnni && std::is_same<Columns, dense_columns>::value) {
+      if (m >= simd::vnni::min_rows) {
+        // x packed once per call (reused: no allocation once large enough).
+        thread_local simd::vnni::packed_x packed_storage;
+        simd::vnni::packed_x& packed = packed_storage;
+        const std::size_t row_blocks = (m + simd::vnni::mr - 1) / simd::vnni::mr;
+        simd::vnni::prepare(packed, m, simd::vnni::total_steps(w), w.shape().group_size, w.shape().groups_per_row());
+        exec(row_blocks, [&](std::size_t b, std::size_t e) {
+          simd::vnni::pack_rows(a, simd::vnni::start_multiplier<Scheme>(), b, e, packed);
+        });
+        for_panels(exec, panels, simd::vnni::panels,
+                   [&](std::size_t b, std::size_t e) { simd::gemm_int8_vnni(w, a, packed, b, e, out); });
+        return;
+      }
+    }
+#endif
     if (m < MR) {
       // Few rows: one row at a time over wider steps of panels (the step stays in L1 between rows).
       for_panels(exec, panels, P1, [&](std::size_t b, std::size_t e) {
