@@ -4,7 +4,7 @@
 # tests (every GEMM format and every KV format against the CPU library), then the benchmarks: the
 # GEMM against cuBLAS fp16, decode attention against PyTorch SDPA fp16 (bench/cuda/sdpa_decode.py).
 # Prints the device and tool versions first. env: GPU_PARTS (default "gemm decode": either or both),
-# BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS
+# BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS, CUDA_ARCHS (default "80;90a")
 # (e.g. --quick). xsimd (the library target's one dependency) is found as usual, or in
 # .gpu-deps/ (a copy of its headers and CMake files carried to a bare machine).
 set -euo pipefail
@@ -20,7 +20,7 @@ generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 
 cmake -S . -B "$build" "${generator[@]}" "${prefix[@]}" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WITH_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="80;90a" -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCH=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-80;90a}" -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCH=OFF \
   -DLOWBIT_BUILD_EXAMPLES=OFF > "$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
 parts=${GPU_PARTS:-gemm decode}
 targets=()

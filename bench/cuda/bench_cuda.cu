@@ -1,16 +1,19 @@
 // Times lowbit::cuda::gemm against cuBLAS fp16 (cublasGemmEx, fp32 compute) on the same shapes:
 // y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16, every GPU
-// format. CUDA events around 200 launches, median of 7 such runs. The packed weights (~34 MB at 4
+// format; and with bf16 activations against cuBLAS bf16 (N = K = 8192, the default block shape).
+// CUDA events around 200 launches, median of 7 such runs. The packed weights (~34 MB at 4
 // bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
 // numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
 // written) as the ceiling. Usage: bench_cuda [--quick]
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
@@ -48,13 +51,17 @@ double time_us(F&& launch) {  // median over repeats of the mean time per launch
   return runs[runs.size() / 2];
 }
 
-__half* device_random_half(std::size_t count, std::mt19937& rng, float scale) {
-  std::vector<__half> h(count);
+template <class T = __half>
+T* device_random_half(std::size_t count, std::mt19937& rng, float scale) {
+  std::vector<T> h(count);
   std::normal_distribution<float> normal(0.0f, scale);
-  for (auto& v : h) v = __float2half(normal(rng));
-  __half* d = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMalloc(&d, count * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(d, h.data(), count * sizeof(__half), cudaMemcpyHostToDevice));
+  for (auto& v : h) {
+    if constexpr (std::is_same<T, __half>::value) v = __float2half(normal(rng));
+    else v = __float2bfloat16(normal(rng));
+  }
+  T* d = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&d, count * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, h.data(), count * sizeof(T), cudaMemcpyHostToDevice));
   return d;
 }
 
@@ -70,11 +77,12 @@ struct result_row {
   double us[6], cublas_us, bytes;  // default; 1 and 2 tiles a block x 8 and 16 warps; 4 tiles, 16 warps
 };
 std::vector<result_row> results;
-std::vector<double> cublas_times;  // [shape][m]
+std::vector<double> cublas_times, cublas_bf16_times;  // [shape][m], [m]
 
-template <class Scheme>
-void bench_format(const char* name, const shape& s, std::size_t shape_index, const __half* x, __half* y,
+template <class Scheme, class T = __half>
+void bench_format(const char* name, const shape& s, std::size_t shape_index, const T* x, T* y,
                   std::mt19937& rng) {
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   // Random codes, scales and zero points: the kernel's speed does not depend on how they were chosen.
   lowbit::quantized_matrix<Scheme> q(s.n, s.k, 128);
   std::uniform_int_distribution<int> byte(0, 255);
@@ -106,8 +114,9 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
   const std::size_t tiles = view.tiles();
   for (std::size_t mi = 0; mi < 3; ++mi) {
     const std::size_t m = ms[mi];
-    result_row row{name, s, m, {0, 0, 0, 0, 0, 0}, cublas_times[shape_index * 3 + mi], double(view.bytes())};
-    for (int variant = 0; variant < 6; ++variant) {
+    result_row row{std::string(name) + (bf16 ? ", bf16" : ""), s, m, {0, 0, 0, 0, 0, 0},
+                   bf16 ? cublas_bf16_times[mi] : cublas_times[shape_index * 3 + mi], double(view.bytes())};
+    for (int variant = 0; variant < (bf16 ? 1 : 6); ++variant) {
       const int per_block = variant == 0 ? 0 : variant == 5 ? 4 : 1 + (variant - 1) % 2;
       if (tiles % (per_block ? per_block : 1)) continue;
       lowbit::cuda::gemm_options options;
@@ -149,6 +158,15 @@ int main(int argc, char** argv) {
   }
 
   const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  const auto cublas_time = [](cublasHandle_t handle, const shape& s, std::size_t m, const void* w, const void* x, void* y,
+                              cudaDataType type) {
+    const float alpha = 1.0f, beta = 0.0f;
+    // Row-major y[m x n] = x · Wᵀ is column-major yᵀ[n x m] = W(as Kxn col-major)ᵀ · xᵀ.
+    return time_us([&](int) {
+      CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, type, int(s.k), x,
+                                type, int(s.k), &beta, y, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+  };
   std::mt19937 rng(7);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
@@ -158,15 +176,7 @@ int main(int argc, char** argv) {
     __half* x = device_random_half(16 * s.k, rng, 1.0f);
     __half* y = nullptr;
     LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
-    for (std::size_t m : ms) {
-      const float alpha = 1.0f, beta = 0.0f;
-      // Row-major y[m x n] = x · Wᵀ is column-major yᵀ[n x m] = W(as Kxn col-major)ᵀ · xᵀ.
-      cublas_times.push_back(time_us([&](int) {
-        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F,
-                                  int(s.k), x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
-      }));
-    }
+    for (std::size_t m : ms) cublas_times.push_back(cublas_time(handle, s, m, w, x, y, CUDA_R_16F));
     cudaFree(w);
     namespace lb = lowbit;
     bench_format<lb::scheme<lb::uint4, lb::fp16, true>>("int4 (uint4+zero, g128)", s, si, x, y, rng);
@@ -178,9 +188,28 @@ int main(int argc, char** argv) {
     cudaFree(x);
     cudaFree(y);
   }
+  {  // bf16 activations, N = K = 8192
+    const shape& s = shapes[0];
+    using bf = __nv_bfloat16;
+    bf* w = device_random_half<bf>(s.n * s.k, rng, 0.02f);
+    bf* x = device_random_half<bf>(16 * s.k, rng, 1.0f);
+    bf* y = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(bf)));
+    for (std::size_t m : ms) cublas_bf16_times.push_back(cublas_time(handle, s, m, w, x, y, CUDA_R_16BF));
+    cudaFree(w);
+    namespace lb = lowbit;
+    bench_format<lb::scheme<lb::uint4, lb::fp16, true>, bf>("int4 (uint4+zero, g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::int4, lb::fp16>, bf>("int4 (sym, g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::nf4, lb::fp16>, bf>("nf4 (g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::sf4, lb::fp16>, bf>("sf4 (g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::fp4_e2m1, lb::fp16>, bf>("fp4_e2m1 (g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::int8, lb::fp16>, bf>("int8 (sym, g128)", s, 0, x, y, rng);
+    cudaFree(x);
+    cudaFree(y);
+  }
   cublasDestroy(handle);
 
-  std::printf("\n| format | N x K | M | lowbit µs | weight GB/s | cuBLAS fp16 µs | speed-up | µs, 1 / 2 tiles a block, 8 warps; 16 warps; 4 tiles, 16 warps |\n");
+  std::printf("\n| format | N x K | M | lowbit µs | weight GB/s | cuBLAS fp16 (bf16) µs | speed-up | µs, 1 / 2 tiles a block, 8 warps; 16 warps; 4 tiles, 16 warps |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const result_row& r : results) {
     std::printf("| %s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.2fx | %.1f / %.1f; %.1f / %.1f; %.1f |\n",

@@ -1,16 +1,22 @@
 // Checks lowbit::cuda::gemm against the float64 CPU reference (reference::gemm) on the same
-// quantized matrix: every GPU format, M = 1, 3, 8, 9, 16, shapes with N and K off the 16 x 64
-// tiles, group sizes 64 / 128 / per-channel, both block shapes. A plain checker (no GoogleTest:
+// quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16, shapes with
+// N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape. A plain checker (no GoogleTest:
 // the GPU machine may lack it); exits non-zero on the first failure, printing seed and case.
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
 // fp32 tensor-core sums; integer and E2M1 weights are exact in fp16.
+// bf16 (8 significant bits): |y - ref| <= 2^-8 |ref| + 2^-8 sum_k |x_k w_k|, the same argument
+// with bf16's 2^-9 rounding of the output and of NF4 / SF4 table values (integers and E2M1
+// values are exact in bf16 too); the reference sees the bf16 activations.
+#include <cuda_bf16.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
@@ -21,7 +27,16 @@ namespace {
 
 int failures = 0, cases = 0;
 
-template <class Scheme>
+// Host conversions of the activation types.
+template <class T>
+T to_act(float v) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) return __float2bfloat16(v);
+  else return __float2half(v);
+}
+inline float from_act(__half v) { return __half2float(v); }
+inline float from_act(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class Scheme, class T = __half>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
                 unsigned seed, int warps = 0) {
   std::mt19937 rng(seed);
@@ -34,25 +49,26 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   const auto packed = lowbit::cuda::pack(q.view());
 
   const std::size_t ldx = (k + 7) / 8 * 8, ldy = n + 3;
-  std::vector<__half> x_half(m * ldx, __float2half(0.0f));
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  std::vector<T> x_half(m * ldx, to_act<T>(0.0f));
   std::vector<float> x(m * k);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t c = 0; c < k; ++c) {
-      x_half[i * ldx + c] = __float2half(normal(rng));
-      x[i * k + c] = __half2float(x_half[i * ldx + c]);  // the reference sees the fp16 activations
+      x_half[i * ldx + c] = to_act<T>(normal(rng));
+      x[i * k + c] = from_act(x_half[i * ldx + c]);  // the reference sees the rounded activations
     }
-  __half *dx = nullptr, *dy = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, x_half.size() * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, x_half.data(), x_half.size() * sizeof(__half), cudaMemcpyHostToDevice));
-  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(__half)));  // NaN: unwritten outputs fail
+  T *dx = nullptr, *dy = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, x_half.size() * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, x_half.data(), x_half.size() * sizeof(T), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));  // NaN: unwritten outputs fail
   lowbit::cuda::gemm_options go;
   go.tiles_per_block = per_block;
   go.warps = warps;
   lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<__half> y(m * ldy);
-  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+  std::vector<T> y(m * ldy);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
   cudaFree(dx);
   cudaFree(dy);
 
@@ -61,8 +77,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   int bad = 0;
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = 0; j < n; ++j) {
-      const double got = __half2float(y[i * ldy + j]), want = ref.y[i * n + j];
-      const double tol = std::ldexp(1.0, -10) * (std::fabs(want) + ref.magnitude[i * n + j]);
+      const double got = from_act(y[i * ldy + j]), want = ref.y[i * n + j];
+      const double tol = std::ldexp(1.0, bf16 ? -8 : -10) * (std::fabs(want) + ref.magnitude[i * n + j]);
       const double err = std::fabs(got - want);
       if (!(err <= tol)) {
         if (bad++ < 3)
@@ -74,27 +90,27 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, n, k,
+    std::printf("FAIL %s%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, bf16 ? "/bf16" : "", n, k,
                 group, m, per_block, warps, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, n, k, group, m,
+    std::printf("ok   %-10s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, bf16 ? "bf16" : "fp16", n, k, group, m,
                 per_block, warps, worst);
   }
 }
 
-template <class Scheme>
+template <class Scheme, class T = __half>
 void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
   const shape shapes[] = {{64, 256, 128}, {37, 200, 200}, {130, 320, 128}, {48, 1000, 64}, {256, 2048, 128}};
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
-      check_case<Scheme>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
       if (m == 1 || m == 16) {
-        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++);
-        if (((s.n + 15) / 16) % 2 == 0) check_case<Scheme>(name, s.n, s.k, s.group, m, 2, seed++);
-        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++, 8);
-        check_case<Scheme>(name, s.n, s.k, s.group, m, 1, seed++, 16);
-        if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) check_case<Scheme>(name, s.n, s.k, s.group, m, 4, seed++, 16);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++);
+        if (((s.n + 15) / 16) % 2 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, seed++);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++, 8);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++, 16);
+        if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 16);
       }
     }
 }
@@ -113,6 +129,14 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::fp4_e2m1, lb::fp16>>("fp4_e2m1", seed);
     check_format<lb::scheme<lb::int8, lb::fp16>>("int8", seed);
     check_format<lb::scheme<lb::uint8, lb::fp16, true>>("uint8+zero", seed);
+    using bf = __nv_bfloat16;
+    check_format<lb::scheme<lb::uint4, lb::fp16, true>, bf>("uint4+zero", seed);
+    check_format<lb::scheme<lb::int4, lb::fp16>, bf>("int4", seed);
+    check_format<lb::scheme<lb::nf4, lb::fp16>, bf>("nf4", seed);
+    check_format<lb::scheme<lb::sf4, lb::fp16>, bf>("sf4", seed);
+    check_format<lb::scheme<lb::fp4_e2m1, lb::fp16>, bf>("fp4_e2m1", seed);
+    check_format<lb::scheme<lb::int8, lb::fp16>, bf>("int8", seed);
+    check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("uint8+zero", seed);
     // Argument checks throw lowbit::error.
     bool threw = false;
     try {

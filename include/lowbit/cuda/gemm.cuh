@@ -1,5 +1,5 @@
 /// \file
-/// \brief cuda::gemm: weight-only low-bit GEMM y = x · Wᵀ for small M (1..16), fp16 activations, on tensor cores.
+/// \brief cuda::gemm: weight-only low-bit GEMM y = x · Wᵀ for small M (1..16), fp16 or bf16 activations, on tensor cores.
 ///
 /// The GEMV regime is memory-bound: the kernel's job is to stream the packed weights at HBM
 /// bandwidth and keep dequantization off the critical path. Design (see packed_weights.cuh):
@@ -17,13 +17,17 @@
 /// Numerics: products on tensor cores with fp32 accumulation; weight values exact in fp16 for
 /// integer formats and fp4_e2m1, rounded to fp16 (2^-11 relative) for NF4 / SF4 tables; the
 /// output rounded to fp16. Tolerance against float64 (tests/cuda): 2^-10 |y| + 2^-10 Σ|x_k w_k|.
+/// bf16 activations: weights dequantized to bf16 (exact but for NF4 / SF4 table values, 2^-9), the
+/// bf16 mma, bf16 output; tolerance 2^-8 |y| + 2^-8 Σ|x_k w_k|.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "packed_weights.cuh"
 
@@ -35,11 +39,36 @@ namespace detail {
 inline constexpr int gemm_warps = 8;
 
 
+/// The activation (and output) types: fp16 or bf16.
+template <class T>
+inline constexpr bool is_bf16 = std::is_same<T, __nv_bfloat16>::value;
+
+template <bool BF16>
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  if constexpr (BF16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// bf16x2 bits of (v, v).
+__device__ __forceinline__ uint32_t bf16x2_bits(float v) {
+  const __nv_bfloat162 b = __float2bfloat162_rn(v);
+  return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+/// fp16x2 bits to bf16x2 bits (exact for the values dequant makes: integers |v| <= 255 and
+/// E2M1 values times 2^-14, all with at most 8 significant bits).
+__device__ __forceinline__ uint32_t half2_to_bf162(uint32_t h) {
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+  const __nv_bfloat162 b = __float22bfloat162_rn(f);
+  return *reinterpret_cast<const uint32_t*>(&b);
 }
 
 __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
@@ -50,10 +79,27 @@ __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
 
 /// The A fragment of subtile j from a lane's codes (words: 4 for 4-bit, 8 for 8-bit).
 /// bias_g / bias_g8: half2(1024 + zero) of rows g and g + 8 (integer kinds).
-template <int Bits, dequant_kind Kind>
+/// BF16: the fragment in bf16. 4-bit integers use bf16's magic number (code | 0x4300 is the bf16
+/// 128 + code; bias_g / bias_g8 are then bf16x2(-(128 + zero)), added by one fma); tables hold
+/// bf16 values; the rest are made in fp16, exactly, and converted.
+template <int Bits, dequant_kind Kind, bool BF16>
 __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words, int j, uint32_t bias_g,
                                         uint32_t bias_g8, const uint32_t* lane_table) {
-  if constexpr (Bits == 8) {
+  if constexpr (BF16 && Bits == 4 && Kind == dequant_kind::integer) {
+    const uint32_t w = words[j];
+    uint32_t h[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p)  // pair p in nibbles p and p + 4
+      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h[p]) : "r"(w >> (4 * p)), "r"(0x000f000fu), "r"(0x43004300u));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(a[0]) : "r"(h[0]), "r"(0x3f803f80u), "r"(bias_g));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(a[1]) : "r"(h[1]), "r"(0x3f803f80u), "r"(bias_g8));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(a[2]) : "r"(h[2]), "r"(0x3f803f80u), "r"(bias_g));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(a[3]) : "r"(h[3]), "r"(0x3f803f80u), "r"(bias_g8));
+  } else if constexpr (BF16 && Kind != dequant_kind::table) {
+    dequant<Bits, Kind, false>(a, words, j, bias_g, bias_g8, lane_table);
+#pragma unroll
+    for (int p = 0; p < 4; ++p) a[p] = half2_to_bf162(a[p]);
+  } else if constexpr (Bits == 8) {
     const uint32_t w0 = words[2 * j], w1 = words[2 * j + 1];
     a[0] = hsub2_bits(__byte_perm(w0, 0x64646464u, 0x4140), bias_g);
     a[1] = hsub2_bits(__byte_perm(w0, 0x64646464u, 0x4342), bias_g8);
@@ -111,11 +157,12 @@ struct gemm_smem {
 /// chunks through a private ring of Stages shared-memory stages (cp.async), so that Stages - 1
 /// chunks of weights are in flight while one is dequantized and multiplied. MTiles = ceil(M / 8);
 /// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element).
-template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps>
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps>
 __global__ void __launch_bounds__(Warps * 32)
-    gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+    gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                 const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int chunks,
-                int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
+                int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+  constexpr bool bf16 = is_bf16<T>;
   extern __shared__ ::uint4 smem[];
   using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps>;
   constexpr int vecs = Bits / 4;  // 16-byte code vectors per lane and chunk
@@ -154,21 +201,21 @@ __global__ void __launch_bounds__(Warps * 32)
   // Activation rows past m are never stored (column j of the mma's output depends only on column
   // j of B), so lanes of such rows read row m - 1 instead of branching or zeroing; the chunk index
   // is clamped the same way for the prefetch past the warp's range.
-  const __half* x_lane[MTiles];
+  const T* x_lane[MTiles];
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 16 * t;
   const auto load_x = [&](::uint4 (&xv)[MTiles][2], int step) {
     const int c = c_begin + min(step, steps - 1), kx = c * 64 + 16 * t;
 #pragma unroll
     for (int mt = 0; mt < MTiles; ++mt) {
-      const __half* xr = x_lane[mt] + c * 64;
+      const T* xr = x_lane[mt] + c * 64;
       if (!KTail || kx + 16 <= k) {
         xv[mt][0] = __ldg(reinterpret_cast<const ::uint4*>(xr));
         xv[mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr) + 1);
       } else {
-        __half tail[16];
+        uint16_t tail[16];  // bits: +0 in fp16 and bf16 alike
 #pragma unroll
-        for (int i = 0; i < 16; ++i) tail[i] = kx + i < k ? xr[i] : __float2half(0.0f);
+        for (int i = 0; i < 16; ++i) tail[i] = kx + i < k ? reinterpret_cast<const uint16_t*>(xr)[i] : uint16_t(0);
         xv[mt][0] = *reinterpret_cast<const ::uint4*>(tail);
         xv[mt][1] = *reinterpret_cast<const ::uint4*>(tail + 8);
       }
@@ -178,7 +225,7 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
   if constexpr (Kind == dequant_kind::table) {
-    for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) table_smem[i] = __ldg(table + (i >> 5));
+    for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) table_smem[i] = __ldg(table + (bf16 ? 256 : 0) + (i >> 5));
     __syncthreads();
   }
   const uint32_t* lane_table = table_smem + lane;
@@ -211,18 +258,20 @@ __global__ void __launch_bounds__(Warps * 32)
         const ::uint4 q = stage[(tl * vecs + v) * 32 + lane];
         words[4 * v] = q.x, words[4 * v + 1] = q.y, words[4 * v + 2] = q.z, words[4 * v + 3] = q.w;
       }
-      const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
-      uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
-      if constexpr (Bits == 4 && Kind == dequant_kind::integer)  // -(64 + zero) = 960 - (1024 + zero)
+      uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232), bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
+      if constexpr (bf16 && Bits == 4 && Kind == dequant_kind::integer) {  // -(128 + zero) = 896 - (1024 + zero)
+        bias_g = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g)));
+        bias_g8 = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8)));
+      } else if constexpr (Bits == 4 && Kind == dequant_kind::integer)  // -(64 + zero) = 960 - (1024 + zero)
         asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         uint32_t a[4];
-        dequant<Bits, Kind>(a, words, j, bias_g, bias_g8, lane_table);
+        dequant<Bits, Kind, bf16>(a, words, j, bias_g, bias_g8, lane_table);
 #pragma unroll
         for (int mt = 0; mt < MTiles; ++mt) {
           const uint32_t* xw = reinterpret_cast<const uint32_t*>(&x_now[mt][0]);
-          mma_16816(part[mt][tl], a, xw[2 * j], xw[2 * j + 1]);
+          mma_16816<bf16>(part[mt][tl], a, xw[2 * j], xw[2 * j + 1]);
         }
       }
       // End of a group (or of this warp's range): scale the group's partial sums into acc.
@@ -248,7 +297,7 @@ __global__ void __launch_bounds__(Warps * 32)
   }
   cp_async_wait<0>();
 
-  // Reduce the warps' partial sums ([value][warp][lane]: conflict-free) and store fp16.
+  // Reduce the warps' partial sums ([value][warp][lane]: conflict-free) and store fp16 / bf16.
   constexpr int values = MTiles * Tiles * 4;
   static_assert(values * Warps * 32 * 4 <= layout::bytes, "the reduction reuses the ring");
   float* red = reinterpret_cast<float*>(smem);
@@ -268,23 +317,26 @@ __global__ void __launch_bounds__(Warps * 32)
     const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
     const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1);
     const int col = mt * 8 + 2 * (l & 3) + (i & 1);
-    if (row < n && col < m) y[(size_t)col * ldy + row] = __float2half(sum);
+    if (row < n && col < m) {
+      if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
+      else y[(size_t)col * ldy + row] = __float2half(sum);
+    }
   }
 }
 
 /// A kernel instantiation and its shared-memory size.
-template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
   // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles a warp to fit shared memory.
   static constexpr int stages = (Bits == 8 ? 4 : 8) / (Tiles == 4 ? 2 : 1);
   using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps>;
-  static constexpr auto kernel = gemm_kernel<Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
+  static constexpr auto kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
 };
 
-template <int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
-void launch(const __half* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
-            int k, int chunks, int cpg, int groups, int tiles, __half* y, int ldy, cudaStream_t stream) {
-  using config = gemm_config<Bits, Kind, MTiles, Tiles, KTail, Warps>;
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
+void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
+            int k, int chunks, int cpg, int groups, int tiles, T* y, int ldy, cudaStream_t stream) {
+  using config = gemm_config<T, Bits, Kind, MTiles, Tiles, KTail, Warps>;
   // Set on every call (a cheap driver call): the limit belongs to the current device.
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(config::layout::bytes)));
@@ -309,13 +361,15 @@ struct gemm_options {
   int warps = 0;            ///< warps a block (splitting K): 8 or 16; 0: the default
 };
 
-/// y[m x N] = x[m x K] · Wᵀ, fp16 in and out, on `stream` (asynchronous).
+/// y[m x N] = x[m x K] · Wᵀ, fp16 or bf16 (T = __half or __nv_bfloat16) in and out, on `stream`
+/// (asynchronous). With bf16 the weights are dequantized to bf16 and the mma is the bf16 one.
 /// Preconditions, checked: 1 <= m <= 16; x, y device pointers; x 16-byte aligned with ldx >= K and
 /// ldx % 8 == 0; ldy >= N; options as gemm_options says (16 warps are used only when K % 64 == 0).
 /// y must not overlap x. The packed weights must live on the current device.
-template <class Scheme>
-void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, __half* y, std::size_t ldy,
+template <class Scheme, class T>
+void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, T* y, std::size_t ldy,
           cudaStream_t stream = nullptr, gemm_options options = {}) {
+  static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>, "cuda::gemm: fp16 (__half) or bf16 (__nv_bfloat16) activations");
   using gs = gpu_scheme<Scheme>;
   LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm: m=" << m << " must be in [1, 16]");
   LOWBIT_CHECK(w.codes != nullptr && w.scales != nullptr, "cuda::gemm: the packed weights are empty");
@@ -352,24 +406,24 @@ void gemm(const __half* x, std::size_t m, std::size_t ldx, const packed_view<Sch
   const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
                       (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);
   if (per_block == 4) {
-    if (m <= 8) args(detail::launch<bits, kind, 1, 4, false, 16>);
-    else args(detail::launch<bits, kind, 2, 4, false, 16>);
+    if (m <= 8) args(detail::launch<T, bits, kind, 1, 4, false, 16>);
+    else args(detail::launch<T, bits, kind, 2, 4, false, 16>);
     LOWBIT_CUDA_CHECK(cudaGetLastError());
     return;
   }
   switch (variant) {
-    case 8: args(detail::launch<bits, kind, 1, 1, false, 16>); break;
-    case 10: args(detail::launch<bits, kind, 1, 2, false, 16>); break;
-    case 12: args(detail::launch<bits, kind, 2, 1, false, 16>); break;
-    case 14: args(detail::launch<bits, kind, 2, 2, false, 16>); break;
-    case 0: args(detail::launch<bits, kind, 1, 1, false>); break;
-    case 1: args(detail::launch<bits, kind, 1, 1, true>); break;
-    case 2: args(detail::launch<bits, kind, 1, 2, false>); break;
-    case 3: args(detail::launch<bits, kind, 1, 2, true>); break;
-    case 4: args(detail::launch<bits, kind, 2, 1, false>); break;
-    case 5: args(detail::launch<bits, kind, 2, 1, true>); break;
-    case 6: args(detail::launch<bits, kind, 2, 2, false>); break;
-    case 7: args(detail::launch<bits, kind, 2, 2, true>); break;
+    case 8: args(detail::launch<T, bits, kind, 1, 1, false, 16>); break;
+    case 10: args(detail::launch<T, bits, kind, 1, 2, false, 16>); break;
+    case 12: args(detail::launch<T, bits, kind, 2, 1, false, 16>); break;
+    case 14: args(detail::launch<T, bits, kind, 2, 2, false, 16>); break;
+    case 0: args(detail::launch<T, bits, kind, 1, 1, false>); break;
+    case 1: args(detail::launch<T, bits, kind, 1, 1, true>); break;
+    case 2: args(detail::launch<T, bits, kind, 1, 2, false>); break;
+    case 3: args(detail::launch<T, bits, kind, 1, 2, true>); break;
+    case 4: args(detail::launch<T, bits, kind, 2, 1, false>); break;
+    case 5: args(detail::launch<T, bits, kind, 2, 1, true>); break;
+    case 6: args(detail::launch<T, bits, kind, 2, 2, false>); break;
+    case 7: args(detail::launch<T, bits, kind, 2, 2, true>); break;
     default: LOWBIT_CHECK(false, "cuda::gemm: no kernel for variant " << variant);
   }
   LOWBIT_CUDA_CHECK(cudaGetLastError());

@@ -71,7 +71,7 @@ template <class Scheme>
 struct packed_view {
   const ::uint4* codes = nullptr;     ///< [tiles][chunks][bits / 4][32 lanes] x 16 bytes
   const uint32_t* scales = nullptr; ///< [tiles][groups][16 rows]: half2(scale, 1024 + zero)
-  const uint32_t* table = nullptr;  ///< 256 x half2 (dequant_kind::table), else null
+  const uint32_t* table = nullptr;  ///< 256 x half2, then 256 x bf16x2 (dequant_kind::table), else null
   std::size_t rows = 0, cols = 0;   ///< N, K
   std::size_t group_size = 0;
   std::size_t chunks = 0;           ///< ceil(K / 64)
@@ -194,10 +194,12 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
   v.codes = static_cast<const ::uint4*>(out.codes_.get());
   v.scales = static_cast<const uint32_t*>(out.scales_.get());
   if constexpr (kind == dequant_kind::table) {
-    std::vector<uint32_t> table(256);
-    for (unsigned b = 0; b < 256; ++b)
-      table[b] = uint32_t(fp16(gs::traits::decode(static_cast<uint8_t>(b & 15))).bits) |
-                 (uint32_t(fp16(gs::traits::decode(static_cast<uint8_t>(b >> 4))).bits) << 16);
+    std::vector<uint32_t> table(512);  // fp16 pairs, then bf16 pairs (for bf16 activations)
+    for (unsigned b = 0; b < 256; ++b) {
+      const float lo = gs::traits::decode(static_cast<uint8_t>(b & 15)), hi = gs::traits::decode(static_cast<uint8_t>(b >> 4));
+      table[b] = uint32_t(fp16(lo).bits) | (uint32_t(fp16(hi).bits) << 16);
+      table[256 + b] = uint32_t(bf16(lo).bits) | (uint32_t(bf16(hi).bits) << 16);
+    }
     out.table_ = detail::upload(table.data(), table.size() * 4);
     v.table = static_cast<const uint32_t*>(out.table_.get());
   }
