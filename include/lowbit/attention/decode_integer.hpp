@@ -354,17 +354,19 @@ void decode_chunk_integer(const kv_cache<Element>& cache, std::size_t seq, std::
     out.max[j] = minus_inf;
     out.sum[j] = 0.0f;
   }
+  constexpr bool wide = is_wide<Tag>::value;
+#if defined(LOWBIT_COMPILED_AVX512)
   // Lane -> group tables of the wide kernel: keys (lane l of chunk b sums elements from
   // element(first source of b, 4l)) and values (128-bit lane k of source s: from element(s, 16k)).
   alignas(64) int32_t kidx[16 * 4], vidx[16 * 8];
-  for (std::size_t b = 0; b < L.chunks; ++b)
-    for (std::size_t l = 0; l < 16; ++l)
-      kidx[16 * b + l] = static_cast<int32_t>(std::min(L.element(L.int4 ? 2 * b : b, 4 * l), d - 1) / L.group);
-  for (std::size_t s = 0; s < L.sources; ++s)
-    for (std::size_t l = 0; l < 16; ++l)
-      vidx[16 * s + l] = static_cast<int32_t>(std::min(L.element(s, 16 * (l / 4)), d - 1) / L.group);
-  constexpr bool wide = is_wide<Tag>::value;
-#if defined(LOWBIT_COMPILED_AVX512)
+  if constexpr (wide) {
+    for (std::size_t b = 0; b < L.chunks; ++b)
+      for (std::size_t l = 0; l < 16; ++l)
+        kidx[16 * b + l] = static_cast<int32_t>(std::min(L.element(L.int4 ? 2 * b : b, 4 * l), d - 1) / L.group);
+    for (std::size_t s = 0; s < L.sources; ++s)
+      for (std::size_t l = 0; l < 16; ++l)
+        vidx[16 * s + l] = static_cast<int32_t>(std::min(L.element(s, 16 * (l / 4)), d - 1) / L.group);
+  }
   const auto wide_tile = [&] {
     if constexpr (wide) return pick_int_tile<Tag, std::is_same<typename Element::format, int4>::value>(L);
     else return nullptr;
