@@ -252,7 +252,8 @@ void int_tile_wide(const uint8_t* kc, const uint8_t* vc, const float* ks, const 
     // Online softmax, then the tile's V weights rounded to u8 per V group.
     const float tile_max = _mm512_mask_reduce_max_ps(valid, s);
     const float new_max = std::max(out.max[j], tile_max);
-    corrections[j] = std::exp(out.max[j] - new_max);  // 0 on the first tile
+    // 0 on the first tile; exactly 1 (exp(0)) while the maximum holds, without the call
+    corrections[j] = new_max == out.max[j] ? 1.0f : std::exp(out.max[j] - new_max);
     const __m512 pv = _mm512_maskz_mov_ps(
         valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(new_max)))).data);
     out.sum[j] = out.sum[j] * corrections[j] + _mm512_reduce_add_ps(pv);
@@ -416,7 +417,7 @@ void decode_chunk_integer(const kv_cache<Element>& cache, std::size_t seq, std::
       float tile_max = minus_inf;
       for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, scores[i]);
       const float new_max = std::max(out.max[j], tile_max);
-      const float correction = std::exp(out.max[j] - new_max);
+      const float correction = new_max == out.max[j] ? 1.0f : std::exp(out.max[j] - new_max);
       float sum = 0.0f;
       for (std::size_t i = 0; i < tile_tokens; ++i) sum += p[i] = i < n ? std::exp(scores[i] - new_max) : 0.0f;
       out.sum[j] = out.sum[j] * correction + sum;
