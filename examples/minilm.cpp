@@ -8,11 +8,16 @@
 // 2. Prints a table: the same model with every linear layer quantized by each recipe (format x
 //    algorithm x sparsity x activations): bits per weight, sizes, cosine to the reference
 //    embeddings (mean and worst), the relative output error of the linear layers on the fp32
-//    model's own inputs to them, time per batch, speedup over fp32, time to quantize. AWQ, GPTQ
-//    and SparseGPT (lowbit's float64 reference implementations: minutes) only with --algorithms.
+//    model's own inputs to them, time per batch and per sentence (a batch of one: the memory-bound
+//    case), speedups over fp32 (the faster of plain loops and OpenBLAS sgemm when built with it),
+//    time to quantize. The default run has RTN and 2:4 Wanda for every format and the W8A8 / W4A8
+//    rows; --algorithms adds AWQ, GPTQ and SparseGPT for every format (the format x {RTN, AWQ,
+//    GPTQ} x {dense, 2:4 Wanda, 2:4 SparseGPT} cross product), the earlier table's other rows and
+//    AWQ with its scales folded into the model (lowbit's float64 reference algorithms over the
+//    thread pool: tens of minutes on 2 cores).
 //
 // usage: minilm <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only]
-//               [--format NAME] [--algorithms]
+//               [--format NAME] [--algorithms] [--folded-awq-only]
 // (scripts/demo.sh installs the model with pip and passes its directory)
 #include <algorithm>
 #include <chrono>
@@ -38,6 +43,7 @@
 #include <lowbit/sparse/sparse24_matrix.hpp>
 
 #include "minilm/bert.hpp"
+#include "minilm/blas_linear.hpp"
 #include "minilm/tokenizer.hpp"
 
 namespace {
@@ -148,12 +154,12 @@ std::vector<float> subsample_rows(lowbit::matrix_view<const float> x, std::size_
 /// How one model variant is made: a layer's float weights, and the fp32 model's inputs to that
 /// layer on the calibration text, give a runnable linear. A new algorithm is one more entry in
 /// recipes() below.
-using recipe_factory = std::function<std::unique_ptr<minilm::linear>(const minilm::dense_linear&,
-                                                                      lowbit::matrix_view<const float> calibration)>;
+using recipe_factory = std::function<std::unique_ptr<minilm::linear>(
+    const minilm::dense_linear&, lowbit::matrix_view<const float> calibration, lowbit::thread_pool& pool)>;
 struct recipe {
   std::string format, group, algorithm, sparsity, activations;
   recipe_factory make;
-  bool slow = false;  ///< minutes for the whole model with lowbit's reference algorithms: only with --algorithms
+  bool slow = false;  ///< only with --algorithms (the cross product's AWQ / GPTQ / SparseGPT and the extra rows)
 };
 
 template <class Scheme>
@@ -171,7 +177,7 @@ template <class Scheme>
 recipe rtn(const char* format, std::size_t group_size, lowbit::compute mode = lowbit::compute::weight_only) {
   return {format, group_name(group_size), lowbit::is_mx_scheme<Scheme>::value ? "MX" : "RTN", "-",
           mode == lowbit::compute::int8 ? "int8" : "fp32",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>) {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>, lowbit::thread_pool&) {
             return packed(lowbit::quantize<Scheme>(d.weight.data(), d.out, d.in, d.in, {group_size}), d, mode);
           }};
 }
@@ -180,19 +186,21 @@ recipe rtn(const char* format, std::size_t group_size, lowbit::compute mode = lo
 template <class Scheme>
 recipe rtn_mse(const char* format, std::size_t group_size) {
   return {format, group_name(group_size), "RTN+MSE clip", "-", "fp32",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>) {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float>, lowbit::thread_pool&) {
             return packed(lowbit::quantize_rtn_mse<Scheme>(d.weight.data(), d.out, d.in, d.in, {group_size}), d);
-          }};
+          },
+          true};
 }
 
 template <class Scheme>
 recipe awq(const char* format, std::size_t group_size) {
   return {format, group_name(group_size), "AWQ", "-", "fp32",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x, lowbit::thread_pool& pool) {
             lowbit::awq_options options;
             options.group_size = group_size;
             const std::vector<float> sample = subsample_rows(x, 256);
-            auto r = lowbit::quantize_awq<Scheme>(d.weight.data(), d.out, d.in, d.in, sample.data(), sample.size() / d.in, options);
+            auto r = lowbit::quantize_awq<Scheme>(d.weight.data(), d.out, d.in, d.in, sample.data(), sample.size() / d.in, options,
+                                                  pool);
             return packed(r.weights, d, lowbit::compute::weight_only, {std::move(r.input_scales), {}});
           },
           true};
@@ -201,11 +209,11 @@ recipe awq(const char* format, std::size_t group_size) {
 template <class Scheme>
 recipe gptq(const char* format, std::size_t group_size, bool act_order) {
   return {format, group_name(group_size), act_order ? "GPTQ act-order" : "GPTQ", "-", "fp32",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x, lowbit::thread_pool& pool) {
             lowbit::gptq_options options;
             options.group_size = group_size;
             options.act_order = act_order;
-            auto r = lowbit::quantize_gptq<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options);
+            auto r = lowbit::quantize_gptq<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options, pool);
             return packed(r.weights, d, lowbit::compute::weight_only, {{}, std::move(r.input_order)});
           },
           true};
@@ -215,7 +223,7 @@ recipe gptq(const char* format, std::size_t group_size, bool act_order) {
 template <class Scheme>
 recipe smoothquant(const char* format, std::size_t group_size) {
   return {format, group_name(group_size), "SmoothQuant", "-", "int8",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x, lowbit::thread_pool&) {
             const std::vector<float> absmax = lowbit::activation_absmax(x.data, x.rows, x.cols);
             std::vector<float> s = lowbit::smoothquant_scales(absmax.data(), d.weight.data(), d.out, d.in, d.in);
             const std::vector<float> w = lowbit::smooth_weights(d.weight.data(), d.out, d.in, d.in, s);
@@ -231,12 +239,13 @@ template <class Scheme>
 recipe sparse24(const char* format, std::size_t group_size, pruning how) {
   const char* names[] = {"magnitude + RTN", "Wanda + RTN", "SparseGPT"};
   return {format, group_name(group_size), names[static_cast<int>(how)], "2:4", "fp32",
-          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) -> std::unique_ptr<minilm::linear> {
+          [=](const minilm::dense_linear& d, lowbit::matrix_view<const float> x,
+              lowbit::thread_pool& pool) -> std::unique_ptr<minilm::linear> {
             lowbit::sparse24_matrix<Scheme> w;
             if (how == pruning::sparsegpt) {
               lowbit::sparsegpt_options options;
               options.group_size = group_size;
-              w = lowbit::prune_sparsegpt24<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options);
+              w = lowbit::prune_sparsegpt24<Scheme>(d.weight.data(), d.out, d.in, d.in, x.data, x.rows, options, pool);
             } else {
               const std::vector<float> norms = how == pruning::wanda ? lowbit::activation_norms(x) : std::vector<float>{};
               w = lowbit::prune_and_quantize24<Scheme>(d.weight.data(), d.out, d.in, d.in, norms.empty() ? nullptr : norms.data(),
@@ -245,48 +254,140 @@ recipe sparse24(const char* format, std::size_t group_size, pruning how) {
             return std::make_unique<minilm::lowbit_linear<lowbit::sparse24_matrix<Scheme>>>(std::move(w), d.bias,
                                                                                           lowbit::compute::weight_only);
           },
-          how == pruning::sparsegpt};
+          how != pruning::wanda};
+}
+
+/// The cross product for one format: {RTN, AWQ, GPTQ} dense, 2:4 Wanda + RTN, 2:4 SparseGPT (its
+/// error feedback is GPTQ's; AWQ or GPTQ after a Wanda mask is not a recipe lowbit has).
+template <class Scheme>
+void cross_product(std::vector<recipe>& out, const char* format, std::size_t group_size) {
+  out.push_back(rtn<Scheme>(format, group_size));
+  out.push_back(awq<Scheme>(format, group_size));
+  out.push_back(gptq<Scheme>(format, group_size, false));
+  out.push_back(sparse24<Scheme>(format, group_size, pruning::wanda));
+  out.push_back(sparse24<Scheme>(format, group_size, pruning::sparsegpt));
 }
 
 std::vector<recipe> recipes() {
   using namespace lowbit;
   using lowbit::compute;
   using int4_fp16 = scheme<int4, fp16>;
-  return {
-      rtn<scheme<int8, fp16>>("int8", 0),
-      rtn<scheme<int8, fp16>>("int8", 0, compute::int8),
-      smoothquant<scheme<int8, fp16>>("int8", 0),
-      rtn<scheme<fp8_e4m3, fp16>>("fp8_e4m3", 0),
-      rtn<mx::int8>("mxint8", 32),
-      rtn<int4_fp16>("int4", 32),
-      rtn<int4_fp16>("int4", 64),
-      rtn<int4_fp16>("int4", 128),
-      rtn<int4_fp16>("int4", 128, compute::int8),
-      rtn_mse<int4_fp16>("int4", 128),
-      awq<int4_fp16>("int4", 128),
-      gptq<int4_fp16>("int4", 128, false),
-      gptq<int4_fp16>("int4", 128, true),
-      rtn<scheme<uint4, fp16, true>>("uint4+zero", 128),
-      awq<scheme<uint4, fp16, true>>("uint4+zero", 128),
-      gptq<scheme<uint4, fp16, true>>("uint4+zero", 128, false),
-      rtn<scheme<nf4, fp16>>("nf4", 64),
-      rtn<scheme<sf4, fp16>>("sf4", 64),
-      rtn<scheme<fp4_e2m1, fp16>>("fp4_e2m1", 64),
-      rtn<scheme<fp4_e2m1, fp16>>("fp4_e2m1", 32),
-      rtn<mx::fp4>("mxfp4", 32),
-      rtn<mx::int4>("mxint4", 32),
-      rtn<scheme<iq4_nl, fp16>>("iq4_nl", 32),
-      gptq<scheme<nf4, fp16>>("nf4", 64, false),
-      gptq<scheme<sf4, fp16>>("sf4", 64, false),
-      sparse24<int4_fp16>("int4", 64, pruning::magnitude),
-      sparse24<int4_fp16>("int4", 64, pruning::wanda),
-      sparse24<int4_fp16>("int4", 64, pruning::sparsegpt),
-  };
+  std::vector<recipe> out;
+  // Every format at its usual granularity: 8-bit per channel, 4-bit in groups of 64 (the Student
+  // Float paper's comparison: INT4, NF4, SF4, FP4 at the same group), block formats at 32.
+  cross_product<scheme<int8, fp16>>(out, "int8", 0);
+  cross_product<scheme<fp8_e4m3, fp16>>(out, "fp8_e4m3", 0);
+  cross_product<mx::int8>(out, "mxint8", 32);
+  cross_product<int4_fp16>(out, "int4", 64);
+  cross_product<scheme<nf4, fp16>>(out, "nf4", 64);
+  cross_product<scheme<sf4, fp16>>(out, "sf4", 64);
+  cross_product<scheme<fp4_e2m1, fp16>>(out, "fp4_e2m1", 64);
+  cross_product<mx::int4>(out, "mxint4", 32);
+  cross_product<scheme<iq4_nl, fp16>>(out, "iq4_nl", 32);
+  // Activations in int8 (W8A8 / W4A8) and the other rows of the earlier table.
+  for (recipe r : {rtn<scheme<int8, fp16>>("int8", 0, compute::int8), smoothquant<scheme<int8, fp16>>("int8", 0),
+                   rtn<int4_fp16>("int4", 64, compute::int8)})
+    out.push_back(std::move(r));
+  for (recipe r : {rtn<int4_fp16>("int4", 32), rtn<int4_fp16>("int4", 128), rtn_mse<int4_fp16>("int4", 128),
+                   awq<int4_fp16>("int4", 128), gptq<int4_fp16>("int4", 128, false), gptq<int4_fp16>("int4", 128, true),
+                   rtn<scheme<uint4, fp16, true>>("uint4+zero", 128), awq<scheme<uint4, fp16, true>>("uint4+zero", 128),
+                   gptq<scheme<uint4, fp16, true>>("uint4+zero", 128, false), rtn<scheme<fp4_e2m1, fp16>>("fp4_e2m1", 32),
+                   rtn<mx::fp4>("mxfp4", 32), sparse24<int4_fp16>("int4", 64, pruning::magnitude)}) {
+    r.slow = true;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+using layer_inputs = std::map<std::string, std::vector<float>>;
+
+/// Rows r0 .. r0 + rows of q, as a matrix of their own (codes, scales and zero points copied).
+template <class Scheme>
+lowbit::quantized_matrix<Scheme> row_slice(const lowbit::quantized_matrix<Scheme>& q, std::size_t r0, std::size_t rows) {
+  lowbit::quantized_matrix<Scheme> out(rows, q.cols(), q.group_size());
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t k = 0; k < q.cols(); ++k) out.set_code(r, k, q.code(r0 + r, k));
+    for (std::size_t g = 0; g < q.groups_per_row(); ++g) {
+      out.scale(r, g) = q.scale(r0 + r, g);
+      if constexpr (Scheme::has_zero) out.zero(r, g) = q.zero(r0 + r, g);
+    }
+  }
+  return out;
+}
+
+/// AWQ with its scales folded into the model (minilm::layer_folds says where, and why not into
+/// LayerNorm's own gamma and beta in BERT). Per layer: the attention output projection's search
+/// first, its s folded into V's rows and bias; then one s for Q, K and V together (they share
+/// their input and so the LayerNorm output it is folded into: AWQ searches them jointly), the
+/// FFN's first linear and the FFN's second. Each linear holds Q(W diag(s)).
+template <class Scheme>
+struct awq_folded {
+  std::map<std::string, lowbit::quantized_matrix<Scheme>> weights;  ///< by layer name
+  std::map<std::string, std::vector<float>> scales;  ///< each linear's s, applied by the folds
+  std::map<std::string, std::vector<float>> into_value;  ///< the attention output's s, folded into V
+  std::map<std::string, minilm::dense_linear> value;  ///< V with its rows and bias divided by the next layer's s
+  std::vector<minilm::layer_folds> folds;
+  double seconds = 0;
+
+  awq_folded(const minilm::bert_weights& w, const layer_inputs& calibration, std::size_t group_size, lowbit::thread_pool& pool) {
+    const auto start = std::chrono::steady_clock::now();
+    constexpr std::size_t H = minilm::bert_weights::hidden;
+    const auto search = [&](const float* weight, std::size_t rows, const minilm::dense_linear& input_of) {
+      const std::vector<float>& c = calibration.at(input_of.name);
+      const std::vector<float> sample = subsample_rows({c.data(), c.size() / input_of.in, input_of.in}, 256);
+      lowbit::awq_options options;
+      options.group_size = group_size;
+      return lowbit::quantize_awq<Scheme>(weight, rows, input_of.in, input_of.in, sample.data(), sample.size() / input_of.in,
+                                          options, pool);
+    };
+    for (const auto& l : w.encoder) {
+      auto o = search(l.attention_output.weight.data(), H, l.attention_output);
+      minilm::dense_linear v = l.value;
+      for (std::size_t c = 0; c < H; ++c) {
+        for (std::size_t j = 0; j < H; ++j) v.weight[c * H + j] /= o.input_scales[c];
+        v.bias[c] /= o.input_scales[c];
+      }
+      std::vector<float> qkv(l.query.weight);
+      qkv.insert(qkv.end(), l.key.weight.begin(), l.key.weight.end());
+      qkv.insert(qkv.end(), v.weight.begin(), v.weight.end());
+      auto joint = search(qkv.data(), 3 * H, l.query);
+      auto up = search(l.intermediate.weight.data(), l.intermediate.out, l.intermediate);
+      auto down = search(l.output.weight.data(), l.output.out, l.output);
+      weights.emplace(l.query.name, row_slice(joint.weights, 0, H));
+      weights.emplace(l.key.name, row_slice(joint.weights, H, H));
+      weights.emplace(l.value.name, row_slice(joint.weights, 2 * H, H));
+      weights.emplace(l.attention_output.name, std::move(o.weights));
+      weights.emplace(l.intermediate.name, std::move(up.weights));
+      weights.emplace(l.output.name, std::move(down.weights));
+      for (const auto* d : {&l.query, &l.key, &l.value}) scales[d->name] = joint.input_scales;
+      scales[l.intermediate.name] = up.input_scales;
+      into_value[l.attention_output.name] = o.input_scales;
+      scales[l.output.name] = down.input_scales;
+      folds.push_back({joint.input_scales, up.input_scales, down.input_scales});
+      value.emplace(l.value.name, std::move(v));
+    }
+    seconds = seconds_since(start);
+  }
+
+  /// The float layer that the folded model runs in place of d: W diag(s) (V: its folded rows too),
+  /// with its bias (V: folded).
+  minilm::dense_linear effective(const minilm::dense_linear& d) const {
+    minilm::dense_linear out = value.count(d.name) ? value.at(d.name) : d;
+    for (const auto* m : {&scales, &into_value}) {
+      const auto s = m->find(d.name);
+      if (s == m->end()) continue;
+      for (std::size_t r = 0; r < out.out; ++r)
+        for (std::size_t j = 0; j < out.in; ++j) out.weight[r * out.in + j] *= s->second[j];
+    }
+    return out;
+  }
+};
+
+
 
 /// Best time of `repeats` forward passes over the batch (after one warm-up pass).
 template <class F>
@@ -301,9 +402,25 @@ double best_time(int repeats, F&& forward) {
   return best;
 }
 
+/// The two timings of the table: the whole batch in one forward pass (compute-bound: every weight
+/// is read once for ~600 tokens), and one sentence at a time (a batch of one, 5-30 tokens: the
+/// weights are read once per sentence, so their size decides), as seconds per sentence.
+struct timings {
+  double batch = 0, sentence = 0;
+};
+timings time_model(const minilm::bert_encoder& model, const std::vector<std::vector<int32_t>>& batch, int repeats,
+                   lowbit::thread_pool& pool) {
+  timings t;
+  t.batch = best_time(repeats, [&] { model.embed(batch, pool); });
+  t.sentence = best_time(repeats, [&] {
+    for (const auto& sentence : batch) model.embed({sentence}, pool);
+  }) / static_cast<double>(batch.size());
+  return t;
+}
+
 void usage(const char* program) {
   std::fprintf(stderr, "usage: %s <model dir> [reference.txt] [--threads N] [--repeats N] [--fp32-only] [--format NAME] "
-                       "[--algorithms]\n", program);
+                       "[--algorithms] [--folded-awq-only]\n", program);
 }
 
 }  // namespace
@@ -315,6 +432,7 @@ int main(int argc, char** argv) {
   bool fp32_only = false;
   std::string only;         // run only the recipes of this format
   bool algorithms = false;  // add the slow ones (AWQ, GPTQ, SparseGPT: minutes)
+  bool folded_only = false;  // only the folded-AWQ rows and check
   for (int i = 1, positional = 0; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) threads = std::strtoul(argv[++i], nullptr, 10);
@@ -322,6 +440,7 @@ int main(int argc, char** argv) {
     else if (arg == "--fp32-only") fp32_only = true;
     else if (arg == "--format" && i + 1 < argc) only = argv[++i];
     else if (arg == "--algorithms") algorithms = true;
+    else if (arg == "--folded-awq-only") folded_only = true;
     else if (positional == 0 && arg[0] != '-') model_dir = arg, ++positional;
     else if (positional == 1 && arg[0] != '-') reference_path = arg, ++positional;
     else {
@@ -359,7 +478,6 @@ int main(int argc, char** argv) {
     std::size_t linear_params = 0;
     weights.for_each_linear([&](const minilm::dense_linear& d) { linear_params += d.out * d.in; });
     const minilm::bert_encoder fp32(weights, [](const minilm::dense_linear& d) { return std::make_unique<minilm::fp32_linear>(d); });
-    using layer_inputs = std::map<std::string, std::vector<float>>;
     const auto recorder = [](layer_inputs& to) {
       return [&to](const minilm::dense_linear& d, lowbit::matrix_view<const float> x) {
         to[d.name].assign(x.data, x.data + x.rows * x.cols);
@@ -376,7 +494,20 @@ int main(int argc, char** argv) {
       calibration_tokens += calibration_batch.back().size();
     }
     fp32.embed(calibration_batch, pool, recorder(calibration_inputs));
-    const double fp32_seconds = best_time(repeats, [&] { fp32.embed(batch, pool); });
+    const timings fp32_time = time_model(fp32, batch, repeats, pool);
+#if defined(MINILM_HAVE_OPENBLAS)
+    openblas_set_num_threads(1);  // blas_linear runs one sgemm per pool thread
+    const minilm::bert_encoder blas(weights, [](const minilm::dense_linear& d) { return std::make_unique<minilm::blas_linear>(d); });
+    const auto blas_embeddings = blas.embed(batch, pool);
+    const timings blas_time = time_model(blas, batch, repeats, pool);
+    // The speedups are over the faster fp32 model in each column (OpenBLAS's sgemm or the plain
+    // loops: on a 600-token batch GCC's register-blocked loops can beat OpenBLAS's kernels).
+    const timings baseline{std::min(fp32_time.batch, blas_time.batch), std::min(fp32_time.sentence, blas_time.sentence)};
+    const char* const baseline_name = "the faster fp32 row of each column";
+#else
+    const timings baseline = fp32_time;
+    const char* const baseline_name = "fp32 with plain-loop linears (built without OpenBLAS)";
+#endif
     double worst = 1, sum = 0, max_difference = 0;
     std::printf("fp32 path against sentence-transformers (tokens of these and %zu more texts: %s):\n",
                 tokenizer_cases.size(), token_mismatches ? "MISMATCH" : "identical");
@@ -397,8 +528,15 @@ int main(int argc, char** argv) {
     const bool pass = token_mismatches == 0 && worst >= 0.9999;
     std::printf("fp32: cosine min %.9f mean %.9f, largest element difference %.1e, %zu token mismatches: %s\n", worst,
                 sum / reference.size(), max_difference, token_mismatches, pass ? "PASS" : "FAIL (needs identical tokens and cosine >= 0.9999)");
-    std::printf("fp32 forward: %zu tokens in %.1f ms (%.1f GFLOP/s in the linear layers' plain loops and the rest)\n\n",
-                tokens, fp32_seconds * 1e3, 2.0 * tokens * linear_params / fp32_seconds * 1e-9);
+    std::printf("fp32 forward: %zu tokens in %.1f ms (%.1f GFLOP/s in the linear layers' plain loops and the rest)\n",
+                tokens, fp32_time.batch * 1e3, 2.0 * tokens * linear_params / fp32_time.batch * 1e-9);
+#if defined(MINILM_HAVE_OPENBLAS)
+    double blas_worst = 1;
+    for (std::size_t s = 0; s < reference.size(); ++s) blas_worst = std::min(blas_worst, cosine(blas_embeddings[s], reference[s].embedding));
+    std::printf("fp32 forward with OpenBLAS sgemm linears: %.1f ms (%.1f GFLOP/s), worst cosine %.9f\n", blas_time.batch * 1e3,
+                2.0 * tokens * linear_params / blas_time.batch * 1e-9, blas_worst);
+#endif
+    std::printf("\n");
     if (fp32_only) return pass ? 0 : 1;
 
     // The table.
@@ -406,47 +544,46 @@ int main(int argc, char** argv) {
                                   weights.token_type_embeddings.size()) * 4.0 / (1 << 20);
     const double fp32_linear_mib = fp32.linear_bytes() / double(1 << 20);
     std::printf("linear layers: %zu weights; embeddings (kept fp32) %.1f MiB; batch: %zu sentences, %zu tokens; "
-                "calibration: %zu other sentences, %zu tokens; times: best of %d\n\n",
-                linear_params, embedding_mib, reference.size(), tokens, calibration_batch.size(), calibration_tokens, repeats);
+                "calibration: %zu other sentences, %zu tokens; times: best of %d; speedups over %s\n\n",
+                linear_params, embedding_mib, reference.size(), tokens, calibration_batch.size(), calibration_tokens, repeats,
+                baseline_name);
     std::printf("| format | group | algorithm | sparsity | activations | bits/weight | linear MiB | model MiB | mean cosine | "
-                "worst cosine | layer error (mean / max) | ms / batch | speedup | quantize s |\n");
-    std::printf("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    std::printf("| fp32 | - | - | - | fp32 | 32 | %.1f | %.1f | %.6f | %.6f | 0 | %.1f | 1.00 | - |\n", fp32_linear_mib,
-                fp32_linear_mib + embedding_mib, sum / reference.size(), worst, fp32_seconds * 1e3);
+                "worst cosine | layer error (mean / max) | ms / batch | speedup | ms / sentence | speedup | quantize s |\n");
+    std::printf("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    const auto fp32_row = [&](const char* name, const timings& t) {
+      std::printf("| fp32 | - | %s | - | fp32 | 32 | %.1f | %.1f | %.6f | %.6f | 0 | %.1f | %.2f | %.2f | %.2f | - |\n", name,
+                  fp32_linear_mib, fp32_linear_mib + embedding_mib, sum / reference.size(), worst, t.batch * 1e3,
+                  baseline.batch / t.batch, t.sentence * 1e3, baseline.sentence / t.sentence);
+    };
+    fp32_row("plain loops", fp32_time);
+#if defined(MINILM_HAVE_OPENBLAS)
+    fp32_row("OpenBLAS sgemm", blas_time);
+#endif
     std::fflush(stdout);
-    for (const recipe& r : recipes()) {
-      if ((!only.empty() && r.format != only) || (r.slow && !algorithms)) continue;
-      // Each layer is made once; its output error ||XWᵀ - XŴᵀ|| / ||XWᵀ|| is measured on the fp32
-      // model's inputs to it on the evaluated sentences (both sides carry the same bias, which the
-      // difference cancels and the norm leaves out).
-      std::vector<double> layer_errors;
-      double quantize_seconds = 0;
-      const minilm::bert_encoder model(weights, [&](const minilm::dense_linear& d) {
-        const std::vector<float>& c = calibration_inputs.at(d.name);
-        const auto start = std::chrono::steady_clock::now();
-        std::unique_ptr<minilm::linear> layer = r.make(d, {c.data(), c.size() / d.in, d.in});
-        quantize_seconds += seconds_since(start);
-        const std::vector<float>& x = evaluation_inputs.at(d.name);
-        const std::size_t m = x.size() / d.in;
-        std::vector<float> exact(m * d.out), approx(m * d.out);
-        const lowbit::matrix_view<const float> xv(x.data(), m, d.in);
-        minilm::fp32_linear(d).forward(xv, {exact.data(), m, d.out}, pool);
-        layer->forward(xv, {approx.data(), m, d.out}, pool);
-        double error = 0, norm = 0;
-        for (std::size_t i = 0; i < m * d.out; ++i) {
-          const double y = exact[i] - d.bias[i % d.out];
-          error += (double(approx[i]) - exact[i]) * (double(approx[i]) - exact[i]);
-          norm += y * y;
-        }
-        layer_errors.push_back(std::sqrt(error / norm));
-        return layer;
-      });
+    // A layer's output error ||XWᵀ - XŴᵀ|| / ||XWᵀ||, measured on the fp32 model's inputs to it on
+    // the evaluated sentences (both sides carry the same bias, which the difference cancels and the
+    // norm leaves out). `exact` is the float layer; x_exact / x_approx: the inputs each side takes.
+    const auto layer_error = [&](const minilm::dense_linear& exact_layer, const minilm::linear& layer,
+                                 const std::vector<float>& x_exact, const std::vector<float>& x_approx) {
+      const std::size_t m = x_exact.size() / exact_layer.in, n = exact_layer.out;
+      std::vector<float> exact(m * n), approx(m * n);
+      minilm::fp32_linear(exact_layer).forward({x_exact.data(), m, exact_layer.in}, {exact.data(), m, n}, pool);
+      layer.forward({x_approx.data(), m, exact_layer.in}, {approx.data(), m, n}, pool);
+      double error = 0, norm = 0;
+      for (std::size_t i = 0; i < m * n; ++i) {
+        const double y = exact[i] - exact_layer.bias[i % n];
+        error += (double(approx[i]) - exact[i]) * (double(approx[i]) - exact[i]);
+        norm += y * y;
+      }
+      return std::sqrt(error / norm);
+    };
+    const auto report = [&](const recipe& r, const minilm::bert_encoder& model, const std::vector<double>& layer_errors,
+                            double quantize_seconds) {
       double mean_error = 0;
       for (double e : layer_errors) mean_error += e / layer_errors.size();
       const double max_error = *std::max_element(layer_errors.begin(), layer_errors.end());
-
-      std::vector<std::vector<float>> out;
-      const double t = best_time(repeats, [&] { out = model.embed(batch, pool); });
+      const std::vector<std::vector<float>> out = model.embed(batch, pool);
+      const timings t = time_model(model, batch, repeats, pool);
       double q_worst = 1, q_sum = 0;
       for (std::size_t s = 0; s < reference.size(); ++s) {
         const double c = cosine(out[s], reference[s].embedding);
@@ -454,11 +591,77 @@ int main(int argc, char** argv) {
         q_sum += c;
       }
       const double mib = model.linear_bytes() / double(1 << 20);
-      std::printf("| %s | %s | %s | %s | %s | %.2f | %.1f | %.1f | %.6f | %.6f | %.4f / %.4f | %.1f | %.2f | %.1f |\n",
+      std::printf("| %s | %s | %s | %s | %s | %.2f | %.1f | %.1f | %.6f | %.6f | %.4f / %.4f | %.1f | %.2f | %.2f | %.2f | %.1f |\n",
                   r.format.c_str(), r.group.c_str(), r.algorithm.c_str(), r.sparsity.c_str(), r.activations.c_str(),
                   8.0 * model.linear_bytes() / linear_params, mib, mib + embedding_mib, q_sum / reference.size(), q_worst,
-                  mean_error, max_error, t * 1e3, fp32_seconds / t, quantize_seconds);
+                  mean_error, max_error, t.batch * 1e3, baseline.batch / t.batch, t.sentence * 1e3,
+                  baseline.sentence / t.sentence, quantize_seconds);
       std::fflush(stdout);
+    };
+    for (const recipe& r : recipes()) {
+      if ((!only.empty() && r.format != only) || (r.slow && !algorithms) || folded_only) continue;
+      std::vector<double> layer_errors;
+      double quantize_seconds = 0;
+      const minilm::bert_encoder model(weights, [&](const minilm::dense_linear& d) {
+        const std::vector<float>& c = calibration_inputs.at(d.name);
+        const auto start = std::chrono::steady_clock::now();
+        std::unique_ptr<minilm::linear> layer = r.make(d, {c.data(), c.size() / d.in, d.in}, pool);
+        quantize_seconds += seconds_since(start);
+        const std::vector<float>& x = evaluation_inputs.at(d.name);
+        layer_errors.push_back(layer_error(d, *layer, x, x));
+        return layer;
+      });
+      report(r, model, layer_errors, quantize_seconds);
+    }
+
+    // AWQ with its scales folded into the model (int4, groups of 64), against the same quantized
+    // weights with the scales applied to the activations: the same embeddings to float rounding.
+    if ((algorithms || folded_only) && (only.empty() || only == "int4")) {
+      using int4_fp16 = lowbit::scheme<lowbit::int4, lowbit::fp16>;
+      const awq_folded<int4_fp16> awq(weights, calibration_inputs, 64, pool);
+      const auto worst_against = [&](const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+        double w = 1, difference = 0;
+        for (std::size_t s = 0; s < a.size(); ++s) {
+          w = std::min(w, cosine(a[s], b[s]));
+          for (std::size_t i = 0; i < a[s].size(); ++i) difference = std::max(difference, std::fabs(double(a[s][i]) - b[s][i]));
+        }
+        char line[128];
+        std::snprintf(line, sizeof line, "worst cosine 1 - %.1e, largest element difference %.1e", 1.0 - w, difference);
+        return std::string(line);
+      };
+      // The folds on the fp32 model (V / s, W diag(s), the LayerNorms' second outputs, GELU / s).
+      const minilm::bert_encoder fp32_folded(
+          weights, [&](const minilm::dense_linear& d) { return std::make_unique<minilm::fp32_linear>(awq.effective(d)); }, awq.folds);
+      const std::string fp32_check = worst_against(fp32_folded.embed(batch, pool), embeddings);
+      // The quantized model: folded, and the same weights with x / s before each linear instead.
+      std::vector<double> layer_errors;
+      const minilm::bert_encoder folded(weights, [&](const minilm::dense_linear& d) {
+        return packed(awq.weights.at(d.name), awq.effective(d));
+      }, awq.folds);
+      const minilm::bert_encoder divided(weights, [&](const minilm::dense_linear& d) {
+        const auto s = awq.scales.find(d.name);
+        std::unique_ptr<minilm::linear> layer = packed(awq.weights.at(d.name), awq.effective(d), lowbit::compute::weight_only,
+                                                       {s == awq.scales.end() ? std::vector<float>{} : s->second, {}});
+        // Its error against the float layer it replaces, on the inputs the folded model gives it.
+        std::vector<float> x = evaluation_inputs.at(d.name), x_exact;
+        const auto into = awq.into_value.find(d.name);  // the attention output: its input is V's / s
+        if (into != awq.into_value.end())
+          for (std::size_t i = 0; i < x.size(); ++i) x[i] /= into->second[i % d.in];
+        x_exact = x;
+        if (s != awq.scales.end())
+          for (std::size_t i = 0; i < x.size(); ++i) x_exact[i] /= s->second[i % d.in];
+        layer_errors.push_back(layer_error(awq.effective(d), *layer, x_exact, x));
+        return layer;
+      });
+      const std::string quantized_check = worst_against(folded.embed(batch, pool), divided.embed(batch, pool));
+      recipe r{"int4", "64", "AWQ folded", "-", "fp32", {}};
+      report(r, folded, layer_errors, awq.seconds);
+      r.algorithm = "AWQ folded: x / s at each linear instead";
+      report(r, divided, layer_errors, awq.seconds);
+      std::printf("\nAWQ's scales folded (V's rows for the attention output, LayerNorms' second outputs for Q/K/V and the "
+                  "FFN's first linear, GELU for its second):\n  on the fp32 model, against the fp32 model: %s\n  quantized "
+                  "(int4 g64), against the same weights with x / s at each linear: %s\n",
+                  fp32_check.c_str(), quantized_check.c_str());
     }
     return pass ? 0 : 1;
   } catch (const std::exception& e) {

