@@ -25,12 +25,17 @@ struct gemm_case {
 
 // Odd N (panel tails), K past the last whole chunk, groups with a short last one, M around the
 // small-M / tiled switch and the register blocks; K past the kernels' K blocks (256 and 1024
-// columns), with a per-channel group and groups of 96 cut by the block boundaries; M >= 64 on
-// VNNI takes the decoded-tile kernel (4 panels a block: a whole and a partial block of panels,
-// groups of 96 cut by its 2048-column K blocks, M not a multiple of its 6 rows).
+// columns), with a per-channel group and groups of 96 cut by the block boundaries.
 const gemm_case cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},    {3, 50, 264, 64}, {17, 33, 96, 32},
                            {64, 20, 128, 128}, {5, 45, 300, 0}, {6, 20, 2100, 0}, {8, 18, 1500, 96},
-                           {64, 70, 2100, 96}};
+                           {23, 75, 1100, 96}};
+
+// The integer path also meets M >= 64 on VNNI, the decoded-tile kernel, on a whole and a partial
+// block of 4 panels, groups of 96 cut by its 2048-column K blocks, M not a multiple of its 6 rows.
+const gemm_case integer_cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},    {3, 50, 264, 64},
+                                   {17, 33, 96, 32},  {64, 20, 128, 128}, {5, 45, 300, 0},
+                                   {6, 20, 2100, 0},  {8, 18, 1500, 96},  {23, 75, 1100, 96},
+                                   {64, 66, 2056, 96}};
 
 template <class Scheme>
 const char* scheme_name_of() {
@@ -88,7 +93,7 @@ TYPED_TEST(gemm_test, weight_only_matches_reference_on_every_path) {
 TYPED_TEST(gemm_test, integer_path_matches_integer_reference_or_is_refused) {
   using S = TypeParam;
   uint32_t seed = 200;
-  for (const gemm_case& c : cases) {
+  for (const gemm_case& c : integer_cases) {
     const quantized_matrix<S> q = make_weights<S>(c, ++seed);
     const panel_matrix<S> w = pack_panels(q.view());
     const std::vector<float> x = random_matrix(c.m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
@@ -152,7 +157,7 @@ TEST(gemm, bf16_activations_match_reference) {
 // Threads split the panels; the result must not depend on how.
 TEST(gemm, executors_give_the_serial_result) {
   using S = scheme<int4, fp16>;
-  const gemm_case c{7, 300, 256, 64};
+  const gemm_case c{67, 300, 256, 64};  // M = 67: the many-row kernels (int8 on VNNI: x packed by the pool too)
   const quantized_matrix<S> q = make_weights<S>(c, 5);
   const panel_matrix<S> w = pack_panels(q.view());
   const std::vector<float> x = random_matrix(c.m, c.k, 6);
