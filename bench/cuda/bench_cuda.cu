@@ -84,13 +84,17 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
                   std::mt19937& rng) {
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   // Random codes, scales and zero points: the kernel's speed does not depend on how they were chosen.
-  lowbit::quantized_matrix<Scheme> q(s.n, s.k, 128);
+  constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;
+  lowbit::quantized_matrix<Scheme> q(s.n, s.k, mx ? 32 : 128);
   std::uniform_int_distribution<int> byte(0, 255);
   const std::size_t code_bytes = s.n * q.row_bytes();
   for (std::size_t i = 0; i < code_bytes; ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
   std::uniform_real_distribution<float> scale(0.001f, 0.01f);
   const std::size_t groups = s.n * q.groups_per_row();
-  for (std::size_t i = 0; i < groups; ++i) q.scales()[i] = lowbit::fp16(scale(rng));
+  for (std::size_t i = 0; i < groups; ++i) {
+    if constexpr (mx) q.scales()[i] = lowbit::e8m0::from_bits(static_cast<uint8_t>(115 + byte(rng) % 8));
+    else q.scales()[i] = lowbit::fp16(scale(rng));
+  }
   if constexpr (Scheme::has_zero)
     for (std::size_t i = 0; i < groups; ++i) q.zeros()[i] = static_cast<uint8_t>(byte(rng) & ((1 << Scheme::bits) - 1));
   const auto packed = lowbit::cuda::pack(q.view());
@@ -185,6 +189,8 @@ int main(int argc, char** argv) {
     bench_format<lb::scheme<lb::sf4, lb::fp16>>("sf4 (g128)", s, si, x, y, rng);
     bench_format<lb::scheme<lb::fp4_e2m1, lb::fp16>>("fp4_e2m1 (g128)", s, si, x, y, rng);
     bench_format<lb::scheme<lb::int8, lb::fp16>>("int8 (sym, g128)", s, si, x, y, rng);
+    bench_format<lb::scheme<lb::fp8_e4m3, lb::fp16>>("fp8_e4m3 (g128)", s, si, x, y, rng);
+    bench_format<lb::mx::fp4>("mxfp4 (E8M0 / 32)", s, si, x, y, rng);
     cudaFree(x);
     cudaFree(y);
   }
@@ -204,6 +210,8 @@ int main(int argc, char** argv) {
     bench_format<lb::scheme<lb::sf4, lb::fp16>, bf>("sf4 (g128)", s, 0, x, y, rng);
     bench_format<lb::scheme<lb::fp4_e2m1, lb::fp16>, bf>("fp4_e2m1 (g128)", s, 0, x, y, rng);
     bench_format<lb::scheme<lb::int8, lb::fp16>, bf>("int8 (sym, g128)", s, 0, x, y, rng);
+    bench_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, bf>("fp8_e4m3 (g128)", s, 0, x, y, rng);
+    bench_format<lb::mx::fp4, bf>("mxfp4 (E8M0 / 32)", s, 0, x, y, rng);
     cudaFree(x);
     cudaFree(y);
   }

@@ -5,7 +5,8 @@
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
-// fp32 tensor-core sums; integer and E2M1 weights are exact in fp16.
+// fp32 tensor-core sums; integer, E2M1 and E4M3 weights are exact in fp16 (MXFP4's E8M0 scales
+// multiply fp32 sums).
 // bf16 (8 significant bits): |y - ref| <= 2^-8 |ref| + 2^-8 sum_k |x_k w_k|, the same argument
 // with bf16's 2^-9 rounding of the output and of NF4 / SF4 table values (integers and E2M1
 // values are exact in bf16 too); the reference sees the bf16 activations.
@@ -101,7 +102,9 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
 template <class Scheme, class T = __half>
 void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
-  const shape shapes[] = {{64, 256, 128}, {37, 200, 200}, {130, 320, 128}, {48, 1000, 64}, {256, 2048, 128}};
+  constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;  // MX blocks are 32 wide, K off 64 and 32 too
+  const shape shapes[] = {{64, 256, mx ? 32u : 128u}, {37, 200, mx ? 32u : 200u}, {130, 320, mx ? 32u : 128u},
+                          {48, 1000, mx ? 32u : 64u}, {256, 2048, mx ? 32u : 128u}};
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
@@ -129,6 +132,8 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::fp4_e2m1, lb::fp16>>("fp4_e2m1", seed);
     check_format<lb::scheme<lb::int8, lb::fp16>>("int8", seed);
     check_format<lb::scheme<lb::uint8, lb::fp16, true>>("uint8+zero", seed);
+    check_format<lb::scheme<lb::fp8_e4m3, lb::fp16>>("fp8_e4m3", seed);
+    check_format<lb::mx::fp4>("mxfp4", seed);
     using bf = __nv_bfloat16;
     check_format<lb::scheme<lb::uint4, lb::fp16, true>, bf>("uint4+zero", seed);
     check_format<lb::scheme<lb::int4, lb::fp16>, bf>("int4", seed);
@@ -137,6 +142,8 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::fp4_e2m1, lb::fp16>, bf>("fp4_e2m1", seed);
     check_format<lb::scheme<lb::int8, lb::fp16>, bf>("int8", seed);
     check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("uint8+zero", seed);
+    check_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, bf>("fp8_e4m3", seed);
+    check_format<lb::mx::fp4, bf>("mxfp4", seed);
     // Argument checks throw lowbit::error.
     bool threw = false;
     try {

@@ -12,10 +12,10 @@
 ///  - Dequantization in registers, without the scale: integers by the magic number (code | 0x6400 is
 ///    the fp16 1024 + code; hsub2 of 1024 + zero gives code - zero exactly); 4-bit codebook / float
 ///    formats by a 256-entry byte -> half2 table in shared memory, replicated per lane (bank =
-///    lane, so conflict-free); FP4 E2M1 by moving its bits into an fp16. The group scale multiplies the fp32 partial sums of each group, once
+///    lane, so conflict-free); FP4 E2M1 and FP8 E4M3 by moving their bits into an fp16. The group scale multiplies the fp32 partial sums of each group, once
 ///    per group and row, instead of every weight.
 /// Numerics: products on tensor cores with fp32 accumulation; weight values exact in fp16 for
-/// integer formats and fp4_e2m1, rounded to fp16 (2^-11 relative) for NF4 / SF4 tables; the
+/// integer formats, fp4_e2m1 and fp8_e4m3, rounded to fp16 (2^-11 relative) for NF4 / SF4 tables; the
 /// output rounded to fp16. Tolerance against float64 (tests/cuda): 2^-10 |y| + 2^-10 Σ|x_k w_k|.
 /// bf16 activations: weights dequantized to bf16 (exact but for NF4 / SF4 table values, 2^-9), the
 /// bf16 mma, bf16 output; tolerance 2^-8 |y| + 2^-8 Σ|x_k w_k|.
@@ -99,6 +99,17 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
     dequant<Bits, Kind, false>(a, words, j, bias_g, bias_g8, lane_table);
 #pragma unroll
     for (int p = 0; p < 4; ++p) a[p] = half2_to_bf162(a[p]);
+  } else if constexpr (Bits == 8 && Kind == dequant_kind::e4m3) {
+    // Each byte to the high byte of its half, then the exponent and mantissa one bit down (sign
+    // stays): E4M3's 4-bit exponent (bias 7) becomes fp16's (bias 15), so the fp16 is the value
+    // times 2^-8, subnormals included (E4M3's 2^-6 m / 8 lands on fp16's 2^-14 m / 8). Plain bit
+    // operations: the same code on sm_80 and sm_90 (cvt from e4m3 needs sm_89). The codes never
+    // hold E4M3's NaN (the quantizer saturates to +-448).
+    const uint32_t w0 = words[2 * j], w1 = words[2 * j + 1];
+    const uint32_t h[4] = {__byte_perm(w0, 0, 0x1404), __byte_perm(w0, 0, 0x3424), __byte_perm(w1, 0, 0x1404),
+                           __byte_perm(w1, 0, 0x3424)};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) a[p] = (h[p] & 0x80008000u) | ((h[p] >> 1) & 0x3f803f80u);
   } else if constexpr (Bits == 8) {
     const uint32_t w0 = words[2 * j], w1 = words[2 * j + 1];
     a[0] = hsub2_bits(__byte_perm(w0, 0x64646464u, 0x4140), bias_g);
@@ -118,7 +129,7 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
     a[2] = hsub2_bits(h2, bias_g);
     asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[1]) : "r"(h1), "r"(0x2c002c00u), "r"(bias_g8));  // 1/16
     asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[3]) : "r"(h3), "r"(0x2c002c00u), "r"(bias_g8));
-  } else if constexpr (Kind == dequant_kind::e2m1) {
+  } else if constexpr (Kind == dequant_kind::e2m1 || Kind == dequant_kind::mxfp4) {
     // Pair p in nibbles p, p + 4: magnitude bits to fp16 bits 9..11 (exponent low bits and the top
     // mantissa bit), sign to bit 15: the fp16 is the E2M1 value times 2^-14 (E2M1's subnormal 0.5
     // lands on fp16's subnormal 2^-15); the group flush multiplies the 2^14 back.
@@ -163,6 +174,11 @@ __global__ void __launch_bounds__(Warps * 32)
                 const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int chunks,
                 int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
   constexpr bool bf16 = is_bf16<T>;
+  // MXFP4: lane t's 16 k of a chunk are 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8 (one MX block per
+  // pair of mmas; see packed_weights.cuh), else 16t .. 16t + 16. x_off(i): element i's offset.
+  constexpr bool mx = Kind == dequant_kind::mxfp4;
+  constexpr int lane_k = mx ? 8 : 16;
+  const auto x_off = [](int i) { return mx && i >= 8 ? 24 + i : i; };
   extern __shared__ ::uint4 smem[];
   using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps>;
   constexpr int vecs = Bits / 4;  // 16-byte code vectors per lane and chunk
@@ -203,19 +219,19 @@ __global__ void __launch_bounds__(Warps * 32)
   // is clamped the same way for the prefetch past the warp's range.
   const T* x_lane[MTiles];
 #pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 16 * t;
+  for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + lane_k * t;
   const auto load_x = [&](::uint4 (&xv)[MTiles][2], int step) {
-    const int c = c_begin + min(step, steps - 1), kx = c * 64 + 16 * t;
+    const int c = c_begin + min(step, steps - 1), kx = c * 64 + lane_k * t;
 #pragma unroll
     for (int mt = 0; mt < MTiles; ++mt) {
       const T* xr = x_lane[mt] + c * 64;
-      if (!KTail || kx + 16 <= k) {
+      if (!KTail || kx + x_off(15) < k) {
         xv[mt][0] = __ldg(reinterpret_cast<const ::uint4*>(xr));
-        xv[mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr) + 1);
+        xv[mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr + x_off(8)));
       } else {
         uint16_t tail[16];  // bits: +0 in fp16 and bf16 alike
 #pragma unroll
-        for (int i = 0; i < 16; ++i) tail[i] = kx + i < k ? reinterpret_cast<const uint16_t*>(xr)[i] : uint16_t(0);
+        for (int i = 0; i < 16; ++i) tail[i] = kx + x_off(i) < k ? reinterpret_cast<const uint16_t*>(xr)[x_off(i)] : uint16_t(0);
         xv[mt][0] = *reinterpret_cast<const ::uint4*>(tail);
         xv[mt][1] = *reinterpret_cast<const ::uint4*>(tail + 8);
       }
@@ -273,10 +289,24 @@ __global__ void __launch_bounds__(Warps * 32)
           const uint32_t* xw = reinterpret_cast<const uint32_t*>(&x_now[mt][0]);
           mma_16816<bf16>(part[mt][tl], a, xw[2 * j], xw[2 * j + 1]);
         }
+        if constexpr (mx) {
+          if (j % 2 == 1) {  // end of an MX block: its E8M0 byte e gives 2^(e - 127) x 2^14 = 2^(e - 113)
+            const float s_g = __uint_as_float((((sc_g >> (4 * j - 4)) & 0xffu) + 14u) << 23);
+            const float s_g8 = __uint_as_float((((sc_g8 >> (4 * j - 4)) & 0xffu) + 14u) << 23);
+#pragma unroll
+            for (int mt = 0; mt < MTiles; ++mt) {
+              acc[mt][tl][0] += s_g * part[mt][tl][0];
+              acc[mt][tl][1] += s_g * part[mt][tl][1];
+              acc[mt][tl][2] += s_g8 * part[mt][tl][2];
+              acc[mt][tl][3] += s_g8 * part[mt][tl][3];
+              part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
+            }
+          }
+        }
       }
       // End of a group (or of this warp's range): scale the group's partial sums into acc.
-      if (flush) {
-        constexpr float unit = Kind == dequant_kind::e2m1 ? 16384.0f : 1.0f;
+      if (!mx && flush) {
+        constexpr float unit = Kind == dequant_kind::e2m1 ? 16384.0f : Kind == dequant_kind::e4m3 ? 256.0f : 1.0f;
         const float s_g = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g));
         const float s_g8 = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
 #pragma unroll

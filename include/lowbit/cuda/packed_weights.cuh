@@ -13,6 +13,12 @@
 ///
 /// Per (tile, group, row) one 32-bit word: the fp16 scale (low half) and, for integer formats, the
 /// fp16 bias 1024 + zero (high half) that the magic-number dequantizer subtracts.
+///
+/// MXFP4 (blocks of 32, E8M0 scales): a chunk holds two blocks, and each mma must see one block
+/// only (the scale multiplies its fp32 sums), so lane t holds k = 8t .. 8t + 8 (block 0: mmas 0,
+/// 1) and 32 + 8t .. 32 + 8t + 8 (block 1: mmas 2, 3) of the chunk; the activations are loaded
+/// with the same split. The "group" is the chunk: one word per (tile, chunk, row) holds the two
+/// blocks' E8M0 bytes (byte 0, byte 1; a missing block past K gets 127, 2^0).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -45,6 +51,8 @@ enum class dequant_kind {
   integer,  ///< 4/8-bit integers: code | 0x6400 is the fp16 1024 + code; minus (1024 + zero)
   table,    ///< 4-bit codebook / float formats: a 256-entry table from a byte (two codes) to half2
   e2m1,     ///< FP4 E2M1 by bit moves: its bits placed in an fp16 are the value times 2^-14
+  e4m3,     ///< FP8 E4M3 by bit moves: its bits placed in an fp16 are the value times 2^-8
+  mxfp4,    ///< E2M1 as e2m1, with MX blocks of 32 and E8M0 scales (the split K layout below)
 };
 
 /// What the GPU kernels support of a scheme, and how they decode it.
@@ -54,11 +62,15 @@ struct gpu_scheme {
   using traits = format_traits<format>;
   static constexpr int bits = Scheme::bits;
   static constexpr bool is_integer = traits::kind == format_kind::integer;
+  /// MXFP4 (mx::fp4): E2M1 codes, an E8M0 scale per block of 32.
+  static constexpr bool mx = std::is_same<typename Scheme::scale_type, e8m0>::value && std::is_same<format, fp4_e2m1>::value;
   static constexpr dequant_kind kind = is_integer                                ? dequant_kind::integer
+                                       : mx                                    ? dequant_kind::mxfp4
                                        : std::is_same<format, fp4_e2m1>::value ? dequant_kind::e2m1
+                                       : std::is_same<format, fp8_e4m3>::value ? dequant_kind::e4m3
                                                                                : dequant_kind::table;
-  static constexpr bool supported = std::is_same<typename Scheme::scale_type, fp16>::value &&
-                                    (bits == 4 || (bits == 8 && is_integer));
+  static constexpr bool supported = mx || (std::is_same<typename Scheme::scale_type, fp16>::value &&
+                                           (bits == 4 || (bits == 8 && (is_integer || kind == dequant_kind::e4m3))));
   /// Codes are stored biased to unsigned (two's complement sign bit flipped) so that one
   /// magic-number trick serves signed and unsigned integers.
   static constexpr uint8_t bias_code(uint8_t code) noexcept {
@@ -107,7 +119,7 @@ template <int Bits, dequant_kind Kind>
 constexpr std::size_t place_code(std::size_t r, std::size_t kk) noexcept {
   const std::size_t j = kk / 4, p = r + 2 * ((kk % 4) / 2), e = kk % 2;
   if (Bits == 8) return j * 8 + p * 2 + e;  // word 2j: registers 0, 1; word 2j + 1: registers 2, 3
-  // integer, e2m1: nibbles p and p + 4 of word j, one mask puts them in the two halves of a register.
+  // integer, e2m1, mxfp4: nibbles p and p + 4 of word j, one mask puts them in the two halves of a register.
   // table: byte p of word j holds the pair (low nibble first), looked up as one half2.
   return Kind == dequant_kind::table ? j * 8 + 2 * p + e : j * 8 + p + 4 * e;
 }
@@ -133,18 +145,23 @@ class packed_weights {
 };
 
 /// Shuffles a quantized matrix into the GPU layout and uploads it (once, at load time).
-/// Preconditions, checked: scheme supported (fp16 scales; 4-bit any format, 8-bit integers), and
-/// group_size a multiple of 64 or the whole row (per-channel).
+/// Preconditions, checked: scheme supported (fp16 scales; 4-bit any format, 8-bit integers or FP8 E4M3), and
+/// group_size a multiple of 64 or the whole row (per-channel); MXFP4: blocks of 32, E8M0 scales <= 2^113.
 template <class Scheme>
 packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
   using gs = gpu_scheme<Scheme>;
-  static_assert(gs::supported, "lowbit::cuda: fp16 scales with a 4-bit format or an 8-bit integer format");
+  static_assert(gs::supported,
+                "lowbit::cuda: fp16 scales with a 4-bit format, an 8-bit integer format or FP8 E4M3; or MXFP4");
   constexpr int bits = Scheme::bits;
   constexpr dequant_kind kind = gs::kind;
   w.validate();
   const std::size_t n = w.rows(), k = w.cols(), g = w.group_size();
-  LOWBIT_CHECK(g % chunk_cols == 0 || g >= k,
-               "cuda::pack: group_size " << g << " must be a multiple of 64 or the whole row (K=" << k << ")");
+  if constexpr (gs::mx) {
+    LOWBIT_CHECK(g == 32, "cuda::pack: MXFP4 needs blocks of 32 (group_size " << g << ")");
+  } else {
+    LOWBIT_CHECK(g % chunk_cols == 0 || g >= k,
+                 "cuda::pack: group_size " << g << " must be a multiple of 64 or the whole row (K=" << k << ")");
+  }
   LOWBIT_CHECK(k < (std::size_t(1) << 22) && n < (std::size_t(1) << 30),
                "cuda::pack: " << n << " x " << k << " is too large (K < 2^22, N < 2^30)");
   packed_weights<Scheme> out;
@@ -153,8 +170,8 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
   v.cols = k;
   v.group_size = g;
   v.chunks = (k + chunk_cols - 1) / chunk_cols;
-  v.chunks_per_group = g >= k ? v.chunks : g / chunk_cols;
-  v.groups = w.groups_per_row();
+  v.chunks_per_group = gs::mx ? 1 : g >= k ? v.chunks : g / chunk_cols;
+  v.groups = gs::mx ? v.chunks : w.groups_per_row();
   const std::size_t tiles = v.tiles(), lane_bytes = 16 * (bits / 4);
 
   std::vector<uint8_t> codes(v.code_bytes(), 0);
@@ -165,7 +182,7 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
         for (std::size_t r = 0; r < 2; ++r) {
           const std::size_t row = tile * tile_rows + lane / 4 + 8 * r;
           for (std::size_t kk = 0; kk < 16; ++kk) {
-            const std::size_t col = c * chunk_cols + 16 * (lane % 4) + kk;
+            const std::size_t col = c * chunk_cols + (gs::mx ? 8 * (lane % 4) + kk + (kk < 8 ? 0 : 24) : 16 * (lane % 4) + kk);
             if (row >= n || col >= k) continue;  // padding stays code 0 (finite in every format)
             const uint8_t code = gs::bias_code(w.code(row, col));
             const std::size_t at = detail::place_code<bits, kind>(r, kk);
@@ -180,14 +197,28 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
     }
 
   std::vector<uint32_t> scales(tiles * v.groups * tile_rows, 0);
-  for (std::size_t row = 0; row < n; ++row)
-    for (std::size_t grp = 0; grp < v.groups; ++grp) {
-      const uint16_t scale = w.row_scales(row)[grp].bits;
-      unsigned zero = gs::bias_code(0);
-      if constexpr (Scheme::has_zero) zero = gs::bias_code(w.row_zeros(row)[grp]);
-      const uint16_t bias = kind == dequant_kind::integer ? fp16(1024.0f + static_cast<float>(zero)).bits : 0;
-      scales[((row / tile_rows) * v.groups + grp) * tile_rows + row % tile_rows] = scale | (uint32_t(bias) << 16);
-    }
+  if constexpr (gs::mx) {
+    for (std::size_t row = 0; row < n; ++row)
+      for (std::size_t c = 0; c < v.chunks; ++c) {
+        uint32_t word = 0;
+        for (std::size_t b = 0; b < 2; ++b) {
+          const std::size_t block = 2 * c + b;
+          const uint8_t e = block < w.groups_per_row() ? w.row_scales(row)[block].storage : uint8_t(127);
+          LOWBIT_CHECK(e <= 240, "cuda::pack: MXFP4 scale 2^" << int(e) - 127 << " (row " << row << ") is above 2^113");
+          word |= uint32_t(e) << (8 * b);
+        }
+        scales[((row / tile_rows) * v.groups + c) * tile_rows + row % tile_rows] = word;
+      }
+  } else {
+    for (std::size_t row = 0; row < n; ++row)
+      for (std::size_t grp = 0; grp < v.groups; ++grp) {
+        const uint16_t scale = w.row_scales(row)[grp].bits;
+        unsigned zero = gs::bias_code(0);
+        if constexpr (Scheme::has_zero) zero = gs::bias_code(w.row_zeros(row)[grp]);
+        const uint16_t bias = kind == dequant_kind::integer ? fp16(1024.0f + static_cast<float>(zero)).bits : 0;
+        scales[((row / tile_rows) * v.groups + grp) * tile_rows + row % tile_rows] = scale | (uint32_t(bias) << 16);
+      }
+  }
 
   out.codes_ = detail::upload(codes.data(), codes.size());
   out.scales_ = detail::upload(scales.data(), scales.size() * 4);
