@@ -43,7 +43,7 @@ inline constexpr int gemm_warps = 8;
 template <class T>
 inline constexpr bool is_bf16 = std::is_same<T, __nv_bfloat16>::value;
 
-template <bool BF16>
+template <bool BF16 = false>  // the decode kernels (decode.cuh) use the fp16 one
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (BF16)
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
