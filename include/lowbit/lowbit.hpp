@@ -25,6 +25,7 @@
 #include "interop/torch_sparse24.hpp"
 #include "kernels/dequantize.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_bf16_output.hpp"
 #include "kernels/gemm_bsr.hpp"
 #include "kernels/gemm_sparse24.hpp"
 #include "kernels/integer_weights.hpp"
