@@ -263,14 +263,14 @@ void expect_same_bits(const quantized_matrix<Scheme>& a, const quantized_matrix<
 }
 
 TEST(Threads, SameBitsOnOneAndTwoThreads) {
-  // K = 192: large enough for the Cholesky factorizations to split their columns over the pool;
-  // an odd row count so the threads' row ranges differ in size; groups of 80 and 40 end in a
+  // K = 160: large enough for the Cholesky factorizations to split their columns over the pool;
+  // an odd row count so the threads' row ranges differ in size; groups of 96 and 48 end in a
   // shorter tail group.
-  const layer l = make_layer(13, 192, 40, 8);
+  const layer l = make_layer(9, 160, 32, 8);
   thread_pool two(2);
   gptq_options g;
-  g.group_size = 80;
-  g.block_size = 96;
+  g.group_size = 96;
+  g.block_size = 64;
   g.act_order = true;
   const permuted_matrix<int4_g> one = quantize_gptq<int4_g>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g);
   const permuted_matrix<int4_g> both = quantize_gptq<int4_g>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g, two);
@@ -282,7 +282,7 @@ TEST(Threads, SameBitsOnOneAndTwoThreads) {
                    quantize_gptq<mx::int4>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, g, two).weights);
 
   sparsegpt_options s;
-  s.group_size = 40;
+  s.group_size = 48;
   const sparse24_matrix<uint4_z> sparse_one = prune_sparsegpt24<uint4_z>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, s);
   const sparse24_matrix<uint4_z> sparse_two = prune_sparsegpt24<uint4_z>(l.w.data(), l.n, l.k, l.k, l.x.data(), l.samples, s, two);
   EXPECT_EQ(sparse24_to_dense(sparse_one), sparse24_to_dense(sparse_two));

@@ -113,7 +113,7 @@ void cholesky_lower(std::vector<double>& a, std::size_t n, Executor&& exec) {
         a[i * n + j] = v / l;
       }
     };
-    if ((n - j - 1) * j >= 8192) exec(n - j - 1, rows_below);  // enough work to share
+    if ((n - j - 1) * j >= 4096) exec(n - j - 1, rows_below);  // enough work to share
     else rows_below(0, n - j - 1);
     for (std::size_t i = 0; i < j; ++i) a[i * n + j] = 0.0;
   }
