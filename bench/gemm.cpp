@@ -6,6 +6,7 @@
 //   BM_gemm/<format>_a8/<isa>/<N>x<K>/m<M>/t<threads>   lowbit compute::int8 (W8A8 / W4A8), the
 //                                                        per-row activation quantization included
 //   BM_gemm/<format>_bf16/<isa>/...                     lowbit weight-only, bf16 activations
+//   BM_gemm/int4_bf16out/<isa>/...                      lowbit weight-only, fp32 activations, bf16 output
 //   BM_gemm/f32/openblas/...  BM_gemm/f32/onednn/...  BM_gemm/u8s8/onednn/...   the peers (their x
 //                                                        already u8 for u8s8; weights prepacked)
 // Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 4, 16, 64, 512}; 1 and 2 threads.
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "lowbit/kernels/gemm.hpp"
+#include "lowbit/kernels/gemm_bf16_output.hpp"
 #include "common.hpp"
 #include "memory.hpp"
 #include "peers.hpp"
@@ -73,26 +75,27 @@ const panel_matrix<Scheme>& weights(std::size_t n, std::size_t k, std::size_t gr
   return w;
 }
 
-template <class Scheme, class Act>
+template <class Scheme, class Act, class Out = float>
 void run_lowbit(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, std::size_t group_size,
                 compute mode, isa path, std::size_t threads) {
   const panel_matrix<Scheme>& w = weights<Scheme>(n, k, group_size);
   const std::vector<float> xf = random_floats(m * k, 1);
   const std::vector<Act> x(xf.begin(), xf.end());
-  std::vector<float> y(m * n);
+  std::vector<Out> y(m * n);
   const gemm_options options{nullptr, mode, nullptr};
   for (auto _ : state) {
     if (threads <= 1) {
-      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options, serial_executor{},
+      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<Out>(y.data(), m, n), options, serial_executor{},
            path);
     } else {
-      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options,
+      gemm(matrix_view<const Act>(x.data(), m, k), w, matrix_view<Out>(y.data(), m, n), options,
            bench_memory::pool(threads), path);
     }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), double(sizeof(Act)) * double(m) * double(k) + 4.0 * double(m) * double(n));
+  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()),
+                    double(sizeof(Act)) * double(m) * double(k) + double(sizeof(Out)) * double(m) * double(n));
 }
 
 template <class Format>
@@ -118,6 +121,15 @@ void register_format(const Format& f) {
           benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
             run_lowbit<S, bf16>(state, m, s.n, s.k, group, compute::weight_only, path, threads);
           })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          if (std::string(f.name) == "int4") {  // bf16 output: one format shows its cost
+            benchmark::RegisterBenchmark(
+                (std::string("BM_gemm/int4_bf16out/") + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads)).c_str(),
+                [=](benchmark::State& state) {
+                  run_lowbit<S, float, bf16>(state, m, s.n, s.k, group, compute::weight_only, path, threads);
+                })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
   }
 }
