@@ -41,3 +41,17 @@ add_executable(lowbit_bench_cuda_decode ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/b
 target_link_libraries(lowbit_bench_cuda_decode PRIVATE lowbit::lowbit)
 target_compile_features(lowbit_bench_cuda_decode PRIVATE cxx_std_17 cuda_std_17)
 target_compile_options(lowbit_bench_cuda_decode PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+
+# 2:4 sparse + int4 GEMM on the sparse tensor cores (mma.sp): its test and benchmark.
+add_executable(lowbit_test_cuda_sparse24 ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda_sparse24.cu)
+target_link_libraries(lowbit_test_cuda_sparse24 PRIVATE lowbit::lowbit)
+target_compile_features(lowbit_test_cuda_sparse24 PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_test_cuda_sparse24 PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+if(LOWBIT_BUILD_TESTS)
+  add_test(NAME cuda_sparse24 COMMAND lowbit_test_cuda_sparse24)
+endif()
+
+add_executable(lowbit_bench_cuda_sparse24 ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda_sparse24.cu)
+target_link_libraries(lowbit_bench_cuda_sparse24 PRIVATE lowbit::lowbit CUDA::cublas)
+target_compile_features(lowbit_bench_cuda_sparse24 PRIVATE cxx_std_17 cuda_std_17)
+target_compile_options(lowbit_bench_cuda_sparse24 PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)

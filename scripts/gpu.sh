@@ -3,7 +3,8 @@
 # lowbit with LOWBIT_WITH_CUDA=ON for sm_80 + sm_90a, builds the CUDA tests and benchmarks, runs the
 # tests (every GEMM format and every KV format against the CPU library), then the benchmarks: the
 # GEMM against cuBLAS fp16, decode attention against PyTorch SDPA fp16 (bench/cuda/sdpa_decode.py).
-# Prints the device and tool versions first. env: GPU_PARTS (default "gemm decode": either or both),
+# Prints the device and tool versions first. env: GPU_PARTS (default "gemm decode"; any of gemm,
+# decode, sparse24: the 2:4 + int4 GEMM against cuBLAS fp16 and the dense int4 kernel),
 # BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS, CUDA_ARCHS (default "80;90a")
 # (e.g. --quick). xsimd (the library target's one dependency) is found as usual, or in
 # .gpu-deps/ (a copy of its headers and CMake files carried to a bare machine).
@@ -26,6 +27,7 @@ parts=${GPU_PARTS:-gemm decode}
 targets=()
 [[ $parts == *gemm* ]] && targets+=(lowbit_test_cuda lowbit_bench_cuda)
 [[ $parts == *decode* ]] && targets+=(lowbit_test_cuda_decode lowbit_bench_cuda_decode)
+[[ $parts == *sparse24* ]] && targets+=(lowbit_test_cuda_sparse24 lowbit_bench_cuda_sparse24)
 start=$SECONDS
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 echo "---- build: $((SECONDS - start)) s"
@@ -40,6 +42,11 @@ if [[ $parts == *decode* ]]; then
   "$build/lowbit_test_cuda_decode" | tee "$build/test_cuda_decode.log" | grep -v '^ok ' || true
   grep -q '^PASSED' "$build/test_cuda_decode.log"
 fi
+if [[ $parts == *sparse24* ]]; then
+  echo "---- test: sparse24"
+  "$build/lowbit_test_cuda_sparse24" | tee "$build/test_cuda_sparse24.log" | grep -v '^ok ' || true
+  grep -q '^PASSED' "$build/test_cuda_sparse24.log"
+fi
 if [[ $parts == *gemm* ]]; then
   echo "---- benchmark: gemm (against cuBLAS fp16)"
   "$build/lowbit_bench_cuda" ${BENCH_ARGS:-}
@@ -48,4 +55,8 @@ if [[ $parts == *decode* ]]; then
   echo "---- benchmark: decode attention (against PyTorch SDPA fp16, same machine, same call)"
   python3 bench/cuda/sdpa_decode.py || echo "(PyTorch SDPA peer not run: no torch with CUDA here)"
   "$build/lowbit_bench_cuda_decode" ${BENCH_ARGS:-}
+fi
+if [[ $parts == *sparse24* ]]; then
+  echo "---- benchmark: 2:4 + int4 gemm (against cuBLAS fp16 dense and lowbit dense int4, same run)"
+  "$build/lowbit_bench_cuda_sparse24" ${BENCH_ARGS:-}
 fi

@@ -145,8 +145,16 @@ if [[ $quick != 1 ]]; then
     wait "$sm90a_pid"
     g++ -std=c++17 -O1 -Iinclude -c tests/cuda/decode_reference.cpp -o build-ci-cuda/decode_reference.o
     nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda_decode.cu -o build-ci-cuda/bench_decode_sm90a.o
+    # 2:4 + int4 (mma.sp): its test for both architectures, its benchmark for sm_90a.
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_80,code=sm_80 -c tests/cuda/test_cuda_sparse24.cu -o build-ci-cuda/sparse24_sm80.o &
+    sm80_pid=$!
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c tests/cuda/test_cuda_sparse24.cu -o build-ci-cuda/sparse24_sm90a.o &
+    sm90a_pid=$!
+    wait "$sm80_pid"
+    wait "$sm90a_pid"
+    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda_sparse24.cu -o build-ci-cuda/bench_sparse24_sm90a.o
     passed_total=$((passed_total + 1))
-    end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda: GEMM and decode), bench/cuda for sm_90a"
+    end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda: GEMM, 2:4 GEMM and decode), bench/cuda for sm_90a"
   else
     end_phase "skipped: nvcc is not on PATH"
   fi

@@ -14,5 +14,6 @@
 
 #include "cuda/packed_weights.cuh"
 #include "cuda/gemm.cuh"
+#include "cuda/sparse24_gemm.cuh"
 #include "cuda/kv_cache.cuh"
 #include "cuda/decode.cuh"
