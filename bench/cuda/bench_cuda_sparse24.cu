@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   std::uniform_real_distribution<float> scale(0.001f, 0.01f);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
-  std::printf("\n| N x K | M | 2:4+int4 µs (default; 8; 16 warps) | weight GB/s | dense int4 µs | cuBLAS fp16 µs | vs cuBLAS | vs dense int4 |\n");
+  std::printf("\n| N x K | M | 2:4+int4 µs (default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 warps) | weight GB/s | dense int4 µs | cuBLAS fp16 µs | vs cuBLAS | vs dense int4 |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
     __half* w = device_random_half(s.n * s.k, rng, 0.02f);
@@ -128,11 +128,19 @@ int main(int argc, char** argv) {
         CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F, int(s.k),
                                   x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
-      double us[3];
-      for (int v = 0; v < 3; ++v)
-        us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, svs[i % copies], y, s.n, nullptr, v == 0 ? 0 : 8 * v); });
+      // Block shapes: default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 warps.
+      const int shapes_tw[6][2] = {{0, 0}, {1, 8}, {2, 8}, {1, 16}, {2, 16}, {4, 16}};
+      double us[6] = {};
+      for (int v = 0; v < 6; ++v) {
+        if (sv.tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
+        lb::cuda::gemm_options o;
+        o.tiles_per_block = shapes_tw[v][0];
+        o.warps = shapes_tw[v][1];
+        us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, svs[i % copies], y, s.n, nullptr, o); });
+      }
       const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, dvs[i % dcopies], y, s.n); });
-      std::printf("| %zu x %zu | %zu | %.1f (%.1f; %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m, us[0], us[1], us[2],
+      std::printf("| %zu x %zu | %zu | %.1f (%.1f / %.1f; %.1f / %.1f; %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m,
+                  us[0], us[1], us[2], us[3], us[4], us[5],
                   sv.bytes() / us[0] * 1e-3, dense, cublas, cublas / us[0], dense / us[0]);
     }
     for (void* p : owned) cudaFree(p);

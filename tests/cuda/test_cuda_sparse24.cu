@@ -1,6 +1,7 @@
 // Checks lowbit::cuda::gemm_sparse24 (2:4 + int4 on mma.sp) against a float64 product with the
 // dense matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, odd N,
-// signed and unsigned-with-zero int4, group sizes 64 / 128 kept values / whole row, 8 and 16 warps.
+// signed and unsigned-with-zero int4, group sizes 64 / 128 kept values / whole row, every block
+// shape (1, 2, 4 tiles a block; 8, 16 warps).
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure.
 //
@@ -21,7 +22,8 @@ namespace {
 int failures = 0, cases = 0;
 
 template <class Scheme>
-void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int warps, unsigned seed) {
+void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block, int warps,
+                unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -46,7 +48,10 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(__half)));
   LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(__half), cudaMemcpyHostToDevice));
   LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(__half)));  // NaN: unwritten outputs fail
-  lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, warps);
+  lowbit::cuda::gemm_options go;
+  go.tiles_per_block = per_block;
+  go.warps = warps;
+  lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<__half> y(m * ldy);
   LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(__half), cudaMemcpyDeviceToHost));
@@ -75,10 +80,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu warps=%d seed=%u: %d of %zu outputs off\n", name, n, k, group, m, warps, seed,
-                bad, m * n);
+    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, n, k, group, m,
+                per_block, warps, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu warps=%2d  worst err/tol %.3f\n", name, n, k, group, m, warps, worst);
+    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, n, k, group, m,
+                per_block, warps, worst);
   }
 }
 
@@ -88,10 +94,14 @@ void check_format(const char* name, unsigned& seed) {
   const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}};
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
-      check_case<Scheme>(name, s.n, s.k, s.group, m, 0, seed++);
+      check_case<Scheme>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
       if (m == 1 || m == 16) {
-        check_case<Scheme>(name, s.n, s.k, s.group, m, 8, seed++);
-        check_case<Scheme>(name, s.n, s.k, s.group, m, 16, seed++);
+        const std::size_t tiles = (s.n + 15) / 16;
+        for (int warps : {8, 16}) {
+          check_case<Scheme>(name, s.n, s.k, s.group, m, 1, warps, seed++);
+          if (tiles % 2 == 0) check_case<Scheme>(name, s.n, s.k, s.group, m, 2, warps, seed++);
+        }
+        if (tiles % 4 == 0) check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 16, seed++);
       }
     }
 }

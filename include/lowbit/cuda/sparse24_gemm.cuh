@@ -151,29 +151,36 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-inline constexpr int sparse24_stage_vecs = 32 + 16 + 4;  // codes, metadata, 16 scale words
+inline constexpr int sparse24_tile_vecs = 32 + 16 + 4;  // a tile's stage: codes, metadata, 16 scale words
 
-/// One block: one tile of 16 rows; its Warps warps split K into ranges of 128-wide chunks, each
-/// streaming its codes, metadata and scales through a private ring of Stages stages (cp.async).
-template <int MTiles, int Stages, int Warps>
+/// One block: Tiles tiles of 16 rows; its Warps warps split K into ranges of 128-wide chunks, each
+/// streaming its tiles' codes, metadata and scales through a private ring of Stages stages
+/// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles.
+template <int MTiles, int Tiles, int Stages, int Warps>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
                          int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
+  constexpr int stage_vecs = Tiles * sparse24_tile_vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int tile = blockIdx.x;
-  ::uint4* ring = smem + warp * Stages * sparse24_stage_vecs;
+  const int tile0 = blockIdx.x * Tiles;
+  ::uint4* ring = smem + warp * Stages * stage_vecs;
   const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps, steps = c_end - c_begin;
-  const ::uint4* code_ptr = codes + ((size_t)tile * chunks + c_begin) * 32 + lane;
-  const ::uint4* meta_ptr = metadata + ((size_t)tile * chunks + c_begin) * 16 + (lane & 15);
-  const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) + (size_t)tile * groups * 4 + (lane & 3);
+  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * 32 + lane;
+  const ::uint4* meta_ptr = metadata + ((size_t)tile0 * chunks + c_begin) * 16 + (lane & 15);
+  const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) + (size_t)tile0 * groups * 4 + (lane & 3);
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
-      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * sparse24_stage_vecs;
-      cp_async16(stage + lane, code_ptr + (size_t)step * 32);
-      if (lane < 16) cp_async16(stage + 32 + lane, meta_ptr + (size_t)step * 16);
-      else if (lane < 20) cp_async16(stage + 48 + (lane & 3), scale_ptr + ((c_begin + step) / chunks_per_group) * 4);
+      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
+      const int group = (c_begin + step) / chunks_per_group;
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) {
+        ::uint4* ts = stage + tl * sparse24_tile_vecs;
+        cp_async16(ts + lane, code_ptr + ((size_t)tl * chunks + step) * 32);
+        if (lane < 16) cp_async16(ts + 32 + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
+        else if (lane < 20) cp_async16(ts + 48 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
+      }
     }
     cp_async_commit();
   };
@@ -184,11 +191,8 @@ __global__ void __launch_bounds__(Warps * 32)
 
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
-  float acc[MTiles][4] = {}, part[MTiles][4] = {};
+  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   for (int step = 0; step < steps; ++step) {
-    cp_async_wait<Stages - 2>();
-    __syncwarp();
-    issue(step + Stages - 1);
     const int c = c_begin + step;
     uint32_t xb[MTiles][4][4];  // [m tile][mma i][B register r]: k = 128 c + 32 i + 2t + 8r
 #pragma unroll
@@ -197,88 +201,128 @@ __global__ void __launch_bounds__(Warps * 32)
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int r = 0; r < 4; ++r) xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
-    const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * sparse24_stage_vecs;
-    const ::uint4 q = stage[lane], mq = stage[32 + 2 * g + (t & 1)];
-    const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(stage + 48);
-    const uint32_t sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
-    const uint32_t words[4] = {q.x, q.y, q.z, q.w}, meta[4] = {mq.x, mq.y, mq.z, mq.w};
-    const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
-    uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);  // -(64 + zero) = 960 - (1024 + zero), as gemm.cuh
-    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+    cp_async_wait<Stages - 2>();
+    __syncwarp();
+    issue(step + Stages - 1);
+    const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
+    const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      uint32_t a[4];
-      dequant<4, dequant_kind::integer, false>(a, words, i, bias_g, bias_g8, nullptr);
+    for (int tl = 0; tl < Tiles; ++tl) {
+      const ::uint4* ts = stage + tl * sparse24_tile_vecs;
+      const ::uint4 q = ts[lane], mq = ts[32 + 2 * g + (t & 1)];
+      const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + 48);
+      const uint32_t sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w}, meta[4] = {mq.x, mq.y, mq.z, mq.w};
+      const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
+      uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);  // -(64 + zero) = 960 - (1024 + zero), as gemm.cuh
+      asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
 #pragma unroll
-      for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(part[mt], a, xb[mt][i], meta[i]);
-    }
-    if (c + 1 == c_end || (c + 1) % chunks_per_group == 0) {  // end of a group: scale its sums
-      const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
-      const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
+      for (int i = 0; i < 4; ++i) {
+        uint32_t a[4];
+        dequant<4, dequant_kind::integer, false>(a, words, i, bias_g, bias_g8, nullptr);
 #pragma unroll
-      for (int mt = 0; mt < MTiles; ++mt) {
-        acc[mt][0] += s_g * part[mt][0];
-        acc[mt][1] += s_g * part[mt][1];
-        acc[mt][2] += s_g8 * part[mt][2];
-        acc[mt][3] += s_g8 * part[mt][3];
-        part[mt][0] = part[mt][1] = part[mt][2] = part[mt][3] = 0.0f;
+        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(part[mt][tl], a, xb[mt][i], meta[i]);
+      }
+      if (flush) {
+        const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
+        const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
+#pragma unroll
+        for (int mt = 0; mt < MTiles; ++mt) {
+          acc[mt][tl][0] += s_g * part[mt][tl][0];
+          acc[mt][tl][1] += s_g * part[mt][tl][1];
+          acc[mt][tl][2] += s_g8 * part[mt][tl][2];
+          acc[mt][tl][3] += s_g8 * part[mt][tl][3];
+          part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
+        }
       }
     }
   }
   cp_async_wait<0>();
 
   // Reduce the warps' sums through shared memory ([value][warp][lane]) and store fp16.
-  constexpr int values = MTiles * 4;
-  static_assert(values * Warps * 32 * 4 <= Warps * Stages * sparse24_stage_vecs * 16, "the reduction reuses the ring");
+  constexpr int values = MTiles * Tiles * 4;
+  static_assert(values * Warps * 32 * 4 <= Warps * Stages * stage_vecs * 16, "the reduction reuses the ring");
   float* red = reinterpret_cast<float*>(smem);
   __syncthreads();
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) red[((mt * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][i];
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][tl][i];
   __syncthreads();
   for (int idx = threadIdx.x; idx < values * 32; idx += blockDim.x) {
     const int v = idx >> 5, l = idx & 31;
     float sum = 0.0f;
 #pragma unroll
     for (int w = 0; w < Warps; ++w) sum += red[(v * Warps + w) * 32 + l];
-    const int i = v & 3, mt = v >> 2;
-    const int row = tile * 16 + (l >> 2) + 8 * (i >> 1), col = mt * 8 + 2 * (l & 3) + (i & 1);
+    const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
+    const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1), col = mt * 8 + 2 * (l & 3) + (i & 1);
     if (row < n && col < m) y[(size_t)col * ldy + row] = __float2half(sum);
   }
+}
+
+/// Launches one instantiation (8 stages a warp; 4 with 4 tiles, to fit shared memory).
+template <int MTiles, int Tiles, int Warps, class Scheme>
+void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, __half* y, int ldy,
+                     cudaStream_t stream) {
+  constexpr int stages = Tiles == 4 ? 4 : 8;
+  constexpr auto kernel = sparse24_gemm_kernel<MTiles, Tiles, stages, Warps>;
+  constexpr int bytes = Warps * stages * Tiles * sparse24_tile_vecs * 16;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  const int blocks = static_cast<int>(w.tiles()) / Tiles;
+  kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
+                                                static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
+                                                static_cast<int>(w.groups), y, ldy);
 }
 
 }  // namespace detail
 
 /// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24), fp16 in and out, on `stream`
 /// (asynchronous). Checked: 1 <= m <= 16; x 4-byte aligned with ldx >= K, ldx even; ldy >= N;
-/// warps 8 or 16 (0: 16 when the tiles are fewer than 3 per SM, else 8). y must not overlap x.
+/// options.tiles_per_block 1, 2 or 4 dividing the tile count (4: with 16 warps), options.warps 8 or
+/// 16 (0: chosen from the shape as gemm() does). y must not overlap x.
 template <class Scheme>
 void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, __half* y,
-                   std::size_t ldy, cudaStream_t stream = nullptr, int warps = 0) {
+                   std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
   LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm_sparse24: m=" << m << " must be in [1, 16]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
   LOWBIT_CHECK(ldx >= w.cols && ldx % 2 == 0, "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and even");
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, "cuda::gemm_sparse24: x must be 4-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
   const int tiles = static_cast<int>(w.tiles());
-  if (warps == 0) warps = tiles < 3 * detail::sm_count() ? 16 : 8;
+  int per_block = options.tiles_per_block, warps = options.warps;
+  const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
+  if (per_block == 0) {  // as gemm(): 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
+    if (warps != 8 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = 16;
+    else per_block = tiles % 2 == 0 ? 2 : 1;
+  }
+  if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm_sparse24: warps=" << warps << " must be 8 or 16");
-  const auto run = [&](auto kernel, int nwarps) {
-    constexpr int stages = 8;
-    const int bytes = nwarps * stages * detail::sparse24_stage_vecs * 16;
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    kernel<<<tiles, nwarps * 32, bytes, stream>>>(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.metadata,
-                                                  w.scales, static_cast<int>(w.rows), static_cast<int>(w.chunks),
-                                                  static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), y,
-                                                  static_cast<int>(ldy));
-  };
-  if (m <= 8) {
-    if (warps == 8) run(detail::sparse24_gemm_kernel<1, 8, 8>, 8);
-    else run(detail::sparse24_gemm_kernel<1, 8, 16>, 16);
+  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && warps == 16),
+               "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
+                                                       << "), or 4 with a tile count divisible by 4 and 16 warps");
+  const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+  const bool two = m > 8;
+  if (per_block == 4) {
+    if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
+    else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
+  } else if (per_block == 2) {
+    if (warps == 8) {
+      if (two) detail::launch_sparse24<2, 2, 8>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<1, 2, 8>(x, mi, lx, w, y, ly, stream);
+    } else {
+      if (two) detail::launch_sparse24<2, 2, 16>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<1, 2, 16>(x, mi, lx, w, y, ly, stream);
+    }
   } else {
-    if (warps == 8) run(detail::sparse24_gemm_kernel<2, 8, 8>, 8);
-    else run(detail::sparse24_gemm_kernel<2, 8, 16>, 16);
+    if (warps == 8) {
+      if (two) detail::launch_sparse24<2, 1, 8>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<1, 1, 8>(x, mi, lx, w, y, ly, stream);
+    } else {
+      if (two) detail::launch_sparse24<2, 1, 16>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<1, 1, 16>(x, mi, lx, w, y, ly, stream);
+    }
   }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
