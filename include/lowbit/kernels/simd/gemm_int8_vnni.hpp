@@ -190,6 +190,193 @@ void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t coun
   }
 }
 
+// The two variants differ only in where the accumulators start: zero points times the rows'
+// start values (HasZero), or the start values themselves (offset correction precomputed).
+#define LOWBIT_VNNI_START_ZEROS \
+  "vpbroadcastd 0(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm0\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm1\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm2\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm3\n\t" \
+  "vpbroadcastd 4(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm4\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm5\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm6\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm7\n\t" \
+  "vpbroadcastd 8(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm8\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm9\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm10\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm11\n\t" \
+  "vpbroadcastd 12(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm12\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm13\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm14\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm15\n\t" \
+  "vpbroadcastd 16(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm16\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm17\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm18\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm19\n\t" \
+  "vpbroadcastd 20(%[init]), %%zmm28\n\t" \
+  "vpmulld 0(%[zp]), %%zmm28, %%zmm20\n\t" \
+  "vpmulld 64(%[zp]), %%zmm28, %%zmm21\n\t" \
+  "vpmulld 128(%[zp]), %%zmm28, %%zmm22\n\t" \
+  "vpmulld 192(%[zp]), %%zmm28, %%zmm23\n\t"
+#define LOWBIT_VNNI_START_OFFSETS \
+  "vpbroadcastd 0(%[init]), %%zmm0\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm1\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm2\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm3\n\t" \
+  "vpbroadcastd 4(%[init]), %%zmm4\n\t" \
+  "vmovdqa64 %%zmm4, %%zmm5\n\t" \
+  "vmovdqa64 %%zmm4, %%zmm6\n\t" \
+  "vmovdqa64 %%zmm4, %%zmm7\n\t" \
+  "vpbroadcastd 8(%[init]), %%zmm8\n\t" \
+  "vmovdqa64 %%zmm8, %%zmm9\n\t" \
+  "vmovdqa64 %%zmm8, %%zmm10\n\t" \
+  "vmovdqa64 %%zmm8, %%zmm11\n\t" \
+  "vpbroadcastd 12(%[init]), %%zmm12\n\t" \
+  "vmovdqa64 %%zmm12, %%zmm13\n\t" \
+  "vmovdqa64 %%zmm12, %%zmm14\n\t" \
+  "vmovdqa64 %%zmm12, %%zmm15\n\t" \
+  "vpbroadcastd 16(%[init]), %%zmm16\n\t" \
+  "vmovdqa64 %%zmm16, %%zmm17\n\t" \
+  "vmovdqa64 %%zmm16, %%zmm18\n\t" \
+  "vmovdqa64 %%zmm16, %%zmm19\n\t" \
+  "vpbroadcastd 20(%[init]), %%zmm20\n\t" \
+  "vmovdqa64 %%zmm20, %%zmm21\n\t" \
+  "vmovdqa64 %%zmm20, %%zmm22\n\t" \
+  "vmovdqa64 %%zmm20, %%zmm23\n\t"
+#define LOWBIT_VNNI_PIECES \
+  "mov (%[cnt]), %[n]\n\t" \
+  "1:\n\t" \
+  "vmovdqa64 0(%[w]), %%zmm24\n\t" \
+  "vmovdqa64 64(%[w]), %%zmm25\n\t" \
+  "vmovdqa64 128(%[w]), %%zmm26\n\t" \
+  "vmovdqa64 192(%[w]), %%zmm27\n\t" \
+  "vpbroadcastd 0(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm0\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm1\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm2\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm3\n\t" \
+  "vpbroadcastd 4(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm4\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm5\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm6\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm7\n\t" \
+  "vpbroadcastd 8(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm8\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm9\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm10\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm11\n\t" \
+  "vpbroadcastd 12(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm12\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm13\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm14\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm15\n\t" \
+  "vpbroadcastd 16(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm16\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm17\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm18\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm19\n\t" \
+  "vpbroadcastd 20(%[x]), %%zmm28\n\t" \
+  "vpdpbusd %%zmm28, %%zmm24, %%zmm20\n\t" \
+  "vpdpbusd %%zmm28, %%zmm25, %%zmm21\n\t" \
+  "vpdpbusd %%zmm28, %%zmm26, %%zmm22\n\t" \
+  "vpdpbusd %%zmm28, %%zmm27, %%zmm23\n\t" \
+  "add $256, %[w]\n\t" \
+  "add $24, %[x]\n\t" \
+  "dec %[n]\n\t" \
+  "jnz 1b\n\t" \
+  "vmovaps 0(%[sp]), %%zmm24\n\t" \
+  "vmovaps 64(%[sp]), %%zmm25\n\t" \
+  "vmovaps 128(%[sp]), %%zmm26\n\t" \
+  "vmovaps 192(%[sp]), %%zmm27\n\t" \
+  "vcvtdq2ps %%zmm0, %%zmm0\n\t" \
+  "vfmadd213ps 0(%[total]), %%zmm24, %%zmm0\n\t" \
+  "vmovaps %%zmm0, 0(%[total])\n\t" \
+  "vcvtdq2ps %%zmm1, %%zmm1\n\t" \
+  "vfmadd213ps 64(%[total]), %%zmm25, %%zmm1\n\t" \
+  "vmovaps %%zmm1, 64(%[total])\n\t" \
+  "vcvtdq2ps %%zmm2, %%zmm2\n\t" \
+  "vfmadd213ps 128(%[total]), %%zmm26, %%zmm2\n\t" \
+  "vmovaps %%zmm2, 128(%[total])\n\t" \
+  "vcvtdq2ps %%zmm3, %%zmm3\n\t" \
+  "vfmadd213ps 192(%[total]), %%zmm27, %%zmm3\n\t" \
+  "vmovaps %%zmm3, 192(%[total])\n\t" \
+  "vcvtdq2ps %%zmm4, %%zmm4\n\t" \
+  "vfmadd213ps 256(%[total]), %%zmm24, %%zmm4\n\t" \
+  "vmovaps %%zmm4, 256(%[total])\n\t" \
+  "vcvtdq2ps %%zmm5, %%zmm5\n\t" \
+  "vfmadd213ps 320(%[total]), %%zmm25, %%zmm5\n\t" \
+  "vmovaps %%zmm5, 320(%[total])\n\t" \
+  "vcvtdq2ps %%zmm6, %%zmm6\n\t" \
+  "vfmadd213ps 384(%[total]), %%zmm26, %%zmm6\n\t" \
+  "vmovaps %%zmm6, 384(%[total])\n\t" \
+  "vcvtdq2ps %%zmm7, %%zmm7\n\t" \
+  "vfmadd213ps 448(%[total]), %%zmm27, %%zmm7\n\t" \
+  "vmovaps %%zmm7, 448(%[total])\n\t" \
+  "vcvtdq2ps %%zmm8, %%zmm8\n\t" \
+  "vfmadd213ps 512(%[total]), %%zmm24, %%zmm8\n\t" \
+  "vmovaps %%zmm8, 512(%[total])\n\t" \
+  "vcvtdq2ps %%zmm9, %%zmm9\n\t" \
+  "vfmadd213ps 576(%[total]), %%zmm25, %%zmm9\n\t" \
+  "vmovaps %%zmm9, 576(%[total])\n\t" \
+  "vcvtdq2ps %%zmm10, %%zmm10\n\t" \
+  "vfmadd213ps 640(%[total]), %%zmm26, %%zmm10\n\t" \
+  "vmovaps %%zmm10, 640(%[total])\n\t" \
+  "vcvtdq2ps %%zmm11, %%zmm11\n\t" \
+  "vfmadd213ps 704(%[total]), %%zmm27, %%zmm11\n\t" \
+  "vmovaps %%zmm11, 704(%[total])\n\t" \
+  "vcvtdq2ps %%zmm12, %%zmm12\n\t" \
+  "vfmadd213ps 768(%[total]), %%zmm24, %%zmm12\n\t" \
+  "vmovaps %%zmm12, 768(%[total])\n\t" \
+  "vcvtdq2ps %%zmm13, %%zmm13\n\t" \
+  "vfmadd213ps 832(%[total]), %%zmm25, %%zmm13\n\t" \
+  "vmovaps %%zmm13, 832(%[total])\n\t" \
+  "vcvtdq2ps %%zmm14, %%zmm14\n\t" \
+  "vfmadd213ps 896(%[total]), %%zmm26, %%zmm14\n\t" \
+  "vmovaps %%zmm14, 896(%[total])\n\t" \
+  "vcvtdq2ps %%zmm15, %%zmm15\n\t" \
+  "vfmadd213ps 960(%[total]), %%zmm27, %%zmm15\n\t" \
+  "vmovaps %%zmm15, 960(%[total])\n\t" \
+  "vcvtdq2ps %%zmm16, %%zmm16\n\t" \
+  "vfmadd213ps 1024(%[total]), %%zmm24, %%zmm16\n\t" \
+  "vmovaps %%zmm16, 1024(%[total])\n\t" \
+  "vcvtdq2ps %%zmm17, %%zmm17\n\t" \
+  "vfmadd213ps 1088(%[total]), %%zmm25, %%zmm17\n\t" \
+  "vmovaps %%zmm17, 1088(%[total])\n\t" \
+  "vcvtdq2ps %%zmm18, %%zmm18\n\t" \
+  "vfmadd213ps 1152(%[total]), %%zmm26, %%zmm18\n\t" \
+  "vmovaps %%zmm18, 1152(%[total])\n\t" \
+  "vcvtdq2ps %%zmm19, %%zmm19\n\t" \
+  "vfmadd213ps 1216(%[total]), %%zmm27, %%zmm19\n\t" \
+  "vmovaps %%zmm19, 1216(%[total])\n\t" \
+  "vcvtdq2ps %%zmm20, %%zmm20\n\t" \
+  "vfmadd213ps 1280(%[total]), %%zmm24, %%zmm20\n\t" \
+  "vmovaps %%zmm20, 1280(%[total])\n\t" \
+  "vcvtdq2ps %%zmm21, %%zmm21\n\t" \
+  "vfmadd213ps 1344(%[total]), %%zmm25, %%zmm21\n\t" \
+  "vmovaps %%zmm21, 1344(%[total])\n\t" \
+  "vcvtdq2ps %%zmm22, %%zmm22\n\t" \
+  "vfmadd213ps 1408(%[total]), %%zmm26, %%zmm22\n\t" \
+  "vmovaps %%zmm22, 1408(%[total])\n\t" \
+  "vcvtdq2ps %%zmm23, %%zmm23\n\t" \
+  "vfmadd213ps 1472(%[total]), %%zmm27, %%zmm23\n\t" \
+  "vmovaps %%zmm23, 1472(%[total])\n\t" \
+  "add $24, %[init]\n\t" \
+  "add $256, %[sp]\n\t" \
+  "add $256, %[zp]\n\t" \
+  "add $8, %[cnt]\n\t" \
+  "dec %[np]\n\t" \
+  "jnz 2b\n\t"
+#define LOWBIT_VNNI_OPERANDS \
+  : [w] "+r"(wp), [x] "+r"(xp), [n] "=&r"(n), [cnt] "+r"(counts), [np] "+r"(pieces), [init] "+r"(init), \
+  [sp] "+r"(scales), [zp] "+r"(zeros) \
+  : [total] "r"(total) \
+  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "cc", "memory"
+
 /// The register block over a K block: for each of `pieces` pieces (counts[p] >= 1 steps each),
 /// the 24 int32 accumulators (row i, panel q) start at init[6 p + i] (times the zero points at
 /// zeros + 64 p with HasZero), add packed rows i (xp: 24 bytes a step) times panel q of the
@@ -204,319 +391,15 @@ void dot_pieces(const uint8_t* wp, const int8_t* xp, const std::size_t* counts, 
   static_assert(mr == 6 && panels == 4, "dot_pieces is written out for 6 x 4");
   std::size_t n;
   if constexpr (HasZero) {
-    __asm__ volatile(
-        "2:\n\t"
-        "vpbroadcastd 0(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm0\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm1\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm2\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm3\n\t"
-        "vpbroadcastd 4(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm4\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm5\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm6\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm7\n\t"
-        "vpbroadcastd 8(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm8\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm9\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm10\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm11\n\t"
-        "vpbroadcastd 12(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm12\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm13\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm14\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm15\n\t"
-        "vpbroadcastd 16(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm16\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm17\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm18\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm19\n\t"
-        "vpbroadcastd 20(%[init]), %%zmm28\n\t"
-        "vpmulld 0(%[zp]), %%zmm28, %%zmm20\n\t"
-        "vpmulld 64(%[zp]), %%zmm28, %%zmm21\n\t"
-        "vpmulld 128(%[zp]), %%zmm28, %%zmm22\n\t"
-        "vpmulld 192(%[zp]), %%zmm28, %%zmm23\n\t"
-        "mov (%[cnt]), %[n]\n\t"
-        "1:\n\t"
-        "vmovdqa64 0(%[w]), %%zmm24\n\t"
-        "vmovdqa64 64(%[w]), %%zmm25\n\t"
-        "vmovdqa64 128(%[w]), %%zmm26\n\t"
-        "vmovdqa64 192(%[w]), %%zmm27\n\t"
-        "vpbroadcastd 0(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm0\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm1\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm2\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm3\n\t"
-        "vpbroadcastd 4(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm4\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm5\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm6\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm7\n\t"
-        "vpbroadcastd 8(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm8\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm9\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm10\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm11\n\t"
-        "vpbroadcastd 12(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm12\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm13\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm14\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm15\n\t"
-        "vpbroadcastd 16(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm16\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm17\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm18\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm19\n\t"
-        "vpbroadcastd 20(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm20\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm21\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm22\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm23\n\t"
-        "add $256, %[w]\n\t"
-        "add $24, %[x]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        "vmovaps 0(%[sp]), %%zmm24\n\t"
-        "vmovaps 64(%[sp]), %%zmm25\n\t"
-        "vmovaps 128(%[sp]), %%zmm26\n\t"
-        "vmovaps 192(%[sp]), %%zmm27\n\t"
-        "vcvtdq2ps %%zmm0, %%zmm0\n\t"
-        "vfmadd213ps 0(%[total]), %%zmm24, %%zmm0\n\t"
-        "vmovaps %%zmm0, 0(%[total])\n\t"
-        "vcvtdq2ps %%zmm1, %%zmm1\n\t"
-        "vfmadd213ps 64(%[total]), %%zmm25, %%zmm1\n\t"
-        "vmovaps %%zmm1, 64(%[total])\n\t"
-        "vcvtdq2ps %%zmm2, %%zmm2\n\t"
-        "vfmadd213ps 128(%[total]), %%zmm26, %%zmm2\n\t"
-        "vmovaps %%zmm2, 128(%[total])\n\t"
-        "vcvtdq2ps %%zmm3, %%zmm3\n\t"
-        "vfmadd213ps 192(%[total]), %%zmm27, %%zmm3\n\t"
-        "vmovaps %%zmm3, 192(%[total])\n\t"
-        "vcvtdq2ps %%zmm4, %%zmm4\n\t"
-        "vfmadd213ps 256(%[total]), %%zmm24, %%zmm4\n\t"
-        "vmovaps %%zmm4, 256(%[total])\n\t"
-        "vcvtdq2ps %%zmm5, %%zmm5\n\t"
-        "vfmadd213ps 320(%[total]), %%zmm25, %%zmm5\n\t"
-        "vmovaps %%zmm5, 320(%[total])\n\t"
-        "vcvtdq2ps %%zmm6, %%zmm6\n\t"
-        "vfmadd213ps 384(%[total]), %%zmm26, %%zmm6\n\t"
-        "vmovaps %%zmm6, 384(%[total])\n\t"
-        "vcvtdq2ps %%zmm7, %%zmm7\n\t"
-        "vfmadd213ps 448(%[total]), %%zmm27, %%zmm7\n\t"
-        "vmovaps %%zmm7, 448(%[total])\n\t"
-        "vcvtdq2ps %%zmm8, %%zmm8\n\t"
-        "vfmadd213ps 512(%[total]), %%zmm24, %%zmm8\n\t"
-        "vmovaps %%zmm8, 512(%[total])\n\t"
-        "vcvtdq2ps %%zmm9, %%zmm9\n\t"
-        "vfmadd213ps 576(%[total]), %%zmm25, %%zmm9\n\t"
-        "vmovaps %%zmm9, 576(%[total])\n\t"
-        "vcvtdq2ps %%zmm10, %%zmm10\n\t"
-        "vfmadd213ps 640(%[total]), %%zmm26, %%zmm10\n\t"
-        "vmovaps %%zmm10, 640(%[total])\n\t"
-        "vcvtdq2ps %%zmm11, %%zmm11\n\t"
-        "vfmadd213ps 704(%[total]), %%zmm27, %%zmm11\n\t"
-        "vmovaps %%zmm11, 704(%[total])\n\t"
-        "vcvtdq2ps %%zmm12, %%zmm12\n\t"
-        "vfmadd213ps 768(%[total]), %%zmm24, %%zmm12\n\t"
-        "vmovaps %%zmm12, 768(%[total])\n\t"
-        "vcvtdq2ps %%zmm13, %%zmm13\n\t"
-        "vfmadd213ps 832(%[total]), %%zmm25, %%zmm13\n\t"
-        "vmovaps %%zmm13, 832(%[total])\n\t"
-        "vcvtdq2ps %%zmm14, %%zmm14\n\t"
-        "vfmadd213ps 896(%[total]), %%zmm26, %%zmm14\n\t"
-        "vmovaps %%zmm14, 896(%[total])\n\t"
-        "vcvtdq2ps %%zmm15, %%zmm15\n\t"
-        "vfmadd213ps 960(%[total]), %%zmm27, %%zmm15\n\t"
-        "vmovaps %%zmm15, 960(%[total])\n\t"
-        "vcvtdq2ps %%zmm16, %%zmm16\n\t"
-        "vfmadd213ps 1024(%[total]), %%zmm24, %%zmm16\n\t"
-        "vmovaps %%zmm16, 1024(%[total])\n\t"
-        "vcvtdq2ps %%zmm17, %%zmm17\n\t"
-        "vfmadd213ps 1088(%[total]), %%zmm25, %%zmm17\n\t"
-        "vmovaps %%zmm17, 1088(%[total])\n\t"
-        "vcvtdq2ps %%zmm18, %%zmm18\n\t"
-        "vfmadd213ps 1152(%[total]), %%zmm26, %%zmm18\n\t"
-        "vmovaps %%zmm18, 1152(%[total])\n\t"
-        "vcvtdq2ps %%zmm19, %%zmm19\n\t"
-        "vfmadd213ps 1216(%[total]), %%zmm27, %%zmm19\n\t"
-        "vmovaps %%zmm19, 1216(%[total])\n\t"
-        "vcvtdq2ps %%zmm20, %%zmm20\n\t"
-        "vfmadd213ps 1280(%[total]), %%zmm24, %%zmm20\n\t"
-        "vmovaps %%zmm20, 1280(%[total])\n\t"
-        "vcvtdq2ps %%zmm21, %%zmm21\n\t"
-        "vfmadd213ps 1344(%[total]), %%zmm25, %%zmm21\n\t"
-        "vmovaps %%zmm21, 1344(%[total])\n\t"
-        "vcvtdq2ps %%zmm22, %%zmm22\n\t"
-        "vfmadd213ps 1408(%[total]), %%zmm26, %%zmm22\n\t"
-        "vmovaps %%zmm22, 1408(%[total])\n\t"
-        "vcvtdq2ps %%zmm23, %%zmm23\n\t"
-        "vfmadd213ps 1472(%[total]), %%zmm27, %%zmm23\n\t"
-        "vmovaps %%zmm23, 1472(%[total])\n\t"
-        "add $24, %[init]\n\t"
-        "add $256, %[sp]\n\t"
-        "add $256, %[zp]\n\t"
-        "add $8, %[cnt]\n\t"
-        "dec %[np]\n\t"
-        "jnz 2b\n\t"
-        : [w] "+r"(wp), [x] "+r"(xp), [n] "=&r"(n), [cnt] "+r"(counts), [np] "+r"(pieces), [init] "+r"(init),
-          [sp] "+r"(scales), [zp] "+r"(zeros)
-        : [total] "r"(total)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "cc", "memory");
+    __asm__ volatile("2:\n\t" LOWBIT_VNNI_START_ZEROS LOWBIT_VNNI_PIECES LOWBIT_VNNI_OPERANDS);
   } else {
-    __asm__ volatile(
-        "2:\n\t"
-        "vpbroadcastd 0(%[init]), %%zmm0\n\t"
-        "vmovdqa64 %%zmm0, %%zmm1\n\t"
-        "vmovdqa64 %%zmm0, %%zmm2\n\t"
-        "vmovdqa64 %%zmm0, %%zmm3\n\t"
-        "vpbroadcastd 4(%[init]), %%zmm4\n\t"
-        "vmovdqa64 %%zmm4, %%zmm5\n\t"
-        "vmovdqa64 %%zmm4, %%zmm6\n\t"
-        "vmovdqa64 %%zmm4, %%zmm7\n\t"
-        "vpbroadcastd 8(%[init]), %%zmm8\n\t"
-        "vmovdqa64 %%zmm8, %%zmm9\n\t"
-        "vmovdqa64 %%zmm8, %%zmm10\n\t"
-        "vmovdqa64 %%zmm8, %%zmm11\n\t"
-        "vpbroadcastd 12(%[init]), %%zmm12\n\t"
-        "vmovdqa64 %%zmm12, %%zmm13\n\t"
-        "vmovdqa64 %%zmm12, %%zmm14\n\t"
-        "vmovdqa64 %%zmm12, %%zmm15\n\t"
-        "vpbroadcastd 16(%[init]), %%zmm16\n\t"
-        "vmovdqa64 %%zmm16, %%zmm17\n\t"
-        "vmovdqa64 %%zmm16, %%zmm18\n\t"
-        "vmovdqa64 %%zmm16, %%zmm19\n\t"
-        "vpbroadcastd 20(%[init]), %%zmm20\n\t"
-        "vmovdqa64 %%zmm20, %%zmm21\n\t"
-        "vmovdqa64 %%zmm20, %%zmm22\n\t"
-        "vmovdqa64 %%zmm20, %%zmm23\n\t"
-        "mov (%[cnt]), %[n]\n\t"
-        "1:\n\t"
-        "vmovdqa64 0(%[w]), %%zmm24\n\t"
-        "vmovdqa64 64(%[w]), %%zmm25\n\t"
-        "vmovdqa64 128(%[w]), %%zmm26\n\t"
-        "vmovdqa64 192(%[w]), %%zmm27\n\t"
-        "vpbroadcastd 0(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm0\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm1\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm2\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm3\n\t"
-        "vpbroadcastd 4(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm4\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm5\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm6\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm7\n\t"
-        "vpbroadcastd 8(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm8\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm9\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm10\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm11\n\t"
-        "vpbroadcastd 12(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm12\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm13\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm14\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm15\n\t"
-        "vpbroadcastd 16(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm16\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm17\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm18\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm19\n\t"
-        "vpbroadcastd 20(%[x]), %%zmm28\n\t"
-        "vpdpbusd %%zmm28, %%zmm24, %%zmm20\n\t"
-        "vpdpbusd %%zmm28, %%zmm25, %%zmm21\n\t"
-        "vpdpbusd %%zmm28, %%zmm26, %%zmm22\n\t"
-        "vpdpbusd %%zmm28, %%zmm27, %%zmm23\n\t"
-        "add $256, %[w]\n\t"
-        "add $24, %[x]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        "vmovaps 0(%[sp]), %%zmm24\n\t"
-        "vmovaps 64(%[sp]), %%zmm25\n\t"
-        "vmovaps 128(%[sp]), %%zmm26\n\t"
-        "vmovaps 192(%[sp]), %%zmm27\n\t"
-        "vcvtdq2ps %%zmm0, %%zmm0\n\t"
-        "vfmadd213ps 0(%[total]), %%zmm24, %%zmm0\n\t"
-        "vmovaps %%zmm0, 0(%[total])\n\t"
-        "vcvtdq2ps %%zmm1, %%zmm1\n\t"
-        "vfmadd213ps 64(%[total]), %%zmm25, %%zmm1\n\t"
-        "vmovaps %%zmm1, 64(%[total])\n\t"
-        "vcvtdq2ps %%zmm2, %%zmm2\n\t"
-        "vfmadd213ps 128(%[total]), %%zmm26, %%zmm2\n\t"
-        "vmovaps %%zmm2, 128(%[total])\n\t"
-        "vcvtdq2ps %%zmm3, %%zmm3\n\t"
-        "vfmadd213ps 192(%[total]), %%zmm27, %%zmm3\n\t"
-        "vmovaps %%zmm3, 192(%[total])\n\t"
-        "vcvtdq2ps %%zmm4, %%zmm4\n\t"
-        "vfmadd213ps 256(%[total]), %%zmm24, %%zmm4\n\t"
-        "vmovaps %%zmm4, 256(%[total])\n\t"
-        "vcvtdq2ps %%zmm5, %%zmm5\n\t"
-        "vfmadd213ps 320(%[total]), %%zmm25, %%zmm5\n\t"
-        "vmovaps %%zmm5, 320(%[total])\n\t"
-        "vcvtdq2ps %%zmm6, %%zmm6\n\t"
-        "vfmadd213ps 384(%[total]), %%zmm26, %%zmm6\n\t"
-        "vmovaps %%zmm6, 384(%[total])\n\t"
-        "vcvtdq2ps %%zmm7, %%zmm7\n\t"
-        "vfmadd213ps 448(%[total]), %%zmm27, %%zmm7\n\t"
-        "vmovaps %%zmm7, 448(%[total])\n\t"
-        "vcvtdq2ps %%zmm8, %%zmm8\n\t"
-        "vfmadd213ps 512(%[total]), %%zmm24, %%zmm8\n\t"
-        "vmovaps %%zmm8, 512(%[total])\n\t"
-        "vcvtdq2ps %%zmm9, %%zmm9\n\t"
-        "vfmadd213ps 576(%[total]), %%zmm25, %%zmm9\n\t"
-        "vmovaps %%zmm9, 576(%[total])\n\t"
-        "vcvtdq2ps %%zmm10, %%zmm10\n\t"
-        "vfmadd213ps 640(%[total]), %%zmm26, %%zmm10\n\t"
-        "vmovaps %%zmm10, 640(%[total])\n\t"
-        "vcvtdq2ps %%zmm11, %%zmm11\n\t"
-        "vfmadd213ps 704(%[total]), %%zmm27, %%zmm11\n\t"
-        "vmovaps %%zmm11, 704(%[total])\n\t"
-        "vcvtdq2ps %%zmm12, %%zmm12\n\t"
-        "vfmadd213ps 768(%[total]), %%zmm24, %%zmm12\n\t"
-        "vmovaps %%zmm12, 768(%[total])\n\t"
-        "vcvtdq2ps %%zmm13, %%zmm13\n\t"
-        "vfmadd213ps 832(%[total]), %%zmm25, %%zmm13\n\t"
-        "vmovaps %%zmm13, 832(%[total])\n\t"
-        "vcvtdq2ps %%zmm14, %%zmm14\n\t"
-        "vfmadd213ps 896(%[total]), %%zmm26, %%zmm14\n\t"
-        "vmovaps %%zmm14, 896(%[total])\n\t"
-        "vcvtdq2ps %%zmm15, %%zmm15\n\t"
-        "vfmadd213ps 960(%[total]), %%zmm27, %%zmm15\n\t"
-        "vmovaps %%zmm15, 960(%[total])\n\t"
-        "vcvtdq2ps %%zmm16, %%zmm16\n\t"
-        "vfmadd213ps 1024(%[total]), %%zmm24, %%zmm16\n\t"
-        "vmovaps %%zmm16, 1024(%[total])\n\t"
-        "vcvtdq2ps %%zmm17, %%zmm17\n\t"
-        "vfmadd213ps 1088(%[total]), %%zmm25, %%zmm17\n\t"
-        "vmovaps %%zmm17, 1088(%[total])\n\t"
-        "vcvtdq2ps %%zmm18, %%zmm18\n\t"
-        "vfmadd213ps 1152(%[total]), %%zmm26, %%zmm18\n\t"
-        "vmovaps %%zmm18, 1152(%[total])\n\t"
-        "vcvtdq2ps %%zmm19, %%zmm19\n\t"
-        "vfmadd213ps 1216(%[total]), %%zmm27, %%zmm19\n\t"
-        "vmovaps %%zmm19, 1216(%[total])\n\t"
-        "vcvtdq2ps %%zmm20, %%zmm20\n\t"
-        "vfmadd213ps 1280(%[total]), %%zmm24, %%zmm20\n\t"
-        "vmovaps %%zmm20, 1280(%[total])\n\t"
-        "vcvtdq2ps %%zmm21, %%zmm21\n\t"
-        "vfmadd213ps 1344(%[total]), %%zmm25, %%zmm21\n\t"
-        "vmovaps %%zmm21, 1344(%[total])\n\t"
-        "vcvtdq2ps %%zmm22, %%zmm22\n\t"
-        "vfmadd213ps 1408(%[total]), %%zmm26, %%zmm22\n\t"
-        "vmovaps %%zmm22, 1408(%[total])\n\t"
-        "vcvtdq2ps %%zmm23, %%zmm23\n\t"
-        "vfmadd213ps 1472(%[total]), %%zmm27, %%zmm23\n\t"
-        "vmovaps %%zmm23, 1472(%[total])\n\t"
-        "add $24, %[init]\n\t"
-        "add $256, %[sp]\n\t"
-        "add $256, %[zp]\n\t"
-        "add $8, %[cnt]\n\t"
-        "dec %[np]\n\t"
-        "jnz 2b\n\t"
-        : [w] "+r"(wp), [x] "+r"(xp), [n] "=&r"(n), [cnt] "+r"(counts), [np] "+r"(pieces), [init] "+r"(init),
-          [sp] "+r"(scales), [zp] "+r"(zeros)
-        : [total] "r"(total)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "cc", "memory");
+    __asm__ volatile("2:\n\t" LOWBIT_VNNI_START_OFFSETS LOWBIT_VNNI_PIECES LOWBIT_VNNI_OPERANDS);
   }
 }
+#undef LOWBIT_VNNI_START_ZEROS
+#undef LOWBIT_VNNI_START_OFFSETS
+#undef LOWBIT_VNNI_PIECES
+#undef LOWBIT_VNNI_OPERANDS
 
 /// Rows i0 .. i0 + 6 of a (x: their packed steps, init: their accumulators' start for the
 /// tile's pieces) times the tile, times their activation scales, added to y rows (the first
