@@ -1,6 +1,7 @@
 // Times lowbit::cuda::gemm_sparse24 (2:4 + int4 on mma.sp) against cuBLAS fp16 dense
 // (cublasGemmEx, fp32 compute) and lowbit's dense int4 kernel (cuda::gemm, g128) on the same
-// shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16.
+// shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16; and 2:4
+// with fp16 kept values against the same cuBLAS figures.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming. Usage: bench_cuda_sparse24 [--quick]
 #include <cublas_v2.h>
@@ -22,6 +23,8 @@ namespace {
   } while (0)
 
 int iterations = 200, repeats = 7;
+struct half_row { std::size_t n, k, m; double us, cublas, bytes; };
+std::vector<half_row> half_rows;
 
 template <class F>
 double time_us(F&& launch) {  // median over repeats of the mean time per launch
@@ -103,6 +106,11 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < s.n * dq.row_bytes(); ++i) dq.codes()[i] = static_cast<uint8_t>(byte(rng));
     for (std::size_t i = 0; i < s.n * dq.groups_per_row(); ++i) dq.scales()[i] = lb::fp16(scale(rng));
     const auto dp = lb::cuda::pack(dq.view());
+    // 2:4 with fp16 kept values (float, rounded by the pack), the same positions.
+    std::vector<float> kept_f(s.n * kept);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (float& v : kept_f) v = normal(rng);
+    const auto hp = lb::cuda::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
 
     std::vector<void*> owned;
     const auto sv = sp.view();
@@ -122,6 +130,13 @@ int main(int argc, char** argv) {
       dvs[c].codes = static_cast<const ::uint4*>(device_copy(dv.codes, dv.code_bytes(), owned));
       dvs[c].scales = static_cast<const uint32_t*>(device_copy(dv.scales, dv.scale_bytes(), owned));
     }
+    const auto hv = hp.view();
+    const std::size_t hcopies = (200u << 20) / hv.bytes() + 2;
+    std::vector<lb::cuda::packed_sparse24_view<float>> hvs(hcopies, hv);
+    for (std::size_t c = 1; c < hcopies; ++c) {
+      hvs[c].codes = static_cast<const ::uint4*>(device_copy(hv.codes, tiles * hv.chunks * 2048, owned));
+      hvs[c].metadata = static_cast<const ::uint4*>(device_copy(hv.metadata, meta_b, owned));
+    }
     for (std::size_t m : ms) {
       const float alpha = 1.0f, beta = 0.0f;
       const double cublas = time_us([&](int) {
@@ -139,6 +154,8 @@ int main(int argc, char** argv) {
         us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, svs[i % copies], y, s.n, nullptr, o); });
       }
       const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, dvs[i % dcopies], y, s.n); });
+      const double half24 = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, hvs[i % hcopies], y, s.n); });
+      half_rows.push_back({s.n, s.k, m, half24, cublas, double(hv.bytes())});
       std::printf("| %zu x %zu | %zu | %.1f (%.1f / %.1f; %.1f / %.1f; %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m,
                   us[0], us[1], us[2], us[3], us[4], us[5],
                   sv.bytes() / us[0] * 1e-3, dense, cublas, cublas / us[0], dense / us[0]);
@@ -149,5 +166,8 @@ int main(int argc, char** argv) {
     cudaFree(y);
   }
   cublasDestroy(handle);
+  std::printf("\n| N x K | M | 2:4 fp16 µs (default block shape) | weight GB/s | cuBLAS fp16 dense µs | vs cuBLAS |\n| --- | --- | --- | --- | --- | --- |\n");
+  for (const half_row& r : half_rows)
+    std::printf("| %zu x %zu | %zu | %.1f | %.0f | %.1f | %.2fx |\n", r.n, r.k, r.m, r.us, r.bytes / r.us * 1e-3, r.cublas, r.cublas / r.us);
   return 0;
 }

@@ -30,11 +30,14 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../sparse/sparse24_matrix.hpp"
+#include "../sparse/sparse24_plain.hpp"
 #include "gemm.cuh"
 #include "packed_weights.cuh"
 
@@ -46,14 +49,16 @@ inline constexpr std::size_t sparse24_chunk_cols = 128;  ///< dense K per chunk 
 /// A borrowed packed 2:4 matrix (device pointers): what gemm_sparse24 takes.
 template <class Scheme>
 struct packed_sparse24_view {
-  const ::uint4* codes = nullptr;     ///< [tiles][chunks][32 lanes] x 16 bytes
+  /// 16-byte vectors a lane reads per chunk: 1 of int4 codes, 4 of fp16 values (Scheme float).
+  static constexpr int vecs = is_plain_value<Scheme>::value ? 4 : 1;
+  const ::uint4* codes = nullptr;     ///< [tiles][chunks][vecs][32 lanes] x 16 bytes
   const ::uint4* metadata = nullptr;  ///< [tiles][chunks][16] x 16 bytes
-  const uint32_t* scales = nullptr;   ///< [tiles][groups][16 rows]
+  const uint32_t* scales = nullptr;   ///< [tiles][groups][16 rows]; none for fp16 values
   std::size_t rows = 0, cols = 0;     ///< N, K (dense)
   std::size_t chunks = 0, chunks_per_group = 0, groups = 0;
   std::size_t tiles() const noexcept { return (rows + tile_rows - 1) / tile_rows; }
   /// Bytes one GEMM must read of the weights.
-  std::size_t bytes() const noexcept { return tiles() * (chunks * (512 + 256) + groups * tile_rows * 4); }
+  std::size_t bytes() const noexcept { return tiles() * (chunks * (512 * vecs + 256) + groups * tile_rows * 4); }
 };
 
 /// Owns a packed 2:4 matrix on the device (move-only). Made by pack_sparse24().
@@ -70,43 +75,86 @@ class packed_sparse24 {
   detail::device_buffer codes_, metadata_, scales_;
 };
 
-/// Shuffles a 2:4 matrix of 4-bit integer kept values (fp16 scales) into the GPU layout and uploads it.
-/// Checked: K % 128 == 0; group size (kept values) a multiple of 64 or the whole row.
+/// Shuffles a 2:4 matrix into the GPU layout and uploads it: kept values 4-bit integers with fp16
+/// scales, or float (sparse24_matrix<float>), rounded to fp16 here (to nearest; |values| must fit
+/// fp16: checked). Checked: K % 128 == 0; group size (kept values) a multiple of 64 or the whole row.
 template <class Scheme>
 packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
-  using gs = gpu_scheme<Scheme>;
-  static_assert(gs::supported && gs::is_integer && Scheme::bits == 4,
-                "lowbit::cuda::pack_sparse24: 4-bit integer kept values with fp16 scales");
-  const std::size_t n = w.rows(), k = w.cols(), kept = w.kept_cols(), g = w.group_size();
+  constexpr bool plain = is_plain_value<Scheme>::value;
+  static_assert(std::is_same<Scheme, float>::value || !plain, "lowbit::cuda::pack_sparse24: plain kept values are float");
+  using gs = gpu_scheme<std::conditional_t<plain, scheme<int4, fp16>, Scheme>>;
+  static_assert(plain || (gs::supported && gs::is_integer && gs::bits == 4),
+                "lowbit::cuda::pack_sparse24: 4-bit integer kept values with fp16 scales, or float");
+  const std::size_t n = w.rows(), k = w.cols(), kept = w.kept_cols();
+  std::size_t g = kept;
+  if constexpr (!plain) g = w.group_size();
   LOWBIT_CHECK(k % sparse24_chunk_cols == 0, "cuda::pack_sparse24: K=" << k << " must be a multiple of 128");
   LOWBIT_CHECK(g % 64 == 0 || g >= kept,
                "cuda::pack_sparse24: group_size " << g << " (kept values) must be a multiple of 64 or the whole row");
   LOWBIT_CHECK(k < (std::size_t(1) << 22) && n < (std::size_t(1) << 30), "cuda::pack_sparse24: " << n << " x " << k << " is too large");
-  const quantized_matrix<Scheme> values = w.kept_values();
-  const quantized_view<Scheme> v = values.view();
   packed_sparse24<Scheme> out;
   packed_sparse24_view<Scheme>& pv = out.view_;
+  constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   pv.rows = n;
   pv.cols = k;
   pv.chunks = k / sparse24_chunk_cols;
   pv.chunks_per_group = g >= kept ? pv.chunks : g / 64;
-  pv.groups = v.groups_per_row();
   const std::size_t tiles = pv.tiles();
 
-  std::vector<uint32_t> codes(tiles * pv.chunks * 32 * 4, 0), meta(tiles * pv.chunks * 16 * 4, 0);
+  std::vector<uint32_t> codes(tiles * pv.chunks * vecs * 32 * 4, 0), meta(tiles * pv.chunks * 16 * 4, 0);
+  // A fragment element (register p, half e) of lane / mma i in chunk c: row and kept value index.
+  const auto place = [&](std::size_t tile, std::size_t c, std::size_t lane, std::size_t i, std::size_t p, std::size_t e) {
+    return std::make_pair(tile * tile_rows + lane / 4 + 8 * (p % 2), c * 64 + 16 * i + 2 * (lane % 4) + 8 * (p / 2) + e);
+  };
+  if constexpr (plain) {
+    // [vec i][lane] x 4 words: word p is register p of mma i, half2 (e = 0 low). Padding rows: +0.
+    for (std::size_t tile = 0; tile < tiles; ++tile)
+      for (std::size_t c = 0; c < pv.chunks; ++c) {
+        uint32_t* block = codes.data() + (tile * pv.chunks + c) * vecs * 128;
+        for (std::size_t lane = 0; lane < 32; ++lane)
+          for (std::size_t i = 0; i < 4; ++i)
+            for (std::size_t p = 0; p < 4; ++p)
+              for (std::size_t e = 0; e < 2; ++e) {
+                const auto at = place(tile, c, lane, i, p, e);
+                if (at.first >= n) continue;
+                const float value = w.value(at.first, at.second);
+                LOWBIT_CHECK(std::fabs(value) <= 65504.0f, "cuda::pack_sparse24: kept value (" << at.first << ", " << at.second
+                                                                                          << ") = " << value << " overflows fp16");
+                block[(i * 32 + lane) * 4 + p] |= uint32_t(fp16(value).bits) << (16 * e);
+              }
+      }
+  }
+  std::vector<uint32_t> scales;
+  if constexpr (!plain) {
+    const quantized_matrix<Scheme> values = w.kept_values();
+    const quantized_view<Scheme> v = values.view();
+    pv.groups = v.groups_per_row();
+    // [lane] x 4 words: word i feeds mma i, nibble p + 4e of it is register p's half e.
+    for (std::size_t tile = 0; tile < tiles; ++tile)
+      for (std::size_t c = 0; c < pv.chunks; ++c) {
+        uint32_t* block = codes.data() + (tile * pv.chunks + c) * 128;
+        for (std::size_t lane = 0; lane < 32; ++lane)
+          for (std::size_t i = 0; i < 4; ++i)
+            for (std::size_t p = 0; p < 4; ++p)
+              for (std::size_t e = 0; e < 2; ++e) {
+                const auto at = place(tile, c, lane, i, p, e);
+                // Padding rows keep code 0 (a finite value times a zero scale).
+                if (at.first < n) block[lane * 4 + i] |= uint32_t(gs::bias_code(v.code(at.first, at.second))) << (4 * (p + 4 * e));
+              }
+      }
+    scales.assign(tiles * pv.groups * tile_rows, 0);
+    for (std::size_t row = 0; row < n; ++row)
+      for (std::size_t grp = 0; grp < pv.groups; ++grp) {
+        const uint16_t scale = v.row_scales(row)[grp].bits;
+        unsigned zero = gs::bias_code(0);
+        if constexpr (Scheme::has_zero) zero = gs::bias_code(v.row_zeros(row)[grp]);
+        const uint16_t bias = fp16(1024.0f + static_cast<float>(zero)).bits;
+        scales[((row / tile_rows) * pv.groups + grp) * tile_rows + row % tile_rows] = scale | (uint32_t(bias) << 16);
+      }
+  }
   for (std::size_t tile = 0; tile < tiles; ++tile)
     for (std::size_t c = 0; c < pv.chunks; ++c) {
-      uint32_t* block = codes.data() + (tile * pv.chunks + c) * 128;
       uint32_t* mblock = meta.data() + (tile * pv.chunks + c) * 64;
-      for (std::size_t lane = 0; lane < 32; ++lane)
-        for (std::size_t i = 0; i < 4; ++i)
-          for (std::size_t p = 0; p < 4; ++p)
-            for (std::size_t e = 0; e < 2; ++e) {
-              const std::size_t row = tile * tile_rows + lane / 4 + 8 * (p % 2);
-              const std::size_t j = c * 64 + 16 * i + 2 * (lane % 4) + 8 * (p / 2) + e;
-              // Padding rows keep code 0 (a finite value times a zero scale).
-              if (row < n) block[lane * 4 + i] |= uint32_t(gs::bias_code(v.code(row, j))) << (4 * (p + 4 * e));
-            }
       for (std::size_t entry = 0; entry < 16; ++entry)
         for (std::size_t i = 0; i < 4; ++i) {
           uint32_t word = 0;
@@ -122,18 +170,9 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
           mblock[entry * 4 + i] = word;
         }
     }
-  std::vector<uint32_t> scales(tiles * pv.groups * tile_rows, 0);
-  for (std::size_t row = 0; row < n; ++row)
-    for (std::size_t grp = 0; grp < pv.groups; ++grp) {
-      const uint16_t scale = v.row_scales(row)[grp].bits;
-      unsigned zero = gs::bias_code(0);
-      if constexpr (Scheme::has_zero) zero = gs::bias_code(v.row_zeros(row)[grp]);
-      const uint16_t bias = fp16(1024.0f + static_cast<float>(zero)).bits;
-      scales[((row / tile_rows) * pv.groups + grp) * tile_rows + row % tile_rows] = scale | (uint32_t(bias) << 16);
-    }
   out.codes_ = detail::upload(codes.data(), codes.size() * 4);
   out.metadata_ = detail::upload(meta.data(), meta.size() * 4);
-  out.scales_ = detail::upload(scales.data(), scales.size() * 4);
+  if (!scales.empty()) out.scales_ = detail::upload(scales.data(), scales.size() * 4);
   pv.codes = static_cast<const ::uint4*>(out.codes_.get());
   pv.metadata = static_cast<const ::uint4*>(out.metadata_.get());
   pv.scales = static_cast<const uint32_t*>(out.scales_.get());
@@ -151,23 +190,26 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-inline constexpr int sparse24_tile_vecs = 32 + 16 + 4;  // a tile's stage: codes, metadata, 16 scale words
+/// A tile's stage in 16-byte vectors: codes (Vecs per lane), metadata, 16 scale words (int4 only).
+template <int Vecs>
+inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 1 ? 4 : 0);
 
 /// One block: Tiles tiles of 16 rows; its Warps warps split K into ranges of 128-wide chunks, each
 /// streaming its tiles' codes, metadata and scales through a private ring of Stages stages
 /// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles.
-template <int MTiles, int Tiles, int Stages, int Warps>
+/// Vecs = 1: int4 codes, scaled per group; Vecs = 4: fp16 values, fed to the mma as they are.
+template <int Vecs, int MTiles, int Tiles, int Stages, int Warps>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
                          int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
-  constexpr int stage_vecs = Tiles * sparse24_tile_vecs;
+  constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, stage_vecs = Tiles * tile_vecs, meta_at = 32 * Vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
   ::uint4* ring = smem + warp * Stages * stage_vecs;
   const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps, steps = c_end - c_begin;
-  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * 32 + lane;
+  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * Vecs * 32 + lane;
   const ::uint4* meta_ptr = metadata + ((size_t)tile0 * chunks + c_begin) * 16 + (lane & 15);
   const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) + (size_t)tile0 * groups * 4 + (lane & 3);
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
@@ -176,10 +218,11 @@ __global__ void __launch_bounds__(Warps * 32)
       const int group = (c_begin + step) / chunks_per_group;
 #pragma unroll
       for (int tl = 0; tl < Tiles; ++tl) {
-        ::uint4* ts = stage + tl * sparse24_tile_vecs;
-        cp_async16(ts + lane, code_ptr + ((size_t)tl * chunks + step) * 32);
-        if (lane < 16) cp_async16(ts + 32 + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
-        else if (lane < 20) cp_async16(ts + 48 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
+        ::uint4* ts = stage + tl * tile_vecs;
+#pragma unroll
+        for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr + (((size_t)tl * chunks + step) * Vecs + v) * 32);
+        if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
+        else if (Vecs == 1 && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
       }
     }
     cp_async_commit();
@@ -208,22 +251,35 @@ __global__ void __launch_bounds__(Warps * 32)
     const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
 #pragma unroll
     for (int tl = 0; tl < Tiles; ++tl) {
-      const ::uint4* ts = stage + tl * sparse24_tile_vecs;
-      const ::uint4 q = ts[lane], mq = ts[32 + 2 * g + (t & 1)];
-      const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + 48);
-      const uint32_t sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
-      const uint32_t words[4] = {q.x, q.y, q.z, q.w}, meta[4] = {mq.x, mq.y, mq.z, mq.w};
-      const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
-      uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);  // -(64 + zero) = 960 - (1024 + zero), as gemm.cuh
-      asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+      const ::uint4* ts = stage + tl * tile_vecs;
+      const ::uint4 mq = ts[meta_at + 2 * g + (t & 1)];
+      const uint32_t meta[4] = {mq.x, mq.y, mq.z, mq.w};
+      uint32_t sc_g = 0, sc_g8 = 0;
+      if constexpr (Vecs == 4) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        uint32_t a[4];
-        dequant<4, dequant_kind::integer, false>(a, words, i, bias_g, bias_g8, nullptr);
+        for (int i = 0; i < 4; ++i) {
+          const ::uint4 q = ts[i * 32 + lane];
+          const uint32_t a[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(part[mt][tl], a, xb[mt][i], meta[i]);
+          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(acc[mt][tl], a, xb[mt][i], meta[i]);
+        }
+      } else {
+        const ::uint4 q = ts[lane];
+        const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + meta_at + 16);
+        sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
+        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+        const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
+        uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);  // -(64 + zero) = 960 - (1024 + zero), as gemm.cuh
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          uint32_t a[4];
+          dequant<4, dequant_kind::integer, false>(a, words, i, bias_g, bias_g8, nullptr);
+#pragma unroll
+          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(part[mt][tl], a, xb[mt][i], meta[i]);
+        }
       }
-      if (flush) {
+      if (Vecs == 1 && flush) {
         const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
         const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
 #pragma unroll
@@ -262,13 +318,14 @@ __global__ void __launch_bounds__(Warps * 32)
   }
 }
 
-/// Launches one instantiation (8 stages a warp; 4 with 4 tiles, to fit shared memory).
+/// Launches one instantiation (8 stages a warp; 4 with 4 tiles or fp16 values, to fit shared memory).
 template <int MTiles, int Tiles, int Warps, class Scheme>
 void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, __half* y, int ldy,
                      cudaStream_t stream) {
-  constexpr int stages = Tiles == 4 ? 4 : 8;
-  constexpr auto kernel = sparse24_gemm_kernel<MTiles, Tiles, stages, Warps>;
-  constexpr int bytes = Warps * stages * Tiles * sparse24_tile_vecs * 16;
+  constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
+  constexpr int stages = (Tiles == 4 || vecs == 4) ? 4 : 8;
+  constexpr auto kernel = sparse24_gemm_kernel<vecs, MTiles, Tiles, stages, Warps>;
+  constexpr int bytes = Warps * stages * Tiles * sparse24_tile_vecs<vecs> * 16;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   const int blocks = static_cast<int>(w.tiles()) / Tiles;
   kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
@@ -278,7 +335,7 @@ void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view
 
 }  // namespace detail
 
-/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24), fp16 in and out, on `stream`
+/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4 or fp16 kept values), fp16 in and out, on `stream`
 /// (asynchronous). Checked: 1 <= m <= 16; x 4-byte aligned with ldx >= K, ldx even; ldy >= N;
 /// options.tiles_per_block 1, 2 or 4 dividing the tile count (4: with 16 warps), options.warps 8 or
 /// 16 (0: chosen from the shape as gemm() does). y must not overlap x.
@@ -293,11 +350,17 @@ void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
+  // fp16 values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
+  // tile a block, or 2 with 8 warps.
+  constexpr bool plain = packed_sparse24_view<Scheme>::vecs == 4;
   if (per_block == 0) {  // as gemm(): 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
-    if (warps != 8 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = 16;
-    else per_block = tiles % 2 == 0 ? 2 : 1;
+    if (!plain && warps != 8 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = 16;
+    else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
-  if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+  if (warps == 0) warps = plain && per_block == 2 ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+  LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
+               "cuda::gemm_sparse24: fp16 values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
+                                                                                                  << ", warps=" << warps << ")");
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm_sparse24: warps=" << warps << " must be 8 or 16");
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && warps == 16),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
@@ -305,13 +368,15 @@ void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
   const bool two = m > 8;
   if (per_block == 4) {
-    if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
-    else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
+    if constexpr (!plain) {
+      if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
+    }
   } else if (per_block == 2) {
     if (warps == 8) {
       if (two) detail::launch_sparse24<2, 2, 8>(x, mi, lx, w, y, ly, stream);
       else detail::launch_sparse24<1, 2, 8>(x, mi, lx, w, y, ly, stream);
-    } else {
+    } else if constexpr (!plain) {
       if (two) detail::launch_sparse24<2, 2, 16>(x, mi, lx, w, y, ly, stream);
       else detail::launch_sparse24<1, 2, 16>(x, mi, lx, w, y, ly, stream);
     }
