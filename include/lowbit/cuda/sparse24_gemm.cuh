@@ -1,6 +1,6 @@
 /// \file
-/// \brief cuda::pack_sparse24 and cuda::gemm_sparse24: 2:4 sparse + 4-bit integer weight-only GEMM
-/// y = x · Wᵀ for small M (1..16), fp16 activations, on the sparse tensor cores (mma.sp).
+/// \brief cuda::pack_sparse24 and cuda::gemm_sparse24: 2:4 sparse weight-only GEMM y = x · Wᵀ for
+/// small M (1..16), kept values 4-bit integers or fp16, fp16 activations, on the sparse tensor cores (mma.sp).
 ///
 /// The Sparse-Marlin idea on top of the dense kernel (gemm.cuh): W's tile of 16 rows is the sparse
 /// operand A of mma.sp.m16n8k32 (16 x 32 dense = 16 x 16 kept values), xᵀ its B (32 x 8); the kept
@@ -19,11 +19,14 @@
 ///    the groups of 4 columns 16 s .. 16 s + 16 of that mma, row g in bits 0..15 and row g + 8 in
 ///    bits 16..31 (group j of the 4 in bits 4j .. 4j + 3; first kept position in the low 2 bits).
 ///  - scales [tiles][groups][16 rows]: half2(scale, 1024 + zero), as the dense layout.
+///  - fp16 kept values (from sparse24_matrix<float>) instead of codes: [tiles][chunks][4][32 lanes]
+///    x 16 bytes, vector i of a lane = the 4 registers of mma i's A fragment; no scales.
 /// The activations are read as the B fragment wants them (4-byte pairs of k; B of m16n8k32 holds
 /// rows 2t, 2t + 1 + 8 r): a 2:4 group's 4 columns are split over two lanes, so they cannot be read as
 /// 16-byte vectors like the dense kernel's.
 /// Preconditions: K % 128 == 0, group size (in kept values) a multiple of 64 or the whole row.
-/// Numerics: as the dense int4 kernel (gemm.cuh): weights exact in fp16, fp32 sums, fp16 output.
+/// Numerics: as the dense int4 kernel (gemm.cuh): weights exact in fp16 (fp16 kept values: rounded
+/// to nearest once by the pack), fp32 sums, fp16 output.
 #pragma once
 
 #include <cuda_fp16.h>
