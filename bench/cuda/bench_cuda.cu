@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lowbit/cuda.cuh"
+#include "timing.cuh"
 
 namespace {
 
@@ -29,26 +30,8 @@ namespace {
 int iterations = 200, repeats = 7;
 
 template <class F>
-double time_us(F&& launch) {  // median over repeats of the mean time per launch
-  cudaEvent_t start, stop;
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 20; ++i) launch(i);
-  std::vector<double> runs;
-  for (int r = 0; r < repeats; ++r) {
-    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
-    for (int i = 0; i < iterations; ++i) launch(i);
-    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
-    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    runs.push_back(1000.0 * ms / iterations);
-  }
-  LOWBIT_CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
+double time_us(F&& launch) {  // with this benchmark's iterations and repeats (bench/cuda/timing.cuh)
+  return bench_cuda::time_us(launch, iterations, repeats, 20);
 }
 
 template <class T = __half>

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lowbit/cuda.cuh"
+#include "timing.cuh"
 
 namespace {
 
@@ -27,26 +28,8 @@ struct half_row { std::size_t n, k, m; double us, cublas, bytes; };
 std::vector<half_row> half_rows;
 
 template <class F>
-double time_us(F&& launch) {  // median over repeats of the mean time per launch
-  cudaEvent_t start, stop;
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 20; ++i) launch(i);
-  std::vector<double> runs;
-  for (int r = 0; r < repeats; ++r) {
-    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
-    for (int i = 0; i < iterations; ++i) launch(i);
-    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
-    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    runs.push_back(1000.0 * ms / iterations);
-  }
-  LOWBIT_CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
+double time_us(F&& launch) {  // with this benchmark's iterations and repeats (bench/cuda/timing.cuh)
+  return bench_cuda::time_us(launch, iterations, repeats, 20);
 }
 
 __half* device_random_half(std::size_t count, std::mt19937& rng, float scale) {

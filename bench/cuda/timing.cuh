@@ -1,0 +1,36 @@
+// CUDA-event timing shared by the GPU benchmarks (bench_cuda*.cu).
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "lowbit/cuda.cuh"
+
+namespace bench_cuda {
+
+/// Median over `repeats` runs of the mean time per launch (µs) of `iterations` launches,
+/// launch(i) with i the launch's index (for rotating over copies), after `warmup` launches.
+template <class F>
+double time_us(F&& launch, int iterations, int repeats, int warmup) {
+  cudaEvent_t start, stop;
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) launch(i);
+  std::vector<double> runs;
+  for (int r = 0; r < repeats; ++r) {
+    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < iterations; ++i) launch(i);
+    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    runs.push_back(1000.0 * ms / iterations);
+  }
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+}  // namespace bench_cuda
