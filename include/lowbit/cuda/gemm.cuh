@@ -164,6 +164,32 @@ struct gemm_smem {
   static constexpr std::size_t bytes = 16u * (table_vecs + Warps * Stages * stage_vecs);
 };
 
+/// The end of a split-K kernel: each warp's partial sums acc[mt][tl][i] (fragment i of mma
+/// tile (mt, tl), as mma.sync / mma.sp leave it) are summed over the Warps warps through shared
+/// memory ([value][warp][lane]: conflict-free), and store(row, col, sum) gets each output of the
+/// block's rows from tile0 * 16 that lies inside n x m. red: Warps x MTiles x Tiles x 128 floats.
+template <int MTiles, int Tiles, int Warps, class Store>
+__device__ __forceinline__ void reduce_warps(const float (&acc)[MTiles][Tiles][4], float* red, int warp, int lane,
+                                             int tile0, int n, int m, Store&& store) {
+  constexpr int values = MTiles * Tiles * 4;
+  __syncthreads();
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][tl][i];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < values * 32; idx += blockDim.x) {
+    const int v = idx >> 5, l = idx & 31;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < Warps; ++w) sum += red[(v * Warps + w) * 32 + l];
+    const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
+    const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1), col = mt * 8 + 2 * (l & 3) + (i & 1);
+    if (row < n && col < m) store(row, col, sum);
+  }
+}
 /// One block: Tiles tiles of 16 rows; its Warps warps split K, each streaming its range of 64-wide
 /// chunks through a private ring of Stages shared-memory stages (cp.async), so that Stages - 1
 /// chunks of weights are in flight while one is dequantized and multiplied. MTiles = ceil(M / 8);
@@ -327,31 +353,13 @@ __global__ void __launch_bounds__(Warps * 32)
   }
   cp_async_wait<0>();
 
-  // Reduce the warps' partial sums ([value][warp][lane]: conflict-free) and store fp16 / bf16.
-  constexpr int values = MTiles * Tiles * 4;
-  static_assert(values * Warps * 32 * 4 <= layout::bytes, "the reduction reuses the ring");
-  float* red = reinterpret_cast<float*>(smem);
-  __syncthreads();
-#pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][tl][i];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < values * 32; idx += blockDim.x) {
-    const int v = idx >> 5, l = idx & 31;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < Warps; ++w) sum += red[(v * Warps + w) * 32 + l];
-    const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
-    const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1);
-    const int col = mt * 8 + 2 * (l & 3) + (i & 1);
-    if (row < n && col < m) {
-      if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
-      else y[(size_t)col * ldy + row] = __float2half(sum);
-    }
-  }
+  // Reduce the warps' partial sums and store fp16 / bf16.
+  static_assert(MTiles * Tiles * 4 * Warps * 32 * 4 <= layout::bytes, "the reduction reuses the ring");
+  reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m,
+                                     [&](int row, int col, float sum) {
+                                       if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
+                                       else y[(size_t)col * ldy + row] = __float2half(sum);
+                                     });
 }
 
 /// A kernel instantiation and its shared-memory size.

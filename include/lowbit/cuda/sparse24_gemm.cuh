@@ -298,27 +298,10 @@ __global__ void __launch_bounds__(Warps * 32)
   }
   cp_async_wait<0>();
 
-  // Reduce the warps' sums through shared memory ([value][warp][lane]) and store fp16.
-  constexpr int values = MTiles * Tiles * 4;
-  static_assert(values * Warps * 32 * 4 <= Warps * Stages * stage_vecs * 16, "the reduction reuses the ring");
-  float* red = reinterpret_cast<float*>(smem);
-  __syncthreads();
-#pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) red[(((mt * Tiles + tl) * 4 + i) * Warps + warp) * 32 + lane] = acc[mt][tl][i];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < values * 32; idx += blockDim.x) {
-    const int v = idx >> 5, l = idx & 31;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < Warps; ++w) sum += red[(v * Warps + w) * 32 + l];
-    const int i = v & 3, tl = (v >> 2) % Tiles, mt = (v >> 2) / Tiles;
-    const int row = (tile0 + tl) * 16 + (l >> 2) + 8 * (i >> 1), col = mt * 8 + 2 * (l & 3) + (i & 1);
-    if (row < n && col < m) y[(size_t)col * ldy + row] = __float2half(sum);
-  }
+  // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16.
+  static_assert(MTiles * Tiles * 4 * Warps * 32 * 4 <= Warps * Stages * stage_vecs * 16, "the reduction reuses the ring");
+  reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m,
+                                     [&](int row, int col, float sum) { y[(size_t)col * ldy + row] = __float2half(sum); });
 }
 
 /// Launches one instantiation (8 stages a warp; 4 with 4 tiles or fp16 values, to fit shared memory).
