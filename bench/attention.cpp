@@ -6,6 +6,8 @@
 //                                                      Hkv = 8, d = 128 (the shape)
 //   BM_decode/int8_q8/...                              int8 K and V with int8 queries (integer QKᵀ)
 //   BM_decode/int8_int/..., int4_g32_int/...            integer QKᵀ and P V (decode_options::integer_pv)
+//   BM_decode/int8_int_tiles/..., int4_g32_int_tiles/... the same on a cache with integer tiles
+//                                                      (kv_shape::integer_tiles, decode_tiles.hpp)
 //   BM_decode/f32_materialize/baseline/S<tokens>/t1    the baseline on fp32 K and V
 // Counters: bytes_per_second = KV bytes read per call (codes + scales + zero points);
 // GOP/s = 4 Hq S d (two multiply-adds per cached element and query head) per second.
@@ -55,14 +57,17 @@ struct kv_format {
   bool int8_query = false;
   bool bf16_products = false;  ///< prefill_options::bf16
   bool integer_pv = false;     ///< decode_options::integer_pv (with int8_query)
+  bool integer_tiles = false;  ///< kv_shape::integer_tiles
 };
 
 const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
                                      kv_format<scheme<int8, float>>{"int8", 0},
                                      kv_format<scheme<int8, float>>{"int8_q8", 0, true},
                                      kv_format<scheme<int8, float>>{"int8_int", 0, true, false, true},
+                                     kv_format<scheme<int8, float>>{"int8_int_tiles", 0, true, false, true, true},
                                      kv_format<scheme<int4, fp16>>{"int4_g32", 32},
                                      kv_format<scheme<int4, fp16>>{"int4_g32_int", 32, true, false, true},
+                                     kv_format<scheme<int4, fp16>>{"int4_g32_int_tiles", 32, true, false, true, true},
                                      kv_format<scheme<uint4, fp16, true>>{"uint4_g32", 32},
                                      kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 // Prefill: int8_query here means prefill_options::int8_qk; "_dp": bf16 products (vdpbf16ps),
@@ -79,10 +84,13 @@ const auto prefill_formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_form
                                              kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 
 template <class Element>
-const attention::kv_cache<Element>& cache_of(std::size_t tokens, std::size_t group_size) {
-  static std::unique_ptr<attention::kv_cache<Element>> cache;
+const attention::kv_cache<Element>& cache_of(std::size_t tokens, std::size_t group_size, bool tiles = false) {
+  static std::unique_ptr<attention::kv_cache<Element>> caches[2];
+  std::unique_ptr<attention::kv_cache<Element>>& cache = caches[tiles];
   if (!cache || cache->length(0) != tokens) {
-    cache = std::make_unique<attention::kv_cache<Element>>(attention::kv_shape{1, kv_heads, head_dim, tokens}, group_size);
+    cache.reset();
+    cache = std::make_unique<attention::kv_cache<Element>>(attention::kv_shape{1, kv_heads, head_dim, tokens, 0, 0, tiles},
+                                                           group_size);
     const std::size_t step = 1024;
     for (std::size_t t = 0; t < tokens; t += step) {
       const std::size_t n = std::min(step, tokens - t);
@@ -103,9 +111,10 @@ void register_format(const Format& f) {
         const std::string name = std::string("BM_decode/") + f.name + "/" + isa_name(path) + "/S" + std::to_string(s) +
                                  "/t" + std::to_string(threads);
         const std::size_t group = f.group_size;
+        const bool tiles = f.integer_tiles;
         const attention::decode_options options{0.0f, 0, f.int8_query, f.integer_pv};
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-          const attention::kv_cache<E>& cache = cache_of<E>(s, group);
+          const attention::kv_cache<E>& cache = cache_of<E>(s, group, tiles);
           const std::vector<float> q = random_floats(q_heads * head_dim, 3);
           std::vector<float> out(q.size());
           for (auto _ : state) {

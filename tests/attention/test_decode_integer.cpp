@@ -4,7 +4,9 @@
 //   (0.5 / 255) · max|code| · max s_v · Σ_t max_{|t'-t| < 16} p_t' / Σ_t p_t   (+ fp32 rounding)
 // (the window maximum bounds the maximum of any 16-token tile holding t). int8 and int4 K / V,
 // one scale per token-head or groups, head dims 64, 80, 128, 256, GQA / MHA, odd lengths, chunk
-// sizes that cut tiles, the paged layout, threads, every ISA path; and the option's errors.
+// sizes that cut tiles, the paged layout, threads, every ISA path; and the option's errors. Each
+// case runs on a cache with integer tiles too (kv_shape::integer_tiles: the AVX-512 tile kernel,
+// the portable paths on its rows), and appends one token at a time there.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -85,14 +87,19 @@ const decode_options integer_options(std::size_t chunk) { return decode_options{
 
 template <class Element>
 void check_integer(const std::vector<int_case>& cases) {
+  for (bool tiles : {false, true}) {
   uint32_t seed = 2100;
   for (const int_case& c : cases) {
-    kv_cache<Element> cache(kv_shape{c.lengths.size(), c.kv_heads, c.head_dim, 256}, c.group_size);
+    kv_cache<Element> cache(kv_shape{c.lengths.size(), c.kv_heads, c.head_dim, 250, 0, 0, tiles}, c.group_size);
     for (std::size_t b = 0; b < c.lengths.size(); ++b) {
       const std::size_t stride = c.kv_heads * c.head_dim, first = c.lengths[b] / 3;
       const std::vector<float> k = random_matrix(c.lengths[b] + 1, stride, ++seed), v = random_matrix(c.lengths[b] + 1, stride, ++seed);
       cache.append(b, k.data(), v.data(), first);
-      cache.append(b, k.data() + first * stride, v.data() + first * stride, c.lengths[b] - first);
+      if (tiles) {  // decode steps
+        for (std::size_t t = first; t < c.lengths[b]; ++t) cache.append(b, k.data() + t * stride, v.data() + t * stride, 1);
+      } else {
+        cache.append(b, k.data() + first * stride, v.data() + first * stride, c.lengths[b] - first);
+      }
     }
     // Spread queries (flat attention) and sharp ones (a few tokens take most of the weight).
     for (float spread : {1.0f, 6.0f}) {
@@ -105,9 +112,11 @@ void check_integer(const std::vector<int_case>& cases) {
           decode(q.data(), cache, out.data(), c.q_heads, integer_options(chunk), lowbit::serial_executor{}, path);
           for (std::size_t i = 0; i < out.size(); ++i)
             ASSERT_NEAR(out[i], ref[i], bound[i]) << lowbit::isa_name(path) << " d=" << c.head_dim << " g=" << c.group_size
-                                                  << " chunk=" << chunk << " spread=" << spread << " output " << i;
+                                                  << " chunk=" << chunk << " spread=" << spread << " tiles=" << tiles
+                                                  << " output " << i;
         }
     }
+  }
   }
 }
 
@@ -115,33 +124,38 @@ TEST(decode_integer, int8_kv_within_the_stated_bound_on_every_path) {
   check_integer<lowbit::scheme<lowbit::int8, float>>({{128, 2, 8, {1, 37, 200}, 0},
                                                       {80, 1, 4, {5, 0, 100}, 16},
                                                       {64, 3, 3, {17, 64}, 32},
-                                                      {256, 1, 2, {33}, 64}});
-  check_integer<lowbit::scheme<lowbit::int8, lowbit::fp16>>({{128, 1, 4, {77}, 0}});
+                                                      {256, 1, 2, {33}, 64},
+                                                      {96, 2, 6, {45, 3}, 0}});
+  check_integer<lowbit::scheme<lowbit::int8, lowbit::fp16>>({{128, 1, 4, {77}, 0}, {96, 1, 2, {20}, 32}});
 }
 
 TEST(decode_integer, int4_kv_within_the_stated_bound_on_every_path) {
   check_integer<lowbit::scheme<lowbit::int4, lowbit::fp16>>({{128, 2, 8, {1, 37, 200}, 32},
                                                              {80, 1, 4, {5, 0, 100}, 0},
                                                              {64, 3, 3, {17, 64}, 64},
-                                                             {256, 1, 2, {33}, 32}});
-  check_integer<lowbit::scheme<lowbit::int4, float>>({{128, 1, 4, {77}, 0}});
+                                                             {256, 1, 2, {33}, 32},
+                                                             {96, 2, 6, {45, 3}, 32}});
+  check_integer<lowbit::scheme<lowbit::int4, float>>({{128, 1, 4, {77}, 0}, {96, 1, 2, {20}, 0}});
 }
 
 // Paged: the same tiles as the contiguous cache when chunks are multiples of 16 (bit-identical),
-// and within the bound always; threads give the serial result.
+// and within the bound always, with and without integer tiles; threads give the serial result.
 TEST(decode_integer, paged_and_threaded_give_the_contiguous_result) {
   using E = lowbit::scheme<lowbit::int4, lowbit::fp16>;
   const std::size_t d = 128, kv_heads = 2, q_heads = 8;
   const std::vector<std::size_t> lengths = {1, 70, 100};
   kv_cache<E> contiguous(kv_shape{3, kv_heads, d, 128}, 32);
   kv_cache<E> paged(kv_shape{3, kv_heads, d, 0, 32, 12}, 32);
+  kv_cache<E> contiguous_tiles(kv_shape{3, kv_heads, d, 128, 0, 0, true}, 32);
+  kv_cache<E> paged_tiles(kv_shape{3, kv_heads, d, 0, 32, 12, true}, 32);
   const uint32_t tables[3][4] = {{7, 0, 0, 0}, {3, 11, 1, 0}, {10, 2, 5, 8}};
   const std::size_t mapped[3] = {1, 3, 4};
   uint32_t seed = 2300;
   for (std::size_t b = 0; b < 3; ++b) {
     paged.map_pages(b, tables[b], mapped[b]);
+    paged_tiles.map_pages(b, tables[b], mapped[b]);
     const std::vector<float> k = random_matrix(lengths[b], kv_heads * d, ++seed), v = random_matrix(lengths[b], kv_heads * d, ++seed);
-    for (kv_cache<E>* c : {&contiguous, &paged}) {
+    for (kv_cache<E>* c : {&contiguous, &paged, &contiguous_tiles, &paged_tiles}) {
       c->append(b, k.data(), v.data(), std::min<std::size_t>(33, lengths[b]));
       for (std::size_t t = 33; t < lengths[b]; ++t)  // decode steps: one token at a time
         c->append(b, k.data() + t * kv_heads * d, v.data() + t * kv_heads * d, 1);
@@ -152,19 +166,27 @@ TEST(decode_integer, paged_and_threaded_give_the_contiguous_result) {
   reference(quantized_queries(q, d), paged, q_heads, ref, bound);
   for (lowbit::isa path : supported_isas())
     for (std::size_t chunk : {std::size_t(0), std::size_t(48), std::size_t(40)}) {
-      std::vector<float> a(q.size()), b(q.size());
+      std::vector<float> a(q.size()), b(q.size()), at(q.size()), bt(q.size());
       decode(q.data(), contiguous, a.data(), q_heads, integer_options(chunk), lowbit::serial_executor{}, path);
       decode(q.data(), paged, b.data(), q_heads, integer_options(chunk), lowbit::serial_executor{}, path);
+      decode(q.data(), contiguous_tiles, at.data(), q_heads, integer_options(chunk), lowbit::serial_executor{}, path);
+      decode(q.data(), paged_tiles, bt.data(), q_heads, integer_options(chunk), lowbit::serial_executor{}, path);
       if (chunk % 16 == 0) {
         EXPECT_EQ(a, b) << lowbit::isa_name(path) << " chunk=" << chunk;
+        EXPECT_EQ(at, bt) << lowbit::isa_name(path) << " chunk=" << chunk << " (tiles)";
       }
-      for (std::size_t i = 0; i < b.size(); ++i) ASSERT_NEAR(b[i], ref[i], bound[i]) << lowbit::isa_name(path) << " " << i;
+      for (std::size_t i = 0; i < b.size(); ++i) {
+        ASSERT_NEAR(b[i], ref[i], bound[i]) << lowbit::isa_name(path) << " " << i;
+        ASSERT_NEAR(bt[i], ref[i], bound[i]) << lowbit::isa_name(path) << " " << i << " (tiles)";
+      }
     }
-  std::vector<float> serial(q.size()), threaded(q.size());
-  decode(q.data(), paged, serial.data(), q_heads, integer_options(16));
-  lowbit::thread_pool pool(3);
-  decode(q.data(), paged, threaded.data(), q_heads, integer_options(16), pool);
-  EXPECT_EQ(serial, threaded);
+  for (kv_cache<E>* c : {&paged, &paged_tiles}) {
+    std::vector<float> serial(q.size()), threaded(q.size());
+    decode(q.data(), *c, serial.data(), q_heads, integer_options(16));
+    lowbit::thread_pool pool(3);
+    decode(q.data(), *c, threaded.data(), q_heads, integer_options(16), pool);
+    EXPECT_EQ(serial, threaded);
+  }
 }
 
 TEST(decode_integer, needs_int8_or_int4_codes_without_zero_points) {
@@ -183,6 +205,26 @@ TEST(decode_integer, needs_int8_or_int4_codes_without_zero_points) {
   EXPECT_THROW(decode(q.data(), int4_g16, out.data(), 1, integer_options(0)), lowbit::error);
   EXPECT_THROW(decode(q.data(), int8, out.data(), 1, decode_options{0.0f, 0, false, true}), lowbit::error);  // no int8_query
   EXPECT_NO_THROW(decode(q.data(), int8, out.data(), 1, integer_options(0)));
+}
+
+TEST(decode_integer, integer_tiles_need_int8_or_int4_codes_and_per_token_keys) {
+  using int4_fp16 = lowbit::scheme<lowbit::int4, lowbit::fp16>;
+  using uint4_zero = lowbit::scheme<lowbit::uint4, lowbit::fp16, true>;
+  const kv_shape tiled{1, 1, 64, 32, 0, 0, true};
+  EXPECT_THROW(kv_cache<lowbit::bf16>{tiled}, lowbit::error);
+  EXPECT_THROW(kv_cache<uint4_zero>(tiled, 32), lowbit::error);
+  EXPECT_THROW(kv_cache<int4_fp16>(tiled, 16), lowbit::error);           // splits a 32-element block
+  EXPECT_THROW(kv_cache<int4_fp16>(tiled, 32, 16), lowbit::error);       // KIVI keys
+  // The float paths still read the rows of a tiled cache.
+  kv_cache<lowbit::scheme<lowbit::int8, float>> cache(tiled);
+  const std::vector<float> k = random_matrix(20, 64, 5), q = random_matrix(1, 64, 6);
+  cache.append(0, k.data(), k.data(), 20);
+  std::vector<float> a(64), b(64);
+  kv_cache<lowbit::scheme<lowbit::int8, float>> rows(kv_shape{1, 1, 64, 32});
+  rows.append(0, k.data(), k.data(), 20);
+  decode(q.data(), cache, a.data(), 1);
+  decode(q.data(), rows, b.data(), 1);
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace

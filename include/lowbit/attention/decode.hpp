@@ -29,6 +29,7 @@
 #include "../kernels/simd/gemm_int8.hpp"
 #include "../kernels/simd/ops.hpp"
 #include "decode_integer.hpp"
+#include "decode_tiles.hpp"
 #include "kv_cache.hpp"
 #include "tile_ops.hpp"
 
@@ -49,6 +50,8 @@ struct decode_options {
   /// and V group, the probabilities times the tokens' V scales are rounded to u8 against their
   /// largest and dotted with the V codes in int32 (vpdpbusd). Grouped int8 keys are then allowed.
   /// Adds an error of at most (0.5 / 255) max|V| per tile's weight share (see decode_integer.hpp).
+  /// A cache built with kv_shape::integer_tiles is read from its tiles on AVX-512 (decode_tiles.hpp:
+  /// no lane reductions or interleaves per step; the same bound).
   bool integer_pv = false;
 };
 
@@ -370,9 +373,9 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
                "decode: int8_query needs keys with per-token scales; KIVI keys (key_tokens > 0) take the float path");
   if (integer) {
     LOWBIT_CHECK(options.int8_query, "decode: integer_pv needs int8_query (integer q·k as well)");
-    LOWBIT_CHECK(detail::is_int_kv<Element>::value,
+    LOWBIT_CHECK(is_int_kv<Element>::value,
                  "decode: integer_pv needs int8 or int4 K and V without zero points (kv_cache<scheme<int8 or int4, ...>>)");
-    if constexpr (detail::is_int_kv<Element>::value) {
+    if constexpr (is_int_kv<Element>::value) {
       constexpr bool is_int4 = std::is_same<typename Element::format, int4>::value;
       const std::size_t g = cache.keys().matrix.group_size();
       LOWBIT_CHECK(g == d || g % (is_int4 ? 32 : 16) == 0,
@@ -424,11 +427,18 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
       for (std::size_t i = begin; i < end; ++i) {
         const work& w = items[i];
         const std::size_t first_head = w.seq * q_heads + w.head * group;
-        if constexpr (detail::is_int_kv<Element>::value) {
+        if constexpr (is_int_kv<Element>::value) {
           if (integer) {
             const detail::int_queries iq{iq_codes.data() + first_head * layout.sources * 64,
                                          iq_offset.data() + first_head * layout.chunks * 16, iq_scale.data() + first_head,
                                          iq_plain.data() + first_head * d};
+#if defined(LOWBIT_COMPILED_AVX512)
+            if constexpr (detail::is_wide<Tag>::value)
+              if (cache.has_tiles()) {  // the bytes already in vpdpbusd's order (decode_tiles.hpp)
+                detail::decode_chunk_tiles<Tag>(cache, w.seq, w.head, w.t0, w.t1, iq, group, part(i));
+                continue;
+              }
+#endif
             detail::decode_chunk_integer<Tag>(cache, w.seq, w.head, w.t0, w.t1, iq, layout, group, part(i));
             continue;
           }

@@ -19,6 +19,8 @@
 /// per tile) when attention spreads over many tokens, at most 16 times that when one token of a
 /// tile takes nearly all of it; the same order as int8 V's own rounding. The tests check this
 /// bound against a float64 reference.
+/// (The tile kernel, decode_tiles.hpp, rounds against max p · max s_v of the tile's group:
+/// a step no larger than this bound's, the same bound.)
 ///
 /// Layout the AVX-512 kernel works in: a head vector's codes in 64-byte chunks; int8: chunk c
 /// holds elements 64c..64c+63 ("source" c); int4: byte chunk b holds elements 128b..128b+127,
@@ -51,14 +53,6 @@ LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 namespace lowbit {
 namespace attention {
 namespace detail {
-
-/// int8 or int4 codes without zero points: what the integer path reads.
-template <class Element, class = void>
-struct is_int_kv : std::false_type {};
-template <class Element>
-struct is_int_kv<Element, std::enable_if_t<is_scheme<Element>::value>>
-    : std::integral_constant<bool, !Element::has_zero && (std::is_same<typename Element::format, int8>::value ||
-                                                          std::is_same<typename Element::format, int4>::value)> {};
 
 /// Tags whose integer kernel is the AVX-512 one (others run the portable loops).
 template <class Tag>

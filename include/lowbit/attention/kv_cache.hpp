@@ -14,6 +14,10 @@
 /// of a sequence is row (table[t / page_tokens] * kv_heads + head) * page_tokens + t % page_tokens.
 /// Element is float, bf16 or a scheme; group_size counts elements of a head vector (0: one scale
 /// per token-head).
+///
+/// integer_tiles (int8 / int4 without zero points, per-token keys): the cache also keeps each
+/// head's codes and scales in 16-token tiles laid out for the AVX-512 integer decode kernel
+/// (int_tiles.hpp), written at append time; that doubles the memory of the codes.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +33,7 @@
 #include "../kernels/reference/dequantize.hpp"
 #include "../layout/quantized_matrix.hpp"
 #include "../quant/quantize.hpp"
+#include "int_tiles.hpp"
 
 namespace lowbit {
 namespace attention {
@@ -40,6 +45,9 @@ struct kv_shape {
   std::size_t capacity = 0;  ///< tokens each sequence can hold (contiguous layout)
   std::size_t page_tokens = 0;  ///< paged layout: tokens per page, a multiple of 16 (0: contiguous)
   std::size_t pages = 0;        ///< paged layout: pages in the pool
+  /// Also keep the codes in the integer decode kernel's tiles (int8 / int4 without zero points,
+  /// per-token keys; decode_options::integer_pv then streams them on AVX-512): twice the memory.
+  bool integer_tiles = false;
 };
 
 /// Storage of one of K or V: a quantized matrix, or a plain buffer of Element.
@@ -120,7 +128,9 @@ class kv_cache {
         lengths_(shape.batch, 0),
         tables_(shape.page_tokens ? shape.batch : 0),
         kivi_(key_tokens ? rows() / key_tokens * shape.head_dim : 0, key_tokens),
-        residual_(key_tokens ? shape.batch * shape.kv_heads * key_tokens * shape.head_dim : 0) {}
+        residual_(key_tokens ? shape.batch * shape.kv_heads * key_tokens * shape.head_dim : 0),
+        tile_layout_(tile_layout_of(shape, group_size ? group_size : shape.head_dim, key_tokens)),
+        tiles_(shape.integer_tiles ? tile_count() * tile_layout_.bytes : 0) {}
 
   const kv_shape& shape() const noexcept { return shape_; }
   std::size_t length(std::size_t seq) const noexcept { return lengths_[seq]; }
@@ -135,6 +145,12 @@ class kv_cache {
     if (!paged()) return (seq * shape_.kv_heads + h) * shape_.capacity + t;
     const std::size_t p = shape_.page_tokens;
     return (tables_[seq][t / p] * shape_.kv_heads + h) * p + t % p;
+  }
+  /// integer_tiles: the layout of a tile, and the tile that holds token t of head h of sequence seq.
+  bool has_tiles() const noexcept { return !tiles_.empty(); }
+  const int_tile_layout& tile_layout() const noexcept { return tile_layout_; }
+  const uint8_t* tile(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    return tiles_.data() + tile_index(seq, h, t) * tile_layout_.bytes;
   }
   /// Tokens from t on whose rows are consecutive (to the end of t's page).
   std::size_t run(std::size_t t) const noexcept {
@@ -194,6 +210,7 @@ class kv_cache {
       for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
         if (!key_tokens_) keys_.store(row(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
         values_.store(row(seq, h, t), v + done * stride + h * shape_.head_dim, n, stride);
+        if (has_tiles()) store_tiles(seq, h, t, n);
       }
       done += n;
     }
@@ -207,6 +224,45 @@ class kv_cache {
   }
 
  private:
+  /// integer_tiles: tokens [t, t + n) of head h (stored in the rows already) into their tiles.
+  void store_tiles(std::size_t seq, std::size_t h, std::size_t t, std::size_t n) {
+    if constexpr (is_int_kv<Element>::value) {
+      const auto& K = keys_.matrix;
+      const auto& V = values_.matrix;
+      const std::size_t G = K.groups_per_row();
+      for (std::size_t i = t; i < t + n; ++i) {
+        const std::size_t r = row(seq, h, i);
+        tile_layout_.store(tiles_.data() + tile_index(seq, h, i) * tile_layout_.bytes, i % 16, K.codes() + r * K.row_bytes(),
+                           V.codes() + r * V.row_bytes(), K.scales() + r * G, V.scales() + r * G);
+      }
+    } else {
+      (void)seq, (void)h, (void)t, (void)n;
+    }
+  }
+  std::size_t tile_index(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    if (!paged()) return (seq * shape_.kv_heads + h) * ((shape_.capacity + 15) / 16) + t / 16;
+    const std::size_t p = shape_.page_tokens;
+    return (tables_[seq][t / p] * shape_.kv_heads + h) * (p / 16) + t % p / 16;
+  }
+  std::size_t tile_count() const noexcept {
+    return shape_.page_tokens ? shape_.pages * shape_.kv_heads * (shape_.page_tokens / 16)
+                              : shape_.batch * shape_.kv_heads * ((shape_.capacity + 15) / 16);
+  }
+  static int_tile_layout tile_layout_of(const kv_shape& s, std::size_t group_size, std::size_t key_tokens) {
+    if (!s.integer_tiles) return {};
+    LOWBIT_CHECK(is_int_kv<Element>::value,
+                 "kv_cache: integer_tiles needs int8 or int4 codes without zero points (scheme<int8 or int4, ...>)");
+    LOWBIT_CHECK(key_tokens == 0, "kv_cache: integer_tiles needs per-token keys, not KIVI keys (key_tokens > 0)");
+    if constexpr (is_int_kv<Element>::value) {
+      constexpr bool int4_codes = std::is_same<typename Element::format, int4>::value;
+      LOWBIT_CHECK(group_size == s.head_dim || group_size % (int4_codes ? 32 : 16) == 0,
+                   "kv_cache: integer_tiles needs one scale per token and head or groups of a multiple of "
+                       << (int4_codes ? 32 : 16) << " elements, not " << group_size);
+      return int_tile_layout(int4_codes, s.head_dim, s.head_dim / group_size, sizeof(typename Element::scale_type));
+    }
+    return {};
+  }
+
   /// KIVI: tokens into the residual; each block that fills is quantized per channel.
   void append_kivi(std::size_t seq, const float* k, std::size_t tokens) {
     if constexpr (is_scheme<Element>::value) {
@@ -267,6 +323,8 @@ class kv_cache {
   std::vector<std::vector<uint32_t>> tables_;  ///< paged: each sequence's pages
   kivi_rows<Element> kivi_;
   std::vector<float> residual_;  ///< KIVI: batch x kv_heads x key_tokens x head_dim
+  int_tile_layout tile_layout_;
+  aligned_buffer<uint8_t> tiles_;  ///< integer_tiles: tile_count() tiles of tile_layout_.bytes
 };
 
 }  // namespace attention
