@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lowbit's full check, as CI runs it (.ci/run). Installs missing dependencies, then:
-#   (a) GCC, Release, -Wall -Wextra -Werror: tests, benchmarks and examples built; ctest (this
-#       includes the no-exceptions test, tests/noexcept); benchmarks listed; the demo run
+#   (a) GCC, Release, -Wall -Wextra -Werror: tests (-O3), benchmarks and examples (-O2: here they
+#       are only compiled and started, never timed) built; ctest (this includes the no-exceptions
+#       test, tests/noexcept); benchmarks listed; the demo run
 #   (b) Clang, -O0 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest
 #   (c) the consumer projects: add_subdirectory, FetchContent, find_package (tests/consumers/run.sh)
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
@@ -63,7 +64,7 @@ end_phase "present"
 begin_phase a "GCC Release -Werror: tests, benchmarks, examples; ctest"
 cmake -S . -B build-ci-gcc -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ \
   -DLOWBIT_WERROR=ON -DLOWBIT_SANITIZE= \
-  -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_BENCH=ON -DLOWBIT_BUILD_EXAMPLES=ON > build-ci-gcc.configure.log \
+  -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_BENCH=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BENCH_EXAMPLE_FLAGS=-O2 > build-ci-gcc.configure.log \
   || { cat build-ci-gcc.configure.log; exit 1; }
 mv build-ci-gcc.configure.log build-ci-gcc/configure.log
 build_start=$SECONDS
@@ -124,35 +125,24 @@ if [[ $quick != 1 ]]; then
   begin_phase f "CUDA kernels: nvcc compile for sm_80 and sm_90a, -Werror (compile only)"
   if command -v nvcc > /dev/null; then
     mkdir -p build-ci-cuda
-    # The test instantiates every kernel: it is compiled for both architectures (one process
-    # each); the benchmark, whose kernels are the same, for sm_90a only.
-    cuda_flags=(-std=c++17 --expt-relaxed-constexpr -Iinclude -Xcompiler=-Wall,-Wextra,-Werror -Werror all-warnings)
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_80,code=sm_80 -c tests/cuda/test_cuda.cu -o build-ci-cuda/test_sm80.o &
-    sm80_pid=$!
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c tests/cuda/test_cuda.cu -o build-ci-cuda/test_sm90a.o &
-    sm90a_pid=$!
-    wait "$sm80_pid"
-    wait "$sm90a_pid"
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda.cu -o build-ci-cuda/bench_sm90a.o
-    # Decode attention: its test (every KV kernel) likewise, its CPU reference with the host
-    # compiler (compiled to catch API drift; the CPU decode's warnings are phase a's to judge,
-    # with the library's ISA flags), its benchmark for sm_90a.
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_80,code=sm_80 -c tests/cuda/test_cuda_decode.cu -o build-ci-cuda/decode_sm80.o &
-    sm80_pid=$!
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c tests/cuda/test_cuda_decode.cu -o build-ci-cuda/decode_sm90a.o &
-    sm90a_pid=$!
-    wait "$sm80_pid"
-    wait "$sm90a_pid"
-    g++ -std=c++17 -O1 -Iinclude -c tests/cuda/decode_reference.cpp -o build-ci-cuda/decode_reference.o
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda_decode.cu -o build-ci-cuda/bench_decode_sm90a.o
-    # 2:4 + int4 (mma.sp): its test for both architectures, its benchmark for sm_90a.
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_80,code=sm_80 -c tests/cuda/test_cuda_sparse24.cu -o build-ci-cuda/sparse24_sm80.o &
-    sm80_pid=$!
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c tests/cuda/test_cuda_sparse24.cu -o build-ci-cuda/sparse24_sm90a.o &
-    sm90a_pid=$!
-    wait "$sm80_pid"
-    wait "$sm90a_pid"
-    nvcc "${cuda_flags[@]}" -gencode=arch=compute_90a,code=sm_90a -c bench/cuda/bench_cuda_sparse24.cu -o build-ci-cuda/bench_sparse24_sm90a.o
+    # Each test instantiates every kernel of its part (GEMM, decode attention, 2:4 GEMM): compiled
+    # for both architectures; each benchmark, whose kernels are the same, for sm_90a only; the
+    # decode test's CPU reference with the host compiler (to catch API drift; the CPU decode's
+    # warnings are phase a's to judge, with the library's ISA flags). One process per line, $jobs
+    # at a time, the longest first.
+    nvcc_line="nvcc -std=c++17 --expt-relaxed-constexpr -Iinclude -Xcompiler=-Wall,-Wextra,-Werror -Werror all-warnings"
+    sm80=-gencode=arch=compute_80,code=sm_80
+    sm90a=-gencode=arch=compute_90a,code=sm_90a
+    compiles=()
+    for part in "" _decode _sparse24; do
+      compiles+=("$nvcc_line $sm80 -c tests/cuda/test_cuda$part.cu -o build-ci-cuda/test${part}_sm80.o"
+                 "$nvcc_line $sm90a -c tests/cuda/test_cuda$part.cu -o build-ci-cuda/test${part}_sm90a.o")
+    done
+    for part in "" _decode _sparse24; do
+      compiles+=("$nvcc_line $sm90a -c bench/cuda/bench_cuda$part.cu -o build-ci-cuda/bench${part}_sm90a.o")
+    done
+    compiles+=("g++ -std=c++17 -O1 -Iinclude -c tests/cuda/decode_reference.cpp -o build-ci-cuda/decode_reference.o")
+    printf '%s\n' "${compiles[@]}" | xargs -d '\n' -n 1 -P "$jobs" bash -c 'echo "---- ${0##* -c }"; $0'
     passed_total=$((passed_total + 1))
     end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda: GEMM, 2:4 GEMM and decode), bench/cuda for sm_90a"
   else
