@@ -113,7 +113,10 @@ void check_format(const char* name, unsigned& seed) {
         if (((s.n + 15) / 16) % 2 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, seed++);
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++, 8);
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++, 16);
-        if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 16);
+        if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) {
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 16);
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 8);
+        }
       }
     }
 }

@@ -145,9 +145,23 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
   }
 }
 
+/// A 16-byte read-only global load. volatile: the compiler must not sink a prefetch into the
+/// branch that uses it (it did: the activations of every second chunk were loaded at use, their L2
+/// latency exposed).
+__device__ __forceinline__ ::uint4 ldg128(const void* global) {
+  ::uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(global));
+  return v;
+}
+
 __device__ __forceinline__ void cp_async16(void* shared, const void* global) {
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global));
+}
+/// 16 bytes of which the first src_bytes come from global, the rest are zeros.
+__device__ __forceinline__ void cp_async16_fill(void* shared, const void* global, int src_bytes) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(global), "r"(src_bytes));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int Pending>
@@ -155,14 +169,23 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(Pending));
 }
 
-/// Shared memory of one block: the table (if any), then each warp's ring of Stages stages.
-template <int Bits, dequant_kind Kind, int Tiles, int Stages, int Warps>
+/// Shared memory of one block: the table (if any), then each warp's ring of Stages stages. A stage
+/// holds one chunk: its codes, 16 scale words a tile and, when XStaged, the chunk's activations
+/// (8 rows of 64, rows padded to 144 bytes so that the lanes' 16-byte reads are conflict-free).
+template <int Bits, dequant_kind Kind, int Tiles, int Stages, int Warps, bool XStaged>
 struct gemm_smem {
   static constexpr int table_vecs = Kind == dequant_kind::table ? 256 * 32 / 4 : 0;  // 16-byte units
   static constexpr int code_vecs = Tiles * (Bits / 4) * 32;                           // a stage: one chunk
-  static constexpr int stage_vecs = code_vecs + Tiles * 4;                            // + 16 scale words a tile
+  static constexpr int x_row_vecs = 9;                                                // 128 bytes + 16 of padding
+  static constexpr int stage_vecs = code_vecs + Tiles * 4 + (XStaged ? 8 * x_row_vecs : 0);
   static constexpr std::size_t bytes = 16u * (table_vecs + Warps * Stages * stage_vecs);
 };
+/// The most stages, up to Want, whose ring fits the 227 KB a block may have.
+template <int Bits, dequant_kind Kind, int Tiles, int Want, int Warps, bool XStaged>
+constexpr int fit_stages() {
+  if constexpr (Want <= 2 || gemm_smem<Bits, Kind, Tiles, Want, Warps, XStaged>::bytes <= 227u * 1024u) return Want;
+  else return fit_stages<Bits, Kind, Tiles, Want - 1, Warps, XStaged>();
+}
 
 /// The end of a split-K kernel: each warp's partial sums acc[mt][tl][i] (fragment i of mma
 /// tile (mt, tl), as mma.sync / mma.sp leave it) are summed over the Warps warps through shared
@@ -206,37 +229,61 @@ __global__ void __launch_bounds__(Warps * 32)
   constexpr int lane_k = mx ? 8 : 16;
   const auto x_off = [](int i) { return mx && i >= 8 ? 24 + i : i; };
   extern __shared__ ::uint4 smem[];
-  using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps>;
+  // M <= 8: the activations come with the weights, by cp.async into the chunk's stage, Stages - 1
+  // chunks ahead. Loaded by the lanes from L2 a chunk ahead (as M > 8 still does), their latency
+  // under the weight stream was the largest stall (Nsight Compute: 37% of the samples on the mma
+  // that consumed them, int4 M=1).
+  constexpr bool x_staged = MTiles == 1;
+  using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps, x_staged>;
   constexpr int vecs = Bits / 4;  // 16-byte code vectors per lane and chunk
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
   uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
   ::uint4* ring = smem + layout::table_vecs + warp * Stages * layout::stage_vecs;
 
-  // This warp's chunks [c_begin, c_end): K split evenly over the warps.
-  const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps;
-  const int steps = c_end - c_begin;
+  // This warp's chunks: K is cut into units of U chunks (2, or 1 when a group is one chunk), dealt
+  // to the warps in turn (warp w takes units w, w + Warps, ...), so that at any time the block's
+  // warps read neighbouring chunks of each tile (runs of Warps x U x 512 bytes a tile rather than
+  // 512-byte pieces 4 KB apart). Measured neutral on an H100 against a contiguous range a warp.
+  const int unit = chunks_per_group == 1 ? 1 : 2;
+  const int units = (chunks + unit - 1) / unit;
+  const int my_units = warp < units ? (units - 1 - warp) / Warps + 1 : 0;
+  // The last unit may be short; it belongs to warp (units - 1) % Warps.
+  const int steps = my_units * unit - ((units - 1) % Warps == warp ? units * unit - chunks : 0);
+  const auto chunk_of = [&](int step) { return (warp + (step / unit) * Warps) * unit + step % unit; };
   // Group of chunk c without an integer division: (c + 0.5) / chunks_per_group in float is exact
   // for c, chunks_per_group < 2^16 (its distance to an integer, >= 0.5 / chunks_per_group, dwarfs
   // the rounding error).
   const float inv_cpg = 1.0f / static_cast<float>(chunks_per_group);
   const auto group_of = [&](int c) { return static_cast<int>((static_cast<float>(c) + 0.5f) * inv_cpg); };
-  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * vecs * 32 + lane;
+  const ::uint4* code_ptr = codes + (size_t)tile0 * chunks * vecs * 32 + lane;
   const ::uint4* scale_ptr =
       reinterpret_cast<const ::uint4*>(scales) + (size_t)(tile0 + (lane >> 2)) * groups * 4 + (lane & 3);
 
-  // The group of the chunk issued next, tracked incrementally (issue is called for steps in order).
-  int issue_group = group_of(c_begin), issue_group_end = (issue_group + 1) * chunks_per_group;
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
-      if (c_begin + step == issue_group_end) ++issue_group, issue_group_end += chunks_per_group;
+      const int c = chunk_of(step);
       ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
 #pragma unroll
       for (int tl = 0; tl < Tiles; ++tl)
 #pragma unroll
         for (int v = 0; v < vecs; ++v)
-          cp_async16(stage + (tl * vecs + v) * 32 + lane, code_ptr + ((size_t)tl * chunks + step) * vecs * 32 + v * 32);
-      if (lane < 4 * Tiles) cp_async16(stage + layout::code_vecs + lane, scale_ptr + issue_group * 4);
+          cp_async16(stage + (tl * vecs + v) * 32 + lane, code_ptr + ((size_t)tl * chunks + c) * vecs * 32 + v * 32);
+      if (lane < 4 * Tiles) cp_async16(stage + layout::code_vecs + lane, scale_ptr + group_of(c) * 4);
+      if constexpr (x_staged) {
+        // Rows 0 .. min(m, 8) - 1 of x at k = c * 64 .. + 64: lane = 8 * row + piece (16 bytes),
+        // four rows an instruction; past K zeros (the padded codes decode to -zero, not 0).
+        ::uint4* xs = stage + layout::code_vecs + Tiles * 4;
+#pragma unroll
+        for (int r0 = 0; r0 < 8; r0 += 4) {
+          const int r = r0 + (lane >> 3), piece = lane & 7, kx = c * 64 + piece * 8;
+          if (r < m) {
+            const T* src = x + (size_t)r * ldx + kx;
+            if (!KTail) cp_async16(xs + r * layout::x_row_vecs + piece, src);
+            else cp_async16_fill(xs + r * layout::x_row_vecs + piece, kx < k ? src : x, 2 * max(0, min(8, k - kx)));
+          }
+        }
+      }
     }
     cp_async_commit();
   };
@@ -247,13 +294,13 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + lane_k * t;
   const auto load_x = [&](::uint4 (&xv)[MTiles][2], int step) {
-    const int c = c_begin + min(step, steps - 1), kx = c * 64 + lane_k * t;
+    const int c = chunk_of(min(step, steps - 1)), kx = c * 64 + lane_k * t;
 #pragma unroll
     for (int mt = 0; mt < MTiles; ++mt) {
       const T* xr = x_lane[mt] + c * 64;
       if (!KTail || kx + x_off(15) < k) {
-        xv[mt][0] = __ldg(reinterpret_cast<const ::uint4*>(xr));
-        xv[mt][1] = __ldg(reinterpret_cast<const ::uint4*>(xr + x_off(8)));
+        xv[mt][0] = ldg128(xr);
+        xv[mt][1] = ldg128(xr + x_off(8));
       } else {
         uint16_t tail[16];  // bits: +0 in fp16 and bf16 alike
 #pragma unroll
@@ -274,23 +321,34 @@ __global__ void __launch_bounds__(Warps * 32)
 
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   ::uint4 xv[MTiles][2], xn[MTiles][2];
-  // Activations are prefetched a chunk ahead, except with 2 x 4 tiles, where the registers are
-  // needed for the accumulators (loaded at use: 16 warps an SM hide the L1/L2 latency).
-  constexpr bool prefetch_x = !(MTiles == 2 && Tiles == 4);
+  // This lane's activation row in a stage (rows past m read row m - 1, as below).
+  const int x_row_offset = layout::code_vecs + Tiles * 4 + min(g, m - 1) * layout::x_row_vecs;
+  // Activations are prefetched a chunk ahead, except with 2 x 4 tiles and 16 warps, where the
+  // registers (128 a thread) are needed for the accumulators (loaded at use); with 8 warps a
+  // thread may have 255.
+  constexpr bool prefetch_x = !x_staged && !(MTiles == 2 && Tiles == 4 && Warps == 16);
   if (prefetch_x && steps > 0) load_x(xv, 0);  // a warp may have no chunks when K is short
-  int group_end = (group_of(c_begin) + 1) * chunks_per_group;  // first chunk of the next group
   // One chunk: x_now holds its activations; x_next receives the next chunk's.
   const auto chunk_step = [&](int step, ::uint4 (&x_now)[MTiles][2], ::uint4 (&x_next)[MTiles][2]) {
     cp_async_wait<Stages - 2>();
     __syncwarp();
     issue(step + Stages - 1);
-    if constexpr (prefetch_x) load_x(x_next, step + 1);
-    else load_x(x_now, step);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+    if constexpr (x_staged) {
+      // Lane t's 16 k as two 16-byte reads (MXFP4: 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8).
+      const ::uint4* xr = stage + x_row_offset;
+      x_now[0][0] = xr[mx ? t : 2 * t];
+      x_now[0][1] = xr[mx ? 4 + t : 2 * t + 1];
+      (void)x_next;
+    } else if constexpr (prefetch_x) {
+      load_x(x_next, step + 1);
+    } else {
+      load_x(x_now, step);
+    }
     const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(stage + layout::code_vecs);
-    const int c = c_begin + step;
-    const bool flush = c + 1 == c_end || c + 1 == group_end;
-    if (c + 1 == group_end) group_end += chunks_per_group;
+    // The group's partial sums are flushed at the end of a group, of a unit or of the warp's chunks.
+    const int c = chunk_of(step);
+    const bool flush = step + 1 == steps || step % unit == unit - 1 || group_of(c + 1) != group_of(c);
 #pragma unroll
     for (int tl = 0; tl < Tiles; ++tl) {
       const uint32_t sc_g = stage_scales[tl * 16 + g], sc_g8 = stage_scales[tl * 16 + g + 8];
@@ -365,9 +423,11 @@ __global__ void __launch_bounds__(Warps * 32)
 /// A kernel instantiation and its shared-memory size.
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
-  // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles a warp to fit shared memory.
-  static constexpr int stages = (Bits == 8 ? 4 : 8) / (Tiles == 4 ? 2 : 1);
-  using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps>;
+  // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles and 16 warps a block, and as
+  // many as fit shared memory.
+  static constexpr int stages =
+      fit_stages<Bits, Kind, Tiles, (Bits == 8 ? 4 : 8) / (Tiles == 4 && Warps == 16 ? 2 : 1), Warps, MTiles == 1>();
+  using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps, MTiles == 1>;
   static constexpr auto kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
 };
 
@@ -395,7 +455,7 @@ inline int sm_count() {
 
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
-  int tiles_per_block = 0;  ///< 1, 2 or 4 (rows per block / 16; 4 with 16 warps); 0: chosen from the shape
+  int tiles_per_block = 0;  ///< 1, 2 or 4 (rows per block / 16; 4 needs K % 64 == 0); 0: chosen from the shape
   int warps = 0;            ///< warps a block (splitting K): 8 or 16; 0: the default
 };
 
@@ -425,17 +485,17 @@ void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>&
   // than 1.5 per SM).
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
   if (per_block == 0) {
-    if (warps != 8 && tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * sms)
-      per_block = 4, warps = 16;
+    if (tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * sms)
+      per_block = 4, warps = warps ? warps : 16;
     else
       per_block = tiles % 2 == 0 ? 2 : 1;
   }
   if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) ||
-                   (per_block == 4 && tiles % 4 == 0 && warps == 16 && w.cols % chunk_cols == 0),
+                   (per_block == 4 && tiles % 4 == 0 && w.cols % chunk_cols == 0),
                "cuda::gemm: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
-                                              << "), or 4 with a tile count divisible by 4, 16 warps and K % 64 == 0");
+                                              << "), or 4 with a tile count divisible by 4 and K % 64 == 0");
   const auto args = [&](auto launcher) {
     launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table, static_cast<int>(w.rows),
              static_cast<int>(w.cols), static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
@@ -444,8 +504,13 @@ void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>&
   const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
                       (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);
   if (per_block == 4) {
-    if (m <= 8) args(detail::launch<T, bits, kind, 1, 4, false, 16>);
-    else args(detail::launch<T, bits, kind, 2, 4, false, 16>);
+    if (warps == 16) {
+      if (m <= 8) args(detail::launch<T, bits, kind, 1, 4, false, 16>);
+      else args(detail::launch<T, bits, kind, 2, 4, false, 16>);
+    } else {
+      if (m <= 8) args(detail::launch<T, bits, kind, 1, 4, false, 8>);
+      else args(detail::launch<T, bits, kind, 2, 4, false, 8>);
+    }
     LOWBIT_CUDA_CHECK(cudaGetLastError());
     return;
   }
