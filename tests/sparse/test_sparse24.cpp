@@ -126,9 +126,9 @@ struct sparse_case {
   std::size_t m, n, k, group_size;
 };
 // Odd N and K (K % 4 = 1, 2, 3: padding positions), M on both sides of the small-M / tiled switch,
-// K past a tile (256 kept values = 512 columns).
-const sparse_case cases[] = {{1, 37, 101, 16}, {2, 16, 64, 32}, {3, 50, 266, 0}, {17, 33, 96, 16},
-                             {64, 20, 128, 64}, {5, 45, 603, 0},  {4, 18, 1100, 32}};
+// K past a tile (256 kept values = 512 columns), several blocks of x rows through several tiles.
+const sparse_case cases[] = {{1, 37, 101, 16}, {2, 16, 64, 32}, {3, 50, 266, 0},  {17, 33, 96, 16},
+                             {64, 20, 128, 64}, {5, 45, 603, 0},  {4, 18, 1100, 32}, {100, 37, 530, 0}};
 
 TYPED_TEST(sparse24_test, gemm_matches_the_dense_reference_on_every_path) {
   using S = TypeParam;

@@ -104,9 +104,10 @@ TYPED_TEST(sparse24_plain_test, bad_input_is_refused) {
 struct plain_case {
   std::size_t m, n, k;
 };
-// Small M (1, 2, 3, 4) and the tiled kernel (5, 17, 64), K % 4 = 0..3, N past a panel.
-const plain_case plain_cases[] = {{1, 37, 101}, {2, 16, 64}, {3, 50, 266}, {4, 18, 1100},
-                                  {5, 45, 603}, {17, 33, 96}, {64, 20, 259}};
+// Small M (1, 2, 3, 4) and the tiled kernel (5, 17, 64, 100), K % 4 = 0..3, N past a panel; the
+// last: several blocks of x rows, each through several K tiles (128 kept values a tile).
+const plain_case plain_cases[] = {{1, 37, 101}, {2, 16, 64}, {3, 50, 266},  {4, 18, 1100},
+                                  {5, 45, 603}, {17, 33, 96}, {64, 20, 259}, {100, 37, 530}};
 
 TYPED_TEST(sparse24_plain_test, gemm_matches_the_dense_reference_on_every_path) {
   using T = TypeParam;
