@@ -89,11 +89,12 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
     if (Int4) {
       const int8_t* qg = q + 8 * g * blocks;
       for (std::size_t c = 0; c < blocks; ++c) {
+        // The high nibbles stay in place: 16 times their value, divided out once per group.
         const __m512i x = _mm512_load_si512(k + 64 * c);
-        const __m512i lo = _mm512_and_si512(x, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), nibble);
+        const __m512i lo = _mm512_and_si512(x, nibble), hi = _mm512_andnot_si512(nibble, x);
         for (std::size_t j = 0; j < NH; ++j) {
           a0[j] = dot::template dot<true>(a0[j], lo, broadcast_codes(qg + j * d + 8 * c));
-          a1[j] = dot::template dot<true>(a1[j], hi, broadcast_codes(qg + j * d + 8 * c + 4));
+          a1[j] = dot::template dot<false>(a1[j], hi, broadcast_codes(qg + j * d + 8 * c + 4));
         }
       }
     } else {
@@ -107,7 +108,8 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
       }
     }
     const __m512 ks = tile_scales<Scale>(tile + L.k_scales_offset() + 16 * g * sizeof(Scale));
-    for (std::size_t j = 0; j < NH; ++j) f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0[j], a1[j])), ks, f[j]);
+    for (std::size_t j = 0; j < NH; ++j)
+      f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0[j], Int4 ? _mm512_srai_epi32(a1[j], 4) : a1[j])), ks, f[j]);
   }
   for (std::size_t j = 0; j < NH; ++j) _mm512_store_ps(scores + 16 * j, _mm512_mul_ps(f[j], _mm512_set1_ps(qscale[j])));
 }
@@ -115,13 +117,21 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
 /// Per-thread buffers of the tile kernel.
 struct tile_scratch {
   std::vector<int32_t> koff;       ///< group x G: minus the bias times the query's sum per key group
-  aligned_buffer<float> scores;    ///< group x 16
+  aligned_buffer<float> scores;    ///< 2 tiles x group x 16
   aligned_buffer<float> sums;      ///< group x 16: the softmax sums per lane
-  alignas(64) int8_t v[16 * 256];  ///< int4: the tile's V as bytes, in the int8 tile's order
-  void reserve(std::size_t group, std::size_t groups) {
+  aligned_buffer<float> acc;       ///< group x d: the V sums (64-byte aligned, unlike partial::acc)
+  aligned_buffer<uint32_t> words;  ///< 2 tiles x group x G x 4: u8 V weights, four tokens a word
+  aligned_buffer<float> steps;     ///< 2 tiles x group x G: what a weight's unit is worth
+  alignas(64) int8_t v[2 * 16 * 256];  ///< int4: two tiles' V as bytes, in the int8 tile's order
+  void reserve(std::size_t group, std::size_t groups, std::size_t d) {
+    if (acc.size() < group * d) acc = aligned_buffer<float>(group * d);
+    if (steps.size() < 2 * group * groups) {
+      words = aligned_buffer<uint32_t>(2 * group * groups * 4);
+      steps = aligned_buffer<float>(2 * group * groups);
+    }
     if (koff.size() < group * groups) koff.resize(group * groups);
-    if (scores.size() < group * 16) {
-      scores = aligned_buffer<float>(group * 16);
+    if (scores.size() < 2 * group * 16) {
+      scores = aligned_buffer<float>(2 * group * 16);
       sums = aligned_buffer<float>(group * 16);
     }
   }
@@ -139,15 +149,18 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
   const std::size_t d = L.d, G = L.groups, gs = d / G, vblocks = d / 16;
   thread_local tile_scratch scratch_local;
   tile_scratch& scratch = scratch_local;
-  scratch.reserve(group, G);
+  scratch.reserve(group, G, d);
   int32_t* const koff = scratch.koff.data();
   float* const scores = scratch.scores.data();
   float* const sums = scratch.sums.data();
+  float* const accs = scratch.acc.data();
+  uint32_t* const words = scratch.words.data();
+  float* const steps = scratch.steps.data();
   const int32_t bias = Int4 ? 8 : 128;
   for (std::size_t j = 0; j < group; ++j) {
     out.max[j] = -std::numeric_limits<float>::infinity();
     out.sum[j] = 0.0f;
-    std::fill(out.acc + j * d, out.acc + (j + 1) * d, 0.0f);
+    std::fill(accs + j * d, accs + (j + 1) * d, 0.0f);
     std::fill(sums + 16 * j, sums + 16 * (j + 1), 0.0f);
     for (std::size_t g = 0; g < G; ++g) {
       int32_t sum = 0;
@@ -155,85 +168,119 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       koff[j * G + g] = -bias * sum;
     }
   }
-  const __m512i nibble = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-  for (std::size_t start = t0 / 16 * 16; start < t1; start += 16) {
-    const std::size_t lo = std::max(t0, start) - start, hi = std::min(t1, start + 16) - start;
-    const __mmask16 valid = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
-    const uint8_t* tile = cache.tile(seq, h, start);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  // Two tiles a step: one softmax update per head for 32 tokens, and two independent chains
+  // of products for the out-of-order core (the weights are still rounded tile by tile).
+  for (std::size_t start = t0 / 16 * 16; start < t1; start += 32) {
+    const uint8_t* tiles[2];
+    __mmask16 valid[2];
+    for (std::size_t x = 0; x < 2; ++x) {
+      const std::size_t first = start + 16 * x, lo = std::max(t0, first) - first, hi = std::min(t1, first + 16) - first;
+      valid[x] = first < t1 ? static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+      tiles[x] = first < t1 ? cache.tile(seq, h, first) : tiles[0];  // past the chunk: all masked
+    }
     // A head's tiles follow each other in memory (within a page), which the hardware prefetcher
     // streams without help (prefetching every tile's lines cost more than it saved); across a
-    // page boundary the next tile is asked for.
-    if (cache.paged() && start + 16 < t1 && (start + 16) % cache.shape().page_tokens == 0)
-      prefetch(cache.tile(seq, h, start + 16), L.bytes);
-    for (std::size_t j = 0; j < group; j += 4) {
-      const int8_t* q = qs.plain + j * d;
-      switch (std::min<std::size_t>(4, group - j)) {
-        case 1: tile_qk<Tag, Int4, Scale, 1>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        case 2: tile_qk<Tag, Int4, Scale, 2>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        case 3: tile_qk<Tag, Int4, Scale, 3>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        default: tile_qk<Tag, Int4, Scale, 4>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
+    // page boundary the next tiles are asked for.
+    if (cache.paged() && start + 32 < t1 && (start + 32) % cache.shape().page_tokens < 32)
+      prefetch(cache.tile(seq, h, (start + 32) / 16 * 16), L.bytes);
+    alignas(64) float v_norm[2][16 * 16], v_step[2][16];
+    const int8_t* v[2];
+    for (std::size_t x = 0; x < 2; ++x) {
+      const uint8_t* tile = tiles[x];
+      float* sx = scores + 16 * group * x;
+      for (std::size_t j = 0; j < group; j += 4) {
+        const int8_t* q = qs.plain + j * d;
+        switch (std::min<std::size_t>(4, group - j)) {
+          case 1: tile_qk<Tag, Int4, Scale, 1>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
+          case 2: tile_qk<Tag, Int4, Scale, 2>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
+          case 3: tile_qk<Tag, Int4, Scale, 3>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
+          default: tile_qk<Tag, Int4, Scale, 4>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
+        }
+      }
+      v[x] = reinterpret_cast<const int8_t*>(tile + L.v_offset());
+      if (Int4) {  // two's-complement nibbles to signed bytes times 16 (high nibbles in place):
+        // blocks (2 b2, k) and (2 b2 + 1, k); the 16 comes off with the weights' step
+        int8_t* out_v = scratch.v + x * 16 * 256;
+        for (std::size_t b2 = 0; 2 * b2 < vblocks; ++b2)
+          for (std::size_t k = 0; k < 4; ++k) {
+            const __m512i y = _mm512_load_si512(v[x] + 64 * (4 * b2 + k));
+            _mm512_store_si512(out_v + 64 * (8 * b2 + k), _mm512_andnot_si512(nibble, _mm512_slli_epi16(y, 4)));
+            if (2 * b2 + 1 < vblocks) _mm512_store_si512(out_v + 64 * (8 * b2 + 4 + k), _mm512_andnot_si512(nibble, y));
+          }
+        v[x] = out_v;
+      }
+      // The tile's V scales per group, normalized to their largest (shared by every head).
+      for (std::size_t g = 0; g < G; ++g) {
+        const __m512 vs = _mm512_maskz_mov_ps(valid[x], tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
+        const float m = _mm512_reduce_max_ps(vs);
+        v_step[x][g] = m / 255.0f * (Int4 ? 1.0f / 16 : 1.0f);
+        _mm512_store_ps(v_norm[x] + 16 * g, m > 0.0f ? _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m)) : _mm512_setzero_ps());
       }
     }
-    const int8_t* v = reinterpret_cast<const int8_t*>(tile + L.v_offset());
-    if (Int4) {  // nibbles (code + 8) to signed bytes: blocks (2 b2, k) and (2 b2 + 1, k)
-      for (std::size_t b2 = 0; 2 * b2 < vblocks; ++b2)
-        for (std::size_t k = 0; k < 4; ++k) {
-          const __m512i x = _mm512_load_si512(v + 64 * (4 * b2 + k));
-          _mm512_store_si512(scratch.v + 64 * (8 * b2 + k), _mm512_sub_epi8(_mm512_and_si512(x, nibble), eight));
-          if (2 * b2 + 1 < vblocks)
-            _mm512_store_si512(scratch.v + 64 * (8 * b2 + 4 + k),
-                               _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(x, 4), nibble), eight));
-        }
-      v = scratch.v;
-    }
-    // The tile's V scales per group, normalized to their largest (shared by every head).
-    alignas(64) float v_norm[16 * 16], v_step[16];
-    for (std::size_t g = 0; g < G; ++g) {
-      const __m512 vs = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
-      const float m = _mm512_reduce_max_ps(vs);
-      v_step[g] = m / 255.0f;
-      _mm512_store_ps(v_norm + 16 * g, m > 0.0f ? _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m)) : _mm512_setzero_ps());
-    }
     for (std::size_t j = 0; j < group; ++j) {
-      // Online softmax over the tile's valid tokens; the sums stay in lanes until the chunk ends.
-      const __m512 s = _mm512_load_ps(scores + 16 * j);
-      const float tile_max = _mm512_mask_reduce_max_ps(valid, s);
-      const float new_max = std::max(out.max[j], tile_max);
-      float* acc = out.acc + j * d;
+      // Online softmax over the two tiles' valid tokens; the sums stay in lanes until the end.
+      const __m512 s0 = _mm512_load_ps(scores + 16 * j), s1 = _mm512_load_ps(scores + 16 * (group + j));
+      const float step_max = std::max(_mm512_mask_reduce_max_ps(valid[0], s0), _mm512_mask_reduce_max_ps(valid[1], s1));
+      const float new_max = std::max(out.max[j], step_max);
+      float* acc = accs + j * d;
       float* sum = sums + 16 * j;
-      if (new_max != out.max[j]) {  // rescale what came before (0 on the first tile: max was -inf)
+      if (new_max != out.max[j]) {  // rescale what came before (0 on the first step: max was -inf)
         const __m512 c = _mm512_set1_ps(std::exp(out.max[j] - new_max));
-        for (std::size_t e = 0; e < d; e += 16) _mm512_storeu_ps(acc + e, _mm512_mul_ps(_mm512_loadu_ps(acc + e), c));
+        for (std::size_t e = 0; e < d; e += 16) _mm512_store_ps(acc + e, _mm512_mul_ps(_mm512_load_ps(acc + e), c));
         _mm512_store_ps(sum, _mm512_mul_ps(_mm512_load_ps(sum), c));
         out.max[j] = new_max;
       }
-      const __m512 p = _mm512_maskz_mov_ps(
-          valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(new_max)))).data);
-      _mm512_store_ps(sum, _mm512_add_ps(_mm512_load_ps(sum), p));
-      const float p_max = _mm512_reduce_max_ps(p);
-      if (!(p_max > 0.0f)) continue;  // every weight underflowed
-      // P V, V group by V group: w_t = p_t s_v(t, g) rounded to u8 against p_max times the
-      // group's largest V scale (>= every w_t), four tokens a 32-bit word broadcast.
-      const __m512 r = _mm512_set1_ps(1.0f / p_max);
+      using batch = xsimd::batch<float, typename Tag::xsimd_arch>;
+      const __m512 shift = _mm512_set1_ps(new_max);
+      const __m512 p[2] = {_mm512_maskz_mov_ps(valid[0], xsimd::exp(batch(_mm512_sub_ps(s0, shift))).data),
+                           _mm512_maskz_mov_ps(valid[1], xsimd::exp(batch(_mm512_sub_ps(s1, shift))).data)};
+      _mm512_store_ps(sum, _mm512_add_ps(_mm512_load_ps(sum), _mm512_add_ps(p[0], p[1])));
+      // The V weights w_t = p_t s_v(t, g), rounded to u8 per tile and group against p_max times
+      // the group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
+      for (std::size_t x = 0; x < 2; ++x) {
+        const float p_max = _mm512_reduce_max_ps(p[x]);
+        const __m512 pr = _mm512_mul_ps(p[x], _mm512_set1_ps(p_max > 0.0f ? 1.0f / p_max : 0.0f));
+        for (std::size_t g = 0; g < G; ++g) {
+          const std::size_t at = (x * group + j) * G + g;
+          _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * at),
+                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm[x] + 16 * g)))));
+          steps[at] = p_max * v_step[x][g];  // 0 when every weight underflowed or the tile is masked
+        }
+      }
+    }
+    // P V: per head and V group, each tile's words broadcast against its V blocks, int32 per
+    // tile, the two tiles' sums scaled into the float sums together.
+    for (std::size_t j = 0; j < group; ++j) {
+      float* acc = accs + j * d;
       for (std::size_t g = 0; g < G; ++g) {
-        if (!(v_step[g] > 0.0f)) continue;
-        const __m128i u = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(p, _mm512_load_ps(v_norm + 16 * g)), r)));
-        const __m512i x = _mm512_broadcast_i32x4(u);
-        const __m512i w0 = _mm512_shuffle_epi32(x, _MM_PERM_AAAA), w1 = _mm512_shuffle_epi32(x, _MM_PERM_BBBB);
-        const __m512i w2 = _mm512_shuffle_epi32(x, _MM_PERM_CCCC), w3 = _mm512_shuffle_epi32(x, _MM_PERM_DDDD);
-        const __m512 fs = _mm512_set1_ps(p_max * v_step[g]);
+        const std::size_t at0 = j * G + g, at1 = (group + j) * G + g;
+        const uint32_t* wa = words + 4 * at0;
+        const uint32_t* wb = words + 4 * at1;
+        const __m512i a0 = _mm512_set1_epi32(static_cast<int>(wa[0])), a1 = _mm512_set1_epi32(static_cast<int>(wa[1]));
+        const __m512i a2 = _mm512_set1_epi32(static_cast<int>(wa[2])), a3 = _mm512_set1_epi32(static_cast<int>(wa[3]));
+        const __m512i b0 = _mm512_set1_epi32(static_cast<int>(wb[0])), b1 = _mm512_set1_epi32(static_cast<int>(wb[1]));
+        const __m512i b2 = _mm512_set1_epi32(static_cast<int>(wb[2])), b3 = _mm512_set1_epi32(static_cast<int>(wb[3]));
+        const __m512 fa = _mm512_set1_ps(steps[at0]), fb = _mm512_set1_ps(steps[at1]);
         for (std::size_t b = g * gs / 16; b < (g + 1) * gs / 16; ++b) {
-          const int8_t* vb = v + 256 * b;
-          __m512i a = dot::template dot<false>(_mm512_setzero_si512(), w0, _mm512_load_si512(vb));
-          a = dot::template dot<false>(a, w1, _mm512_load_si512(vb + 64));
-          a = dot::template dot<false>(a, w2, _mm512_load_si512(vb + 128));
-          a = dot::template dot<false>(a, w3, _mm512_load_si512(vb + 192));
-          _mm512_storeu_ps(acc + 16 * b, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), fs, _mm512_loadu_ps(acc + 16 * b)));
+          const int8_t* va = v[0] + 256 * b;
+          const int8_t* vb = v[1] + 256 * b;
+          __m512i sa = dot::template dot<false>(_mm512_setzero_si512(), a0, _mm512_load_si512(va));
+          __m512i sb = dot::template dot<false>(_mm512_setzero_si512(), b0, _mm512_load_si512(vb));
+          sa = dot::template dot<false>(sa, a1, _mm512_load_si512(va + 64));
+          sb = dot::template dot<false>(sb, b1, _mm512_load_si512(vb + 64));
+          sa = dot::template dot<false>(sa, a2, _mm512_load_si512(va + 128));
+          sb = dot::template dot<false>(sb, b2, _mm512_load_si512(vb + 128));
+          sa = dot::template dot<false>(sa, a3, _mm512_load_si512(va + 192));
+          sb = dot::template dot<false>(sb, b3, _mm512_load_si512(vb + 192));
+          const __m512 part = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), fa, _mm512_mul_ps(_mm512_cvtepi32_ps(sb), fb));
+          _mm512_store_ps(acc + 16 * b, _mm512_add_ps(_mm512_load_ps(acc + 16 * b), part));
         }
       }
     }
   }
   for (std::size_t j = 0; j < group; ++j) out.sum[j] = _mm512_reduce_add_ps(_mm512_load_ps(sums + 16 * j));
+  std::copy(accs, accs + group * d, out.acc);
 }
 #endif
 

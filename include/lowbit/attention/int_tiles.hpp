@@ -15,7 +15,8 @@
 /// - V, elements in lanes: 64-byte block (b, k) lane l holds element 16b + l of tokens
 ///   4k..4k+3 (one byte each), vpdpbusd against the four tokens' u8 weights broadcast. int8: the
 ///   codes as they are; int4: block (b2, k) holds blocks (2 b2, k) in its low nibbles and
-///   (2 b2 + 1, k) in its high ones, each code + 8.
+///   (2 b2 + 1, k) in its high ones, two's complement (so a high nibble in place, as a signed
+///   byte, is 16 times its code).
 /// - Then the 16 tokens' K scales per group ([group][token]) and V scales, as stored.
 ///
 /// A tile is tile_bytes() long (a multiple of 64); slots of tokens not appended yet hold zeros
@@ -67,8 +68,8 @@ struct int_tile_layout {
         tile[4 * (16 * (e / 4) + slot) + e % 4] = static_cast<uint8_t>(k_row[e] ^ 0x80);
         v[v_byte + 256 * (e / 16)] = v_row[e];
       } else {
-        // Two's-complement nibbles; xor 8 adds 8 (mod 16).
-        const unsigned k = ((k_row[e / 2] >> (4 * (e % 2))) & 0x0F) ^ 8, vc = ((v_row[e / 2] >> (4 * (e % 2))) & 0x0F) ^ 8;
+        // Two's-complement nibbles (V keeps them); xor 8 adds 8 (mod 16) to K's.
+        const unsigned k = ((k_row[e / 2] >> (4 * (e % 2))) & 0x0F) ^ 8, vc = (v_row[e / 2] >> (4 * (e % 2))) & 0x0F;
         put_nibble(tile + 4 * (16 * (e / 8) + slot) + e % 4, (e % 8) / 4, k);
         put_nibble(v + v_byte + 256 * (e / 32), (e % 32) / 16, vc);
       }
