@@ -170,21 +170,21 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 /// Shared memory of one block: the table (if any), then each warp's ring of Stages stages. A stage
-/// holds one chunk: its codes, 16 scale words a tile and, when XStaged, the chunk's activations
-/// (8 rows of 64, rows padded to 144 bytes so that the lanes' 16-byte reads are conflict-free).
-template <int Bits, dequant_kind Kind, int Tiles, int Stages, int Warps, bool XStaged>
+/// holds one chunk: its codes, 16 scale words a tile and XRows rows of the chunk's activations
+/// (64 each, rows padded to 144 bytes so that the lanes' 16-byte reads are conflict-free).
+template <int Bits, dequant_kind Kind, int Tiles, int Stages, int Warps, int XRows>
 struct gemm_smem {
   static constexpr int table_vecs = Kind == dequant_kind::table ? 256 * 32 / 4 : 0;  // 16-byte units
   static constexpr int code_vecs = Tiles * (Bits / 4) * 32;                           // a stage: one chunk
   static constexpr int x_row_vecs = 9;                                                // 128 bytes + 16 of padding
-  static constexpr int stage_vecs = code_vecs + Tiles * 4 + (XStaged ? 8 * x_row_vecs : 0);
+  static constexpr int stage_vecs = code_vecs + Tiles * 4 + XRows * x_row_vecs;
   static constexpr std::size_t bytes = 16u * (table_vecs + Warps * Stages * stage_vecs);
 };
 /// The most stages, up to Want, whose ring fits the 227 KB a block may have.
-template <int Bits, dequant_kind Kind, int Tiles, int Want, int Warps, bool XStaged>
+template <int Bits, dequant_kind Kind, int Tiles, int Want, int Warps, int XRows>
 constexpr int fit_stages() {
-  if constexpr (Want <= 2 || gemm_smem<Bits, Kind, Tiles, Want, Warps, XStaged>::bytes <= 227u * 1024u) return Want;
-  else return fit_stages<Bits, Kind, Tiles, Want - 1, Warps, XStaged>();
+  if constexpr (Want <= 2 || gemm_smem<Bits, Kind, Tiles, Want, Warps, XRows>::bytes <= 227u * 1024u) return Want;
+  else return fit_stages<Bits, Kind, Tiles, Want - 1, Warps, XRows>();
 }
 
 /// The end of a split-K kernel: each warp's partial sums acc[mt][tl][i] (fragment i of mma
@@ -216,8 +216,9 @@ __device__ __forceinline__ void reduce_warps(const float (&acc)[MTiles][Tiles][4
 /// One block: Tiles tiles of 16 rows; its Warps warps split K, each streaming its range of 64-wide
 /// chunks through a private ring of Stages shared-memory stages (cp.async), so that Stages - 1
 /// chunks of weights are in flight while one is dequantized and multiplied. MTiles = ceil(M / 8);
-/// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element).
-template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps>
+/// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element, or
+/// zero-filled past K when staged). XRows: activation rows staged with each chunk (8 MTiles), or 0.
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps, int XRows>
 __global__ void __launch_bounds__(Warps * 32)
     gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                 const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int chunks,
@@ -229,12 +230,12 @@ __global__ void __launch_bounds__(Warps * 32)
   constexpr int lane_k = mx ? 8 : 16;
   const auto x_off = [](int i) { return mx && i >= 8 ? 24 + i : i; };
   extern __shared__ ::uint4 smem[];
-  // M <= 8: the activations come with the weights, by cp.async into the chunk's stage, Stages - 1
-  // chunks ahead. Loaded by the lanes from L2 a chunk ahead (as M > 8 still does), their latency
+  // XRows > 0: the activations come with the weights, by cp.async into the chunk's stage, Stages -
+  // 1 chunks ahead. Loaded by the lanes from L2 a chunk ahead (as when XRows = 0), their latency
   // under the weight stream was the largest stall (Nsight Compute: 37% of the samples on the mma
   // that consumed them, int4 M=1).
-  constexpr bool x_staged = MTiles == 1;
-  using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps, x_staged>;
+  constexpr bool x_staged = XRows > 0;
+  using layout = gemm_smem<Bits, Kind, Tiles, Stages, Warps, XRows>;
   constexpr int vecs = Bits / 4;  // 16-byte code vectors per lane and chunk
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
@@ -271,11 +272,11 @@ __global__ void __launch_bounds__(Warps * 32)
           cp_async16(stage + (tl * vecs + v) * 32 + lane, code_ptr + ((size_t)tl * chunks + c) * vecs * 32 + v * 32);
       if (lane < 4 * Tiles) cp_async16(stage + layout::code_vecs + lane, scale_ptr + group_of(c) * 4);
       if constexpr (x_staged) {
-        // Rows 0 .. min(m, 8) - 1 of x at k = c * 64 .. + 64: lane = 8 * row + piece (16 bytes),
+        // Rows 0 .. min(m, XRows) - 1 of x at k = c * 64 .. + 64: lane = 8 * row + piece (16 bytes),
         // four rows an instruction; past K zeros (the padded codes decode to -zero, not 0).
         ::uint4* xs = stage + layout::code_vecs + Tiles * 4;
 #pragma unroll
-        for (int r0 = 0; r0 < 8; r0 += 4) {
+        for (int r0 = 0; r0 < XRows; r0 += 4) {
           const int r = r0 + (lane >> 3), piece = lane & 7, kx = c * 64 + piece * 8;
           if (r < m) {
             const T* src = x + (size_t)r * ldx + kx;
@@ -322,7 +323,10 @@ __global__ void __launch_bounds__(Warps * 32)
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   ::uint4 xv[MTiles][2], xn[MTiles][2];
   // This lane's activation row in a stage (rows past m read row m - 1, as below).
-  const int x_row_offset = layout::code_vecs + Tiles * 4 + min(g, m - 1) * layout::x_row_vecs;
+  int x_row_offset[MTiles];
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+    x_row_offset[mt] = layout::code_vecs + Tiles * 4 + min(mt * 8 + g, m - 1) * layout::x_row_vecs;
   // Activations are prefetched a chunk ahead, except with 2 x 4 tiles and 16 warps, where the
   // registers (128 a thread) are needed for the accumulators (loaded at use); with 8 warps a
   // thread may have 255.
@@ -336,9 +340,12 @@ __global__ void __launch_bounds__(Warps * 32)
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
     if constexpr (x_staged) {
       // Lane t's 16 k as two 16-byte reads (MXFP4: 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8).
-      const ::uint4* xr = stage + x_row_offset;
-      x_now[0][0] = xr[mx ? t : 2 * t];
-      x_now[0][1] = xr[mx ? 4 + t : 2 * t + 1];
+#pragma unroll
+      for (int mt = 0; mt < MTiles; ++mt) {
+        const ::uint4* xr = stage + x_row_offset[mt];
+        x_now[mt][0] = xr[mx ? t : 2 * t];
+        x_now[mt][1] = xr[mx ? 4 + t : 2 * t + 1];
+      }
       (void)x_next;
     } else if constexpr (prefetch_x) {
       load_x(x_next, step + 1);
@@ -423,12 +430,19 @@ __global__ void __launch_bounds__(Warps * 32)
 /// A kernel instantiation and its shared-memory size.
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
-  // 8 chunks of 4-bit codes a warp (4 of 8-bit), fewer with 4 tiles and 16 warps a block, and as
-  // many as fit shared memory.
-  static constexpr int stages =
-      fit_stages<Bits, Kind, Tiles, (Bits == 8 ? 4 : 8) / (Tiles == 4 && Warps == 16 ? 2 : 1), Warps, MTiles == 1>();
-  using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps, MTiles == 1>;
-  static constexpr auto kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps>;
+  // 8 stages of 4-bit codes a warp (4 of 8-bit), half as many with 4 tiles and 16 warps, fewer
+  // if they do not fit shared memory; the activations staged in them when that leaves 3 stages,
+  // up to 8 rows, or 16 with 4 tiles (with 1 or 2 tiles their 2.3 KB a stage cost more stages
+  // than their latency costs: M=16, 2 tiles, 20.5 -> 22.8 us). More stages were slower on an H100
+  // (4 tiles, 16 warps: 5 stages with one row of x for M=1, 16.7 -> 20.0 us; int8 3 instead of 2
+  // stages, 27.6 -> 29.4 us).
+  static constexpr int want = (Bits == 8 ? 4 : 8) / (Tiles == 4 && Warps == 16 ? 2 : 1);
+  static constexpr int stage_rows = 8 * MTiles;
+  static constexpr int x_rows =
+      (MTiles == 1 || Tiles == 4) && fit_stages<Bits, Kind, Tiles, want, Warps, stage_rows>() >= 3 ? stage_rows : 0;
+  static constexpr int stages = fit_stages<Bits, Kind, Tiles, want, Warps, x_rows>();
+  using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps, x_rows>;
+  static constexpr auto kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps, x_rows>;
 };
 
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
