@@ -117,21 +117,21 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
 /// Per-thread buffers of the tile kernel.
 struct tile_scratch {
   std::vector<int32_t> koff;       ///< group x G: minus the bias times the query's sum per key group
-  aligned_buffer<float> scores;    ///< 2 tiles x group x 16
+  aligned_buffer<float> scores;    ///< group x 16
   aligned_buffer<float> sums;      ///< group x 16: the softmax sums per lane
   aligned_buffer<float> acc;       ///< group x d: the V sums (64-byte aligned, unlike partial::acc)
-  aligned_buffer<uint32_t> words;  ///< 2 tiles x group x G x 4: u8 V weights, four tokens a word
-  aligned_buffer<float> steps;     ///< 2 tiles x group x G: what a weight's unit is worth
-  alignas(64) int8_t v[2 * 16 * 256];  ///< int4: two tiles' V as bytes, in the int8 tile's order
+  aligned_buffer<uint32_t> words;  ///< group x G x 4: a tile's u8 V weights, four tokens a word
+  aligned_buffer<float> steps;     ///< group x G: what a weight's unit is worth
+  alignas(64) int8_t v[16 * 256];  ///< int4: the tile's V as bytes, in the int8 tile's order
   void reserve(std::size_t group, std::size_t groups, std::size_t d) {
     if (acc.size() < group * d) acc = aligned_buffer<float>(group * d);
-    if (steps.size() < 2 * group * groups) {
-      words = aligned_buffer<uint32_t>(2 * group * groups * 4);
-      steps = aligned_buffer<float>(2 * group * groups);
+    if (steps.size() < group * groups) {
+      words = aligned_buffer<uint32_t>(group * groups * 4);
+      steps = aligned_buffer<float>(group * groups);
     }
     if (koff.size() < group * groups) koff.resize(group * groups);
-    if (scores.size() < 2 * group * 16) {
-      scores = aligned_buffer<float>(2 * group * 16);
+    if (scores.size() < group * 16) {
+      scores = aligned_buffer<float>(group * 16);
       sums = aligned_buffer<float>(group * 16);
     }
   }
@@ -169,112 +169,85 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
     }
   }
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  // Two tiles a step: one softmax update per head for 32 tokens, and two independent chains
-  // of products for the out-of-order core (the weights are still rounded tile by tile).
-  for (std::size_t start = t0 / 16 * 16; start < t1; start += 32) {
-    const uint8_t* tiles[2];
-    __mmask16 valid[2];
-    for (std::size_t x = 0; x < 2; ++x) {
-      const std::size_t first = start + 16 * x, lo = std::max(t0, first) - first, hi = std::min(t1, first + 16) - first;
-      valid[x] = first < t1 ? static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
-      tiles[x] = first < t1 ? cache.tile(seq, h, first) : tiles[0];  // past the chunk: all masked
-    }
+  for (std::size_t start = t0 / 16 * 16; start < t1; start += 16) {
+    const std::size_t lo = std::max(t0, start) - start, hi = std::min(t1, start + 16) - start;
+    const __mmask16 valid = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    const uint8_t* tile = cache.tile(seq, h, start);
     // A head's tiles follow each other in memory (within a page), which the hardware prefetcher
     // streams without help (prefetching every tile's lines cost more than it saved); across a
-    // page boundary the next tiles are asked for.
-    if (cache.paged() && start + 32 < t1 && (start + 32) % cache.shape().page_tokens < 32)
-      prefetch(cache.tile(seq, h, (start + 32) / 16 * 16), L.bytes);
-    alignas(64) float v_norm[2][16 * 16], v_step[2][16];
-    const int8_t* v[2];
-    for (std::size_t x = 0; x < 2; ++x) {
-      const uint8_t* tile = tiles[x];
-      float* sx = scores + 16 * group * x;
-      for (std::size_t j = 0; j < group; j += 4) {
-        const int8_t* q = qs.plain + j * d;
-        switch (std::min<std::size_t>(4, group - j)) {
-          case 1: tile_qk<Tag, Int4, Scale, 1>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
-          case 2: tile_qk<Tag, Int4, Scale, 2>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
-          case 3: tile_qk<Tag, Int4, Scale, 3>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
-          default: tile_qk<Tag, Int4, Scale, 4>(tile, L, q, koff + j * G, qs.scale + j, sx + 16 * j); break;
-        }
-      }
-      v[x] = reinterpret_cast<const int8_t*>(tile + L.v_offset());
-      if (Int4) {  // two's-complement nibbles to signed bytes times 16 (high nibbles in place):
-        // blocks (2 b2, k) and (2 b2 + 1, k); the 16 comes off with the weights' step
-        int8_t* out_v = scratch.v + x * 16 * 256;
-        for (std::size_t b2 = 0; 2 * b2 < vblocks; ++b2)
-          for (std::size_t k = 0; k < 4; ++k) {
-            const __m512i y = _mm512_load_si512(v[x] + 64 * (4 * b2 + k));
-            _mm512_store_si512(out_v + 64 * (8 * b2 + k), _mm512_andnot_si512(nibble, _mm512_slli_epi16(y, 4)));
-            if (2 * b2 + 1 < vblocks) _mm512_store_si512(out_v + 64 * (8 * b2 + 4 + k), _mm512_andnot_si512(nibble, y));
-          }
-        v[x] = out_v;
-      }
-      // The tile's V scales per group, normalized to their largest (shared by every head).
-      for (std::size_t g = 0; g < G; ++g) {
-        const __m512 vs = _mm512_maskz_mov_ps(valid[x], tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
-        const float m = _mm512_reduce_max_ps(vs);
-        v_step[x][g] = m / 255.0f * (Int4 ? 1.0f / 16 : 1.0f);
-        _mm512_store_ps(v_norm[x] + 16 * g, m > 0.0f ? _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m)) : _mm512_setzero_ps());
+    // page boundary the next tile is asked for.
+    if (cache.paged() && start + 16 < t1 && (start + 16) % cache.shape().page_tokens == 0)
+      prefetch(cache.tile(seq, h, start + 16), L.bytes);
+    for (std::size_t j = 0; j < group; j += 4) {
+      const int8_t* q = qs.plain + j * d;
+      switch (std::min<std::size_t>(4, group - j)) {
+        case 1: tile_qk<Tag, Int4, Scale, 1>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
+        case 2: tile_qk<Tag, Int4, Scale, 2>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
+        case 3: tile_qk<Tag, Int4, Scale, 3>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
+        default: tile_qk<Tag, Int4, Scale, 4>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
       }
     }
+    const int8_t* v = reinterpret_cast<const int8_t*>(tile + L.v_offset());
+    if (Int4) {  // two's-complement nibbles to signed bytes times 16 (high nibbles in place):
+      // blocks (2 b2, k) and (2 b2 + 1, k); the 16 comes off with the weights' step
+      for (std::size_t b2 = 0; 2 * b2 < vblocks; ++b2)
+        for (std::size_t k = 0; k < 4; ++k) {
+          const __m512i x = _mm512_load_si512(v + 64 * (4 * b2 + k));
+          _mm512_store_si512(scratch.v + 64 * (8 * b2 + k), _mm512_andnot_si512(nibble, _mm512_slli_epi16(x, 4)));
+          if (2 * b2 + 1 < vblocks) _mm512_store_si512(scratch.v + 64 * (8 * b2 + 4 + k), _mm512_andnot_si512(nibble, x));
+        }
+      v = scratch.v;
+    }
+    // The tile's V scales per group, normalized to their largest (shared by every head).
+    alignas(64) float v_norm[16 * 16], v_step[16];
+    for (std::size_t g = 0; g < G; ++g) {
+      const __m512 vs = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
+      const float m = _mm512_reduce_max_ps(vs);
+      v_step[g] = m / 255.0f;
+      _mm512_store_ps(v_norm + 16 * g, m > 0.0f ? _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m)) : _mm512_setzero_ps());
+    }
     for (std::size_t j = 0; j < group; ++j) {
-      // Online softmax over the two tiles' valid tokens; the sums stay in lanes until the end.
-      const __m512 s0 = _mm512_load_ps(scores + 16 * j), s1 = _mm512_load_ps(scores + 16 * (group + j));
-      const float step_max = std::max(_mm512_mask_reduce_max_ps(valid[0], s0), _mm512_mask_reduce_max_ps(valid[1], s1));
-      const float new_max = std::max(out.max[j], step_max);
+      // Online softmax over the tile's valid tokens; the sums stay in lanes until the chunk ends.
+      const __m512 s = _mm512_load_ps(scores + 16 * j);
+      const float tile_max = _mm512_mask_reduce_max_ps(valid, s);
+      const float new_max = std::max(out.max[j], tile_max);
       float* acc = accs + j * d;
       float* sum = sums + 16 * j;
-      if (new_max != out.max[j]) {  // rescale what came before (0 on the first step: max was -inf)
+      if (new_max != out.max[j]) {  // rescale what came before (0 on the first tile: max was -inf)
         const __m512 c = _mm512_set1_ps(std::exp(out.max[j] - new_max));
         for (std::size_t e = 0; e < d; e += 16) _mm512_store_ps(acc + e, _mm512_mul_ps(_mm512_load_ps(acc + e), c));
         _mm512_store_ps(sum, _mm512_mul_ps(_mm512_load_ps(sum), c));
         out.max[j] = new_max;
       }
-      using batch = xsimd::batch<float, typename Tag::xsimd_arch>;
-      const __m512 shift = _mm512_set1_ps(new_max);
-      const __m512 p[2] = {_mm512_maskz_mov_ps(valid[0], xsimd::exp(batch(_mm512_sub_ps(s0, shift))).data),
-                           _mm512_maskz_mov_ps(valid[1], xsimd::exp(batch(_mm512_sub_ps(s1, shift))).data)};
-      _mm512_store_ps(sum, _mm512_add_ps(_mm512_load_ps(sum), _mm512_add_ps(p[0], p[1])));
-      // The V weights w_t = p_t s_v(t, g), rounded to u8 per tile and group against p_max times
-      // the group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
-      for (std::size_t x = 0; x < 2; ++x) {
-        const float p_max = _mm512_reduce_max_ps(p[x]);
-        const __m512 pr = _mm512_mul_ps(p[x], _mm512_set1_ps(p_max > 0.0f ? 1.0f / p_max : 0.0f));
-        for (std::size_t g = 0; g < G; ++g) {
-          const std::size_t at = (x * group + j) * G + g;
-          _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * at),
-                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm[x] + 16 * g)))));
-          steps[at] = p_max * v_step[x][g];  // 0 when every weight underflowed or the tile is masked
-        }
+      const __m512 p = _mm512_maskz_mov_ps(
+          valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(new_max)))).data);
+      _mm512_store_ps(sum, _mm512_add_ps(_mm512_load_ps(sum), p));
+      // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the
+      // group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
+      const float p_max = _mm512_reduce_max_ps(p);
+      const __m512 pr = _mm512_mul_ps(p, _mm512_set1_ps(p_max > 0.0f ? 1.0f / p_max : 0.0f));
+      for (std::size_t g = 0; g < G; ++g) {
+        _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * (j * G + g)),
+                        _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * g)))));
+        steps[j * G + g] = p_max * v_step[g] * (Int4 ? 1.0f / 16 : 1.0f);  // 0 when every weight underflowed
       }
     }
-    // P V: per head and V group, each tile's words broadcast against its V blocks, int32 per
-    // tile, the two tiles' sums scaled into the float sums together.
+    // P V: per head and V group, the words broadcast against the V blocks, int32 per tile.
     for (std::size_t j = 0; j < group; ++j) {
       float* acc = accs + j * d;
       for (std::size_t g = 0; g < G; ++g) {
-        const std::size_t at0 = j * G + g, at1 = (group + j) * G + g;
-        const uint32_t* wa = words + 4 * at0;
-        const uint32_t* wb = words + 4 * at1;
-        const __m512i a0 = _mm512_set1_epi32(static_cast<int>(wa[0])), a1 = _mm512_set1_epi32(static_cast<int>(wa[1]));
-        const __m512i a2 = _mm512_set1_epi32(static_cast<int>(wa[2])), a3 = _mm512_set1_epi32(static_cast<int>(wa[3]));
-        const __m512i b0 = _mm512_set1_epi32(static_cast<int>(wb[0])), b1 = _mm512_set1_epi32(static_cast<int>(wb[1]));
-        const __m512i b2 = _mm512_set1_epi32(static_cast<int>(wb[2])), b3 = _mm512_set1_epi32(static_cast<int>(wb[3]));
-        const __m512 fa = _mm512_set1_ps(steps[at0]), fb = _mm512_set1_ps(steps[at1]);
+        if (!(steps[j * G + g] > 0.0f)) continue;
+        const uint32_t* wg = words + 4 * (j * G + g);
+        const __m512i w0 = _mm512_set1_epi32(static_cast<int>(wg[0])), w1 = _mm512_set1_epi32(static_cast<int>(wg[1]));
+        const __m512i w2 = _mm512_set1_epi32(static_cast<int>(wg[2])), w3 = _mm512_set1_epi32(static_cast<int>(wg[3]));
+        const __m512 fs = _mm512_set1_ps(steps[j * G + g]);
         for (std::size_t b = g * gs / 16; b < (g + 1) * gs / 16; ++b) {
-          const int8_t* va = v[0] + 256 * b;
-          const int8_t* vb = v[1] + 256 * b;
-          __m512i sa = dot::template dot<false>(_mm512_setzero_si512(), a0, _mm512_load_si512(va));
-          __m512i sb = dot::template dot<false>(_mm512_setzero_si512(), b0, _mm512_load_si512(vb));
-          sa = dot::template dot<false>(sa, a1, _mm512_load_si512(va + 64));
-          sb = dot::template dot<false>(sb, b1, _mm512_load_si512(vb + 64));
-          sa = dot::template dot<false>(sa, a2, _mm512_load_si512(va + 128));
-          sb = dot::template dot<false>(sb, b2, _mm512_load_si512(vb + 128));
-          sa = dot::template dot<false>(sa, a3, _mm512_load_si512(va + 192));
-          sb = dot::template dot<false>(sb, b3, _mm512_load_si512(vb + 192));
-          const __m512 part = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), fa, _mm512_mul_ps(_mm512_cvtepi32_ps(sb), fb));
-          _mm512_store_ps(acc + 16 * b, _mm512_add_ps(_mm512_load_ps(acc + 16 * b), part));
+          const int8_t* vb = v + 256 * b;
+          __m512i a = dot::template dot<false>(_mm512_setzero_si512(), w0, _mm512_load_si512(vb));
+          a = dot::template dot<false>(a, w1, _mm512_load_si512(vb + 64));
+          a = dot::template dot<false>(a, w2, _mm512_load_si512(vb + 128));
+          a = dot::template dot<false>(a, w3, _mm512_load_si512(vb + 192));
+          _mm512_store_ps(acc + 16 * b, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), fs, _mm512_load_ps(acc + 16 * b)));
         }
       }
     }
