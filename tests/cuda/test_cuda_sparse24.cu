@@ -103,7 +103,10 @@ void check_format(const char* name, unsigned& seed) {
           if (tiles % 2 == 0 && (warps == 8 || !lowbit::is_plain_value<Scheme>::value))
             check_case<Scheme>(name, s.n, s.k, s.group, m, 2, warps, seed++);
         }
-        if (tiles % 4 == 0 && !lowbit::is_plain_value<Scheme>::value) check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 16, seed++);
+        if (tiles % 4 == 0 && !lowbit::is_plain_value<Scheme>::value) {
+          check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 16, seed++);
+          check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 8, seed++);
+        }
       }
     }
 }

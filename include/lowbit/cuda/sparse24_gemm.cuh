@@ -197,16 +197,35 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
 template <int Vecs>
 inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 1 ? 4 : 0);
 
+/// Activation rows of a stage, 128 halves each, padded to 272 bytes (17 vectors) so that the lanes'
+/// 4-byte reads (row g, word 4r + t) fall in 32 different banks.
+inline constexpr int sparse24_x_row_vecs = 17;
+
+/// Shared memory of one block: Warps rings of Stages stages of Tiles tiles and XRows activation rows.
+template <int Vecs, int Tiles, int Stages, int Warps, int XRows>
+inline constexpr std::size_t sparse24_smem_bytes =
+    16u * Warps * Stages * (Tiles * sparse24_tile_vecs<Vecs> + XRows * sparse24_x_row_vecs);
+
+/// The most stages, up to Want, whose rings fit the 227 KB a block may have.
+template <int Vecs, int Tiles, int Want, int Warps, int XRows>
+constexpr int sparse24_fit_stages() {
+  if constexpr (Want <= 2 || sparse24_smem_bytes<Vecs, Tiles, Want, Warps, XRows> <= 227u * 1024u) return Want;
+  else return sparse24_fit_stages<Vecs, Tiles, Want - 1, Warps, XRows>();
+}
+
 /// One block: Tiles tiles of 16 rows; its Warps warps split K into ranges of 128-wide chunks, each
 /// streaming its tiles' codes, metadata and scales through a private ring of Stages stages
-/// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles.
+/// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles: with
+/// XRows > 0 copied into the chunk's stage with the weights (rows 0 .. min(m, XRows) - 1), so that
+/// their latency is hidden as the weights' is, else loaded by each lane from L2 at use.
 /// Vecs = 1: int4 codes, scaled per group; Vecs = 4: fp16 values, fed to the mma as they are.
-template <int Vecs, int MTiles, int Tiles, int Stages, int Warps>
+template <int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
                          int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
-  constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, stage_vecs = Tiles * tile_vecs, meta_at = 32 * Vecs;
+  constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, x_at = Tiles * tile_vecs, meta_at = 32 * Vecs;
+  constexpr int stage_vecs = x_at + XRows * sparse24_x_row_vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
@@ -227,6 +246,13 @@ __global__ void __launch_bounds__(Warps * 32)
         if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
         else if (Vecs == 1 && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
       }
+      // Activation row r's 256 bytes of the chunk: lane = 16 (r % 2) + piece, two rows an instruction.
+#pragma unroll
+      for (int r0 = 0; r0 < XRows; r0 += 2) {
+        const int r = r0 + (lane >> 4), piece = lane & 15;
+        if (r < m)
+          cp_async16(stage + x_at + r * sparse24_x_row_vecs + piece, x + (size_t)r * ldx + (size_t)(c_begin + step) * 128 + piece * 8);
+      }
     }
     cp_async_commit();
   };
@@ -234,6 +260,9 @@ __global__ void __launch_bounds__(Warps * 32)
   const __half* x_lane[MTiles];
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 2 * t;
+  int x_word[MTiles];  // this lane's first activation word in a stage's rows
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt) x_word[mt] = (x_at + min(mt * 8 + g, m - 1) * sparse24_x_row_vecs) * 4 + t;
 
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
@@ -241,16 +270,27 @@ __global__ void __launch_bounds__(Warps * 32)
   for (int step = 0; step < steps; ++step) {
     const int c = c_begin + step;
     uint32_t xb[MTiles][4][4];  // [m tile][mma i][B register r]: k = 128 c + 32 i + 2t + 8r
+    if constexpr (XRows == 0) {
 #pragma unroll
-    for (int mt = 0; mt < MTiles; ++mt)
+      for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+        for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
+          for (int r = 0; r < 4; ++r) xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
+    }
     cp_async_wait<Stages - 2>();
     __syncwarp();
     issue(step + Stages - 1);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
+    if constexpr (XRows > 0) {
+      const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
+#pragma unroll
+      for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) xb[mt][i][r] = xw[x_word[mt] + 16 * i + 4 * r];
+    }
     const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
 #pragma unroll
     for (int tl = 0; tl < Tiles; ++tl) {
@@ -304,14 +344,17 @@ __global__ void __launch_bounds__(Warps * 32)
                                      [&](int row, int col, float sum) { y[(size_t)col * ldy + row] = __float2half(sum); });
 }
 
-/// Launches one instantiation (8 stages a warp; 4 with 4 tiles or fp16 values, to fit shared memory).
+/// Launches one instantiation (8 stages a warp; 4 with 4 tiles or fp16 values; fewer if they do not
+/// fit shared memory). int4: the activations staged with the weights when 3 stages still fit.
 template <int MTiles, int Tiles, int Warps, class Scheme>
 void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, __half* y, int ldy,
                      cudaStream_t stream) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
-  constexpr int stages = (Tiles == 4 || vecs == 4) ? 4 : 8;
-  constexpr auto kernel = sparse24_gemm_kernel<vecs, MTiles, Tiles, stages, Warps>;
-  constexpr int bytes = Warps * stages * Tiles * sparse24_tile_vecs<vecs> * 16;
+  constexpr int want = (Tiles == 4 || vecs == 4) ? 4 : 8;
+  constexpr int x_rows = vecs == 1 && sparse24_fit_stages<vecs, Tiles, want, Warps, 8 * MTiles>() >= 3 ? 8 * MTiles : 0;
+  constexpr int stages = sparse24_fit_stages<vecs, Tiles, want, Warps, x_rows>();
+  constexpr auto kernel = sparse24_gemm_kernel<vecs, MTiles, Tiles, stages, Warps, x_rows>;
+  constexpr int bytes = static_cast<int>(sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows>);
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   const int blocks = static_cast<int>(w.tiles()) / Tiles;
   kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
@@ -322,16 +365,18 @@ void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view
 }  // namespace detail
 
 /// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4 or fp16 kept values), fp16 in and out, on `stream`
-/// (asynchronous). Checked: 1 <= m <= 16; x 4-byte aligned with ldx >= K, ldx even; ldy >= N;
-/// options.tiles_per_block 1, 2 or 4 dividing the tile count (4: with 16 warps), options.warps 8 or
-/// 16 (0: chosen from the shape as gemm() does). y must not overlap x.
+/// (asynchronous). Checked: 1 <= m <= 16; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the
+/// activations are copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing
+/// the tile count (4: int4 only), options.warps 8 or 16 (0: chosen from the shape as gemm() does).
+/// y must not overlap x.
 template <class Scheme>
 void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, __half* y,
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
   LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm_sparse24: m=" << m << " must be in [1, 16]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
-  LOWBIT_CHECK(ldx >= w.cols && ldx % 2 == 0, "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and even");
-  LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, "cuda::gemm_sparse24: x must be 4-byte aligned");
+  LOWBIT_CHECK(ldx >= w.cols && ldx % 8 == 0,
+               "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
+  LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
@@ -339,24 +384,33 @@ void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed
   // fp16 values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
   // tile a block, or 2 with 8 warps.
   constexpr bool plain = packed_sparse24_view<Scheme>::vecs == 4;
-  if (per_block == 0) {  // as gemm(): 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
-    if (!plain && warps != 8 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = 16;
+  // Measured on an H100 (bench/cuda/bench_cuda_sparse24.cu): int4 runs best where the activations
+  // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
+  // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
+  if (per_block == 0) {
+    if (!plain && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
-  if (warps == 0) warps = plain && per_block == 2 ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+  if (warps == 0)
+    warps = plain && per_block == 2 ? 8 : !plain && m > 8 ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
                "cuda::gemm_sparse24: fp16 values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
                                                                                                   << ", warps=" << warps << ")");
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm_sparse24: warps=" << warps << " must be 8 or 16");
-  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && warps == 16),
+  LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
-                                                       << "), or 4 with a tile count divisible by 4 and 16 warps");
+                                                       << "), or 4 with a tile count divisible by 4 (int4 only)");
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
   const bool two = m > 8;
   if (per_block == 4) {
     if constexpr (!plain) {
-      if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
+      if (warps == 16) {
+        if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
+        else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
+      } else {
+        if (two) detail::launch_sparse24<2, 4, 8>(x, mi, lx, w, y, ly, stream);
+        else detail::launch_sparse24<1, 4, 8>(x, mi, lx, w, y, ly, stream);
+      }
     }
   } else if (per_block == 2) {
     if (warps == 8) {
