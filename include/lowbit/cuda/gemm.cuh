@@ -430,13 +430,14 @@ __global__ void __launch_bounds__(Warps * 32)
 /// A kernel instantiation and its shared-memory size.
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 struct gemm_config {
-  // 8 stages of 4-bit codes a warp (4 of 8-bit), half as many with 4 tiles and 16 warps, fewer
-  // if they do not fit shared memory; the activations staged in them when that leaves 3 stages,
+  // 8 stages of 4-bit codes a warp (4 of 8-bit); with 4 tiles and 16 warps 3 (2 of 8-bit: 3 stages
+  // measured the same as 4 for int4 at M=1 and 6% faster for MXFP4); fewer if they do not fit
+  // shared memory; the activations staged in them when that leaves 3 stages,
   // up to 8 rows, or 16 with 4 tiles (with 1 or 2 tiles their 2.3 KB a stage cost more stages
   // than their latency costs: M=16, 2 tiles, 20.5 -> 22.8 us). More stages were slower on an H100
   // (4 tiles, 16 warps: 5 stages with one row of x for M=1, 16.7 -> 20.0 us; int8 3 instead of 2
   // stages, 27.6 -> 29.4 us).
-  static constexpr int want = (Bits == 8 ? 4 : 8) / (Tiles == 4 && Warps == 16 ? 2 : 1);
+  static constexpr int want = Tiles == 4 && Warps == 16 ? (Bits == 8 ? 2 : 3) : (Bits == 8 ? 4 : 8);
   static constexpr int stage_rows = 8 * MTiles;
   static constexpr int x_rows =
       (MTiles == 1 || Tiles == 4) && fit_stages<Bits, Kind, Tiles, want, Warps, stage_rows>() >= 3 ? stage_rows : 0;
