@@ -8,6 +8,8 @@
 //   BM_decode/int8_int/..., int4_g32_int/...            integer QKᵀ and P V (decode_options::integer_pv)
 //   BM_decode/int8_int_tiles/..., int4_g32_int_tiles/... the same on a cache with integer tiles
 //                                                      (kv_shape::integer_tiles, decode_tiles.hpp)
+//   BM_decode/int8_kivi32/..., int4_g32_kivi32/...     KIVI keys: per-channel scales over blocks of 32
+//                                                      tokens (kv_cache's key_tokens), float path
 //   BM_decode/f32_materialize/baseline/S<tokens>/t1    the baseline on fp32 K and V
 // Counters: bytes_per_second = KV bytes read per call (codes + scales + zero points);
 // GOP/s = 4 Hq S d (two multiply-adds per cached element and query head) per second.
@@ -58,6 +60,7 @@ struct kv_format {
   bool bf16_products = false;  ///< prefill_options::bf16
   bool integer_pv = false;     ///< decode_options::integer_pv (with int8_query)
   bool integer_tiles = false;  ///< kv_shape::integer_tiles
+  std::size_t key_tokens = 0;  ///< KIVI keys: kv_cache's key_tokens
 };
 
 const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
@@ -69,6 +72,8 @@ const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>
                                      kv_format<scheme<int4, fp16>>{"int4_g32_int", 32, true, false, true},
                                      kv_format<scheme<int4, fp16>>{"int4_g32_int_tiles", 32, true, false, true, true},
                                      kv_format<scheme<uint4, fp16, true>>{"uint4_g32", 32},
+                                     kv_format<scheme<int8, float>>{"int8_kivi32", 0, false, false, false, false, 32},
+                                     kv_format<scheme<int4, fp16>>{"int4_g32_kivi32", 32, false, false, false, false, 32},
                                      kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 // Prefill: int8_query here means prefill_options::int8_qk; "_dp": bf16 products (vdpbf16ps),
 // "_bf16pv": int8 QKᵀ and bf16 PV.
@@ -84,13 +89,14 @@ const auto prefill_formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_form
                                              kv_format<mx::fp8_e4m3>{"mxfp8_e4m3", 32});
 
 template <class Element>
-const attention::kv_cache<Element>& cache_of(std::size_t tokens, std::size_t group_size, bool tiles = false) {
-  static std::unique_ptr<attention::kv_cache<Element>> caches[2];
-  std::unique_ptr<attention::kv_cache<Element>>& cache = caches[tiles];
+const attention::kv_cache<Element>& cache_of(std::size_t tokens, std::size_t group_size, bool tiles = false,
+                                             std::size_t key_tokens = 0) {
+  static std::unique_ptr<attention::kv_cache<Element>> caches[3];  // plain, integer tiles, KIVI keys
+  std::unique_ptr<attention::kv_cache<Element>>& cache = caches[tiles ? 1 : key_tokens ? 2 : 0];
   if (!cache || cache->length(0) != tokens) {
     cache.reset();
     cache = std::make_unique<attention::kv_cache<Element>>(attention::kv_shape{1, kv_heads, head_dim, tokens, 0, 0, tiles},
-                                                           group_size);
+                                                           group_size, key_tokens);
     const std::size_t step = 1024;
     for (std::size_t t = 0; t < tokens; t += step) {
       const std::size_t n = std::min(step, tokens - t);
@@ -112,9 +118,10 @@ void register_format(const Format& f) {
                                  "/t" + std::to_string(threads);
         const std::size_t group = f.group_size;
         const bool tiles = f.integer_tiles;
+        const std::size_t key_tokens = f.key_tokens;
         const attention::decode_options options{0.0f, 0, f.int8_query, f.integer_pv};
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-          const attention::kv_cache<E>& cache = cache_of<E>(s, group, tiles);
+          const attention::kv_cache<E>& cache = cache_of<E>(s, group, tiles, key_tokens);
           const std::vector<float> q = random_floats(q_heads * head_dim, 3);
           std::vector<float> out(q.size());
           for (auto _ : state) {

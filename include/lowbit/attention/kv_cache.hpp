@@ -179,9 +179,17 @@ class kv_cache {
   float key(std::size_t seq, std::size_t h, std::size_t t, std::size_t e) const noexcept {
     if (!key_tokens_) return keys_.element(row(seq, h, t), e);
     const std::size_t T = key_tokens_, d = shape_.head_dim;
-    if (t >= lengths_[seq] / T * T) return residual_[((seq * shape_.kv_heads + h) * T + t % T) * d + e];
+    if (t >= lengths_[seq] / T * T) return key_residual(seq, h, t)[e];
     const std::size_t r = row(seq, h, t);
     return kivi_.element(r / T * d + e, r % T);
+  }
+  /// KIVI: the blocks (for schemes, .matrix: row r / key_tokens() * head_dim + e holds channel e
+  /// of the block of cache row r, over its key_tokens() tokens), and the fp32 key of token t of
+  /// the newest, incomplete block (t >= length(seq) / key_tokens() * key_tokens()).
+  const kivi_rows<Element>& key_blocks() const noexcept { return kivi_; }
+  const float* key_residual(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    const std::size_t T = key_tokens_;
+    return residual_.data() + ((seq * shape_.kv_heads + h) * T + t % T) * shape_.head_dim;
   }
   /// KIVI: keys of tokens [t, t + n) of head h of sequence seq as floats, n x head_dim.
   void keys_to_float(std::size_t seq, std::size_t h, std::size_t t, std::size_t n, float* out) const noexcept {

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "../arch/dispatch.hpp"
+#include "../core/aligned.hpp"
 #include "../kernels/dequantize.hpp"
 #include "../kernels/simd/ops.hpp"
 #include "kv_cache.hpp"
@@ -111,12 +112,41 @@ typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* ac
 
 #endif
 
+/// KIVI keys of tokens [t, t + n) (consecutive rows) as floats, n x d: a completed block's d channel
+/// rows dequantized at once by the SIMD row decoder, then transposed to tokens x channels (per
+/// element the scalar reference cost 9x the per-token int8 cache's whole decode); tokens of the
+/// incomplete block from the fp32 residual.
+template <class Tag, class Element>
+void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t, std::size_t n,
+                        float* out) {
+  if constexpr (is_scheme<Element>::value) {
+    const std::size_t T = cache.key_tokens(), d = cache.shape().head_dim, complete = cache.length(seq) / T * T;
+    thread_local aligned_buffer<float> block_buffer;  // d channels x T tokens
+    if (block_buffer.size() < d * T) block_buffer = aligned_buffer<float>(d * T);
+    float* const block = block_buffer.data();
+    for (std::size_t done = 0; done < n;) {
+      const std::size_t u = t + done, in_block = u % T, count = std::min(n - done, T - in_block);
+      if (u < complete) {
+        const std::size_t first = cache.row(seq, h, u) / T * d;
+        dequantize_rows<Tag>(cache.key_blocks().matrix.view(), first, first + d, block, T);
+        for (std::size_t i = 0; i < count; ++i)
+          for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = block[e * T + in_block + i];
+      } else {
+        for (std::size_t i = 0; i < count; ++i) std::copy_n(cache.key_residual(seq, h, u + i), d, out + (done + i) * d);
+      }
+      done += count;
+    }
+  } else {
+    cache.keys_to_float(seq, h, t, n, out);  // float / bf16 caches have no KIVI keys
+  }
+}
+
 /// Keys of tokens [t, t + n) of head h of sequence seq as floats (n x d): their rows (consecutive:
 /// within one page), or a KIVI cache's per-channel blocks and fp32 residual.
 template <class Tag, class Element>
 void keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t, std::size_t n, float* out) {
   if (cache.key_tokens()) {
-    cache.keys_to_float(seq, h, t, n, out);
+    kivi_keys_to_float<Tag>(cache, seq, h, t, n, out);
   } else {
     rows_to_float<Tag>(cache.keys(), cache.row(seq, h, t), n, cache.shape().head_dim, out);
   }
