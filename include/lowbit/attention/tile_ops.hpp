@@ -112,25 +112,39 @@ typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* ac
 
 #endif
 
-/// KIVI keys of tokens [t, t + n) (consecutive rows) as floats, n x d: a completed block's d channel
-/// rows dequantized at once by the SIMD row decoder, then transposed to tokens x channels (per
-/// element the scalar reference cost 9x the per-token int8 cache's whole decode); tokens of the
-/// incomplete block from the fp32 residual.
+/// KIVI keys of tokens [t, t + n) (consecutive rows) as floats, n x d: for a completed block, each
+/// channel's codes of these tokens decoded (the format's table, the channel's scale and zero point:
+/// the reference's float operations) into a channels x tokens buffer, then transposed; tokens of
+/// the incomplete block from the fp32 residual. (Per element through the reference, or a block's
+/// 32-token rows through the SIMD row decoder, cost 9x and 4x the per-token int8 cache's decode.)
 template <class Tag, class Element>
 void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t, std::size_t n,
                         float* out) {
   if constexpr (is_scheme<Element>::value) {
+    using scales = scale_traits<typename Element::scale_type>;
     const std::size_t T = cache.key_tokens(), d = cache.shape().head_dim, complete = cache.length(seq) / T * T;
-    thread_local aligned_buffer<float> block_buffer;  // d channels x T tokens
-    if (block_buffer.size() < d * T) block_buffer = aligned_buffer<float>(d * T);
-    float* const block = block_buffer.data();
+    const quantized_view<Element> blocks = cache.key_blocks().matrix.view();
+    const float* const table = simd::detail::decode_table<typename Element::format>();
+    thread_local aligned_buffer<float> column_buffer;  // channel e's tokens at columns + e * tile_tokens
+    if (column_buffer.size() < d * tile_tokens) column_buffer = aligned_buffer<float>(d * tile_tokens);
+    float* const columns = column_buffer.data();
     for (std::size_t done = 0; done < n;) {
-      const std::size_t u = t + done, in_block = u % T, count = std::min(n - done, T - in_block);
+      const std::size_t u = t + done, in_block = u % T, count = std::min({n - done, T - in_block, tile_tokens});
       if (u < complete) {
         const std::size_t first = cache.row(seq, h, u) / T * d;
-        dequantize_rows<Tag>(cache.key_blocks().matrix.view(), first, first + d, block, T);
+        for (std::size_t e = 0; e < d; ++e) {
+          const std::size_t r = first + e;
+          const float scale = scales::to_float(blocks.row_scales(r)[0]);
+          const float zero = Element::has_zero ? table[blocks.row_zeros(r)[0]] : 0.0f;
+          const uint8_t* codes = blocks.row_codes(r);
+          for (std::size_t i = 0; i < count; ++i) {
+            float value = table[get_packed_code(codes, in_block + i, Element::bits)];
+            if (Element::has_zero) value = value - zero;
+            columns[e * tile_tokens + i] = value * scale;
+          }
+        }
         for (std::size_t i = 0; i < count; ++i)
-          for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = block[e * T + in_block + i];
+          for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = columns[e * tile_tokens + i];
       } else {
         for (std::size_t i = 0; i < count; ++i) std::copy_n(cache.key_residual(seq, h, u + i), d, out + (done + i) * d);
       }
