@@ -111,6 +111,13 @@ __device__ __forceinline__ uint32_t hfma2_bits(uint32_t a, uint32_t b, uint32_t 
   asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
 }
+/// The transpose of an 8 x 8 fp16 matrix held one half2 a lane in the mma fragment layout (lane
+/// 4r + c holds row r, columns 2c and 2c + 1).
+__device__ __forceinline__ uint32_t transpose_8x8(uint32_t x) {
+  uint32_t d;
+  asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(d) : "r"(x));
+  return d;
+}
 __device__ __forceinline__ uint32_t lop3_or_mask(uint32_t a, uint32_t mask, uint32_t bits) {  // (a & mask) | bits
   uint32_t d;
   asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
@@ -277,7 +284,8 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
   using stage_layout = decode_stage<Scheme, D>;
-  constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, NT = D / 8;
+  constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
+  constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
   constexpr int scale_size = static_cast<int>(sizeof(scale_type));
@@ -293,22 +301,25 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   const int q_heads = kv.kv_heads * group;
   uint8_t* ring = smem + warp * stages * stage_layout::bytes;
 
-  // The group's queries as A fragments (rows: query heads g and g + 8; zero past the group).
-  uint32_t qa[KS][4];
+  // The group's queries as B fragments (column g of head tile hn: query head 8 hn + g; zero past
+  // the group).
+  uint32_t qb[KS][NH][2];
   {
     const __half* q0 = q + ((size_t)seq * q_heads + (size_t)head * group) * D;
 #pragma unroll
     for (int j = 0; j < KS; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = g + 8 * (i & 1), r = i >> 1;
-        float lo = 0.0f, hi = 0.0f;
-        if (row < group && (MaxG > 8 || i % 2 == 0)) {
-          lo = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
-          hi = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
+      for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int row = 8 * hn + g;
+          float lo = 0.0f, hi = 0.0f;
+          if (row < group) {
+            lo = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
+            hi = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
+          }
+          qb[j][hn][r] = h2_bits(__floats2half2_rn(lo, hi));
         }
-        qa[j][i] = h2_bits(__floats2half2_rn(lo, hi));
-      }
   }
 
   // Tiles of this warp: first, first + 4, ... below end (tiles never cross a split or a page).
@@ -418,7 +429,12 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
     }
   };
 
-  float o[NT][4] = {}, m[2] = {neg_inf, neg_inf}, l[2] = {0.0f, 0.0f};
+  // Oᵀ[D x heads] in m-tiles of 16 head-dimension indices: o[mt][hn] rows g, g + 8 are indices
+  // (D / 8) g + 2 mt, + 1; columns 2t, 2t + 1 are heads 8 hn + 2t, + 1. m and l per lane's heads
+  // (l: the lane's tokens only; summed over g at the end).
+  float o[MT][NH][4] = {}, m[NH][2], l[NH][2];
+#pragma unroll
+  for (int hn = 0; hn < NH; ++hn) m[hn][0] = m[hn][1] = neg_inf, l[hn][0] = l[hn][1] = 0.0f;
 #pragma unroll
   for (int i = 0; i < stages - 1; ++i) issue(i);
   for (int i = 0, tile = first; tile < end; ++i, tile += decode_warps) {
@@ -446,70 +462,93 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
       vz[r] = (Scheme::has_zero ? stage[stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
     }
 
-    // Scores: s[n] for tokens 8n + 2t, + 1 (c0, c1: head g; c2, c3: head g + 8); key rows g + 8n.
-    float s[2][4], s_odd[2][4] = {};  // even and odd k-steps in two chains (half the mma latency chain)
+    // Scoresᵀ = K · qᵀ: A is the tile's keys (rows g, g + 8 are key rows g, g + 8), B the queries;
+    // s[hn]: c0, c1 token g, heads 8 hn + 2t, + 1; c2, c3 token g + 8.
+    float s[NH][4], s_odd[NH][4];  // even and odd k-steps in two chains (half the mma latency chain)
 #pragma unroll
-    for (int n = 0; n < 2; ++n) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-      uint32_t k[KW];
+    for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
-      for (int p = 0; p < key_pieces; ++p)
-        load_words<kp / 4>(k + p * kp / 4, stage + stage_layout::keys + (g + 8 * n) * key_stride + (4 * p + t) * kp);
-      typename codec::row_params p[key_pieces];
+      for (int i = 0; i < 4; ++i) s[hn][i] = s_odd[hn][i] = 0.0f;
+    {
+      uint32_t k[2][KW];
+      typename codec::row_params p[2][key_pieces];
 #pragma unroll
-      for (int piece = 0; piece < key_pieces; ++piece) {
-        const int at = min(g + 8 * n, last) * kv.groups + k_group[piece];
-        const float scale = load_scale<scale_type>(stage + stage_layout::key_scales, at);
-        const unsigned zero = (Scheme::has_zero ? stage[stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
-        p[piece] = codec::params(scale, scale, zero, zero);
+      for (int n = 0; n < 2; ++n) {
+#pragma unroll
+        for (int piece = 0; piece < key_pieces; ++piece)
+          load_words<kp / 4>(k[n] + piece * kp / 4, stage + stage_layout::keys + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
+#pragma unroll
+        for (int piece = 0; piece < key_pieces; ++piece) {
+          const int at = min(g + 8 * n, last) * kv.groups + k_group[piece];
+          const float scale = load_scale<scale_type>(stage + stage_layout::key_scales, at);
+          const unsigned zero = (Scheme::has_zero ? stage[stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+          p[n][piece] = codec::params(scale, scale, zero, zero);
+        }
       }
 #pragma unroll
       for (int j = 0; j < KS; ++j) {
-        uint32_t b0, b1;
-        codec::key_fragment(k, j, p[j / (KS / key_pieces)], b0, b1);
-        mma_16816(j % 2 ? s_odd[n] : s[n], qa[j], b0, b1);
+        uint32_t a[4];
+        codec::key_fragment(k[0], j, p[0][j / (KS / key_pieces)], a[0], a[2]);
+        codec::key_fragment(k[1], j, p[1][j / (KS / key_pieces)], a[1], a[3]);
+#pragma unroll
+        for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[hn] : s[hn], a, qb[j][hn][0], qb[j][hn][1]);
       }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) s[n][i] += s_odd[n][i];
     }
-    // Online softmax (base 2); tokens past the end masked.
-    const int tok = tile * 16 + 2 * t;
-    float tile_max[2] = {neg_inf, neg_inf};
+    // Online softmax (base 2) per head; tokens past the end masked.
+    const int tok = tile * 16 + g;
+    float tile_max[NH][2];
 #pragma unroll
-    for (int n = 0; n < 2; ++n)
+    for (int hn = 0; hn < NH; ++hn) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if (tok + 8 * n + (i & 1) >= t_end) s[n][i] = neg_inf;
-        tile_max[i >> 1] = fmaxf(tile_max[i >> 1], s[n][i]);
+        s[hn][i] += s_odd[hn][i];
+        if (tok + 8 * (i >> 1) >= t_end) s[hn][i] = neg_inf;
       }
-    float corr[2], base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      // The reference maximum moves only when the tile's exceeds it by more than 2^8 (exponentials
-      // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
-      corr[r] = 1.0f;
-      if (tile_max[r] > m[r] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
-        corr[r] = exp2f(m[r] - tile_max[r]);  // 0 while nothing was seen
-        m[r] = tile_max[r];
-      }
-      base[r] = m[r] == neg_inf ? 0.0f : m[r];
+      tile_max[hn][0] = fmaxf(s[hn][0], s[hn][2]);
+      tile_max[hn][1] = fmaxf(s[hn][1], s[hn][3]);
     }
-    uint32_t pa[4];
+    float corr[NH][2], base[NH][2];
+    bool rescale = false;
 #pragma unroll
-    for (int n = 0; n < 2; ++n)
+    for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float p0 = exp2f(s[n][2 * r] - base[r]), p1 = exp2f(s[n][2 * r + 1] - base[r]);
-        l[r] = l[r] * (n == 0 ? corr[r] : 1.0f) + p0 + p1;
-        pa[2 * n + r] = h2_bits(__floats2half2_rn(p0, p1));
+      for (int e = 0; e < 2; ++e) {
+        float& mx = tile_max[hn][e];
+#pragma unroll
+        for (int x = 4; x < 32; x *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
+        // The reference maximum moves only when the tile's exceeds it by more than 2^8 (exponentials
+        // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
+        corr[hn][e] = 1.0f;
+        if (mx > m[hn][e] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
+          corr[hn][e] = exp2f(m[hn][e] - mx);  // 0 while nothing was seen
+          m[hn][e] = mx;
+          rescale = true;
+        }
+        base[hn][e] = m[hn][e] == neg_inf ? 0.0f : m[hn][e];
       }
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+    // P (token rows, head columns) to fp16, then transposed 8 x 8 at a time into Pᵀ's B fragments
+    // (column g: head 8 hn + g; rows: tokens 2t, 2t + 1 and 2t + 8, + 9).
+    uint32_t pb[NH][2];
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) o[nt][0] *= corr[0], o[nt][1] *= corr[0], o[nt][2] *= corr[1], o[nt][3] *= corr[1];
+    for (int hn = 0; hn < NH; ++hn) {
+      float p[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) p[i] = exp2f(s[hn][i] - base[hn][i & 1]);
+      l[hn][0] = l[hn][0] * corr[hn][0] + p[0] + p[2];
+      l[hn][1] = l[hn][1] * corr[hn][1] + p[1] + p[3];
+      pb[hn][0] = transpose_8x8(h2_bits(__floats2half2_rn(p[0], p[1])));
+      pb[hn][1] = transpose_8x8(h2_bits(__floats2half2_rn(p[2], p[3])));
     }
-    // O += P · V: n-tile nt, column g is head-dimension index (D / 8) g + nt.
+    if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) o[mt][hn][i] *= corr[hn][i & 1];
+    }
+    // Oᵀ += Vᵀ · Pᵀ: A is the tile's values, rows g, g + 8 of m-tile mt the lane's head-dimension
+    // indices 2 mt, 2 mt + 1 (value_pairs' order), columns its tokens.
     const auto p01 = codec::params(vs[0], vs[1], vz[0], vz[1]);
     const auto p89 = codec::params(vs[2], vs[3], vz[2], vz[3]);
 #pragma unroll
@@ -518,7 +557,11 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
       codec::value_pairs(v[0][w], v[1][w], p01, b0);
       codec::value_pairs(v[2][w], v[3][w], p89, b1);
 #pragma unroll
-      for (int i = 0; i < per_word; ++i) mma_16816(o[w * per_word + i], pa, b0[i], b1[i]);
+      for (int c = 0; c < per_word / 2; ++c) {
+        const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
+#pragma unroll
+        for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[hn][0], pb[hn][1]);
+      }
     }
   }
   if constexpr (!bulk) cp_async_wait<0>();
@@ -532,15 +575,17 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #endif
   float* o_s = reinterpret_cast<float*>(smem);  // [warps][16][D], over the ring (after the barrier below)
 
-  // Merge the block's warps: each row's max and sum, then the rescaled O summed over warps.
+  // Merge the block's warps: each head's max and sum, then the rescaled O summed over warps.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    if (t == 0) m_s[warp][g + 8 * r] = m[r], l_s[warp][g + 8 * r] = l[r];
-  }
+  for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) l[hn][e] += __shfl_xor_sync(0xffffffffu, l[hn][e], x);
+      if (g == 0) m_s[warp][8 * hn + 2 * t + e] = m[hn][e], l_s[warp][8 * hn + 2 * t + e] = l[hn][e];
+    }
   __syncthreads();
-  if (threadIdx.x < 16) {
+  if (static_cast<int>(threadIdx.x) < group) {
     float mx = neg_inf, sum = 0.0f;
     for (int w = 0; w < decode_warps; ++w) mx = fmaxf(mx, m_s[w][threadIdx.x]);
     for (int w = 0; w < decode_warps; ++w)
@@ -549,17 +594,19 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   }
   __syncthreads();
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = g + 8 * r;
-    if (row >= group) continue;
-    const float f = m[r] == neg_inf ? 0.0f : exp2f(m[r] - row_max[row]);
-    float* dst = o_s + (warp * 16 + row) * D;
+  for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      dst[(D / 8) * (2 * t) + nt] = f * o[nt][2 * r];
-      dst[(D / 8) * (2 * t + 1) + nt] = f * o[nt][2 * r + 1];
+    for (int e = 0; e < 2; ++e) {
+      const int row = 8 * hn + 2 * t + e;
+      if (row >= group) continue;
+      const float f = m[hn][e] == neg_inf ? 0.0f : exp2f(m[hn][e] - row_max[row]);
+      float* dst = o_s + (warp * 16 + row) * D + (D / 8) * g;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        dst[2 * mt] = f * o[mt][hn][e];
+        dst[2 * mt + 1] = f * o[mt][hn][2 + e];
+      }
     }
-  }
   __syncthreads();
   for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
     const int row = idx / D, d = idx % D;
