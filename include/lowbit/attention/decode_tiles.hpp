@@ -15,8 +15,8 @@
 ///   ((max p in the tile) · max s_v / 255), so the same bound holds.
 /// - P V with elements in lanes: vpdpbusd of the weights of four tokens broadcast against each V
 ///   block (16 elements x 4 tokens), int32 per tile, scaled into the float sums (element order).
-/// int4 tiles: K nibbles split in registers (low nibbles elements 8c..8c+3, high 8c+4..8c+7);
-/// V nibbles split once per tile into an 8-bit tile that every head then reads.
+/// int4 tiles: K and V nibbles split in registers (K: low nibbles elements 8c..8c+3, high
+/// 8c+4..8c+7), the high nibbles used in place as 16 times their value.
 #pragma once
 
 #include <algorithm>
@@ -122,7 +122,6 @@ struct tile_scratch {
   aligned_buffer<float> acc;       ///< group x d: the V sums (64-byte aligned, unlike partial::acc)
   aligned_buffer<uint32_t> words;  ///< group x G x 4: a tile's u8 V weights, four tokens a word
   aligned_buffer<float> steps;     ///< group x G: what a weight's unit is worth
-  alignas(64) int8_t v[16 * 256];  ///< int4: the tile's V as bytes, in the int8 tile's order
   void reserve(std::size_t group, std::size_t groups, std::size_t d) {
     if (acc.size() < group * d) acc = aligned_buffer<float>(group * d);
     if (steps.size() < group * groups) {
@@ -146,7 +145,7 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
   using dot = simd::int8_dot<Tag>;
   constexpr bool Int4 = std::is_same<typename Element::format, int4>::value;
   const int_tile_layout& L = cache.tile_layout();
-  const std::size_t d = L.d, G = L.groups, gs = d / G, vblocks = d / 16;
+  const std::size_t d = L.d, G = L.groups, gs = d / G;
   thread_local tile_scratch scratch_local;
   tile_scratch& scratch = scratch_local;
   scratch.reserve(group, G, d);
@@ -188,16 +187,6 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       }
     }
     const int8_t* v = reinterpret_cast<const int8_t*>(tile + L.v_offset());
-    if (Int4) {  // two's-complement nibbles to signed bytes times 16 (high nibbles in place):
-      // blocks (2 b2, k) and (2 b2 + 1, k); the 16 comes off with the weights' step
-      for (std::size_t b2 = 0; 2 * b2 < vblocks; ++b2)
-        for (std::size_t k = 0; k < 4; ++k) {
-          const __m512i x = _mm512_load_si512(v + 64 * (4 * b2 + k));
-          _mm512_store_si512(scratch.v + 64 * (8 * b2 + k), _mm512_andnot_si512(nibble, _mm512_slli_epi16(x, 4)));
-          if (2 * b2 + 1 < vblocks) _mm512_store_si512(scratch.v + 64 * (8 * b2 + 4 + k), _mm512_andnot_si512(nibble, x));
-        }
-      v = scratch.v;
-    }
     // The tile's V scales per group, normalized to their largest (shared by every head).
     alignas(64) float v_norm[16 * 16], v_step[16];
     for (std::size_t g = 0; g < G; ++g) {
@@ -242,11 +231,20 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
         const __m512i w2 = _mm512_set1_epi32(static_cast<int>(wg[2])), w3 = _mm512_set1_epi32(static_cast<int>(wg[3]));
         const __m512 fs = _mm512_set1_ps(steps[j * G + g]);
         for (std::size_t b = g * gs / 16; b < (g + 1) * gs / 16; ++b) {
-          const int8_t* vb = v + 256 * b;
-          __m512i a = dot::template dot<false>(_mm512_setzero_si512(), w0, _mm512_load_si512(vb));
-          a = dot::template dot<false>(a, w1, _mm512_load_si512(vb + 64));
-          a = dot::template dot<false>(a, w2, _mm512_load_si512(vb + 128));
-          a = dot::template dot<false>(a, w3, _mm512_load_si512(vb + 192));
+          // int4: block b's nibbles of V block b / 2 as signed bytes times 16 (high nibbles in
+          // place, low ones shifted up; the 16 comes off with the step), split in registers
+          // for every head: a scratch copy of the tile's V (4 kB of stores a tile) made the
+          // tile loads wait on it in about half the processes (the stores' addresses, which
+          // ASLR moves, against the streamed tile's)
+          const int8_t* vb = v + 256 * (Int4 ? b / 2 : b);
+          const auto codes = [&](std::size_t k) {
+            const __m512i x = _mm512_load_si512(vb + 64 * k);
+            return Int4 ? _mm512_andnot_si512(nibble, b % 2 ? x : _mm512_slli_epi16(x, 4)) : x;
+          };
+          __m512i a = dot::template dot<false>(_mm512_setzero_si512(), w0, codes(0));
+          a = dot::template dot<false>(a, w1, codes(1));
+          a = dot::template dot<false>(a, w2, codes(2));
+          a = dot::template dot<false>(a, w3, codes(3));
           _mm512_store_ps(acc + 16 * b, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), fs, _mm512_load_ps(acc + 16 * b)));
         }
       }
