@@ -112,6 +112,58 @@ typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* ac
 
 #endif
 
+#if defined(LOWBIT_COMPILED_AVX512)
+/// 16 consecutive codes of a KIVI channel row, from code `first` on, decoded: 8-bit integers
+/// widened and converted (times the format's unit, as the panel decoder does), other 8-bit
+/// formats by a gather from the format's table, 4-bit ones (first even) by an in-register lookup.
+template <class Format>
+LOWBIT_ALWAYS_INLINE __m512 kivi_codes16(const uint8_t* codes, std::size_t first, const float* table) noexcept {
+  constexpr int bits = format_traits<Format>::bits;
+  static_assert(bits == 8 || bits == 4, "8- or 4-bit codes");
+  if constexpr (bits == 8) {
+    constexpr simd::decode_plan_data plan = simd::decode_plan<Format>::value;
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + first));
+    if constexpr (plan.method == simd::decode_method::int_widen) {
+      const __m512 v = _mm512_cvtepi32_ps(plan.is_signed ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes));
+      return plan.unit == 1.0f ? v : _mm512_mul_ps(v, _mm512_set1_ps(plan.unit));
+    } else {
+      return _mm512_i32gather_ps(_mm512_cvtepu8_epi32(bytes), table, 4);
+    }
+  } else {
+    const __m128i x = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + first / 2));
+    const __m128i low = _mm_set1_epi8(0x0F);
+    const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(x, low), _mm_and_si128(_mm_srli_epi16(x, 4), low));
+    return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nibbles), _mm512_loadu_ps(table));
+  }
+}
+
+/// out row i (16 floats at out + i * out_ld) = column i of the 16 x 16 block at in (rows in_ld apart).
+LOWBIT_ALWAYS_INLINE void transpose16x16(const float* in, std::size_t in_ld, float* out, std::size_t out_ld) noexcept {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * in_ld);
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // quads: each 128-bit lane a 4 x 4 block
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {  // then the 4 x 4 grid of those blocks
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    _mm512_storeu_ps(out + i * out_ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+    _mm512_storeu_ps(out + (i + 8) * out_ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
+  }
+}
+#endif
+
 /// KIVI keys of tokens [t, t + n) (consecutive rows) as floats, n x d: for a completed block, each
 /// channel's codes of these tokens decoded (the format's table, the channel's scale and zero point:
 /// the reference's float operations) into a channels x tokens buffer, then transposed; tokens of
@@ -125,6 +177,11 @@ void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::si
     const std::size_t T = cache.key_tokens(), d = cache.shape().head_dim, complete = cache.length(seq) / T * T;
     const quantized_view<Element> blocks = cache.key_blocks().matrix.view();
     const float* const table = simd::detail::decode_table<typename Element::format>();
+#if defined(LOWBIT_COMPILED_AVX512)
+    constexpr bool avx512 = Tag::level >= isa::avx512 && (Element::bits == 8 || Element::bits == 4);
+#else
+    constexpr bool avx512 = false;
+#endif
     thread_local aligned_buffer<float> column_buffer;  // channel e's tokens at columns + e * tile_tokens
     if (column_buffer.size() < d * tile_tokens) column_buffer = aligned_buffer<float>(d * tile_tokens);
     float* const columns = column_buffer.data();
@@ -132,19 +189,35 @@ void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::si
       const std::size_t u = t + done, in_block = u % T, count = std::min({n - done, T - in_block, tile_tokens});
       if (u < complete) {
         const std::size_t first = cache.row(seq, h, u) / T * d;
+        // AVX-512, 8- or 4-bit codes, a whole tile: each channel's 16 tokens are one vector.
+        const bool wide = avx512 && count == tile_tokens && (Element::bits == 8 || in_block % 2 == 0);
         for (std::size_t e = 0; e < d; ++e) {
           const std::size_t r = first + e;
           const float scale = scales::to_float(blocks.row_scales(r)[0]);
           const float zero = Element::has_zero ? table[blocks.row_zeros(r)[0]] : 0.0f;
           const uint8_t* codes = blocks.row_codes(r);
+          if (wide) {
+#if defined(LOWBIT_COMPILED_AVX512)
+            __m512 value = kivi_codes16<typename Element::format>(codes, in_block, table);
+            if (Element::has_zero) value = _mm512_sub_ps(value, _mm512_set1_ps(zero));
+            _mm512_store_ps(columns + e * tile_tokens, _mm512_mul_ps(value, _mm512_set1_ps(scale)));
+#endif
+            continue;
+          }
           for (std::size_t i = 0; i < count; ++i) {
             float value = table[get_packed_code(codes, in_block + i, Element::bits)];
             if (Element::has_zero) value = value - zero;
             columns[e * tile_tokens + i] = value * scale;
           }
         }
-        for (std::size_t i = 0; i < count; ++i)
-          for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = columns[e * tile_tokens + i];
+        if (wide) {
+#if defined(LOWBIT_COMPILED_AVX512)
+          for (std::size_t e = 0; e < d; e += 16) transpose16x16(columns + e * tile_tokens, tile_tokens, out + done * d + e, d);
+#endif
+        } else {
+          for (std::size_t i = 0; i < count; ++i)
+            for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = columns[e * tile_tokens + i];
+        }
       } else {
         for (std::size_t i = 0; i < count; ++i) std::copy_n(cache.key_residual(seq, h, u + i), d, out + (done + i) * d);
       }
