@@ -16,18 +16,20 @@
 ///    tile arrives as 4 to 6 bulk copies (keys, values, their scales and zero points) by the copy
 ///    engine, completing on the stage's mbarrier; per-lane cp.async (sm_80's path) kept the SM's
 ///    own request queue full at ~1.7 TB/s.
-///  - Scores S[G x 16] = Q · Kᵀ with mma.m16n8k16: the group's query heads are A (rows; up to 16),
-///    the tile's keys B. A lane reads its quarter of a key row as one or two 16-byte shared-memory
-///    loads and dequantizes in registers (integers by the magic number 0x6400 | code = fp16 1024 + code, FP8
-///    E4M3 by cvt on sm_89+), times the group scale in fp16; the head dimension is consumed in a
-///    permuted order that matches those loads, and q is loaded once in the same permutation (a dot
-///    product does not care about the order of its terms).
-///  - Online softmax in fp32 on the score fragments (base-2 exponentials, log2(e) folded into q);
-///    the reference maximum moves only when a tile's exceeds it by 8 (in log2 units), so the
-///    accumulator is seldom rescaled.
-///  - O[G x d] += P · V with mma: the score fragment is already P's A fragment (the FlashAttention-2
-///    register reuse); V's B fragment pairs tokens 2t, 2t + 1 at one head-dimension index, built
-///    from two rows' bytes by byte permutes; output columns are a permutation of d.
+///  - Transposed products, so that the tile, not the few query heads, fills the mma's 16 rows:
+///    scoresᵀ[16 x heads] = K · qᵀ with mma.m16n8k16, the tile's 16 keys as A and the group's query
+///    heads as B columns (8 a column tile; G <= 8 takes one mma a k-step, half of Q · Kᵀ's with 4 of
+///    16 rows used). A lane reads its quarter of key rows g and g + 8 as one or two 16-byte
+///    shared-memory loads and dequantizes in registers (integers by the magic number 0x6400 | code =
+///    fp16 1024 + code, FP8 E4M3 by cvt on sm_89+), times the group scale in fp16; the head dimension
+///    is consumed in a permuted order that matches those loads, and q is loaded once in the same
+///    permutation (a dot product does not care about the order of its terms).
+///  - Online softmax in fp32 per head on the score fragments (base-2 exponentials, log2(e) folded
+///    into q; the tile maximum over the lanes g by 3 shuffles); the reference maximum moves only
+///    when a tile's exceeds it by 8 (in log2 units), so the accumulator is seldom rescaled.
+///  - Oᵀ[d x heads] += Vᵀ · Pᵀ with mma: V's A fragment pairs tokens 2t, 2t + 1 at one head-dimension
+///    index (rows), built from two rows' bytes by byte permutes; Pᵀ's B fragment is the fp16 score
+///    fragment transposed 8 x 8 by movmatrix. Output rows are a permutation of d.
 ///  - The 4 warps merge in shared memory; with several splits, (max, sum, unnormalized O) go to the
 ///    workspace and a second kernel merges the splits by log-sum-exp and writes fp16.
 /// Numerics: q (times scale · log2 e), dequantized K and V, and P rounded to fp16; products
