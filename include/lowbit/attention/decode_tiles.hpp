@@ -193,7 +193,9 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       const __m512 vs = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
       const float m = _mm512_reduce_max_ps(vs);
       v_step[g] = m / 255.0f;
-      _mm512_store_ps(v_norm + 16 * g, m > 0.0f ? _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m)) : _mm512_setzero_ps());
+      // vs / m first: 255 / m overflows for a denormal m
+      _mm512_store_ps(v_norm + 16 * g, m > 0.0f ? _mm512_mul_ps(_mm512_div_ps(vs, _mm512_set1_ps(m)), _mm512_set1_ps(255.0f))
+                                                : _mm512_setzero_ps());
     }
     for (std::size_t j = 0; j < group; ++j) {
       // Online softmax over the tile's valid tokens; the sums stay in lanes until the chunk ends.
@@ -214,7 +216,8 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the
       // group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
       const float p_max = _mm512_reduce_max_ps(p);
-      const __m512 pr = _mm512_mul_ps(p, _mm512_set1_ps(p_max > 0.0f ? 1.0f / p_max : 0.0f));
+      // p / p_max (<= 1); 1 / p_max overflows when p_max is denormal (a tile far below the maximum)
+      const __m512 pr = p_max > 0.0f ? _mm512_div_ps(p, _mm512_set1_ps(p_max)) : _mm512_setzero_ps();
       for (std::size_t g = 0; g < G; ++g) {
         _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * (j * G + g)),
                         _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * g)))));
@@ -233,9 +236,8 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
         for (std::size_t b = g * gs / 16; b < (g + 1) * gs / 16; ++b) {
           // int4: block b's nibbles of V block b / 2 as signed bytes times 16 (high nibbles in
           // place, low ones shifted up; the 16 comes off with the step), split in registers
-          // for every head: a scratch copy of the tile's V (4 kB of stores a tile) made the
-          // tile loads wait on it in about half the processes (the stores' addresses, which
-          // ASLR moves, against the streamed tile's)
+          // for every head: with a scratch copy of the tile's V (4 kB of stores a tile) the
+          // kernel ran at half speed in more processes (address-dependent, not understood)
           const int8_t* vb = v + 256 * (Int4 ? b / 2 : b);
           const auto codes = [&](std::size_t k) {
             const __m512i x = _mm512_load_si512(vb + 64 * k);
