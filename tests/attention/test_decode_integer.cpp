@@ -86,7 +86,7 @@ void reference(const std::vector<float>& q, const kv_cache<Element>& cache, std:
 const decode_options integer_options(std::size_t chunk) { return decode_options{0.0f, chunk, true, true}; }
 
 template <class Element>
-void check_integer(const std::vector<int_case>& cases) {
+void check_integer(const std::vector<int_case>& cases, const std::vector<float>& spreads = {1.0f, 6.0f}) {
   for (bool tiles : {false, true}) {
   uint32_t seed = 2100;
   for (const int_case& c : cases) {
@@ -102,7 +102,7 @@ void check_integer(const std::vector<int_case>& cases) {
       }
     }
     // Spread queries (flat attention) and sharp ones (a few tokens take most of the weight).
-    for (float spread : {1.0f, 6.0f}) {
+    for (float spread : spreads) {
       const std::vector<float> q = random_matrix(c.lengths.size() * c.q_heads, c.head_dim, ++seed, spread);
       std::vector<double> ref, bound;
       reference(quantized_queries(q, c.head_dim), cache, c.q_heads, ref, bound);
@@ -136,6 +136,13 @@ TEST(decode_integer, int4_kv_within_the_stated_bound_on_every_path) {
                                                              {256, 1, 2, {33}, 32},
                                                              {96, 2, 6, {45, 3}, 32}});
   check_integer<lowbit::scheme<lowbit::int4, float>>({{128, 1, 4, {77}, 0}, {96, 1, 2, {20}, 0}});
+}
+
+// Scores hundreds apart: tiles whose probabilities underflow (denormal or 0) next to the running
+// maximum still give results within the bound (no inf or NaN from their weights' step).
+TEST(decode_integer, tiles_far_below_the_maximum) {
+  check_integer<lowbit::scheme<lowbit::int8, float>>({{64, 1, 2, {70}, 0}}, {300.0f});
+  check_integer<lowbit::scheme<lowbit::int4, lowbit::fp16>>({{64, 1, 2, {70}, 32}}, {300.0f});
 }
 
 // Paged: the same tiles as the contiguous cache when chunks are multiples of 16 (bit-identical),
