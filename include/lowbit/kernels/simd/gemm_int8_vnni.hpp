@@ -129,6 +129,41 @@ inline void pack_rows(const int8_activations& a, int32_t z, std::size_t b_begin,
   }
 }
 
+/// The pieces of steps [s0, s1) (runs inside one group; group_size counts x columns, 4 a step)
+/// with their scales and zero points, for panels [p0, p0 + count).
+template <class Scheme>
+void tile_pieces(const panel_matrix<Scheme>& w, std::size_t group_size, std::size_t p0, std::size_t count,
+                 std::size_t s0, std::size_t s1, tile& t) noexcept {
+  constexpr lowbit::detail::integer_code_map map = integer_codes<typename Scheme::format>::value;
+  // A whole-row group may leave a last padded step past it.
+  const std::size_t groups = w.shape().groups_per_row();
+  const auto group_of = [&](std::size_t s) { return std::min(groups - 1, 4 * s / group_size); };
+  t.pieces = 0;
+  for (std::size_t s = s0; s < s1;) {
+    const std::size_t g = group_of(s);
+    const std::size_t e = g + 1 == groups ? s1 : std::min(s1, (g + 1) * group_size / 4);
+    for (std::size_t p = 0; p < panels; ++p) {
+      __m512 sc = _mm512_setzero_ps();
+      __m512i z = _mm512_set1_epi32(map.offset);
+      if (p < count) {
+        typename ops<arch::avx512_vnni_tag>::f32 f[1];
+        load_panel_scales<arch::avx512_vnni_tag>(w.scales(p0 + p, g), f);
+        sc = _mm512_mul_ps(f[0], _mm512_set1_ps(map.unit));
+        if constexpr (Scheme::has_zero) {
+          alignas(64) int32_t zz[16];
+          for (int r = 0; r < 16; ++r) zz[r] = map.u8[w.zeros(p0 + p, g)[r]];
+          z = _mm512_load_si512(zz);
+        }
+      }
+      _mm512_store_ps(t.scales.data() + t.pieces * 64 + p * 16, sc);
+      _mm512_store_si512(t.zeros.data() + t.pieces * 64 + p * 16, z);
+    }
+    t.piece_steps[t.pieces] = e - s;
+    t.piece_end[t.pieces++] = e;
+    s = e;
+  }
+}
+
 /// Decodes steps [s0, s1) of panels [p0, p0 + count) (count <= 4; panels past count: zeros).
 template <class Scheme>
 void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t count, std::size_t s0, std::size_t s1,
@@ -161,33 +196,53 @@ void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t coun
         _mm512_store_si512(dst + (s - s0) * step_bytes, _mm512_xor_si512(_mm512_load_si512(w.chunk(p0 + p, s)), flip));
     }
   }
-  // Pieces: where the group changes. A whole-row group may leave a last padded step past it.
-  const std::size_t group_size = w.shape().group_size, groups = w.shape().groups_per_row();
-  const auto group_of = [&](std::size_t s) { return std::min(groups - 1, 4 * s / group_size); };
-  t.pieces = 0;
-  for (std::size_t s = s0; s < s1;) {
-    const std::size_t g = group_of(s);
-    const std::size_t e = g + 1 == groups ? s1 : std::min(s1, (g + 1) * group_size / 4);
-    for (std::size_t p = 0; p < panels; ++p) {
-      __m512 sc = _mm512_setzero_ps();
-      __m512i z = _mm512_set1_epi32(map.offset);
-      if (p < count) {
-        typename ops<arch::avx512_vnni_tag>::f32 f[1];
-        load_panel_scales<arch::avx512_vnni_tag>(w.scales(p0 + p, g), f);
-        sc = _mm512_mul_ps(f[0], _mm512_set1_ps(map.unit));
-        if constexpr (Scheme::has_zero) {
-          alignas(64) int32_t zz[16];
-          for (int r = 0; r < 16; ++r) zz[r] = map.u8[w.zeros(p0 + p, g)[r]];
-          z = _mm512_load_si512(zz);
-        }
+  tile_pieces(w, w.shape().group_size, p0, count, s0, s1, t);
+}
+
+/// 2:4 int8 kept values (sparse24_columns), densified: dense step s is group s, whose two kept
+/// bytes of each row go to their positions in the row's 4 bytes and value 0 (u8: the offset,
+/// which is the flip) to the other two, one vpshufb a panel and step. The kernel then runs the
+/// dense steps: as many products as the dense matrix, but no gather in the inner loop.
+template <class Scheme>
+void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns& columns, std::size_t p0,
+                          std::size_t count, std::size_t s0, std::size_t s1, tile& t) noexcept {
+  constexpr lowbit::detail::integer_code_map map = integer_codes<typename Scheme::format>::value;
+  static_assert(Scheme::bits == 8 && !Scheme::has_zero && map.offset == map.flip, "8-bit codes whose zero is the flip");
+  // Control dwords per position nibble (first kept position | second << 2) and kept pair h
+  // (0: kept bytes 0-1 of the lane, 1: bytes 2-3); 0x80: a zero byte. Plus the byte offset of
+  // each dword inside its 128-bit lane.
+  alignas(64) uint32_t control[2][16];
+  for (unsigned h = 0; h < 2; ++h)
+    for (unsigned nib = 0; nib < 16; ++nib) {
+      uint32_t c = 0x80808080u;
+      const unsigned a = nib & 3u, b = nib >> 2;
+      if (a < b) {
+        c &= ~(0xFFu << (8 * a)) & ~(0xFFu << (8 * b));
+        c |= (2 * h) << (8 * a) | (2 * h + 1) << (8 * b);
       }
-      _mm512_store_ps(t.scales.data() + t.pieces * 64 + p * 16, sc);
-      _mm512_store_si512(t.zeros.data() + t.pieces * 64 + p * 16, z);
+      control[h][nib] = c;
     }
-    t.piece_steps[t.pieces] = e - s;
-    t.piece_end[t.pieces++] = e;
-    s = e;
+  const __m512i table0 = _mm512_load_si512(control[0]), table1 = _mm512_load_si512(control[1]);
+  const __m512i lane_base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip)), nibble = _mm512_set1_epi32(0xF);
+  t.step_begin = s0;
+  t.step_end = s1;
+  for (std::size_t p = 0; p < panels; ++p) {
+    uint8_t* dst = t.bytes.data() + p * 64;
+    for (std::size_t s = s0; s < s1; ++s) {
+      __m512i out = flip;  // all zeros (u8)
+      if (p < count) {
+        const std::size_t c = s / 2, h = s % 2;
+        const __m512i kept = _mm512_load_si512(w.chunk(p0 + p, c));
+        const __m512i pos = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(columns.at(p0 + p, c))));
+        const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(pos, static_cast<unsigned>(4 * h)), nibble);
+        const __m512i ctrl = _mm512_add_epi8(_mm512_permutexvar_epi32(nib, h ? table1 : table0), lane_base);
+        out = _mm512_xor_si512(_mm512_shuffle_epi8(kept, ctrl), flip);
+      }
+      _mm512_store_si512(dst + (s - s0) * step_bytes, out);
+    }
   }
+  tile_pieces(w, 2 * w.shape().group_size, p0, count, s0, s1, t);  // 2 kept values a step
 }
 
 // The two variants differ only in where the accumulators start: zero points times the rows'
@@ -432,11 +487,12 @@ constexpr int32_t start_multiplier() noexcept {
 }  // namespace vnni
 
 /// Panels [p_begin, p_end) for all rows of a (x: a packed by pack_rows): y = x · Wᵀ + bias.
-template <class Scheme>
+template <class Scheme, class Columns = dense_columns>
 void gemm_int8_vnni(const panel_matrix<Scheme>& w, const int8_activations& a, const vnni::packed_x& x,
-                    std::size_t p_begin, std::size_t p_end, const gemm_output& out) {
+                    std::size_t p_begin, std::size_t p_end, const gemm_output& out, const Columns& columns = {}) {
   using namespace vnni;
-  const std::size_t m = a.rows(), steps_total = x.steps, group_size = w.shape().group_size;
+  const std::size_t m = a.rows(), steps_total = x.steps;
+  const std::size_t group_size = Columns::sparse ? 2 * w.shape().group_size : w.shape().group_size;  // x columns
   const std::size_t block_steps = std::min(steps, steps_total);
   const std::size_t max_pieces = std::min(block_steps, (4 * block_steps + group_size - 1) / group_size + 1);
   tile t(block_steps, max_pieces);
@@ -449,7 +505,11 @@ void gemm_int8_vnni(const panel_matrix<Scheme>& w, const int8_activations& a, co
       mask[p] = static_cast<__mmask16>((1u << valid) - 1u);
     }
     for (std::size_t s0 = 0; s0 < steps_total; s0 += steps) {
-      decode_tile(w, p0, count, s0, std::min(steps_total, s0 + steps), t);
+      if constexpr (Columns::sparse) {
+        decode_tile_sparse24(w, columns, p0, count, s0, std::min(steps_total, s0 + steps), t);
+      } else {
+        decode_tile(w, p0, count, s0, std::min(steps_total, s0 + steps), t);
+      }
       for (std::size_t i0 = 0; i0 < m; i0 += mr) {
         float* y[mr];
         for (std::size_t i = 0; i < mr; ++i) y[i] = out.y + std::min(i0 + i, m - 1) * out.ld + p0 * 16;
