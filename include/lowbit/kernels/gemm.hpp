@@ -192,10 +192,8 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
 #if defined(LOWBIT_HAVE_VNNI_TILE_KERNEL)
     // Many rows on VNNI: x packed once, weights decoded once per tile, a 6 x 64 register block
     // (simd/gemm_int8_vnni.hpp).
-    // 2:4 int8 kept values too, densified step by step (simd::vnni::decode_tile_sparse24).
-    constexpr bool densified = Columns::sparse && Scheme::bits == 8 && !Scheme::has_zero &&
-                               integer_codes<typename Scheme::format>::value.offset ==
-                                   integer_codes<typename Scheme::format>::value.flip;
+    // 2:4 kept values without zero points too, densified step by step (decode_tile_sparse24).
+    constexpr bool densified = Columns::sparse && !Scheme::has_zero;
     if constexpr (Tag::level == isa::avx512_vnni && (std::is_same<Columns, dense_columns>::value || densified)) {
       if (m >= simd::vnni::min_rows) {
         // x packed once per call (reused: no allocation once large enough). Steps and groups in

@@ -199,45 +199,59 @@ void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t coun
   tile_pieces(w, w.shape().group_size, p0, count, s0, s1, t);
 }
 
-/// 2:4 int8 kept values (sparse24_columns), densified: dense step s is group s, whose two kept
-/// bytes of each row go to their positions in the row's 4 bytes and value 0 (u8: the offset,
-/// which is the flip) to the other two, one vpshufb a panel and step. The kernel then runs the
-/// dense steps: as many products as the dense matrix, but no gather in the inner loop.
+/// 2:4 kept values without zero points (sparse24_columns), densified: dense step s is group s,
+/// whose two kept values of each row go, as the u8 bytes vpdpbusd reads, to their positions in
+/// the row's 4 bytes, and the u8 of value 0 (the format's offset) to the other two: one vpshufb
+/// and one masked move a panel and step. 8-bit chunks hold 2 groups a lane, 4-bit chunks 4 (low
+/// nibbles: the first two). The kernel then runs the dense steps: as many products as the dense
+/// matrix, but no gather in the inner loop.
 template <class Scheme>
 void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns& columns, std::size_t p0,
                           std::size_t count, std::size_t s0, std::size_t s1, tile& t) noexcept {
-  constexpr lowbit::detail::integer_code_map map = integer_codes<typename Scheme::format>::value;
-  static_assert(Scheme::bits == 8 && !Scheme::has_zero && map.offset == map.flip, "8-bit codes whose zero is the flip");
-  // Control dwords per position nibble (first kept position | second << 2) and kept pair h
-  // (0: kept bytes 0-1 of the lane, 1: bytes 2-3); 0x80: a zero byte. Plus the byte offset of
+  using format = typename Scheme::format;
+  constexpr lowbit::detail::integer_code_map map = integer_codes<format>::value;
+  static_assert(!Scheme::has_zero, "zero points would make each row's value 0 a different byte");
+  constexpr std::size_t groups_per_chunk = Scheme::bits == 4 ? 4 : 2;
+  // Control dwords per position nibble (first kept position | second << 2) and kept pair h of the
+  // source bytes (0: bytes 0-1 of the lane, 1: bytes 2-3); 0x80: value 0. Plus the byte offset of
   // each dword inside its 128-bit lane.
   alignas(64) uint32_t control[2][16];
   for (unsigned h = 0; h < 2; ++h)
     for (unsigned nib = 0; nib < 16; ++nib) {
       uint32_t c = 0x80808080u;
-      const unsigned a = nib & 3u, b = nib >> 2;
-      if (a < b) {
-        c &= ~(0xFFu << (8 * a)) & ~(0xFFu << (8 * b));
-        c |= (2 * h) << (8 * a) | (2 * h + 1) << (8 * b);
+      const unsigned first = nib & 3u, second = nib >> 2;
+      if (first < second) {
+        c &= ~(0xFFu << (8 * first)) & ~(0xFFu << (8 * second));
+        c |= (2 * h) << (8 * first) | (2 * h + 1) << (8 * second);
       }
       control[h][nib] = c;
     }
   const __m512i table0 = _mm512_load_si512(control[0]), table1 = _mm512_load_si512(control[1]);
   const __m512i lane_base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip)), nibble = _mm512_set1_epi32(0xF);
+  const __m512i zero_u8 = _mm512_set1_epi8(static_cast<char>(map.offset)), nibble_mask = _mm512_set1_epi32(0xF);
+  const __m512i lut = _mm512_loadu_si512(map.shuffle.data()), low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip));
   t.step_begin = s0;
   t.step_end = s1;
   for (std::size_t p = 0; p < panels; ++p) {
     uint8_t* dst = t.bytes.data() + p * 64;
     for (std::size_t s = s0; s < s1; ++s) {
-      __m512i out = flip;  // all zeros (u8)
+      __m512i out = zero_u8;
       if (p < count) {
-        const std::size_t c = s / 2, h = s % 2;
-        const __m512i kept = _mm512_load_si512(w.chunk(p0 + p, c));
-        const __m512i pos = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(columns.at(p0 + p, c))));
-        const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(pos, static_cast<unsigned>(4 * h)), nibble);
-        const __m512i ctrl = _mm512_add_epi8(_mm512_permutexvar_epi32(nib, h ? table1 : table0), lane_base);
-        out = _mm512_xor_si512(_mm512_shuffle_epi8(kept, ctrl), flip);
+        const std::size_t c = s / groups_per_chunk, q = s % groups_per_chunk;
+        const __m512i lanes = _mm512_load_si512(w.chunk(p0 + p, c));
+        __m512i source, position;  // the lanes' u8 bytes holding group q; its position bits
+        if constexpr (Scheme::bits == 4) {
+          source = q < 2 ? _mm512_and_si512(lanes, low_nibbles) : _mm512_and_si512(_mm512_srli_epi16(lanes, 4), low_nibbles);
+          if constexpr (!map.identity) source = _mm512_shuffle_epi8(lut, source);
+          position = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(p0 + p, c))));
+        } else {
+          source = _mm512_xor_si512(lanes, flip);
+          position = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(columns.at(p0 + p, c))));
+        }
+        const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(position, static_cast<unsigned>(4 * q)), nibble_mask);
+        const __m512i ctrl = _mm512_add_epi8(_mm512_permutexvar_epi32(nib, q % 2 ? table1 : table0), lane_base);
+        out = _mm512_mask_mov_epi8(_mm512_shuffle_epi8(source, ctrl), _mm512_movepi8_mask(ctrl), zero_u8);
       }
       _mm512_store_si512(dst + (s - s0) * step_bytes, out);
     }
