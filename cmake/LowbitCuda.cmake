@@ -13,45 +13,28 @@ endif()
 # lowbit's formats share constexpr scalar code with the host (std::numeric_limits in __host__ __device__).
 set(LOWBIT_CUDA_FLAGS --expt-relaxed-constexpr -Xcompiler=-Wall,-Wextra)
 
-add_executable(lowbit_test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda.cu)
-target_link_libraries(lowbit_test_cuda PRIVATE lowbit::lowbit)
-target_compile_features(lowbit_test_cuda PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_test_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
-if(LOWBIT_BUILD_TESTS)
-  add_test(NAME cuda_gemm COMMAND lowbit_test_cuda)
-endif()
+# One CUDA executable of lowbit's: its sources, extra libraries, and (with tests on) a ctest name.
+function(lowbit_cuda_executable name)
+  cmake_parse_arguments(arg "" "TEST" "SOURCES;LIBRARIES" ${ARGN})
+  add_executable(${name} ${arg_SOURCES})
+  target_link_libraries(${name} PRIVATE lowbit::lowbit ${arg_LIBRARIES})
+  target_compile_features(${name} PRIVATE cxx_std_17 cuda_std_17)
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+  if(arg_TEST AND LOWBIT_BUILD_TESTS)
+    add_test(NAME ${arg_TEST} COMMAND ${name})
+  endif()
+endfunction()
 
-add_executable(lowbit_bench_cuda ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda.cu)
-target_link_libraries(lowbit_bench_cuda PRIVATE lowbit::lowbit CUDA::cublas)
-target_compile_features(lowbit_bench_cuda PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_bench_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
-
+set(cuda_dir ${CMAKE_CURRENT_SOURCE_DIR})
+lowbit_cuda_executable(lowbit_test_cuda SOURCES ${cuda_dir}/tests/cuda/test_cuda.cu TEST cuda_gemm)
+lowbit_cuda_executable(lowbit_bench_cuda SOURCES ${cuda_dir}/bench/cuda/bench_cuda.cu LIBRARIES CUDA::cublas)
 # Decode attention over a low-bit KV cache: the test checks it against the CPU decode, which the
 # host compiler builds (decode_reference.cpp: nvcc never parses the SIMD kernels).
-add_executable(lowbit_test_cuda_decode ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda_decode.cu
-                                       ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/decode_reference.cpp)
-target_link_libraries(lowbit_test_cuda_decode PRIVATE lowbit::lowbit)
-target_compile_features(lowbit_test_cuda_decode PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_test_cuda_decode PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
-if(LOWBIT_BUILD_TESTS)
-  add_test(NAME cuda_decode COMMAND lowbit_test_cuda_decode)
-endif()
-
-add_executable(lowbit_bench_cuda_decode ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda_decode.cu)
-target_link_libraries(lowbit_bench_cuda_decode PRIVATE lowbit::lowbit)
-target_compile_features(lowbit_bench_cuda_decode PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_bench_cuda_decode PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
-
+lowbit_cuda_executable(lowbit_test_cuda_decode
+                       SOURCES ${cuda_dir}/tests/cuda/test_cuda_decode.cu ${cuda_dir}/tests/cuda/decode_reference.cpp
+                       TEST cuda_decode)
+lowbit_cuda_executable(lowbit_bench_cuda_decode SOURCES ${cuda_dir}/bench/cuda/bench_cuda_decode.cu)
 # 2:4 sparse + int4 GEMM on the sparse tensor cores (mma.sp): its test and benchmark.
-add_executable(lowbit_test_cuda_sparse24 ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda/test_cuda_sparse24.cu)
-target_link_libraries(lowbit_test_cuda_sparse24 PRIVATE lowbit::lowbit)
-target_compile_features(lowbit_test_cuda_sparse24 PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_test_cuda_sparse24 PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
-if(LOWBIT_BUILD_TESTS)
-  add_test(NAME cuda_sparse24 COMMAND lowbit_test_cuda_sparse24)
-endif()
-
-add_executable(lowbit_bench_cuda_sparse24 ${CMAKE_CURRENT_SOURCE_DIR}/bench/cuda/bench_cuda_sparse24.cu)
-target_link_libraries(lowbit_bench_cuda_sparse24 PRIVATE lowbit::lowbit CUDA::cublas)
-target_compile_features(lowbit_bench_cuda_sparse24 PRIVATE cxx_std_17 cuda_std_17)
-target_compile_options(lowbit_bench_cuda_sparse24 PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${LOWBIT_CUDA_FLAGS}>)
+lowbit_cuda_executable(lowbit_test_cuda_sparse24 SOURCES ${cuda_dir}/tests/cuda/test_cuda_sparse24.cu TEST cuda_sparse24)
+lowbit_cuda_executable(lowbit_bench_cuda_sparse24 SOURCES ${cuda_dir}/bench/cuda/bench_cuda_sparse24.cu
+                       LIBRARIES CUDA::cublas)

@@ -21,12 +21,6 @@
 
 namespace {
 
-#define CUBLAS_CHECK(call)                                                                       \
-  do {                                                                                           \
-    const cublasStatus_t s_ = (call);                                                            \
-    if (s_ != CUBLAS_STATUS_SUCCESS) { std::fprintf(stderr, "%s failed: %d\n", #call, int(s_)); std::exit(1); } \
-  } while (0)
-
 int iterations = 200, repeats = 7;
 
 template <class F>

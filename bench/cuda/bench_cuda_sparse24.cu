@@ -17,12 +17,6 @@
 
 namespace {
 
-#define CUBLAS_CHECK(call)                                                                       \
-  do {                                                                                           \
-    const cublasStatus_t s_ = (call);                                                            \
-    if (s_ != CUBLAS_STATUS_SUCCESS) { std::fprintf(stderr, "%s failed: %d\n", #call, int(s_)); std::exit(1); } \
-  } while (0)
-
 int iterations = 200, repeats = 7;
 struct half_row { std::size_t n, k, m; double us, cublas, bytes; };
 std::vector<half_row> half_rows;

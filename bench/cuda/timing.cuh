@@ -1,10 +1,22 @@
-// CUDA-event timing shared by the GPU benchmarks (bench_cuda*.cu).
+// What the GPU benchmarks (bench_cuda*.cu) share: CUDA-event timing and the cuBLAS call check.
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
+
+// cuBLAS calls of the peers: a failure ends the benchmark with the call and its status.
+#define CUBLAS_CHECK(call)                                                                         \
+  do {                                                                                             \
+    const cublasStatus_t s_ = (call);                                                              \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+      std::fprintf(stderr, "%s failed: %d\n", #call, int(s_));                                     \
+      std::exit(1);                                                                                \
+    }                                                                                              \
+  } while (0)
 
 namespace bench_cuda {
 

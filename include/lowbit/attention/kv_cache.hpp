@@ -171,7 +171,7 @@ class kv_cache {
                  "kv_cache: " << count << " pages cannot hold sequence " << seq << "'s " << lengths_[seq] << " tokens");
     tables_[seq].assign(pages, pages + count);
   }
-  /// Per-token keys (not used when key_tokens() > 0: see key() and keys_to_float()).
+  /// Per-token keys (not used when key_tokens() > 0: see key(), key_blocks(), key_residual()).
   const kv_rows<Element>& keys() const noexcept { return keys_; }
   /// KIVI: tokens per key block (0: keys quantized per token like values).
   std::size_t key_tokens() const noexcept { return key_tokens_; }
@@ -190,12 +190,6 @@ class kv_cache {
   const float* key_residual(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
     const std::size_t T = key_tokens_;
     return residual_.data() + ((seq * shape_.kv_heads + h) * T + t % T) * shape_.head_dim;
-  }
-  /// KIVI: keys of tokens [t, t + n) of head h of sequence seq as floats, n x head_dim.
-  void keys_to_float(std::size_t seq, std::size_t h, std::size_t t, std::size_t n, float* out) const noexcept {
-    const std::size_t d = shape_.head_dim;
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t e = 0; e < d; ++e) out[i * d + e] = key(seq, h, t + i, e);
   }
   const kv_rows<Element>& values() const noexcept { return values_; }
   /// Bytes of K and V for one token of one head (codes, scales, zero points).

@@ -187,6 +187,21 @@ constexpr int fit_stages() {
   else return fit_stages<Bits, Kind, Tiles, Want - 1, Warps, XRows>();
 }
 
+/// A scale group's end for tile column tl: its partial sums (fragments 0-1: rows g, 2-3: rows g + 8
+/// of the mma tile) times the rows' scales into acc, and the partial sums cleared for the next group.
+template <int MTiles, int Tiles>
+__device__ __forceinline__ void flush_group(float (&acc)[MTiles][Tiles][4], float (&part)[MTiles][Tiles][4], int tl,
+                                            float s_g, float s_g8) {
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt) {
+    acc[mt][tl][0] += s_g * part[mt][tl][0];
+    acc[mt][tl][1] += s_g * part[mt][tl][1];
+    acc[mt][tl][2] += s_g8 * part[mt][tl][2];
+    acc[mt][tl][3] += s_g8 * part[mt][tl][3];
+    part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
+  }
+}
+
 /// The end of a split-K kernel: each warp's partial sums acc[mt][tl][i] (fragment i of mma
 /// tile (mt, tl), as mma.sync / mma.sp leave it) are summed over the Warps warps through shared
 /// memory ([value][warp][lane]: conflict-free), and store(row, col, sum) gets each output of the
@@ -384,14 +399,7 @@ __global__ void __launch_bounds__(Warps * 32)
           if (j % 2 == 1) {  // end of an MX block: its E8M0 byte e gives 2^(e - 127) x 2^14 = 2^(e - 113)
             const float s_g = __uint_as_float((((sc_g >> (4 * j - 4)) & 0xffu) + 14u) << 23);
             const float s_g8 = __uint_as_float((((sc_g8 >> (4 * j - 4)) & 0xffu) + 14u) << 23);
-#pragma unroll
-            for (int mt = 0; mt < MTiles; ++mt) {
-              acc[mt][tl][0] += s_g * part[mt][tl][0];
-              acc[mt][tl][1] += s_g * part[mt][tl][1];
-              acc[mt][tl][2] += s_g8 * part[mt][tl][2];
-              acc[mt][tl][3] += s_g8 * part[mt][tl][3];
-              part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
-            }
+            flush_group(acc, part, tl, s_g, s_g8);
           }
         }
       }
@@ -400,14 +408,7 @@ __global__ void __launch_bounds__(Warps * 32)
         constexpr float unit = Kind == dequant_kind::e2m1 ? 16384.0f : Kind == dequant_kind::e4m3 ? 256.0f : 1.0f;
         const float s_g = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g));
         const float s_g8 = unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
-#pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) {
-          acc[mt][tl][0] += s_g * part[mt][tl][0];
-          acc[mt][tl][1] += s_g * part[mt][tl][1];
-          acc[mt][tl][2] += s_g8 * part[mt][tl][2];
-          acc[mt][tl][3] += s_g8 * part[mt][tl][3];
-          part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
-        }
+        flush_group(acc, part, tl, s_g, s_g8);
       }
     }
   };

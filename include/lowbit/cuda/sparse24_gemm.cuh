@@ -325,14 +325,7 @@ __global__ void __launch_bounds__(Warps * 32)
       if (Vecs == 1 && flush) {
         const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
         const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
-#pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) {
-          acc[mt][tl][0] += s_g * part[mt][tl][0];
-          acc[mt][tl][1] += s_g * part[mt][tl][1];
-          acc[mt][tl][2] += s_g8 * part[mt][tl][2];
-          acc[mt][tl][3] += s_g8 * part[mt][tl][3];
-          part[mt][tl][0] = part[mt][tl][1] = part[mt][tl][2] = part[mt][tl][3] = 0.0f;
-        }
+        flush_group(acc, part, tl, s_g, s_g8);
       }
     }
   }
