@@ -1,15 +1,19 @@
-// Times lowbit::cuda::gemm_sparse24 (2:4 + int4 on mma.sp) against cuBLAS fp16 dense
-// (cublasGemmEx, fp32 compute) and lowbit's dense int4 kernel (cuda::gemm, g128) on the same
-// shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16; and 2:4
-// with fp16 kept values against the same cuBLAS figures.
+// Times lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against cuBLAS dense (cublasGemmEx, fp32
+// compute) with the same activations (fp16 or bf16) and lowbit's dense kernel of the same format
+// (cuda::gemm, g128) on the same shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and
+// 4096 x 14336, M = 1, 4, 16. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
+// every block shape for fp16 activations), fp16 and bf16 plain values; fp16 and bf16 activations.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming. Usage: bench_cuda_sparse24 [--quick]
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
@@ -17,31 +21,73 @@
 
 namespace {
 
+namespace lb = lowbit;
+using sym4 = lb::scheme<lb::int4, lb::fp16>;
+using sym8 = lb::scheme<lb::int8, lb::fp16>;
 int iterations = 200, repeats = 7;
-struct half_row { std::size_t n, k, m; double us, cublas, bytes; };
-std::vector<half_row> half_rows;
+struct row { std::string format, act; std::size_t n, k, m; double us, dense, cublas, bytes; };
+std::vector<row> rows;
 
 template <class F>
 double time_us(F&& launch) {  // with this benchmark's iterations and repeats (bench/cuda/timing.cuh)
   return bench_cuda::time_us(launch, iterations, repeats, 20);
 }
 
-__half* device_random_half(std::size_t count, std::mt19937& rng, float scale) {
-  std::vector<__half> h(count);
+template <class T>
+T* device_random(std::size_t count, std::mt19937& rng, float scale) {
+  std::vector<T> h(count);
   std::normal_distribution<float> normal(0.0f, scale);
-  for (auto& v : h) v = __float2half(normal(rng));
-  __half* d = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMalloc(&d, count * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(d, h.data(), count * sizeof(__half), cudaMemcpyHostToDevice));
+  for (auto& v : h) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) v = __float2bfloat16(normal(rng));
+    else v = __float2half(normal(rng));
+  }
+  T* d = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&d, count * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, h.data(), count * sizeof(T), cudaMemcpyHostToDevice));
   return d;
 }
 
-void* device_copy(const void* src, std::size_t bytes, std::vector<void*>& owned) {
+template <class P>
+const P* device_copy(const P* src, std::size_t bytes, std::vector<void*>& owned) {
   void* p = nullptr;
   LOWBIT_CUDA_CHECK(cudaMalloc(&p, bytes));
   LOWBIT_CUDA_CHECK(cudaMemcpy(p, src, bytes, cudaMemcpyDeviceToDevice));
   owned.push_back(p);
-  return p;
+  return static_cast<const P*>(p);
+}
+
+// Copies of packed weights totalling > 200 MB, the first the original.
+template <class S>
+std::vector<lb::cuda::packed_sparse24_view<S>> rotation(const lb::cuda::packed_sparse24_view<S>& v, std::vector<void*>& owned) {
+  const std::size_t tiles = v.tiles(), code_b = tiles * v.chunks * v.vecs * 512, meta_b = tiles * v.chunks * 256,
+                    scale_b = tiles * v.groups * 64;
+  std::vector<lb::cuda::packed_sparse24_view<S>> out((200u << 20) / v.bytes() + 2, v);
+  for (std::size_t c = 1; c < out.size(); ++c) {
+    out[c].codes = device_copy(v.codes, code_b, owned);
+    out[c].metadata = device_copy(v.metadata, meta_b, owned);
+    if (scale_b) out[c].scales = device_copy(v.scales, scale_b, owned);
+  }
+  return out;
+}
+template <class S>
+std::vector<lb::cuda::packed_view<S>> rotation(const lb::cuda::packed_view<S>& v, std::vector<void*>& owned) {
+  std::vector<lb::cuda::packed_view<S>> out((200u << 20) / v.bytes() + 2, v);
+  for (std::size_t c = 1; c < out.size(); ++c) {
+    out[c].codes = device_copy(v.codes, v.code_bytes(), owned);
+    out[c].scales = device_copy(v.scales, v.scale_bytes(), owned);
+  }
+  return out;
+}
+
+// A quantized matrix with random codes and scales (the kernels' speed does not depend on them).
+template <class S>
+lb::quantized_matrix<S> random_quantized(std::size_t n, std::size_t k, std::size_t group, std::mt19937& rng) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
+  lb::quantized_matrix<S> q(n, k, group);
+  for (std::size_t i = 0; i < n * q.row_bytes(); ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
+  for (std::size_t i = 0; i < n * q.groups_per_row(); ++i) q.scales()[i] = lb::fp16(scale(rng));
+  return q;
 }
 
 }  // namespace
@@ -51,100 +97,115 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  namespace lb = lowbit;
-  using sym4 = lb::scheme<lb::int4, lb::fp16>;
+  using bf = __nv_bfloat16;
   struct shape { std::size_t n, k; };
   const shape shapes[] = {{8192, 8192}, {4096, 14336}};
   const std::size_t ms[] = {1, 4, 16};
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
-  std::printf("\n| N x K | M | 2:4+int4 µs (default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps) | weight GB/s | dense int4 µs | cuBLAS fp16 µs | vs cuBLAS | vs dense int4 |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("\n| kept values | N x K | M | 2:4 µs, fp16 (default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps) | weight GB/s | dense lowbit µs | cuBLAS fp16 µs | vs cuBLAS | vs dense |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
-    __half* w = device_random_half(s.n * s.k, rng, 0.02f);
-    __half* x = device_random_half(16 * s.k, rng, 1.0f);
+    __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
+    bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
+    __half* x = device_random<__half>(16 * s.k, rng, 1.0f);
+    bf* xb = device_random<bf>(16 * s.k, rng, 1.0f);
     __half* y = nullptr;
+    bf* yb = nullptr;
     LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
-    // 2:4 with random codes, scales and positions (g64 kept values = 128 dense columns).
+    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, 16 * s.n * sizeof(bf)));
+    // Random positions, shared by every 2:4 matrix.
     const std::size_t kept = s.k / 2;
-    lb::quantized_matrix<sym4> q(s.n, kept, 64);
-    for (std::size_t i = 0; i < s.n * q.row_bytes(); ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
-    for (std::size_t i = 0; i < s.n * q.groups_per_row(); ++i) q.scales()[i] = lb::fp16(scale(rng));
     static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};  // (a, b), a < b
     std::vector<uint8_t> nibbles(s.n * s.k / 8);
     for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
-    const lb::sparse24_matrix<sym4> sw(q.view(), nibbles.data(), s.k);
-    const auto sp = lb::cuda::pack_sparse24(sw);
-    // Dense int4 g128, random codes.
-    lb::quantized_matrix<sym4> dq(s.n, s.k, 128);
-    for (std::size_t i = 0; i < s.n * dq.row_bytes(); ++i) dq.codes()[i] = static_cast<uint8_t>(byte(rng));
-    for (std::size_t i = 0; i < s.n * dq.groups_per_row(); ++i) dq.scales()[i] = lb::fp16(scale(rng));
-    const auto dp = lb::cuda::pack(dq.view());
-    // 2:4 with fp16 kept values (float, rounded by the pack), the same positions.
+    const auto sp4 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym4>(random_quantized<sym4>(s.n, kept, 64, rng).view(), nibbles.data(), s.k));
+    const auto sp8 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym8>(random_quantized<sym8>(s.n, kept, 64, rng).view(), nibbles.data(), s.k));
+    const auto dp4 = lb::cuda::pack(random_quantized<sym4>(s.n, s.k, 128, rng).view());
+    const auto dp8 = lb::cuda::pack(random_quantized<sym8>(s.n, s.k, 128, rng).view());
+    // Plain kept values: float rounded to fp16 by the pack, and bf16 as they are.
     std::vector<float> kept_f(s.n * kept);
     std::normal_distribution<float> normal(0.0f, 0.02f);
     for (float& v : kept_f) v = normal(rng);
+    const std::vector<lb::bf16> kept_b(kept_f.begin(), kept_f.end());
     const auto hp = lb::cuda::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
+    const auto bp = lb::cuda::pack_sparse24(lb::sparse24_matrix<lb::bf16>(kept_b.data(), s.n, kept, nibbles.data(), s.k));
 
     std::vector<void*> owned;
-    const auto sv = sp.view();
-    const std::size_t tiles = sv.tiles(), code_b = tiles * sv.chunks * 512, meta_b = tiles * sv.chunks * 256,
-                      scale_b = tiles * sv.groups * 64;
-    const std::size_t copies = (200u << 20) / sv.bytes() + 2;
-    std::vector<lb::cuda::packed_sparse24_view<sym4>> svs(copies, sv);
-    for (std::size_t c = 1; c < copies; ++c) {
-      svs[c].codes = static_cast<const ::uint4*>(device_copy(sv.codes, code_b, owned));
-      svs[c].metadata = static_cast<const ::uint4*>(device_copy(sv.metadata, meta_b, owned));
-      svs[c].scales = static_cast<const uint32_t*>(device_copy(sv.scales, scale_b, owned));
-    }
-    const auto dv = dp.view();
-    const std::size_t dcopies = (200u << 20) / dv.bytes() + 2;
-    std::vector<lb::cuda::packed_view<sym4>> dvs(dcopies, dv);
-    for (std::size_t c = 1; c < dcopies; ++c) {
-      dvs[c].codes = static_cast<const ::uint4*>(device_copy(dv.codes, dv.code_bytes(), owned));
-      dvs[c].scales = static_cast<const uint32_t*>(device_copy(dv.scales, dv.scale_bytes(), owned));
-    }
-    const auto hv = hp.view();
-    const std::size_t hcopies = (200u << 20) / hv.bytes() + 2;
-    std::vector<lb::cuda::packed_sparse24_view<float>> hvs(hcopies, hv);
-    for (std::size_t c = 1; c < hcopies; ++c) {
-      hvs[c].codes = static_cast<const ::uint4*>(device_copy(hv.codes, tiles * hv.chunks * 2048, owned));
-      hvs[c].metadata = static_cast<const ::uint4*>(device_copy(hv.metadata, meta_b, owned));
-    }
+    const auto s4s = rotation(sp4.view(), owned);
+    const auto s8s = rotation(sp8.view(), owned);
+    const auto d4s = rotation(dp4.view(), owned);
+    const auto d8s = rotation(dp8.view(), owned);
+    const auto hs = rotation(hp.view(), owned);
+    const auto bs = rotation(bp.view(), owned);
+    const auto at = [](const auto& views, int i) -> const auto& { return views[static_cast<std::size_t>(i) % views.size()]; };
     for (std::size_t m : ms) {
       const float alpha = 1.0f, beta = 0.0f;
       const double cublas = time_us([&](int) {
         CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F, int(s.k),
                                   x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
-      // Block shapes: default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps.
+      const double cublas_bf = time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, wb, CUDA_R_16BF, int(s.k),
+                                  xb, CUDA_R_16BF, int(s.k), &beta, yb, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      });
+      // Integer codes, fp16 activations: every block shape (default; 1 / 2 tiles, 8 warps; 1 / 2
+      // tiles, 16 warps; 4 tiles, 16 / 8 warps).
       const int shapes_tw[7][2] = {{0, 0}, {1, 8}, {2, 8}, {1, 16}, {2, 16}, {4, 16}, {4, 8}};
-      double us[7] = {};
-      for (int v = 0; v < 7; ++v) {
-        if (sv.tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
-        lb::cuda::gemm_options o;
-        o.tiles_per_block = shapes_tw[v][0];
-        o.warps = shapes_tw[v][1];
-        us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, svs[i % copies], y, s.n, nullptr, o); });
-      }
-      const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, dvs[i % dcopies], y, s.n); });
-      const double half24 = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, hvs[i % hcopies], y, s.n); });
-      half_rows.push_back({s.n, s.k, m, half24, cublas, double(hv.bytes())});
-      std::printf("| %zu x %zu | %zu | %.1f (%.1f / %.1f; %.1f / %.1f; %.1f / %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m,
-                  us[0], us[1], us[2], us[3], us[4], us[5], us[6],
-                  sv.bytes() / us[0] * 1e-3, dense, cublas, cublas / us[0], dense / us[0]);
+      const auto sweep = [&](const char* name, const auto& views, const auto& dense_views) {
+        double us[7] = {};
+        for (int v = 0; v < 7; ++v) {
+          if (views[0].tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
+          lb::cuda::gemm_options o;
+          o.tiles_per_block = shapes_tw[v][0];
+          o.warps = shapes_tw[v][1];
+          us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, at(views, i), y, s.n, nullptr, o); });
+        }
+        const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, at(dense_views, i), y, s.n); });
+        const double bytes = double(views[0].bytes());
+        rows.push_back({name, "fp16", s.n, s.k, m, us[0], dense, cublas, bytes});
+        std::printf("| %s | %zu x %zu | %zu | %.1f (%.1f / %.1f; %.1f / %.1f; %.1f / %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", name, s.n,
+                    s.k, m, us[0], us[1], us[2], us[3], us[4], us[5], us[6], bytes / us[0] * 1e-3, dense, cublas, cublas / us[0],
+                    dense / us[0]);
+      };
+      sweep("int4", s4s, d4s);
+      sweep("int8", s8s, d8s);
+      // bf16 activations (default block shape) and plain values.
+      const auto bf16_row = [&](const char* name, const auto& views, const auto& dense_views) {
+        const double us = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(views, i), yb, s.n); });
+        const double dense = time_us([&](int i) { lb::cuda::gemm(xb, m, s.k, at(dense_views, i), yb, s.n); });
+        rows.push_back({name, "bf16", s.n, s.k, m, us, dense, cublas_bf, double(views[0].bytes())});
+      };
+      bf16_row("int4", s4s, d4s);
+      bf16_row("int8", s8s, d8s);
+      const double us_h = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, at(hs, i), y, s.n); });
+      rows.push_back({"fp16 values", "fp16", s.n, s.k, m, us_h, 0.0, cublas, double(hs[0].bytes())});
+      const double us_b = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(bs, i), yb, s.n); });
+      rows.push_back({"bf16 values", "bf16", s.n, s.k, m, us_b, 0.0, cublas_bf, double(bs[0].bytes())});
     }
     for (void* p : owned) cudaFree(p);
     cudaFree(w);
+    cudaFree(wb);
     cudaFree(x);
+    cudaFree(xb);
     cudaFree(y);
+    cudaFree(yb);
   }
   cublasDestroy(handle);
-  std::printf("\n| N x K | M | 2:4 fp16 µs (default block shape) | weight GB/s | cuBLAS fp16 dense µs | vs cuBLAS |\n| --- | --- | --- | --- | --- | --- |\n");
-  for (const half_row& r : half_rows)
-    std::printf("| %zu x %zu | %zu | %.1f | %.0f | %.1f | %.2fx |\n", r.n, r.k, r.m, r.us, r.bytes / r.us * 1e-3, r.cublas, r.cublas / r.us);
+  std::printf("\n| kept values | activations | N x K | M | 2:4 µs (default block shape) | weight GB/s | dense lowbit µs (same format, g128) | cuBLAS dense µs (same activations) | vs cuBLAS | vs dense lowbit |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const char* act : {"fp16", "bf16"})
+    for (const row& r : rows) {
+      if (r.act != act) continue;
+      char dense[32] = "-", ratio[32] = "-";
+      if (r.dense > 0) {
+        std::snprintf(dense, sizeof dense, "%.1f", r.dense);
+        std::snprintf(ratio, sizeof ratio, "%.2fx", r.dense / r.us);
+      }
+      std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.0f | %s | %.1f | %.2fx | %s |\n", r.format.c_str(), r.act.c_str(), r.n, r.k, r.m,
+                  r.us, r.bytes / r.us * 1e-3, dense, r.cublas, r.cublas / r.us, ratio);
+    }
   return 0;
 }

@@ -1,17 +1,25 @@
-// Checks lowbit::cuda::gemm_sparse24 (2:4 + int4 on mma.sp) against a float64 product with the
-// dense matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, odd N,
-// signed and unsigned-with-zero int4 and fp16 kept values (float, rounded to fp16 by the pack: the
-// reference sees the float values, the 2^-11 rounding is inside the tolerance below), group sizes 64 / 128 kept values / whole row, every block
-// shape (1, 2, 4 tiles a block; 8, 16 warps).
+// Checks lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against a float64 product with the dense
+// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, odd N, kept
+// values int4 / int8 (signed, and unsigned with zero points) and plain (float rounded to fp16 or
+// bf16 by the pack, bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes
+// 64 / 128 kept values / whole row (per channel), every block shape (1, 2, 4 tiles a block; 8, 16
+// warps); then the argument checks (lowbit::error).
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure.
 //
-// Tolerance per output, as the dense int4 test (the same argument: weights exact in fp16, fp32
-// tensor-core sums, fp16 output): |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|.
+// Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
+// bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
+// |x_k w_k| (plain values: the pack's 2^-11 rounding is inside the second term); bf16 2^-8 for
+// both (bf16's 2^-9 rounding of the output and of plain values); the reference sees the rounded
+// activations and the CPU matrix's values.
+#include <cuda_bf16.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
@@ -22,9 +30,24 @@ namespace {
 
 int failures = 0, cases = 0;
 
-template <class Scheme>
+// Host conversions of the activation types.
+template <class T>
+T to_act(float v) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) return __float2bfloat16(v);
+  else return __float2half(v);
+}
+inline float from_act(__half v) { return __half2float(v); }
+inline float from_act(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+constexpr lowbit::cuda::sparse24_values values_of() {
+  return std::is_same<T, __nv_bfloat16>::value ? lowbit::cuda::sparse24_values::bf16 : lowbit::cuda::sparse24_values::fp16;
+}
+
+template <class Scheme, class T>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block, int warps,
                 unsigned seed) {
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -34,28 +57,28 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   options.group_size = group;
   const auto sw = lowbit::quantize_sparse24<Scheme>(w.data(), n, k, k, pos, options);
   const std::vector<float> dense = lowbit::sparse24_to_dense(sw);
-  const auto packed = lowbit::cuda::pack_sparse24(sw);
+  const auto packed = lowbit::cuda::pack_sparse24(sw, values_of<T>());  // plain values as the activations
 
   const std::size_t ldx = k + 8, ldy = n + 3;
-  std::vector<__half> xh(m * ldx, __float2half(0.0f));
+  std::vector<T> xh(m * ldx, to_act<T>(0.0f));
   std::vector<float> x(m * k);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t c = 0; c < k; ++c) {
-      xh[i * ldx + c] = __float2half(normal(rng));
-      x[i * k + c] = __half2float(xh[i * ldx + c]);
+      xh[i * ldx + c] = to_act<T>(normal(rng));
+      x[i * k + c] = from_act(xh[i * ldx + c]);
     }
-  __half *dx = nullptr, *dy = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, xh.size() * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(__half), cudaMemcpyHostToDevice));
-  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(__half)));  // NaN: unwritten outputs fail
+  T *dx = nullptr, *dy = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, xh.size() * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(T), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));  // NaN: unwritten outputs fail
   lowbit::cuda::gemm_options go;
   go.tiles_per_block = per_block;
   go.warps = warps;
   lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<__half> y(m * ldy);
-  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+  std::vector<T> y(m * ldy);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
   cudaFree(dx);
   cudaFree(dy);
 
@@ -69,46 +92,120 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
         want += term;
         magnitude += std::fabs(term);
       }
-      const double got = __half2float(y[i * ldy + j]);
-      const double tol = std::ldexp(1.0, -10) * (std::fabs(want) + magnitude), err = std::fabs(got - want);
+      const double got = from_act(y[i * ldy + j]);
+      const double tol = std::ldexp(1.0, bf16 ? -8 : -10) * (std::fabs(want) + magnitude), err = std::fabs(got - want);
       if (!(err <= tol)) {
         if (bad++ < 3)
-          std::printf("  %s n=%zu k=%zu g=%zu m=%zu seed=%u: y(%zu, %zu) = %g, reference %g (tol %g)\n", name, n, k, group, m,
-                      seed, i, j, got, want, tol);
+          std::printf("  %s/%s n=%zu k=%zu g=%zu m=%zu seed=%u: y(%zu, %zu) = %g, reference %g (tol %g)\n", name,
+                      bf16 ? "bf16" : "fp16", n, k, group, m, seed, i, j, got, want, tol);
       }
-      if (std::isfinite(got)) worst = std::fmax(worst, err / tol);
+      if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
     }
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, n, k, group, m,
-                per_block, warps, seed, bad, m * n);
+    std::printf("FAIL %s/%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name,
+                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, n, k, group, m,
-                per_block, warps, worst);
+    std::printf("ok   %-12s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name,
+                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, worst);
   }
 }
 
-template <class Scheme>
+template <class Scheme, class T>
 void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
-  const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}};
+  // Group sizes count kept values; 0: per channel (one group a row).
+  const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0}};
+  constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
-      check_case<Scheme>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
       if (m == 1 || m == 16) {
         const std::size_t tiles = (s.n + 15) / 16;
         for (int warps : {8, 16}) {
-          check_case<Scheme>(name, s.n, s.k, s.group, m, 1, warps, seed++);
-          if (tiles % 2 == 0 && (warps == 8 || !lowbit::is_plain_value<Scheme>::value))
-            check_case<Scheme>(name, s.n, s.k, s.group, m, 2, warps, seed++);
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, warps, seed++);
+          if (tiles % 2 == 0 && (warps == 8 || !plain)) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, warps, seed++);
         }
-        if (tiles % 4 == 0 && !lowbit::is_plain_value<Scheme>::value) {
-          check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 16, seed++);
-          check_case<Scheme>(name, s.n, s.k, s.group, m, 4, 8, seed++);
+        if (tiles % 4 == 0 && !plain) {
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 16, seed++);
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++);
         }
       }
     }
+}
+
+// One argument check: `call` must throw lowbit::error.
+void expect_error(const char* what, const std::function<void()>& call) {
+  bool threw = false;
+  try {
+    call();
+  } catch (const lowbit::error&) {
+    threw = true;
+  }
+  ++cases;
+  if (!threw) {
+    ++failures;
+    std::printf("FAIL %s was accepted\n", what);
+  } else {
+    std::printf("ok   %s: lowbit::error\n", what);
+  }
+}
+
+void check_arguments() {
+  namespace lb = lowbit;
+  namespace lc = lowbit::cuda;
+  using int4s = lb::scheme<lb::int4, lb::fp16>;
+  using int8s = lb::scheme<lb::int8, lb::fp16>;
+  const std::size_t n = 32, k = 256;
+  std::vector<float> w(n * 384, 0.5f);
+  const auto pos = lb::prune24(w.data(), n, k, k);
+  lb::quant_options o;
+  o.group_size = 64;
+  const auto p4 = lc::pack_sparse24(lb::quantize_sparse24<int4s>(w.data(), n, k, k, pos, o));
+  const auto ph = lc::pack_sparse24(lb::quantize_sparse24<float>(w.data(), n, k, k, pos));  // fp16 values
+  const auto pb = lc::pack_sparse24(lb::quantize_sparse24<lb::bf16>(w.data(), n, k, k, pos));  // bf16 values
+  __half* xh = nullptr;
+  __nv_bfloat16* xb = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&xh, 32 * (k + 8) * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&xb, 32 * (k + 8) * sizeof(__nv_bfloat16)));
+  __half* yh = xh + 16 * (k + 8);
+  __nv_bfloat16* yb = xb + 16 * (k + 8);
+  lc::gemm_options four, twelve;
+  four.tiles_per_block = 4;
+  twelve.warps = 12;
+
+  expect_error("K=192 (not a multiple of 128)", [&] {
+    const auto p = lb::prune24(w.data(), 16, 192, 192);
+    lb::quant_options g96;
+    g96.group_size = 96;
+    (void)lc::pack_sparse24(lb::quantize_sparse24<int4s>(w.data(), 16, 192, 192, p, g96));
+  });
+  expect_error("int8 group_size 96 kept values (K=384)", [&] {
+    const auto p = lb::prune24(w.data(), 16, 384, 384);
+    lb::quant_options g96;
+    g96.group_size = 96;
+    (void)lc::pack_sparse24(lb::quantize_sparse24<int8s>(w.data(), 16, 384, 384, p, g96));
+  });
+  expect_error("float kept value 1e5 packed as fp16", [&] {
+    std::vector<float> big(16 * 128, 1e5f);
+    const auto p = lb::prune24(big.data(), 16, 128, 128);
+    (void)lc::pack_sparse24(lb::quantize_sparse24<float>(big.data(), 16, 128, 128, p));
+  });
+  expect_error("m=0", [&] { lc::gemm_sparse24(xh, 0, k, p4.view(), yh, n); });
+  expect_error("m=17", [&] { lc::gemm_sparse24(xh, 17, k, p4.view(), yh, n); });
+  expect_error("m=17, bf16", [&] { lc::gemm_sparse24(xb, 17, k, p4.view(), yb, n); });
+  expect_error("fp16 values with bf16 activations", [&] { lc::gemm_sparse24(xb, 1, k, ph.view(), yb, n); });
+  expect_error("bf16 values with fp16 activations", [&] { lc::gemm_sparse24(xh, 1, k, pb.view(), yh, n); });
+  expect_error("ldx % 8 != 0", [&] { lc::gemm_sparse24(xh, 1, k + 4, p4.view(), yh, n); });
+  expect_error("x not 16-byte aligned", [&] { lc::gemm_sparse24(xb + 4, 1, k, p4.view(), yb, n); });
+  expect_error("ldy < N", [&] { lc::gemm_sparse24(xh, 1, k, p4.view(), yh, n - 1); });
+  expect_error("plain values, 4 tiles a block", [&] { lc::gemm_sparse24(xb, 1, k, pb.view(), yb, n, nullptr, four); });
+  expect_error("warps=12", [&] { lc::gemm_sparse24(xh, 1, k, p4.view(), yh, n, nullptr, twelve); });
+  expect_error("empty packed weights", [&] { lc::gemm_sparse24(xh, 1, k, lc::packed_sparse24_view<int8s>{}, yh, n); });
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaFree(xh);
+  cudaFree(xb);
 }
 
 }  // namespace
@@ -117,23 +214,21 @@ int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
+  using bf = __nv_bfloat16;
   try {
-    check_format<lb::scheme<lb::int4, lb::fp16>>("2:4+int4", seed);
-    check_format<lb::scheme<lb::uint4, lb::fp16, true>>("2:4+uint4z", seed);
-    check_format<float>("2:4+fp16", seed);  // float kept values, rounded to fp16 by pack_sparse24
-    // Argument checks throw lowbit::error: K not a multiple of 128.
-    bool threw = false;
-    try {
-      std::vector<float> w(16 * 192, 0.5f);
-      const auto pos = lb::prune24(w.data(), 16, 192, 192);
-      lb::quant_options o;
-      o.group_size = 96;
-      (void)lb::cuda::pack_sparse24(lb::quantize_sparse24<lb::scheme<lb::int4, lb::fp16>>(w.data(), 16, 192, 192, pos, o));
-    } catch (const lb::error&) {
-      threw = true;
-    }
-    ++cases;
-    if (!threw) { ++failures; std::printf("FAIL K=192 was accepted\n"); }
+    check_format<lb::scheme<lb::int4, lb::fp16>, __half>("2:4+int4", seed);
+    check_format<lb::scheme<lb::uint4, lb::fp16, true>, __half>("2:4+uint4z", seed);
+    check_format<lb::scheme<lb::int8, lb::fp16>, __half>("2:4+int8", seed);
+    check_format<lb::scheme<lb::uint8, lb::fp16, true>, __half>("2:4+uint8z", seed);
+    check_format<float, __half>("2:4+fp16", seed);       // float kept values, rounded to fp16 by the pack
+    check_format<lb::bf16, __half>("2:4+bf16>fp16", seed);  // bf16 kept values, rounded to fp16 by the pack
+    check_format<lb::scheme<lb::int4, lb::fp16>, bf>("2:4+int4", seed);
+    check_format<lb::scheme<lb::uint4, lb::fp16, true>, bf>("2:4+uint4z", seed);
+    check_format<lb::scheme<lb::int8, lb::fp16>, bf>("2:4+int8", seed);
+    check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("2:4+uint8z", seed);
+    check_format<float, bf>("2:4+float>bf16", seed);  // float kept values, rounded to bf16 by the pack
+    check_format<lb::bf16, bf>("2:4+bf16", seed);       // bf16 kept values as they are
+    check_arguments();
   } catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());
     return 2;

@@ -1,34 +1,41 @@
 /// \file
 /// \brief cuda::pack_sparse24 and cuda::gemm_sparse24: 2:4 sparse weight-only GEMM y = x · Wᵀ for
-/// small M (1..16), kept values 4-bit integers or fp16, fp16 activations, on the sparse tensor cores (mma.sp).
+/// small M (1..16), kept values 4-bit or 8-bit integers or plain fp16 / bf16, fp16 or bf16
+/// activations, on the sparse tensor cores (mma.sp).
 ///
 /// The Sparse-Marlin idea on top of the dense kernel (gemm.cuh): W's tile of 16 rows is the sparse
 /// operand A of mma.sp.m16n8k32 (16 x 32 dense = 16 x 16 kept values), xᵀ its B (32 x 8); the kept
-/// values are int4 codes dequantized in registers (the dense kernel's magic-number dequant), the
-/// 2-bit positions are the mma's metadata, so a 2:4 matrix streams half the codes of a dense one
-/// plus 1 bit per dense weight of metadata.
+/// values are integer codes dequantized in registers (the dense kernel's magic-number dequant,
+/// detail::dequant), the 2-bit positions are the mma's metadata, so a 2:4 matrix streams half the
+/// codes of a dense one plus 1 bit per dense weight of metadata.
 ///
 /// GPU layout (made once on the host by pack_sparse24). Rows are cut into tiles of 16, K into
-/// chunks of 128 dense columns (64 kept values per row, 4 mma.sp of 32 columns each):
-///  - codes [tiles][chunks][32 lanes] x 16 bytes: lane (g = lane / 4, t = lane % 4) word i feeds
-///    mma i (dense columns 32 i .. 32 i + 32 of the chunk) with the A fragment of m16n8k32: kept
-///    values 16 i + 2t + 8h + e (h, e in 0..1) of rows g (register 2h) and g + 8 (register 2h + 1),
-///    at the nibbles where detail::dequant<4, integer> wants them (nibble p + 4e of register p).
+/// chunks of 128 dense columns (64 kept values per row, 4 mma.sp of 32 columns each). A fragment
+/// element (register p, half e) of lane (g = lane / 4, t = lane % 4) for mma i is kept value
+/// 16 i + 2t + 8 (p / 2) + e of row g + 8 (p % 2).
+///  - int4 codes [tiles][chunks][32 lanes] x 16 bytes: word i of a lane feeds mma i, register p's
+///    half e at nibble p + 4e (where detail::dequant<4, integer> wants them).
+///  - int8 codes [tiles][chunks][2][32 lanes] x 16 bytes: a lane's 32 bytes (vector 0, then 1),
+///    byte 8i + 2p + e (detail::dequant<8, integer>: words 2i, 2i + 1 feed mma i).
 ///  - metadata [tiles][chunks][16 entries] x 16 bytes: entry 2g + s (s = 0, 1: the two lanes
 ///    4g + s that hold metadata with sparsity selector 0) word i: for mma i, the 4-bit nibbles of
 ///    the groups of 4 columns 16 s .. 16 s + 16 of that mma, row g in bits 0..15 and row g + 8 in
 ///    bits 16..31 (group j of the 4 in bits 4j .. 4j + 3; first kept position in the low 2 bits).
 ///  - scales [tiles][groups][16 rows]: half2(scale, 1024 + zero), as the dense layout.
-///  - fp16 kept values (from sparse24_matrix<float>) instead of codes: [tiles][chunks][4][32 lanes]
-///    x 16 bytes, vector i of a lane = the 4 registers of mma i's A fragment; no scales.
+///  - plain kept values (sparse24_matrix<float> or <bf16>) instead of codes, stored fp16 or bf16 (the
+///    activations' type, chosen at pack time): [tiles][chunks][4][32 lanes] x 16 bytes, vector i of
+///    a lane = the 4 registers of mma i's A fragment; no scales.
 /// The activations are read as the B fragment wants them (4-byte pairs of k; B of m16n8k32 holds
 /// rows 2t, 2t + 1 + 8 r): a 2:4 group's 4 columns are split over two lanes, so they cannot be read as
 /// 16-byte vectors like the dense kernel's.
 /// Preconditions: K % 128 == 0, group size (in kept values) a multiple of 64 or the whole row.
-/// Numerics: as the dense int4 kernel (gemm.cuh): weights exact in fp16 (fp16 kept values: rounded
-/// to nearest once by the pack), fp32 sums, fp16 output.
+/// Numerics: as the dense kernel (gemm.cuh): integer weights exact in fp16 and bf16, fp32 sums
+/// with the group scale applied to each group's fp32 partial sums, output rounded to the
+/// activations' type; plain values rounded to nearest once by the pack (float to fp16 or bf16;
+/// bf16 values are exact in bf16).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -49,20 +56,46 @@ namespace cuda {
 
 inline constexpr std::size_t sparse24_chunk_cols = 128;  ///< dense K per chunk (64 kept values a row)
 
+/// The type plain kept values are stored in on the GPU: the activations' type (gemm_sparse24 takes
+/// fp16 values with fp16 activations and bf16 values with bf16 ones).
+enum class sparse24_values { fp16, bf16 };
+
+namespace detail {
+/// 16-byte vectors a lane reads per chunk: 1 of int4 codes, 2 of int8 codes, 4 of fp16 / bf16 values.
+template <class Scheme, bool Plain = is_plain_value<Scheme>::value>
+struct sparse24_vecs : std::integral_constant<int, 4> {};
+template <class Scheme>
+struct sparse24_vecs<Scheme, false> : std::integral_constant<int, Scheme::bits / 4> {};
+}  // namespace detail
+
 /// A borrowed packed 2:4 matrix (device pointers): what gemm_sparse24 takes.
 template <class Scheme>
 struct packed_sparse24_view {
-  /// 16-byte vectors a lane reads per chunk: 1 of int4 codes, 4 of fp16 values (Scheme float).
-  static constexpr int vecs = is_plain_value<Scheme>::value ? 4 : 1;
+  static constexpr bool plain = is_plain_value<Scheme>::value;
+  static constexpr int vecs = detail::sparse24_vecs<Scheme>::value;
   const ::uint4* codes = nullptr;     ///< [tiles][chunks][vecs][32 lanes] x 16 bytes
   const ::uint4* metadata = nullptr;  ///< [tiles][chunks][16] x 16 bytes
-  const uint32_t* scales = nullptr;   ///< [tiles][groups][16 rows]; none for fp16 values
+  const uint32_t* scales = nullptr;   ///< [tiles][groups][16 rows]; none for plain values
   std::size_t rows = 0, cols = 0;     ///< N, K (dense)
   std::size_t chunks = 0, chunks_per_group = 0, groups = 0;
+  bool bf16_values = false;           ///< plain values stored as bf16 (else fp16)
   std::size_t tiles() const noexcept { return (rows + tile_rows - 1) / tile_rows; }
   /// Bytes one GEMM must read of the weights.
   std::size_t bytes() const noexcept { return tiles() * (chunks * (512 * vecs + 256) + groups * tile_rows * 4); }
 };
+
+template <class Scheme>
+class packed_sparse24;
+
+/// Shuffles a 2:4 matrix into the GPU layout and uploads it: kept values 4- or 8-bit integers with
+/// fp16 scales (with or without zero points), or plain (sparse24_matrix<float> or <bf16>) stored as
+/// `values` says (default: fp16 for float, bf16 for bf16), rounded to nearest here (|values| must
+/// fit fp16 when stored fp16: checked). Checked: K % 128 == 0; group size (kept values) a multiple
+/// of 64 or the whole row.
+template <class Scheme>
+packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w,
+                                      sparse24_values values = std::is_same<Scheme, bf16>::value ? sparse24_values::bf16
+                                                                                                : sparse24_values::fp16);
 
 /// Owns a packed 2:4 matrix on the device (move-only). Made by pack_sparse24().
 template <class Scheme>
@@ -71,23 +104,19 @@ class packed_sparse24 {
   packed_sparse24_view<Scheme> view() const noexcept { return view_; }
   std::size_t bytes() const noexcept { return view_.bytes(); }
   template <class S>
-  friend packed_sparse24<S> pack_sparse24(const sparse24_matrix<S>& w);
+  friend packed_sparse24<S> pack_sparse24(const sparse24_matrix<S>& w, sparse24_values values);
 
  private:
   packed_sparse24_view<Scheme> view_{};
   detail::device_buffer codes_, metadata_, scales_;
 };
 
-/// Shuffles a 2:4 matrix into the GPU layout and uploads it: kept values 4-bit integers with fp16
-/// scales, or float (sparse24_matrix<float>), rounded to fp16 here (to nearest; |values| must fit
-/// fp16: checked). Checked: K % 128 == 0; group size (kept values) a multiple of 64 or the whole row.
 template <class Scheme>
-packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
+packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24_values values) {
   constexpr bool plain = is_plain_value<Scheme>::value;
-  static_assert(std::is_same<Scheme, float>::value || !plain, "lowbit::cuda::pack_sparse24: plain kept values are float");
   using gs = gpu_scheme<std::conditional_t<plain, scheme<int4, fp16>, Scheme>>;
-  static_assert(plain || (gs::supported && gs::is_integer && gs::bits == 4),
-                "lowbit::cuda::pack_sparse24: 4-bit integer kept values with fp16 scales, or float");
+  static_assert(plain || (gs::supported && gs::is_integer && (gs::bits == 4 || gs::bits == 8)),
+                "lowbit::cuda::pack_sparse24: 4- or 8-bit integer kept values with fp16 scales, or float / bf16");
   const std::size_t n = w.rows(), k = w.cols(), kept = w.kept_cols();
   std::size_t g = kept;
   if constexpr (!plain) g = w.group_size();
@@ -102,6 +131,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
   pv.cols = k;
   pv.chunks = k / sparse24_chunk_cols;
   pv.chunks_per_group = g >= kept ? pv.chunks : g / 64;
+  pv.bf16_values = plain && values == sparse24_values::bf16;
   const std::size_t tiles = pv.tiles();
 
   std::vector<uint32_t> codes(tiles * pv.chunks * vecs * 32 * 4, 0), meta(tiles * pv.chunks * 16 * 4, 0);
@@ -109,8 +139,9 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
   const auto place = [&](std::size_t tile, std::size_t c, std::size_t lane, std::size_t i, std::size_t p, std::size_t e) {
     return std::make_pair(tile * tile_rows + lane / 4 + 8 * (p % 2), c * 64 + 16 * i + 2 * (lane % 4) + 8 * (p / 2) + e);
   };
-  if constexpr (plain) {
-    // [vec i][lane] x 4 words: word p is register p of mma i, half2 (e = 0 low). Padding rows: +0.
+  // Visits every A fragment element of the real rows (padding rows keep 0: a zero value, or code 0
+  // times a zero scale): block (the chunk's words), lane, mma i, register p, half e, row, kept index.
+  const auto each_element = [&](auto&& visit) {
     for (std::size_t tile = 0; tile < tiles; ++tile)
       for (std::size_t c = 0; c < pv.chunks; ++c) {
         uint32_t* block = codes.data() + (tile * pv.chunks + c) * vecs * 128;
@@ -119,32 +150,42 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
             for (std::size_t p = 0; p < 4; ++p)
               for (std::size_t e = 0; e < 2; ++e) {
                 const auto at = place(tile, c, lane, i, p, e);
-                if (at.first >= n) continue;
-                const float value = w.value(at.first, at.second);
-                LOWBIT_CHECK(std::fabs(value) <= 65504.0f, "cuda::pack_sparse24: kept value (" << at.first << ", " << at.second
-                                                                                          << ") = " << value << " overflows fp16");
-                block[(i * 32 + lane) * 4 + p] |= uint32_t(fp16(value).bits) << (16 * e);
+                if (at.first < n) visit(block, lane, i, p, e, at.first, at.second);
               }
       }
-  }
+  };
   std::vector<uint32_t> scales;
-  if constexpr (!plain) {
-    const quantized_matrix<Scheme> values = w.kept_values();
-    const quantized_view<Scheme> v = values.view();
-    pv.groups = v.groups_per_row();
-    // [lane] x 4 words: word i feeds mma i, nibble p + 4e of it is register p's half e.
-    for (std::size_t tile = 0; tile < tiles; ++tile)
-      for (std::size_t c = 0; c < pv.chunks; ++c) {
-        uint32_t* block = codes.data() + (tile * pv.chunks + c) * 128;
-        for (std::size_t lane = 0; lane < 32; ++lane)
-          for (std::size_t i = 0; i < 4; ++i)
-            for (std::size_t p = 0; p < 4; ++p)
-              for (std::size_t e = 0; e < 2; ++e) {
-                const auto at = place(tile, c, lane, i, p, e);
-                // Padding rows keep code 0 (a finite value times a zero scale).
-                if (at.first < n) block[lane * 4 + i] |= uint32_t(gs::bias_code(v.code(at.first, at.second))) << (4 * (p + 4 * e));
-              }
+  if constexpr (plain) {
+    // [vec i][lane] x 4 words: word p is register p of mma i, a half2 / bf16x2 (e = 0 low).
+    each_element([&](uint32_t* block, std::size_t lane, std::size_t i, std::size_t p, std::size_t e, std::size_t row,
+                     std::size_t j) {
+      const auto kept_value = w.value(row, j);
+      uint16_t bits = 0;
+      if (pv.bf16_values) {
+        if constexpr (std::is_same<Scheme, bf16>::value) bits = kept_value.bits;
+        else bits = bf16(kept_value).bits;
+      } else {
+        const float value = lowbit::detail::plain_to_float(kept_value);
+        LOWBIT_CHECK(std::fabs(value) <= 65504.0f,
+                     "cuda::pack_sparse24: kept value (" << row << ", " << j << ") = " << value << " overflows fp16");
+        bits = fp16(value).bits;
       }
+      block[(i * 32 + lane) * 4 + p] |= uint32_t(bits) << (16 * e);
+    });
+  } else {
+    const quantized_matrix<Scheme> kept_values = w.kept_values();
+    const quantized_view<Scheme> v = kept_values.view();
+    pv.groups = v.groups_per_row();
+    each_element([&](uint32_t* block, std::size_t lane, std::size_t i, std::size_t p, std::size_t e, std::size_t row,
+                     std::size_t j) {
+      const uint32_t code = gs::bias_code(v.code(row, j));
+      if constexpr (vecs == 1) {
+        block[lane * 4 + i] |= code << (4 * (p + 4 * e));  // word i, nibble p + 4e
+      } else {
+        const std::size_t byte = 8 * i + 2 * p + e;  // of the lane's 32: vector byte / 16
+        block[((byte / 16) * 32 + lane) * 4 + (byte % 16) / 4] |= code << (8 * (byte % 4));
+      }
+    });
     scales.assign(tiles * pv.groups * tile_rows, 0);
     for (std::size_t row = 0; row < n; ++row)
       for (std::size_t grp = 0; grp < pv.groups; ++grp) {
@@ -184,18 +225,26 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w) {
 
 namespace detail {
 
-/// D += A(2:4, 16 x 32) · B(32 x 8), fp16 in, fp32 accumulate; metadata from the lanes 4g, 4g + 1
-/// (ordered_metadata: the two positions of a group in increasing order, as sparse24_matrix keeps them).
+/// D += A(2:4, 16 x 32) · B(32 x 8), fp16 (BF16: bf16) in, fp32 accumulate; metadata from the lanes
+/// 4g, 4g + 1 (ordered_metadata: the two positions of a group in increasing order, as
+/// sparse24_matrix keeps them).
+template <bool BF16>
 __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t meta) {
-  asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, "
-      "{%0, %1, %2, %3}, %12, 0x0;"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
+  if constexpr (BF16)
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
+  else
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-/// A tile's stage in 16-byte vectors: codes (Vecs per lane), metadata, 16 scale words (int4 only).
+/// A tile's stage in 16-byte vectors: codes (Vecs per lane), metadata, 16 scale words (codes only).
 template <int Vecs>
-inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 1 ? 4 : 0);
+inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 4 ? 0 : 4);
 
 /// Activation rows of a stage, 128 halves each, padded to 272 bytes (17 vectors) so that the lanes'
 /// 4-byte reads (row g, word 4r + t) fall in 32 different banks.
@@ -217,13 +266,15 @@ constexpr int sparse24_fit_stages() {
 /// streaming its tiles' codes, metadata and scales through a private ring of Stages stages
 /// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles: with
 /// XRows > 0 copied into the chunk's stage with the weights (rows 0 .. min(m, XRows) - 1), so that
-/// their latency is hidden as the weights' is, else loaded by each lane from L2 at use.
-/// Vecs = 1: int4 codes, scaled per group; Vecs = 4: fp16 values, fed to the mma as they are.
-template <int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows>
+/// their latency is hidden as the weight's is, else loaded by each lane from L2 at use.
+/// T: fp16 or bf16 activations and output. Vecs = 1: int4 codes, 2: int8 codes, both scaled per
+/// group; Vecs = 4: fp16 / bf16 values (T's type), fed to the mma as they are.
+template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows>
 __global__ void __launch_bounds__(Warps * 32)
-    sparse24_gemm_kernel(const __half* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+    sparse24_gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
-                         int chunks_per_group, int groups, __half* __restrict__ y, int ldy) {
+                         int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+  constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
   constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, x_at = Tiles * tile_vecs, meta_at = 32 * Vecs;
   constexpr int stage_vecs = x_at + XRows * sparse24_x_row_vecs;
   extern __shared__ ::uint4 smem[];
@@ -244,7 +295,7 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
         for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr + (((size_t)tl * chunks + step) * Vecs + v) * 32);
         if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
-        else if (Vecs == 1 && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
+        else if (!plain && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
       }
       // Activation row r's 256 bytes of the chunk: lane = 16 (r % 2) + piece, two rows an instruction.
 #pragma unroll
@@ -257,7 +308,7 @@ __global__ void __launch_bounds__(Warps * 32)
     cp_async_commit();
   };
   // Rows past m read row m - 1 (their outputs are never stored).
-  const __half* x_lane[MTiles];
+  const T* x_lane[MTiles];
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 2 * t;
   int x_word[MTiles];  // this lane's first activation word in a stage's rows
@@ -297,58 +348,70 @@ __global__ void __launch_bounds__(Warps * 32)
       const ::uint4* ts = stage + tl * tile_vecs;
       const ::uint4 mq = ts[meta_at + 2 * g + (t & 1)];
       const uint32_t meta[4] = {mq.x, mq.y, mq.z, mq.w};
-      uint32_t sc_g = 0, sc_g8 = 0;
-      if constexpr (Vecs == 4) {
+      if constexpr (plain) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const ::uint4 q = ts[i * 32 + lane];
           const uint32_t a[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(acc[mt][tl], a, xb[mt][i], meta[i]);
+          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(acc[mt][tl], a, xb[mt][i], meta[i]);
         }
       } else {
-        const ::uint4 q = ts[lane];
+        uint32_t words[4 * Vecs];
+#pragma unroll
+        for (int v = 0; v < Vecs; ++v) {
+          const ::uint4 q = ts[v * 32 + lane];
+          words[4 * v] = q.x, words[4 * v + 1] = q.y, words[4 * v + 2] = q.z, words[4 * v + 3] = q.w;
+        }
         const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + meta_at + 16);
-        sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
-        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-        const uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232);
-        uint32_t bias_g8 = __byte_perm(sc_g8, 0, 0x3232);  // -(64 + zero) = 960 - (1024 + zero), as gemm.cuh
-        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+        const uint32_t sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
+        // The biases detail::dequant subtracts, as gemm.cuh makes them: half2(1024 + zero); int4
+        // rows g + 8 -(64 + zero) = 960 - (1024 + zero); int4 in bf16 bf16x2(-(128 + zero)).
+        uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232), bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
+        if constexpr (bf16 && Vecs == 1) {
+          bias_g = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g)));
+          bias_g8 = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8)));
+        } else if constexpr (Vecs == 1) {
+          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+        }
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           uint32_t a[4];
-          dequant<4, dequant_kind::integer, false>(a, words, i, bias_g, bias_g8, nullptr);
+          dequant<4 * Vecs, dequant_kind::integer, bf16>(a, words, i, bias_g, bias_g8, nullptr);
 #pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832(part[mt][tl], a, xb[mt][i], meta[i]);
+          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(part[mt][tl], a, xb[mt][i], meta[i]);
         }
-      }
-      if (Vecs == 1 && flush) {
-        const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
-        const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
-        flush_group(acc, part, tl, s_g, s_g8);
+        if (flush) {
+          const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
+          const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
+          flush_group(acc, part, tl, s_g, s_g8);
+        }
       }
     }
   }
   cp_async_wait<0>();
 
-  // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16.
+  // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16 / bf16.
   static_assert(MTiles * Tiles * 4 * Warps * 32 * 4 <= Warps * Stages * stage_vecs * 16, "the reduction reuses the ring");
-  reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m,
-                                     [&](int row, int col, float sum) { y[(size_t)col * ldy + row] = __float2half(sum); });
+  reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m, [&](int row, int col, float sum) {
+    if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
+    else y[(size_t)col * ldy + row] = __float2half(sum);
+  });
 }
 
-/// Launches one instantiation (8 stages a warp; 4 with 4 tiles or fp16 values; fewer if they do not
-/// fit shared memory). int4: the activations staged with the weights when 3 stages still fit.
-template <int MTiles, int Tiles, int Warps, class Scheme>
-void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, __half* y, int ldy,
-                     cudaStream_t stream) {
+/// Launches one instantiation (8 stages a warp; 4 with 4 tiles, int8 codes or plain values; fewer
+/// if they do not fit shared memory). Codes: the activations staged with the weights when 3 stages
+/// still fit.
+template <int MTiles, int Tiles, int Warps, class T, class Scheme>
+void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy, cudaStream_t stream) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
-  constexpr int want = (Tiles == 4 || vecs == 4) ? 4 : 8;
-  constexpr int x_rows = vecs == 1 && sparse24_fit_stages<vecs, Tiles, want, Warps, 8 * MTiles>() >= 3 ? 8 * MTiles : 0;
+  constexpr int want = (Tiles == 4 || vecs > 1) ? 4 : 8;
+  constexpr int x_rows = vecs < 4 && sparse24_fit_stages<vecs, Tiles, want, Warps, 8 * MTiles>() >= 3 ? 8 * MTiles : 0;
   constexpr int stages = sparse24_fit_stages<vecs, Tiles, want, Warps, x_rows>();
-  constexpr auto kernel = sparse24_gemm_kernel<vecs, MTiles, Tiles, stages, Warps, x_rows>;
-  constexpr int bytes = static_cast<int>(sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows>);
-  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  constexpr auto kernel = sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows>;
+  constexpr std::size_t bytes = sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows>;
+  static_assert(bytes <= 227u * 1024u, "cuda::gemm_sparse24: a block shape whose rings do not fit shared memory");
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   const int blocks = static_cast<int>(w.tiles()) / Tiles;
   kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
                                                 static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
@@ -357,16 +420,25 @@ void launch_sparse24(const __half* x, int m, int ldx, const packed_sparse24_view
 
 }  // namespace detail
 
-/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4 or fp16 kept values), fp16 in and out, on `stream`
-/// (asynchronous). Checked: 1 <= m <= 16; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the
+/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
+/// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
+/// dequantized to T's type; plain values must have been packed as T (sparse24_values).
+/// Checked: 1 <= m <= 16; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the
 /// activations are copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing
-/// the tile count (4: int4 only), options.warps 8 or 16 (0: chosen from the shape as gemm() does).
+/// the tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm() does).
 /// y must not overlap x.
-template <class Scheme>
-void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, __half* y,
+template <class Scheme, class T>
+void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
+  static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
+                "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
+  constexpr bool plain = packed_sparse24_view<Scheme>::plain;
   LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm_sparse24: m=" << m << " must be in [1, 16]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
+  LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
+               "cuda::gemm_sparse24: the kept values were packed as " << (w.bf16_values ? "bf16" : "fp16") << ", the activations are "
+                                                                      << (detail::is_bf16<T> ? "bf16" : "fp16")
+                                                                      << " (pack_sparse24's sparse24_values must match them)");
   LOWBIT_CHECK(ldx >= w.cols && ldx % 8 == 0,
                "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
@@ -374,9 +446,8 @@ void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
-  // fp16 values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
+  // Plain values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
   // tile a block, or 2 with 8 warps.
-  constexpr bool plain = packed_sparse24_view<Scheme>::vecs == 4;
   // Measured on an H100 (bench/cuda/bench_cuda_sparse24.cu): int4 runs best where the activations
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
   // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
@@ -387,12 +458,12 @@ void gemm_sparse24(const __half* x, std::size_t m, std::size_t ldx, const packed
   if (warps == 0)
     warps = plain && per_block == 2 ? 8 : !plain && m > 8 ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
-               "cuda::gemm_sparse24: fp16 values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
-                                                                                                  << ", warps=" << warps << ")");
+               "cuda::gemm_sparse24: plain values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
+                                                                                                   << ", warps=" << warps << ")");
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm_sparse24: warps=" << warps << " must be 8 or 16");
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
-                                                       << "), or 4 with a tile count divisible by 4 (int4 only)");
+                                                       << "), or 4 with a tile count divisible by 4 (integer codes only)");
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
   const bool two = m > 8;
   if (per_block == 4) {
