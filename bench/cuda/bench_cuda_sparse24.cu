@@ -1,8 +1,8 @@
 // Times lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against cuBLAS dense (cublasGemmEx, fp32
 // compute) with the same activations (fp16 or bf16) and lowbit's dense kernel of the same format
 // (cuda::gemm, g128) on the same shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and
-// 4096 x 14336, M = 1, 4, 16. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
-// every block shape for fp16 activations), fp16 and bf16 plain values; fp16 and bf16 activations.
+// 4096 x 14336, M = 1, 4, 16, 32, 64. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
+// every block shape for fp16 activations; 0 where a shape is not offered), fp16 and bf16 plain values; fp16 and bf16 activations.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming. Usage: bench_cuda_sparse24 [--quick]
 #include <cublas_v2.h>
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
   using bf = __nv_bfloat16;
   struct shape { std::size_t n, k; };
   const shape shapes[] = {{8192, 8192}, {4096, 14336}};
-  const std::size_t ms[] = {1, 4, 16};
+  const std::size_t ms[] = {1, 4, 16, 32, 64};
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;
@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
         double us[7] = {};
         for (int v = 0; v < 7; ++v) {
           if (views[0].tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
+          if (m > 16 && (shapes_tw[v][0] == 4 || shapes_tw[v][1] == 16)) continue;  // m > 16: 1 or 2 tiles, 8 warps
           lb::cuda::gemm_options o;
           o.tiles_per_block = shapes_tw[v][0];
           o.warps = shapes_tw[v][1];

@@ -1,5 +1,5 @@
 // Checks lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against a float64 product with the dense
-// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, odd N, kept
+// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, 24, 40, 64, odd N, kept
 // values int4 / int8 (signed, and unsigned with zero points) and plain (float rounded to fp16 or
 // bf16 by the pack, bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes
 // 64 / 128 kept values / whole row (per channel), every block shape (1, 2, 4 tiles a block; 8, 16
@@ -119,15 +119,16 @@ void check_format(const char* name, unsigned& seed) {
   const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0}};
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   for (const shape& s : shapes)
-    for (std::size_t m : {1, 3, 8, 9, 16}) {
+    for (std::size_t m : {1, 3, 8, 9, 16, 24, 40, 64}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
-      if (m == 1 || m == 16) {
+      if (m == 1 || m == 16 || m == 64) {
         const std::size_t tiles = (s.n + 15) / 16;
         for (int warps : {8, 16}) {
+          if (m > 16 && warps == 16) continue;  // m > 16: 1 or 2 tiles, 8 warps
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, warps, seed++);
           if (tiles % 2 == 0 && (warps == 8 || !plain)) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, warps, seed++);
         }
-        if (tiles % 4 == 0 && !plain) {
+        if (tiles % 4 == 0 && !plain && m <= 16) {
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 16, seed++);
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++);
         }
@@ -167,12 +168,13 @@ void check_arguments() {
   const auto pb = lc::pack_sparse24(lb::quantize_sparse24<lb::bf16>(w.data(), n, k, k, pos));  // bf16 values
   __half* xh = nullptr;
   __nv_bfloat16* xb = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMalloc(&xh, 32 * (k + 8) * sizeof(__half)));
-  LOWBIT_CUDA_CHECK(cudaMalloc(&xb, 32 * (k + 8) * sizeof(__nv_bfloat16)));
-  __half* yh = xh + 16 * (k + 8);
-  __nv_bfloat16* yb = xb + 16 * (k + 8);
-  lc::gemm_options four, twelve;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&xh, 128 * (k + 8) * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&xb, 128 * (k + 8) * sizeof(__nv_bfloat16)));
+  __half* yh = xh + 64 * (k + 8);
+  __nv_bfloat16* yb = xb + 64 * (k + 8);
+  lc::gemm_options four, twelve, sixteen;
   four.tiles_per_block = 4;
+  sixteen.warps = 16;
   twelve.warps = 12;
 
   expect_error("K=192 (not a multiple of 128)", [&] {
@@ -193,8 +195,10 @@ void check_arguments() {
     (void)lc::pack_sparse24(lb::quantize_sparse24<float>(big.data(), 16, 128, 128, p));
   });
   expect_error("m=0", [&] { lc::gemm_sparse24(xh, 0, k, p4.view(), yh, n); });
-  expect_error("m=17", [&] { lc::gemm_sparse24(xh, 17, k, p4.view(), yh, n); });
-  expect_error("m=17, bf16", [&] { lc::gemm_sparse24(xb, 17, k, p4.view(), yb, n); });
+  expect_error("m=65", [&] { lc::gemm_sparse24(xh, 65, k, p4.view(), yh, n); });
+  expect_error("m=65, bf16", [&] { lc::gemm_sparse24(xb, 65, k, p4.view(), yb, n); });
+  expect_error("m=17, 4 tiles a block", [&] { lc::gemm_sparse24(xh, 17, k, p4.view(), yh, n, nullptr, four); });
+  expect_error("m=33, 16 warps", [&] { lc::gemm_sparse24(xh, 33, k, p4.view(), yh, n, nullptr, sixteen); });
   expect_error("fp16 values with bf16 activations", [&] { lc::gemm_sparse24(xb, 1, k, ph.view(), yb, n); });
   expect_error("bf16 values with fp16 activations", [&] { lc::gemm_sparse24(xh, 1, k, pb.view(), yh, n); });
   expect_error("ldx % 8 != 0", [&] { lc::gemm_sparse24(xh, 1, k + 4, p4.view(), yh, n); });

@@ -1,6 +1,6 @@
 /// \file
 /// \brief cuda::pack_sparse24 and cuda::gemm_sparse24: 2:4 sparse weight-only GEMM y = x · Wᵀ for
-/// small M (1..16), kept values 4-bit or 8-bit integers or plain fp16 / bf16, fp16 or bf16
+/// small M (1..64), kept values 4-bit or 8-bit integers or plain fp16 / bf16, fp16 or bf16
 /// activations, on the sparse tensor cores (mma.sp).
 ///
 /// The Sparse-Marlin idea on top of the dense kernel (gemm.cuh): W's tile of 16 rows is the sparse
@@ -318,75 +318,110 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
+  // The activations from L2 (XRows = 0) are loaded before the wait for the stage, hiding their
+  // latency, for m <= 16; for more n8 columns (m > 16) one mma's worth at a time, as from a
+  // stage: the registers of all four would not fit beside the accumulators.
+  constexpr bool x_early = XRows == 0 && MTiles <= 2;
   for (int step = 0; step < steps; ++step) {
     const int c = c_begin + step;
     uint32_t xb[MTiles][4][4];  // [m tile][mma i][B register r]: k = 128 c + 32 i + 2t + 8r
-    if constexpr (XRows == 0) {
+    const auto load_x = [&](int i) {
 #pragma unroll
       for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
+        for (int r = 0; r < 4; ++r)
+          xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
+    };
+    if constexpr (x_early) {
 #pragma unroll
-          for (int r = 0; r < 4; ++r) xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
+      for (int i = 0; i < 4; ++i) load_x(i);
     }
     cp_async_wait<Stages - 2>();
     __syncwarp();
     issue(step + Stages - 1);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
-    if constexpr (XRows > 0) {
-      const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
-#pragma unroll
-      for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) xb[mt][i][r] = xw[x_word[mt] + 16 * i + 4 * r];
-    }
     const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl) {
+    // A tile's metadata, codes and the biases detail::dequant subtracts, as gemm.cuh makes them:
+    // half2(1024 + zero); int4 rows g + 8 -(64 + zero) = 960 - (1024 + zero); int4 in bf16
+    // bf16x2(-(128 + zero)).
+    uint32_t meta[Tiles][4], words[Tiles][plain ? 1 : 4 * Vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
+    const auto prepare = [&](int tl) {
       const ::uint4* ts = stage + tl * tile_vecs;
       const ::uint4 mq = ts[meta_at + 2 * g + (t & 1)];
-      const uint32_t meta[4] = {mq.x, mq.y, mq.z, mq.w};
-      if constexpr (plain) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const ::uint4 q = ts[i * 32 + lane];
-          const uint32_t a[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(acc[mt][tl], a, xb[mt][i], meta[i]);
-        }
-      } else {
-        uint32_t words[4 * Vecs];
+      meta[tl][0] = mq.x, meta[tl][1] = mq.y, meta[tl][2] = mq.z, meta[tl][3] = mq.w;
+      if constexpr (!plain) {
 #pragma unroll
         for (int v = 0; v < Vecs; ++v) {
           const ::uint4 q = ts[v * 32 + lane];
-          words[4 * v] = q.x, words[4 * v + 1] = q.y, words[4 * v + 2] = q.z, words[4 * v + 3] = q.w;
+          words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
         }
         const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + meta_at + 16);
-        const uint32_t sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
-        // The biases detail::dequant subtracts, as gemm.cuh makes them: half2(1024 + zero); int4
-        // rows g + 8 -(64 + zero) = 960 - (1024 + zero); int4 in bf16 bf16x2(-(128 + zero)).
-        uint32_t bias_g = __byte_perm(sc_g, 0, 0x3232), bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
+        sc_g[tl] = stage_scales[g], sc_g8[tl] = stage_scales[g + 8];
+        bias_g[tl] = __byte_perm(sc_g[tl], 0, 0x3232), bias_g8[tl] = __byte_perm(sc_g8[tl], 0, 0x3232);
         if constexpr (bf16 && Vecs == 1) {
-          bias_g = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g)));
-          bias_g8 = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8)));
+          bias_g[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g[tl])));
+          bias_g8[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8[tl])));
         } else if constexpr (Vecs == 1) {
-          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8[tl]) : "r"(bias_g8[tl]), "r"(0xbc00bc00u), "r"(0x63806380u));
         }
+      }
+    };
+    // Staged activations of mma i into xb.
+    const auto read_x = [&](int i) {
+      if constexpr (XRows > 0) {
+        const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          uint32_t a[4];
-          dequant<4 * Vecs, dequant_kind::integer, bf16>(a, words, i, bias_g, bias_g8, nullptr);
+        for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
-          for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(part[mt][tl], a, xb[mt][i], meta[i]);
-        }
+          for (int r = 0; r < 4; ++r) xb[mt][i][r] = xw[x_word[mt] + 16 * i + 4 * r];
+      } else if constexpr (!x_early) {
+        load_x(i);
+      }
+    };
+    // mma i of tile tl for every m tile.
+    const auto tile_mma = [&](int tl, int i) {
+      if constexpr (plain) {  // the A fragment as it is
+        const ::uint4 q = stage[tl * tile_vecs + i * 32 + lane];
+        const uint32_t a[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(acc[mt][tl], a, xb[mt][i], meta[tl][i]);
+      } else {
+        uint32_t a[4];
+        dequant<4 * Vecs, dequant_kind::integer, bf16>(a, words[tl], i, bias_g[tl], bias_g8[tl], nullptr);
+#pragma unroll
+        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(part[mt][tl], a, xb[mt][i], meta[tl][i]);
+      }
+    };
+    const auto flush_tile = [&](int tl) {
+      if constexpr (!plain) {
         if (flush) {
-          const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g));
-          const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8));
+          const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g[tl]));
+          const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8[tl]));
           flush_group(acc, part, tl, s_g, s_g8);
         }
       }
+    };
+    if constexpr (MTiles <= 2) {  // tile by tile: a tile's codes are live only while it is multiplied
+#pragma unroll
+      for (int i = 0; i < 4; ++i) read_x(i);
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) {
+        prepare(tl);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) tile_mma(tl, i);
+        flush_tile(tl);
+      }
+    } else {  // mma by mma: one mma's activations live at a time
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) prepare(tl);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        read_x(i);
+#pragma unroll
+        for (int tl = 0; tl < Tiles; ++tl) tile_mma(tl, i);
+      }
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) flush_tile(tl);
     }
   }
   cp_async_wait<0>();
@@ -423,9 +458,10 @@ void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Sche
 /// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
 /// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
 /// dequantized to T's type; plain values must have been packed as T (sparse24_values).
-/// Checked: 1 <= m <= 16; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the
-/// activations are copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing
-/// the tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm() does).
+/// Checked: 1 <= m <= 64; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
+/// copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing the tile count
+/// (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm() does); m > 16:
+/// 1 or 2 tiles a block and 8 warps (the accumulators of 4 or 8 n8 columns need the registers).
 /// y must not overlap x.
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
@@ -433,7 +469,7 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
                 "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
   constexpr bool plain = packed_sparse24_view<Scheme>::plain;
-  LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm_sparse24: m=" << m << " must be in [1, 16]");
+  LOWBIT_CHECK(m >= 1 && m <= 64, "cuda::gemm_sparse24: m=" << m << " must be in [1, 64]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
   LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
                "cuda::gemm_sparse24: the kept values were packed as " << (w.bf16_values ? "bf16" : "fp16") << ", the activations are "
@@ -446,17 +482,18 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
+  const bool wide = m > 16;  // 4 or 8 n8 columns
   // Plain values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
   // tile a block, or 2 with 8 warps.
   // Measured on an H100 (bench/cuda/bench_cuda_sparse24.cu): int4 runs best where the activations
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
   // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
   if (per_block == 0) {
-    if (!plain && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
+    if (!plain && !wide && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
   if (warps == 0)
-    warps = plain && per_block == 2 ? 8 : !plain && m > 8 ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+    warps = wide || (plain && per_block == 2) || (!plain && m > 8) ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
                "cuda::gemm_sparse24: plain values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
                                                                                                    << ", warps=" << warps << ")");
@@ -464,34 +501,35 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
                                                        << "), or 4 with a tile count divisible by 4 (integer codes only)");
+  LOWBIT_CHECK(!wide || (per_block <= 2 && warps == 8), "cuda::gemm_sparse24: m=" << m << " > 16 takes 1 or 2 tiles a block and 8 warps (tiles_per_block="
+                                                                                   << per_block << ", warps=" << warps << ")");
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
-  const bool two = m > 8;
+  // The m tiles (n8 columns of the mma) for m: 1, 2, 4 or 8.
+  const auto by_m = [&](auto tiles_c, auto warps_c) {
+    constexpr int tl = decltype(tiles_c)::value, wp = decltype(warps_c)::value;
+    if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream);
+    else if (m <= 16) detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
+    else if constexpr (wp == 8 && tl <= 2) {
+      if (m <= 32) detail::launch_sparse24<4, tl, wp>(x, mi, lx, w, y, ly, stream);
+      else detail::launch_sparse24<8, tl, wp>(x, mi, lx, w, y, ly, stream);
+    }
+  };
+  using c1 = std::integral_constant<int, 1>;
+  using c2 = std::integral_constant<int, 2>;
+  using c4 = std::integral_constant<int, 4>;
+  using w8 = std::integral_constant<int, 8>;
+  using w16 = std::integral_constant<int, 16>;
   if (per_block == 4) {
     if constexpr (!plain) {
-      if (warps == 16) {
-        if (two) detail::launch_sparse24<2, 4, 16>(x, mi, lx, w, y, ly, stream);
-        else detail::launch_sparse24<1, 4, 16>(x, mi, lx, w, y, ly, stream);
-      } else {
-        if (two) detail::launch_sparse24<2, 4, 8>(x, mi, lx, w, y, ly, stream);
-        else detail::launch_sparse24<1, 4, 8>(x, mi, lx, w, y, ly, stream);
-      }
+      if (warps == 16) by_m(c4{}, w16{});
+      else by_m(c4{}, w8{});
     }
   } else if (per_block == 2) {
-    if (warps == 8) {
-      if (two) detail::launch_sparse24<2, 2, 8>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<1, 2, 8>(x, mi, lx, w, y, ly, stream);
-    } else if constexpr (!plain) {
-      if (two) detail::launch_sparse24<2, 2, 16>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<1, 2, 16>(x, mi, lx, w, y, ly, stream);
-    }
+    if (warps == 8) by_m(c2{}, w8{});
+    else if constexpr (!plain) by_m(c2{}, w16{});
   } else {
-    if (warps == 8) {
-      if (two) detail::launch_sparse24<2, 1, 8>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<1, 1, 8>(x, mi, lx, w, y, ly, stream);
-    } else {
-      if (two) detail::launch_sparse24<2, 1, 16>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<1, 1, 16>(x, mi, lx, w, y, ly, stream);
-    }
+    if (warps == 8) by_m(c1{}, w8{});
+    else by_m(c1{}, w16{});
   }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
