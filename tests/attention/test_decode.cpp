@@ -26,7 +26,7 @@ struct decode_case {
 };
 
 const decode_case cases[] = {{128, 2, 8, {1, 37, 200}, 0},   {80, 1, 4, {5, 0, 100}, 16}, {64, 3, 3, {17, 64}, 32},
-                             {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0}};
+                             {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0},     {96, 2, 12, {50, 19}, 32}};
 
 // softmax(q K^T scale) V in double, per sequence and query head, over the cache's own values.
 template <class Element>
@@ -138,13 +138,14 @@ TEST(decode_attention, int8_queries_run_integer_qk_on_int8_keys) {
 
 // The paged layout: pages scattered through the pool, appends across page boundaries; decode
 // gives exactly the contiguous cache's result (the same 16-token tiles), and the reference's.
-TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
-  using E = scheme<int4, fp16>;
+// The same tokens in a contiguous and a paged cache (pages out of order) give the same outputs.
+template <class E>
+void check_paged(std::size_t group_size) {
   const std::size_t d = 64, kv_heads = 2, q_heads = 4;
   const std::vector<std::size_t> lengths = {1, 70, 100};
-  kv_cache<E> contiguous(kv_shape{3, kv_heads, d, 128}, 32);
+  kv_cache<E> contiguous(kv_shape{3, kv_heads, d, 128}, group_size);
   kv_shape paged_shape{3, kv_heads, d, 0, 32, 12};
-  kv_cache<E> paged(paged_shape, 32);
+  kv_cache<E> paged(paged_shape, group_size);
   const uint32_t tables[3][4] = {{7, 0, 0, 0}, {3, 11, 1, 0}, {10, 2, 5, 8}};
   const std::size_t mapped[3] = {1, 3, 4};
   uint32_t seed = 1300;
@@ -178,6 +179,11 @@ TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
   EXPECT_THROW(paged.map_pages(2, tables[2], 3), lowbit::error);             // 100 tokens > 96
   EXPECT_THROW(kv_cache<E>(kv_shape{1, 1, 64, 0, 24, 4}), lowbit::error);
   EXPECT_THROW(contiguous.map_pages(0, tables[0], 1), lowbit::error);
+}
+
+TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
+  check_paged<scheme<int4, fp16>>(32);
+  check_paged<lowbit::bf16>(0);  // the AVX-512 bf16 kernel (decode_bf16.hpp) reads rows in place
 }
 
 TEST(decode_attention, threads_give_the_serial_result_and_errors_are_named) {

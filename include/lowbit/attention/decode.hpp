@@ -28,6 +28,7 @@
 #include "../kernels/dequantize.hpp"
 #include "../kernels/simd/gemm_int8.hpp"
 #include "../kernels/simd/ops.hpp"
+#include "decode_bf16.hpp"
 #include "decode_integer.hpp"
 #include "decode_tiles.hpp"
 #include "kv_cache.hpp"
@@ -113,20 +114,6 @@ void scale_in_place(float* y, float a, std::size_t d) noexcept {
     constexpr std::size_t W = simd::ops<Tag>::lanes;
     const f32 av(a);
     for (std::size_t i = 0; i < d; i += W) (f32::load_unaligned(y + i) * av).store_unaligned(y + i);
-#endif
-  }
-}
-
-/// scores[i] = exp(scores[i] - shift) for the 16 scores of a tile (xsimd's vector exp).
-template <class Tag>
-void exp_shifted(float* scores, float shift) noexcept {
-  if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
-    for (std::size_t i = 0; i < tile_tokens; ++i) scores[i] = std::exp(scores[i] - shift);
-  } else {
-#if defined(LOWBIT_COMPILED_SSE42)
-    using f32 = typename simd::ops<Tag>::f32;
-    constexpr std::size_t W = simd::ops<Tag>::lanes;
-    for (std::size_t i = 0; i < tile_tokens; i += W) xsimd::exp(f32::load_unaligned(scores + i) - f32(shift)).store_unaligned(scores + i);
 #endif
   }
 }
@@ -275,11 +262,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     // A tile: up to 16 tokens whose rows are consecutive (never across a page).
     n = std::min({tile_tokens, t1 - t, cache.run(t)});
     const std::size_t r0 = cache.row(seq, h, t);
-    if (t + n < t1) {  // the next tile's K and V, while this one computes
-      const std::size_t next = std::min({tile_tokens, t1 - t - n, cache.run(t + n)}), r1 = cache.row(seq, h, t + n);
-      if (!cache.key_tokens()) prefetch(cache.keys().codes_of(r1), cache.keys().code_bytes(next));
-      prefetch(cache.values().codes_of(r1), cache.values().code_bytes(next));
-    }
+    prefetch_new_page(cache, seq, h, t + n, t1);
     if (!q8) keys_to_float<Tag>(cache, seq, h, t, n, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
     if (!q8 && n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
@@ -295,16 +278,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
       } else {
         tile_scores<Tag>(q + j * d, k_tile, d, sj);
       }
-      float tile_max = -std::numeric_limits<float>::infinity();
-      for (std::size_t i = 0; i < n; ++i) tile_max = std::max(tile_max, sj[i]);
-      const float new_max = std::max(out.max[j], tile_max);
-      corrections[j] = std::exp(out.max[j] - new_max);  // 0 on the first tile (max was -inf)
-      for (std::size_t i = n; i < tile_tokens; ++i) sj[i] = -std::numeric_limits<float>::infinity();
-      exp_shifted<Tag>(sj, new_max);
-      float sum = out.sum[j] * corrections[j];
-      for (std::size_t i = 0; i < n; ++i) sum += sj[i];
-      out.max[j] = new_max;
-      out.sum[j] = sum;
+      corrections[j] = softmax_tile<Tag>(sj, n, out.max[j], out.sum[j]);
     }
     accumulate_tile<Tag>(scores, n, v_tile, d, corrections, group, out.acc);
   }
@@ -443,6 +417,12 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
             continue;
           }
         }
+#if defined(LOWBIT_COMPILED_AVX512)
+        if constexpr (std::is_same<Element, bf16>::value && detail::is_wide<Tag>::value) {
+          detail::decode_chunk_bf16<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d, group, part(i));
+          continue;
+        }
+#endif
         detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d,
                                   q8.empty() ? nullptr : q8.data() + first_head, group, part(i));
       }

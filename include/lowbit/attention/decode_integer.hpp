@@ -163,11 +163,6 @@ struct int_scratch {
 };
 
 #if defined(LOWBIT_COMPILED_AVX512)
-#if defined(__GNUC__) || defined(__clang__)
-#define LOWBIT_UNROLL _Pragma("GCC unroll 16")
-#else
-#define LOWBIT_UNROLL
-#endif
 /// One 16-token tile of the AVX-512 kernel: Chunks 64-byte chunks of codes per row, Uniform: one
 /// scale per token and head (compile-time, so the chunk and source loops unroll into registers).
 /// kc, vc: 16 rows of codes (row_bytes apart); ks, vs: their scales as floats (16 x groups).
@@ -372,11 +367,7 @@ void decode_chunk_integer(const kv_cache<Element>& cache, std::size_t seq, std::
   for (std::size_t t = t0, n = 0; t < t1; t += n) {
     n = std::min({tile_tokens, t1 - t, cache.run(t)});
     const std::size_t r0 = cache.row(seq, h, t);
-    if (t + n < t1) {
-      const std::size_t next = std::min({tile_tokens, t1 - t - n, cache.run(t + n)}), r1 = cache.row(seq, h, t + n);
-      prefetch(K.codes() + r1 * rb, next * rb);
-      prefetch(V.codes() + r1 * rb, next * rb);
-    }
+    prefetch_new_page(cache, seq, h, t + n, t1);
     const uint8_t* kc = K.codes() + r0 * rb;
     const uint8_t* vc = V.codes() + r0 * rb;
     if (n < tile_tokens) {  // the kernel reads 16 rows: copy the tail's, zeros after

@@ -137,6 +137,11 @@ struct ops<arch::sse42_tag> {
 
   static LOWBIT_ALWAYS_INLINE void stream(float* p, const f32& v) noexcept { _mm_stream_ps(p, v); }
 
+  /// 4 uint16 zero-extended to the lanes (bf16 bits, shifted up 16, are the float).
+  static LOWBIT_ALWAYS_INLINE i32 load_u16(const uint16_t* p) noexcept {
+    return _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+
   /// Lanes holding values in [0, 65535] stored as uint16 (all lanes).
   static LOWBIT_ALWAYS_INLINE void store_u16(uint16_t* p, const i32& v, bool streaming) noexcept {
     const __m128i packed = _mm_packus_epi32(v, v);
@@ -218,6 +223,9 @@ struct ops<arch::avx2_tag> {
   }
 
   static LOWBIT_ALWAYS_INLINE void stream(float* p, const f32& v) noexcept { _mm256_stream_ps(p, v); }
+  static LOWBIT_ALWAYS_INLINE i32 load_u16(const uint16_t* p) noexcept {
+    return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static LOWBIT_ALWAYS_INLINE void store_u16(uint16_t* p, const i32& v, bool streaming) noexcept {
     const __m256i packed = _mm256_packus_epi32(v, v);  // 0..3 | 0..3 , 4..7 | 4..7 per 128-bit lane
     const __m128i ordered = _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
@@ -301,6 +309,9 @@ struct ops_avx512 {
   }
 
   static LOWBIT_ALWAYS_INLINE void stream(float* p, const f32& v) noexcept { _mm512_stream_ps(p, v); }
+  static LOWBIT_ALWAYS_INLINE i32 load_u16(const uint16_t* p) noexcept {
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static LOWBIT_ALWAYS_INLINE void store_u16(uint16_t* p, const i32& v, bool streaming) noexcept {
     const __m256i packed = _mm512_cvtepi32_epi16(v);
     if (streaming) {
