@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
         double us[7] = {};
         for (int v = 0; v < 7; ++v) {
           if (views[0].tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
-          if (m > 16 && (shapes_tw[v][0] == 4 || shapes_tw[v][1] == 16)) continue;  // m > 16: 1 or 2 tiles, 8 warps
+          if (m > 16 && (shapes_tw[v][1] == 16 || (shapes_tw[v][0] == 4 && m > 32))) continue;  // m > 16: 8 warps, 4 tiles to 32
           lb::cuda::gemm_options o;
           o.tiles_per_block = shapes_tw[v][0];
           o.warps = shapes_tw[v][1];

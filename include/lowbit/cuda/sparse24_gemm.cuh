@@ -461,7 +461,7 @@ void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Sche
 /// Checked: 1 <= m <= 64; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
 /// copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing the tile count
 /// (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm() does); m > 16:
-/// 1 or 2 tiles a block and 8 warps (the accumulators of 4 or 8 n8 columns need the registers).
+/// 8 warps and 1 or 2 tiles a block, 4 up to m = 32 (the accumulators of 4 or 8 n8 columns need the registers).
 /// y must not overlap x.
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
@@ -489,7 +489,7 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
   // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
   if (per_block == 0) {
-    if (!plain && !wide && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
+    if (!plain && m <= 32 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
   if (warps == 0)
@@ -501,17 +501,18 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
                                                        << "), or 4 with a tile count divisible by 4 (integer codes only)");
-  LOWBIT_CHECK(!wide || (per_block <= 2 && warps == 8), "cuda::gemm_sparse24: m=" << m << " > 16 takes 1 or 2 tiles a block and 8 warps (tiles_per_block="
-                                                                                   << per_block << ", warps=" << warps << ")");
+  LOWBIT_CHECK(!wide || (warps == 8 && (per_block <= 2 || m <= 32)),
+               "cuda::gemm_sparse24: m=" << m << " > 16 takes 8 warps and 1 or 2 tiles a block (4 up to m = 32; tiles_per_block="
+                                         << per_block << ", warps=" << warps << ")");
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
   // The m tiles (n8 columns of the mma) for m: 1, 2, 4 or 8.
   const auto by_m = [&](auto tiles_c, auto warps_c) {
     constexpr int tl = decltype(tiles_c)::value, wp = decltype(warps_c)::value;
     if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream);
     else if (m <= 16) detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
-    else if constexpr (wp == 8 && tl <= 2) {
+    else if constexpr (wp == 8) {
       if (m <= 32) detail::launch_sparse24<4, tl, wp>(x, mi, lx, w, y, ly, stream);
-      else detail::launch_sparse24<8, tl, wp>(x, mi, lx, w, y, ly, stream);
+      else if constexpr (tl <= 2) detail::launch_sparse24<8, tl, wp>(x, mi, lx, w, y, ly, stream);
     }
   };
   using c1 = std::integral_constant<int, 1>;
