@@ -4,7 +4,8 @@
 # tests (every GEMM format and every KV format against the CPU library), then the benchmarks: the
 # GEMM against cuBLAS fp16, decode attention against PyTorch SDPA fp16 (bench/cuda/sdpa_decode.py).
 # Prints the device and tool versions first. env: GPU_PARTS (default "gemm decode"; any of gemm,
-# decode, sparse24: the 2:4 + int4 GEMM against cuBLAS fp16 and the dense int4 kernel),
+# decode, sparse24: the 2:4 GEMM, int4 / int8 / fp16 / bf16 kept values with fp16 / bf16 activations,
+# against cuBLAS fp16 / bf16 and the dense kernel of the same format),
 # BUILD_DIR (default build-cuda), JOBS, BENCH_ARGS, CUDA_ARCHS (default "80;90a")
 # (e.g. --quick). xsimd (the library target's one dependency) is found as usual, or in
 # .gpu-deps/ (a copy of its headers and CMake files carried to a bare machine).
@@ -57,6 +58,6 @@ if [[ $parts == *decode* ]]; then
   "$build/lowbit_bench_cuda_decode" ${BENCH_ARGS:-}
 fi
 if [[ $parts == *sparse24* ]]; then
-  echo "---- benchmark: 2:4 + int4 gemm (against cuBLAS fp16 dense and lowbit dense int4, same run)"
+  echo "---- benchmark: 2:4 gemm (against cuBLAS fp16 / bf16 dense and lowbit's dense kernel, same run)"
   "$build/lowbit_bench_cuda_sparse24" ${BENCH_ARGS:-}
 fi
