@@ -183,7 +183,8 @@ void check_paged(std::size_t group_size) {
 
 TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
   check_paged<scheme<int4, fp16>>(32);
-  check_paged<lowbit::bf16>(0);  // the AVX-512 bf16 kernel (decode_bf16.hpp) reads rows in place
+  check_paged<lowbit::bf16>(0);  // the AVX-512 kernel of decode_float_rows.hpp reads rows in place
+  check_paged<float>(0);
 }
 
 TEST(decode_attention, threads_give_the_serial_result_and_errors_are_named) {

@@ -28,7 +28,7 @@
 #include "../kernels/dequantize.hpp"
 #include "../kernels/simd/gemm_int8.hpp"
 #include "../kernels/simd/ops.hpp"
-#include "decode_bf16.hpp"
+#include "decode_float_rows.hpp"
 #include "decode_integer.hpp"
 #include "decode_tiles.hpp"
 #include "kv_cache.hpp"
@@ -417,14 +417,16 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
             continue;
           }
         }
+        const float* qh = qs.data() + first_head * d;
 #if defined(LOWBIT_COMPILED_AVX512)
-        if constexpr (std::is_same<Element, bf16>::value && detail::is_wide<Tag>::value) {
-          detail::decode_chunk_bf16<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d, group, part(i));
+        if constexpr ((std::is_same<Element, bf16>::value || std::is_same<Element, float>::value) &&
+                      detail::is_wide<Tag>::value) {  // rows read in place (decode_float_rows.hpp)
+          detail::decode_chunk_rows<Tag>(cache, w.seq, w.head, w.t0, w.t1, qh, group, part(i));
           continue;
         }
 #endif
-        detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qs.data() + first_head * d,
-                                  q8.empty() ? nullptr : q8.data() + first_head, group, part(i));
+        detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qh, q8.empty() ? nullptr : q8.data() + first_head,
+                                  group, part(i));
       }
     });
   });

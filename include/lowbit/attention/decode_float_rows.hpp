@@ -1,23 +1,28 @@
 /// \file
-/// \brief The AVX-512 decode kernel over a bf16 cache's rows: K and V are read as bf16 and
-/// widened in registers, never copied into a float tile.
+/// \brief The AVX-512 decode kernel over a bf16 or fp32 cache: K and V rows are read in place
+/// (bf16 widened in registers), never copied into a float tile.
 ///
-/// A bf16 is a float's high half, so a 64-byte load of 32 elements gives the even elements as
-/// floats by shifting each 32-bit word left by 16 and the odd ones by clearing its low half. The
-/// query heads are kept split the same way (per 32-element block: 16 even, then 16 odd elements)
-/// and so are the V sums, put back in element order once per chunk. Per 16-token tile:
+/// A row is read 32 elements at a time as two vectors. fp32: its first and last 16. bf16: one
+/// 64-byte load; a bf16 is a float's high half, so shifting each 32-bit word left by 16 gives
+/// the even elements as floats and clearing its low half the odd ones. The query heads are
+/// kept in the same order (block_element) and so are the V sums, put back in element order once
+/// per chunk. Per 16-token tile:
 /// - q·k: 4 tokens x up to 4 query heads a register block (16 accumulators), each K register
 ///   used by every head of the block; the 16 tokens' lane sums by one transpose-add tree a head.
 /// - online softmax on the 16 scores of each head (softmax_tile, shared with the float path).
 /// - P V: per head, the sums of two 32-element blocks (4 accumulators), each V register used by
-///   every head of the block, the probability broadcast from memory.
-/// Products and sums in fp32, as the float path; only the order of the sums differs.
+///   every head of the block, the probability broadcast.
+/// Products and sums in fp32, as the float path; only the order of the sums differs. No
+/// software prefetch (see prefetch_new_page). Tried: vdpbf16ps straight on the bf16 rows (q and
+/// the probabilities rounded to bf16, half the product instructions) ran 1.2x slower than this
+/// on the Zen 5 CI machine at S = 4096, so bf16 products bring no speed here, only error.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "../arch/dispatch.hpp"
 #include "../core/aligned.hpp"
@@ -32,27 +37,45 @@ namespace attention {
 namespace detail {
 
 #if defined(LOWBIT_COMPILED_AVX512)
-constexpr std::size_t bf16_block = 32;  ///< elements of a row per 64-byte load
+constexpr std::size_t row_block = 32;  ///< elements of a row per step (two vectors)
 
-/// Elements [32 b, 32 b + 32) of a bf16 row of d elements (zeros past d) as even and odd floats.
-LOWBIT_ALWAYS_INLINE void load_bf16_block(const uint16_t* row, std::size_t b, std::size_t d, __m512& even,
-                                          __m512& odd) noexcept {
-  const std::size_t e = b * bf16_block;
-  const __m512i w = e + bf16_block <= d ? _mm512_loadu_si512(row + e)
-                                        : _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << (d - e)) - 1), row + e);
+/// Elements [e, e + 32) of a bf16 row of d elements as they are (zeros past d).
+LOWBIT_ALWAYS_INLINE __m512i load_row_words(const uint16_t* row, std::size_t e, std::size_t d) noexcept {
+  return e + row_block <= d ? _mm512_loadu_si512(row + e)
+                            : _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << (d - e)) - 1), row + e);
+}
+
+/// Elements [32 b, 32 b + 32) of a row of d elements (zeros past d) as two vectors, bf16: the
+/// even and the odd elements.
+LOWBIT_ALWAYS_INLINE void load_row_block(const uint16_t* row, std::size_t b, std::size_t d, __m512& even,
+                                         __m512& odd) noexcept {
+  const __m512i w = load_row_words(row, b * row_block, d);
   even = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
   odd = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+/// fp32: the first and the last 16 (d is a multiple of 16, so only the last can be past d).
+LOWBIT_ALWAYS_INLINE void load_row_block(const float* row, std::size_t b, std::size_t d, __m512& first,
+                                         __m512& last) noexcept {
+  const std::size_t e = b * row_block;
+  first = _mm512_loadu_ps(row + e);
+  last = e + row_block <= d ? _mm512_loadu_ps(row + e + 16) : _mm512_setzero_ps();
+}
+
+/// The element of a 32-element block that load_row_block puts in vector lane p (0..31).
+template <class Raw>
+constexpr std::size_t block_element(std::size_t p) noexcept {
+  return std::is_same<Raw, float>::value ? p : 2 * (p % 16) + p / 16;
 }
 
 /// scores[j][i] = q_j · k_i for the HB heads at q_split (blocks x 32 floats each, split) and the
 /// 16 rows of a tile (row i at k + min(i, n - 1) * d: rows past n repeat the last one, and are ignored).
-template <class Tag, std::size_t HB>
-void bf16_tile_scores(const float* q_split, std::size_t blocks, const uint16_t* k, std::size_t n, std::size_t d,
+template <class Tag, std::size_t HB, class Raw>
+void rows_tile_scores(const float* q_split, std::size_t blocks, const Raw* k, std::size_t n, std::size_t d,
                       float* scores) noexcept {
   using f32 = typename simd::ops<Tag>::f32;
   f32 sums[HB][tile_tokens];
   for (std::size_t i0 = 0; i0 < tile_tokens; i0 += 4) {
-    const uint16_t* rows[4];
+    const Raw* rows[4];
     for (std::size_t t = 0; t < 4; ++t) rows[t] = k + std::min(i0 + t, n - 1) * d;
     __m512 acc[HB][4];
     LOWBIT_UNROLL
@@ -63,10 +86,10 @@ void bf16_tile_scores(const float* q_split, std::size_t blocks, const uint16_t* 
       LOWBIT_UNROLL
       for (std::size_t t = 0; t < 4; ++t) {
         __m512 even, odd;
-        load_bf16_block(rows[t], b, d, even, odd);
+        load_row_block(rows[t], b, d, even, odd);
         LOWBIT_UNROLL
         for (std::size_t j = 0; j < HB; ++j) {
-          const float* qj = q_split + (j * blocks + b) * bf16_block;
+          const float* qj = q_split + (j * blocks + b) * row_block;
           acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj), even, acc[j][t]);
           acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj + 16), odd, acc[j][t]);
         }
@@ -81,8 +104,8 @@ void bf16_tile_scores(const float* q_split, std::size_t blocks, const uint16_t* 
 
 /// acc_j = acc_j * correction[j] + sum_i p[j][i] v_i over the n rows of a tile, for the HB heads'
 /// split sums at acc (blocks x 32 floats each) and the one or two blocks from b0 on.
-template <std::size_t HB, bool Two>
-void bf16_tile_values(const float* p, const float* correction, const uint16_t* v, std::size_t n, std::size_t d,
+template <std::size_t HB, bool Two, class Raw>
+void rows_tile_values(const float* p, const float* correction, const Raw* v, std::size_t n, std::size_t d,
                       std::size_t blocks, std::size_t b0, float* acc_split) noexcept {
   constexpr std::size_t R = Two ? 4 : 2;
   __m512 acc[HB][R];
@@ -90,12 +113,12 @@ void bf16_tile_values(const float* p, const float* correction, const uint16_t* v
   for (std::size_t j = 0; j < HB; ++j) {
     const __m512 c = _mm512_set1_ps(correction[j]);
     LOWBIT_UNROLL
-    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * bf16_block + 16 * r), c);
+    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r), c);
   }
   for (std::size_t i = 0; i < n; ++i) {
     __m512 x[R];
-    load_bf16_block(v + i * d, b0, d, x[0], x[1]);
-    if (Two) load_bf16_block(v + i * d, b0 + 1, d, x[R - 2], x[R - 1]);
+    load_row_block(v + i * d, b0, d, x[0], x[1]);
+    if (Two) load_row_block(v + i * d, b0 + 1, d, x[R - 2], x[R - 1]);
     LOWBIT_UNROLL
     for (std::size_t j = 0; j < HB; ++j) {
       const __m512 pj = _mm512_set1_ps(p[j * tile_tokens + i]);
@@ -106,7 +129,7 @@ void bf16_tile_values(const float* p, const float* correction, const uint16_t* v
   LOWBIT_UNROLL
   for (std::size_t j = 0; j < HB; ++j)
     LOWBIT_UNROLL
-    for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * bf16_block + 16 * r, acc[j][r]);
+    for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
 }
 
 /// Runs f(j0, HB-constant) over the group's heads, four at a time, then the rest.
@@ -122,12 +145,15 @@ LOWBIT_ALWAYS_INLINE void for_head_blocks(std::size_t group, F&& f) {
   }
 }
 
-/// Tokens [t0, t1) of head h of sequence seq of a bf16 cache, for the `group` query heads at q
-/// (group x d, already multiplied by the scale).
-template <class Tag>
-void decode_chunk_bf16(const kv_cache<bf16>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
+/// Tokens [t0, t1) of head h of sequence seq of a bf16 or fp32 cache, for the `group` query
+/// heads at q (group x d, already multiplied by the scale).
+template <class Tag, class Element>
+void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
                        const float* q, std::size_t group, const partial& out) {
-  const std::size_t d = cache.shape().head_dim, blocks = (d + bf16_block - 1) / bf16_block, split = blocks * bf16_block;
+  static_assert(std::is_same<Element, float>::value || std::is_same<Element, bf16>::value, "fp32 or bf16 rows");
+  using Raw = std::conditional_t<std::is_same<Element, bf16>::value, uint16_t, float>;  // bf16's bits
+  const std::size_t d = cache.shape().head_dim, blocks = (d + row_block - 1) / row_block, split = blocks * row_block;
+  const auto position = [](std::size_t e) { return e - e % row_block + block_element<Raw>(e % row_block); };
   thread_local aligned_buffer<float> q_buffer, acc_buffer, score_buffer;
   if (q_buffer.size() < group * split) q_buffer = aligned_buffer<float>(group * split), acc_buffer = aligned_buffer<float>(group * split);
   if (score_buffer.size() < group * (tile_tokens + 1)) score_buffer = aligned_buffer<float>(group * (tile_tokens + 1));
@@ -135,26 +161,26 @@ void decode_chunk_bf16(const kv_cache<bf16>& cache, std::size_t seq, std::size_t
   float* const acc_split = acc_buffer.data();
   float* const scores = score_buffer.data();
   float* const corrections = scores + group * tile_tokens;
-  for (std::size_t j = 0; j < group; ++j) {
+  for (std::size_t j = 0; j < group; ++j) {  // q in the order of load_row_block
     for (std::size_t e = 0; e < split; ++e) {
-      const std::size_t element = e / bf16_block * bf16_block + 2 * (e % 16) + e % bf16_block / 16;
+      const std::size_t element = position(e);
       q_split[j * split + e] = element < d ? q[j * d + element] : 0.0f;
       acc_split[j * split + e] = 0.0f;
     }
     out.max[j] = -std::numeric_limits<float>::infinity();
     out.sum[j] = 0.0f;
   }
-  const uint16_t* const keys = &cache.keys().data[0].bits;
-  const uint16_t* const values = &cache.values().data[0].bits;
+  const Raw* const keys = reinterpret_cast<const Raw*>(cache.keys().data.data());
+  const Raw* const values = reinterpret_cast<const Raw*>(cache.values().data.data());
   for (std::size_t t = t0, n = 0; t < t1; t += n) {
     n = std::min({tile_tokens, t1 - t, cache.run(t)});
     const std::size_t r0 = cache.row(seq, h, t);
     prefetch_new_page(cache, seq, h, t + n, t1);
-    const uint16_t* const k = keys + r0 * d;
-    const uint16_t* const v = values + r0 * d;
+    const Raw* const k = keys + r0 * d;
+    const Raw* const v = values + r0 * d;
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
       constexpr std::size_t HB = decltype(hb)::value;
-      bf16_tile_scores<Tag, HB>(q_split + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
+      rows_tile_scores<Tag, HB>(q_split + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
     });
     for (std::size_t j = 0; j < group; ++j)
       corrections[j] = softmax_tile<Tag>(scores + j * tile_tokens, n, out.max[j], out.sum[j]);
@@ -163,13 +189,13 @@ void decode_chunk_bf16(const kv_cache<bf16>& cache, std::size_t seq, std::size_t
       const float* p = scores + j0 * tile_tokens;
       float* acc = acc_split + j0 * split;
       std::size_t b0 = 0;
-      for (; b0 + 2 <= blocks; b0 += 2) bf16_tile_values<HB, true>(p, corrections + j0, v, n, d, blocks, b0, acc);
-      if (b0 < blocks) bf16_tile_values<HB, false>(p, corrections + j0, v, n, d, blocks, b0, acc);
+      for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values<HB, true>(p, corrections + j0, v, n, d, blocks, b0, acc);
+      if (b0 < blocks) rows_tile_values<HB, false>(p, corrections + j0, v, n, d, blocks, b0, acc);
     });
   }
   for (std::size_t j = 0; j < group; ++j)
     for (std::size_t e = 0; e < split; ++e) {
-      const std::size_t element = e / bf16_block * bf16_block + 2 * (e % 16) + e % bf16_block / 16;
+      const std::size_t element = position(e);
       if (element < d) out.acc[j * d + element] = acc_split[j * split + e];
     }
 }
