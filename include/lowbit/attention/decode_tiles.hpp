@@ -193,9 +193,15 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       const __m512 vs = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
       const float m = _mm512_reduce_max_ps(vs);
       v_step[g] = m / 255.0f;
-      // vs / m first: 255 / m overflows for a denormal m
-      _mm512_store_ps(v_norm + 16 * g, m > 0.0f ? _mm512_mul_ps(_mm512_div_ps(vs, _mm512_set1_ps(m)), _mm512_set1_ps(255.0f))
-                                                : _mm512_setzero_ps());
+      // times 255 / m, one scalar division (a vector one costs more than the rest of this loop);
+      // vs / m first when 255 / m would overflow (m below ~7.5e-37)
+      __m512 norm = _mm512_setzero_ps();
+      if (m >= 255.0f / std::numeric_limits<float>::max()) {
+        norm = _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m));
+      } else if (m > 0.0f) {
+        norm = _mm512_mul_ps(_mm512_div_ps(vs, _mm512_set1_ps(m)), _mm512_set1_ps(255.0f));
+      }
+      _mm512_store_ps(v_norm + 16 * g, norm);
     }
     for (std::size_t j = 0; j < group; ++j) {
       // Online softmax over the tile's valid tokens; the sums stay in lanes until the chunk ends.
@@ -210,14 +216,14 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
         _mm512_store_ps(sum, _mm512_mul_ps(_mm512_load_ps(sum), c));
         out.max[j] = new_max;
       }
-      const __m512 p = _mm512_maskz_mov_ps(
-          valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(new_max)))).data);
-      _mm512_store_ps(sum, _mm512_add_ps(_mm512_load_ps(sum), p));
+      // p_t = exp(s_t - max) = pr_t p_max with pr_t = exp(s_t - tile max) <= 1 and p_max =
+      // exp(tile max - max): no second reduction, no division (p_max may be denormal or 0).
+      const __m512 pr = _mm512_maskz_mov_ps(
+          valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(tile_max)))).data);
+      const float p_max = std::exp(tile_max - new_max);
+      _mm512_store_ps(sum, _mm512_fmadd_ps(pr, _mm512_set1_ps(p_max), _mm512_load_ps(sum)));
       // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the
       // group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
-      const float p_max = _mm512_reduce_max_ps(p);
-      // p / p_max (<= 1); 1 / p_max overflows when p_max is denormal (a tile far below the maximum)
-      const __m512 pr = p_max > 0.0f ? _mm512_div_ps(p, _mm512_set1_ps(p_max)) : _mm512_setzero_ps();
       for (std::size_t g = 0; g < G; ++g) {
         _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * (j * G + g)),
                         _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * g)))));
