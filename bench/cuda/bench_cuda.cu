@@ -1,6 +1,6 @@
 // Times lowbit::cuda::gemm against cuBLAS fp16 (cublasGemmEx, fp32 compute) on the same shapes:
-// y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16, every GPU
-// format; and with bf16 activations against cuBLAS bf16 (N = K = 8192, the default block shape).
+// y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and 4096 x 14336, M = 1, 4, 16, 32, 64, every GPU
+// format (M = 32, 64: the split-K kernel, with a reused gemm_workspace, and with other splits); and with bf16 activations against cuBLAS bf16 (N = K = 8192, the default block shape).
 // CUDA events around 200 launches, median of 7 such runs. The packed weights (~34 MB at 4
 // bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
 // numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
@@ -45,13 +45,17 @@ T* device_random_half(std::size_t count, std::mt19937& rng, float scale) {
 struct shape {
   std::size_t n, k;
 };
-const std::size_t ms[] = {1, 4, 16};
+const std::size_t ms[] = {1, 4, 16, 32, 64};
+constexpr std::size_t n_ms = sizeof(ms) / sizeof(ms[0]), max_m = 64;
 
 struct result_row {
   std::string format;
   shape s;
   std::size_t m;
-  double us[7], cublas_us, bytes;  // default; 1 and 2 tiles a block x 8 and 16 warps; 4 tiles x 16 and 8 warps
+  // M <= 16: default; 1 and 2 tiles a block x 8 and 16 warps; 4 tiles x 16 and 8 warps.
+  // M > 16: default (a reused workspace); the default without a workspace; 16 warps (1 tile each);
+  // 8 splits with 8 / 16 warps; 2 splits, 1 (8 warps).
+  double us[7], cublas_us, bytes;
 };
 std::vector<result_row> results;
 std::vector<double> cublas_times, cublas_bf16_times;  // [shape][m], [m]
@@ -93,10 +97,26 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
     owned.push_back(scales);
   }
   const std::size_t tiles = view.tiles();
-  for (std::size_t mi = 0; mi < 3; ++mi) {
+  lowbit::cuda::gemm_workspace workspace;
+  for (std::size_t mi = 0; mi < n_ms; ++mi) {
     const std::size_t m = ms[mi];
     result_row row{std::string(name) + (bf16 ? ", bf16" : ""), s, m, {0, 0, 0, 0, 0, 0, 0},
-                   bf16 ? cublas_bf16_times[mi] : cublas_times[shape_index * 3 + mi], double(view.bytes())};
+                   bf16 ? cublas_bf16_times[mi] : cublas_times[shape_index * n_ms + mi], double(view.bytes())};
+    if (m > 16) {
+      for (int variant = 0; variant < (bf16 ? 1 : 7); ++variant) {
+        // default; the default without a workspace; 16 warps; 8 splits with 8 / 16 warps; 2, 1 splits
+        const int splits[7] = {0, 0, 0, 8, 8, 2, 1}, warps[7] = {0, 0, 16, 8, 16, 8, 8};
+        lowbit::cuda::gemm_options options;
+        options.workspace = variant == 1 ? nullptr : &workspace;
+        options.split_k = splits[variant];
+        options.warps = warps[variant];
+        row.us[variant] = time_us([&](int i) {
+          lowbit::cuda::gemm(x, m, s.k, views[i % copies], y, s.n, nullptr, options);
+        });
+      }
+      results.push_back(row);
+      continue;
+    }
     for (int variant = 0; variant < (bf16 ? 1 : 7); ++variant) {
       const int per_block = variant == 0 ? 0 : variant >= 5 ? 4 : 1 + (variant - 1) % 2;
       if (tiles % (per_block ? per_block : 1)) continue;
@@ -154,9 +174,9 @@ int main(int argc, char** argv) {
   for (std::size_t si = 0; si < 2; ++si) {
     const shape& s = shapes[si];
     __half* w = device_random_half(s.n * s.k, rng, 0.02f);
-    __half* x = device_random_half(16 * s.k, rng, 1.0f);
+    __half* x = device_random_half(max_m * s.k, rng, 1.0f);
     __half* y = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_m * s.n * sizeof(__half)));
     for (std::size_t m : ms) cublas_times.push_back(cublas_time(handle, s, m, w, x, y, CUDA_R_16F));
     cudaFree(w);
     namespace lb = lowbit;
@@ -175,9 +195,9 @@ int main(int argc, char** argv) {
     const shape& s = shapes[0];
     using bf = __nv_bfloat16;
     bf* w = device_random_half<bf>(s.n * s.k, rng, 0.02f);
-    bf* x = device_random_half<bf>(16 * s.k, rng, 1.0f);
+    bf* x = device_random_half<bf>(max_m * s.k, rng, 1.0f);
     bf* y = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(bf)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_m * s.n * sizeof(bf)));
     for (std::size_t m : ms) cublas_bf16_times.push_back(cublas_time(handle, s, m, w, x, y, CUDA_R_16BF));
     cudaFree(w);
     namespace lb = lowbit;
@@ -194,7 +214,7 @@ int main(int argc, char** argv) {
   }
   cublasDestroy(handle);
 
-  std::printf("\n| format | N x K | M | lowbit µs | weight GB/s | cuBLAS fp16 (bf16) µs | speed-up | µs, 1 / 2 tiles a block, 8 warps; 16 warps; 4 tiles, 16 / 8 warps |\n");
+  std::printf("\n| format | N x K | M | lowbit µs | weight GB/s | cuBLAS fp16 (bf16) µs | speed-up | M <= 16: µs, 1 / 2 tiles a block, 8 warps; 16 warps; 4 tiles, 16 / 8 warps; M > 16: no workspace / 16 warps; 8 splits, 8 / 16 warps; 2 / 1 splits |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const result_row& r : results) {
     std::printf("| %s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.2fx | %.1f / %.1f; %.1f / %.1f; %.1f / %.1f |\n",

@@ -1,6 +1,8 @@
 // Checks lowbit::cuda::gemm against the float64 CPU reference (reference::gemm) on the same
-// quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16, shapes with
-// N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape. A plain checker (no GoogleTest:
+// quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16 (the split-K
+// kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
+// workspace; 8 warps of 2 tiles and 16 of 1),
+// shapes with N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape. A plain checker (no GoogleTest:
 // the GPU machine may lack it); exits non-zero on the first failure, printing seed and case.
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
@@ -39,7 +41,7 @@ inline float from_act(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 template <class Scheme, class T = __half>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
-                unsigned seed, int warps = 0) {
+                unsigned seed, int warps = 0, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -66,7 +68,13 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   lowbit::cuda::gemm_options go;
   go.tiles_per_block = per_block;
   go.warps = warps;
+  go.split_k = split_k;
+  go.workspace = workspace;
   lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  if (workspace) {  // again on the same workspace: its counters must be back at zero
+    LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));
+    lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<T> y(m * ldy);
   LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -91,11 +99,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name, bf16 ? "/bf16" : "", n, k,
-                group, m, per_block, warps, seed, bad, m * n);
+    std::printf("FAIL %s%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d seed=%u: %d of %zu outputs off\n", name,
+                bf16 ? "/bf16" : "", n, k, group, m, per_block, warps, split_k, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name, bf16 ? "bf16" : "fp16", n, k, group, m,
-                per_block, warps, worst);
+    std::printf("ok   %-10s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d  worst err/tol %.3f\n", name,
+                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, worst);
   }
 }
 
@@ -117,6 +125,19 @@ void check_format(const char* name, unsigned& seed) {
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 16);
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 8);
         }
+      }
+    }
+  // M = 17..64 (the split-K kernel): the default split (for these N, about one chunk a block), none,
+  // and 3 (2) splits twice on one workspace; 8 warps of 2 tiles and 16 of 1.
+  lowbit::cuda::gemm_workspace workspace;
+  for (const shape& s : shapes)
+    for (std::size_t m : {17, 24, 33, 48, 64}) {
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
+      if (m == 17 || m == 64) {
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, 1);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, 3, &workspace);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16, 2, &workspace);
       }
     }
 }
@@ -159,6 +180,16 @@ int main(int argc, char** argv) {
     }
     ++cases;
     if (!threw) { ++failures; std::printf("FAIL group_size 32 was accepted\n"); }
+    threw = false;
+    try {
+      const std::vector<float> w(16 * 128, 0.5f);
+      const auto packed = lb::cuda::pack(lb::quantize<lb::scheme<lb::int4, lb::fp16>>(w.data(), 16, 128, 128, {}).view());
+      lb::cuda::gemm(static_cast<const __half*>(nullptr), 65, 128, packed.view(), static_cast<__half*>(nullptr), 16);
+    } catch (const lb::error&) {
+      threw = true;
+    }
+    ++cases;
+    if (!threw) { ++failures; std::printf("FAIL m=65 was accepted\n"); }
   }
   catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());

@@ -1,5 +1,5 @@
 /// \file
-/// \brief cuda::gemm: weight-only low-bit GEMM y = x · Wᵀ for small M (1..16), fp16 or bf16 activations, on tensor cores.
+/// \brief cuda::gemm: weight-only low-bit GEMM y = x · Wᵀ for small M (1..64), fp16 or bf16 activations, on tensor cores.
 ///
 /// The GEMV regime is memory-bound: the kernel's job is to stream the packed weights at HBM
 /// bandwidth and keep dequantization off the critical path. Design (see packed_weights.cuh):
@@ -19,6 +19,9 @@
 /// output rounded to fp16. Tolerance against float64 (tests/cuda): 2^-10 |y| + 2^-10 Σ|x_k w_k|.
 /// bf16 activations: weights dequantized to bf16 (exact but for NF4 / SF4 table values, 2^-9), the
 /// bf16 mma, bf16 output; tolerance 2^-8 |y| + 2^-8 Σ|x_k w_k|.
+/// M = 17..64 runs a second kernel (gemm_wide_kernel) on the same layout and helpers: its warps
+/// split N and share each chunk of x from shared memory, its blocks split K (fp32 partials summed
+/// by each split set's last block), so the numerics are the same.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -459,6 +462,251 @@ void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* sc
                                                                        cpg, groups, y, ldy);
 }
 
+/// The M = 17..64 kernel (gemm_wide_kernel). At these M each mma.sync of a weight tile serves up
+/// to 8 of x's 8-row tiles, so x is no longer small: the M <= 16 kernel, whose warps split K, would
+/// read all of x once for every block (4x the weights' L2 traffic at M = 64). Here the warps of a
+/// block split N (Tiles tiles each) and share one copy of each chunk of x in shared memory; the
+/// blocks split K (blockIdx.y) to fill the multiprocessors, and the last block of each split set
+/// sums the fp32 partials in a fixed order (deterministic) and stores the outputs.
+///
+/// Shared memory: the table (if any), then a block-wide ring of Stages stages. A stage holds the
+/// chunk's activations (8 MTiles rows of 64, padded to 144 bytes as in gemm_smem: conflict-free
+/// 16-byte reads), then for each warp its Tiles tiles of codes and 16 scale words a tile.
+template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Warps, int Stages>
+struct wide_smem {
+  static constexpr int table_vecs = Kind == dequant_kind::table ? 256 * 32 / 4 : 0;  // 16-byte units
+  static constexpr int x_row_vecs = 9;
+  static constexpr int x_vecs = MTiles * 8 * x_row_vecs;
+  static constexpr int warp_code_vecs = Tiles * (Bits / 4) * 32;
+  static constexpr int warp_vecs = warp_code_vecs + Tiles * 4;
+  static constexpr int stage_vecs = x_vecs + Warps * warp_vecs;
+  static constexpr std::size_t bytes = 16u * (table_vecs + Stages * stage_vecs);
+};
+template <int Bits, dequant_kind Kind, int MTiles, int Tiles, int Warps, int Want>
+constexpr int fit_wide_stages() {
+  if constexpr (Want <= 2 || wide_smem<Bits, Kind, MTiles, Tiles, Warps, Want>::bytes <= 227u * 1024u) return Want;
+  else return fit_wide_stages<Bits, Kind, MTiles, Tiles, Warps, Want - 1>();
+}
+
+/// Grid: (ceil(tiles / (Warps x Tiles)), splits). Block (bx, s) computes rows bx x Warps x Tiles x 16
+/// .. + Warps x Tiles x 16 over chunks s x split_chunks .. + split_chunks (each split has >= 1 chunk).
+/// splits > 1: each block leaves its fp32 sums in partials ([bx][s][warp][value][lane]) and counts
+/// itself in counters[bx] (zero before the launch; the last block sets it back to zero).
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Warps, int Stages>
+__global__ void __launch_bounds__(Warps * 32, 1)
+    gemm_wide_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+                     const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int tiles,
+                     int chunks, int chunks_per_group, int groups, int split_chunks, float* __restrict__ partials,
+                     unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
+  constexpr bool bf16 = is_bf16<T>;
+  constexpr bool mx = Kind == dequant_kind::mxfp4;  // lane t's k: see gemm_kernel
+  using layout = wide_smem<Bits, Kind, MTiles, Tiles, Warps, Stages>;
+  constexpr int vecs = Bits / 4, threads = Warps * 32;
+  extern __shared__ ::uint4 smem[];
+  __shared__ int last_block;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int split = blockIdx.y, splits = gridDim.y;
+  const int c0 = split * split_chunks, steps = min(chunks - c0, split_chunks);
+  const int tile0 = (blockIdx.x * Warps + warp) * Tiles;  // this warp's first tile
+  uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
+  ::uint4* ring = smem + layout::table_vecs;
+
+  const float inv_cpg = 1.0f / static_cast<float>(chunks_per_group);  // group_of: as in gemm_kernel
+  const auto group_of = [&](int c) { return static_cast<int>((static_cast<float>(c) + 0.5f) * inv_cpg); };
+  // Tiles past the matrix (the last block's) read the last tile: the warps stay in step for the
+  // block's barriers, and their rows (>= n) are never stored.
+  const ::uint4* code_ptr[Tiles];
+#pragma unroll
+  for (int tl = 0; tl < Tiles; ++tl) code_ptr[tl] = codes + (size_t)min(tile0 + tl, tiles - 1) * chunks * vecs * 32 + lane;
+  const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) +
+                             (size_t)min(tile0 + (lane >> 2) % Tiles, tiles - 1) * groups * 4 + (lane & 3);
+
+  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+    if (step < steps) {
+      const int c = c0 + step;
+      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+      ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int v = 0; v < vecs; ++v) cp_async16(mine + (tl * vecs + v) * 32 + lane, code_ptr[tl] + ((size_t)c * vecs + v) * 32);
+      if (lane < 4 * Tiles) cp_async16(mine + layout::warp_code_vecs + lane, scale_ptr + group_of(c) * 4);
+      // Rows 0 .. m - 1 of x at k = c * 64 .. + 64, 16 bytes a thread; past K zeros (the padded
+      // codes decode to -zero, not 0).
+#pragma unroll
+      for (int i = 0; i < (MTiles * 64 + threads - 1) / threads; ++i) {
+        const int idx = threadIdx.x + i * threads, r = idx >> 3, kx = c * 64 + (idx & 7) * 8;
+        if (r < m && r < MTiles * 8)
+          cp_async16_fill(stage + r * layout::x_row_vecs + (idx & 7), kx < k ? x + (size_t)r * ldx + kx : x,
+                          2 * max(0, min(8, k - kx)));
+      }
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) issue(s);
+  if constexpr (Kind == dequant_kind::table)
+    for (int i = threadIdx.x; i < 256 * 32; i += threads) table_smem[i] = __ldg(table + (bf16 ? 256 : 0) + (i >> 5));
+  const uint32_t* lane_table = table_smem + lane;
+
+  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
+  // This lane's activation rows in a stage (rows past m read row m - 1: their outputs are not stored).
+  int x_row[MTiles];
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt) x_row[mt] = min(mt * 8 + g, m - 1) * layout::x_row_vecs;
+
+  for (int step = 0; step < steps; ++step) {
+    cp_async_wait<Stages - 2>();
+    __syncthreads();  // the stage's x came from every warp; and all are done with the stage refilled next
+    issue(step + Stages - 1);
+    const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+    const ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
+    const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(mine + layout::warp_code_vecs);
+    const int c = c0 + step;
+    const bool flush = step + 1 == steps || group_of(c + 1) != group_of(c);
+
+    uint32_t words[Tiles][4 * vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl) {
+#pragma unroll
+      for (int v = 0; v < vecs; ++v) {
+        const ::uint4 q = mine[(tl * vecs + v) * 32 + lane];
+        words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
+      }
+      sc_g[tl] = stage_scales[tl * 16 + g], sc_g8[tl] = stage_scales[tl * 16 + g + 8];
+      bias_g[tl] = __byte_perm(sc_g[tl], 0, 0x3232), bias_g8[tl] = __byte_perm(sc_g8[tl], 0, 0x3232);
+      if constexpr (bf16 && Bits == 4 && Kind == dequant_kind::integer) {  // as in gemm_kernel
+        bias_g[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g[tl])));
+        bias_g8[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8[tl])));
+      } else if constexpr (Bits == 4 && Kind == dequant_kind::integer)
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8[tl]) : "r"(bias_g8[tl]), "r"(0xbc00bc00u), "r"(0x63806380u));
+    }
+    // Two halves of the chunk (mmas 2h, 2h + 1; for MXFP4 one block each): the tiles' A fragments
+    // are made once and serve every 8-row tile of x, whose B fragments are one 16-byte read each.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t a[Tiles][2][4];
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) dequant<Bits, Kind, bf16>(a[tl][jj], words[tl], 2 * h + jj, bias_g[tl], bias_g8[tl], lane_table);
+      // XGroup x tiles at a time, each mma's first half for all of them, then the second half: the
+      // mmas in a row are independent. (With the two halves back to back per x tile the second
+      // waited for the first; 8 warps an SM cannot hide that: 86 us at M = 64, one mma per ~9
+      // cycles an SM.)
+      constexpr int XGroup = MTiles % 4 == 0 ? 4 : MTiles % 3 == 0 ? 3 : MTiles;
+#pragma unroll
+      for (int m0 = 0; m0 < MTiles; m0 += XGroup) {
+        ::uint4 xq[XGroup];
+#pragma unroll
+        for (int i = 0; i < XGroup; ++i) xq[i] = stage[x_row[m0 + i] + (mx ? 4 * h + t : 2 * t + h)];
+#pragma unroll
+        for (int i = 0; i < XGroup; ++i)
+#pragma unroll
+          for (int tl = 0; tl < Tiles; ++tl) mma_16816<bf16>(part[m0 + i][tl], a[tl][0], xq[i].x, xq[i].y);
+#pragma unroll
+        for (int i = 0; i < XGroup; ++i)
+#pragma unroll
+          for (int tl = 0; tl < Tiles; ++tl) mma_16816<bf16>(part[m0 + i][tl], a[tl][1], xq[i].z, xq[i].w);
+      }
+      if constexpr (mx) {  // end of an MX block: 2^(e - 113), as in gemm_kernel
+#pragma unroll
+        for (int tl = 0; tl < Tiles; ++tl)
+          flush_group(acc, part, tl, __uint_as_float((((sc_g[tl] >> (8 * h)) & 0xffu) + 14u) << 23),
+                      __uint_as_float((((sc_g8[tl] >> (8 * h)) & 0xffu) + 14u) << 23));
+      }
+    }
+    if (!mx && flush) {
+      constexpr float unit = Kind == dequant_kind::e2m1 ? 16384.0f : Kind == dequant_kind::e4m3 ? 256.0f : 1.0f;
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+        flush_group(acc, part, tl, unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g[tl])),
+                    unit * __low2float(*reinterpret_cast<const __half2*>(&sc_g8[tl])));
+    }
+  }
+  cp_async_wait<0>();
+
+  // Output (row, col) of fragment i of mma tile (mt, tl): as reduce_warps numbers them.
+  const auto store = [&](int mt, int tl, int i, float sum) {
+    const int row = (tile0 + tl) * 16 + g + 8 * (i >> 1), col = mt * 8 + 2 * t + (i & 1);
+    if (row < n && col < m) {
+      if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
+      else y[(size_t)col * ldy + row] = __float2half(sum);
+    }
+  };
+  if (splits == 1) {
+#pragma unroll
+    for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) store(mt, tl, i, acc[mt][tl][i]);
+    return;
+  }
+  // Split K: this block's sums to partials (coalesced: [value][lane]), then the last block of the
+  // split set (the threadfence-reduction pattern) adds the splits in order 0, 1, ... and stores.
+  constexpr int values = MTiles * Tiles * 4;
+  const auto slot = [&](int s) { return partials + (((size_t)blockIdx.x * splits + s) * Warps + warp) * values * 32 + lane; };
+  float* mine_out = slot(split);
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) mine_out[((mt * Tiles + tl) * 4 + i) * 32] = acc[mt][tl][i];
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
+  // A split's values at once (independent loads, one L2 round trip a split; loading them value
+  // by value, one dependent add after another, cost ~40 us at M = 64 with 4 splits).
+  float sum[MTiles][Tiles][4] = {};
+  for (int s = 0; s < splits; ++s) {
+    const float* other = slot(s);
+#pragma unroll
+    for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          sum[mt][tl][i] += s == split ? acc[mt][tl][i] : __ldcg(other + ((mt * Tiles + tl) * 4 + i) * 32);
+  }
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) store(mt, tl, i, sum[mt][tl][i]);
+}
+
+/// The wide kernel's instantiation: 8 warps of 2 tiles or 16 warps of 1 (256 rows a block either
+/// way; x read once per 256 rows and chunk); 6 stages of 4-bit codes (4 of 8-bit), fewer if they
+/// do not fit.
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Warps = 8>
+struct wide_config {
+  static constexpr int tiles = Warps == 8 ? 2 : 1, warps = Warps;
+  static constexpr int stages = fit_wide_stages<Bits, Kind, MTiles, tiles, warps, Bits == 8 ? 4 : 6>();
+  using layout = wide_smem<Bits, Kind, MTiles, tiles, warps, stages>;
+  static constexpr auto kernel = gemm_wide_kernel<T, Bits, Kind, MTiles, tiles, warps, stages>;
+  static constexpr int rows_per_block = tiles * warps * 16;
+};
+
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Warps>
+void launch_wide(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
+                 int k, int tiles, int chunks, int cpg, int groups, int split_chunks, int splits, float* partials,
+                 unsigned* counters, T* y, int ldy, cudaStream_t stream) {
+  using config = wide_config<T, Bits, Kind, MTiles, Warps>;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(config::layout::bytes)));
+  const dim3 grid((n + config::rows_per_block - 1) / config::rows_per_block, splits);
+  config::kernel<<<grid, config::warps * 32, config::layout::bytes, stream>>>(
+      x, m, ldx, codes, scales, table, n, k, tiles, chunks, cpg, groups, split_chunks, partials, counters, y, ldy);
+}
+
 /// Multiprocessors of the current device.
 inline int sm_count() {
   int device = 0, count = 0;
@@ -469,23 +717,111 @@ inline int sm_count() {
 
 }  // namespace detail
 
+/// Device scratch of the M > 16 kernel's split-K partial sums (fp32) and its per-block counters;
+/// grows on demand (reuse it across calls; one call at a time). Without one, cuda::gemm takes the
+/// scratch from the stream-ordered allocator (cudaMallocAsync) for each call.
+class gemm_workspace {
+ public:
+  /// Room for `floats` partial sums and `counters` counters (zero: set so when allocated, and the
+  /// kernel leaves them zero).
+  void reserve(std::size_t floats, std::size_t counters, cudaStream_t stream) {
+    if (floats <= floats_ && counters <= counters_) return;
+    floats_ = floats > floats_ ? floats : floats_;
+    counters_ = ((counters > counters_ ? counters : counters_) + 63) / 64 * 64;  // keeps the floats 256-byte aligned
+    buffer_.reset();
+    void* p = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&p, counters_ * sizeof(unsigned) + floats_ * sizeof(float)));
+    buffer_.reset(p);
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(p, 0, counters_ * sizeof(unsigned), stream));
+  }
+  unsigned* counters() const noexcept { return static_cast<unsigned*>(buffer_.get()); }
+  float* partials() const noexcept { return reinterpret_cast<float*>(counters() + counters_); }
+
+ private:
+  detail::device_buffer buffer_;
+  std::size_t floats_ = 0, counters_ = 0;
+};
+
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
-  int tiles_per_block = 0;  ///< 1, 2 or 4 (rows per block / 16; 4 needs K % 64 == 0); 0: chosen from the shape
-  int warps = 0;            ///< warps a block (splitting K): 8 or 16; 0: the default
+  int tiles_per_block = 0;  ///< M <= 16: 1, 2 or 4 (rows per block / 16; 4 needs K % 64 == 0); 0: chosen from the shape
+  int warps = 0;            ///< warps a block: 8 or 16 (M <= 16: splitting K; M > 16: 2 or 1 tiles each); 0: the default
+  int split_k = 0;          ///< M > 16: blocks splitting K (at most one per 64-wide chunk); 0: about one block an SM
+  gemm_workspace* workspace = nullptr;  ///< M > 16 with split_k > 1: scratch; null: allocated per call
 };
+
+namespace detail {
+
+/// M = 17..64: the wide kernel with 8 MTiles rows of x, MTiles = 4, 6 or 8, and 8 warps of 2 tiles
+/// or 16 of 1 (options.warps); split K as options says (default: the blocks along N times the
+/// splits about one an SM; each split >= 1 chunk).
+template <class Scheme, class T>
+void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
+               const gemm_options& options) {
+  constexpr int bits = Scheme::bits;
+  constexpr dequant_kind kind = gpu_scheme<Scheme>::kind;
+  const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
+  constexpr int rows_per_block = wide_config<T, bits, kind, 8>::rows_per_block;
+  const int blocks_n = (n + rows_per_block - 1) / rows_per_block;
+  LOWBIT_CHECK(options.split_k >= 0, "cuda::gemm: split_k=" << options.split_k << " must be >= 0");
+  const int warps = options.warps ? options.warps : 8;
+  LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
+  int splits = options.split_k ? options.split_k : sm_count() / blocks_n;
+  splits = splits < 1 ? 1 : splits > chunks ? chunks : splits;
+  const int split_chunks = (chunks + splits - 1) / splits;
+  splits = (chunks + split_chunks - 1) / split_chunks;  // none empty
+  const int mtiles = (m + 15) / 16 * 2;
+  const std::size_t floats = splits > 1 ? std::size_t(blocks_n) * splits * rows_per_block * mtiles * 8 : 0;
+  float* partials = nullptr;
+  unsigned* counters = nullptr;
+  void* scratch = nullptr;
+  if (splits > 1 && options.workspace) {
+    options.workspace->reserve(floats, blocks_n, stream);
+    partials = options.workspace->partials();
+    counters = options.workspace->counters();
+  } else if (splits > 1) {
+    const std::size_t counter_bytes = (std::size_t(blocks_n) * sizeof(unsigned) + 255) / 256 * 256;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch, counter_bytes + floats * sizeof(float), stream));
+    counters = static_cast<unsigned*>(scratch);
+    partials = reinterpret_cast<float*>(static_cast<char*>(scratch) + counter_bytes);
+  }
+  struct release {  // the per-call scratch back to the pool after the kernel (stream order), also on a throw
+    void* p;
+    cudaStream_t s;
+    ~release() { if (p) cudaFreeAsync(p, s); }
+  } const releaser{scratch, stream};
+  if (scratch) LOWBIT_CUDA_CHECK(cudaMemsetAsync(counters, 0, std::size_t(blocks_n) * sizeof(unsigned), stream));
+  const auto run = [&](auto launcher) {
+    launcher(x, m, ldx, w.codes, w.scales, w.table, n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
+             static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split_chunks, splits, partials, counters, y,
+             ldy, stream);
+  };
+  if (warps == 16) {
+    if (mtiles == 4) run(launch_wide<T, bits, kind, 4, 16>);
+    else if (mtiles == 6) run(launch_wide<T, bits, kind, 6, 16>);
+    else run(launch_wide<T, bits, kind, 8, 16>);
+  } else {
+    if (mtiles == 4) run(launch_wide<T, bits, kind, 4, 8>);
+    else if (mtiles == 6) run(launch_wide<T, bits, kind, 6, 8>);
+    else run(launch_wide<T, bits, kind, 8, 8>);
+  }
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace detail
 
 /// y[m x N] = x[m x K] · Wᵀ, fp16 or bf16 (T = __half or __nv_bfloat16) in and out, on `stream`
 /// (asynchronous). With bf16 the weights are dequantized to bf16 and the mma is the bf16 one.
-/// Preconditions, checked: 1 <= m <= 16; x, y device pointers; x 16-byte aligned with ldx >= K and
+/// Preconditions, checked: 1 <= m <= 64; x, y device pointers; x 16-byte aligned with ldx >= K and
 /// ldx % 8 == 0; ldy >= N; options as gemm_options says (16 warps are used only when K % 64 == 0).
-/// y must not overlap x. The packed weights must live on the current device.
+/// y must not overlap x. The packed weights must live on the current device. M = 17..64 splits K
+/// across blocks and needs scratch: options.workspace, or per call from cudaMallocAsync.
 template <class Scheme, class T>
 void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, T* y, std::size_t ldy,
           cudaStream_t stream = nullptr, gemm_options options = {}) {
   static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>, "cuda::gemm: fp16 (__half) or bf16 (__nv_bfloat16) activations");
   using gs = gpu_scheme<Scheme>;
-  LOWBIT_CHECK(m >= 1 && m <= 16, "cuda::gemm: m=" << m << " must be in [1, 16]");
+  LOWBIT_CHECK(m >= 1 && m <= 64, "cuda::gemm: m=" << m << " must be in [1, 64]");
   LOWBIT_CHECK(w.codes != nullptr && w.scales != nullptr, "cuda::gemm: the packed weights are empty");
   LOWBIT_CHECK(ldx >= w.cols && ldx % 8 == 0, "cuda::gemm: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm: x must be 16-byte aligned");
@@ -493,6 +829,10 @@ void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>&
   const int tiles = static_cast<int>(w.tiles());
   constexpr int bits = Scheme::bits;
   constexpr dequant_kind kind = gs::kind;
+  if (m > 16) {
+    detail::gemm_wide(x, static_cast<int>(m), static_cast<int>(ldx), w, y, static_cast<int>(ldy), stream, options);
+    return;
+  }
   int per_block = options.tiles_per_block, warps = options.warps;
   // Measured on an H100 (bench/cuda): at these sizes the warps' instruction streams, not HBM, set
   // the pace, so more tiles a warp (activations, table set-up and loop overhead shared) win while
