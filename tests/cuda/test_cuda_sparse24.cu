@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "act_types.cuh"
 #include "lowbit/cuda.cuh"
 #include "lowbit/prune/prune24.hpp"
 #include "lowbit/sparse/sparse24_quantize.hpp"
@@ -30,14 +31,8 @@ namespace {
 
 int failures = 0, cases = 0;
 
-// Host conversions of the activation types.
-template <class T>
-T to_act(float v) {
-  if constexpr (std::is_same<T, __nv_bfloat16>::value) return __float2bfloat16(v);
-  else return __float2half(v);
-}
-inline float from_act(__half v) { return __half2float(v); }
-inline float from_act(__nv_bfloat16 v) { return __bfloat162float(v); }
+using lowbit_test::from_act;
+using lowbit_test::to_act;
 
 template <class T>
 constexpr lowbit::cuda::sparse24_values values_of() {
