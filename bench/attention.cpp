@@ -4,6 +4,7 @@
 //
 //   BM_decode/<kv format>/<isa>/S<tokens>/t<threads>   lowbit::attention::decode, B = 1, Hq = 32,
 //                                                      Hkv = 8, d = 128 (the shape)
+//   BM_decode/bf16_dp/...                              bf16 K and V, bf16 products (decode_options::bf16)
 //   BM_decode/int8_q8/...                              int8 K and V with int8 queries (integer QKᵀ)
 //   BM_decode/int8_int/..., int4_g32_int/...            integer QKᵀ and P V (decode_options::integer_pv)
 //   BM_decode/int8_int_tiles/..., int4_g32_int_tiles/... the same on a cache with integer tiles
@@ -64,6 +65,7 @@ struct kv_format {
 };
 
 const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>{"bf16", 0},
+                                     kv_format<bf16>{"bf16_dp", 0, false, true},
                                      kv_format<scheme<int8, float>>{"int8", 0},
                                      kv_format<scheme<int8, float>>{"int8_q8", 0, true},
                                      kv_format<scheme<int8, float>>{"int8_int", 0, true, false, true},
@@ -119,7 +121,8 @@ void register_format(const Format& f) {
         const std::size_t group = f.group_size;
         const bool tiles = f.integer_tiles;
         const std::size_t key_tokens = f.key_tokens;
-        const attention::decode_options options{0.0f, 0, f.int8_query, f.integer_pv};
+        attention::decode_options options{0.0f, 0, f.int8_query, f.integer_pv};
+        options.bf16 = f.bf16_products;
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
           const attention::kv_cache<E>& cache = cache_of<E>(s, group, tiles, key_tokens);
           const std::vector<float> q = random_floats(q_heads * head_dim, 3);

@@ -54,6 +54,12 @@ struct decode_options {
   /// A cache built with kv_shape::integer_tiles is read from its tiles on AVX-512 (decode_tiles.hpp:
   /// no lane reductions or interleaves per step; the same bound).
   bool integer_pv = false;
+  /// bf16 products, as prefill_options::bf16: q, K, the probabilities and V rounded to bf16
+  /// (nearest even), products summed in fp32 (the softmax sums keep the unrounded
+  /// probabilities). On a bf16 cache on the avx512_vnni path (AVX-512 BF16) the kernel runs
+  /// vdpbf16ps on the rows as they are: half the product instructions of the fp32 path.
+  /// Elsewhere fp32 products of the rounded operands. Not with int8_query.
+  bool bf16 = false;
 };
 
 namespace detail {
@@ -242,7 +248,7 @@ void tile_scores_int8(const int8_query& q, const uint8_t* k_codes, const Scale* 
 /// multiplied by the scale).
 template <class Tag, class Element>
 void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
-                  const float* q, const int8_query* q8, std::size_t group, const partial& out) {
+                  const float* q, const int8_query* q8, std::size_t group, bool rounded, const partial& out) {
   const std::size_t d = cache.shape().head_dim;
   alignas(64) float k_tile[tile_tokens * 256], v_tile[tile_tokens * 256];
   // Per query head of the group: the tile's probabilities and the rescaling of its sums.
@@ -266,6 +272,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
     if (!q8) keys_to_float<Tag>(cache, seq, h, t, n, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
     if (!q8 && n < tile_tokens) std::fill(k_tile + n * d, k_tile + tile_tokens * d, 0.0f);  // scored, then ignored
+    if (rounded) round_bf16(k_tile, tile_tokens * d), round_bf16(v_tile, n * d);
     for (std::size_t j = 0; j < group; ++j) {
       float* sj = scores + j * tile_tokens;
       if constexpr (is_int8_rows<Element>::value) {
@@ -279,6 +286,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
         tile_scores<Tag>(q + j * d, k_tile, d, sj);
       }
       corrections[j] = softmax_tile<Tag>(sj, n, out.max[j], out.sum[j]);
+      if (rounded) round_bf16(sj, tile_tokens);
     }
     accumulate_tile<Tag>(scores, n, v_tile, d, corrections, group, out.acc);
   }
@@ -325,7 +333,8 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   thread_local std::vector<float> qs_buffer;
   std::vector<float>& qs = qs_buffer;
   qs.resize(s.batch * q_heads * d);
-  for (std::size_t i = 0; i < qs.size(); ++i) qs[i] = q[i] * scale;
+  LOWBIT_CHECK(!(options.bf16 && options.int8_query), "decode: bf16 products and int8_query exclude each other");
+  for (std::size_t i = 0; i < qs.size(); ++i) qs[i] = options.bf16 ? detail::round_bf16(q[i] * scale) : q[i] * scale;
   // The integer path: each query head as int8 codes (padded to 64 bytes) and its scales.
   const std::size_t padded = (d + 63) / 64 * 64;
   thread_local std::vector<int8_t> q_codes_buffer;
@@ -421,12 +430,21 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
 #if defined(LOWBIT_COMPILED_AVX512)
         if constexpr ((std::is_same<Element, bf16>::value || std::is_same<Element, float>::value) &&
                       detail::is_wide<Tag>::value) {  // rows read in place (decode_float_rows.hpp)
-          detail::decode_chunk_rows<Tag>(cache, w.seq, w.head, w.t0, w.t1, qh, group, part(i));
-          continue;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+          if constexpr (std::is_same<Element, bf16>::value && Tag::level == isa::avx512_vnni)
+            if (options.bf16) {  // on vdpbf16ps
+              detail::decode_chunk_rows<Tag, Element, true>(cache, w.seq, w.head, w.t0, w.t1, qh, group, true, part(i));
+              continue;
+            }
+#endif
+          if (std::is_same<Element, bf16>::value || !options.bf16) {  // (fp32 rows to round: the float path)
+            detail::decode_chunk_rows<Tag>(cache, w.seq, w.head, w.t0, w.t1, qh, group, options.bf16, part(i));
+            continue;
+          }
         }
 #endif
         detail::decode_chunk<Tag>(cache, w.seq, w.head, w.t0, w.t1, qh, q8.empty() ? nullptr : q8.data() + first_head,
-                                  group, part(i));
+                                  group, options.bf16, part(i));
       }
     });
   });

@@ -13,9 +13,12 @@
 /// - P V: per head, the sums of two 32-element blocks (4 accumulators), each V register used by
 ///   every head of the block, the probability broadcast.
 /// Products and sums in fp32, as the float path; only the order of the sums differs. No
-/// software prefetch (see prefetch_new_page). Tried: vdpbf16ps straight on the bf16 rows (q and
-/// the probabilities rounded to bf16, half the product instructions) ran 1.2x slower than this
-/// on the Zen 5 CI machine at S = 4096, so bf16 products bring no speed here, only error.
+/// software prefetch (see prefetch_new_page).
+/// decode_options::bf16 on a bf16 cache on the avx512_vnni path: vdpbf16ps straight on the rows
+/// (q and the probabilities rounded to bf16), half the product instructions: q·k one vdpbf16ps
+/// per 32 elements, token and head; P V on pairs of rows interleaved (vpunpck{l,h}wd) against
+/// pairs of probabilities. No masked loads but at a row's tail: with a masked 16-bit load on every
+/// block this kernel ran 3x slower.
 #pragma once
 
 #include <algorithm>
@@ -132,6 +135,86 @@ void rows_tile_values(const float* p, const float* correction, const Raw* v, std
     for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
 }
 
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+// decode_options::bf16 on a bf16 cache (AVX-512 BF16): vdpbf16ps on the rows as they are.
+
+/// The element of a 32-element block in accumulator lane p (0..31) of rows_tile_values_bf16:
+/// vpunpcklwd / vpunpckhwd of two rows pair the 4 elements 8L.. / 8L + 4.. of each 128-bit lane L.
+constexpr std::size_t pair_element(std::size_t p) noexcept { return 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4; }
+
+/// rows_tile_scores with q in bf16 (q_bits: blocks x 32 elements a head, in element order):
+/// one vdpbf16ps per 32 elements, token and head.
+template <class Tag, std::size_t HB>
+void rows_tile_scores_bf16(const uint16_t* q_bits, std::size_t blocks, const uint16_t* k, std::size_t n, std::size_t d,
+                           float* scores) noexcept {
+  using f32 = typename simd::ops<Tag>::f32;
+  f32 sums[HB][tile_tokens];
+  for (std::size_t i0 = 0; i0 < tile_tokens; i0 += 4) {
+    const uint16_t* rows[4];
+    for (std::size_t t = 0; t < 4; ++t) rows[t] = k + std::min(i0 + t, n - 1) * d;
+    __m512 acc[HB][4];
+    LOWBIT_UNROLL
+    for (std::size_t j = 0; j < HB; ++j)
+      LOWBIT_UNROLL
+      for (std::size_t t = 0; t < 4; ++t) acc[j][t] = _mm512_setzero_ps();
+    for (std::size_t b = 0; b < blocks; ++b) {
+      LOWBIT_UNROLL
+      for (std::size_t t = 0; t < 4; ++t) {
+        const __m512bh kv = (__m512bh)load_row_words(rows[t], b * row_block, d);
+        LOWBIT_UNROLL
+        for (std::size_t j = 0; j < HB; ++j)
+          acc[j][t] = _mm512_dpbf16_ps(acc[j][t], (__m512bh)_mm512_load_si512(q_bits + (j * blocks + b) * row_block), kv);
+      }
+    }
+    LOWBIT_UNROLL
+    for (std::size_t j = 0; j < HB; ++j)
+      LOWBIT_UNROLL
+      for (std::size_t t = 0; t < 4; ++t) sums[j][i0 + t] = acc[j][t];
+  }
+  for (std::size_t j = 0; j < HB; ++j) reduce_lanes<Tag>(sums[j]).store_unaligned(scores + j * tile_tokens);
+}
+
+/// rows_tile_values with the probabilities in bf16 (p_pairs: 8 words a head, tokens 2i and 2i + 1
+/// in word i) and the rows taken two at a time: one vdpbf16ps per 16 elements, token pair and
+/// head, the sums in pair_element order.
+template <std::size_t HB, bool Two>
+void rows_tile_values_bf16(const uint32_t* p_pairs, const float* correction, const uint16_t* v, std::size_t n,
+                           std::size_t d, std::size_t blocks, std::size_t b0, float* acc_split) noexcept {
+  constexpr std::size_t R = Two ? 4 : 2;
+  __m512 acc[HB][R];
+  LOWBIT_UNROLL
+  for (std::size_t j = 0; j < HB; ++j) {
+    const __m512 c = _mm512_set1_ps(correction[j]);
+    LOWBIT_UNROLL
+    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r), c);
+  }
+  const std::size_t e = b0 * row_block;
+  for (std::size_t i = 0; i < n; i += 2) {
+    const uint16_t* r0 = v + i * d;
+    const uint16_t* r1 = v + std::min(i + 1, n - 1) * d;  // past n: its probability is 0
+    __m512i x[R];
+    const __m512i a0 = load_row_words(r0, e, d), a1 = load_row_words(r1, e, d);
+    x[0] = _mm512_unpacklo_epi16(a0, a1);
+    x[1] = _mm512_unpackhi_epi16(a0, a1);
+    if (Two) {
+      const __m512i c0 = load_row_words(r0, e + row_block, d), c1 = load_row_words(r1, e + row_block, d);
+      x[R - 2] = _mm512_unpacklo_epi16(c0, c1);
+      x[R - 1] = _mm512_unpackhi_epi16(c0, c1);
+    }
+    LOWBIT_UNROLL
+    for (std::size_t j = 0; j < HB; ++j) {
+      const __m512bh pj = (__m512bh)_mm512_set1_epi32(static_cast<int>(p_pairs[j * (tile_tokens / 2) + i / 2]));
+      LOWBIT_UNROLL
+      for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], pj, (__m512bh)x[r]);
+    }
+  }
+  LOWBIT_UNROLL
+  for (std::size_t j = 0; j < HB; ++j)
+    LOWBIT_UNROLL
+    for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
+}
+#endif
+
 /// Runs f(j0, HB-constant) over the group's heads, four at a time, then the rest.
 template <class F>
 LOWBIT_ALWAYS_INLINE void for_head_blocks(std::size_t group, F&& f) {
@@ -146,25 +229,44 @@ LOWBIT_ALWAYS_INLINE void for_head_blocks(std::size_t group, F&& f) {
 }
 
 /// Tokens [t0, t1) of head h of sequence seq of a bf16 or fp32 cache, for the `group` query
-/// heads at q (group x d, already multiplied by the scale).
-template <class Tag, class Element>
+/// heads at q (group x d, already multiplied by the scale). Rounded: decode_options::bf16 on a
+/// bf16 cache (q already rounded): the probabilities are rounded too, the softmax sums keep them
+/// unrounded. Products (AVX-512 BF16): that option on vdpbf16ps.
+template <class Tag, class Element, bool Products = false>
 void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
-                       const float* q, std::size_t group, const partial& out) {
+                       const float* q, std::size_t group, bool rounded, const partial& out) {
   static_assert(std::is_same<Element, float>::value || std::is_same<Element, bf16>::value, "fp32 or bf16 rows");
+  static_assert(!Products || std::is_same<Element, bf16>::value, "bf16 products read bf16 rows");
   using Raw = std::conditional_t<std::is_same<Element, bf16>::value, uint16_t, float>;  // bf16's bits
   const std::size_t d = cache.shape().head_dim, blocks = (d + row_block - 1) / row_block, split = blocks * row_block;
-  const auto position = [](std::size_t e) { return e - e % row_block + block_element<Raw>(e % row_block); };
+  const auto position = [](std::size_t e) {  // the element at position e of a head's split vectors
+    const std::size_t p = e % row_block;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+    if (Products) return e - p + pair_element(p);
+#endif
+    return e - p + block_element<Raw>(p);
+  };
   thread_local aligned_buffer<float> q_buffer, acc_buffer, score_buffer;
+  thread_local aligned_buffer<uint32_t> pair_buffer;
+  if (Products && pair_buffer.size() < group * (tile_tokens / 2)) pair_buffer = aligned_buffer<uint32_t>(group * (tile_tokens / 2));
+  uint32_t* const p_pairs = pair_buffer.data();
+  (void)p_pairs;
   if (q_buffer.size() < group * split) q_buffer = aligned_buffer<float>(group * split), acc_buffer = aligned_buffer<float>(group * split);
   if (score_buffer.size() < group * (tile_tokens + 1)) score_buffer = aligned_buffer<float>(group * (tile_tokens + 1));
   float* const q_split = q_buffer.data();
   float* const acc_split = acc_buffer.data();
   float* const scores = score_buffer.data();
   float* const corrections = scores + group * tile_tokens;
-  for (std::size_t j = 0; j < group; ++j) {  // q in the order of load_row_block
+  // q in the order of load_row_block (or, with Products, q's bf16 bits in element order).
+  uint16_t* const q_bits = reinterpret_cast<uint16_t*>(q_split);
+  for (std::size_t j = 0; j < group; ++j) {
     for (std::size_t e = 0; e < split; ++e) {
-      const std::size_t element = position(e);
-      q_split[j * split + e] = element < d ? q[j * d + element] : 0.0f;
+      if (Products) {
+        q_bits[j * split + e] = e < d ? bf16(q[j * d + e]).bits : 0;
+      } else {
+        const std::size_t element = position(e);
+        q_split[j * split + e] = element < d ? q[j * d + element] : 0.0f;
+      }
       acc_split[j * split + e] = 0.0f;
     }
     out.max[j] = -std::numeric_limits<float>::infinity();
@@ -180,15 +282,39 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
     const Raw* const v = values + r0 * d;
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
       constexpr std::size_t HB = decltype(hb)::value;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+      if constexpr (Products) {
+        rows_tile_scores_bf16<Tag, HB>(q_bits + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
+        return;
+      }
+#endif
       rows_tile_scores<Tag, HB>(q_split + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
     });
-    for (std::size_t j = 0; j < group; ++j)
-      corrections[j] = softmax_tile<Tag>(scores + j * tile_tokens, n, out.max[j], out.sum[j]);
+    for (std::size_t j = 0; j < group; ++j) {
+      float* p = scores + j * tile_tokens;
+      corrections[j] = softmax_tile<Tag>(p, n, out.max[j], out.sum[j]);
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+      if constexpr (Products) {  // pairs of bf16 (nearest even): tokens 2i, 2i + 1 in word i
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p_pairs + j * (tile_tokens / 2)),
+                           (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(p)));
+        continue;
+      }
+#endif
+      if (rounded) round_bf16(p, tile_tokens);
+    }
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
       constexpr std::size_t HB = decltype(hb)::value;
       const float* p = scores + j0 * tile_tokens;
       float* acc = acc_split + j0 * split;
       std::size_t b0 = 0;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+      if constexpr (Products) {
+        const uint32_t* pp = p_pairs + j0 * (tile_tokens / 2);
+        for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values_bf16<HB, true>(pp, corrections + j0, v, n, d, blocks, b0, acc);
+        if (b0 < blocks) rows_tile_values_bf16<HB, false>(pp, corrections + j0, v, n, d, blocks, b0, acc);
+        return;
+      }
+#endif
       for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values<HB, true>(p, corrections + j0, v, n, d, blocks, b0, acc);
       if (b0 < blocks) rows_tile_values<HB, false>(p, corrections + j0, v, n, d, blocks, b0, acc);
     });

@@ -378,12 +378,6 @@ void pv_rows(const float* p_t, std::size_t m, const float* v_tile, std::size_t d
   }
 }
 
-/// x rounded to bf16 precision (nearest even), as a float: what the paths without AVX-512 BF16
-/// multiply in fp32 for the bf16 option.
-inline float round_bf16(float x) noexcept { return bf16(x).to_float(); }
-inline void round_bf16(float* x, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
-}
 
 template <class Tag>
 constexpr bool native_bf16() noexcept {

@@ -258,6 +258,13 @@ void keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t 
   }
 }
 
+/// x rounded to bf16 precision (nearest even), as a float: what the paths without AVX-512 BF16
+/// multiply in fp32 for the bf16 options (prefill, decode).
+inline float round_bf16(float x) noexcept { return bf16(x).to_float(); }
+inline void round_bf16(float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+}
+
 /// scores[i] = exp(scores[i] - shift) for the 16 scores of a tile (xsimd's vector exp).
 template <class Tag>
 void exp_shifted(float* scores, float shift) noexcept {
