@@ -70,10 +70,17 @@ constexpr std::size_t block_element(std::size_t p) noexcept {
   return std::is_same<Raw, float>::value ? p : 2 * (p % 16) + p / 16;
 }
 
-/// scores[j][i] = q_j · k_i for the HB heads at q_split (blocks x 32 floats each, split) and the
-/// 16 rows of a tile (row i at k + min(i, n - 1) * d: rows past n repeat the last one, and are ignored).
-template <class Tag, std::size_t HB, class Raw>
-void rows_tile_scores(const float* q_split, std::size_t blocks, const Raw* k, std::size_t n, std::size_t d,
+/// The element of a 32-element block in accumulator lane p (0..31) of rows_tile_values with bf16
+/// products: vpunpcklwd / vpunpckhwd of two rows pair the 4 elements 8L.. / 8L + 4.. of each
+/// 128-bit lane L.
+constexpr std::size_t pair_element(std::size_t p) noexcept { return 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4; }
+
+/// scores[j][i] = q_j · k_i for the HB heads at q (blocks x 32 elements each) and the 16 rows of a
+/// tile (row i at k + min(i, n - 1) * d: rows past n repeat the last one, and are ignored). Q float:
+/// q in load_row_block's order, two FMAs per block, token and head. Q uint16_t (bf16 products, a
+/// bf16 cache, AVX-512 BF16): q's bf16 bits in element order, one vdpbf16ps on the row's words.
+template <class Tag, std::size_t HB, class Q, class Raw>
+void rows_tile_scores(const Q* q, std::size_t blocks, const Raw* k, std::size_t n, std::size_t d,
                       float* scores) noexcept {
   using f32 = typename simd::ops<Tag>::f32;
   f32 sums[HB][tile_tokens];
@@ -88,13 +95,22 @@ void rows_tile_scores(const float* q_split, std::size_t blocks, const Raw* k, st
     for (std::size_t b = 0; b < blocks; ++b)
       LOWBIT_UNROLL
       for (std::size_t t = 0; t < 4; ++t) {
-        __m512 even, odd;
-        load_row_block(rows[t], b, d, even, odd);
-        LOWBIT_UNROLL
-        for (std::size_t j = 0; j < HB; ++j) {
-          const float* qj = q_split + (j * blocks + b) * row_block;
-          acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj), even, acc[j][t]);
-          acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj + 16), odd, acc[j][t]);
+        if constexpr (std::is_same<Q, float>::value) {
+          __m512 even, odd;
+          load_row_block(rows[t], b, d, even, odd);
+          LOWBIT_UNROLL
+          for (std::size_t j = 0; j < HB; ++j) {
+            const float* qj = q + (j * blocks + b) * row_block;
+            acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj), even, acc[j][t]);
+            acc[j][t] = _mm512_fmadd_ps(_mm512_load_ps(qj + 16), odd, acc[j][t]);
+          }
+        } else {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+          const __m512bh kv = (__m512bh)load_row_words(rows[t], b * row_block, d);
+          LOWBIT_UNROLL
+          for (std::size_t j = 0; j < HB; ++j)
+            acc[j][t] = _mm512_dpbf16_ps(acc[j][t], (__m512bh)_mm512_load_si512(q + (j * blocks + b) * row_block), kv);
+#endif
         }
       }
     LOWBIT_UNROLL
@@ -106,9 +122,13 @@ void rows_tile_scores(const float* q_split, std::size_t blocks, const Raw* k, st
 }
 
 /// acc_j = acc_j * correction[j] + sum_i p[j][i] v_i over the n rows of a tile, for the HB heads'
-/// split sums at acc (blocks x 32 floats each) and the one or two blocks from b0 on.
-template <std::size_t HB, bool Two, class Raw>
-void rows_tile_values(const float* p, const float* correction, const Raw* v, std::size_t n, std::size_t d,
+/// sums at acc_split (blocks x 32 floats each) and the one or two blocks from b0 on. P float: the
+/// probabilities (16 a head), a token at a time, sums in load_row_block's order. P uint32_t (bf16
+/// products): pairs of bf16 probabilities (8 words a head, tokens 2i and 2i + 1 in word i) against
+/// two rows' words interleaved, one vdpbf16ps per 16 elements, token pair and head, sums in
+/// pair_element order.
+template <std::size_t HB, bool Two, class P, class Raw>
+void rows_tile_values(const P* p, const float* correction, const Raw* v, std::size_t n, std::size_t d,
                       std::size_t blocks, std::size_t b0, float* acc_split) noexcept {
   constexpr std::size_t R = Two ? 4 : 2;
   __m512 acc[HB][R];
@@ -118,102 +138,43 @@ void rows_tile_values(const float* p, const float* correction, const Raw* v, std
     LOWBIT_UNROLL
     for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r), c);
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    __m512 x[R];
-    load_row_block(v + i * d, b0, d, x[0], x[1]);
-    if (Two) load_row_block(v + i * d, b0 + 1, d, x[R - 2], x[R - 1]);
-    LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j) {
-      const __m512 pj = _mm512_set1_ps(p[j * tile_tokens + i]);
+  if constexpr (std::is_same<P, float>::value) {
+    for (std::size_t i = 0; i < n; ++i) {
+      __m512 x[R];
+      load_row_block(v + i * d, b0, d, x[0], x[1]);
+      if (Two) load_row_block(v + i * d, b0 + 1, d, x[R - 2], x[R - 1]);
       LOWBIT_UNROLL
-      for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_fmadd_ps(pj, x[r], acc[j][r]);
-    }
-  }
-  LOWBIT_UNROLL
-  for (std::size_t j = 0; j < HB; ++j)
-    LOWBIT_UNROLL
-    for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
-}
-
-#if defined(LOWBIT_COMPILED_AVX512_VNNI)
-// decode_options::bf16 on a bf16 cache (AVX-512 BF16): vdpbf16ps on the rows as they are.
-
-/// The element of a 32-element block in accumulator lane p (0..31) of rows_tile_values_bf16:
-/// vpunpcklwd / vpunpckhwd of two rows pair the 4 elements 8L.. / 8L + 4.. of each 128-bit lane L.
-constexpr std::size_t pair_element(std::size_t p) noexcept { return 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4; }
-
-/// rows_tile_scores with q in bf16 (q_bits: blocks x 32 elements a head, in element order):
-/// one vdpbf16ps per 32 elements, token and head.
-template <class Tag, std::size_t HB>
-void rows_tile_scores_bf16(const uint16_t* q_bits, std::size_t blocks, const uint16_t* k, std::size_t n, std::size_t d,
-                           float* scores) noexcept {
-  using f32 = typename simd::ops<Tag>::f32;
-  f32 sums[HB][tile_tokens];
-  for (std::size_t i0 = 0; i0 < tile_tokens; i0 += 4) {
-    const uint16_t* rows[4];
-    for (std::size_t t = 0; t < 4; ++t) rows[t] = k + std::min(i0 + t, n - 1) * d;
-    __m512 acc[HB][4];
-    LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j)
-      LOWBIT_UNROLL
-      for (std::size_t t = 0; t < 4; ++t) acc[j][t] = _mm512_setzero_ps();
-    for (std::size_t b = 0; b < blocks; ++b) {
-      LOWBIT_UNROLL
-      for (std::size_t t = 0; t < 4; ++t) {
-        const __m512bh kv = (__m512bh)load_row_words(rows[t], b * row_block, d);
+      for (std::size_t j = 0; j < HB; ++j) {
+        const __m512 pj = _mm512_set1_ps(p[j * tile_tokens + i]);
         LOWBIT_UNROLL
-        for (std::size_t j = 0; j < HB; ++j)
-          acc[j][t] = _mm512_dpbf16_ps(acc[j][t], (__m512bh)_mm512_load_si512(q_bits + (j * blocks + b) * row_block), kv);
+        for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_fmadd_ps(pj, x[r], acc[j][r]);
       }
     }
-    LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j)
+  } else {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+    for (std::size_t i = 0; i < n; i += 2) {
+      const Raw* r0 = v + i * d;
+      const Raw* r1 = v + std::min(i + 1, n - 1) * d;  // past n: its probability is 0
+      __m512i x[R];
+      for (std::size_t h = 0; h < R / 2; ++h) {
+        const __m512i w0 = load_row_words(r0, (b0 + h) * row_block, d), w1 = load_row_words(r1, (b0 + h) * row_block, d);
+        x[2 * h] = _mm512_unpacklo_epi16(w0, w1);
+        x[2 * h + 1] = _mm512_unpackhi_epi16(w0, w1);
+      }
       LOWBIT_UNROLL
-      for (std::size_t t = 0; t < 4; ++t) sums[j][i0 + t] = acc[j][t];
-  }
-  for (std::size_t j = 0; j < HB; ++j) reduce_lanes<Tag>(sums[j]).store_unaligned(scores + j * tile_tokens);
-}
-
-/// rows_tile_values with the probabilities in bf16 (p_pairs: 8 words a head, tokens 2i and 2i + 1
-/// in word i) and the rows taken two at a time: one vdpbf16ps per 16 elements, token pair and
-/// head, the sums in pair_element order.
-template <std::size_t HB, bool Two>
-void rows_tile_values_bf16(const uint32_t* p_pairs, const float* correction, const uint16_t* v, std::size_t n,
-                           std::size_t d, std::size_t blocks, std::size_t b0, float* acc_split) noexcept {
-  constexpr std::size_t R = Two ? 4 : 2;
-  __m512 acc[HB][R];
-  LOWBIT_UNROLL
-  for (std::size_t j = 0; j < HB; ++j) {
-    const __m512 c = _mm512_set1_ps(correction[j]);
-    LOWBIT_UNROLL
-    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r), c);
-  }
-  const std::size_t e = b0 * row_block;
-  for (std::size_t i = 0; i < n; i += 2) {
-    const uint16_t* r0 = v + i * d;
-    const uint16_t* r1 = v + std::min(i + 1, n - 1) * d;  // past n: its probability is 0
-    __m512i x[R];
-    const __m512i a0 = load_row_words(r0, e, d), a1 = load_row_words(r1, e, d);
-    x[0] = _mm512_unpacklo_epi16(a0, a1);
-    x[1] = _mm512_unpackhi_epi16(a0, a1);
-    if (Two) {
-      const __m512i c0 = load_row_words(r0, e + row_block, d), c1 = load_row_words(r1, e + row_block, d);
-      x[R - 2] = _mm512_unpacklo_epi16(c0, c1);
-      x[R - 1] = _mm512_unpackhi_epi16(c0, c1);
+      for (std::size_t j = 0; j < HB; ++j) {
+        const __m512bh pj = (__m512bh)_mm512_set1_epi32(static_cast<int>(p[j * (tile_tokens / 2) + i / 2]));
+        LOWBIT_UNROLL
+        for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], pj, (__m512bh)x[r]);
+      }
     }
-    LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j) {
-      const __m512bh pj = (__m512bh)_mm512_set1_epi32(static_cast<int>(p_pairs[j * (tile_tokens / 2) + i / 2]));
-      LOWBIT_UNROLL
-      for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], pj, (__m512bh)x[r]);
-    }
+#endif
   }
   LOWBIT_UNROLL
   for (std::size_t j = 0; j < HB; ++j)
     LOWBIT_UNROLL
     for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
 }
-#endif
 
 /// Runs f(j0, HB-constant) over the group's heads, four at a time, then the rest.
 template <class F>
@@ -239,12 +200,9 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
   static_assert(!Products || std::is_same<Element, bf16>::value, "bf16 products read bf16 rows");
   using Raw = std::conditional_t<std::is_same<Element, bf16>::value, uint16_t, float>;  // bf16's bits
   const std::size_t d = cache.shape().head_dim, blocks = (d + row_block - 1) / row_block, split = blocks * row_block;
-  const auto position = [](std::size_t e) {  // the element at position e of a head's split vectors
+  const auto position = [](std::size_t e) {  // the element at position e of a head's V sums (and q)
     const std::size_t p = e % row_block;
-#if defined(LOWBIT_COMPILED_AVX512_VNNI)
-    if (Products) return e - p + pair_element(p);
-#endif
-    return e - p + block_element<Raw>(p);
+    return e - p + (Products ? pair_element(p) : block_element<Raw>(p));
   };
   thread_local aligned_buffer<float> q_buffer, acc_buffer, score_buffer;
   thread_local aligned_buffer<uint32_t> pair_buffer;
@@ -259,6 +217,10 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
   float* const corrections = scores + group * tile_tokens;
   // q in the order of load_row_block (or, with Products, q's bf16 bits in element order).
   uint16_t* const q_bits = reinterpret_cast<uint16_t*>(q_split);
+  const auto* const q_operand = [&] {  // what rows_tile_scores reads
+    if constexpr (Products) return static_cast<const uint16_t*>(q_bits);
+    else return static_cast<const float*>(q_split);
+  }();
   for (std::size_t j = 0; j < group; ++j) {
     for (std::size_t e = 0; e < split; ++e) {
       if (Products) {
@@ -281,40 +243,28 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
     const Raw* const k = keys + r0 * d;
     const Raw* const v = values + r0 * d;
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
-      constexpr std::size_t HB = decltype(hb)::value;
-#if defined(LOWBIT_COMPILED_AVX512_VNNI)
-      if constexpr (Products) {
-        rows_tile_scores_bf16<Tag, HB>(q_bits + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
-        return;
-      }
-#endif
-      rows_tile_scores<Tag, HB>(q_split + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
+      rows_tile_scores<Tag, decltype(hb)::value>(q_operand + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
     });
     for (std::size_t j = 0; j < group; ++j) {
       float* p = scores + j * tile_tokens;
       corrections[j] = softmax_tile<Tag>(p, n, out.max[j], out.sum[j]);
-#if defined(LOWBIT_COMPILED_AVX512_VNNI)
       if constexpr (Products) {  // pairs of bf16 (nearest even): tokens 2i, 2i + 1 in word i
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
         _mm256_store_si256(reinterpret_cast<__m256i*>(p_pairs + j * (tile_tokens / 2)),
                            (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(p)));
-        continue;
-      }
 #endif
-      if (rounded) round_bf16(p, tile_tokens);
+      } else if (rounded) {
+        round_bf16(p, tile_tokens);
+      }
     }
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
       constexpr std::size_t HB = decltype(hb)::value;
-      const float* p = scores + j0 * tile_tokens;
+      const auto* p = [&] {
+        if constexpr (Products) return p_pairs + j0 * (tile_tokens / 2);
+        else return scores + j0 * tile_tokens;
+      }();
       float* acc = acc_split + j0 * split;
       std::size_t b0 = 0;
-#if defined(LOWBIT_COMPILED_AVX512_VNNI)
-      if constexpr (Products) {
-        const uint32_t* pp = p_pairs + j0 * (tile_tokens / 2);
-        for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values_bf16<HB, true>(pp, corrections + j0, v, n, d, blocks, b0, acc);
-        if (b0 < blocks) rows_tile_values_bf16<HB, false>(pp, corrections + j0, v, n, d, blocks, b0, acc);
-        return;
-      }
-#endif
       for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values<HB, true>(p, corrections + j0, v, n, d, blocks, b0, acc);
       if (b0 < blocks) rows_tile_values<HB, false>(p, corrections + j0, v, n, d, blocks, b0, acc);
     });
