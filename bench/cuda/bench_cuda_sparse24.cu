@@ -2,7 +2,8 @@
 // compute) with the same activations (fp16 or bf16) and lowbit's dense kernel of the same format
 // (cuda::gemm, g128) on the same shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and
 // 4096 x 14336, M = 1, 4, 16, 32, 64. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
-// every block shape for fp16 activations; 0 where a shape is not offered), fp16 and bf16 plain values; fp16 and bf16 activations.
+// every block shape for fp16 activations at M <= 16, 1 / 2 / 4 / 8 / 16 splits of K at M > 16; 0 where a shape is not
+// offered), fp16 and bf16 plain values; fp16 and bf16 activations. M > 16 (2:4 and dense) with a reused gemm_workspace.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming. Usage: bench_cuda_sparse24 [--quick]
 #include <cublas_v2.h>
@@ -105,17 +106,18 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
-  std::printf("\n| kept values | N x K | M | 2:4 µs, fp16 (default; 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps) | weight GB/s | dense lowbit µs | cuBLAS fp16 µs | vs cuBLAS | vs dense |\n");
+  lb::cuda::gemm_workspace workspace;  // M > 16: the split-K scratch, reused
+  std::printf("\n| kept values | N x K | M | 2:4 µs, fp16 (default; M <= 16: 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps; M > 16: 1 / 2 / 4 / 8 / 16 splits) | weight GB/s | dense lowbit µs | cuBLAS fp16 µs | vs cuBLAS | vs dense |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
     __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
     bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
-    __half* x = device_random<__half>(16 * s.k, rng, 1.0f);
-    bf* xb = device_random<bf>(16 * s.k, rng, 1.0f);
+    __half* x = device_random<__half>(64 * s.k, rng, 1.0f);  // the largest M
+    bf* xb = device_random<bf>(64 * s.k, rng, 1.0f);
     __half* y = nullptr;
     bf* yb = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
-    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, 16 * s.n * sizeof(bf)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 64 * s.n * sizeof(__half)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, 64 * s.n * sizeof(bf)));
     // Random positions, shared by every 2:4 matrix.
     const std::size_t kept = s.k / 2;
     static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};  // (a, b), a < b
@@ -151,20 +153,28 @@ int main(int argc, char** argv) {
         CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, wb, CUDA_R_16BF, int(s.k),
                                   xb, CUDA_R_16BF, int(s.k), &beta, yb, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
-      // Integer codes, fp16 activations: every block shape (default; 1 / 2 tiles, 8 warps; 1 / 2
-      // tiles, 16 warps; 4 tiles, 16 / 8 warps).
+      // Integer codes, fp16 activations: M <= 16 every block shape (default; 1 / 2 tiles, 8 warps;
+      // 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps); M > 16 (the wide kernel) the default and
+      // 1 / 2 / 4 / 8 / 16 splits of K.
       const int shapes_tw[7][2] = {{0, 0}, {1, 8}, {2, 8}, {1, 16}, {2, 16}, {4, 16}, {4, 8}};
+      const int splits[7] = {0, 1, 2, 4, 8, 16, 0};
+      lb::cuda::gemm_options defaults;
+      defaults.workspace = &workspace;
       const auto sweep = [&](const char* name, const auto& views, const auto& dense_views) {
         double us[7] = {};
         for (int v = 0; v < 7; ++v) {
-          if (views[0].tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
-          if (m > 16 && (shapes_tw[v][1] == 16 || (shapes_tw[v][0] == 4 && m > 32))) continue;  // m > 16: 8 warps, 4 tiles to 32
-          lb::cuda::gemm_options o;
-          o.tiles_per_block = shapes_tw[v][0];
-          o.warps = shapes_tw[v][1];
+          lb::cuda::gemm_options o = defaults;
+          if (m > 16) {
+            if (v == 6) continue;
+            o.split_k = splits[v];
+          } else {
+            if (views[0].tiles() % (shapes_tw[v][0] ? shapes_tw[v][0] : 1)) continue;
+            o.tiles_per_block = shapes_tw[v][0];
+            o.warps = shapes_tw[v][1];
+          }
           us[v] = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, at(views, i), y, s.n, nullptr, o); });
         }
-        const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, at(dense_views, i), y, s.n); });
+        const double dense = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, at(dense_views, i), y, s.n, nullptr, defaults); });
         const double bytes = double(views[0].bytes());
         rows.push_back({name, "fp16", s.n, s.k, m, us[0], dense, cublas, bytes});
         std::printf("| %s | %zu x %zu | %zu | %.1f (%.1f / %.1f; %.1f / %.1f; %.1f / %.1f) | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", name, s.n,
@@ -175,15 +185,15 @@ int main(int argc, char** argv) {
       sweep("int8", s8s, d8s);
       // bf16 activations (default block shape) and plain values.
       const auto bf16_row = [&](const char* name, const auto& views, const auto& dense_views) {
-        const double us = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(views, i), yb, s.n); });
-        const double dense = time_us([&](int i) { lb::cuda::gemm(xb, m, s.k, at(dense_views, i), yb, s.n); });
+        const double us = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(views, i), yb, s.n, nullptr, defaults); });
+        const double dense = time_us([&](int i) { lb::cuda::gemm(xb, m, s.k, at(dense_views, i), yb, s.n, nullptr, defaults); });
         rows.push_back({name, "bf16", s.n, s.k, m, us, dense, cublas_bf, double(views[0].bytes())});
       };
       bf16_row("int4", s4s, d4s);
       bf16_row("int8", s8s, d8s);
-      const double us_h = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, at(hs, i), y, s.n); });
+      const double us_h = time_us([&](int i) { lb::cuda::gemm_sparse24(x, m, s.k, at(hs, i), y, s.n, nullptr, defaults); });
       rows.push_back({"fp16 values", "fp16", s.n, s.k, m, us_h, 0.0, cublas, double(hs[0].bytes())});
-      const double us_b = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(bs, i), yb, s.n); });
+      const double us_b = time_us([&](int i) { lb::cuda::gemm_sparse24(xb, m, s.k, at(bs, i), yb, s.n, nullptr, defaults); });
       rows.push_back({"bf16 values", "bf16", s.n, s.k, m, us_b, 0.0, cublas_bf, double(bs[0].bytes())});
     }
     for (void* p : owned) cudaFree(p);

@@ -1,9 +1,12 @@
 // Checks lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against a float64 product with the dense
-// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, 24, 40, 64, odd N, kept
-// values int4 / int8 (signed, and unsigned with zero points) and plain (float rounded to fp16 or
-// bf16 by the pack, bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes
-// 64 / 128 kept values / whole row (per channel), every block shape (1, 2, 4 tiles a block; 8, 16
-// warps); then the argument checks (lowbit::error).
+// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, 17, 24, 31, 32,
+// 33, 40, 64, odd N (one and two 256-row blocks of the M > 16 kernel), kept values int4 / int8
+// (signed, and unsigned with zero points) and plain (float rounded to fp16 or bf16 by the pack,
+// bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes 64 / 128 kept
+// values / whole row (per channel), every block shape of the M <= 16 kernel (1, 2, 4 tiles a
+// block; 8, 16 warps), and for M > 16 the default split of K (one split a chunk on these small
+// shapes), one split, and 2 or 3 splits with and without a workspace (used twice: its counters must
+// be back at zero); then the argument checks (lowbit::error).
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure.
 //
@@ -41,7 +44,7 @@ constexpr lowbit::cuda::sparse24_values values_of() {
 
 template <class Scheme, class T>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block, int warps,
-                unsigned seed) {
+                unsigned seed, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr) {
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -70,7 +73,13 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   lowbit::cuda::gemm_options go;
   go.tiles_per_block = per_block;
   go.warps = warps;
+  go.split_k = split_k;
+  go.workspace = workspace;
   lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  if (workspace) {  // again on the same workspace (the first call's result overwritten)
+    LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));
+    lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<T> y(m * ldy);
   LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -99,11 +108,12 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s/%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d seed=%u: %d of %zu outputs off\n", name,
-                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, seed, bad, m * n);
+    std::printf("FAIL %s/%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d%s seed=%u: %d of %zu outputs off\n",
+                name, bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", seed,
+                bad, m * n);
   } else {
-    std::printf("ok   %-12s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d  worst err/tol %.3f\n", name,
-                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, worst);
+    std::printf("ok   %-12s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d%s  worst err/tol %.3f\n", name,
+                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", worst);
   }
 }
 
@@ -111,22 +121,28 @@ template <class Scheme, class T>
 void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
   // Group sizes count kept values; 0: per channel (one group a row).
-  const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0}};
+  const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0},
+                          {300, 768, 128}};
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
+  lowbit::cuda::gemm_workspace workspace;
   for (const shape& s : shapes)
-    for (std::size_t m : {1, 3, 8, 9, 16, 24, 40, 64}) {
+    for (std::size_t m : {1, 3, 8, 9, 16, 17, 24, 31, 32, 33, 40, 64}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
-      if (m == 1 || m == 16 || m == 24 || m == 64) {
+      if (m == 1 || m == 16) {  // every block shape
         const std::size_t tiles = (s.n + 15) / 16;
         for (int warps : {8, 16}) {
-          if (m > 16 && warps == 16) continue;  // m > 16: 8 warps
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, warps, seed++);
           if (tiles % 2 == 0 && (warps == 8 || !plain)) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, warps, seed++);
         }
-        if (tiles % 4 == 0 && !plain && m <= 32) {
-          if (m <= 16) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 16, seed++);
+        if (tiles % 4 == 0 && !plain) {
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 16, seed++);
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++);
         }
+      }
+      if (m == 17 || m == 33 || m == 64) {  // the wide kernel: one split, 2 splits, 3 on a reused workspace
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 8, seed++, 1);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 2);
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 3, &workspace);
       }
     }
 }
@@ -167,10 +183,11 @@ void check_arguments() {
   LOWBIT_CUDA_CHECK(cudaMalloc(&xb, 128 * (k + 8) * sizeof(__nv_bfloat16)));
   __half* yh = xh + 64 * (k + 8);
   __nv_bfloat16* yb = xb + 64 * (k + 8);
-  lc::gemm_options four, twelve, sixteen;
+  lc::gemm_options four, twelve, sixteen, negative_split;
   four.tiles_per_block = 4;
   sixteen.warps = 16;
   twelve.warps = 12;
+  negative_split.split_k = -1;
 
   expect_error("K=192 (not a multiple of 128)", [&] {
     const auto p = lb::prune24(w.data(), 16, 192, 192);
@@ -192,8 +209,11 @@ void check_arguments() {
   expect_error("m=0", [&] { lc::gemm_sparse24(xh, 0, k, p4.view(), yh, n); });
   expect_error("m=65", [&] { lc::gemm_sparse24(xh, 65, k, p4.view(), yh, n); });
   expect_error("m=65, bf16", [&] { lc::gemm_sparse24(xb, 65, k, p4.view(), yb, n); });
-  expect_error("m=33, 4 tiles a block", [&] { lc::gemm_sparse24(xh, 33, k, p4.view(), yh, n, nullptr, four); });
   expect_error("m=33, 16 warps", [&] { lc::gemm_sparse24(xh, 33, k, p4.view(), yh, n, nullptr, sixteen); });
+  expect_error("m=17, 12 warps, bf16 values", [&] { lc::gemm_sparse24(xb, 17, k, pb.view(), yb, n, nullptr, twelve); });
+  expect_error("m=64, split_k=-1", [&] { lc::gemm_sparse24(xh, 64, k, p4.view(), yh, n, nullptr, negative_split); });
+  expect_error("m=40, fp16 values with bf16 activations", [&] { lc::gemm_sparse24(xb, 40, k, ph.view(), yb, n); });
+  expect_error("m=24, ldy < N", [&] { lc::gemm_sparse24(xh, 24, k, p4.view(), yh, n - 1); });
   expect_error("fp16 values with bf16 activations", [&] { lc::gemm_sparse24(xb, 1, k, ph.view(), yb, n); });
   expect_error("bf16 values with fp16 activations", [&] { lc::gemm_sparse24(xh, 1, k, pb.view(), yh, n); });
   expect_error("ldx % 8 != 0", [&] { lc::gemm_sparse24(xh, 1, k + 4, p4.view(), yh, n); });

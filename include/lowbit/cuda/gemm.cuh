@@ -488,6 +488,74 @@ constexpr int fit_wide_stages() {
   else return fit_wide_stages<Bits, Kind, MTiles, Tiles, Warps, Want - 1>();
 }
 
+/// The end of the wide (split-N, split-K) kernels, gemm_wide_kernel and sparse24_wide_kernel: acc
+/// holds this warp's sums of mma tiles (mt, tl) (fragment i as mma.sync / mma.sp leave it) for its
+/// tiles from tile0 over this block's split of K (blockIdx.y of gridDim.y). One split: stored. Else
+/// written to partials ([bx][s][warp][value][lane]) and counted in counters[bx]; the split set's
+/// last block adds the splits in order 0, 1, ... (deterministic) and stores fp16 / bf16 outputs
+/// inside n x m. Called by every thread of the block (it has barriers).
+template <int MTiles, int Tiles, int Warps, class T>
+__device__ __forceinline__ void wide_store(const float (&acc)[MTiles][Tiles][4], float* __restrict__ partials,
+                                           unsigned* __restrict__ counters, int warp, int lane, int tile0, int n, int m,
+                                           T* __restrict__ y, int ldy) {
+  const int g = lane >> 2, t = lane & 3, split = blockIdx.y, splits = gridDim.y;
+  // Output (row, col) of fragment i of mma tile (mt, tl): as reduce_warps numbers them.
+  const auto store = [&](int mt, int tl, int i, float sum) {
+    const int row = (tile0 + tl) * 16 + g + 8 * (i >> 1), col = mt * 8 + 2 * t + (i & 1);
+    if (row < n && col < m) {
+      if constexpr (is_bf16<T>) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
+      else y[(size_t)col * ldy + row] = __float2half(sum);
+    }
+  };
+  if (splits == 1) {
+#pragma unroll
+    for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) store(mt, tl, i, acc[mt][tl][i]);
+    return;
+  }
+  // Split K: this block's sums to partials (coalesced: [value][lane]), then the last block of the
+  // split set (the threadfence-reduction pattern) adds the splits in order 0, 1, ... and stores.
+  constexpr int values = MTiles * Tiles * 4;
+  const auto slot = [&](int s) { return partials + (((size_t)blockIdx.x * splits + s) * Warps + warp) * values * 32 + lane; };
+  float* mine_out = slot(split);
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) mine_out[((mt * Tiles + tl) * 4 + i) * 32] = acc[mt][tl][i];
+  __threadfence();
+  __syncthreads();
+  __shared__ int last_block;
+  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
+  // A split's values at once (independent loads, one L2 round trip a split; loading them value
+  // by value, one dependent add after another, cost ~40 us at M = 64 with 4 splits).
+  float sum[MTiles][Tiles][4] = {};
+  for (int s = 0; s < splits; ++s) {
+    const float* other = slot(s);
+#pragma unroll
+    for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          sum[mt][tl][i] += s == split ? acc[mt][tl][i] : __ldcg(other + ((mt * Tiles + tl) * 4 + i) * 32);
+  }
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt)
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) store(mt, tl, i, sum[mt][tl][i]);
+}
+
 /// Grid: (ceil(tiles / (Warps x Tiles)), splits). Block (bx, s) computes rows bx x Warps x Tiles x 16
 /// .. + Warps x Tiles x 16 over chunks s x split_chunks .. + split_chunks (each split has >= 1 chunk).
 /// splits > 1: each block leaves its fp32 sums in partials ([bx][s][warp][value][lane]) and counts
@@ -503,9 +571,8 @@ __global__ void __launch_bounds__(Warps * 32, 1)
   using layout = wide_smem<Bits, Kind, MTiles, Tiles, Warps, Stages>;
   constexpr int vecs = Bits / 4, threads = Warps * 32;
   extern __shared__ ::uint4 smem[];
-  __shared__ int last_block;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int split = blockIdx.y, splits = gridDim.y;
+  const int split = blockIdx.y;
   const int c0 = split * split_chunks, steps = min(chunks - c0, split_chunks);
   const int tile0 = (blockIdx.x * Warps + warp) * Tiles;  // this warp's first tile
   uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
@@ -627,60 +694,7 @@ __global__ void __launch_bounds__(Warps * 32, 1)
   }
   cp_async_wait<0>();
 
-  // Output (row, col) of fragment i of mma tile (mt, tl): as reduce_warps numbers them.
-  const auto store = [&](int mt, int tl, int i, float sum) {
-    const int row = (tile0 + tl) * 16 + g + 8 * (i >> 1), col = mt * 8 + 2 * t + (i & 1);
-    if (row < n && col < m) {
-      if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
-      else y[(size_t)col * ldy + row] = __float2half(sum);
-    }
-  };
-  if (splits == 1) {
-#pragma unroll
-    for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) store(mt, tl, i, acc[mt][tl][i]);
-    return;
-  }
-  // Split K: this block's sums to partials (coalesced: [value][lane]), then the last block of the
-  // split set (the threadfence-reduction pattern) adds the splits in order 0, 1, ... and stores.
-  constexpr int values = MTiles * Tiles * 4;
-  const auto slot = [&](int s) { return partials + (((size_t)blockIdx.x * splits + s) * Warps + warp) * values * 32 + lane; };
-  float* mine_out = slot(split);
-#pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) mine_out[((mt * Tiles + tl) * 4 + i) * 32] = acc[mt][tl][i];
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
-  // A split's values at once (independent loads, one L2 round trip a split; loading them value
-  // by value, one dependent add after another, cost ~40 us at M = 64 with 4 splits).
-  float sum[MTiles][Tiles][4] = {};
-  for (int s = 0; s < splits; ++s) {
-    const float* other = slot(s);
-#pragma unroll
-    for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          sum[mt][tl][i] += s == split ? acc[mt][tl][i] : __ldcg(other + ((mt * Tiles + tl) * 4 + i) * 32);
-  }
-#pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) store(mt, tl, i, sum[mt][tl][i]);
+  wide_store<MTiles, Tiles, Warps>(acc, partials, counters, warp, lane, tile0, n, m, y, ldy);
 }
 
 /// The wide kernel's instantiation: 8 warps of 2 tiles or 16 warps of 1 (256 rows a block either
@@ -752,6 +766,50 @@ struct gemm_options {
 
 namespace detail {
 
+/// The wide kernels' split of K and its scratch (gemm_wide; gemm_sparse24 for M > 16):
+/// options.split_k blocks along K (0: the blocks along N times the splits about one an SM), at most
+/// one a chunk and none empty. With more than one split, room for floats_per_block partial sums a
+/// block and split and a counter a block column: options.workspace, or cudaMallocAsync (given back
+/// in stream order when this goes out of scope, also on a throw) with the counters zeroed.
+class wide_split {
+ public:
+  wide_split(const char* who, int chunks, int blocks_n, std::size_t floats_per_block, const gemm_options& options,
+             cudaStream_t stream) {
+    LOWBIT_CHECK(options.split_k >= 0, who << ": split_k=" << options.split_k << " must be >= 0");
+    splits = options.split_k ? options.split_k : sm_count() / blocks_n;
+    splits = splits < 1 ? 1 : splits > chunks ? chunks : splits;
+    split_chunks = (chunks + splits - 1) / splits;
+    splits = (chunks + split_chunks - 1) / split_chunks;  // none empty
+    if (splits == 1) return;
+    const std::size_t floats = std::size_t(blocks_n) * splits * floats_per_block;
+    if (options.workspace) {
+      options.workspace->reserve(floats, blocks_n, stream);
+      partials = options.workspace->partials();
+      counters = options.workspace->counters();
+      return;
+    }
+    const std::size_t counter_bytes = (std::size_t(blocks_n) * sizeof(unsigned) + 255) / 256 * 256;
+    scratch_.stream = stream;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch_.p, counter_bytes + floats * sizeof(float), stream));
+    counters = static_cast<unsigned*>(scratch_.p);
+    partials = reinterpret_cast<float*>(static_cast<char*>(scratch_.p) + counter_bytes);
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(counters, 0, std::size_t(blocks_n) * sizeof(unsigned), stream));
+  }
+  int splits = 1, split_chunks = 1;
+  float* partials = nullptr;
+  unsigned* counters = nullptr;
+
+ private:
+  struct stream_scratch {  // a member, so that it is given back when the constructor throws too
+    void* p = nullptr;
+    cudaStream_t stream = nullptr;
+    stream_scratch() = default;
+    stream_scratch(const stream_scratch&) = delete;
+    stream_scratch& operator=(const stream_scratch&) = delete;
+    ~stream_scratch() { if (p) cudaFreeAsync(p, stream); }
+  } scratch_;
+};
+
 /// M = 17..64: the wide kernel with 8 MTiles rows of x, MTiles = 4, 6 or 8, and 8 warps of 2 tiles
 /// or 16 of 1 (options.warps); split K as options says (default: the blocks along N times the
 /// splits about one an SM; each split >= 1 chunk).
@@ -763,37 +821,14 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
   const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
   constexpr int rows_per_block = wide_config<T, bits, kind, 8>::rows_per_block;
   const int blocks_n = (n + rows_per_block - 1) / rows_per_block;
-  LOWBIT_CHECK(options.split_k >= 0, "cuda::gemm: split_k=" << options.split_k << " must be >= 0");
   const int warps = options.warps ? options.warps : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
-  int splits = options.split_k ? options.split_k : sm_count() / blocks_n;
-  splits = splits < 1 ? 1 : splits > chunks ? chunks : splits;
-  const int split_chunks = (chunks + splits - 1) / splits;
-  splits = (chunks + split_chunks - 1) / split_chunks;  // none empty
   const int mtiles = (m + 15) / 16 * 2;
-  const std::size_t floats = splits > 1 ? std::size_t(blocks_n) * splits * rows_per_block * mtiles * 8 : 0;
-  float* partials = nullptr;
-  unsigned* counters = nullptr;
-  void* scratch = nullptr;
-  if (splits > 1 && options.workspace) {
-    options.workspace->reserve(floats, blocks_n, stream);
-    partials = options.workspace->partials();
-    counters = options.workspace->counters();
-  } else if (splits > 1) {
-    const std::size_t counter_bytes = (std::size_t(blocks_n) * sizeof(unsigned) + 255) / 256 * 256;
-    LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch, counter_bytes + floats * sizeof(float), stream));
-    counters = static_cast<unsigned*>(scratch);
-    partials = reinterpret_cast<float*>(static_cast<char*>(scratch) + counter_bytes);
-  }
-  struct release {  // the per-call scratch back to the pool after the kernel (stream order), also on a throw
-    void* p;
-    cudaStream_t s;
-    ~release() { if (p) cudaFreeAsync(p, s); }
-  } const releaser{scratch, stream};
-  if (scratch) LOWBIT_CUDA_CHECK(cudaMemsetAsync(counters, 0, std::size_t(blocks_n) * sizeof(unsigned), stream));
+  const wide_split split("cuda::gemm", chunks, blocks_n, std::size_t(rows_per_block) * mtiles * 8, options, stream);
   const auto run = [&](auto launcher) {
     launcher(x, m, ldx, w.codes, w.scales, w.table, n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
-             static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split_chunks, splits, partials, counters, y,
+             static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split.split_chunks, split.splits, split.partials,
+             split.counters, y,
              ldy, stream);
   };
   if (warps == 16) {

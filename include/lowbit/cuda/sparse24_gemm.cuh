@@ -262,18 +262,65 @@ constexpr int sparse24_fit_stages() {
   else return sparse24_fit_stages<Vecs, Tiles, Want - 1, Warps, XRows>();
 }
 
+/// One tile's operands of a chunk, read from its stage (ts: codes, then metadata, then scale
+/// words, as the rings hold them): the metadata words of the 4 mmas and, for integer codes, the
+/// lane's code words, the scale words of rows g and g + 8 and the biases detail::dequant subtracts,
+/// as gemm.cuh makes them: half2(1024 + zero); int4 rows g + 8 -(64 + zero) = 960 - (1024 + zero);
+/// int4 in bf16 bf16x2(-(128 + zero)).
+template <int Vecs, bool BF16>
+struct sparse24_tile {
+  static constexpr bool plain = Vecs == 4;
+  static constexpr int meta_at = 32 * Vecs;
+  uint32_t meta[4], words[plain ? 1 : 4 * Vecs], sc_g, sc_g8, bias_g, bias_g8;
+
+  __device__ __forceinline__ void load(const ::uint4* ts, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    const ::uint4 mq = ts[meta_at + 2 * g + (t & 1)];
+    meta[0] = mq.x, meta[1] = mq.y, meta[2] = mq.z, meta[3] = mq.w;
+    if constexpr (!plain) {
+#pragma unroll
+      for (int v = 0; v < Vecs; ++v) {
+        const ::uint4 q = ts[v * 32 + lane];
+        words[4 * v] = q.x, words[4 * v + 1] = q.y, words[4 * v + 2] = q.z, words[4 * v + 3] = q.w;
+      }
+      const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + meta_at + 16);
+      sc_g = stage_scales[g], sc_g8 = stage_scales[g + 8];
+      bias_g = __byte_perm(sc_g, 0, 0x3232), bias_g8 = __byte_perm(sc_g8, 0, 0x3232);
+      if constexpr (BF16 && Vecs == 1) {
+        bias_g = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g)));
+        bias_g8 = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8)));
+      } else if constexpr (Vecs == 1) {
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8) : "r"(bias_g8), "r"(0xbc00bc00u), "r"(0x63806380u));
+      }
+    }
+  }
+  /// The A fragment of mma i: plain values as the stage holds them, codes dequantized.
+  __device__ __forceinline__ void fragment(uint32_t (&a)[4], const ::uint4* ts, int lane, int i) const {
+    if constexpr (plain) {
+      const ::uint4 q = ts[i * 32 + lane];
+      a[0] = q.x, a[1] = q.y, a[2] = q.z, a[3] = q.w;
+    } else {
+      dequant<4 * Vecs, dequant_kind::integer, BF16>(a, words, i, bias_g, bias_g8, nullptr);
+    }
+  }
+  __device__ __forceinline__ float scale_g() const { return __low2float(*reinterpret_cast<const __half2*>(&sc_g)); }
+  __device__ __forceinline__ float scale_g8() const { return __low2float(*reinterpret_cast<const __half2*>(&sc_g8)); }
+};
+
 /// One block: Tiles tiles of 16 rows; its Warps warps split K into ranges of 128-wide chunks, each
 /// streaming its tiles' codes, metadata and scales through a private ring of Stages stages
 /// (cp.async). The activations of a chunk are loaded once and used for the Tiles tiles: with
 /// XRows > 0 copied into the chunk's stage with the weights (rows 0 .. min(m, XRows) - 1), so that
 /// their latency is hidden as the weight's is, else loaded by each lane from L2 at use.
 /// T: fp16 or bf16 activations and output. Vecs = 1: int4 codes, 2: int8 codes, both scaled per
-/// group; Vecs = 4: fp16 / bf16 values (T's type), fed to the mma as they are.
+/// group; Vecs = 4: fp16 / bf16 values (T's type), fed to the mma as they are. M <= 16 (MTiles 1
+/// or 2); larger M runs sparse24_wide_kernel.
 template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
                          int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+  static_assert(MTiles <= 2, "sparse24_gemm_kernel: M <= 16");
   constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
   constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, x_at = Tiles * tile_vecs, meta_at = 32 * Vecs;
   constexpr int stage_vecs = x_at + XRows * sparse24_x_row_vecs;
@@ -318,110 +365,49 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
-  // The activations from L2 (XRows = 0) are loaded before the wait for the stage, hiding their
-  // latency, for m <= 16; for more n8 columns (m > 16) one mma's worth at a time, as from a
-  // stage: the registers of all four would not fit beside the accumulators.
-  constexpr bool x_early = XRows == 0 && MTiles <= 2;
+  // The activations from L2 (XRows = 0) are loaded before the wait for the stage, hiding their latency.
   for (int step = 0; step < steps; ++step) {
     const int c = c_begin + step;
     uint32_t xb[MTiles][4][4];  // [m tile][mma i][B register r]: k = 128 c + 32 i + 2t + 8r
-    const auto load_x = [&](int i) {
+    if constexpr (XRows == 0) {
 #pragma unroll
-      for (int mt = 0; mt < MTiles; ++mt)
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-          xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
-    };
-    if constexpr (x_early) {
+        for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) load_x(i);
+          for (int r = 0; r < 4; ++r)
+            xb[mt][i][r] = __ldg(reinterpret_cast<const uint32_t*>(x_lane[mt] + c * 128 + 32 * i + 8 * r));
     }
     cp_async_wait<Stages - 2>();
     __syncwarp();
     issue(step + Stages - 1);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
     const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
-    // A tile's metadata, codes and the biases detail::dequant subtracts, as gemm.cuh makes them:
-    // half2(1024 + zero); int4 rows g + 8 -(64 + zero) = 960 - (1024 + zero); int4 in bf16
-    // bf16x2(-(128 + zero)).
-    uint32_t meta[Tiles][4], words[Tiles][plain ? 1 : 4 * Vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
-    const auto prepare = [&](int tl) {
-      const ::uint4* ts = stage + tl * tile_vecs;
-      const ::uint4 mq = ts[meta_at + 2 * g + (t & 1)];
-      meta[tl][0] = mq.x, meta[tl][1] = mq.y, meta[tl][2] = mq.z, meta[tl][3] = mq.w;
-      if constexpr (!plain) {
+    if constexpr (XRows > 0) {  // the staged activations
+      const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
 #pragma unroll
-        for (int v = 0; v < Vecs; ++v) {
-          const ::uint4 q = ts[v * 32 + lane];
-          words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
-        }
-        const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(ts + meta_at + 16);
-        sc_g[tl] = stage_scales[g], sc_g8[tl] = stage_scales[g + 8];
-        bias_g[tl] = __byte_perm(sc_g[tl], 0, 0x3232), bias_g8[tl] = __byte_perm(sc_g8[tl], 0, 0x3232);
-        if constexpr (bf16 && Vecs == 1) {
-          bias_g[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g[tl])));
-          bias_g8[tl] = bf16x2_bits(896.0f - __high2float(*reinterpret_cast<const __half2*>(&sc_g8[tl])));
-        } else if constexpr (Vecs == 1) {
-          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(bias_g8[tl]) : "r"(bias_g8[tl]), "r"(0xbc00bc00u), "r"(0x63806380u));
-        }
-      }
-    };
-    // Staged activations of mma i into xb.
-    const auto read_x = [&](int i) {
-      if constexpr (XRows > 0) {
-        const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int mt = 0; mt < MTiles; ++mt)
 #pragma unroll
           for (int r = 0; r < 4; ++r) xb[mt][i][r] = xw[x_word[mt] + 16 * i + 4 * r];
-      } else if constexpr (!x_early) {
-        load_x(i);
-      }
-    };
-    // mma i of tile tl for every m tile.
-    const auto tile_mma = [&](int tl, int i) {
-      if constexpr (plain) {  // the A fragment as it is
-        const ::uint4 q = stage[tl * tile_vecs + i * 32 + lane];
-        const uint32_t a[4] = {q.x, q.y, q.z, q.w};
+    }
+    // Tile by tile: a tile's codes are live only while it is multiplied.
 #pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(acc[mt][tl], a, xb[mt][i], meta[tl][i]);
-      } else {
-        uint32_t a[4];
-        dequant<4 * Vecs, dequant_kind::integer, bf16>(a, words[tl], i, bias_g[tl], bias_g8[tl], nullptr);
-#pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt) mma_sp_16832<bf16>(part[mt][tl], a, xb[mt][i], meta[tl][i]);
-      }
-    };
-    const auto flush_tile = [&](int tl) {
-      if constexpr (!plain) {
-        if (flush) {
-          const float s_g = __low2float(*reinterpret_cast<const __half2*>(&sc_g[tl]));
-          const float s_g8 = __low2float(*reinterpret_cast<const __half2*>(&sc_g8[tl]));
-          flush_group(acc, part, tl, s_g, s_g8);
-        }
-      }
-    };
-    if constexpr (MTiles <= 2) {  // tile by tile: a tile's codes are live only while it is multiplied
-#pragma unroll
-      for (int i = 0; i < 4; ++i) read_x(i);
-#pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) {
-        prepare(tl);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) tile_mma(tl, i);
-        flush_tile(tl);
-      }
-    } else {  // mma by mma: one mma's activations live at a time
-#pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) prepare(tl);
+    for (int tl = 0; tl < Tiles; ++tl) {
+      sparse24_tile<Vecs, bf16> tile;
+      tile.load(stage + tl * tile_vecs, lane);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        read_x(i);
+        uint32_t a[4];
+        tile.fragment(a, stage + tl * tile_vecs, lane, i);
 #pragma unroll
-        for (int tl = 0; tl < Tiles; ++tl) tile_mma(tl, i);
+        for (int mt = 0; mt < MTiles; ++mt) {
+          if constexpr (plain) mma_sp_16832<bf16>(acc[mt][tl], a, xb[mt][i], tile.meta[i]);
+          else mma_sp_16832<bf16>(part[mt][tl], a, xb[mt][i], tile.meta[i]);
+        }
       }
-#pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) flush_tile(tl);
+      if (!plain && flush) flush_group(acc, part, tl, tile.scale_g(), tile.scale_g8());
     }
   }
   cp_async_wait<0>();
@@ -453,16 +439,190 @@ void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Sche
                                                 static_cast<int>(w.groups), y, ldy);
 }
 
+/// Four 8 x 8 matrices of 16-bit elements from shared memory (ldmatrix.x4): lane l gives the
+/// address of row l % 8 of matrix l / 8 (16 bytes), lane (g, t) gets elements 2t, 2t + 1 of row g
+/// of matrix r in r[r].
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+/// Shared memory of the wide kernel: a block-wide ring of Stages stages, each the chunk's
+/// activations (8 MTiles rows of 128, padded to 272 bytes), then each warp's Tiles tiles (codes,
+/// metadata, scales: sparse24_tile_vecs).
+template <int Vecs, int MTiles, int Tiles, int Warps, int Stages>
+struct sparse24_wide_smem {
+  static constexpr int x_vecs = MTiles * 8 * sparse24_x_row_vecs;
+  static constexpr int warp_vecs = Tiles * sparse24_tile_vecs<Vecs>;
+  static constexpr int stage_vecs = x_vecs + Warps * warp_vecs;
+  static constexpr std::size_t bytes = 16u * Stages * stage_vecs;
+};
+template <int Vecs, int MTiles, int Tiles, int Warps, int Want>
+constexpr int sparse24_fit_wide_stages() {
+  if constexpr (Want <= 2 || sparse24_wide_smem<Vecs, MTiles, Tiles, Warps, Want>::bytes <= 227u * 1024u) return Want;
+  else return sparse24_fit_wide_stages<Vecs, MTiles, Tiles, Warps, Want - 1>();
+}
+
+/// M = 17..64: gemm_wide_kernel's counterpart (gemm.cuh). Past M = 16 sparse24_gemm_kernel, whose
+/// warps split K, reads all of x once for every block (at M = 64 with 2 tiles 4x the weights'
+/// bytes again, from L2). Here a block's Warps warps split N (Tiles tiles each, Warps x Tiles x 16
+/// rows) and share each 128-wide chunk of x, copied once a block into the chunk's ring stage with
+/// the warps' codes, metadata and scales; the blocks split K (blockIdx.y; split_chunks chunks
+/// each) and wide_store sums the splits in order. The B fragments of x (row g, k = 32 i + 2t + 8r,
+/// r = 0..3) are the four 8 x 8 matrices of columns 32 i .. 32 i + 32 of 8 rows: one ldmatrix.x4
+/// each (272-byte rows: the 8 rows of a matrix fall in 8 different 16-byte bank groups). Each A
+/// fragment (a tile's mma i) serves the MTiles 8-row tiles of x, XGroup of them in a row (their
+/// mmas independent). Tiles past the matrix read the last tile (the warps stay in step for the
+/// barriers; rows >= n are never stored).
+template <class T, int Vecs, int MTiles, int Tiles, int Warps, int Stages>
+__global__ void __launch_bounds__(Warps * 32, 1)
+    sparse24_wide_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+                         const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int tiles,
+                         int chunks, int chunks_per_group, int groups, int split_chunks, float* __restrict__ partials,
+                         unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
+  constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
+  using layout = sparse24_wide_smem<Vecs, MTiles, Tiles, Warps, Stages>;
+  constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, meta_at = 32 * Vecs, threads = Warps * 32;
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int c0 = blockIdx.y * split_chunks, steps = min(chunks - c0, split_chunks);
+  const int tile0 = (blockIdx.x * Warps + warp) * Tiles;  // this warp's first tile
+  const ::uint4 *code_ptr[Tiles], *meta_ptr[Tiles], *scale_ptr[Tiles];
+#pragma unroll
+  for (int tl = 0; tl < Tiles; ++tl) {
+    const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
+    code_ptr[tl] = codes + tile * chunks * Vecs * 32 + lane;
+    meta_ptr[tl] = metadata + tile * chunks * 16 + (lane & 15);
+    scale_ptr[tl] = plain ? nullptr : reinterpret_cast<const ::uint4*>(scales) + tile * groups * 4 + (lane & 3);
+  }
+  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+    if (step < steps) {
+      const int c = c0 + step;
+      ::uint4* stage = smem + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+      ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
+      const int group = plain ? 0 : c / chunks_per_group;
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) {
+        ::uint4* ts = mine + tl * tile_vecs;
+#pragma unroll
+        for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr[tl] + ((size_t)c * Vecs + v) * 32);
+        if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr[tl] + (size_t)c * 16);
+        else if (!plain && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr[tl] + (size_t)group * 4);
+      }
+      // Rows 0 .. m - 1 of x at k = 128 c .. + 128: 16 pieces of 16 bytes a row, one a thread.
+#pragma unroll
+      for (int i = 0; i < (MTiles * 8 * 16 + threads - 1) / threads; ++i) {
+        const int idx = threadIdx.x + i * threads, r = idx >> 4, piece = idx & 15;
+        if (r < m && r < MTiles * 8)
+          cp_async16(stage + r * sparse24_x_row_vecs + piece, x + (size_t)r * ldx + (size_t)c * 128 + piece * 8);
+      }
+    }
+    cp_async_commit();
+  };
+  // This lane's ldmatrix row in a stage, for x tile mt and mma 0 (mma i: + 64 i bytes): row
+  // mt * 8 + lane % 8, columns 8 (lane / 8) ..; rows past m read row m - 1 (never stored).
+  const unsigned ring = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  unsigned x_at[MTiles];
+#pragma unroll
+  for (int mt = 0; mt < MTiles; ++mt) x_at[mt] = (min(mt * 8 + (lane & 7), m - 1) * sparse24_x_row_vecs + (lane >> 3)) * 16;
+
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) issue(s);
+  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
+  for (int step = 0; step < steps; ++step) {
+    cp_async_wait<Stages - 2>();
+    __syncthreads();  // the stage's x came from every warp; and all are done with the stage refilled next
+    issue(step + Stages - 1);
+    const unsigned slot = static_cast<unsigned>(step) % Stages;
+    const unsigned stage_x = ring + slot * layout::stage_vecs * 16;
+    const ::uint4* mine = smem + slot * layout::stage_vecs + layout::x_vecs + warp * layout::warp_vecs;
+    const int c = c0 + step;
+    const bool flush = step + 1 == steps || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
+    sparse24_tile<Vecs, bf16> tile[Tiles];
+#pragma unroll
+    for (int tl = 0; tl < Tiles; ++tl) tile[tl].load(mine + tl * tile_vecs, lane);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t a[Tiles][4];
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) tile[tl].fragment(a[tl], mine + tl * tile_vecs, lane, i);
+      constexpr int XGroup = MTiles % 4 == 0 ? 4 : MTiles % 3 == 0 ? 3 : MTiles;
+#pragma unroll
+      for (int m0 = 0; m0 < MTiles; m0 += XGroup) {
+        uint32_t b[XGroup][4];
+#pragma unroll
+        for (int j = 0; j < XGroup; ++j) ldmatrix_x4(b[j], stage_x + x_at[m0 + j] + 64 * i);
+#pragma unroll
+        for (int j = 0; j < XGroup; ++j)
+#pragma unroll
+          for (int tl = 0; tl < Tiles; ++tl) {
+            if constexpr (plain) mma_sp_16832<bf16>(acc[m0 + j][tl], a[tl], b[j], tile[tl].meta[i]);
+            else mma_sp_16832<bf16>(part[m0 + j][tl], a[tl], b[j], tile[tl].meta[i]);
+          }
+      }
+    }
+    if (!plain && flush) {
+#pragma unroll
+      for (int tl = 0; tl < Tiles; ++tl) flush_group(acc, part, tl, tile[tl].scale_g(), tile[tl].scale_g8());
+    }
+  }
+  cp_async_wait<0>();
+  wide_store<MTiles, Tiles, Warps>(acc, partials, counters, warp, lane, tile0, n, m, y, ldy);
+}
+
+/// The wide kernel's instantiation: 8 warps of 2 tiles (256 rows a block, x read once per 256
+/// rows and chunk); 5 stages of int4 codes, 4 of int8, 3 of plain values (their chunk is 4x the
+/// int4 bytes), fewer if they do not fit.
+template <class T, int Vecs, int MTiles>
+struct sparse24_wide_config {
+  static constexpr int tiles = 2, warps = 8, rows_per_block = tiles * warps * 16;
+  static constexpr int stages = sparse24_fit_wide_stages<Vecs, MTiles, tiles, warps, Vecs == 1 ? 5 : Vecs == 2 ? 4 : 3>();
+  using layout = sparse24_wide_smem<Vecs, MTiles, tiles, warps, stages>;
+  static constexpr auto kernel = sparse24_wide_kernel<T, Vecs, MTiles, tiles, warps, stages>;
+};
+
+/// M = 17..64: the wide kernel with 8 MTiles rows of x (MTiles = 4, 6 or 8); K split as
+/// options.split_k says (wide_split: default about one block an SM).
+template <class Scheme, class T>
+void gemm_sparse24_wide(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                        cudaStream_t stream, const gemm_options& options) {
+  constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
+  LOWBIT_CHECK(options.warps == 0 || options.warps == 8,
+               "cuda::gemm_sparse24: m=" << m << " > 16 takes 8 warps a block (warps=" << options.warps << ")");
+  constexpr int rows_per_block = sparse24_wide_config<T, vecs, 8>::rows_per_block;
+  const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
+  const int blocks_n = (n + rows_per_block - 1) / rows_per_block, mtiles = (m + 15) / 16 * 2;
+  const wide_split split("cuda::gemm_sparse24", chunks, blocks_n, std::size_t(rows_per_block) * mtiles * 8, options,
+                         stream);
+  const auto run = [&](auto mtiles_c) {
+    using config = sparse24_wide_config<T, vecs, decltype(mtiles_c)::value>;
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(config::layout::bytes)));
+    const dim3 grid(blocks_n, split.splits);
+    config::kernel<<<grid, config::warps * 32, config::layout::bytes, stream>>>(
+        x, m, ldx, w.codes, w.metadata, w.scales, n, static_cast<int>(w.tiles()), chunks,
+        static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split.split_chunks, split.partials,
+        split.counters, y, ldy);
+  };
+  if (mtiles == 4) run(std::integral_constant<int, 4>{});
+  else if (mtiles == 6) run(std::integral_constant<int, 6>{});
+  else run(std::integral_constant<int, 8>{});
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+}
+
+
 }  // namespace detail
 
 /// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
 /// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
 /// dequantized to T's type; plain values must have been packed as T (sparse24_values).
 /// Checked: 1 <= m <= 64; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
-/// copied in 16-byte pieces); ldy >= N; options.tiles_per_block 1, 2 or 4 dividing the tile count
-/// (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm() does); m > 16:
-/// 8 warps and 1 or 2 tiles a block, 4 up to m = 32 (the accumulators of 4 or 8 n8 columns need the registers).
-/// y must not overlap x.
+/// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
+/// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
+/// does). m > 16: the wide kernel (8 warps of 2 tiles, x shared by the block; options.warps 0 or
+/// 8, tiles_per_block not used), K split across blocks as options.split_k says, with
+/// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). y must not overlap x.
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
@@ -479,21 +639,25 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
                "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
+  const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+  if (m > 16) {
+    detail::gemm_sparse24_wide(x, mi, lx, w, y, ly, stream, options);
+    return;
+  }
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
-  const bool wide = m > 16;  // 4 or 8 n8 columns
   // Plain values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
   // tile a block, or 2 with 8 warps.
   // Measured on an H100 (bench/cuda/bench_cuda_sparse24.cu): int4 runs best where the activations
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
   // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
   if (per_block == 0) {
-    if (!plain && m <= 32 && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
+    if (!plain && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
   if (warps == 0)
-    warps = wide || (plain && per_block == 2) || (!plain && m > 8) ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+    warps = (plain && per_block == 2) || (!plain && m > 8) ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
                "cuda::gemm_sparse24: plain values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
                                                                                                    << ", warps=" << warps << ")");
@@ -501,19 +665,11 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
                                                        << "), or 4 with a tile count divisible by 4 (integer codes only)");
-  LOWBIT_CHECK(!wide || (warps == 8 && (per_block <= 2 || m <= 32)),
-               "cuda::gemm_sparse24: m=" << m << " > 16 takes 8 warps and 1 or 2 tiles a block (4 up to m = 32; tiles_per_block="
-                                         << per_block << ", warps=" << warps << ")");
-  const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
-  // The m tiles (n8 columns of the mma) for m: 1, 2, 4 or 8.
+  // The m tiles (n8 columns of the mma) for m: 1 or 2.
   const auto by_m = [&](auto tiles_c, auto warps_c) {
     constexpr int tl = decltype(tiles_c)::value, wp = decltype(warps_c)::value;
     if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream);
-    else if (m <= 16) detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
-    else if constexpr (wp == 8) {
-      if (m <= 32) detail::launch_sparse24<4, tl, wp>(x, mi, lx, w, y, ly, stream);
-      else if constexpr (tl <= 2) detail::launch_sparse24<8, tl, wp>(x, mi, lx, w, y, ly, stream);
-    }
+    else detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
   };
   using c1 = std::integral_constant<int, 1>;
   using c2 = std::integral_constant<int, 2>;
