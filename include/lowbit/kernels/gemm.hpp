@@ -11,6 +11,10 @@
 /// Weight-only: every format and scheme. The kernels decode the weights in registers (M <= 4) or
 /// into an L1 tile (larger M), never into a full copy, and accumulate in fp32. Tolerance against
 /// reference::gemm: |y - y_ref| <= 1e-5 * sum_k |x w| (fp32 sums of up to 64K terms in blocks).
+/// On the avx512_vnni path, M <= 4 and 4-bit formats whose values are exact in bf16 (int4, uint4,
+/// FP4, IQ4_NL, MXINT4, MXFP4) run on vdpbf16ps with x split into two bf16 parts (17 significant
+/// bits: 2^-17 * sum_k |x w| of that bound; simd/gemm_bf16_pairs.hpp); force isa::avx512 for the
+/// plain fp32 kernel.
 ///
 /// compute::int8: formats whose values are integers times a unit (has_integer_path: int4, uint4,
 /// int8, uint8, mxint4, mxint8, IQ4_NL, FP4 E2M1). x is quantized per row to int8 (optionally
@@ -32,6 +36,7 @@
 #include "../layout/panel.hpp"
 #include "../quant/activations.hpp"
 #include "integer_weights.hpp"
+#include "simd/gemm_bf16_pairs.hpp"
 #include "simd/gemm_float.hpp"
 #include "simd/gemm_int8.hpp"
 #include "simd/gemm_int8_vnni.hpp"
@@ -131,6 +136,23 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
   });
 }
 
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+/// M <= 4 on the bf16 pair kernel (simd/gemm_bf16_pairs.hpp), x already in pair order.
+template <class Scheme, class Executor>
+void gemm_bf16_pairs(const panel_matrix<Scheme>& w, const simd::bf16_pairs_x& x, std::size_t m,
+                     const gemm_output& out, Executor&& exec) {
+  for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
+    if (m == 1) {
+      simd::gemm_bf16_pairs_small_m<Scheme, 1, 4>(w, x, 1, b, e, out);
+    } else if (m == 2) {
+      simd::gemm_bf16_pairs_small_m<Scheme, 2, 2>(w, x, 2, b, e, out);
+    } else {
+      simd::gemm_bf16_pairs_small_m<Scheme, 4, 2>(w, x, m, b, e, out);
+    }
+  });
+}
+#endif
+
 /// Weight-only GEMM over the panels of w; Columns maps their stored columns to x's (dense_columns,
 /// sparse24_columns, block_columns in simd/gemm_float.hpp).
 template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
@@ -146,6 +168,18 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
     if (m <= 4) {
       // Decode: all rows in one pass over W, register blocks of 1, 2 or 4 rows.
       const std::size_t step = m == 1 ? P1 : P2;
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+      if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && std::is_same<Columns, dense_columns>::value) {
+        if (simd::bf16_codes<Scheme>().usable) {
+          thread_local aligned_buffer<uint32_t> pairs;
+          const std::size_t chunks = w.chunks(), words = m * chunks * 8;
+          if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);
+          simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs.data());
+          gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * 8, true}, m, out, exec);
+          return;
+        }
+      }
+#endif
       for_panels(exec, panels, step, [&](std::size_t b, std::size_t e) {
         if (m == 1) {
           simd::gemm_float_small_m<Tag, Scheme, 1, P1>(w, x.data, x.ld, 1, b, e, out, columns);
@@ -316,9 +350,10 @@ void gemm(matrix_view<const float> x, const panel_matrix<Scheme>& w, matrix_view
 
 /// y = x · Wᵀ + options.bias with bf16 activations. On AVX-512 BF16 (the avx512_vnni path) and
 /// M > 4, weight-only runs on vdpbf16ps with the weights rounded to bf16 in the decoded tile:
-/// |y - y_ref| <= 2^-8 * sum_k |x w| (y_ref: reference::gemm on x converted to float). Elsewhere
-/// (other paths, M <= 4, compute::int8) x is converted to fp32 exactly, once per call, and the
-/// fp32 kernels run.
+/// |y - y_ref| <= 2^-8 * sum_k |x w| (y_ref: reference::gemm on x converted to float). There too,
+/// M <= 4 with the formats of the bf16 pair kernel: vdpbf16ps on x as it is (exact products).
+/// Elsewhere (other paths, other M <= 4, compute::int8) x is converted to fp32 exactly, once per
+/// call, and the fp32 kernels run.
 template <class Scheme, class Executor = serial_executor>
 void gemm(matrix_view<const bf16> x, const panel_matrix<Scheme>& w, matrix_view<float> y,
           const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
@@ -331,6 +366,17 @@ void gemm(matrix_view<const bf16> x, const panel_matrix<Scheme>& w, matrix_view<
                        [&](std::size_t b, std::size_t e) {
                          simd::gemm_float_tiled<arch::avx512_vnni_tag, Scheme, bf16>(w, x.data, x.ld, x.rows, b, e, out);
                        });
+    return;
+  }
+  if (path == isa::avx512_vnni && options.mode == compute::weight_only && simd::bf16_codes<Scheme>().usable) {
+    // M <= 4: x's bf16 values are the pair kernel's hi parts as they are (exact, no lo parts).
+    LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
+    thread_local aligned_buffer<uint32_t> pairs;
+    const std::size_t chunks = w.chunks(), words = x.rows * chunks * 4;
+    if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);
+    simd::bf16_x_pairs(x.data, x.ld, x.rows, x.cols, chunks, pairs.data());
+    detail::gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * 4, false}, x.rows,
+                            gemm_output{y.data, y.ld, y.cols, options.bias}, exec);
     return;
   }
 #endif

@@ -1,0 +1,222 @@
+/// \file
+/// \brief Small-M weight-only GEMM (M <= 4) on AVX-512 BF16 for the 4-bit formats whose 16 values
+/// are exact in bf16 (int4, uint4, FP4 E2M1, IQ4_NL, MXINT4, MXFP4): codes looked up as bf16 words
+/// (vpermw) and multiplied by vdpbf16ps, two elements per instruction and lane.
+///
+/// Why: at M = 1 one core is bound by instructions, not memory. The fp32 kernel spends a shift, a
+/// vpermps and an FMA on every 16 weights; here a shift (3 of 4), a vpermw and two vdpbf16ps cover
+/// 32, so one core streams the weights about 1.5x faster.
+///
+/// fp32 x is split once per call into hi = bf16(x) and lo = bf16(x - hi): hi + lo keeps 17
+/// significant bits of x (|x - hi - lo| <= 2^-17 |x|). A code's value times a bf16 part is exact
+/// in fp32 and vdpbf16ps adds it like an FMA, so y differs from the fp32 kernel's by at most
+/// 2^-17 sum_k |x w| (beyond fp32 summation); denormal parts (|x| < 2^-126) count as zero, as
+/// vdpbf16ps reads them. bf16 x is exact as hi alone (lo omitted: one vdpbf16ps per 32 weights).
+///
+/// Pairing: element j of a lane sits at bit j % 4 * 8 + j / 4 * 4 (layout/panel.hpp), so the
+/// lane's low 16-bit word holds elements 0, 4, 1, 5 and its high word 2, 6, 3, 7 (4 bits each).
+/// Shifting the words by 0, 4, 8, 12 puts the pairs (0, 2), (4, 6), (1, 3), (5, 7) in their low
+/// bits, where vpermw reads an index (5 bits: the table holds the 16 values twice, so the next
+/// code's low bit does not matter). x is stored in that order, each pair one 32-bit word that
+/// vdpbf16ps broadcasts: per chunk of 8 columns, hi pairs then lo pairs.
+///
+/// Zero points (uint4, whose value is its code): bytes masked to one code each and the zero point
+/// subtracted bytewise, so a word's low 5 bits are (code - zero) mod 32, looked up in a table of
+/// the differences -15..15.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "gemm_float.hpp"
+
+LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+
+namespace lowbit {
+namespace simd {
+
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+
+/// The bf16 words vpermw looks codes up in: the 16 values twice (no zero points) or, with zero
+/// points, the differences code - zero for a 5-bit index (code - zero) mod 32. usable: false when
+/// a value is not exact in bf16 (NF4, SF4) or zero points are not on plain codes.
+struct bf16_code_table {
+  bool usable = false;
+  alignas(64) uint16_t words[32] = {};
+};
+
+template <class Scheme>
+const bf16_code_table& bf16_codes() noexcept {
+  static const bf16_code_table table = [] {
+    bf16_code_table t;
+    using format = typename Scheme::format;
+    if constexpr (format_traits<format>::bits == 4) {
+      const float* values = detail::decode_table<format>();
+      t.usable = true;
+      for (int i = 0; i < 32; ++i) {
+        // With zero points the value must be the code itself (uint4): then value - zero = i - 32 or i.
+        const float v = Scheme::has_zero ? static_cast<float>(i < 16 ? i : i - 32) : values[i & 15];
+        if (Scheme::has_zero && values[i & 15] != static_cast<float>(i & 15)) t.usable = false;
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        if ((bits & 0xFFFFu) != 0) t.usable = false;
+        t.words[i] = static_cast<uint16_t>(bits >> 16);
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
+/// x rows in the kernel's pair order: row i at data + i * ld words, per chunk of 8 columns the 4
+/// hi pairs, then (has_lo) the 4 lo pairs; columns past k are zero.
+struct bf16_pairs_x {
+  const uint32_t* data;
+  std::size_t ld;
+  bool has_lo;
+  std::size_t words_per_chunk() const noexcept { return has_lo ? 8 : 4; }
+};
+
+namespace detail {
+/// Words of 16 hi parts (words 0..15) and 16 lo parts (16..31) to two chunks of pairs.
+alignas(64) constexpr uint16_t pair_order_split[32] = {0, 2, 4, 6, 1, 3, 5, 7, 16, 18, 20, 22, 17, 19, 21, 23,
+                                                       8, 10, 12, 14, 9, 11, 13, 15, 24, 26, 28, 30, 25, 27, 29, 31};
+/// Words of 32 bf16 values to four chunks of hi pairs.
+alignas(64) constexpr uint16_t pair_order_bf16[32] = {0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12, 14, 9,  11, 13, 15,
+                                                      16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
+}  // namespace detail
+
+/// Splits rows of fp32 x (m x k, ld ldx) into hi and lo pairs for `chunks` chunks of 8 columns.
+inline void split_x_bf16_pairs(const float* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
+                               uint32_t* out) noexcept {
+  const __m512i order = _mm512_load_si512(detail::pair_order_split);
+  for (std::size_t i = 0; i < m; ++i) {
+    uint32_t* row = out + i * chunks * 8;
+    for (std::size_t c = 0; c < chunks; c += 2) {
+      const std::size_t k0 = c * 8, valid = k0 < k ? k - k0 : 0;
+      const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(mask, x + i * ldx + k0);
+      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+      const __m512 hi_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+      // x - hi is exact; where hi is infinite or NaN, lo = 0 keeps hi's value.
+      const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_float), _mm512_set1_ps(3.4028235e38f), _CMP_LE_OQ);
+      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(finite, v, hi_float));
+      const __m512i pairs = _mm512_permutexvar_epi16(order, _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1));
+      if (c + 1 < chunks) {
+        _mm512_storeu_si512(row + c * 8, pairs);
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + c * 8), _mm512_castsi512_si256(pairs));
+      }
+    }
+  }
+}
+
+/// Reorders rows of bf16 x (m x k, ld ldx) into hi pairs (exact; no lo) for `chunks` chunks.
+inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
+                         uint32_t* out) noexcept {
+  const __m512i order = _mm512_load_si512(detail::pair_order_bf16);
+  for (std::size_t i = 0; i < m; ++i) {
+    uint32_t* row = out + i * chunks * 4;
+    for (std::size_t c = 0; c < chunks; c += 4) {
+      const std::size_t k0 = c * 8, valid = k0 < k ? k - k0 : 0;
+      const __mmask32 mask = valid >= 32 ? __mmask32(0xFFFFFFFFu) : static_cast<__mmask32>((1u << valid) - 1);
+      const __m512i pairs = _mm512_permutexvar_epi16(order, _mm512_maskz_loadu_epi16(mask, x + i * ldx + k0));
+      const std::size_t words = std::min<std::size_t>(4, chunks - c) * 4;
+      _mm512_mask_storeu_epi32(row + c * 4, static_cast<__mmask16>((1u << words) - 1), pairs);
+    }
+  }
+}
+
+/// Rows [0, MR) of y (row i meets x row min(i, m - 1)), panels [p_begin, p_end) P at a time:
+/// gemm_float_small_m's loop with the bf16 pair steps. Needs bf16_codes<Scheme>().usable.
+template <class Scheme, std::size_t MR, std::size_t P>
+void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& x, std::size_t m,
+                             std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+  using Tag = arch::avx512_vnni_tag;
+  using D = panel_decoder<Tag, typename Scheme::format>;
+  constexpr bool has_zero = Scheme::has_zero;
+  const __m512i table = _mm512_load_si512(bf16_codes<Scheme>().words);
+  const __m512i low_codes = _mm512_set1_epi8(0x0F);
+  const std::size_t chunks = w.chunks(), groups = w.shape().groups_per_row();
+  const std::size_t group_size = w.shape().group_size, panels = w.panels(), step = x.words_per_chunk();
+  const uint32_t* xr[MR];
+  for (std::size_t i = 0; i < MR; ++i) xr[i] = x.data + std::min(i, m - 1) * x.ld;
+
+  for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
+    std::size_t panel[P];
+    for (std::size_t p = 0; p < P; ++p) panel[p] = std::min(p0 + p, panels - 1);
+    __m512 total[MR][P];
+    for (auto& row : total)
+      for (auto& t : row) t = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto range = group_chunks(g, groups, group_size, D::per_lane, chunks);
+      __m512i zero[P];  // each lane's zero point in all four bytes
+      if constexpr (has_zero)
+        for (std::size_t p = 0; p < P; ++p)
+          zero[p] = _mm512_mullo_epi32(
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros(panel[p], g)))),
+              _mm512_set1_epi32(0x01010101));
+      // Two sums per row and panel: hi and lo parts (or, for bf16 x, alternate steps), for latency.
+      __m512 acc[2][MR][P];
+      for (auto& set : acc)
+        for (auto& row : set)
+          for (auto& a : row) a = _mm512_setzero_ps();
+      for (std::size_t c = range.begin; c < range.end; ++c) {
+        __m512i index[4][P];  // step t: the words whose low bits index pair t
+        for (std::size_t p = 0; p < P; ++p) {
+          const __m512i codes = _mm512_load_si512(w.chunk(panel[p], c));
+          if constexpr (has_zero) {
+            const __m512i low = _mm512_sub_epi8(_mm512_and_si512(codes, low_codes), zero[p]);
+            const __m512i high = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(codes, 4), low_codes), zero[p]);
+            index[0][p] = low;
+            index[1][p] = high;
+            index[2][p] = _mm512_srli_epi16(low, 8);
+            index[3][p] = _mm512_srli_epi16(high, 8);
+          } else {
+            index[0][p] = codes;
+            index[1][p] = _mm512_srli_epi16(codes, 4);
+            index[2][p] = _mm512_srli_epi16(codes, 8);
+            index[3][p] = _mm512_srli_epi16(codes, 12);
+          }
+        }
+        for (std::size_t t = 0; t < 4; ++t)
+          for (std::size_t p = 0; p < P; ++p) {
+            const __m512bh value = (__m512bh)_mm512_permutexvar_epi16(index[t][p], table);
+            for (std::size_t i = 0; i < MR; ++i) {
+              const uint32_t* pairs = xr[i] + c * step;
+              const __m512bh hi = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[t]));
+              if (x.has_lo) {
+                acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, hi);
+                const __m512bh lo = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[4 + t]));
+                acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, lo);
+              } else {
+                acc[t & 1][i][p] = _mm512_dpbf16_ps(acc[t & 1][i][p], value, hi);
+              }
+            }
+          }
+      }
+      for (std::size_t p = 0; p < P; ++p) {
+        typename ops<Tag>::f32 scale[1];
+        load_panel_scales<Tag>(w.scales(panel[p], g), scale);
+        for (std::size_t i = 0; i < MR; ++i)
+          total[i][p] = _mm512_fmadd_ps(_mm512_add_ps(acc[0][i][p], acc[1][i][p]), scale[0], total[i][p]);
+      }
+    }
+    for (std::size_t p = 0; p < P && p0 + p < p_end; ++p) {
+      const std::size_t n0 = (p0 + p) * 16;
+      const __m512 bias = out.bias ? __m512(lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n))
+                                   : _mm512_setzero_ps();
+      for (std::size_t i = 0; i < MR && i < m; ++i)
+        lowbit::simd::detail::store_clipped<Tag>(out.y + i * out.ld, n0, out.n,
+                                                 typename ops<Tag>::f32(_mm512_add_ps(total[i][p], bias)));
+    }
+  }
+}
+
+#endif  // LOWBIT_COMPILED_AVX512_VNNI
+
+}  // namespace simd
+}  // namespace lowbit
+
+LOWBIT_SIMD_DIAGNOSTICS_END
