@@ -32,11 +32,14 @@ const gemm_case cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},    {3, 50, 264, 64
                            {23, 75, 1100, 96}, {4, 35, 1000, 128}};
 
 // The integer path also meets M >= 64 on VNNI, the decoded-tile kernel, on a whole and a partial
-// block of 4 panels, groups of 96 cut by its 2048-column K blocks, M not a multiple of its 6 rows.
-const gemm_case integer_cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},    {3, 50, 264, 64},
+// block of 4 panels, groups of 96 cut by its 2048-column K blocks, M not a multiple of its 6 rows;
+// and per-channel groups over two K blocks (a short last one) of packed x, a partial quad
+// alone, 11 row blocks; a quad of 3 panels (its second pair half empty) with groups of 32 (a
+// piece every 8 steps).
+const gemm_case integer_cases[] = {{1, 37, 100, 32},  {2, 16, 64, 0},     {3, 50, 264, 64},
                                    {17, 33, 96, 32},  {64, 20, 128, 128}, {5, 45, 300, 0},
                                    {6, 20, 2100, 0},  {8, 18, 1500, 96},  {23, 75, 1100, 96},
-                                   {64, 66, 2056, 96}};
+                                   {64, 66, 2056, 96}, {65, 20, 2100, 0}, {66, 45, 520, 32}};
 
 template <class Scheme>
 const char* scheme_name_of() {
@@ -200,29 +203,38 @@ TEST(gemm, leading_dimensions_are_honoured) {
 
 // Per-row int8 quantization, checked against its definition computed here independently.
 TEST(int8_activations, rows_round_half_even_to_127_over_their_absmax) {
-  const std::size_t m = 3, k = 37, g = 16;
+  const std::size_t m = 3, k = 37;
   std::vector<float> x = random_matrix(m, k, 11);
   x[5] = 0.0f;
   x[k + 3] = -4.0f;  // row 1's absmax, negative
   std::vector<float> c(k);
   for (std::size_t j = 0; j < k; ++j) c[j] = 0.5f + 0.05f * static_cast<float>(j);
-  for (const float* channel : {static_cast<const float*>(nullptr), static_cast<const float*>(c.data())}) {
-    int8_activations a;
-    a.quantize(matrix_view<const float>(x.data(), m, k), g, channel);
-    ASSERT_EQ(a.padded_cols(), 40u);
-    for (std::size_t i = 0; i < m; ++i) {
-      double amax = 0;
-      for (std::size_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(double(x[i * k + j]) / (channel ? channel[j] : 1.0)));
-      EXPECT_FLOAT_EQ(a.scale(i), static_cast<float>(amax / 127.0));
-      int32_t sums[3] = {};
-      for (std::size_t j = 0; j < k; ++j) {
-        const float v = (channel ? x[i * k + j] / channel[j] : x[i * k + j]) * (1.0f / a.scale(i));
-        const int expected = static_cast<int>(std::nearbyint(v));
-        EXPECT_EQ(a.row(i)[j], std::max(-127, std::min(127, expected))) << "row " << i << " col " << j;
-        sums[j / g] += a.row(i)[j];
+  // Groups of whole quads (sums from the quad prefix sums) and not (summed per column).
+  for (const std::size_t g : {std::size_t{16}, std::size_t{15}}) {
+    for (const float* channel : {static_cast<const float*>(nullptr), static_cast<const float*>(c.data())}) {
+      int8_activations a;
+      a.quantize(matrix_view<const float>(x.data(), m, k), g, channel);
+      ASSERT_EQ(a.padded_cols(), 40u);
+      for (std::size_t i = 0; i < m; ++i) {
+        double amax = 0;
+        for (std::size_t j = 0; j < k; ++j)
+          amax = std::max(amax, std::fabs(double(x[i * k + j]) / (channel ? channel[j] : 1.0)));
+        EXPECT_FLOAT_EQ(a.scale(i), static_cast<float>(amax / 127.0));
+        int32_t sums[3] = {};
+        for (std::size_t j = 0; j < k; ++j) {
+          const float v = (channel ? x[i * k + j] / channel[j] : x[i * k + j]) * (1.0f / a.scale(i));
+          const int expected = static_cast<int>(std::nearbyint(v));
+          EXPECT_EQ(a.row(i)[j], std::max(-127, std::min(127, expected))) << "row " << i << " col " << j;
+          sums[j / g] += a.row(i)[j];
+        }
+        for (std::size_t j = k; j < a.padded_cols(); ++j) EXPECT_EQ(a.row(i)[j], 0);
+        for (std::size_t gi = 0; gi < a.groups(); ++gi) EXPECT_EQ(a.group_sum(i, gi), sums[gi]);
+        int32_t prefix = 0;
+        for (std::size_t j = 0; j <= a.padded_cols() / 4; ++j) {
+          EXPECT_EQ(a.quad_prefix(i)[j], prefix) << "row " << i << " quad " << j;
+          for (std::size_t c4 = 4 * j; c4 < std::min(a.padded_cols(), 4 * j + 4); ++c4) prefix += a.row(i)[c4];
+        }
       }
-      for (std::size_t j = k; j < a.padded_cols(); ++j) EXPECT_EQ(a.row(i)[j], 0);
-      for (std::size_t gi = 0; gi < a.groups(); ++gi) EXPECT_EQ(a.group_sum(i, gi), sums[gi]);
     }
   }
 }

@@ -2,20 +2,24 @@
 /// \brief The integer GEMM's many-row kernel on AVX-512 VNNI (W8A8 / W4A8 prefill).
 ///
 /// Goto-style blocking. x is packed once per call, 6 rows interleaved per 4-column step (24
-/// bytes a step: one sequential stream per block of rows). Per 4 panels (a quad, 64 outputs) and
-/// K block of 2048 columns, the weights are decoded once into the unsigned bytes vpdpbusd reads
-/// (int8: code ^ 0x80; 4-bit: nibbles through the format's byte shuffle), [step][panel][64
-/// bytes] = 128 KiB that stay in L2 while every block of 6 rows streams past them; the quad's y
-/// (M x 64 floats) stays in L2 across its K blocks. Measured on Zen 5 (32 KiB L1): a 32 KiB tile
-/// made to fit L1 costs more in per-block overhead and y traffic than streaming W from L2 saves.
-/// The register block is 6 rows x 4 panels = 24 int32 accumulators, one broadcast of 4
-/// activation bytes per row and step feeding 4 vpdpbusd: no decoding, no group arithmetic in the
-/// inner loop (1 vpdpbusd a cycle, the core's peak, on L1/L2 data). Groups (or their pieces cut
-/// by the K block) start their accumulators at -z * sum(q) (z: the u8 zero point or the
-/// format's offset; sum(q) from the activations' prefix sums), so each piece's integer dot
-/// product is exact in int32 as in gemm_int8_block; a piece ends in one convert and one multiply
-/// by its scale (x unit) into a float tile, added to y times the row's activation scale at the
-/// end of the K block.
+/// bytes a step), K block by K block: one sequential stream per pass over a K block, which the
+/// kernel prefetches ahead. Per 4 panels (a quad, 64 outputs) and K block of 2048 columns, the
+/// weights are decoded once into the unsigned bytes vpdpbusd reads (int8: code ^ 0x80; 4-bit:
+/// nibbles through the format's byte shuffle), [step][panel][64 bytes] = 128 KiB that stay in L2
+/// while every block of 6 rows streams past them; the quad's y (M x 64 floats) stays in L2 across
+/// its K blocks. (Reading the weights from memory while decoding, ~4% of a call at M = 512, was
+/// not hidden by prefetching the next tile's during the row blocks: software prefetches of them
+/// did not reach the caches here, and loads in their place stalled as long.) Measured on
+/// Zen 5 (32 KiB L1): a 32 KiB tile made to fit L1 costs more in per-block overhead and y traffic
+/// than streaming W from L2 saves. The register block is 6 rows x 2 panels, twice per row block
+/// (the quad's two pairs; x in L1 the second time): 12 int32 accumulators and their 12 float
+/// totals in registers, one broadcast of 4 activation bytes per row and step feeding 2 vpdpbusd,
+/// no decoding and no group arithmetic in the inner loop (1 vpdpbusd a cycle, the core's peak,
+/// on L1/L2 data). Groups (or their pieces cut by the K block) start their accumulators at
+/// -z * sum(q) (z: the u8 zero point or the format's offset; sum(q) from the activations' prefix
+/// sums), so each piece's integer dot product is exact in int32 as in gemm_int8_block; a piece
+/// ends in one convert and one fma by its scale (x unit) into the totals, added to y times the
+/// row's activation scale at the end of the K block.
 #pragma once
 
 #include <algorithm>
@@ -33,7 +37,7 @@ LOWBIT_SIMD_DIAGNOSTICS_BEGIN
 namespace lowbit {
 namespace simd {
 
-// The inner loop is GNU inline assembly using zmm0-28: x86-64 with GCC or Clang only (elsewhere
+// The inner loop is GNU inline assembly using zmm0-26: x86-64 with GCC or Clang only (elsewhere
 // gemm_int8_block serves every M).
 #if defined(LOWBIT_COMPILED_AVX512_VNNI) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOWBIT_HAVE_VNNI_TILE_KERNEL 1
@@ -42,7 +46,7 @@ namespace vnni {
 
 constexpr std::size_t mr = 6;         ///< rows of x per register block
 constexpr std::size_t min_rows = 64;  ///< fewer rows: gemm_int8_block (measured: as fast at 16-64 rows)
-constexpr std::size_t panels = 4;     ///< panels per register block (a quad: 64 outputs)
+constexpr std::size_t panels = 4;     ///< panels per tile (a quad: 64 outputs), 2 per register block
 constexpr std::size_t steps = 512;    ///< 4-column steps per K block (2048 columns)
 constexpr std::size_t step_bytes = panels * 64;
 
@@ -69,7 +73,9 @@ std::size_t total_steps(const panel_matrix<Scheme>& w) noexcept {
   return Scheme::bits == 4 ? 2 * w.chunks() : w.chunks();
 }
 
-/// x packed for the kernel: [block of 6 rows][step][row][4 bytes], rows past M zeros; and the
+/// x packed for the kernel: [K block][block of 6 rows][step][row][4 bytes], rows past M zeros
+/// (one sequential stream per pass of a quad over a K block, which the kernel prefetches ahead:
+/// x comes from L3 while the tile holds L2); and the
 /// accumulators' start per row block, piece and row: -z * (the row's sum of q over the piece),
 /// z = the format's offset, or 1 with zero points (the kernel multiplies by them). Pieces: the
 /// runs of steps inside one group and one K block, the same for every quad.
@@ -78,8 +84,12 @@ struct packed_x {
   aligned_buffer<int32_t> init;             ///< [row block][piece][row]
   aligned_buffer<std::size_t> piece_end;    ///< absolute step after each piece
   aligned_buffer<std::size_t> block_first;  ///< first piece of each K block
-  std::size_t steps = 0, pieces = 0;
-  const int8_t* block(std::size_t b) const noexcept { return bytes.data() + b * steps * mr * 4; }
+  std::size_t steps = 0, pieces = 0, blocks = 0;
+  /// Byte offset of row block b's steps from s0 (the start of a K block; those before it are whole).
+  std::size_t offset(std::size_t b, std::size_t s0) const noexcept {
+    return (s0 * blocks + b * std::min(vnni::steps, steps - s0)) * mr * 4;
+  }
+  const int8_t* block(std::size_t b, std::size_t s0) const noexcept { return bytes.data() + offset(b, s0); }
   const int32_t* block_init(std::size_t b, std::size_t s0) const noexcept {
     return init.data() + (b * pieces + block_first[s0 / vnni::steps]) * mr;
   }
@@ -91,6 +101,7 @@ inline void prepare(packed_x& x, std::size_t rows, std::size_t steps_total, std:
   const std::size_t blocks = (rows + mr - 1) / mr, k_blocks = (steps_total + steps - 1) / steps;
   const std::size_t max_pieces = k_blocks + groups;
   x.steps = steps_total;
+  x.blocks = blocks;
   if (x.bytes.size() < blocks * mr * steps_total * 4) x.bytes = aligned_buffer<int8_t>(blocks * mr * steps_total * 4);
   if (x.piece_end.size() < max_pieces) x.piece_end = aligned_buffer<std::size_t>(max_pieces);
   if (x.block_first.size() < k_blocks) x.block_first = aligned_buffer<std::size_t>(k_blocks);
@@ -111,18 +122,29 @@ inline void pack_rows(const int8_activations& a, int32_t z, std::size_t b_begin,
                       packed_x& x) noexcept {
   const std::size_t steps_total = x.steps;
   for (std::size_t b = b_begin; b < b_end; ++b) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(x.bytes.data() + b * steps_total * mr * 4);
+    static const uint8_t zeros[4] = {};
+    const uint8_t* src[mr];
+    std::size_t stride[mr];  // rows past M: 4 zero bytes read at every step
+    for (std::size_t i = 0; i < mr; ++i) {
+      const bool valid = b * mr + i < a.rows();
+      src[i] = valid ? reinterpret_cast<const uint8_t*>(a.row(b * mr + i)) : zeros;
+      stride[i] = valid ? 4 : 0;
+    }
+    // Step by step, the 6 rows side by side: sequential stores (row by row, each row's pass
+    // strided over the block's whole range, cost 4x more).
+    for (std::size_t s0 = 0; s0 < steps_total; s0 += steps) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(x.bytes.data() + x.offset(b, s0));
+      for (std::size_t s = s0, end = std::min(steps_total, s0 + steps); s < end; ++s, dst += mr)
+        for (std::size_t i = 0; i < mr; ++i) dst[i] = lowbit::simd::detail::load_u32(src[i] + stride[i] * s);
+    }
     int32_t* init = x.init.data() + b * x.pieces * mr;
     for (std::size_t i = 0; i < mr; ++i) {
       const std::size_t row = b * mr + i;
       if (row < a.rows()) {
-        const uint8_t* src = reinterpret_cast<const uint8_t*>(a.row(row));
-        for (std::size_t s = 0; s < steps_total; ++s) dst[s * mr + i] = lowbit::simd::detail::load_u32(src + 4 * s);
         const int32_t* prefix = a.quad_prefix(row);
         for (std::size_t p = 0, s = 0; p < x.pieces; s = x.piece_end[p++])
           init[p * mr + i] = z * (prefix[s] - prefix[x.piece_end[p]]);
       } else {
-        for (std::size_t s = 0; s < steps_total; ++s) dst[s * mr + i] = 0;
         for (std::size_t p = 0; p < x.pieces; ++p) init[p * mr + i] = 0;
       }
     }
@@ -259,231 +281,183 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   tile_pieces(w, 2 * w.shape().group_size, p0, count, s0, s1, t);  // 2 kept values a step
 }
 
+// A pair of panels at a time: the 12 int32 accumulators (zmm0-11) and their 12 float totals
+// (zmm12-23) both stay in registers, so a piece ends in one convert and one fma per accumulator
+// and no memory traffic. The 6 x 4 block before (24 accumulators, totals in memory) lost ~7% of
+// its time at groups of 128 to those loads and stores and ~25% at groups of 32 (measured); two
+// passes of 6 x 2 over the same x (in L1 the second time) cost nothing measurable at one piece.
 // The two variants differ only in where the accumulators start: zero points times the rows'
 // start values (HasZero), or the start values themselves (offset correction precomputed).
+#define LOWBIT_VNNI_CLEAR \
+  "vpxord %%zmm12, %%zmm12, %%zmm12\n\t" \
+  "vpxord %%zmm13, %%zmm13, %%zmm13\n\t" \
+  "vpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
+  "vpxord %%zmm15, %%zmm15, %%zmm15\n\t" \
+  "vpxord %%zmm16, %%zmm16, %%zmm16\n\t" \
+  "vpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
+  "vpxord %%zmm18, %%zmm18, %%zmm18\n\t" \
+  "vpxord %%zmm19, %%zmm19, %%zmm19\n\t" \
+  "vpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
+  "vpxord %%zmm21, %%zmm21, %%zmm21\n\t" \
+  "vpxord %%zmm22, %%zmm22, %%zmm22\n\t" \
+  "vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
 #define LOWBIT_VNNI_START_ZEROS \
-  "vpbroadcastd 0(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm0\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm1\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm2\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm3\n\t" \
-  "vpbroadcastd 4(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm4\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm5\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm6\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm7\n\t" \
-  "vpbroadcastd 8(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm8\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm9\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm10\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm11\n\t" \
-  "vpbroadcastd 12(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm12\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm13\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm14\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm15\n\t" \
-  "vpbroadcastd 16(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm16\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm17\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm18\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm19\n\t" \
-  "vpbroadcastd 20(%[init]), %%zmm28\n\t" \
-  "vpmulld 0(%[zp]), %%zmm28, %%zmm20\n\t" \
-  "vpmulld 64(%[zp]), %%zmm28, %%zmm21\n\t" \
-  "vpmulld 128(%[zp]), %%zmm28, %%zmm22\n\t" \
-  "vpmulld 192(%[zp]), %%zmm28, %%zmm23\n\t"
+  "vpbroadcastd 0(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm0\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm1\n\t" \
+  "vpbroadcastd 4(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm2\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm3\n\t" \
+  "vpbroadcastd 8(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm4\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm5\n\t" \
+  "vpbroadcastd 12(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm6\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm7\n\t" \
+  "vpbroadcastd 16(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm8\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm9\n\t" \
+  "vpbroadcastd 20(%[init]), %%zmm26\n\t" \
+  "vpmulld 0(%[zp]), %%zmm26, %%zmm10\n\t" \
+  "vpmulld 64(%[zp]), %%zmm26, %%zmm11\n\t"
 #define LOWBIT_VNNI_START_OFFSETS \
   "vpbroadcastd 0(%[init]), %%zmm0\n\t" \
   "vmovdqa64 %%zmm0, %%zmm1\n\t" \
-  "vmovdqa64 %%zmm0, %%zmm2\n\t" \
-  "vmovdqa64 %%zmm0, %%zmm3\n\t" \
-  "vpbroadcastd 4(%[init]), %%zmm4\n\t" \
+  "vpbroadcastd 4(%[init]), %%zmm2\n\t" \
+  "vmovdqa64 %%zmm2, %%zmm3\n\t" \
+  "vpbroadcastd 8(%[init]), %%zmm4\n\t" \
   "vmovdqa64 %%zmm4, %%zmm5\n\t" \
-  "vmovdqa64 %%zmm4, %%zmm6\n\t" \
-  "vmovdqa64 %%zmm4, %%zmm7\n\t" \
-  "vpbroadcastd 8(%[init]), %%zmm8\n\t" \
+  "vpbroadcastd 12(%[init]), %%zmm6\n\t" \
+  "vmovdqa64 %%zmm6, %%zmm7\n\t" \
+  "vpbroadcastd 16(%[init]), %%zmm8\n\t" \
   "vmovdqa64 %%zmm8, %%zmm9\n\t" \
-  "vmovdqa64 %%zmm8, %%zmm10\n\t" \
-  "vmovdqa64 %%zmm8, %%zmm11\n\t" \
-  "vpbroadcastd 12(%[init]), %%zmm12\n\t" \
-  "vmovdqa64 %%zmm12, %%zmm13\n\t" \
-  "vmovdqa64 %%zmm12, %%zmm14\n\t" \
-  "vmovdqa64 %%zmm12, %%zmm15\n\t" \
-  "vpbroadcastd 16(%[init]), %%zmm16\n\t" \
-  "vmovdqa64 %%zmm16, %%zmm17\n\t" \
-  "vmovdqa64 %%zmm16, %%zmm18\n\t" \
-  "vmovdqa64 %%zmm16, %%zmm19\n\t" \
-  "vpbroadcastd 20(%[init]), %%zmm20\n\t" \
-  "vmovdqa64 %%zmm20, %%zmm21\n\t" \
-  "vmovdqa64 %%zmm20, %%zmm22\n\t" \
-  "vmovdqa64 %%zmm20, %%zmm23\n\t"
+  "vpbroadcastd 20(%[init]), %%zmm10\n\t" \
+  "vmovdqa64 %%zmm10, %%zmm11\n\t"
 #define LOWBIT_VNNI_PIECES \
   "mov (%[cnt]), %[n]\n\t" \
   "1:\n\t" \
   "vmovdqa64 0(%[w]), %%zmm24\n\t" \
   "vmovdqa64 64(%[w]), %%zmm25\n\t" \
-  "vmovdqa64 128(%[w]), %%zmm26\n\t" \
-  "vmovdqa64 192(%[w]), %%zmm27\n\t" \
-  "vpbroadcastd 0(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm0\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm1\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm2\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm3\n\t" \
-  "vpbroadcastd 4(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm4\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm5\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm6\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm7\n\t" \
-  "vpbroadcastd 8(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm8\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm9\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm10\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm11\n\t" \
-  "vpbroadcastd 12(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm12\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm13\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm14\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm15\n\t" \
-  "vpbroadcastd 16(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm16\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm17\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm18\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm19\n\t" \
-  "vpbroadcastd 20(%[x]), %%zmm28\n\t" \
-  "vpdpbusd %%zmm28, %%zmm24, %%zmm20\n\t" \
-  "vpdpbusd %%zmm28, %%zmm25, %%zmm21\n\t" \
-  "vpdpbusd %%zmm28, %%zmm26, %%zmm22\n\t" \
-  "vpdpbusd %%zmm28, %%zmm27, %%zmm23\n\t" \
+  "vpbroadcastd 0(%[x]), %%zmm26\n\t" \
+  "prefetcht0 1536(%[x])\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm0\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm1\n\t" \
+  "vpbroadcastd 4(%[x]), %%zmm26\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm2\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm3\n\t" \
+  "vpbroadcastd 8(%[x]), %%zmm26\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm4\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm5\n\t" \
+  "vpbroadcastd 12(%[x]), %%zmm26\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm6\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm7\n\t" \
+  "vpbroadcastd 16(%[x]), %%zmm26\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm8\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm9\n\t" \
+  "vpbroadcastd 20(%[x]), %%zmm26\n\t" \
+  "vpdpbusd %%zmm26, %%zmm24, %%zmm10\n\t" \
+  "vpdpbusd %%zmm26, %%zmm25, %%zmm11\n\t" \
   "add $256, %[w]\n\t" \
   "add $24, %[x]\n\t" \
   "dec %[n]\n\t" \
   "jnz 1b\n\t" \
   "vmovaps 0(%[sp]), %%zmm24\n\t" \
   "vmovaps 64(%[sp]), %%zmm25\n\t" \
-  "vmovaps 128(%[sp]), %%zmm26\n\t" \
-  "vmovaps 192(%[sp]), %%zmm27\n\t" \
   "vcvtdq2ps %%zmm0, %%zmm0\n\t" \
-  "vfmadd213ps 0(%[total]), %%zmm24, %%zmm0\n\t" \
-  "vmovaps %%zmm0, 0(%[total])\n\t" \
+  "vfmadd231ps %%zmm0, %%zmm24, %%zmm12\n\t" \
   "vcvtdq2ps %%zmm1, %%zmm1\n\t" \
-  "vfmadd213ps 64(%[total]), %%zmm25, %%zmm1\n\t" \
-  "vmovaps %%zmm1, 64(%[total])\n\t" \
+  "vfmadd231ps %%zmm1, %%zmm25, %%zmm13\n\t" \
   "vcvtdq2ps %%zmm2, %%zmm2\n\t" \
-  "vfmadd213ps 128(%[total]), %%zmm26, %%zmm2\n\t" \
-  "vmovaps %%zmm2, 128(%[total])\n\t" \
+  "vfmadd231ps %%zmm2, %%zmm24, %%zmm14\n\t" \
   "vcvtdq2ps %%zmm3, %%zmm3\n\t" \
-  "vfmadd213ps 192(%[total]), %%zmm27, %%zmm3\n\t" \
-  "vmovaps %%zmm3, 192(%[total])\n\t" \
+  "vfmadd231ps %%zmm3, %%zmm25, %%zmm15\n\t" \
   "vcvtdq2ps %%zmm4, %%zmm4\n\t" \
-  "vfmadd213ps 256(%[total]), %%zmm24, %%zmm4\n\t" \
-  "vmovaps %%zmm4, 256(%[total])\n\t" \
+  "vfmadd231ps %%zmm4, %%zmm24, %%zmm16\n\t" \
   "vcvtdq2ps %%zmm5, %%zmm5\n\t" \
-  "vfmadd213ps 320(%[total]), %%zmm25, %%zmm5\n\t" \
-  "vmovaps %%zmm5, 320(%[total])\n\t" \
+  "vfmadd231ps %%zmm5, %%zmm25, %%zmm17\n\t" \
   "vcvtdq2ps %%zmm6, %%zmm6\n\t" \
-  "vfmadd213ps 384(%[total]), %%zmm26, %%zmm6\n\t" \
-  "vmovaps %%zmm6, 384(%[total])\n\t" \
+  "vfmadd231ps %%zmm6, %%zmm24, %%zmm18\n\t" \
   "vcvtdq2ps %%zmm7, %%zmm7\n\t" \
-  "vfmadd213ps 448(%[total]), %%zmm27, %%zmm7\n\t" \
-  "vmovaps %%zmm7, 448(%[total])\n\t" \
+  "vfmadd231ps %%zmm7, %%zmm25, %%zmm19\n\t" \
   "vcvtdq2ps %%zmm8, %%zmm8\n\t" \
-  "vfmadd213ps 512(%[total]), %%zmm24, %%zmm8\n\t" \
-  "vmovaps %%zmm8, 512(%[total])\n\t" \
+  "vfmadd231ps %%zmm8, %%zmm24, %%zmm20\n\t" \
   "vcvtdq2ps %%zmm9, %%zmm9\n\t" \
-  "vfmadd213ps 576(%[total]), %%zmm25, %%zmm9\n\t" \
-  "vmovaps %%zmm9, 576(%[total])\n\t" \
+  "vfmadd231ps %%zmm9, %%zmm25, %%zmm21\n\t" \
   "vcvtdq2ps %%zmm10, %%zmm10\n\t" \
-  "vfmadd213ps 640(%[total]), %%zmm26, %%zmm10\n\t" \
-  "vmovaps %%zmm10, 640(%[total])\n\t" \
+  "vfmadd231ps %%zmm10, %%zmm24, %%zmm22\n\t" \
   "vcvtdq2ps %%zmm11, %%zmm11\n\t" \
-  "vfmadd213ps 704(%[total]), %%zmm27, %%zmm11\n\t" \
-  "vmovaps %%zmm11, 704(%[total])\n\t" \
-  "vcvtdq2ps %%zmm12, %%zmm12\n\t" \
-  "vfmadd213ps 768(%[total]), %%zmm24, %%zmm12\n\t" \
-  "vmovaps %%zmm12, 768(%[total])\n\t" \
-  "vcvtdq2ps %%zmm13, %%zmm13\n\t" \
-  "vfmadd213ps 832(%[total]), %%zmm25, %%zmm13\n\t" \
-  "vmovaps %%zmm13, 832(%[total])\n\t" \
-  "vcvtdq2ps %%zmm14, %%zmm14\n\t" \
-  "vfmadd213ps 896(%[total]), %%zmm26, %%zmm14\n\t" \
-  "vmovaps %%zmm14, 896(%[total])\n\t" \
-  "vcvtdq2ps %%zmm15, %%zmm15\n\t" \
-  "vfmadd213ps 960(%[total]), %%zmm27, %%zmm15\n\t" \
-  "vmovaps %%zmm15, 960(%[total])\n\t" \
-  "vcvtdq2ps %%zmm16, %%zmm16\n\t" \
-  "vfmadd213ps 1024(%[total]), %%zmm24, %%zmm16\n\t" \
-  "vmovaps %%zmm16, 1024(%[total])\n\t" \
-  "vcvtdq2ps %%zmm17, %%zmm17\n\t" \
-  "vfmadd213ps 1088(%[total]), %%zmm25, %%zmm17\n\t" \
-  "vmovaps %%zmm17, 1088(%[total])\n\t" \
-  "vcvtdq2ps %%zmm18, %%zmm18\n\t" \
-  "vfmadd213ps 1152(%[total]), %%zmm26, %%zmm18\n\t" \
-  "vmovaps %%zmm18, 1152(%[total])\n\t" \
-  "vcvtdq2ps %%zmm19, %%zmm19\n\t" \
-  "vfmadd213ps 1216(%[total]), %%zmm27, %%zmm19\n\t" \
-  "vmovaps %%zmm19, 1216(%[total])\n\t" \
-  "vcvtdq2ps %%zmm20, %%zmm20\n\t" \
-  "vfmadd213ps 1280(%[total]), %%zmm24, %%zmm20\n\t" \
-  "vmovaps %%zmm20, 1280(%[total])\n\t" \
-  "vcvtdq2ps %%zmm21, %%zmm21\n\t" \
-  "vfmadd213ps 1344(%[total]), %%zmm25, %%zmm21\n\t" \
-  "vmovaps %%zmm21, 1344(%[total])\n\t" \
-  "vcvtdq2ps %%zmm22, %%zmm22\n\t" \
-  "vfmadd213ps 1408(%[total]), %%zmm26, %%zmm22\n\t" \
-  "vmovaps %%zmm22, 1408(%[total])\n\t" \
-  "vcvtdq2ps %%zmm23, %%zmm23\n\t" \
-  "vfmadd213ps 1472(%[total]), %%zmm27, %%zmm23\n\t" \
-  "vmovaps %%zmm23, 1472(%[total])\n\t" \
+  "vfmadd231ps %%zmm11, %%zmm25, %%zmm23\n\t" \
   "add $24, %[init]\n\t" \
   "add $256, %[sp]\n\t" \
   "add $256, %[zp]\n\t" \
   "add $8, %[cnt]\n\t" \
   "dec %[np]\n\t" \
   "jnz 2b\n\t"
+#define LOWBIT_VNNI_STORE \
+  "vmovaps %%zmm12, 0(%[total])\n\t" \
+  "vmovaps %%zmm13, 64(%[total])\n\t" \
+  "vmovaps %%zmm14, 256(%[total])\n\t" \
+  "vmovaps %%zmm15, 320(%[total])\n\t" \
+  "vmovaps %%zmm16, 512(%[total])\n\t" \
+  "vmovaps %%zmm17, 576(%[total])\n\t" \
+  "vmovaps %%zmm18, 768(%[total])\n\t" \
+  "vmovaps %%zmm19, 832(%[total])\n\t" \
+  "vmovaps %%zmm20, 1024(%[total])\n\t" \
+  "vmovaps %%zmm21, 1088(%[total])\n\t" \
+  "vmovaps %%zmm22, 1280(%[total])\n\t" \
+  "vmovaps %%zmm23, 1344(%[total])\n\t"
 #define LOWBIT_VNNI_OPERANDS \
   : [w] "+r"(wp), [x] "+r"(xp), [n] "=&r"(n), [cnt] "+r"(counts), [np] "+r"(pieces), [init] "+r"(init), \
   [sp] "+r"(scales), [zp] "+r"(zeros) \
   : [total] "r"(total) \
-  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "cc", "memory"
+  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "cc", "memory"
 
-/// The register block over a K block: for each of `pieces` pieces (counts[p] >= 1 steps each),
-/// the 24 int32 accumulators (row i, panel q) start at init[6 p + i] (times the zero points at
-/// zeros + 64 p with HasZero), add packed rows i (xp: 24 bytes a step) times panel q of the
-/// decoded steps at wp, and end as total[64 i + 16 q ..] += float(acc) * scales[64 p + 16 q ..].
-/// In assembly: GCC 12 keeps intrinsic vpdpbusd accumulators in memory (arrays, or named ones
-/// next to a loop) and copies each one around every instruction, 3x the instructions and a third
-/// of the speed. zmm0-23 hold the accumulators, zmm24-27 a step's weights (then the scales),
-/// zmm28 the broadcast activations.
+/// The register block over a K block, for the pair of panels at wp (the tile's step of 256 bytes
+/// read 128 of them) and at scales and zeros: for each of `pieces` pieces (counts[p] >= 1 steps
+/// each), the 12 int32 accumulators (row i, panel q) start at init[6 p + i] (times the zero
+/// points at zeros + 64 p with HasZero), add packed rows i (xp: 24 bytes a step) times panel q of
+/// the decoded steps, and end in the float totals += float(acc) * scales[64 p + 16 q ..]; the
+/// totals are stored at total[64 i + 16 q ..]. In assembly: GCC 12 keeps intrinsic vpdpbusd
+/// accumulators in memory (arrays, or named ones next to a loop) and copies each one around every
+/// instruction, 3x the instructions and a third of the speed. zmm24-25 hold a step's weights
+/// (then the scales), zmm26 the broadcast activations.
 template <bool HasZero>
 void dot_pieces(const uint8_t* wp, const int8_t* xp, const std::size_t* counts, std::size_t pieces,
                 const int32_t* init, const float* scales, const int32_t* zeros, float* total) noexcept {
-  static_assert(mr == 6 && panels == 4, "dot_pieces is written out for 6 x 4");
+  static_assert(mr == 6 && panels == 4, "dot_pieces is written out for 6 rows, pairs of 4 panels");
   std::size_t n;
   if constexpr (HasZero) {
-    __asm__ volatile("2:\n\t" LOWBIT_VNNI_START_ZEROS LOWBIT_VNNI_PIECES LOWBIT_VNNI_OPERANDS);
+    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_ZEROS LOWBIT_VNNI_PIECES LOWBIT_VNNI_STORE
+                     LOWBIT_VNNI_OPERANDS);
   } else {
-    __asm__ volatile("2:\n\t" LOWBIT_VNNI_START_OFFSETS LOWBIT_VNNI_PIECES LOWBIT_VNNI_OPERANDS);
+    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_OFFSETS LOWBIT_VNNI_PIECES LOWBIT_VNNI_STORE
+                     LOWBIT_VNNI_OPERANDS);
   }
 }
+#undef LOWBIT_VNNI_CLEAR
+#undef LOWBIT_VNNI_STORE
 #undef LOWBIT_VNNI_START_ZEROS
 #undef LOWBIT_VNNI_START_OFFSETS
 #undef LOWBIT_VNNI_PIECES
 #undef LOWBIT_VNNI_OPERANDS
 
-/// Rows i0 .. i0 + 6 of a (x: their packed steps, init: their accumulators' start for the
-/// tile's pieces) times the tile, times their activation scales, added to y rows (the first
-/// `rows` of them, y[i]: at the quad's first output) or, for the first K block, to the bias
-/// (null: zero; at the quad's first output); mask[q]: the valid outputs of panel q.
+/// Rows i0 .. i0 + 6 of a (x: their packed steps of the tile's K block, init: their accumulators'
+/// start for the tile's pieces) times the tile's first `count` panels, times their activation
+/// scales, added to y rows (the first `rows` of them, y[i]: at the quad's first output) or, for
+/// the first K block, to the bias (null: zero; at the quad's first output); mask[q]: the valid
+/// outputs of panel q.
 template <bool HasZero>
-void block(const tile& t, const int8_t* x, const int32_t* init, const int8_activations& a, std::size_t i0,
-           float* const* y, std::size_t rows, const __mmask16* mask, bool first, const float* bias) noexcept {
+void block(const tile& t, std::size_t count, const int8_t* x, const int32_t* init, const int8_activations& a,
+           std::size_t i0, float* const* y, std::size_t rows, const __mmask16* mask, bool first,
+           const float* bias) noexcept {
   alignas(64) float total[mr * panels * 16];
-  for (std::size_t j = 0; j < mr * panels; ++j) _mm512_store_ps(total + 16 * j, _mm512_setzero_ps());
-  dot_pieces<HasZero>(t.bytes.data(), x + t.step_begin * mr * 4, t.piece_steps.data(), t.pieces, init,
-                      t.scales.data(), t.zeros.data(), total);
+  const std::size_t pairs = (count + 1) / 2;  // a pair past the quad's panels is skipped
+  for (std::size_t h = 0; h < pairs; ++h)
+    dot_pieces<HasZero>(t.bytes.data() + 128 * h, x, t.piece_steps.data(), t.pieces, init, t.scales.data() + 32 * h,
+                        t.zeros.data() + 32 * h, total + 32 * h);
   for (std::size_t i = 0; i < rows; ++i) {
     const __m512 xs = _mm512_set1_ps(a.scale(i0 + i));
-    for (std::size_t q = 0; q < panels; ++q) {
+    for (std::size_t q = 0; q < 2 * pairs; ++q) {
       float* yq = y[i] + q * 16;
       const __m512 previous = !first ? _mm512_maskz_loadu_ps(mask[q], yq)
                                      : bias ? _mm512_maskz_loadu_ps(mask[q], bias + q * 16) : _mm512_setzero_ps();
@@ -527,8 +501,8 @@ void gemm_int8_vnni(const panel_matrix<Scheme>& w, const int8_activations& a, co
       for (std::size_t i0 = 0; i0 < m; i0 += mr) {
         float* y[mr];
         for (std::size_t i = 0; i < mr; ++i) y[i] = out.y + std::min(i0 + i, m - 1) * out.ld + p0 * 16;
-        block<Scheme::has_zero>(t, x.block(i0 / mr), x.block_init(i0 / mr, s0), a, i0, y, std::min(mr, m - i0), mask,
-                                s0 == 0, out.bias ? out.bias + p0 * 16 : nullptr);
+        block<Scheme::has_zero>(t, count, x.block(i0 / mr, s0), x.block_init(i0 / mr, s0), a, i0, y,
+                                std::min(mr, m - i0), mask, s0 == 0, out.bias ? out.bias + p0 * 16 : nullptr);
       }
     }
   }
