@@ -138,16 +138,16 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
 
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
 /// M <= 4 on the bf16 pair kernel (simd/gemm_bf16_pairs.hpp), x already in pair order.
-template <class Scheme, class Executor>
+template <class Scheme, class Executor, class Columns = dense_columns>
 void gemm_bf16_pairs(const panel_matrix<Scheme>& w, const simd::bf16_pairs_x& x, std::size_t m,
-                     const gemm_output& out, Executor&& exec) {
+                     const gemm_output& out, Executor&& exec, const Columns& columns = {}) {
   for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
     if (m == 1) {
-      simd::gemm_bf16_pairs_small_m<Scheme, 1, 4>(w, x, 1, b, e, out);
+      simd::gemm_bf16_pairs_small_m<Scheme, 1, 4>(w, x, 1, b, e, out, columns);
     } else if (m == 2) {
-      simd::gemm_bf16_pairs_small_m<Scheme, 2, 2>(w, x, 2, b, e, out);
+      simd::gemm_bf16_pairs_small_m<Scheme, 2, 2>(w, x, 2, b, e, out, columns);
     } else {
-      simd::gemm_bf16_pairs_small_m<Scheme, 4, 2>(w, x, m, b, e, out);
+      simd::gemm_bf16_pairs_small_m<Scheme, 4, 2>(w, x, m, b, e, out, columns);
     }
   });
 }
@@ -169,13 +169,18 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
       // Decode: all rows in one pass over W, register blocks of 1, 2 or 4 rows.
       const std::size_t step = m == 1 ? P1 : P2;
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
-      if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && std::is_same<Columns, dense_columns>::value) {
+      if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && !std::is_same<Columns, block_columns>::value) {
         if (simd::bf16_codes<Scheme>().usable) {
+          // x split into bf16 hi + lo parts once: 8 words per 8 columns (dense: pairs; 2:4: words).
           thread_local aligned_buffer<uint32_t> pairs;
-          const std::size_t chunks = w.chunks(), words = m * chunks * 8;
+          const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 16 : 8, words = m * chunks * per_chunk + 8;
           if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);
-          simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs.data());
-          gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * 8, true}, m, out, exec);
+          if constexpr (Columns::sparse) {
+            simd::split_x_bf16_words(x.data, x.ld, m, columns.x_cols, chunks, pairs.data());
+          } else {
+            simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs.data());
+          }
+          gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * per_chunk, true}, m, out, exec, columns);
           return;
         }
       }

@@ -23,11 +23,19 @@
 /// Zero points (uint4, whose value is its code): bytes masked to one code each and the zero point
 /// subtracted bytewise, so a word's low 5 bits are (code - zero) mod 32, looked up in a table of
 /// the differences -15..15.
+///
+/// 2:4 matrices (sparse24_columns): a chunk's 8 kept values of a lane cover 16 columns of x, kept
+/// value j at column 4 (j / 2) + its 2-bit position. x is stored per chunk as its 16 hi words and
+/// 16 lo words, and each lane gathers its pair by vpermw: for pair (a, a + 2) the positions sit
+/// at bits 2a and 2a + 4, which one shift of P | P << 12 brings to the bottom of the low and the
+/// high word; masked and offset by the groups' first columns (one vpternlogd) they index the hi
+/// words, and the same index the lo words, loaded 32 bytes further.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "gemm_float.hpp"
 
@@ -70,7 +78,9 @@ const bf16_code_table& bf16_codes() noexcept {
 }
 
 /// x rows in the kernel's pair order: row i at data + i * ld words, per chunk of 8 columns the 4
-/// hi pairs, then (has_lo) the 4 lo pairs; columns past k are zero.
+/// hi pairs, then (has_lo) the 4 lo pairs; columns past k are zero. 2:4: per chunk of 16 columns
+/// the 16 hi words, then the 16 lo words (split_x_bf16_words; 8 words of padding after the
+/// last row, which the lo loads read past).
 struct bf16_pairs_x {
   const uint32_t* data;
   std::size_t ld;
@@ -112,6 +122,22 @@ inline void split_x_bf16_pairs(const float* x, std::size_t ldx, std::size_t m, s
   }
 }
 
+/// Splits rows of fp32 x (m x k, ld ldx) into 16 hi and 16 lo words per chunk of 16 columns.
+inline void split_x_bf16_words(const float* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
+                               uint32_t* out) noexcept {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t c = 0; c < chunks; ++c) {
+      const std::size_t k0 = c * 16, valid = k0 < k ? k - k0 : 0;
+      const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(mask, x + i * ldx + k0);
+      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+      const __m512 hi_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+      const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_float), _mm512_set1_ps(3.4028235e38f), _CMP_LE_OQ);
+      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(finite, v, hi_float));
+      _mm512_storeu_si512(out + (i * chunks + c) * 16, _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1));
+    }
+}
+
 /// Reorders rows of bf16 x (m x k, ld ldx) into hi pairs (exact; no lo) for `chunks` chunks.
 inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
                          uint32_t* out) noexcept {
@@ -130,9 +156,18 @@ inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::siz
 
 /// Rows [0, MR) of y (row i meets x row min(i, m - 1)), panels [p_begin, p_end) P at a time:
 /// gemm_float_small_m's loop with the bf16 pair steps. Needs bf16_codes<Scheme>().usable.
-template <class Scheme, std::size_t MR, std::size_t P>
+/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words).
+template <class Scheme, std::size_t MR, std::size_t P, class Columns = dense_columns>
 void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& x, std::size_t m,
-                             std::size_t p_begin, std::size_t p_end, const gemm_output& out) noexcept {
+                             std::size_t p_begin, std::size_t p_end, const gemm_output& out,
+                             const Columns& columns = {}) noexcept {
+  static_assert(std::is_same<Columns, dense_columns>::value || std::is_same<Columns, sparse24_columns>::value,
+                "dense or 2:4 columns");
+  constexpr bool sparse = Columns::sparse;
+  // 2:4, pair t = (a, a + 2): the shift that brings position a to bit 0 and the groups' first
+  // columns (low word: a's group, high word: a + 2's).
+  constexpr int position_shift[4] = {0, 8, 2, 10};
+  constexpr int group_columns[4] = {0 | 4 << 16, 8 | 12 << 16, 0 | 4 << 16, 8 | 12 << 16};
   using Tag = arch::avx512_vnni_tag;
   using D = panel_decoder<Tag, typename Scheme::format>;
   constexpr bool has_zero = Scheme::has_zero;
@@ -163,26 +198,41 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
         for (auto& row : set)
           for (auto& a : row) a = _mm512_setzero_ps();
       for (std::size_t c = range.begin; c < range.end; ++c) {
-        __m512i index[4][P];  // step t: the words whose low bits index pair t
+        __m512i codes[P][2];  // the chunk's codes; with zero points, masked bytes minus zero (low, high)
+        __m512i spread[P];    // 2:4: each lane's positions P | P << 12
         for (std::size_t p = 0; p < P; ++p) {
-          const __m512i codes = _mm512_load_si512(w.chunk(panel[p], c));
+          if constexpr (sparse) {
+            const __m512i positions = _mm512_cvtepu16_epi32(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(panel[p], c))));
+            spread[p] = _mm512_or_si512(positions, _mm512_slli_epi32(positions, 12));
+          }
+          codes[p][0] = _mm512_load_si512(w.chunk(panel[p], c));
           if constexpr (has_zero) {
-            const __m512i low = _mm512_sub_epi8(_mm512_and_si512(codes, low_codes), zero[p]);
-            const __m512i high = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(codes, 4), low_codes), zero[p]);
-            index[0][p] = low;
-            index[1][p] = high;
-            index[2][p] = _mm512_srli_epi16(low, 8);
-            index[3][p] = _mm512_srli_epi16(high, 8);
-          } else {
-            index[0][p] = codes;
-            index[1][p] = _mm512_srli_epi16(codes, 4);
-            index[2][p] = _mm512_srli_epi16(codes, 8);
-            index[3][p] = _mm512_srli_epi16(codes, 12);
+            codes[p][1] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(codes[p][0], 4), low_codes), zero[p]);
+            codes[p][0] = _mm512_sub_epi8(_mm512_and_si512(codes[p][0], low_codes), zero[p]);
           }
         }
         for (std::size_t t = 0; t < 4; ++t)
           for (std::size_t p = 0; p < P; ++p) {
-            const __m512bh value = (__m512bh)_mm512_permutexvar_epi16(index[t][p], table);
+            // The words whose low bits index pair t: codes shifted by 4t, or (zero points) the low or
+            // high bytes' differences, shifted by 8 for t = 2, 3.
+            __m512i index = has_zero ? codes[p][t & 1] : codes[p][0];
+            const unsigned shift = has_zero ? (t >= 2 ? 8u : 0u) : static_cast<unsigned>(4 * t);
+            if (shift != 0) index = _mm512_srli_epi16(index, shift);
+            const __m512bh value = (__m512bh)_mm512_permutexvar_epi16(index, table);
+            if constexpr (sparse) {
+              const __m512i shifted = t ? _mm512_srli_epi32(spread[p], position_shift[t]) : spread[p];
+              // (shifted & 3 in each word) | the groups' columns: vpternlogd A & B | C.
+              const __m512i gather = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi32(0x00030003),
+                                                               _mm512_set1_epi32(group_columns[t]), 0xEA);
+              for (std::size_t i = 0; i < MR; ++i) {
+                // hi words 0..15 of the chunk, and 32 bytes on its lo words in the same places.
+                const __m512i hi = _mm512_loadu_si512(xr[i] + c * 16), lo = _mm512_loadu_si512(xr[i] + c * 16 + 8);
+                acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, hi));
+                acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, lo));
+              }
+              continue;
+            }
             for (std::size_t i = 0; i < MR; ++i) {
               const uint32_t* pairs = xr[i] + c * step;
               const __m512bh hi = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[t]));
