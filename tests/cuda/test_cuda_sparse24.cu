@@ -1,6 +1,6 @@
 // Checks lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against a float64 product with the dense
 // matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, 17, 24, 31, 32,
-// 33, 40, 64, odd N (one and two 256-row blocks of the M > 16 kernel), kept values int4 / int8
+// 33, 40, 64, odd N (one to three 128-row blocks of the M > 16 kernel), kept values int4 / int8
 // (signed, and unsigned with zero points) and plain (float rounded to fp16 or bf16 by the pack,
 // bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes 64 / 128 kept
 // values / whole row (per channel), every block shape of the M <= 16 kernel (1, 2, 4 tiles a
@@ -8,7 +8,8 @@
 // shapes), one split, and 2 or 3 splits with and without a workspace (used twice: its counters must
 // be back at zero); then the argument checks (lowbit::error).
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
-// A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure.
+// A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
+// test_cuda_sparse24 [seed [format,format,...]] (the second: only those formats, e.g. "2:4+int4,2:4+bf16").
 //
 // Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
 // bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -33,6 +35,7 @@
 namespace {
 
 int failures = 0, cases = 0;
+std::string only;  // argv[2]: a comma-separated list of the formats to run (e.g. for compute-sanitizer); empty: all
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -119,6 +122,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
 
 template <class Scheme, class T>
 void check_format(const char* name, unsigned& seed) {
+  if (!only.empty() && ("," + only + ",").find("," + std::string(name) + ",") == std::string::npos) return;
   struct shape { std::size_t n, k, group; };
   // Group sizes count kept values; 0: per channel (one group a row).
   const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0},
@@ -231,6 +235,7 @@ void check_arguments() {
 
 int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
+  if (argc > 2) only = argv[2];
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   using bf = __nv_bfloat16;

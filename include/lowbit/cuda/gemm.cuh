@@ -493,15 +493,16 @@ constexpr int fit_wide_stages() {
 /// tiles from tile0 over this block's split of K (blockIdx.y of gridDim.y). One split: stored. Else
 /// written to partials ([bx][s][warp][value][lane]) and counted in counters[bx]; the split set's
 /// last block adds the splits in order 0, 1, ... (deterministic) and stores fp16 / bf16 outputs
-/// inside n x m. Called by every thread of the block (it has barriers).
+/// inside n x m; col0: the column of x tile 0 (warps that split M). Called by every thread of the
+/// block (it has barriers).
 template <int MTiles, int Tiles, int Warps, class T>
 __device__ __forceinline__ void wide_store(const float (&acc)[MTiles][Tiles][4], float* __restrict__ partials,
                                            unsigned* __restrict__ counters, int warp, int lane, int tile0, int n, int m,
-                                           T* __restrict__ y, int ldy) {
+                                           T* __restrict__ y, int ldy, int col0 = 0) {
   const int g = lane >> 2, t = lane & 3, split = blockIdx.y, splits = gridDim.y;
   // Output (row, col) of fragment i of mma tile (mt, tl): as reduce_warps numbers them.
   const auto store = [&](int mt, int tl, int i, float sum) {
-    const int row = (tile0 + tl) * 16 + g + 8 * (i >> 1), col = mt * 8 + 2 * t + (i & 1);
+    const int row = (tile0 + tl) * 16 + g + 8 * (i >> 1), col = col0 + mt * 8 + 2 * t + (i & 1);
     if (row < n && col < m) {
       if constexpr (is_bf16<T>) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
       else y[(size_t)col * ldy + row] = __float2half(sum);
@@ -767,16 +768,16 @@ struct gemm_options {
 namespace detail {
 
 /// The wide kernels' split of K and its scratch (gemm_wide; gemm_sparse24 for M > 16):
-/// options.split_k blocks along K (0: the blocks along N times the splits about one an SM), at most
-/// one a chunk and none empty. With more than one split, room for floats_per_block partial sums a
+/// options.split_k blocks along K (0: the blocks along N times the splits about blocks_per_sm an
+/// SM), at most one a chunk and none empty. With more than one split, room for floats_per_block partial sums a
 /// block and split and a counter a block column: options.workspace, or cudaMallocAsync (given back
 /// in stream order when this goes out of scope, also on a throw) with the counters zeroed.
 class wide_split {
  public:
-  wide_split(const char* who, int chunks, int blocks_n, std::size_t floats_per_block, const gemm_options& options,
-             cudaStream_t stream) {
+  wide_split(const char* who, int chunks, int blocks_n, int blocks_per_sm, std::size_t floats_per_block,
+             const gemm_options& options, cudaStream_t stream) {
     LOWBIT_CHECK(options.split_k >= 0, who << ": split_k=" << options.split_k << " must be >= 0");
-    splits = options.split_k ? options.split_k : sm_count() / blocks_n;
+    splits = options.split_k ? options.split_k : blocks_per_sm * sm_count() / blocks_n;
     splits = splits < 1 ? 1 : splits > chunks ? chunks : splits;
     split_chunks = (chunks + splits - 1) / splits;
     splits = (chunks + split_chunks - 1) / split_chunks;  // none empty
@@ -824,7 +825,7 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
   const int warps = options.warps ? options.warps : 8;
   LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
   const int mtiles = (m + 15) / 16 * 2;
-  const wide_split split("cuda::gemm", chunks, blocks_n, std::size_t(rows_per_block) * mtiles * 8, options, stream);
+  const wide_split split("cuda::gemm", chunks, blocks_n, 1, std::size_t(rows_per_block) * mtiles * 8, options, stream);
   const auto run = [&](auto launcher) {
     launcher(x, m, ldx, w.codes, w.scales, w.table, n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
              static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split.split_chunks, split.splits, split.partials,

@@ -28,6 +28,9 @@
 /// The activations are read as the B fragment wants them (4-byte pairs of k; B of m16n8k32 holds
 /// rows 2t, 2t + 1 + 8 r): a 2:4 group's 4 columns are split over two lanes, so they cannot be read as
 /// 16-byte vectors like the dense kernel's.
+/// M = 17..64 runs sparse24_wide_kernel on the same layout and helpers (gemm.cuh's wide kernel
+/// for 2:4): the warps of a block split N and M and share each chunk of x from shared memory (B
+/// fragments by ldmatrix), the blocks split K and the fp32 partials are summed in split order.
 /// Preconditions: K % 128 == 0, group size (in kept values) a multiple of 64 or the whole row.
 /// Numerics: as the dense kernel (gemm.cuh): integer weights exact in fp16 and bf16, fp32 sums
 /// with the group scale applied to each group's fp32 partial sums, output rounded to the
@@ -449,62 +452,69 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) 
 }
 
 /// Shared memory of the wide kernel: a block-wide ring of Stages stages, each the chunk's
-/// activations (8 MTiles rows of 128, padded to 272 bytes), then each warp's Tiles tiles (codes,
-/// metadata, scales: sparse24_tile_vecs).
-template <int Vecs, int MTiles, int Tiles, int Warps, int Stages>
+/// activations (8 MTiles rows of 128, padded to 272 bytes), then the Groups warp groups' Tiles
+/// tiles each (codes, metadata, scales: sparse24_tile_vecs).
+template <int Vecs, int MTiles, int Tiles, int Groups, int Stages>
 struct sparse24_wide_smem {
   static constexpr int x_vecs = MTiles * 8 * sparse24_x_row_vecs;
-  static constexpr int warp_vecs = Tiles * sparse24_tile_vecs<Vecs>;
-  static constexpr int stage_vecs = x_vecs + Warps * warp_vecs;
+  static constexpr int group_vecs = Tiles * sparse24_tile_vecs<Vecs>;
+  static constexpr int stage_vecs = x_vecs + Groups * group_vecs;
   static constexpr std::size_t bytes = 16u * Stages * stage_vecs;
 };
-template <int Vecs, int MTiles, int Tiles, int Warps, int Want>
+/// The most stages, up to Want, whose ring fits Limit bytes.
+template <int Vecs, int MTiles, int Tiles, int Groups, int Want, std::size_t Limit>
 constexpr int sparse24_fit_wide_stages() {
-  if constexpr (Want <= 2 || sparse24_wide_smem<Vecs, MTiles, Tiles, Warps, Want>::bytes <= 227u * 1024u) return Want;
-  else return sparse24_fit_wide_stages<Vecs, MTiles, Tiles, Warps, Want - 1>();
+  if constexpr (Want <= 2 || sparse24_wide_smem<Vecs, MTiles, Tiles, Groups, Want>::bytes <= Limit) return Want;
+  else return sparse24_fit_wide_stages<Vecs, MTiles, Tiles, Groups, Want - 1, Limit>();
 }
 
 /// M = 17..64: gemm_wide_kernel's counterpart (gemm.cuh). Past M = 16 sparse24_gemm_kernel, whose
 /// warps split K, reads all of x once for every block (at M = 64 with 2 tiles 4x the weights'
-/// bytes again, from L2). Here a block's Warps warps split N (Tiles tiles each, Warps x Tiles x 16
-/// rows) and share each 128-wide chunk of x, copied once a block into the chunk's ring stage with
-/// the warps' codes, metadata and scales; the blocks split K (blockIdx.y; split_chunks chunks
-/// each) and wide_store sums the splits in order. The B fragments of x (row g, k = 32 i + 2t + 8r,
-/// r = 0..3) are the four 8 x 8 matrices of columns 32 i .. 32 i + 32 of 8 rows: one ldmatrix.x4
-/// each (272-byte rows: the 8 rows of a matrix fall in 8 different 16-byte bank groups). Each A
-/// fragment (a tile's mma i) serves the MTiles 8-row tiles of x, XGroup of them in a row (their
-/// mmas independent). Tiles past the matrix read the last tile (the warps stay in step for the
-/// barriers; rows >= n are never stored).
-template <class T, int Vecs, int MTiles, int Tiles, int Warps, int Stages>
-__global__ void __launch_bounds__(Warps * 32, 1)
+/// bytes again, from L2). Here a block's warps split N into Warps / WarpsM groups of Tiles tiles
+/// (Warps / WarpsM x Tiles x 16 rows) and each group's WarpsM warps split x's MTiles 8-row tiles
+/// (so the sums of a thread fit fewer registers); all share each 128-wide chunk of x, copied once
+/// a block into the chunk's ring stage with the groups' codes, metadata and scales (each warp
+/// copies Tiles / WarpsM of its group's tiles). The blocks split K (blockIdx.y; split_chunks
+/// chunks each) and wide_store sums the splits in order. The B fragments of x (row g, k = 32 i +
+/// 2t + 8r, r = 0..3) are the four 8 x 8 matrices of columns 32 i .. 32 i + 32 of 8 rows: one
+/// ldmatrix.x4 each (272-byte rows: the 8 rows of a matrix fall in 8 different 16-byte bank
+/// groups). Each A fragment (a tile's mma i) serves the warp's x tiles, XGroup of them in a row
+/// (their mmas independent). Tiles past the matrix read the last tile (the warps stay in step for
+/// the barriers; rows >= n are never stored).
+template <class T, int Vecs, int MTiles, int Tiles, int Warps, int WarpsM, int Stages, int MinBlocks>
+__global__ void __launch_bounds__(Warps * 32, MinBlocks)
     sparse24_wide_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int tiles,
                          int chunks, int chunks_per_group, int groups, int split_chunks, float* __restrict__ partials,
                          unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
+  static_assert(MTiles % WarpsM == 0 && Tiles % WarpsM == 0 && Warps % WarpsM == 0, "sparse24_wide_kernel: warp grid");
   constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
-  using layout = sparse24_wide_smem<Vecs, MTiles, Tiles, Warps, Stages>;
+  constexpr int MT = MTiles / WarpsM, Groups = Warps / WarpsM;  // x tiles a warp; warp groups along N
+  using layout = sparse24_wide_smem<Vecs, MTiles, Tiles, Groups, Stages>;
   constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, meta_at = 32 * Vecs, threads = Warps * 32;
   extern __shared__ ::uint4 smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wn = warp / WarpsM, wm = warp % WarpsM;
   const int c0 = blockIdx.y * split_chunks, steps = min(chunks - c0, split_chunks);
-  const int tile0 = (blockIdx.x * Warps + warp) * Tiles;  // this warp's first tile
-  const ::uint4 *code_ptr[Tiles], *meta_ptr[Tiles], *scale_ptr[Tiles];
+  const int tile0 = (blockIdx.x * Groups + wn) * Tiles;  // this warp group's first tile
+  // The tiles this warp copies: wm, wm + WarpsM, ... of its group's.
+  constexpr int copies = Tiles / WarpsM;
+  const ::uint4 *code_ptr[copies], *meta_ptr[copies], *scale_ptr[copies];
 #pragma unroll
-  for (int tl = 0; tl < Tiles; ++tl) {
-    const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
-    code_ptr[tl] = codes + tile * chunks * Vecs * 32 + lane;
-    meta_ptr[tl] = metadata + tile * chunks * 16 + (lane & 15);
-    scale_ptr[tl] = plain ? nullptr : reinterpret_cast<const ::uint4*>(scales) + tile * groups * 4 + (lane & 3);
+  for (int j = 0; j < copies; ++j) {
+    const std::size_t tile = static_cast<std::size_t>(min(tile0 + j * WarpsM + wm, tiles - 1));
+    code_ptr[j] = codes + tile * chunks * Vecs * 32 + lane;
+    meta_ptr[j] = metadata + tile * chunks * 16 + (lane & 15);
+    scale_ptr[j] = plain ? nullptr : reinterpret_cast<const ::uint4*>(scales) + tile * groups * 4 + (lane & 3);
   }
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
       const int c = c0 + step;
       ::uint4* stage = smem + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
-      ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
+      ::uint4* mine = stage + layout::x_vecs + wn * layout::group_vecs;
       const int group = plain ? 0 : c / chunks_per_group;
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) {
-        ::uint4* ts = mine + tl * tile_vecs;
+      for (int tl = 0; tl < copies; ++tl) {
+        ::uint4* ts = mine + (tl * WarpsM + wm) * tile_vecs;
 #pragma unroll
         for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr[tl] + ((size_t)c * Vecs + v) * 32);
         if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr[tl] + (size_t)c * 16);
@@ -523,20 +533,21 @@ __global__ void __launch_bounds__(Warps * 32, 1)
   // This lane's ldmatrix row in a stage, for x tile mt and mma 0 (mma i: + 64 i bytes): row
   // mt * 8 + lane % 8, columns 8 (lane / 8) ..; rows past m read row m - 1 (never stored).
   const unsigned ring = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  unsigned x_at[MTiles];
+  unsigned x_at[MT];
 #pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt) x_at[mt] = (min(mt * 8 + (lane & 7), m - 1) * sparse24_x_row_vecs + (lane >> 3)) * 16;
+  for (int mt = 0; mt < MT; ++mt)
+    x_at[mt] = (min((wm * MT + mt) * 8 + (lane & 7), m - 1) * sparse24_x_row_vecs + (lane >> 3)) * 16;
 
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
-  float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
+  float acc[MT][Tiles][4] = {}, part[MT][Tiles][4] = {};
   for (int step = 0; step < steps; ++step) {
     cp_async_wait<Stages - 2>();
     __syncthreads();  // the stage's x came from every warp; and all are done with the stage refilled next
     issue(step + Stages - 1);
     const unsigned slot = static_cast<unsigned>(step) % Stages;
     const unsigned stage_x = ring + slot * layout::stage_vecs * 16;
-    const ::uint4* mine = smem + slot * layout::stage_vecs + layout::x_vecs + warp * layout::warp_vecs;
+    const ::uint4* mine = smem + slot * layout::stage_vecs + layout::x_vecs + wn * layout::group_vecs;
     const int c = c0 + step;
     const bool flush = step + 1 == steps || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
     sparse24_tile<Vecs, bf16> tile[Tiles];
@@ -547,9 +558,9 @@ __global__ void __launch_bounds__(Warps * 32, 1)
       uint32_t a[Tiles][4];
 #pragma unroll
       for (int tl = 0; tl < Tiles; ++tl) tile[tl].fragment(a[tl], mine + tl * tile_vecs, lane, i);
-      constexpr int XGroup = MTiles % 4 == 0 ? 4 : MTiles % 3 == 0 ? 3 : MTiles;
+      constexpr int XGroup = MT % 4 == 0 ? 4 : MT % 3 == 0 ? 3 : MT;
 #pragma unroll
-      for (int m0 = 0; m0 < MTiles; m0 += XGroup) {
+      for (int m0 = 0; m0 < MT; m0 += XGroup) {
         uint32_t b[XGroup][4];
 #pragma unroll
         for (int j = 0; j < XGroup; ++j) ldmatrix_x4(b[j], stage_x + x_at[m0 + j] + 64 * i);
@@ -568,22 +579,31 @@ __global__ void __launch_bounds__(Warps * 32, 1)
     }
   }
   cp_async_wait<0>();
-  wide_store<MTiles, Tiles, Warps>(acc, partials, counters, warp, lane, tile0, n, m, y, ldy);
+  wide_store<MT, Tiles, Warps>(acc, partials, counters, warp, lane, tile0, n, m, y, ldy, wm * MT * 8);
 }
 
-/// The wide kernel's instantiation: 8 warps of 2 tiles (256 rows a block, x read once per 256
-/// rows and chunk); 5 stages of int4 codes, 4 of int8, 3 of plain values (their chunk is 4x the
-/// int4 bytes), fewer if they do not fit.
+/// The wide kernel's instantiation: 8 warps, a grid of 4 along N (2 tiles each: 128 rows a
+/// block) by 2 along M (half of x's 8-row tiles each), so that a thread's sums fit 128 registers
+/// and two blocks share an SM (16 warps; measured on an H100 against 8 warps of 2 tiles and all
+/// of x, one block an SM: 8192x8192 M=64 int4 39.5 -> 38.3 us, fp16 values 48 -> 45.5 us); 4 stages
+/// of int4 codes, 3 of int8 or plain values (fewer if they do not fit half an SM's shared memory).
+/// The default split of K: about two blocks an SM for codes, one for plain values (whose blocks
+/// stream 4x the bytes a chunk; measured at M = 32 and 64: int4 8192x8192 M=64 42.8 us with one,
+/// 38.3 with two; fp16 values 43.7 with one, 48.0 with two).
 template <class T, int Vecs, int MTiles>
 struct sparse24_wide_config {
-  static constexpr int tiles = 2, warps = 8, rows_per_block = tiles * warps * 16;
-  static constexpr int stages = sparse24_fit_wide_stages<Vecs, MTiles, tiles, warps, Vecs == 1 ? 5 : Vecs == 2 ? 4 : 3>();
-  using layout = sparse24_wide_smem<Vecs, MTiles, tiles, warps, stages>;
-  static constexpr auto kernel = sparse24_wide_kernel<T, Vecs, MTiles, tiles, warps, stages>;
+  static constexpr int warps = 8, warps_m = 2, tiles = 2, groups = warps / warps_m, blocks_per_sm = 2;
+  static constexpr int split_blocks_per_sm = Vecs == 4 ? 1 : 2;
+  static constexpr int rows_per_block = tiles * groups * 16;
+  static constexpr int stages =
+      sparse24_fit_wide_stages<Vecs, MTiles, tiles, groups, Vecs == 1 ? 4 : 3, 227u * 1024u / blocks_per_sm - 1024u>();
+  using layout = sparse24_wide_smem<Vecs, MTiles, tiles, groups, stages>;
+  static_assert(layout::bytes <= 227u * 1024u / blocks_per_sm - 1024u, "cuda::gemm_sparse24: a ring that does not fit");
+  static constexpr auto kernel = sparse24_wide_kernel<T, Vecs, MTiles, tiles, warps, warps_m, stages, blocks_per_sm>;
 };
 
 /// M = 17..64: the wide kernel with 8 MTiles rows of x (MTiles = 4, 6 or 8); K split as
-/// options.split_k says (wide_split: default about one block an SM).
+/// options.split_k says (wide_split: default about two blocks an SM, one for plain values).
 template <class Scheme, class T>
 void gemm_sparse24_wide(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                         cudaStream_t stream, const gemm_options& options) {
@@ -593,8 +613,8 @@ void gemm_sparse24_wide(const T* x, int m, int ldx, const packed_sparse24_view<S
   constexpr int rows_per_block = sparse24_wide_config<T, vecs, 8>::rows_per_block;
   const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
   const int blocks_n = (n + rows_per_block - 1) / rows_per_block, mtiles = (m + 15) / 16 * 2;
-  const wide_split split("cuda::gemm_sparse24", chunks, blocks_n, std::size_t(rows_per_block) * mtiles * 8, options,
-                         stream);
+  const wide_split split("cuda::gemm_sparse24", chunks, blocks_n, sparse24_wide_config<T, vecs, 8>::split_blocks_per_sm,
+                         std::size_t(rows_per_block) * mtiles * 8, options, stream);
   const auto run = [&](auto mtiles_c) {
     using config = sparse24_wide_config<T, vecs, decltype(mtiles_c)::value>;
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -620,8 +640,8 @@ void gemm_sparse24_wide(const T* x, int m, int ldx, const packed_sparse24_view<S
 /// Checked: 1 <= m <= 64; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
 /// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
 /// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
-/// does). m > 16: the wide kernel (8 warps of 2 tiles, x shared by the block; options.warps 0 or
-/// 8, tiles_per_block not used), K split across blocks as options.split_k says, with
+/// does). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
+/// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
 /// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). y must not overlap x.
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
