@@ -196,27 +196,28 @@ void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t coun
   const __m512i nibble = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(static_cast<char>(map.flip));
   t.step_begin = s0;
   t.step_end = s1;
-  for (std::size_t p = 0; p < panels; ++p) {
-    uint8_t* dst = t.bytes.data() + p * 64;
-    if (p >= count) {
-      for (std::size_t s = s0; s < s1; ++s) _mm512_store_si512(dst + (s - s0) * step_bytes, _mm512_setzero_si512());
-      continue;
-    }
-    if constexpr (Scheme::bits == 4) {
-      for (std::size_t s = s0; s < s1; s += 2) {  // s0 and s1 even: whole chunks
+  uint8_t* dst = t.bytes.data();
+  for (std::size_t p = count; p < panels; ++p)  // panels past count: zeros
+    for (std::size_t s = s0; s < s1; ++s) _mm512_store_si512(dst + (s - s0) * step_bytes + p * 64, _mm512_setzero_si512());
+  // Step by step, the panels side by side: `count` sequential streams from memory in flight (one
+  // panel after the other, one stream at a time, took ~1.5x as long).
+  if constexpr (Scheme::bits == 4) {
+    for (std::size_t s = s0; s < s1; s += 2)  // s0 and s1 even: whole chunks
+      for (std::size_t p = 0; p < count; ++p) {
         const __m512i lanes = _mm512_load_si512(w.chunk(p0 + p, s / 2));
         __m512i low = _mm512_and_si512(lanes, nibble), high = _mm512_and_si512(_mm512_srli_epi16(lanes, 4), nibble);
         if constexpr (!map.identity) {
           low = _mm512_shuffle_epi8(lut, low);
           high = _mm512_shuffle_epi8(lut, high);
         }
-        _mm512_store_si512(dst + (s - s0) * step_bytes, low);
-        _mm512_store_si512(dst + (s + 1 - s0) * step_bytes, high);
+        _mm512_store_si512(dst + (s - s0) * step_bytes + p * 64, low);
+        _mm512_store_si512(dst + (s + 1 - s0) * step_bytes + p * 64, high);
       }
-    } else {
-      for (std::size_t s = s0; s < s1; ++s)
-        _mm512_store_si512(dst + (s - s0) * step_bytes, _mm512_xor_si512(_mm512_load_si512(w.chunk(p0 + p, s)), flip));
-    }
+  } else {
+    for (std::size_t s = s0; s < s1; ++s)
+      for (std::size_t p = 0; p < count; ++p)
+        _mm512_store_si512(dst + (s - s0) * step_bytes + p * 64,
+                           _mm512_xor_si512(_mm512_load_si512(w.chunk(p0 + p, s)), flip));
   }
   tile_pieces(w, w.shape().group_size, p0, count, s0, s1, t);
 }
