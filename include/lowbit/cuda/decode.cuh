@@ -11,8 +11,10 @@
 /// arithmetic and its latency under the memory time. Design (measurements: docs/cuda-decode-notes.md):
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
 ///    KV head); each warp takes every 4th tile of 16 tokens (a tile's 16 rows are consecutive in
-///    storage: pages are multiples of 16 tokens, contiguous caches are padded to 16 on upload) and
-///    keeps 2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory ring. On sm_90 a
+///    storage: pages are multiples of 16 tokens, contiguous caches are padded to 16 on upload), two
+///    tiles an iteration for G <= 8 (independent chains that hide each other's latency, one softmax
+///    reduction for both), and keeps 2 (8-bit) or 4 (4-bit) more tiles in flight in its own
+///    shared-memory ring. On sm_90 a
 ///    tile arrives as 4 to 6 bulk copies (keys, values, their scales and zero points) by the copy
 ///    engine, completing on the stage's mbarrier; per-lane cp.async (sm_80's path) kept the SM's
 ///    own request queue full at ~1.7 TB/s.
@@ -240,8 +242,8 @@ struct decode_stage {
   static constexpr int key_zeros = value_scales + scale_bytes, value_zeros = key_zeros + zero_bytes;
   static constexpr int barrier = value_zeros + zero_bytes;
   static constexpr int bytes = (barrier + 8 + 15) / 16 * 16;
-  /// Tiles a warp has in flight (stages - 1 ahead of the one computed).
-  static constexpr int stages = bits == 8 ? 3 : 5;
+  /// Tiles a warp has in flight (stages - 2 ahead of the two computed).
+  static constexpr int stages = bits == 8 ? 4 : 6;  // even: the kernel consumes two tiles an iteration
   static constexpr int ring_bytes = decode_warps * stages * bytes;
   static constexpr int merge_bytes = decode_warps * 16 * D * 4;
   static constexpr int smem_bytes = ring_bytes > merge_bytes ? ring_bytes : merge_bytes;
@@ -288,6 +290,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   using stage_layout = decode_stage<Scheme, D>;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
+  constexpr int pair = NH == 1 ? 2 : 1;  // tiles a warp computes an iteration (G > 8: one, or it spills)
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
   constexpr int scale_size = static_cast<int>(sizeof(scale_type));
@@ -426,7 +429,8 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
             : "memory");
 #endif
     } else {
-      cp_async_wait<stages - 2>();
+      // stages - pair groups are committed from tile i on; tiles i .. i + pair - 1 must be complete.
+      cp_async_wait<stages - 2 * pair>();
       __syncwarp();  // the stage's scales were copied by other lanes
     }
   };
@@ -438,76 +442,106 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #pragma unroll
   for (int hn = 0; hn < NH; ++hn) m[hn][0] = m[hn][1] = neg_inf, l[hn][0] = l[hn][1] = 0.0f;
 #pragma unroll
-  for (int i = 0; i < stages - 1; ++i) issue(i);
-  for (int i = 0, tile = first; tile < end; ++i, tile += decode_warps) {
-    wait(i);
-    // Every lane is past tile i - 1, whose stage the next copy overwrites (ordered after those
-    // generic reads for the copy engine by the proxy fence).
+  for (int i = 0; i < stages - pair; ++i) issue(i);
+  // Two tiles an iteration (tiles tile and tile + 4 of the block): their loads, dequantization and
+  // mma chains are independent, so each fills the other's latency, and the softmax's maximum, its
+  // shuffles and the rescale check are paid once for both.
+  for (int i = 0, tile = first; tile < end; i += pair, tile += pair * decode_warps) {
+    // A second tile past the end was never issued: it reads the first's stage with every token
+    // masked and every value zeroed but row 0's (finite, weighted 0).
+    bool has[pair];
+#pragma unroll
+    for (int u = 0; u < pair; ++u) has[u] = tile + u * decode_warps < end;
+#pragma unroll
+    for (int u = 0; u < pair; ++u)
+      if (has[u]) wait(i + u);
+    // Every lane is past the previous pair, whose stages the next copies overwrite (ordered after
+    // those generic reads for the copy engine by the proxy fence).
     __syncwarp();
     if constexpr (bulk) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    issue(i + stages - 1);
-    const uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
-    const int last = length - 1 - tile * 16;
-    uint32_t v[4][VW];
-    float vs[4];
-    unsigned vz[4];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int row = 2 * t + (r & 1) + 8 * (r >> 1);
-      load_words<VW>(v[r], stage + stage_layout::values + row * value_stride + (D / 8) * g * bits / 8);
-      if (row > last) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
+    for (int u = 0; u < pair; ++u) issue(i + stages - pair + u);
+    const uint8_t* stage[pair];
+    int last[pair];
 #pragma unroll
-        for (int w = 0; w < VW; ++w) v[r][w] = 0u;
-      }
-      const int at = min(row, last) * kv.groups + v_group;
-      vs[r] = load_scale<scale_type>(stage + stage_layout::value_scales, at);
-      vz[r] = (Scheme::has_zero ? stage[stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+    for (int u = 0; u < pair; ++u) {
+      stage[u] = ring + ((has[u] ? i + u : i) % stages) * stage_layout::bytes;
+      last[u] = has[u] ? length - 1 - (tile + u * decode_warps) * 16 : 0;
     }
+    uint32_t v[pair][4][VW];
+    float vs[pair][4];
+    unsigned vz[pair][4];
+#pragma unroll
+    for (int u = 0; u < pair; ++u)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = 2 * t + (r & 1) + 8 * (r >> 1);
+        load_words<VW>(v[u][r], stage[u] + stage_layout::values + row * value_stride + (D / 8) * g * bits / 8);
+        if (row > last[u]) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
+#pragma unroll
+          for (int w = 0; w < VW; ++w) v[u][r][w] = 0u;
+        }
+        const int at = min(row, last[u]) * kv.groups + v_group;
+        vs[u][r] = load_scale<scale_type>(stage[u] + stage_layout::value_scales, at);
+        vz[u][r] = (Scheme::has_zero ? stage[u][stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+      }
 
     // Scoresᵀ = K · qᵀ: A is the tile's keys (rows g, g + 8 are key rows g, g + 8), B the queries;
-    // s[hn]: c0, c1 token g, heads 8 hn + 2t, + 1; c2, c3 token g + 8.
-    float s[NH][4], s_odd[NH][4];  // even and odd k-steps in two chains (half the mma latency chain)
+    // s[u][hn]: c0, c1 token g, heads 8 hn + 2t, + 1; c2, c3 token g + 8.
+    float s[pair][NH][4], s_odd[pair][NH][4];  // even and odd k-steps in two chains a tile
 #pragma unroll
-    for (int hn = 0; hn < NH; ++hn)
+    for (int u = 0; u < pair; ++u)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) s[hn][i] = s_odd[hn][i] = 0.0f;
+      for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
     {
-      uint32_t k[2][KW];
-      typename codec::row_params p[2][key_pieces];
+      uint32_t k[pair][2][KW];
+      typename codec::row_params p[pair][2][key_pieces];
 #pragma unroll
-      for (int n = 0; n < 2; ++n) {
+      for (int u = 0; u < pair; ++u)
 #pragma unroll
-        for (int piece = 0; piece < key_pieces; ++piece)
-          load_words<kp / 4>(k[n] + piece * kp / 4, stage + stage_layout::keys + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
+        for (int n = 0; n < 2; ++n) {
 #pragma unroll
-        for (int piece = 0; piece < key_pieces; ++piece) {
-          const int at = min(g + 8 * n, last) * kv.groups + k_group[piece];
-          const float scale = load_scale<scale_type>(stage + stage_layout::key_scales, at);
-          const unsigned zero = (Scheme::has_zero ? stage[stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
-          p[n][piece] = codec::params(scale, scale, zero, zero);
+          for (int piece = 0; piece < key_pieces; ++piece)
+            load_words<kp / 4>(k[u][n] + piece * kp / 4,
+                               stage[u] + stage_layout::keys + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
+#pragma unroll
+          for (int piece = 0; piece < key_pieces; ++piece) {
+            const int at = min(g + 8 * n, last[u]) * kv.groups + k_group[piece];
+            const float scale = load_scale<scale_type>(stage[u] + stage_layout::key_scales, at);
+            const unsigned zero =
+                (Scheme::has_zero ? stage[u][stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+            p[u][n][piece] = codec::params(scale, scale, zero, zero);
+          }
         }
-      }
 #pragma unroll
-      for (int j = 0; j < KS; ++j) {
-        uint32_t a[4];
-        codec::key_fragment(k[0], j, p[0][j / (KS / key_pieces)], a[0], a[2]);
-        codec::key_fragment(k[1], j, p[1][j / (KS / key_pieces)], a[1], a[3]);
+      for (int j = 0; j < KS; ++j)
 #pragma unroll
-        for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[hn] : s[hn], a, qb[j][hn][0], qb[j][hn][1]);
-      }
+        for (int u = 0; u < pair; ++u) {
+          uint32_t a[4];
+          codec::key_fragment(k[u][0], j, p[u][0][j / (KS / key_pieces)], a[0], a[2]);
+          codec::key_fragment(k[u][1], j, p[u][1][j / (KS / key_pieces)], a[1], a[3]);
+#pragma unroll
+          for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[u][hn] : s[u][hn], a, qb[j][hn][0], qb[j][hn][1]);
+        }
     }
-    // Online softmax (base 2) per head; tokens past the end masked.
-    const int tok = tile * 16 + g;
+    // Online softmax (base 2) per head over both tiles; tokens past the end masked.
     float tile_max[NH][2];
 #pragma unroll
     for (int hn = 0; hn < NH; ++hn) {
+      tile_max[hn][0] = tile_max[hn][1] = neg_inf;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[hn][i] += s_odd[hn][i];
-        if (tok + 8 * (i >> 1) >= t_end) s[hn][i] = neg_inf;
+      for (int u = 0; u < pair; ++u) {
+        const int tok = (tile + u * decode_warps) * 16 + g;
+#pragma unroll
+        for (int x = 0; x < 4; ++x) {
+          s[u][hn][x] += s_odd[u][hn][x];
+          if (tok + 8 * (x >> 1) >= t_end) s[u][hn][x] = neg_inf;
+        }
+        tile_max[hn][0] = fmaxf(tile_max[hn][0], fmaxf(s[u][hn][0], s[u][hn][2]));
+        tile_max[hn][1] = fmaxf(tile_max[hn][1], fmaxf(s[u][hn][1], s[u][hn][3]));
       }
-      tile_max[hn][0] = fmaxf(s[hn][0], s[hn][2]);
-      tile_max[hn][1] = fmaxf(s[hn][1], s[hn][3]);
     }
     float corr[NH][2], base[NH][2];
     bool rescale = false;
@@ -518,7 +552,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
         float& mx = tile_max[hn][e];
 #pragma unroll
         for (int x = 4; x < 32; x *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
-        // The reference maximum moves only when the tile's exceeds it by more than 2^8 (exponentials
+        // The reference maximum moves only when the tiles' exceeds it by more than 2^8 (exponentials
         // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
         corr[hn][e] = 1.0f;
         if (mx > m[hn][e] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
@@ -530,16 +564,22 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
       }
     // P (token rows, head columns) to fp16, then transposed 8 x 8 at a time into Pᵀ's B fragments
     // (column g: head 8 hn + g; rows: tokens 2t, 2t + 1 and 2t + 8, + 9).
-    uint32_t pb[NH][2];
+    uint32_t pb[pair][NH][2];
 #pragma unroll
     for (int hn = 0; hn < NH; ++hn) {
-      float p[4];
+      float sum[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int i = 0; i < 4; ++i) p[i] = exp2f(s[hn][i] - base[hn][i & 1]);
-      l[hn][0] = l[hn][0] * corr[hn][0] + p[0] + p[2];
-      l[hn][1] = l[hn][1] * corr[hn][1] + p[1] + p[3];
-      pb[hn][0] = transpose_8x8(h2_bits(__floats2half2_rn(p[0], p[1])));
-      pb[hn][1] = transpose_8x8(h2_bits(__floats2half2_rn(p[2], p[3])));
+      for (int u = 0; u < pair; ++u) {
+        float p[4];
+#pragma unroll
+        for (int x = 0; x < 4; ++x) p[x] = exp2f(s[u][hn][x] - base[hn][x & 1]);
+        sum[0] += p[0] + p[2];
+        sum[1] += p[1] + p[3];
+        pb[u][hn][0] = transpose_8x8(h2_bits(__floats2half2_rn(p[0], p[1])));
+        pb[u][hn][1] = transpose_8x8(h2_bits(__floats2half2_rn(p[2], p[3])));
+      }
+      l[hn][0] = l[hn][0] * corr[hn][0] + sum[0];
+      l[hn][1] = l[hn][1] * corr[hn][1] + sum[1];
     }
     if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
@@ -547,22 +587,25 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #pragma unroll
         for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) o[mt][hn][i] *= corr[hn][i & 1];
+          for (int x = 0; x < 4; ++x) o[mt][hn][x] *= corr[hn][x & 1];
     }
     // Oᵀ += Vᵀ · Pᵀ: A is the tile's values, rows g, g + 8 of m-tile mt the lane's head-dimension
     // indices 2 mt, 2 mt + 1 (value_pairs' order), columns its tokens.
-    const auto p01 = codec::params(vs[0], vs[1], vz[0], vz[1]);
-    const auto p89 = codec::params(vs[2], vs[3], vz[2], vz[3]);
 #pragma unroll
-    for (int w = 0; w < VW; ++w) {
-      uint32_t b0[per_word], b1[per_word];
-      codec::value_pairs(v[0][w], v[1][w], p01, b0);
-      codec::value_pairs(v[2][w], v[3][w], p89, b1);
+    for (int u = 0; u < pair; ++u) {
+      const auto p01 = codec::params(vs[u][0], vs[u][1], vz[u][0], vz[u][1]);
+      const auto p89 = codec::params(vs[u][2], vs[u][3], vz[u][2], vz[u][3]);
 #pragma unroll
-      for (int c = 0; c < per_word / 2; ++c) {
-        const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
+      for (int w = 0; w < VW; ++w) {
+        uint32_t b0[per_word], b1[per_word];
+        codec::value_pairs(v[u][0][w], v[u][1][w], p01, b0);
+        codec::value_pairs(v[u][2][w], v[u][3][w], p89, b1);
 #pragma unroll
-        for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[hn][0], pb[hn][1]);
+        for (int c = 0; c < per_word / 2; ++c) {
+          const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
+#pragma unroll
+          for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[u][hn][0], pb[u][hn][1]);
+        }
       }
     }
   }
