@@ -141,15 +141,23 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
 template <class Scheme, class Executor, class Columns = dense_columns>
 void gemm_bf16_pairs(const panel_matrix<Scheme>& w, const simd::bf16_pairs_x& x, std::size_t m,
                      const gemm_output& out, Executor&& exec, const Columns& columns = {}) {
-  for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
-    if (m == 1) {
-      simd::gemm_bf16_pairs_small_m<Scheme, 1, 4>(w, x, 1, b, e, out, columns);
-    } else if (m == 2) {
-      simd::gemm_bf16_pairs_small_m<Scheme, 2, 2>(w, x, 2, b, e, out, columns);
-    } else {
-      simd::gemm_bf16_pairs_small_m<Scheme, 4, 2>(w, x, m, b, e, out, columns);
-    }
-  });
+  auto run = [&](auto has_lo) {
+    constexpr bool lo = decltype(has_lo)::value;
+    for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
+      if (m == 1) {
+        simd::gemm_bf16_pairs_small_m<Scheme, 1, 4, lo>(w, x, 1, b, e, out, columns);
+      } else if (m == 2) {
+        simd::gemm_bf16_pairs_small_m<Scheme, 2, 2, lo>(w, x, 2, b, e, out, columns);
+      } else {
+        simd::gemm_bf16_pairs_small_m<Scheme, 4, 2, lo>(w, x, m, b, e, out, columns);
+      }
+    });
+  };
+  if (x.has_lo) {
+    run(std::true_type{});
+  } else if constexpr (!Columns::sparse) {
+    run(std::false_type{});
+  }
 }
 #endif
 

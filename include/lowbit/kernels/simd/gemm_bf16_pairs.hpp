@@ -156,18 +156,19 @@ inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::siz
 
 /// Rows [0, MR) of y (row i meets x row min(i, m - 1)), panels [p_begin, p_end) P at a time:
 /// gemm_float_small_m's loop with the bf16 pair steps. Needs bf16_codes<Scheme>().usable.
-/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words).
-template <class Scheme, std::size_t MR, std::size_t P, class Columns = dense_columns>
+/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words). HasLo: x.has_lo.
+template <class Scheme, std::size_t MR, std::size_t P, bool HasLo, class Columns = dense_columns>
 void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& x, std::size_t m,
                              std::size_t p_begin, std::size_t p_end, const gemm_output& out,
                              const Columns& columns = {}) noexcept {
   static_assert(std::is_same<Columns, dense_columns>::value || std::is_same<Columns, sparse24_columns>::value,
                 "dense or 2:4 columns");
   constexpr bool sparse = Columns::sparse;
+  static_assert(HasLo || !sparse, "2:4 x has lo words");
   // 2:4, pair t = (a, a + 2): the shift that brings position a to bit 0 and the groups' first
   // columns (low word: a's group, high word: a + 2's).
-  constexpr int position_shift[4] = {0, 8, 2, 10};
-  constexpr int group_columns[4] = {0 | 4 << 16, 8 | 12 << 16, 0 | 4 << 16, 8 | 12 << 16};
+  static constexpr int position_shift[4] = {0, 8, 2, 10};
+  static constexpr int group_columns[4] = {0 | 4 << 16, 8 | 12 << 16, 0 | 4 << 16, 8 | 12 << 16};
   using Tag = arch::avx512_vnni_tag;
   using D = panel_decoder<Tag, typename Scheme::format>;
   constexpr bool has_zero = Scheme::has_zero;
@@ -212,16 +213,19 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
             codes[p][0] = _mm512_sub_epi8(_mm512_and_si512(codes[p][0], low_codes), zero[p]);
           }
         }
-        for (std::size_t t = 0; t < 4; ++t)
+        // Unrolled at compile time: a runtime step index would keep the sums in memory.
+        lowbit::simd::detail::static_for<4>([&](auto T) LOWBIT_ALWAYS_INLINE_LAMBDA {
+          constexpr std::size_t t = decltype(T)::value;
           for (std::size_t p = 0; p < P; ++p) {
             // The words whose low bits index pair t: codes shifted by 4t, or (zero points) the low or
             // high bytes' differences, shifted by 8 for t = 2, 3.
-            __m512i index = has_zero ? codes[p][t & 1] : codes[p][0];
-            const unsigned shift = has_zero ? (t >= 2 ? 8u : 0u) : static_cast<unsigned>(4 * t);
-            if (shift != 0) index = _mm512_srli_epi16(index, shift);
+            constexpr unsigned shift = has_zero ? (t >= 2 ? 8u : 0u) : static_cast<unsigned>(4 * t);
+            __m512i index = codes[p][has_zero ? t & 1 : 0];
+            if constexpr (shift != 0) index = _mm512_srli_epi16(index, shift);
             const __m512bh value = (__m512bh)_mm512_permutexvar_epi16(index, table);
             if constexpr (sparse) {
-              const __m512i shifted = t ? _mm512_srli_epi32(spread[p], position_shift[t]) : spread[p];
+              __m512i shifted = spread[p];
+              if constexpr (t != 0) shifted = _mm512_srli_epi32(shifted, position_shift[t]);
               // (shifted & 3 in each word) | the groups' columns: vpternlogd A & B | C.
               const __m512i gather = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi32(0x00030003),
                                                                _mm512_set1_epi32(group_columns[t]), 0xEA);
@@ -231,20 +235,21 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
                 acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, hi));
                 acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, lo));
               }
-              continue;
-            }
-            for (std::size_t i = 0; i < MR; ++i) {
-              const uint32_t* pairs = xr[i] + c * step;
-              const __m512bh hi = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[t]));
-              if (x.has_lo) {
-                acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, hi);
-                const __m512bh lo = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[4 + t]));
-                acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, lo);
-              } else {
-                acc[t & 1][i][p] = _mm512_dpbf16_ps(acc[t & 1][i][p], value, hi);
+            } else {
+              for (std::size_t i = 0; i < MR; ++i) {
+                const uint32_t* pairs = xr[i] + c * step;
+                const __m512bh hi = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[t]));
+                if constexpr (HasLo) {
+                  acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, hi);
+                  const __m512bh lo = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[4 + t]));
+                  acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, lo);
+                } else {
+                  acc[t & 1][i][p] = _mm512_dpbf16_ps(acc[t & 1][i][p], value, hi);
+                }
               }
             }
           }
+        });
       }
       for (std::size_t p = 0; p < P; ++p) {
         typename ops<Tag>::f32 scale[1];
