@@ -10,14 +10,16 @@
 /// of its group and never again), so the kernel's job is to stream the codes once and keep the
 /// arithmetic and its latency under the memory time. Design (measurements: docs/cuda-decode-notes.md):
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
-///    KV head); each warp takes every 4th tile of 16 tokens (a tile's 16 rows are consecutive in
-///    storage: pages are multiples of 16 tokens, contiguous caches are padded to 16 on upload), two
-///    tiles an iteration for G <= 8 (independent chains that hide each other's latency, one softmax
-///    reduction for both), and keeps 2 (8-bit) or 4 (4-bit) more tiles in flight in its own
-///    shared-memory ring. On sm_90 a
-///    tile arrives as 4 to 6 bulk copies (keys, values, their scales and zero points) by the copy
-///    engine, completing on the stage's mbarrier; per-lane cp.async (sm_80's path) kept the SM's
-///    own request queue full at ~1.7 TB/s.
+///    KV head); each warp takes every 4th pair of consecutive tiles of 16 tokens (a tile's 16 rows
+///    are consecutive in storage: pages are multiples of 16 tokens, contiguous caches are padded to
+///    16 on upload) and computes the pair in one iteration (independent chains that hide each
+///    other's latency, one softmax reduction for both; G > 8: every 4th tile, one at a time), with
+///    2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory ring. On sm_90 a pair
+///    arrives as 4 to 6 bulk copies (keys, values, their scales and zero points; twice as many where
+///    pages of 16 tokens split it) by the copy engine, completing on the stage's mbarrier: the copy
+///    engine's cost goes with the number of copies more than with their bytes (one a tile instead of
+///    one a pair took int4 9% longer); per-lane cp.async (sm_80's path) kept the SM's own request
+///    queue full at ~1.7 TB/s.
 ///  - Transposed products, so that the tile, not the few query heads, fills the mma's 16 rows:
 ///    scoresᵀ[16 x heads] = K · qᵀ with mma.m16n8k16, the tile's 16 keys as A and the group's query
 ///    heads as B columns (8 a column tile; G <= 8 takes one mma a k-step, half of Q · Kᵀ's with 4 of
@@ -82,6 +84,9 @@ class decode_workspace {
 namespace detail {
 
 inline constexpr int decode_warps = 4;
+
+/// Tiles a warp computes an iteration: two for G <= 8, one above (two spilled there).
+__host__ __device__ constexpr int decode_pair(int max_g) { return max_g <= 8 ? 2 : 1; }
 
 /// The kernel's copy of a kv_view (trivially copyable).
 struct kv_params {
@@ -222,28 +227,28 @@ __host__ __device__ constexpr int key_dim(int t, int j, int r, int e) {
                    : (D / 4) * t + 8 * (j >> 1) + 2 * (j & 1) + r + 4 * e;
 }
 
-/// Shared memory of one warp's stage (one tile): the tile's 16 key rows and 16 value rows as
-/// stored (one bulk copy each; the lanes' reads then conflict 2-way on keys and 4-way on 8-bit
-/// values, which measured cheaper than one copy a padded row), then the 16 rows of key and value
+/// Shared memory of one warp's stage (Tiles consecutive tiles): their 16 Tiles key rows and value
+/// rows as stored (one bulk copy each; the lanes' reads then conflict 2-way on keys and 4-way on
+/// 8-bit values, which measured cheaper than one copy a padded row), then the rows of key and value
 /// scales and zero points (at most 4 groups a row: group_size >= head_dim / 4), then the stage's
 /// mbarrier (bulk copies on sm_90).
-template <class Scheme, int D>
+template <class Scheme, int D, int Tiles>
 struct decode_stage {
-  static constexpr int bits = Scheme::bits;
+  static constexpr int bits = Scheme::bits, rows = 16 * Tiles;
   static constexpr int row_bytes = D * bits / 8;
   static constexpr int key_stride = row_bytes, value_stride = row_bytes;  // a tile is one contiguous copy
   static constexpr int key_bytes = D / 4 * bits / 8, value_bytes = D / 8 * bits / 8;  // a lane's share of a row
   static constexpr int key_piece = key_bytes < 16 ? key_bytes : 16;
   static constexpr int key_pieces = key_bytes / key_piece;
-  static constexpr int scale_bytes = 16 * 4 * static_cast<int>(sizeof(typename Scheme::scale_type));
-  static constexpr int zero_bytes = Scheme::has_zero ? 16 * 4 : 0;
-  static constexpr int keys = 0, values = keys + 16 * key_stride;
-  static constexpr int key_scales = values + 16 * value_stride, value_scales = key_scales + scale_bytes;
+  static constexpr int scale_bytes = rows * 4 * static_cast<int>(sizeof(typename Scheme::scale_type));
+  static constexpr int zero_bytes = Scheme::has_zero ? rows * 4 : 0;
+  static constexpr int keys = 0, values = keys + rows * key_stride;
+  static constexpr int key_scales = values + rows * value_stride, value_scales = key_scales + scale_bytes;
   static constexpr int key_zeros = value_scales + scale_bytes, value_zeros = key_zeros + zero_bytes;
   static constexpr int barrier = value_zeros + zero_bytes;
   static constexpr int bytes = (barrier + 8 + 15) / 16 * 16;
-  /// Tiles a warp has in flight (stages - 2 ahead of the two computed).
-  static constexpr int stages = bits == 8 ? 4 : 6;  // even: the kernel consumes two tiles an iteration
+  /// Tiles a warp has in flight: (stages - 1) x Tiles ahead of the Tiles computed.
+  static constexpr int stages = Tiles == 2 ? (bits == 8 ? 2 : 3) : (bits == 8 ? 3 : 5);
   static constexpr int ring_bytes = decode_warps * stages * bytes;
   static constexpr int merge_bytes = decode_warps * 16 * D * 4;
   static constexpr int smem_bytes = ring_bytes > merge_bytes ? ring_bytes : merge_bytes;
@@ -287,10 +292,10 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
                   float* __restrict__ work, __half* __restrict__ out) {
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
-  using stage_layout = decode_stage<Scheme, D>;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
-  constexpr int pair = NH == 1 ? 2 : 1;  // tiles a warp computes an iteration (G > 8: one, or it spills)
+  constexpr int pair = decode_pair(MaxG);
+  using stage_layout = decode_stage<Scheme, D, pair>;
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
   constexpr int scale_size = static_cast<int>(sizeof(scale_type));
@@ -327,8 +332,9 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
         }
   }
 
-  // Tiles of this warp: first, first + 4, ... below end (tiles never cross a split or a page).
-  const int first = t_begin / 16 + warp, end = (t_end + 15) / 16;
+  // Tiles of this warp: pair consecutive tiles from first, first + 4 pair, ... below end (a tile
+  // never crosses a split or a page; a pair starts at an even tile, 32 tokens from the split's start).
+  const int first = t_begin / 16 + pair * warp, end = (t_end + 15) / 16;
   constexpr int kp = stage_layout::key_piece, key_pieces = stage_layout::key_pieces;
   constexpr int key_stride = stage_layout::key_stride, value_stride = stage_layout::value_stride;
   int k_group[key_pieces];  // group of each of the lane's key pieces (a piece lies in one group)
@@ -349,32 +355,30 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #else
   constexpr bool bulk = false;
 #endif
-  // Copies tile number i of this warp into its stage: 16 key rows and 16 value rows, the tile's
-  // scales and zero points. sm_90: bulk copies (the copy engine) completing on the stage's
-  // mbarrier; older chips: cp.async, 16 bytes a lane at a time (rows past the length repeat the
-  // last token's), one commit group a tile (empty past the end).
+  // Copies pair number i of this warp into its stage: 16 key rows and 16 value rows a tile, the
+  // tiles' scales and zero points. sm_90: bulk copies (the copy engine) completing on the stage's
+  // mbarrier, one set for the pair where its rows are consecutive in storage (contiguous caches,
+  // pages of a multiple of 32 tokens), else one a tile; older chips: cp.async, 16 bytes a lane at
+  // a time (rows past the length repeat the last token's), one commit group a pair (empty past the end).
+  const auto row_of = [&](int tok0) -> std::size_t {
+    if (kv.page_tokens) {
+      const uint32_t page = __ldg(kv.tables + (size_t)seq * kv.table_width + tok0 / kv.page_tokens);
+      return ((size_t)page * kv.kv_heads + head) * kv.page_tokens + tok0 % kv.page_tokens;
+    }
+    return ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
+  };
+  const bool together = kv.page_tokens == 0 || kv.page_tokens % (16 * pair) == 0;
   const auto issue = [&](int i) {
-    const int tile = first + i * decode_warps;
-    if (tile < end) {
-      const int tok0 = tile * 16, last = length - 1 - tok0;
-      std::size_t row0;
-      if (kv.page_tokens) {
-        const uint32_t page = __ldg(kv.tables + (size_t)seq * kv.table_width + tok0 / kv.page_tokens);
-        row0 = ((size_t)page * kv.kv_heads + head) * kv.page_tokens + tok0 % kv.page_tokens;
-      } else {
-        row0 = ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
-      }
+    const int tile0 = first + i * pair * decode_warps;
+    if (tile0 < end) {
+      const int n = min(pair, end - tile0);  // tiles of the pair before the end
       uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
-      // Lanes 0..15 copy key scales, 16..31 value scales (the bulk path: lanes 0 and 1).
-      const uint8_t* lane_scales =
-          static_cast<const uint8_t*>((bulk ? lane == 0 : lane < 16) ? kv.keys.scales : kv.values.scales) +
-          row0 * kv.groups * scale_size;
       if constexpr (bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         const unsigned bar = smem_address(stage + stage_layout::barrier);
         if (lane == 0)
           asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
-                       "r"(32 * row_bytes + 2 * scale_bytes + 2 * zero_bytes)
+                       "r"(n * (32 * row_bytes + 2 * scale_bytes + 2 * zero_bytes))
                        : "memory");
         const auto copy = [&](uint8_t* dst, const void* src, int bytes) {
           asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
@@ -382,39 +386,55 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
                        "l"(src), "r"(bytes), "r"(bar)
                        : "memory");
         };
-        // The tile's rows are consecutive: one copy for the keys, one for the values (rows past the
-        // length come along; their values are zeroed on use and their keys masked).
-        if (lane == 2) copy(stage + stage_layout::keys, kv.keys.codes + row0 * row_bytes, 16 * row_bytes);
-        if (lane == 3) copy(stage + stage_layout::values, kv.values.codes + row0 * row_bytes, 16 * row_bytes);
-        if (lane < 2) copy(stage + (lane ? stage_layout::value_scales : stage_layout::key_scales), lane_scales, scale_bytes);
-        if constexpr (Scheme::has_zero) {
-          if (lane == 4) copy(stage + stage_layout::key_zeros, kv.keys.zeros + row0 * kv.groups, zero_bytes);
-          if (lane == 5) copy(stage + stage_layout::value_zeros, kv.values.zeros + row0 * kv.groups, zero_bytes);
+        // Set u (lanes 8u .. 8u + 5) copies tile u, or all n tiles together: keys and values one
+        // copy each (rows past the length come along; their values are zeroed on use and their keys
+        // masked), scales and zero points one each.
+        const int u = lane >> 3, copier = lane & 7;
+        if (u < (together ? 1 : n) && copier < (Scheme::has_zero ? 6 : 4)) {
+          const int tiles = together ? n : 1;
+          const std::size_t row0 = row_of((tile0 + u) * 16);
+          const uint8_t* key_scales = static_cast<const uint8_t*>(kv.keys.scales) + row0 * kv.groups * scale_size;
+          const uint8_t* value_scales = static_cast<const uint8_t*>(kv.values.scales) + row0 * kv.groups * scale_size;
+          if (copier == 0) copy(stage + stage_layout::keys + u * 16 * row_bytes, kv.keys.codes + row0 * row_bytes, tiles * 16 * row_bytes);
+          if (copier == 1) copy(stage + stage_layout::values + u * 16 * row_bytes, kv.values.codes + row0 * row_bytes, tiles * 16 * row_bytes);
+          if (copier == 2) copy(stage + stage_layout::key_scales + u * scale_bytes, key_scales, tiles * scale_bytes);
+          if (copier == 3) copy(stage + stage_layout::value_scales + u * scale_bytes, value_scales, tiles * scale_bytes);
+          if constexpr (Scheme::has_zero) {
+            if (copier == 4) copy(stage + stage_layout::key_zeros + u * zero_bytes, kv.keys.zeros + row0 * kv.groups, tiles * zero_bytes);
+            if (copier == 5) copy(stage + stage_layout::value_zeros + u * zero_bytes, kv.values.zeros + row0 * kv.groups, tiles * zero_bytes);
+          }
         }
-        (void)last;
 #endif
       } else {
+        (void)together;
         constexpr int row_pieces = row_bytes / 16;
-        for (int piece = lane; piece < 16 * row_pieces; piece += 32) {
-          const int r = piece / row_pieces, at = (piece % row_pieces) * 16;
-          const std::size_t row = row0 + min(r, last);
-          cp_async<16>(stage + stage_layout::keys + r * key_stride + at, kv.keys.codes + row * row_bytes + at);
-          cp_async<16>(stage + stage_layout::values + r * value_stride + at, kv.values.codes + row * row_bytes + at);
-        }
-        const int piece = lane & 15;  // scales: 16 bytes a lane, keys' by lanes 0..15, values' by 16..31
-        if (piece * 16 < scale_bytes)
-          cp_async<16>(stage + (lane < 16 ? stage_layout::key_scales : stage_layout::value_scales) + piece * 16,
-                       lane_scales + piece * 16);
-        if constexpr (Scheme::has_zero) {
-          if (piece * 16 < zero_bytes)
-            cp_async<16>(stage + (lane < 16 ? stage_layout::key_zeros : stage_layout::value_zeros) + piece * 16,
-                         (lane < 16 ? kv.keys.zeros : kv.values.zeros) + row0 * kv.groups + piece * 16);
+        for (int u = 0; u < n; ++u) {
+          const int tok0 = (tile0 + u) * 16, last = length - 1 - tok0;
+          const std::size_t row0 = row_of(tok0);
+          for (int piece = lane; piece < 16 * row_pieces; piece += 32) {
+            const int r = piece / row_pieces, at = (piece % row_pieces) * 16;
+            const std::size_t row = row0 + min(r, last);
+            cp_async<16>(stage + stage_layout::keys + (16 * u + r) * key_stride + at, kv.keys.codes + row * row_bytes + at);
+            cp_async<16>(stage + stage_layout::values + (16 * u + r) * value_stride + at, kv.values.codes + row * row_bytes + at);
+          }
+          // Scales: 16 bytes a lane, keys' by lanes 0..15, values' by 16..31.
+          const int piece = lane & 15;
+          const uint8_t* lane_scales =
+              static_cast<const uint8_t*>(lane < 16 ? kv.keys.scales : kv.values.scales) + row0 * kv.groups * scale_size;
+          if (piece * 16 < scale_bytes)
+            cp_async<16>(stage + (lane < 16 ? stage_layout::key_scales : stage_layout::value_scales) + u * scale_bytes + piece * 16,
+                         lane_scales + piece * 16);
+          if constexpr (Scheme::has_zero) {
+            if (piece * 16 < zero_bytes)
+              cp_async<16>(stage + (lane < 16 ? stage_layout::key_zeros : stage_layout::value_zeros) + u * zero_bytes + piece * 16,
+                           (lane < 16 ? kv.keys.zeros : kv.values.zeros) + row0 * kv.groups + piece * 16);
+          }
         }
       }
     }
     if constexpr (!bulk) cp_async_commit();
   };
-  // Waits for tile number i of this warp.
+  // Waits for pair number i of this warp.
   const auto wait = [&](int i) {
     if constexpr (bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -429,8 +449,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
             : "memory");
 #endif
     } else {
-      // stages - pair groups are committed from tile i on; tiles i .. i + pair - 1 must be complete.
-      cp_async_wait<stages - 2 * pair>();
+      cp_async_wait<stages - 2>();
       __syncwarp();  // the stage's scales were copied by other lanes
     }
   };
@@ -442,31 +461,33 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #pragma unroll
   for (int hn = 0; hn < NH; ++hn) m[hn][0] = m[hn][1] = neg_inf, l[hn][0] = l[hn][1] = 0.0f;
 #pragma unroll
-  for (int i = 0; i < stages - pair; ++i) issue(i);
-  // Two tiles an iteration (tiles tile and tile + 4 of the block): their loads, dequantization and
-  // mma chains are independent, so each fills the other's latency, and the softmax's maximum, its
-  // shuffles and the rescale check are paid once for both.
-  for (int i = 0, tile = first; tile < end; i += pair, tile += pair * decode_warps) {
-    // A second tile past the end was never issued: it reads the first's stage with every token
-    // masked and every value zeroed but row 0's (finite, weighted 0).
-    bool has[pair];
-#pragma unroll
-    for (int u = 0; u < pair; ++u) has[u] = tile + u * decode_warps < end;
-#pragma unroll
-    for (int u = 0; u < pair; ++u)
-      if (has[u]) wait(i + u);
-    // Every lane is past the previous pair, whose stages the next copies overwrite (ordered after
+  for (int i = 0; i < stages - 1; ++i) issue(i);
+  // Two consecutive tiles an iteration (G <= 8): their loads, dequantization and mma chains are
+  // independent, so each fills the other's latency, and the softmax's maximum, its shuffles and the
+  // rescale check are paid once for both.
+  for (int i = 0, tile = first; tile < end; ++i, tile += pair * decode_warps) {
+    wait(i);
+    // Every lane is past the previous pair, whose stage the next copies overwrite (ordered after
     // those generic reads for the copy engine by the proxy fence).
     __syncwarp();
     if constexpr (bulk) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#pragma unroll
-    for (int u = 0; u < pair; ++u) issue(i + stages - pair + u);
-    const uint8_t* stage[pair];
+    issue(i + stages - 1);
+    // A second tile past the end was not copied: it reads the first's rows with every token masked
+    // and every value zeroed but row 0's (finite, weighted 0).
+    const uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
+    const uint8_t *keys[pair], *values[pair], *kscales[pair], *vscales[pair], *kzeros[pair], *vzeros[pair];
     int last[pair];
 #pragma unroll
     for (int u = 0; u < pair; ++u) {
-      stage[u] = ring + ((has[u] ? i + u : i) % stages) * stage_layout::bytes;
-      last[u] = has[u] ? length - 1 - (tile + u * decode_warps) * 16 : 0;
+      const bool has = tile + u < end;
+      const int at = has ? u : 0;
+      keys[u] = stage + stage_layout::keys + at * 16 * key_stride;
+      values[u] = stage + stage_layout::values + at * 16 * value_stride;
+      kscales[u] = stage + stage_layout::key_scales + at * scale_bytes;
+      vscales[u] = stage + stage_layout::value_scales + at * scale_bytes;
+      kzeros[u] = stage + stage_layout::key_zeros + at * zero_bytes;
+      vzeros[u] = stage + stage_layout::value_zeros + at * zero_bytes;
+      last[u] = has ? length - 1 - (tile + u) * 16 : 0;
     }
     uint32_t v[pair][4][VW];
     float vs[pair][4];
@@ -476,14 +497,14 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int row = 2 * t + (r & 1) + 8 * (r >> 1);
-        load_words<VW>(v[u][r], stage[u] + stage_layout::values + row * value_stride + (D / 8) * g * bits / 8);
+        load_words<VW>(v[u][r], values[u] + row * value_stride + (D / 8) * g * bits / 8);
         if (row > last[u]) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
 #pragma unroll
           for (int w = 0; w < VW; ++w) v[u][r][w] = 0u;
         }
         const int at = min(row, last[u]) * kv.groups + v_group;
-        vs[u][r] = load_scale<scale_type>(stage[u] + stage_layout::value_scales, at);
-        vz[u][r] = (Scheme::has_zero ? stage[u][stage_layout::value_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+        vs[u][r] = load_scale<scale_type>(vscales[u], at);
+        vz[u][r] = (Scheme::has_zero ? vzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
       }
 
     // Scoresᵀ = K · qᵀ: A is the tile's keys (rows g, g + 8 are key rows g, g + 8), B the queries;
@@ -504,14 +525,12 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
         for (int n = 0; n < 2; ++n) {
 #pragma unroll
           for (int piece = 0; piece < key_pieces; ++piece)
-            load_words<kp / 4>(k[u][n] + piece * kp / 4,
-                               stage[u] + stage_layout::keys + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
+            load_words<kp / 4>(k[u][n] + piece * kp / 4, keys[u] + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
 #pragma unroll
           for (int piece = 0; piece < key_pieces; ++piece) {
             const int at = min(g + 8 * n, last[u]) * kv.groups + k_group[piece];
-            const float scale = load_scale<scale_type>(stage[u] + stage_layout::key_scales, at);
-            const unsigned zero =
-                (Scheme::has_zero ? stage[u][stage_layout::key_zeros + at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+            const float scale = load_scale<scale_type>(kscales[u], at);
+            const unsigned zero = (Scheme::has_zero ? kzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
             p[u][n][piece] = codec::params(scale, scale, zero, zero);
           }
         }
@@ -533,7 +552,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
       tile_max[hn][0] = tile_max[hn][1] = neg_inf;
 #pragma unroll
       for (int u = 0; u < pair; ++u) {
-        const int tok = (tile + u * decode_warps) * 16 + g;
+        const int tok = (tile + u) * 16 + g;
 #pragma unroll
         for (int x = 0; x < 4; ++x) {
           s[u][hn][x] += s_odd[u][hn][x];
@@ -692,7 +711,7 @@ template <class Scheme, int D, int MaxG>
 void decode_launch(const __half* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
                    const decode_options& options, decode_workspace& workspace, __half* out, cudaStream_t stream) {
   const auto kernel = decode_kernel<Scheme, D, MaxG>;
-  const int smem = decode_stage<Scheme, D>::smem_bytes;
+  const int smem = decode_stage<Scheme, D, decode_pair(MaxG)>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
