@@ -10,16 +10,16 @@
 /// of its group and never again), so the kernel's job is to stream the codes once and keep the
 /// arithmetic and its latency under the memory time. Design (measurements: docs/cuda-decode-notes.md):
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
-///    KV head); each warp takes every 4th pair of consecutive tiles of 16 tokens (a tile's 16 rows
-///    are consecutive in storage: pages are multiples of 16 tokens, contiguous caches are padded to
-///    16 on upload) and computes the pair in one iteration (independent chains that hide each
-///    other's latency, one softmax reduction for both; G > 8: every 4th tile, one at a time), with
-///    2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory ring. On sm_90 a pair
-///    arrives as 4 to 6 bulk copies (keys, values, their scales and zero points; twice as many where
-///    pages of 16 tokens split it) by the copy engine, completing on the stage's mbarrier: the copy
-///    engine's cost goes with the number of copies more than with their bytes (one a tile instead of
-///    one a pair took int4 9% longer); per-lane cp.async (sm_80's path) kept the SM's own request
-///    queue full at ~1.7 TB/s.
+///    KV head); each warp takes every 4th stage of 4 (4-bit) or 2 (8-bit) consecutive tiles of 16
+///    tokens (a tile's 16 rows are consecutive in storage: pages are multiples of 16 tokens,
+///    contiguous caches are padded to 16 on upload) and computes two tiles an iteration (independent
+///    chains that hide each other's latency, one softmax reduction for both; G > 8: stages of one
+///    tile, one at a time), with 2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory
+///    ring. On sm_90 a stage arrives as 4 to 6 bulk copies (keys, values, their scales and zero
+///    points; one set a tile where pages of 16 tokens split it) by the copy engine, completing on the
+///    stage's mbarrier: the copy engine's cost goes with the number of copies more than with their
+///    bytes (a set a tile instead of a set a pair took int4 9% longer); per-lane cp.async (sm_80's
+///    path) kept the SM's own request queue full at ~1.7 TB/s.
 ///  - Transposed products, so that the tile, not the few query heads, fills the mma's 16 rows:
 ///    scoresᵀ[16 x heads] = K · qᵀ with mma.m16n8k16, the tile's 16 keys as A and the group's query
 ///    heads as B columns (8 a column tile; G <= 8 takes one mma a k-step, half of Q · Kᵀ's with 4 of
@@ -87,6 +87,11 @@ inline constexpr int decode_warps = 4;
 
 /// Tiles a warp computes an iteration: two for G <= 8, one above (two spilled there).
 __host__ __device__ constexpr int decode_pair(int max_g) { return max_g <= 8 ? 2 : 1; }
+/// Consecutive tiles a warp's stage holds and copies together: 4 for 4-bit codes with pairs (two
+/// iterations a stage), else the pair (8-bit stages of 4 tiles would leave one block an SM).
+__host__ __device__ constexpr int decode_copy_tiles(int bits, int max_g) {
+  return bits == 4 && max_g <= 8 ? 4 : decode_pair(max_g);
+}
 
 /// The kernel's copy of a kv_view (trivially copyable).
 struct kv_params {
@@ -248,7 +253,7 @@ struct decode_stage {
   static constexpr int barrier = value_zeros + zero_bytes;
   static constexpr int bytes = (barrier + 8 + 15) / 16 * 16;
   /// Tiles a warp has in flight: (stages - 1) x Tiles ahead of the Tiles computed.
-  static constexpr int stages = Tiles == 2 ? (bits == 8 ? 2 : 3) : (bits == 8 ? 3 : 5);
+  static constexpr int stages = Tiles == 4 ? 2 : Tiles == 2 ? (bits == 8 ? 2 : 3) : (bits == 8 ? 3 : 5);
   static constexpr int ring_bytes = decode_warps * stages * bytes;
   static constexpr int merge_bytes = decode_warps * 16 * D * 4;
   static constexpr int smem_bytes = ring_bytes > merge_bytes ? ring_bytes : merge_bytes;
@@ -294,8 +299,8 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   using scale_type = typename Scheme::scale_type;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
-  constexpr int pair = decode_pair(MaxG);
-  using stage_layout = decode_stage<Scheme, D, pair>;
+  constexpr int pair = decode_pair(MaxG), ctiles = decode_copy_tiles(Scheme::bits, MaxG);
+  using stage_layout = decode_stage<Scheme, D, ctiles>;
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
   constexpr int scale_size = static_cast<int>(sizeof(scale_type));
@@ -332,9 +337,10 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
         }
   }
 
-  // Tiles of this warp: pair consecutive tiles from first, first + 4 pair, ... below end (a tile
-  // never crosses a split or a page; a pair starts at an even tile, 32 tokens from the split's start).
-  const int first = t_begin / 16 + pair * warp, end = (t_end + 15) / 16;
+  // Tiles of this warp: ctiles consecutive tiles from first, first + 4 ctiles, ... below end (a tile
+  // never crosses a split or a page; a stage starts at a tile a multiple of ctiles from the split's
+  // start, itself a multiple of 4 tiles).
+  const int first = t_begin / 16 + ctiles * warp, end = (t_end + 15) / 16;
   constexpr int kp = stage_layout::key_piece, key_pieces = stage_layout::key_pieces;
   constexpr int key_stride = stage_layout::key_stride, value_stride = stage_layout::value_stride;
   int k_group[key_pieces];  // group of each of the lane's key pieces (a piece lies in one group)
@@ -355,11 +361,11 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 #else
   constexpr bool bulk = false;
 #endif
-  // Copies pair number i of this warp into its stage: 16 key rows and 16 value rows a tile, the
-  // tiles' scales and zero points. sm_90: bulk copies (the copy engine) completing on the stage's
-  // mbarrier, one set for the pair where its rows are consecutive in storage (contiguous caches,
-  // pages of a multiple of 32 tokens), else one a tile; older chips: cp.async, 16 bytes a lane at
-  // a time (rows past the length repeat the last token's), one commit group a pair (empty past the end).
+  // Copies stage number i of this warp: 16 key rows and 16 value rows a tile, the tiles' scales and
+  // zero points. sm_90: bulk copies (the copy engine) completing on the stage's mbarrier, one set
+  // for the stage's tiles where their rows are consecutive in storage (contiguous caches, pages of
+  // a multiple of 16 ctiles tokens), else one a tile; older chips: cp.async, 16 bytes a lane at
+  // a time (rows past the length repeat the last token's), one commit group a stage (empty past the end).
   const auto row_of = [&](int tok0) -> std::size_t {
     if (kv.page_tokens) {
       const uint32_t page = __ldg(kv.tables + (size_t)seq * kv.table_width + tok0 / kv.page_tokens);
@@ -367,11 +373,11 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
     }
     return ((size_t)seq * kv.kv_heads + head) * kv.capacity + tok0;
   };
-  const bool together = kv.page_tokens == 0 || kv.page_tokens % (16 * pair) == 0;
+  const bool together = kv.page_tokens == 0 || kv.page_tokens % (16 * ctiles) == 0;
   const auto issue = [&](int i) {
-    const int tile0 = first + i * pair * decode_warps;
+    const int tile0 = first + i * ctiles * decode_warps;
     if (tile0 < end) {
-      const int n = min(pair, end - tile0);  // tiles of the pair before the end
+      const int n = min(ctiles, end - tile0);  // tiles of the pair before the end
       uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
       if constexpr (bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -434,7 +440,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
     }
     if constexpr (!bulk) cp_async_commit();
   };
-  // Waits for pair number i of this warp.
+  // Waits for stage number i of this warp.
   const auto wait = [&](int i) {
     if constexpr (bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -462,168 +468,172 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   for (int hn = 0; hn < NH; ++hn) m[hn][0] = m[hn][1] = neg_inf, l[hn][0] = l[hn][1] = 0.0f;
 #pragma unroll
   for (int i = 0; i < stages - 1; ++i) issue(i);
-  // Two consecutive tiles an iteration (G <= 8): their loads, dequantization and mma chains are
-  // independent, so each fills the other's latency, and the softmax's maximum, its shuffles and the
-  // rescale check are paid once for both.
-  for (int i = 0, tile = first; tile < end; ++i, tile += pair * decode_warps) {
+  // Two consecutive tiles an iteration (G <= 8), one or two iterations a stage: their loads,
+  // dequantization and mma chains are independent, so each fills the other's latency, and the
+  // softmax's maximum, its shuffles and the rescale check are paid once for both.
+  for (int i = 0, tile0 = first; tile0 < end; ++i, tile0 += ctiles * decode_warps) {
     wait(i);
-    // Every lane is past the previous pair, whose stage the next copies overwrite (ordered after
-    // those generic reads for the copy engine by the proxy fence).
+    // Every lane is past the previous stage, which the next copies overwrite (ordered after those
+    // generic reads for the copy engine by the proxy fence).
     __syncwarp();
     if constexpr (bulk) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     issue(i + stages - 1);
-    // A second tile past the end was not copied: it reads the first's rows with every token masked
-    // and every value zeroed but row 0's (finite, weighted 0).
     const uint8_t* stage = ring + (i % stages) * stage_layout::bytes;
-    const uint8_t *keys[pair], *values[pair], *kscales[pair], *vscales[pair], *kzeros[pair], *vzeros[pair];
-    int last[pair];
+#pragma unroll 1
+    for (int h = 0; h < ctiles && tile0 + h < end; h += pair) {
+      const int tile = tile0 + h;
+      // A second tile past the end was not copied: it reads the first's rows with every token
+      // masked and every value zeroed but row 0's (finite, weighted 0).
+      const uint8_t *keys[pair], *values[pair], *kscales[pair], *vscales[pair], *kzeros[pair], *vzeros[pair];
+      int last[pair];
 #pragma unroll
-    for (int u = 0; u < pair; ++u) {
-      const bool has = tile + u < end;
-      const int at = has ? u : 0;
-      keys[u] = stage + stage_layout::keys + at * 16 * key_stride;
-      values[u] = stage + stage_layout::values + at * 16 * value_stride;
-      kscales[u] = stage + stage_layout::key_scales + at * scale_bytes;
-      vscales[u] = stage + stage_layout::value_scales + at * scale_bytes;
-      kzeros[u] = stage + stage_layout::key_zeros + at * zero_bytes;
-      vzeros[u] = stage + stage_layout::value_zeros + at * zero_bytes;
-      last[u] = has ? length - 1 - (tile + u) * 16 : 0;
-    }
-    uint32_t v[pair][4][VW];
-    float vs[pair][4];
-    unsigned vz[pair][4];
-#pragma unroll
-    for (int u = 0; u < pair; ++u)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int row = 2 * t + (r & 1) + 8 * (r >> 1);
-        load_words<VW>(v[u][r], values[u] + row * value_stride + (D / 8) * g * bits / 8);
-        if (row > last[u]) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
-#pragma unroll
-          for (int w = 0; w < VW; ++w) v[u][r][w] = 0u;
-        }
-        const int at = min(row, last[u]) * kv.groups + v_group;
-        vs[u][r] = load_scale<scale_type>(vscales[u], at);
-        vz[u][r] = (Scheme::has_zero ? vzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+      for (int u = 0; u < pair; ++u) {
+        const bool has = tile + u < end;
+        const int at = h + (has ? u : 0);
+        keys[u] = stage + stage_layout::keys + at * 16 * key_stride;
+        values[u] = stage + stage_layout::values + at * 16 * value_stride;
+        kscales[u] = stage + stage_layout::key_scales + at * scale_bytes;
+        vscales[u] = stage + stage_layout::value_scales + at * scale_bytes;
+        kzeros[u] = stage + stage_layout::key_zeros + at * zero_bytes;
+        vzeros[u] = stage + stage_layout::value_zeros + at * zero_bytes;
+        last[u] = has ? length - 1 - (tile + u) * 16 : 0;
       }
-
-    // Scoresᵀ = K · qᵀ: A is the tile's keys (rows g, g + 8 are key rows g, g + 8), B the queries;
-    // s[u][hn]: c0, c1 token g, heads 8 hn + 2t, + 1; c2, c3 token g + 8.
-    float s[pair][NH][4], s_odd[pair][NH][4];  // even and odd k-steps in two chains a tile
-#pragma unroll
-    for (int u = 0; u < pair; ++u)
-#pragma unroll
-      for (int hn = 0; hn < NH; ++hn)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
-    {
-      uint32_t k[pair][2][KW];
-      typename codec::row_params p[pair][2][key_pieces];
+      uint32_t v[pair][4][VW];
+      float vs[pair][4];
+      unsigned vz[pair][4];
 #pragma unroll
       for (int u = 0; u < pair; ++u)
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
+        for (int r = 0; r < 4; ++r) {
+          const int row = 2 * t + (r & 1) + 8 * (r >> 1);
+          load_words<VW>(v[u][r], values[u] + row * value_stride + (D / 8) * g * bits / 8);
+          if (row > last[u]) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
 #pragma unroll
-          for (int piece = 0; piece < key_pieces; ++piece)
-            load_words<kp / 4>(k[u][n] + piece * kp / 4, keys[u] + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
-#pragma unroll
-          for (int piece = 0; piece < key_pieces; ++piece) {
-            const int at = min(g + 8 * n, last[u]) * kv.groups + k_group[piece];
-            const float scale = load_scale<scale_type>(kscales[u], at);
-            const unsigned zero = (Scheme::has_zero ? kzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
-            p[u][n][piece] = codec::params(scale, scale, zero, zero);
+            for (int w = 0; w < VW; ++w) v[u][r][w] = 0u;
           }
+          const int at = min(row, last[u]) * kv.groups + v_group;
+          vs[u][r] = load_scale<scale_type>(vscales[u], at);
+          vz[u][r] = (Scheme::has_zero ? vzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
         }
+
+      // Scoresᵀ = K · qᵀ: A is the tile's keys (rows g, g + 8 are key rows g, g + 8), B the queries;
+      // s[u][hn]: c0, c1 token g, heads 8 hn + 2t, + 1; c2, c3 token g + 8.
+      float s[pair][NH][4], s_odd[pair][NH][4];  // even and odd k-steps in two chains a tile
 #pragma unroll
-      for (int j = 0; j < KS; ++j)
-#pragma unroll
-        for (int u = 0; u < pair; ++u) {
-          uint32_t a[4];
-          codec::key_fragment(k[u][0], j, p[u][0][j / (KS / key_pieces)], a[0], a[2]);
-          codec::key_fragment(k[u][1], j, p[u][1][j / (KS / key_pieces)], a[1], a[3]);
-#pragma unroll
-          for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[u][hn] : s[u][hn], a, qb[j][hn][0], qb[j][hn][1]);
-        }
-    }
-    // Online softmax (base 2) per head over both tiles; tokens past the end masked.
-    float tile_max[NH][2];
-#pragma unroll
-    for (int hn = 0; hn < NH; ++hn) {
-      tile_max[hn][0] = tile_max[hn][1] = neg_inf;
-#pragma unroll
-      for (int u = 0; u < pair; ++u) {
-        const int tok = (tile + u) * 16 + g;
-#pragma unroll
-        for (int x = 0; x < 4; ++x) {
-          s[u][hn][x] += s_odd[u][hn][x];
-          if (tok + 8 * (x >> 1) >= t_end) s[u][hn][x] = neg_inf;
-        }
-        tile_max[hn][0] = fmaxf(tile_max[hn][0], fmaxf(s[u][hn][0], s[u][hn][2]));
-        tile_max[hn][1] = fmaxf(tile_max[hn][1], fmaxf(s[u][hn][1], s[u][hn][3]));
-      }
-    }
-    float corr[NH][2], base[NH][2];
-    bool rescale = false;
-#pragma unroll
-    for (int hn = 0; hn < NH; ++hn)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& mx = tile_max[hn][e];
-#pragma unroll
-        for (int x = 4; x < 32; x *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
-        // The reference maximum moves only when the tiles' exceeds it by more than 2^8 (exponentials
-        // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
-        corr[hn][e] = 1.0f;
-        if (mx > m[hn][e] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
-          corr[hn][e] = exp2f(m[hn][e] - mx);  // 0 while nothing was seen
-          m[hn][e] = mx;
-          rescale = true;
-        }
-        base[hn][e] = m[hn][e] == neg_inf ? 0.0f : m[hn][e];
-      }
-    // P (token rows, head columns) to fp16, then transposed 8 x 8 at a time into Pᵀ's B fragments
-    // (column g: head 8 hn + g; rows: tokens 2t, 2t + 1 and 2t + 8, + 9).
-    uint32_t pb[pair][NH][2];
-#pragma unroll
-    for (int hn = 0; hn < NH; ++hn) {
-      float sum[2] = {0.0f, 0.0f};
-#pragma unroll
-      for (int u = 0; u < pair; ++u) {
-        float p[4];
-#pragma unroll
-        for (int x = 0; x < 4; ++x) p[x] = exp2f(s[u][hn][x] - base[hn][x & 1]);
-        sum[0] += p[0] + p[2];
-        sum[1] += p[1] + p[3];
-        pb[u][hn][0] = transpose_8x8(h2_bits(__floats2half2_rn(p[0], p[1])));
-        pb[u][hn][1] = transpose_8x8(h2_bits(__floats2half2_rn(p[2], p[3])));
-      }
-      l[hn][0] = l[hn][0] * corr[hn][0] + sum[0];
-      l[hn][1] = l[hn][1] * corr[hn][1] + sum[1];
-    }
-    if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
+      for (int u = 0; u < pair; ++u)
 #pragma unroll
         for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
-          for (int x = 0; x < 4; ++x) o[mt][hn][x] *= corr[hn][x & 1];
-    }
-    // Oᵀ += Vᵀ · Pᵀ: A is the tile's values, rows g, g + 8 of m-tile mt the lane's head-dimension
-    // indices 2 mt, 2 mt + 1 (value_pairs' order), columns its tokens.
+          for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
+      {
+        uint32_t k[pair][2][KW];
+        typename codec::row_params p[pair][2][key_pieces];
 #pragma unroll
-    for (int u = 0; u < pair; ++u) {
-      const auto p01 = codec::params(vs[u][0], vs[u][1], vz[u][0], vz[u][1]);
-      const auto p89 = codec::params(vs[u][2], vs[u][3], vz[u][2], vz[u][3]);
+        for (int u = 0; u < pair; ++u)
 #pragma unroll
-      for (int w = 0; w < VW; ++w) {
-        uint32_t b0[per_word], b1[per_word];
-        codec::value_pairs(v[u][0][w], v[u][1][w], p01, b0);
-        codec::value_pairs(v[u][2][w], v[u][3][w], p89, b1);
+          for (int n = 0; n < 2; ++n) {
 #pragma unroll
-        for (int c = 0; c < per_word / 2; ++c) {
-          const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
+            for (int piece = 0; piece < key_pieces; ++piece)
+              load_words<kp / 4>(k[u][n] + piece * kp / 4, keys[u] + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
 #pragma unroll
-          for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[u][hn][0], pb[u][hn][1]);
+            for (int piece = 0; piece < key_pieces; ++piece) {
+              const int at = min(g + 8 * n, last[u]) * kv.groups + k_group[piece];
+              const float scale = load_scale<scale_type>(kscales[u], at);
+              const unsigned zero = (Scheme::has_zero ? kzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+              p[u][n][piece] = codec::params(scale, scale, zero, zero);
+            }
+          }
+#pragma unroll
+        for (int j = 0; j < KS; ++j)
+#pragma unroll
+          for (int u = 0; u < pair; ++u) {
+            uint32_t a[4];
+            codec::key_fragment(k[u][0], j, p[u][0][j / (KS / key_pieces)], a[0], a[2]);
+            codec::key_fragment(k[u][1], j, p[u][1][j / (KS / key_pieces)], a[1], a[3]);
+#pragma unroll
+            for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[u][hn] : s[u][hn], a, qb[j][hn][0], qb[j][hn][1]);
+          }
+      }
+      // Online softmax (base 2) per head over both tiles; tokens past the end masked.
+      float tile_max[NH][2];
+#pragma unroll
+      for (int hn = 0; hn < NH; ++hn) {
+        tile_max[hn][0] = tile_max[hn][1] = neg_inf;
+#pragma unroll
+        for (int u = 0; u < pair; ++u) {
+          const int tok = (tile + u) * 16 + g;
+#pragma unroll
+          for (int x = 0; x < 4; ++x) {
+            s[u][hn][x] += s_odd[u][hn][x];
+            if (tok + 8 * (x >> 1) >= t_end) s[u][hn][x] = neg_inf;
+          }
+          tile_max[hn][0] = fmaxf(tile_max[hn][0], fmaxf(s[u][hn][0], s[u][hn][2]));
+          tile_max[hn][1] = fmaxf(tile_max[hn][1], fmaxf(s[u][hn][1], s[u][hn][3]));
+        }
+      }
+      float corr[NH][2], base[NH][2];
+      bool rescale = false;
+#pragma unroll
+      for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& mx = tile_max[hn][e];
+#pragma unroll
+          for (int x = 4; x < 32; x *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
+          // The reference maximum moves only when the tiles' exceeds it by more than 2^8 (exponentials
+          // stay <= 256, far inside fp16), so the accumulator is seldom rescaled (FlashAttention-4's idea).
+          corr[hn][e] = 1.0f;
+          if (mx > m[hn][e] + 8.0f) {  // always taken for the first tile with a token (m = -inf)
+            corr[hn][e] = exp2f(m[hn][e] - mx);  // 0 while nothing was seen
+            m[hn][e] = mx;
+            rescale = true;
+          }
+          base[hn][e] = m[hn][e] == neg_inf ? 0.0f : m[hn][e];
+        }
+      // P (token rows, head columns) to fp16, then transposed 8 x 8 at a time into Pᵀ's B fragments
+      // (column g: head 8 hn + g; rows: tokens 2t, 2t + 1 and 2t + 8, + 9).
+      uint32_t pb[pair][NH][2];
+#pragma unroll
+      for (int hn = 0; hn < NH; ++hn) {
+        float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int u = 0; u < pair; ++u) {
+          float p[4];
+#pragma unroll
+          for (int x = 0; x < 4; ++x) p[x] = exp2f(s[u][hn][x] - base[hn][x & 1]);
+          sum[0] += p[0] + p[2];
+          sum[1] += p[1] + p[3];
+          pb[u][hn][0] = transpose_8x8(h2_bits(__floats2half2_rn(p[0], p[1])));
+          pb[u][hn][1] = transpose_8x8(h2_bits(__floats2half2_rn(p[2], p[3])));
+        }
+        l[hn][0] = l[hn][0] * corr[hn][0] + sum[0];
+        l[hn][1] = l[hn][1] * corr[hn][1] + sum[1];
+      }
+      if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+            for (int x = 0; x < 4; ++x) o[mt][hn][x] *= corr[hn][x & 1];
+      }
+      // Oᵀ += Vᵀ · Pᵀ: A is the tile's values, rows g, g + 8 of m-tile mt the lane's head-dimension
+      // indices 2 mt, 2 mt + 1 (value_pairs' order), columns its tokens.
+#pragma unroll
+      for (int u = 0; u < pair; ++u) {
+        const auto p01 = codec::params(vs[u][0], vs[u][1], vz[u][0], vz[u][1]);
+        const auto p89 = codec::params(vs[u][2], vs[u][3], vz[u][2], vz[u][3]);
+#pragma unroll
+        for (int w = 0; w < VW; ++w) {
+          uint32_t b0[per_word], b1[per_word];
+          codec::value_pairs(v[u][0][w], v[u][1][w], p01, b0);
+          codec::value_pairs(v[u][2][w], v[u][3][w], p89, b1);
+#pragma unroll
+          for (int c = 0; c < per_word / 2; ++c) {
+            const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
+#pragma unroll
+            for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[u][hn][0], pb[u][hn][1]);
+          }
         }
       }
     }
@@ -711,7 +721,7 @@ template <class Scheme, int D, int MaxG>
 void decode_launch(const __half* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
                    const decode_options& options, decode_workspace& workspace, __half* out, cudaStream_t stream) {
   const auto kernel = decode_kernel<Scheme, D, MaxG>;
-  const int smem = decode_stage<Scheme, D, decode_pair(MaxG)>::smem_bytes;
+  const int smem = decode_stage<Scheme, D, decode_copy_tiles(Scheme::bits, MaxG)>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
