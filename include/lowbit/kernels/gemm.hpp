@@ -12,8 +12,8 @@
 /// into an L1 tile (larger M), never into a full copy, and accumulate in fp32. Tolerance against
 /// reference::gemm: |y - y_ref| <= 1e-5 * sum_k |x w| (fp32 sums of up to 64K terms in blocks).
 /// On the avx512_vnni path, M <= 4 and 4-bit formats whose values are exact in bf16 (int4, uint4,
-/// FP4, IQ4_NL, MXINT4, MXFP4) run on vdpbf16ps with x split into two bf16 parts (17 significant
-/// bits: 2^-17 * sum_k |x w| of that bound; simd/gemm_bf16_pairs.hpp); force isa::avx512 for the
+/// FP4, IQ4_NL, MXINT4, MXFP4) run on vdpbf16ps with x split into two bf16 parts (16 significant
+/// bits: up to 2^-16 * sum_k |x w| more; simd/gemm_bf16_pairs.hpp); force isa::avx512 for the
 /// plain fp32 kernel.
 ///
 /// compute::int8: formats whose values are integers times a unit (has_integer_path: int4, uint4,
@@ -179,7 +179,8 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
       if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && !std::is_same<Columns, block_columns>::value) {
         if (simd::bf16_codes<Scheme>().usable) {
-          // x split into bf16 hi + lo parts once: 8 words per 8 columns (dense: pairs; 2:4: words).
+          // x split into bf16 hi + lo parts once, 32 bits a column (dense: pairs; 2:4: words), and
+          // 8 words more that the 2:4 kernel's lo loads read past the last row.
           thread_local aligned_buffer<uint32_t> pairs;
           const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 16 : 8, words = m * chunks * per_chunk + 8;
           if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);

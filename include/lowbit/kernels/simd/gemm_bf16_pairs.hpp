@@ -7,11 +7,12 @@
 /// vpermps and an FMA on every 16 weights; here a shift (3 of 4), a vpermw and two vdpbf16ps cover
 /// 32, so one core streams the weights about 1.5x faster.
 ///
-/// fp32 x is split once per call into hi = bf16(x) and lo = bf16(x - hi): hi + lo keeps 17
-/// significant bits of x (|x - hi - lo| <= 2^-17 |x|). A code's value times a bf16 part is exact
-/// in fp32 and vdpbf16ps adds it like an FMA, so y differs from the fp32 kernel's by at most
-/// 2^-17 sum_k |x w| (beyond fp32 summation); denormal parts (|x| < 2^-126) count as zero, as
-/// vdpbf16ps reads them. bf16 x is exact as hi alone (lo omitted: one vdpbf16ps per 32 weights).
+/// fp32 x is split once per call into hi = bf16(x) and lo = bf16(x - hi): hi + lo keeps 16
+/// significant bits of x (|x - hi| <= 2^-8 |x|, so |x - hi - lo| <= 2^-16 |x|). A code's value
+/// times a bf16 part is exact in fp32 and vdpbf16ps adds it like an FMA, so y differs from the
+/// fp32 kernel's by at most 2^-16 sum_k |x w| (beyond fp32 summation); parts below 2^-126 count
+/// as zero, as vdpbf16ps reads them (an absolute error below 2^-126 |w|). bf16 x is exact as hi
+/// alone (lo omitted: one vdpbf16ps per 32 weights).
 ///
 /// Pairing: element j of a lane sits at bit j % 4 * 8 + j / 4 * 4 (layout/panel.hpp), so the
 /// lane's low 16-bit word holds elements 0, 4, 1, 5 and its high word 2, 6, 3, 7 (4 bits each).
@@ -77,7 +78,7 @@ const bf16_code_table& bf16_codes() noexcept {
   return table;
 }
 
-/// x rows in the kernel's pair order: row i at data + i * ld words, per chunk of 8 columns the 4
+/// x rows in the kernel's pair order: row i at data + i * ld (32-bit units), per chunk of 8 columns the 4
 /// hi pairs, then (has_lo) the 4 lo pairs; columns past k are zero. 2:4: per chunk of 16 columns
 /// the 16 hi words, then the 16 lo words (split_x_bf16_words; 8 words of padding after the
 /// last row, which the lo loads read past).
@@ -90,11 +91,11 @@ struct bf16_pairs_x {
 
 namespace detail {
 /// Words of 16 hi parts (words 0..15) and 16 lo parts (16..31) to two chunks of pairs.
-alignas(64) constexpr uint16_t pair_order_split[32] = {0, 2, 4, 6, 1, 3, 5, 7, 16, 18, 20, 22, 17, 19, 21, 23,
-                                                       8, 10, 12, 14, 9, 11, 13, 15, 24, 26, 28, 30, 25, 27, 29, 31};
+alignas(64) inline constexpr uint16_t pair_order_split[32] = {0, 2, 4, 6, 1, 3, 5, 7, 16, 18, 20, 22, 17, 19, 21, 23,
+                                                              8, 10, 12, 14, 9, 11, 13, 15, 24, 26, 28, 30, 25, 27, 29, 31};
 /// Words of 32 bf16 values to four chunks of hi pairs.
-alignas(64) constexpr uint16_t pair_order_bf16[32] = {0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12, 14, 9,  11, 13, 15,
-                                                      16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
+alignas(64) inline constexpr uint16_t pair_order_bf16[32] = {0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12, 14, 9,  11, 13, 15,
+                                                             16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
 }  // namespace detail
 
 /// Splits rows of fp32 x (m x k, ld ldx) into hi and lo pairs for `chunks` chunks of 8 columns.
