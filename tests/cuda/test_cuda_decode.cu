@@ -171,6 +171,9 @@ void check_scheme(const char* name, unsigned& seed) {
       {64, 3, 1, 0, 0, {250, 31, 111}, 250, 1.0f},
       {128, 2, 8, 0, 64, {2048, 5, 999}, 2050, 0.5f},
       {128, 2, 12, 64, 0, {640, 1601}, 0, 1.0f},
+      // G <= 8 on pages of 64 and 32 tokens: a warp's 2 or 4 tiles copied together, or a page apart.
+      {128, 2, 4, 64, 32, {130, 700}, 0, 1.0f},
+      {64, 1, 8, 32, 0, {95, 33, 257}, 0, 1.0f},
   };
   for (const decode_case& c : cases_) check_case<Scheme>(name, c, seed++);
 }
