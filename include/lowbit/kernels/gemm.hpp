@@ -137,27 +137,27 @@ void for_panels(Executor&& exec, std::size_t panels, std::size_t step, F&& f) {
 }
 
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
-/// M <= 4 on the bf16 pair kernel (simd/gemm_bf16_pairs.hpp), x already in pair order.
-template <class Scheme, class Executor, class Columns = dense_columns>
+/// M <= 4 on the bf16 pair kernel (simd/gemm_bf16_pairs.hpp), x already in pair order; HasLo:
+/// x has lo parts (fp32 x).
+template <bool HasLo, class Scheme, class Executor, class Columns = dense_columns>
 void gemm_bf16_pairs(const panel_matrix<Scheme>& w, const simd::bf16_pairs_x& x, std::size_t m,
                      const gemm_output& out, Executor&& exec, const Columns& columns = {}) {
-  auto run = [&](auto has_lo) {
-    constexpr bool lo = decltype(has_lo)::value;
-    for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
-      if (m == 1) {
-        simd::gemm_bf16_pairs_small_m<Scheme, 1, 4, lo>(w, x, 1, b, e, out, columns);
-      } else if (m == 2) {
-        simd::gemm_bf16_pairs_small_m<Scheme, 2, 2, lo>(w, x, 2, b, e, out, columns);
-      } else {
-        simd::gemm_bf16_pairs_small_m<Scheme, 4, 2, lo>(w, x, m, b, e, out, columns);
-      }
-    });
-  };
-  if (x.has_lo) {
-    run(std::true_type{});
-  } else if constexpr (!Columns::sparse) {
-    run(std::false_type{});
-  }
+  for_panels(exec, w.panels(), m == 1 ? 4 : 2, [&](std::size_t b, std::size_t e) {
+    if (m == 1) {
+      simd::gemm_bf16_pairs_small_m<Scheme, 1, 4, HasLo>(w, x, 1, b, e, out, columns);
+    } else if (m == 2) {
+      simd::gemm_bf16_pairs_small_m<Scheme, 2, 2, HasLo>(w, x, 2, b, e, out, columns);
+    } else {
+      simd::gemm_bf16_pairs_small_m<Scheme, 4, 2, HasLo>(w, x, m, b, e, out, columns);
+    }
+  });
+}
+
+/// The calling thread's buffer for x in pair order, at least `words` 32-bit words (reused).
+inline uint32_t* bf16_pairs_buffer(std::size_t words) {
+  thread_local aligned_buffer<uint32_t> buffer;
+  if (buffer.size() < words) buffer = aligned_buffer<uint32_t>(words);
+  return buffer.data();
 }
 #endif
 
@@ -181,15 +181,14 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
         if (simd::bf16_codes<Scheme>().usable) {
           // x split into bf16 hi + lo parts once, 32 bits a column (dense: pairs; 2:4: words), and
           // 8 words more that the 2:4 kernel's lo loads read past the last row.
-          thread_local aligned_buffer<uint32_t> pairs;
-          const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 16 : 8, words = m * chunks * per_chunk + 8;
-          if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);
+          const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 16 : 8;
+          uint32_t* pairs = bf16_pairs_buffer(m * chunks * per_chunk + 8);
           if constexpr (Columns::sparse) {
-            simd::split_x_bf16_words(x.data, x.ld, m, columns.x_cols, chunks, pairs.data());
+            simd::split_x_bf16_words(x.data, x.ld, m, columns.x_cols, chunks, pairs);
           } else {
-            simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs.data());
+            simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs);
           }
-          gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * per_chunk, true}, m, out, exec, columns);
+          gemm_bf16_pairs<true>(w, simd::bf16_pairs_x{pairs, chunks * per_chunk}, m, out, exec, columns);
           return;
         }
       }
@@ -385,12 +384,11 @@ void gemm(matrix_view<const bf16> x, const panel_matrix<Scheme>& w, matrix_view<
   if (path == isa::avx512_vnni && options.mode == compute::weight_only && simd::bf16_codes<Scheme>().usable) {
     // M <= 4: x's bf16 values are the pair kernel's hi parts as they are (exact, no lo parts).
     LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
-    thread_local aligned_buffer<uint32_t> pairs;
-    const std::size_t chunks = w.chunks(), words = x.rows * chunks * 4;
-    if (pairs.size() < words) pairs = aligned_buffer<uint32_t>(words);
-    simd::bf16_x_pairs(x.data, x.ld, x.rows, x.cols, chunks, pairs.data());
-    detail::gemm_bf16_pairs(w, simd::bf16_pairs_x{pairs.data(), chunks * 4, false}, x.rows,
-                            gemm_output{y.data, y.ld, y.cols, options.bias}, exec);
+    const std::size_t chunks = w.chunks();
+    uint32_t* pairs = detail::bf16_pairs_buffer(x.rows * chunks * 4);
+    simd::bf16_x_pairs(x.data, x.ld, x.rows, x.cols, chunks, pairs);
+    detail::gemm_bf16_pairs<false>(w, simd::bf16_pairs_x{pairs, chunks * 4}, x.rows,
+                                   gemm_output{y.data, y.ld, y.cols, options.bias}, exec);
     return;
   }
 #endif

@@ -79,14 +79,12 @@ const bf16_code_table& bf16_codes() noexcept {
 }
 
 /// x rows in the kernel's pair order: row i at data + i * ld (32-bit units), per chunk of 8 columns the 4
-/// hi pairs, then (has_lo) the 4 lo pairs; columns past k are zero. 2:4: per chunk of 16 columns
+/// hi pairs, then (fp32 x) the 4 lo pairs; columns past k are zero. 2:4: per chunk of 16 columns
 /// the 16 hi words, then the 16 lo words (split_x_bf16_words; 8 words of padding after the
 /// last row, which the lo loads read past).
 struct bf16_pairs_x {
   const uint32_t* data;
   std::size_t ld;
-  bool has_lo;
-  std::size_t words_per_chunk() const noexcept { return has_lo ? 8 : 4; }
 };
 
 namespace detail {
@@ -98,6 +96,18 @@ alignas(64) inline constexpr uint16_t pair_order_bf16[32] = {0,  2,  4,  6,  1, 
                                                              16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
 }  // namespace detail
 
+/// 16 columns of x (`valid` of them read, the rest zero) as 32 words: their hi parts, then their
+/// lo parts. x - hi is exact; where hi is infinite or NaN, lo = 0 keeps hi's value.
+LOWBIT_ALWAYS_INLINE __m512i split_hi_lo(const float* x, std::size_t valid) noexcept {
+  const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
+  const __m512 v = _mm512_maskz_loadu_ps(mask, x);
+  const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+  const __m512 hi_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+  const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_float), _mm512_set1_ps(3.4028235e38f), _CMP_LE_OQ);
+  const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(finite, v, hi_float));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1);
+}
+
 /// Splits rows of fp32 x (m x k, ld ldx) into hi and lo pairs for `chunks` chunks of 8 columns.
 inline void split_x_bf16_pairs(const float* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
                                uint32_t* out) noexcept {
@@ -105,15 +115,8 @@ inline void split_x_bf16_pairs(const float* x, std::size_t ldx, std::size_t m, s
   for (std::size_t i = 0; i < m; ++i) {
     uint32_t* row = out + i * chunks * 8;
     for (std::size_t c = 0; c < chunks; c += 2) {
-      const std::size_t k0 = c * 8, valid = k0 < k ? k - k0 : 0;
-      const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
-      const __m512 v = _mm512_maskz_loadu_ps(mask, x + i * ldx + k0);
-      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
-      const __m512 hi_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-      // x - hi is exact; where hi is infinite or NaN, lo = 0 keeps hi's value.
-      const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_float), _mm512_set1_ps(3.4028235e38f), _CMP_LE_OQ);
-      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(finite, v, hi_float));
-      const __m512i pairs = _mm512_permutexvar_epi16(order, _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1));
+      const std::size_t k0 = c * 8;
+      const __m512i pairs = _mm512_permutexvar_epi16(order, split_hi_lo(x + i * ldx + k0, k0 < k ? k - k0 : 0));
       if (c + 1 < chunks) {
         _mm512_storeu_si512(row + c * 8, pairs);
       } else {
@@ -128,14 +131,8 @@ inline void split_x_bf16_words(const float* x, std::size_t ldx, std::size_t m, s
                                uint32_t* out) noexcept {
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t c = 0; c < chunks; ++c) {
-      const std::size_t k0 = c * 16, valid = k0 < k ? k - k0 : 0;
-      const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
-      const __m512 v = _mm512_maskz_loadu_ps(mask, x + i * ldx + k0);
-      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
-      const __m512 hi_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-      const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_float), _mm512_set1_ps(3.4028235e38f), _CMP_LE_OQ);
-      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(finite, v, hi_float));
-      _mm512_storeu_si512(out + (i * chunks + c) * 16, _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1));
+      const std::size_t k0 = c * 16;
+      _mm512_storeu_si512(out + (i * chunks + c) * 16, split_hi_lo(x + i * ldx + k0, k0 < k ? k - k0 : 0));
     }
 }
 
@@ -157,7 +154,8 @@ inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::siz
 
 /// Rows [0, MR) of y (row i meets x row min(i, m - 1)), panels [p_begin, p_end) P at a time:
 /// gemm_float_small_m's loop with the bf16 pair steps. Needs bf16_codes<Scheme>().usable.
-/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words). HasLo: x.has_lo.
+/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words). HasLo: x has lo
+/// parts (fp32 x; bf16 x has hi parts only).
 template <class Scheme, std::size_t MR, std::size_t P, bool HasLo, class Columns = dense_columns>
 void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& x, std::size_t m,
                              std::size_t p_begin, std::size_t p_end, const gemm_output& out,
@@ -176,7 +174,8 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
   const __m512i table = _mm512_load_si512(bf16_codes<Scheme>().words);
   const __m512i low_codes = _mm512_set1_epi8(0x0F);
   const std::size_t chunks = w.chunks(), groups = w.shape().groups_per_row();
-  const std::size_t group_size = w.shape().group_size, panels = w.panels(), step = x.words_per_chunk();
+  const std::size_t group_size = w.shape().group_size, panels = w.panels();
+  constexpr std::size_t step = HasLo ? 8 : 4;  // 32-bit words of x per dense chunk
   const uint32_t* xr[MR];
   for (std::size_t i = 0; i < MR; ++i) xr[i] = x.data + std::min(i, m - 1) * x.ld;
 
