@@ -5,7 +5,7 @@
 //   BM_sparse24/<format>/<isa>/<N>x<K>/m<M>/t<threads>   lowbit 2:4, weight-only, fp32 activations
 //   BM_sparse24/f32/..., BM_sparse24/bf16/...            lowbit 2:4 with plain fp32 / bf16 kept values
 //   BM_bsr/<format>/<isa>/32x32_d<density %>/<N>x<K>/m<M>/t<threads>   lowbit BSR, 32 x 32 blocks
-//   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8)
+//   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8; BSR M <= 64)
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
 //   BM_dense/f32/openblas/<N>x<K>/m<M>/t<threads>        the peer on the dense fp32 weights
 // Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 16, 64, 512}; 1 and 2 threads.
@@ -162,7 +162,6 @@ void register_format(const Format& f) {
           benchmark::RegisterBenchmark(("BM_dense/" + tail).c_str(), [=](benchmark::State& state) {
             run(state, dense_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads);
           })->UseRealTime()->Unit(benchmark::kMicrosecond);
-          if (m > 64) continue;
           for (compute mode : {compute::weight_only, compute::int8}) {
             if (mode == compute::int8 && !has_integer_path<typename S::format>) continue;
             const std::string suffix = mode == compute::int8 ? "_a8/" : "/";
@@ -175,6 +174,7 @@ void register_format(const Format& f) {
                 run(state, sparse_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads, mode);
               })->UseRealTime()->Unit(benchmark::kMicrosecond);
             }
+            if (m > 64) continue;  // BSR: M <= 64
             for (int percent : {50, 25, 10, 5}) {
               const std::string name = std::string("BM_bsr/") + f.name + suffix + isa_name(path) + "/32x32_d" +
                                        std::to_string(percent) + "/" + shape_name(s.n, s.k, m, threads);

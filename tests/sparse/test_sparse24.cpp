@@ -126,9 +126,11 @@ struct sparse_case {
   std::size_t m, n, k, group_size;
 };
 // Odd N and K (K % 4 = 1, 2, 3: padding positions), M on both sides of the small-M / tiled switch,
-// K past a tile (256 kept values = 512 columns), several blocks of x rows through several tiles.
-const sparse_case cases[] = {{1, 37, 101, 16}, {2, 16, 64, 32}, {3, 50, 266, 0},  {17, 33, 96, 16},
-                             {64, 20, 128, 64}, {5, 45, 603, 0},  {4, 18, 1100, 32}, {100, 37, 530, 0}};
+// K past a tile (256 kept values = 512 columns), several blocks of x rows through several tiles;
+// M >= 64 with K past the VNNI 2:4 kernel's K block (2048 columns), groups cut by it or whole rows.
+const sparse_case cases[] = {{1, 37, 101, 16},  {2, 16, 64, 32},  {3, 50, 266, 0},    {17, 33, 96, 16},
+                             {64, 20, 128, 64}, {5, 45, 603, 0},  {4, 18, 1100, 32},  {100, 37, 530, 0},
+                             {65, 17, 2301, 32}, {66, 19, 2150, 0}};
 
 TYPED_TEST(sparse24_test, gemm_matches_the_dense_reference_on_every_path) {
   using S = TypeParam;
@@ -203,14 +205,22 @@ TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path
           ref[i * c.n + r] = sum;
           magnitude[i * c.n + r] = size;
         }
-      for (isa path : supported_isas()) {
-        std::fill(y.begin(), y.end(), -1.0f);
-        gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8,
-             serial_executor{}, path);
-        for (std::size_t i = 0; i < y.size(); ++i)
-          ASSERT_LE(std::fabs(double(y[i]) - ref[i]), 1e-5 * magnitude[i] + 1e-30)
-              << "int8 " << isa_name(path) << " m=" << c.m << " n=" << c.n << " k=" << c.k << " output " << i;
-      }
+      thread_pool pool(2);
+      for (isa path : supported_isas())
+        for (int threads = 1; threads <= (c.m >= 64 ? 2 : 1); ++threads) {  // the VNNI tile kernels on 2 threads too
+          std::fill(y.begin(), y.end(), -1.0f);
+          if (threads == 1) {
+            gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8,
+                 serial_executor{}, path);
+          } else {
+            gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8, pool,
+                 path);
+          }
+          for (std::size_t i = 0; i < y.size(); ++i)
+            ASSERT_LE(std::fabs(double(y[i]) - ref[i]), 1e-5 * magnitude[i] + 1e-30)
+                << "int8 " << isa_name(path) << " threads=" << threads << " m=" << c.m << " n=" << c.n << " k=" << c.k
+                << " output " << i;
+        }
     }
   }
 }
@@ -218,7 +228,7 @@ TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path
 TEST(sparse24, gemm_threads_and_errors) {
   using S = scheme<int4, fp16>;
   const std::size_t n = 300, k = 256;
-  const std::vector<float> w = random_matrix(n, k, 7), x = random_matrix(9, k, 8);
+  const std::vector<float> w = random_matrix(n, k, 7), x = random_matrix(70, k, 8);
   const sparse24_matrix<S> s = prune_and_quantize24<S>(w.data(), n, k, k, nullptr, {64});
   thread_pool pool(3);
   for (std::size_t m : {std::size_t(1), std::size_t(9)}) {
@@ -230,7 +240,7 @@ TEST(sparse24, gemm_threads_and_errors) {
   std::vector<float> y(9 * n);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k - 1), s, matrix_view<float>(y.data(), 9, n)), lowbit::error);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), s, matrix_view<float>(y.data(), 9, n - 1)), lowbit::error);
-  for (std::size_t m : {std::size_t(1), std::size_t(9)}) {  // the integer path over threads, too
+  for (std::size_t m : {std::size_t(1), std::size_t(9), std::size_t(70)}) {  // the integer path over threads, too
     std::vector<float> serial(m * n), threaded(m * n);
     const gemm_options int8{nullptr, compute::int8};
     gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(serial.data(), m, n), int8);

@@ -239,24 +239,27 @@ void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const g
 #if defined(LOWBIT_HAVE_VNNI_TILE_KERNEL)
     // Many rows on VNNI: x packed once, weights decoded once per tile, a 6 x 64 register block
     // (simd/gemm_int8_vnni.hpp).
-    // 2:4 kept values without zero points too, densified step by step (decode_tile_sparse24).
-    constexpr bool densified = Columns::sparse && !Scheme::has_zero;
-    if constexpr (Tag::level == isa::avx512_vnni && (std::is_same<Columns, dense_columns>::value || densified)) {
+    // 2:4 kept values whose integer values are signed bytes too (all but uint8 with zero points):
+    // a tile of values and per-row pshufb indices that pick each row's kept activations
+    // (decode_tile_sparse24), x packed 8 columns a step.
+    constexpr bool sparse_tile = Columns::sparse && simd::vnni::sparse24_tile_fits<Scheme>();
+    if constexpr (Tag::level == isa::avx512_vnni && (std::is_same<Columns, dense_columns>::value || sparse_tile)) {
       if (m >= simd::vnni::min_rows) {
-        // x packed once per call (reused: no allocation once large enough). Steps and groups in
-        // x columns: 2:4 runs a dense step per group of 4 columns (2 kept values).
+        // x packed once per call (reused: no allocation once large enough). 2:4: a step is 4 kept
+        // values (8 x columns), the groups count kept values.
         thread_local simd::vnni::packed_x packed_storage;
         simd::vnni::packed_x& packed = packed_storage;
         const std::size_t row_blocks = (m + simd::vnni::mr - 1) / simd::vnni::mr;
-        std::size_t steps_total = simd::vnni::total_steps(w), group_size = w.shape().group_size;
         if constexpr (Columns::sparse) {
-          steps_total = (columns.x_cols + 3) / 4;
-          group_size *= 2;
+          simd::vnni::prepare(packed, m, simd::vnni::total_steps(w), w.shape().group_size, w.shape().groups_per_row(), 8,
+                              simd::vnni::sparse24_steps);
+          exec(row_blocks, [&](std::size_t b, std::size_t e) { simd::vnni::pack_rows_sparse24(a, b, e, packed); });
+        } else {
+          simd::vnni::prepare(packed, m, simd::vnni::total_steps(w), w.shape().group_size, w.shape().groups_per_row());
+          exec(row_blocks, [&](std::size_t b, std::size_t e) {
+            simd::vnni::pack_rows(a, simd::vnni::start_multiplier<Scheme>(), b, e, packed);
+          });
         }
-        simd::vnni::prepare(packed, m, steps_total, group_size, w.shape().groups_per_row());
-        exec(row_blocks, [&](std::size_t b, std::size_t e) {
-          simd::vnni::pack_rows(a, simd::vnni::start_multiplier<Scheme>(), b, e, packed);
-        });
         for_panels(exec, panels, simd::vnni::panels,
                    [&](std::size_t b, std::size_t e) { simd::gemm_int8_vnni(w, a, packed, b, e, out, columns); });
         return;

@@ -20,11 +20,19 @@
 /// sums), so each piece's integer dot product is exact in int32 as in gemm_int8_block; a piece
 /// ends in one convert and one fma by its scale (x unit) into the totals, added to y times the
 /// row's activation scale at the end of the K block.
+///
+/// 2:4 kept values (sparse24_columns) run the same blocking and epilogue with a step of 4 kept
+/// values (8 columns of x): the tile holds the values as signed bytes and, per row of W, the
+/// pshufb indices of their columns; x is packed 8 bytes a row and step as q + 128 (unsigned), so
+/// one vpbroadcastq, one vpshufb and one vpdpbusd per row and panel cover 128 columns, and the
+/// +128 is undone by starting the accumulators at -128 x the piece's sum of values (the same for
+/// every row, from the decode). See decode_tile_sparse24.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "../../core/aligned.hpp"
 #include "../../layout/panel.hpp"
@@ -53,8 +61,8 @@ constexpr std::size_t step_bytes = panels * 64;
 /// One decoded K block of a quad ([step][panel][64 bytes]) and its pieces (runs of steps inside
 /// one group) with their scales and zero points.
 struct tile {
-  tile(std::size_t max_steps, std::size_t max_pieces)
-      : bytes(max_steps * step_bytes),
+  tile(std::size_t max_steps, std::size_t max_pieces, std::size_t stride = step_bytes)
+      : bytes(max_steps * stride),
         scales(max_pieces * 64),
         zeros(max_pieces * 64),
         piece_end(max_pieces),
@@ -85,24 +93,30 @@ struct packed_x {
   aligned_buffer<std::size_t> piece_end;    ///< absolute step after each piece
   aligned_buffer<std::size_t> block_first;  ///< first piece of each K block
   std::size_t steps = 0, pieces = 0, blocks = 0;
+  std::size_t row_bytes = 4;            ///< bytes of a row per step (2:4: 8, see pack_rows_sparse24)
+  std::size_t block_steps = vnni::steps;  ///< steps per K block
   /// Byte offset of row block b's steps from s0 (the start of a K block; those before it are whole).
   std::size_t offset(std::size_t b, std::size_t s0) const noexcept {
-    return (s0 * blocks + b * std::min(vnni::steps, steps - s0)) * mr * 4;
+    return (s0 * blocks + b * std::min(block_steps, steps - s0)) * mr * row_bytes;
   }
   const int8_t* block(std::size_t b, std::size_t s0) const noexcept { return bytes.data() + offset(b, s0); }
   const int32_t* block_init(std::size_t b, std::size_t s0) const noexcept {
-    return init.data() + (b * pieces + block_first[s0 / vnni::steps]) * mr;
+    return init.data() + (b * pieces + block_first[s0 / block_steps]) * mr;
   }
 };
 
 /// Sizes x's buffers for `rows` rows and finds the pieces (reusing the buffers when large enough).
 inline void prepare(packed_x& x, std::size_t rows, std::size_t steps_total, std::size_t group_size,
-                    std::size_t groups) {
+                    std::size_t groups, std::size_t row_bytes = 4, std::size_t block_steps = vnni::steps) {
+  const std::size_t steps = block_steps;
   const std::size_t blocks = (rows + mr - 1) / mr, k_blocks = (steps_total + steps - 1) / steps;
   const std::size_t max_pieces = k_blocks + groups;
   x.steps = steps_total;
   x.blocks = blocks;
-  if (x.bytes.size() < blocks * mr * steps_total * 4) x.bytes = aligned_buffer<int8_t>(blocks * mr * steps_total * 4);
+  x.row_bytes = row_bytes;
+  x.block_steps = block_steps;
+  const std::size_t bytes = blocks * mr * steps_total * row_bytes;
+  if (x.bytes.size() < bytes) x.bytes = aligned_buffer<int8_t>(bytes);
   if (x.piece_end.size() < max_pieces) x.piece_end = aligned_buffer<std::size_t>(max_pieces);
   if (x.block_first.size() < k_blocks) x.block_first = aligned_buffer<std::size_t>(k_blocks);
   x.pieces = 0;
@@ -132,9 +146,9 @@ inline void pack_rows(const int8_activations& a, int32_t z, std::size_t b_begin,
     }
     // Step by step, the 6 rows side by side: sequential stores (row by row, each row's pass
     // strided over the block's whole range, cost 4x more).
-    for (std::size_t s0 = 0; s0 < steps_total; s0 += steps) {
+    for (std::size_t s0 = 0; s0 < steps_total; s0 += x.block_steps) {
       uint32_t* dst = reinterpret_cast<uint32_t*>(x.bytes.data() + x.offset(b, s0));
-      for (std::size_t s = s0, end = std::min(steps_total, s0 + steps); s < end; ++s, dst += mr)
+      for (std::size_t s = s0, end = std::min(steps_total, s0 + x.block_steps); s < end; ++s, dst += mr)
         for (std::size_t i = 0; i < mr; ++i) dst[i] = lowbit::simd::detail::load_u32(src[i] + stride[i] * s);
     }
     int32_t* init = x.init.data() + b * x.pieces * mr;
@@ -222,64 +236,103 @@ void decode_tile(const panel_matrix<Scheme>& w, std::size_t p0, std::size_t coun
   tile_pieces(w, w.shape().group_size, p0, count, s0, s1, t);
 }
 
-/// 2:4 kept values without zero points (sparse24_columns), densified: dense step s is group s,
-/// whose two kept values of each row go, as the u8 bytes vpdpbusd reads, to their positions in
-/// the row's 4 bytes, and the u8 of value 0 (the format's offset) to the other two: one vpshufb
-/// and one masked move a panel and step. 8-bit chunks hold 2 groups a lane, 4-bit chunks 4 (low
-/// nibbles: the first two). The kernel then runs the dense steps: as many products as the dense
-/// matrix, but no gather in the inner loop.
+/// x for the 2:4 tile kernel: [K block][block of 6 rows][step][row][8 bytes], a step being 8
+/// columns (the 2 groups that 4 kept values of a row cover), each byte q + 128 (the u8 operand
+/// of vpdpbusd: the weights are the signed one here, since each lane reads other activations and
+/// only the weights' sums are the same for every row). Past the row's columns: q = 0 (u8 128).
+inline void pack_rows_sparse24(const int8_activations& a, std::size_t b_begin, std::size_t b_end, packed_x& x) noexcept {
+  constexpr uint64_t flip = 0x8080808080808080ull;
+  const std::size_t steps_total = x.steps, whole = a.padded_cols() / 8;  // steps inside the padded row
+  for (std::size_t b = b_begin; b < b_end; ++b)
+    for (std::size_t s0 = 0; s0 < steps_total; s0 += x.block_steps) {
+      uint64_t* dst = reinterpret_cast<uint64_t*>(x.bytes.data() + x.offset(b, s0));
+      for (std::size_t s = s0, end = std::min(steps_total, s0 + x.block_steps); s < end; ++s, dst += mr)
+        for (std::size_t i = 0; i < mr; ++i) {
+          uint64_t q = 0;
+          if (b * mr + i < a.rows() && s < whole) std::memcpy(&q, a.row(b * mr + i) + 8 * s, 8);
+          dst[i] = q ^ flip;
+        }
+    }
+}
+
+/// Whether 2:4 kept values of Scheme take the 2:4 tile kernel: their integer values (u8 - offset,
+/// or u8 - u8(zero point)) must be signed bytes. Not uint8 with zero points (-255..255).
+template <class Scheme>
+constexpr bool sparse24_tile_fits() noexcept {
+  constexpr lowbit::detail::integer_code_map map = integer_codes<typename Scheme::format>::value;
+  return Scheme::has_zero ? map.max_u8 <= 127 : map.offset <= 128 && map.max_u8 - map.offset <= 127;
+}
+constexpr std::size_t sparse24_steps = 256;                 ///< steps (8 columns) per K block: 2048 columns
+constexpr std::size_t sparse24_step_bytes = 2 * step_bytes;  ///< a quad's values, then its indices
+
+/// 2:4 kept values (sparse24_columns), steps [s0, s1) of 4 kept values (8 x columns) of panels
+/// [p0, p0 + count): per step, each panel's 64 signed bytes (value - zero, the signed operand of
+/// vpdpbusd) at panel * 64 and its pshufb indices at 256 + panel * 64 (row r's 4 bytes: the 4
+/// kept values' columns among the step's 8, from the 2-bit positions); the pieces' start values
+/// in zeros: -128 x (the row's sum of the piece's values), which cancels the activations' +128.
+/// 8-bit chunks hold a step, 4-bit chunks two (low nibbles: kept values 0-3, high: 4-7).
 template <class Scheme>
 void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns& columns, std::size_t p0,
                           std::size_t count, std::size_t s0, std::size_t s1, tile& t) noexcept {
   using format = typename Scheme::format;
   constexpr lowbit::detail::integer_code_map map = integer_codes<format>::value;
-  static_assert(!Scheme::has_zero, "zero points would make each row's value 0 a different byte");
-  constexpr std::size_t groups_per_chunk = Scheme::bits == 4 ? 4 : 2;
-  // Control dwords per position nibble (first kept position | second << 2) and kept pair h of the
-  // source bytes (0: bytes 0-1 of the lane, 1: bytes 2-3); 0x80: value 0. Plus the byte offset of
-  // each dword inside its 128-bit lane.
-  alignas(64) uint32_t control[2][16];
-  for (unsigned h = 0; h < 2; ++h)
-    for (unsigned nib = 0; nib < 16; ++nib) {
-      uint32_t c = 0x80808080u;
-      const unsigned first = nib & 3u, second = nib >> 2;
-      if (first < second) {
-        c &= ~(0xFFu << (8 * first)) & ~(0xFFu << (8 * second));
-        c |= (2 * h) << (8 * first) | (2 * h + 1) << (8 * second);
-      }
-      control[h][nib] = c;
-    }
-  const __m512i table0 = _mm512_load_si512(control[0]), table1 = _mm512_load_si512(control[1]);
-  const __m512i lane_base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
-  const __m512i zero_u8 = _mm512_set1_epi8(static_cast<char>(map.offset)), nibble_mask = _mm512_set1_epi32(0xF);
+  static_assert(sparse24_tile_fits<Scheme>(), "values must be signed bytes");
+  tile_pieces(w, w.shape().group_size, p0, count, s0, s1, t);  // groups count kept values, 4 a step
   const __m512i lut = _mm512_loadu_si512(map.shuffle.data()), low_nibbles = _mm512_set1_epi8(0x0F);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip)), ones = _mm512_set1_epi8(1);
+  const __m512i two_bits = _mm512_set1_epi32(0x03030303), second_group = _mm512_set1_epi32(0x04040000);
+  const __m512i byte = _mm512_set1_epi32(0xFF), spread = _mm512_set1_epi32(0x01010101);
   t.step_begin = s0;
   t.step_end = s1;
-  for (std::size_t p = 0; p < panels; ++p) {
-    uint8_t* dst = t.bytes.data() + p * 64;
-    for (std::size_t s = s0; s < s1; ++s) {
-      __m512i out = zero_u8;
-      if (p < count) {
-        const std::size_t c = s / groups_per_chunk, q = s % groups_per_chunk;
-        const __m512i lanes = _mm512_load_si512(w.chunk(p0 + p, c));
-        __m512i source, position;  // the lanes' u8 bytes holding group q; its position bits
-        if constexpr (Scheme::bits == 4) {
-          source = q < 2 ? _mm512_and_si512(lanes, low_nibbles) : _mm512_and_si512(_mm512_srli_epi16(lanes, 4), low_nibbles);
-          if constexpr (!map.identity) source = _mm512_shuffle_epi8(lut, source);
-          position = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(p0 + p, c))));
-        } else {
-          source = _mm512_xor_si512(lanes, flip);
-          position = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(columns.at(p0 + p, c))));
-        }
-        const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(position, static_cast<unsigned>(4 * q)), nibble_mask);
-        const __m512i ctrl = _mm512_add_epi8(_mm512_permutexvar_epi32(nib, q % 2 ? table1 : table0), lane_base);
-        out = _mm512_mask_mov_epi8(_mm512_shuffle_epi8(source, ctrl), _mm512_movepi8_mask(ctrl), zero_u8);
-      }
-      _mm512_store_si512(dst + (s - s0) * step_bytes, out);
-    }
+  // Chunk c of a panel: 64 bytes of values and 16 x row_bytes of positions (one or two steps).
+  constexpr std::size_t per_chunk = Scheme::bits == 4 ? 2 : 1, position_bytes = 16 * per_chunk;
+  const uint8_t* chunks[panels];
+  const uint8_t* positions[panels];
+  for (std::size_t p = 0; p < count; ++p) {
+    chunks[p] = w.chunk(p0 + p, 0);
+    positions[p] = columns.at(p0 + p, 0);
   }
-  tile_pieces(w, 2 * w.shape().group_size, p0, count, s0, s1, t);  // 2 kept values a step
+  std::size_t s = s0;
+  for (std::size_t piece = 0; piece < t.pieces; ++piece) {
+    int32_t* const start = t.zeros.data() + piece * 64;
+    __m512i zero[panels], sum[panels];
+    for (std::size_t p = 0; p < panels; ++p) {
+      // u8 of the zero point (tile_pieces put it, or the offset, per row) in each byte of the row.
+      zero[p] = _mm512_mullo_epi32(_mm512_load_si512(start + p * 16), spread);
+      sum[p] = _mm512_setzero_si512();
+    }
+    for (; s < t.piece_end[piece]; ++s) {
+      uint8_t* const dst = t.bytes.data() + (s - s0) * sparse24_step_bytes;
+      for (std::size_t p = 0; p < panels; ++p) {
+        __m512i values = _mm512_setzero_si512(), index = _mm512_setzero_si512();
+        if (p < count) {
+          __m512i u8, position;
+          const __m512i lanes = _mm512_load_si512(chunks[p] + s / per_chunk * 64);
+          const uint8_t* const position_row = positions[p] + s / per_chunk * position_bytes;
+          if constexpr (Scheme::bits == 4) {
+            u8 = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(lanes, 4) : lanes, low_nibbles);
+            if constexpr (!map.identity) u8 = _mm512_shuffle_epi8(lut, u8);
+            position = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(position_row)));
+            position = _mm512_and_si512(_mm512_srli_epi32(position, static_cast<unsigned>(8 * (s % 2))), byte);
+          } else {
+            u8 = _mm512_xor_si512(lanes, flip);
+            position = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(position_row)));
+          }
+          values = _mm512_sub_epi8(u8, zero[p]);
+          // Kept value j's 2 bits (bits 2j of the row's byte) to byte j, plus 4 for the second group.
+          const __m512i spread_bits = _mm512_or_si512(
+              _mm512_or_si512(position, _mm512_slli_epi32(position, 6)),
+              _mm512_or_si512(_mm512_slli_epi32(position, 12), _mm512_slli_epi32(position, 18)));
+          index = _mm512_add_epi32(_mm512_and_si512(spread_bits, two_bits), second_group);
+        }
+        _mm512_store_si512(dst + p * 64, values);
+        _mm512_store_si512(dst + step_bytes + p * 64, index);
+        sum[p] = _mm512_dpbusd_epi32(sum[p], ones, values);
+      }
+    }
+    for (std::size_t p = 0; p < panels; ++p)
+      _mm512_store_si512(start + p * 16, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum[p], 7)));
+  }
 }
 
 // A pair of panels at a time: the 12 int32 accumulators (zmm0-11) and their 12 float totals
@@ -334,7 +387,7 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   "vmovdqa64 %%zmm8, %%zmm9\n\t" \
   "vpbroadcastd 20(%[init]), %%zmm10\n\t" \
   "vmovdqa64 %%zmm10, %%zmm11\n\t"
-#define LOWBIT_VNNI_PIECES \
+#define LOWBIT_VNNI_STEPS \
   "mov (%[cnt]), %[n]\n\t" \
   "1:\n\t" \
   "vmovdqa64 0(%[w]), %%zmm24\n\t" \
@@ -361,7 +414,8 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   "add $256, %[w]\n\t" \
   "add $24, %[x]\n\t" \
   "dec %[n]\n\t" \
-  "jnz 1b\n\t" \
+  "jnz 1b\n\t"
+#define LOWBIT_VNNI_END_PIECE \
   "vmovaps 0(%[sp]), %%zmm24\n\t" \
   "vmovaps 64(%[sp]), %%zmm25\n\t" \
   "vcvtdq2ps %%zmm0, %%zmm0\n\t" \
@@ -394,6 +448,66 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   "add $8, %[cnt]\n\t" \
   "dec %[np]\n\t" \
   "jnz 2b\n\t"
+// 2:4 (decode_tile_sparse24): the accumulators start at the tile's per-row start values (the
+// same for the 6 rows of x); a step broadcasts 8 columns of a row of x to every 128-bit lane,
+// and each panel's pshufb picks every lane's 4 kept columns out of them for one vpdpbusd: 128
+// columns of products per vpdpbusd where the dense step has 64. zmm27-28 hold the step's
+// indices, zmm29-30 the picked activations.
+#define LOWBIT_VNNI_START_SPARSE24 \
+  "vmovdqa64 0(%[zp]), %%zmm0\n\t" \
+  "vmovdqa64 64(%[zp]), %%zmm1\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm2\n\t" \
+  "vmovdqa64 %%zmm1, %%zmm3\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm4\n\t" \
+  "vmovdqa64 %%zmm1, %%zmm5\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm6\n\t" \
+  "vmovdqa64 %%zmm1, %%zmm7\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm8\n\t" \
+  "vmovdqa64 %%zmm1, %%zmm9\n\t" \
+  "vmovdqa64 %%zmm0, %%zmm10\n\t" \
+  "vmovdqa64 %%zmm1, %%zmm11\n\t"
+#define LOWBIT_VNNI_STEPS_SPARSE24 \
+  "mov (%[cnt]), %[n]\n\t" \
+  "1:\n\t" \
+  "vmovdqa64 0(%[w]), %%zmm24\n\t" \
+  "vmovdqa64 64(%[w]), %%zmm25\n\t" \
+  "vmovdqa64 256(%[w]), %%zmm27\n\t" \
+  "vmovdqa64 320(%[w]), %%zmm28\n\t" \
+  "prefetcht0 3072(%[x])\n\t" \
+  "vpbroadcastq 0(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm0\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm1\n\t" \
+  "vpbroadcastq 8(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm2\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm3\n\t" \
+  "vpbroadcastq 16(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm4\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm5\n\t" \
+  "vpbroadcastq 24(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm6\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm7\n\t" \
+  "vpbroadcastq 32(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm8\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm9\n\t" \
+  "vpbroadcastq 40(%[x]), %%zmm26\n\t" \
+  "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
+  "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
+  "vpdpbusd %%zmm24, %%zmm29, %%zmm10\n\t" \
+  "vpdpbusd %%zmm25, %%zmm30, %%zmm11\n\t" \
+  "add $512, %[w]\n\t" \
+  "add $48, %[x]\n\t" \
+  "dec %[n]\n\t" \
+  "jnz 1b\n\t"
 #define LOWBIT_VNNI_STORE \
   "vmovaps %%zmm12, 0(%[total])\n\t" \
   "vmovaps %%zmm13, 64(%[total])\n\t" \
@@ -411,7 +525,7 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   : [w] "+r"(wp), [x] "+r"(xp), [n] "=&r"(n), [cnt] "+r"(counts), [np] "+r"(pieces), [init] "+r"(init), \
   [sp] "+r"(scales), [zp] "+r"(zeros) \
   : [total] "r"(total) \
-  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "cc", "memory"
+  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "cc", "memory"
 
 /// The register block over a K block, for the pair of panels at wp (the tile's step of 256 bytes
 /// read 128 of them) and at scales and zeros: for each of `pieces` pieces (counts[p] >= 1 steps
@@ -421,25 +535,34 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
 /// totals are stored at total[64 i + 16 q ..]. In assembly: GCC 12 keeps intrinsic vpdpbusd
 /// accumulators in memory (arrays, or named ones next to a loop) and copies each one around every
 /// instruction, 3x the instructions and a third of the speed. zmm24-25 hold a step's weights
-/// (then the scales), zmm26 the broadcast activations.
-template <bool HasZero>
+/// (then the scales), zmm26 the broadcast activations. Kind: offsets (the start values are the
+/// rows' init), zero points (init times the zero points) or 2:4 (the tile's own start values at
+/// zeros; wp: a 2:4 tile's step of 512 bytes, xp: 48 bytes a step).
+enum class start { offsets, zeros, sparse24 };
+template <start Kind>
 void dot_pieces(const uint8_t* wp, const int8_t* xp, const std::size_t* counts, std::size_t pieces,
                 const int32_t* init, const float* scales, const int32_t* zeros, float* total) noexcept {
   static_assert(mr == 6 && panels == 4, "dot_pieces is written out for 6 rows, pairs of 4 panels");
   std::size_t n;
-  if constexpr (HasZero) {
-    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_ZEROS LOWBIT_VNNI_PIECES LOWBIT_VNNI_STORE
-                     LOWBIT_VNNI_OPERANDS);
+  if constexpr (Kind == start::zeros) {
+    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_ZEROS LOWBIT_VNNI_STEPS LOWBIT_VNNI_END_PIECE
+                     LOWBIT_VNNI_STORE LOWBIT_VNNI_OPERANDS);
+  } else if constexpr (Kind == start::offsets) {
+    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_OFFSETS LOWBIT_VNNI_STEPS LOWBIT_VNNI_END_PIECE
+                     LOWBIT_VNNI_STORE LOWBIT_VNNI_OPERANDS);
   } else {
-    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_OFFSETS LOWBIT_VNNI_PIECES LOWBIT_VNNI_STORE
-                     LOWBIT_VNNI_OPERANDS);
+    __asm__ volatile(LOWBIT_VNNI_CLEAR "2:\n\t" LOWBIT_VNNI_START_SPARSE24 LOWBIT_VNNI_STEPS_SPARSE24
+                     LOWBIT_VNNI_END_PIECE LOWBIT_VNNI_STORE LOWBIT_VNNI_OPERANDS);
   }
 }
 #undef LOWBIT_VNNI_CLEAR
 #undef LOWBIT_VNNI_STORE
 #undef LOWBIT_VNNI_START_ZEROS
 #undef LOWBIT_VNNI_START_OFFSETS
-#undef LOWBIT_VNNI_PIECES
+#undef LOWBIT_VNNI_STEPS
+#undef LOWBIT_VNNI_END_PIECE
+#undef LOWBIT_VNNI_START_SPARSE24
+#undef LOWBIT_VNNI_STEPS_SPARSE24
 #undef LOWBIT_VNNI_OPERANDS
 
 /// Rows i0 .. i0 + 6 of a (x: their packed steps of the tile's K block, init: their accumulators'
@@ -447,14 +570,14 @@ void dot_pieces(const uint8_t* wp, const int8_t* xp, const std::size_t* counts, 
 /// scales, added to y rows (the first `rows` of them, y[i]: at the quad's first output) or, for
 /// the first K block, to the bias (null: zero; at the quad's first output); mask[q]: the valid
 /// outputs of panel q.
-template <bool HasZero>
+template <start Kind>
 void block(const tile& t, std::size_t count, const int8_t* x, const int32_t* init, const int8_activations& a,
            std::size_t i0, float* const* y, std::size_t rows, const __mmask16* mask, bool first,
            const float* bias) noexcept {
   alignas(64) float total[mr * panels * 16];
   const std::size_t pairs = (count + 1) / 2;  // a pair past the quad's panels is skipped
   for (std::size_t h = 0; h < pairs; ++h)
-    dot_pieces<HasZero>(t.bytes.data() + 128 * h, x, t.piece_steps.data(), t.pieces, init, t.scales.data() + 32 * h,
+    dot_pieces<Kind>(t.bytes.data() + 128 * h, x, t.piece_steps.data(), t.pieces, init, t.scales.data() + 32 * h,
                         t.zeros.data() + 32 * h, total + 32 * h);
   for (std::size_t i = 0; i < rows; ++i) {
     const __m512 xs = _mm512_set1_ps(a.scale(i0 + i));
@@ -475,16 +598,17 @@ constexpr int32_t start_multiplier() noexcept {
 
 }  // namespace vnni
 
-/// Panels [p_begin, p_end) for all rows of a (x: a packed by pack_rows): y = x · Wᵀ + bias.
+/// Panels [p_begin, p_end) for all rows of a (x: a packed by pack_rows, or pack_rows_sparse24
+/// for 2:4 columns): y = x · Wᵀ + bias.
 template <class Scheme, class Columns = dense_columns>
 void gemm_int8_vnni(const panel_matrix<Scheme>& w, const int8_activations& a, const vnni::packed_x& x,
                     std::size_t p_begin, std::size_t p_end, const gemm_output& out, const Columns& columns = {}) {
   using namespace vnni;
-  const std::size_t m = a.rows(), steps_total = x.steps;
-  const std::size_t group_size = Columns::sparse ? 2 * w.shape().group_size : w.shape().group_size;  // x columns
-  const std::size_t block_steps = std::min(steps, steps_total);
+  constexpr start kind = Columns::sparse ? start::sparse24 : Scheme::has_zero ? start::zeros : start::offsets;
+  const std::size_t m = a.rows(), steps_total = x.steps, group_size = w.shape().group_size;  // 4 values a step
+  const std::size_t block_steps = std::min(x.block_steps, steps_total);
   const std::size_t max_pieces = std::min(block_steps, (4 * block_steps + group_size - 1) / group_size + 1);
-  tile t(block_steps, max_pieces);
+  tile t(block_steps, max_pieces, Columns::sparse ? sparse24_step_bytes : step_bytes);
   for (std::size_t p0 = p_begin; p0 < p_end; p0 += panels) {
     const std::size_t count = std::min(panels, p_end - p0);
     __mmask16 mask[panels];
@@ -493,17 +617,18 @@ void gemm_int8_vnni(const panel_matrix<Scheme>& w, const int8_activations& a, co
       const std::size_t valid = p < count && n0 < out.n ? std::min<std::size_t>(16, out.n - n0) : 0;
       mask[p] = static_cast<__mmask16>((1u << valid) - 1u);
     }
-    for (std::size_t s0 = 0; s0 < steps_total; s0 += steps) {
+    for (std::size_t s0 = 0; s0 < steps_total; s0 += block_steps) {
+      const std::size_t s1 = std::min(steps_total, s0 + block_steps);
       if constexpr (Columns::sparse) {
-        decode_tile_sparse24(w, columns, p0, count, s0, std::min(steps_total, s0 + steps), t);
+        decode_tile_sparse24(w, columns, p0, count, s0, s1, t);
       } else {
-        decode_tile(w, p0, count, s0, std::min(steps_total, s0 + steps), t);
+        decode_tile(w, p0, count, s0, s1, t);
       }
       for (std::size_t i0 = 0; i0 < m; i0 += mr) {
         float* y[mr];
         for (std::size_t i = 0; i < mr; ++i) y[i] = out.y + std::min(i0 + i, m - 1) * out.ld + p0 * 16;
-        block<Scheme::has_zero>(t, count, x.block(i0 / mr, s0), x.block_init(i0 / mr, s0), a, i0, y,
-                                std::min(mr, m - i0), mask, s0 == 0, out.bias ? out.bias + p0 * 16 : nullptr);
+        block<kind>(t, count, x.block(i0 / mr, s0), x.block_init(i0 / mr, s0), a, i0, y, std::min(mr, m - i0), mask,
+                    s0 == 0, out.bias ? out.bias + p0 * 16 : nullptr);
       }
     }
   }
