@@ -208,6 +208,7 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
             spread[p] = _mm512_or_si512(positions, _mm512_slli_epi32(positions, 12));
           }
           codes[p][0] = _mm512_load_si512(w.chunk(panel[p], c));
+          lowbit::simd::detail::prefetch_ahead(w.chunk(panel[p], c));
           if constexpr (has_zero) {
             codes[p][1] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(codes[p][0], 4), low_codes), zero[p]);
             codes[p][0] = _mm512_sub_epi8(_mm512_and_si512(codes[p][0], low_codes), zero[p]);

@@ -84,6 +84,16 @@ namespace simd {
 
 namespace detail {
 
+/// How far ahead in a panel the small-M kernels prefetch its chunks. They read P panels at once,
+/// streams ~100 KB apart, and the hardware prefetcher alone left the cores waiting: with this,
+/// 4096x14336 at M = 1 on one core ran 7-10% faster (NF4 2.11 -> 1.95 ms, int4 on the bf16 pair
+/// kernel 1.55 -> 1.43 ms); 512 to 2048 bytes did the same. Prefetches past the end do not fault.
+inline constexpr std::size_t small_m_prefetch_bytes = 1024;
+
+LOWBIT_ALWAYS_INLINE void prefetch_ahead(const void* chunk) noexcept {
+  _mm_prefetch(static_cast<const char*>(chunk) + small_m_prefetch_bytes, _MM_HINT_T0);
+}
+
 /// Loads y[n0 .. n0 + lanes) of a row, clipped to n (zeros past it).
 template <class Tag>
 LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 load_clipped(const float* row, std::size_t n0, std::size_t n) noexcept {
@@ -164,6 +174,7 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
         for (std::size_t p = 0; p < P; ++p) {
           for (std::size_t v = 0; v < V; ++v)
             lanes[p * V + v] = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
+          lowbit::simd::detail::prefetch_ahead(w.chunk(panel[p], c));
           if constexpr (Columns::sparse) select::template load_positions<L / 4>(columns.at(panel[p], c), positions + p * V);
         }
         lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
