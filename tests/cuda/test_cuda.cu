@@ -2,7 +2,8 @@
 // quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16 (the split-K
 // kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
 // workspace; 8 warps of 2 tiles and 16 of 1),
-// shapes with N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape. A plain checker (no GoogleTest:
+// shapes with N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape
+// (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); exits non-zero on the first failure, printing seed and case.
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
@@ -119,6 +120,11 @@ void check_format(const char* name, unsigned& seed) {
         if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) {
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 16);
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 8);
+        }
+        if (lowbit::cuda::gpu_scheme<Scheme>::kind == lowbit::cuda::dequant_kind::table) {  // 12 warps
+          check_case<Scheme, T>(name, s.n, s.k, s.group, m, 1, seed++, 12);
+          if (((s.n + 15) / 16) % 2 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 2, seed++, 12);
+          if (((s.n + 15) / 16) % 4 == 0 && s.k % 64 == 0) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, seed++, 12);
         }
       }
     }

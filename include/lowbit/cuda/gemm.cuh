@@ -11,9 +11,11 @@
 ///    4 tiles); the 8 or 16 warps of a block split K and reduce through shared memory at the end.
 ///  - Dequantization in registers, without the scale: integers by the magic number (code | 0x6400 is
 ///    the fp16 1024 + code; hsub2 of 1024 + zero gives code - zero exactly); 4-bit codebook / float
-///    formats by a 256-entry byte -> half2 table in shared memory, replicated per lane (bank =
-///    lane, so conflict-free); FP4 E2M1 and FP8 E4M3 by moving their bits into an fp16. The group scale multiplies the fp32 partial sums of each group, once
-///    per group and row, instead of every weight.
+///    formats (NF4, SF4) by a 256-entry byte -> half2 table in shared memory, replicated per lane
+///    (bank = lane, so conflict-free), which each block builds from the 16 values passed by value
+///    (code_table, no global loads); FP4 E2M1 and FP8 E4M3 by moving their bits into an fp16. The
+///    group scale multiplies the fp32 partial sums of each group, once per group and row, instead of
+///    every weight.
 /// Numerics: products on tensor cores with fp32 accumulation; weight values exact in fp16 for
 /// integer formats, fp4_e2m1 and fp8_e4m3, rounded to fp16 (2^-11 relative) for NF4 / SF4 tables; the
 /// output rounded to fp16. Tolerance against float64 (tests/cuda): 2^-10 |y| + 2^-10 Σ|x_k w_k|.
@@ -74,10 +76,74 @@ __device__ __forceinline__ uint32_t half2_to_bf162(uint32_t h) {
   return *reinterpret_cast<const uint32_t*>(&b);
 }
 
+/// prmt.b32 as PTX defines it: byte i of the result is byte (c >> 4i) & 7 of the pair (a, b), or,
+/// where bit 4i + 3 of c is set, that byte's sign bit repeated (0x00 or 0xff).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
 __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
   uint32_t d;
   asm("sub.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
   return d;
+}
+
+/// Four pairs of a 4-bit codebook's values from one word of codes (pair p: byte p, low nibble
+/// first) and the 8 words of a code_table. prmt indexes 8 bytes by 3 bits, so for 4 codes at a
+/// time: their values' low bytes from values 0..7 and from 8..15, one or the other by code bit 3 (a
+/// sign-mode prmt of the codes makes the byte mask), the same for the high bytes, then two prmt
+/// interleave low and high bytes into two 16-bit pairs. 21 instructions a word, no memory.
+__device__ __forceinline__ void table_lookup(uint32_t (&a)[4], uint32_t w, const uint32_t* table) {
+  const uint32_t index = w & 0x77777777u, w4 = w << 4;
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {  // codes 4q .. 4q + 3: nibbles of bytes 2q, 2q + 1
+    const uint32_t s = q ? index >> 16 : index;
+    // Byte i of the mask: code i's bit 3 repeated (odd nibbles: the sign bit of w's byte; even:
+    // of w4's).
+    const uint32_t upper = prmt(w, w4, q ? 0xbfaeu : 0x9d8cu);
+    const uint32_t lo = (prmt(table[0], table[1], s) & ~upper) | (prmt(table[2], table[3], s) & upper);
+    const uint32_t hi = (prmt(table[4], table[5], s) & ~upper) | (prmt(table[6], table[7], s) & upper);
+    a[2 * q] = prmt(lo, hi, 0x5140u);
+    a[2 * q + 1] = prmt(lo, hi, 0x7362u);
+  }
+}
+
+/// The block's byte -> pair table (dequant_kind::table) in shared memory: entry b (codes b & 15,
+/// b >> 4) at word 32 b + l for each lane l, so that lane l's lookups all hit bank l. Made in
+/// registers from the code_table (a kernel parameter): loading it from global memory, 16 loads a
+/// thread, cost ~3.5 us of a 20 us GEMV (H100, M = 1). Needs a barrier before use.
+template <int Threads>
+__device__ __forceinline__ void fill_table(uint32_t* table_smem, const code_table& table) {
+  constexpr int words = 256 * 32, per_thread = (words + Threads - 1) / Threads, warps = Threads / 32;
+  if constexpr (16 % warps == 0) {
+    // 8 or 16 warps: word threadIdx.x + j Threads is entry warp + j warps, whose low code is warp
+    // (+ 8 for odd j with 8 warps) and high code j warps / 16: two prmt a word.
+    const unsigned warp = threadIdx.x >> 5;
+    uint32_t low[4];  // low halves: the values of codes warp and warp + 8
+    table_lookup(low, warp | (warp + 8) << 8, table.words);
+#pragma unroll
+    for (int j = 0; j < per_thread; ++j) {
+      const int hi = j * warps / 16, q = hi / 4, b = hi % 4;
+      const uint32_t value_hi = prmt(table.words[q], table.words[4 + q], b | (b + 4) << 4);
+      table_smem[threadIdx.x + j * Threads] = prmt(low[(j * warps % 16) / 8], value_hi, 0x5410u);
+    }
+  } else {
+#pragma unroll
+    for (int e0 = 0; e0 < per_thread; e0 += 4) {  // 12 warps: four entries a table_lookup
+      uint32_t codes = 0;  // bytes e: the entries of words threadIdx.x + (e0 + e) * Threads
+#pragma unroll
+      for (int e = 0; e < 4; ++e) codes |= (((threadIdx.x + (e0 + e) * Threads) >> 5) & 0xffu) << (8 * e);
+      uint32_t pair[4];
+      table_lookup(pair, codes, table.words);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const unsigned i = threadIdx.x + (e0 + e) * Threads;
+        if (e0 + e < per_thread && (words % Threads == 0 || i < words)) table_smem[i] = pair[e];
+      }
+    }
+  }
 }
 
 /// The A fragment of subtile j from a lane's codes (words: 4 for 4-bit, 8 for 8-bit).
@@ -85,6 +151,7 @@ __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
 /// BF16: the fragment in bf16. 4-bit integers use bf16's magic number (code | 0x4300 is the bf16
 /// 128 + code; bias_g / bias_g8 are then bf16x2(-(128 + zero)), added by one fma); tables hold
 /// bf16 values; the rest are made in fp16, exactly, and converted.
+/// lane_table: this lane's column of the block's byte -> pair table (dequant_kind::table), else unused.
 template <int Bits, dequant_kind Kind, bool BF16>
 __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words, int j, uint32_t bias_g,
                                         uint32_t bias_g8, const uint32_t* lane_table) {
@@ -142,6 +209,8 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
     a[2] = ((w << 1) & 0x0e000e00u) | ((w << 4) & 0x80008000u);
     a[3] = ((w >> 3) & 0x0e000e00u) | (w & 0x80008000u);
   } else {
+    // One shared-memory load per register. (The lookup in registers, table_lookup per word, kept
+    // the ring whole but cost 21 ALU instructions a word: slower at every M on an H100.)
     const uint32_t w = words[j];
 #pragma unroll
     for (int p = 0; p < 4; ++p) a[p] = lane_table[__byte_perm(w, 0, 0x4440 + p) << 5];
@@ -239,7 +308,7 @@ __device__ __forceinline__ void reduce_warps(const float (&acc)[MTiles][Tiles][4
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps, int XRows>
 __global__ void __launch_bounds__(Warps * 32)
     gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
-                const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int chunks,
+                const uint32_t* __restrict__ scales, code_table table, int n, int k, int chunks,
                 int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
   constexpr bool bf16 = is_bf16<T>;
   // MXFP4: lane t's 16 k of a chunk are 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8 (one MX block per
@@ -333,7 +402,7 @@ __global__ void __launch_bounds__(Warps * 32)
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
   if constexpr (Kind == dequant_kind::table) {
-    for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) table_smem[i] = __ldg(table + (bf16 ? 256 : 0) + (i >> 5));
+    fill_table<Warps * 32>(table_smem, table);
     __syncthreads();
   }
   const uint32_t* lane_table = table_smem + lane;
@@ -440,8 +509,11 @@ struct gemm_config {
   // up to 8 rows, or 16 with 4 tiles (with 1 or 2 tiles their 2.3 KB a stage cost more stages
   // than their latency costs: M=16, 2 tiles, 20.5 -> 22.8 us). More stages were slower on an H100
   // (4 tiles, 16 warps: 5 stages with one row of x for M=1, 16.7 -> 20.0 us; int8 3 instead of 2
-  // stages, 27.6 -> 29.4 us).
-  static constexpr int want = Tiles == 4 && Warps == 16 ? (Bits == 8 ? 2 : 3) : (Bits == 8 ? 4 : 8);
+  // stages, 27.6 -> 29.4 us). 12 warps (codebook formats, whose 32 KB table leaves 16 warps too few
+  // stages): 3 stages with 4 tiles, 6 with 1 or 2, the chunks in flight of 16 warps.
+  static constexpr int want = Tiles == 4 && Warps >= 12 ? (Bits == 8 ? 2 : 3)
+                              : Warps == 12             ? 6
+                                                        : (Bits == 8 ? 4 : 8);
   static constexpr int stage_rows = 8 * MTiles;
   static constexpr int x_rows =
       (MTiles == 1 || Tiles == 4) && fit_stages<Bits, Kind, Tiles, want, Warps, stage_rows>() >= 3 ? stage_rows : 0;
@@ -451,7 +523,7 @@ struct gemm_config {
 };
 
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
-void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
+void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, code_table table, int n,
             int k, int chunks, int cpg, int groups, int tiles, T* y, int ldy, cudaStream_t stream) {
   using config = gemm_config<T, Bits, Kind, MTiles, Tiles, KTail, Warps>;
   // Set on every call (a cheap driver call): the limit belongs to the current device.
@@ -564,7 +636,7 @@ __device__ __forceinline__ void wide_store(const float (&acc)[MTiles][Tiles][4],
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Warps, int Stages>
 __global__ void __launch_bounds__(Warps * 32, 1)
     gemm_wide_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
-                     const uint32_t* __restrict__ scales, const uint32_t* __restrict__ table, int n, int k, int tiles,
+                     const uint32_t* __restrict__ scales, code_table table, int n, int k, int tiles,
                      int chunks, int chunks_per_group, int groups, int split_chunks, float* __restrict__ partials,
                      unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
   constexpr bool bf16 = is_bf16<T>;
@@ -614,8 +686,7 @@ __global__ void __launch_bounds__(Warps * 32, 1)
 
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
-  if constexpr (Kind == dequant_kind::table)
-    for (int i = threadIdx.x; i < 256 * 32; i += threads) table_smem[i] = __ldg(table + (bf16 ? 256 : 0) + (i >> 5));
+  if constexpr (Kind == dequant_kind::table) fill_table<threads>(table_smem, table);  // the loop's first barrier
   const uint32_t* lane_table = table_smem + lane;
 
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
@@ -711,7 +782,7 @@ struct wide_config {
 };
 
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Warps>
-void launch_wide(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, const uint32_t* table, int n,
+void launch_wide(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, code_table table, int n,
                  int k, int tiles, int chunks, int cpg, int groups, int split_chunks, int splits, float* partials,
                  unsigned* counters, T* y, int ldy, cudaStream_t stream) {
   using config = wide_config<T, Bits, Kind, MTiles, Warps>;
@@ -760,7 +831,7 @@ class gemm_workspace {
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
   int tiles_per_block = 0;  ///< M <= 16: 1, 2 or 4 (rows per block / 16; 4 needs K % 64 == 0); 0: chosen from the shape
-  int warps = 0;            ///< warps a block: 8 or 16 (M <= 16: splitting K; M > 16: 2 or 1 tiles each); 0: the default
+  int warps = 0;            ///< warps a block: 8 or 16, or 12 for M <= 16 and codebook formats (M <= 16: splitting K; M > 16: 2 or 1 tiles each); 0: the default
   int split_k = 0;          ///< M > 16: blocks splitting K (at most one per 64-wide chunk); 0: about one block an SM
   gemm_workspace* workspace = nullptr;  ///< M > 16 with split_k > 1: scratch; null: allocated per call
 };
@@ -827,7 +898,7 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
   const int mtiles = (m + 15) / 16 * 2;
   const wide_split split("cuda::gemm", chunks, blocks_n, 1, std::size_t(rows_per_block) * mtiles * 8, options, stream);
   const auto run = [&](auto launcher) {
-    launcher(x, m, ldx, w.codes, w.scales, w.table, n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
+    launcher(x, m, ldx, w.codes, w.scales, w.table[is_bf16<T>], n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
              static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split.split_chunks, split.splits, split.partials,
              split.counters, y,
              ldy, stream);
@@ -849,7 +920,7 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
 /// y[m x N] = x[m x K] · Wᵀ, fp16 or bf16 (T = __half or __nv_bfloat16) in and out, on `stream`
 /// (asynchronous). With bf16 the weights are dequantized to bf16 and the mma is the bf16 one.
 /// Preconditions, checked: 1 <= m <= 64; x, y device pointers; x 16-byte aligned with ldx >= K and
-/// ldx % 8 == 0; ldy >= N; options as gemm_options says (16 warps are used only when K % 64 == 0).
+/// ldx % 8 == 0; ldy >= N; options as gemm_options says (12 and 16 warps are used only when K % 64 == 0).
 /// y must not overlap x. The packed weights must live on the current device. M = 17..64 splits K
 /// across blocks and needs scratch: options.workspace, or per call from cudaMallocAsync.
 template <class Scheme, class T>
@@ -874,27 +945,39 @@ void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>&
   // the pace, so more tiles a warp (activations, table set-up and loop overhead shared) win while
   // the blocks still cover the SMs: 4 tiles and 16 warps when that leaves >= 0.9 blocks an SM
   // (N >= ~7700), else 2 tiles; and about 2048 warps in all (16 a block when the blocks are fewer
-  // than 1.5 per SM).
+  // than 1.5 per SM). Codebook formats (NF4, SF4) with 4 tiles at M > 8 take 12 warps: with 16
+  // their 32 KB table leaves no room for the staged activations (28.0 -> 20.1 us, 8192 x 8192).
+  constexpr bool table = kind == dequant_kind::table;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
   if (per_block == 0) {
     if (tiles % 4 == 0 && w.cols % chunk_cols == 0 && 10 * (tiles / 4) >= 9 * sms)
-      per_block = 4, warps = warps ? warps : 16;
+      per_block = 4, warps = warps ? warps : table && m > 8 ? 12 : 16;
     else
       per_block = tiles % 2 == 0 ? 2 : 1;
   }
   if (warps == 0) warps = (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
-  LOWBIT_CHECK(warps == 8 || warps == 16, "cuda::gemm: warps=" << warps << " must be 8 or 16");
+  LOWBIT_CHECK(warps == 8 || warps == 16 || (table && warps == 12),
+               "cuda::gemm: warps=" << warps << " must be 8 or 16 (or 12 for codebook formats)");
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) ||
                    (per_block == 4 && tiles % 4 == 0 && w.cols % chunk_cols == 0),
                "cuda::gemm: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
                                               << "), or 4 with a tile count divisible by 4 and K % 64 == 0");
   const auto args = [&](auto launcher) {
-    launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table, static_cast<int>(w.rows),
+    launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table[detail::is_bf16<T>], static_cast<int>(w.rows),
              static_cast<int>(w.cols), static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
              static_cast<int>(w.groups), tiles, y, static_cast<int>(ldy), stream);
   };
   const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
                       (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);
+  if constexpr (table) {
+    if (warps == 12 && w.cols % chunk_cols == 0) {
+      if (per_block == 4) m <= 8 ? args(detail::launch<T, bits, kind, 1, 4, false, 12>) : args(detail::launch<T, bits, kind, 2, 4, false, 12>);
+      else if (per_block == 2) m <= 8 ? args(detail::launch<T, bits, kind, 1, 2, false, 12>) : args(detail::launch<T, bits, kind, 2, 2, false, 12>);
+      else m <= 8 ? args(detail::launch<T, bits, kind, 1, 1, false, 12>) : args(detail::launch<T, bits, kind, 2, 1, false, 12>);
+      LOWBIT_CUDA_CHECK(cudaGetLastError());
+      return;
+    }
+  }
   if (per_block == 4) {
     if (warps == 16) {
       if (m <= 8) args(detail::launch<T, bits, kind, 1, 4, false, 16>);

@@ -49,7 +49,7 @@ inline constexpr std::size_t chunk_cols = 64;  ///< K per 16-byte-per-lane load 
 /// How a scheme's codes become the values fed to the tensor cores.
 enum class dequant_kind {
   integer,  ///< 4/8-bit integers: code | 0x6400 is the fp16 1024 + code; minus (1024 + zero)
-  table,    ///< 4-bit codebook / float formats: a 256-entry table from a byte (two codes) to half2
+  table,    ///< 4-bit codebook / float formats: a byte (two codes) -> half2 table, built per block from a code_table
   e2m1,     ///< FP4 E2M1 by bit moves: its bits placed in an fp16 are the value times 2^-14
   e4m3,     ///< FP8 E4M3 by bit moves: its bits placed in an fp16 are the value times 2^-8
   mxfp4,    ///< E2M1 as e2m1, with MX blocks of 32 and E8M0 scales (the split K layout below)
@@ -78,12 +78,21 @@ struct gpu_scheme {
   }
 };
 
-/// A borrowed packed matrix: what the kernels take. Device pointers.
+/// dequant_kind::table: a 4-bit format's 16 values (fp16 or bf16 bits) split into bytes for a
+/// lookup by prmt, which picks bytes out of a pair of registers by 3-bit indices: words 0-1 hold
+/// the low bytes of values 0..7, words 2-3 those of values 8..15, words 4-7 the high bytes in the
+/// same order (byte i of word q: value 4q + i). A kernel parameter: each block builds its shared
+/// byte -> pair table from it in registers, with no loads.
+struct code_table {
+  uint32_t words[8];
+};
+
+/// A borrowed packed matrix: what the kernels take. Device pointers (and the table by value).
 template <class Scheme>
 struct packed_view {
   const ::uint4* codes = nullptr;     ///< [tiles][chunks][bits / 4][32 lanes] x 16 bytes
   const uint32_t* scales = nullptr; ///< [tiles][groups][16 rows]: half2(scale, 1024 + zero)
-  const uint32_t* table = nullptr;  ///< 256 x half2, then 256 x bf16x2 (dequant_kind::table), else null
+  code_table table[2] = {};         ///< dequant_kind::table: the values in fp16 [0] and bf16 [1]
   std::size_t rows = 0, cols = 0;   ///< N, K
   std::size_t group_size = 0;
   std::size_t chunks = 0;           ///< ceil(K / 64)
@@ -141,7 +150,7 @@ class packed_weights {
 
  private:
   packed_view<Scheme> view_{};
-  detail::device_buffer codes_, scales_, table_;
+  detail::device_buffer codes_, scales_;
 };
 
 /// Shuffles a quantized matrix into the GPU layout and uploads it (once, at load time).
@@ -225,14 +234,14 @@ packed_weights<Scheme> pack(const quantized_view<Scheme>& w) {
   v.codes = static_cast<const ::uint4*>(out.codes_.get());
   v.scales = static_cast<const uint32_t*>(out.scales_.get());
   if constexpr (kind == dequant_kind::table) {
-    std::vector<uint32_t> table(512);  // fp16 pairs, then bf16 pairs (for bf16 activations)
-    for (unsigned b = 0; b < 256; ++b) {
-      const float lo = gs::traits::decode(static_cast<uint8_t>(b & 15)), hi = gs::traits::decode(static_cast<uint8_t>(b >> 4));
-      table[b] = uint32_t(fp16(lo).bits) | (uint32_t(fp16(hi).bits) << 16);
-      table[256 + b] = uint32_t(bf16(lo).bits) | (uint32_t(bf16(hi).bits) << 16);
+    for (unsigned c = 0; c < 16; ++c) {  // value c rounded to fp16 and to bf16 (for bf16 activations)
+      const float value = gs::traits::decode(static_cast<uint8_t>(c));
+      const uint16_t bits[2] = {fp16(value).bits, bf16(value).bits};
+      for (int t = 0; t < 2; ++t) {
+        v.table[t].words[c / 4] |= uint32_t(bits[t] & 0xffu) << (8 * (c % 4));
+        v.table[t].words[4 + c / 4] |= uint32_t(bits[t] >> 8) << (8 * (c % 4));
+      }
     }
-    out.table_ = detail::upload(table.data(), table.size() * 4);
-    v.table = static_cast<const uint32_t*>(out.table_.get());
   }
   return out;
 }
