@@ -1,7 +1,7 @@
 // Times lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against cuBLAS dense (cublasGemmEx, fp32
 // compute) with the same activations (fp16 or bf16) and lowbit's dense kernel of the same format
 // (cuda::gemm, g128) on the same shapes: y[M x N] = x[M x K] · Wᵀ for N x K = 8192 x 8192 and
-// 4096 x 14336, M = 1, 4, 16, 32, 64. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
+// 4096 x 14336, M = 1, 4, 8, 16, 32, 64. Kept values: int4 and int8 (g64 kept values = 128 dense columns,
 // every block shape for fp16 activations at M <= 16, 1 / 2 / 4 / 8 / 16 splits of K at M > 16; 0 where a shape is not
 // offered), fp16 and bf16 plain values; fp16 and bf16 activations. M > 16 (2:4 and dense) with a reused gemm_workspace.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   using bf = __nv_bfloat16;
   struct shape { std::size_t n, k; };
   const shape shapes[] = {{8192, 8192}, {4096, 14336}};
-  const std::size_t ms[] = {1, 4, 16, 32, 64};
+  const std::size_t ms[] = {1, 4, 8, 16, 32, 64};
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;

@@ -7,6 +7,8 @@
 // block; 8, 16 warps), and for M > 16 the default split of K (one split a chunk on these small
 // shapes), one split, and 2 or 3 splits with and without a workspace (used twice: its counters must
 // be back at zero); then the argument checks (lowbit::error).
+// K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
+// rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
 // test_cuda_sparse24 [seed [format,format,...]] (the second: only those formats, e.g. "2:4+int4,2:4+bf16").
@@ -126,7 +128,7 @@ void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
   // Group sizes count kept values; 0: per channel (one group a row).
   const shape shapes[] = {{64, 256, 64}, {37, 384, 192}, {130, 512, 128}, {17, 1024, 64}, {256, 2048, 128}, {48, 640, 0},
-                          {300, 768, 128}};
+                          {300, 768, 128}, {64, 4096, 128}, {48, 3072, 0}};
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   lowbit::cuda::gemm_workspace workspace;
   for (const shape& s : shapes)

@@ -27,7 +27,8 @@
 ///    a lane = the 4 registers of mma i's A fragment; no scales.
 /// The activations are read as the B fragment wants them (4-byte pairs of k; B of m16n8k32 holds
 /// rows 2t, 2t + 1 + 8 r): a 2:4 group's 4 columns are split over two lanes, so they cannot be read as
-/// 16-byte vectors like the dense kernel's.
+/// 16-byte vectors like the dense kernel's; staged in shared memory, an mma's four B registers are
+/// one ldmatrix.x4.
 /// M = 17..64 runs sparse24_wide_kernel on the same layout and helpers (gemm.cuh's wide kernel
 /// for 2:4): the warps of a block split N and M and share each chunk of x from shared memory (B
 /// fragments by ldmatrix), the blocks split K and the fp32 partials are summed in split order.
@@ -245,12 +246,29 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
+/// Four 8 x 8 matrices of 16-bit elements from shared memory (ldmatrix.x4): lane l gives the
+/// address of row l % 8 of matrix l / 8 (16 bytes), lane (g, t) gets elements 2t, 2t + 1 of row g
+/// of matrix r in r[r].
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+/// cp.async of 16 bytes to a shared address when `copy` (predicated, not branched around).
+__device__ __forceinline__ void cp_async16_if(unsigned shared, const void* global, bool copy) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p cp.async.cg.shared.global [%0], [%1], 16;\n}" ::"r"(shared),
+      "l"(global), "r"(static_cast<int>(copy)));
+}
+
 /// A tile's stage in 16-byte vectors: codes (Vecs per lane), metadata, 16 scale words (codes only).
 template <int Vecs>
 inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 4 ? 0 : 4);
 
-/// Activation rows of a stage, 128 halves each, padded to 272 bytes (17 vectors) so that the lanes'
-/// 4-byte reads (row g, word 4r + t) fall in 32 different banks.
+/// Activation rows of a stage, 128 halves each, padded to 272 bytes (17 vectors) so that the 8 rows
+/// an ldmatrix reads at once (16 bytes each) fall in 8 different groups of 4 banks, and the lanes'
+/// 4-byte reads (row g, word 4r + t) in 32 different banks.
 inline constexpr int sparse24_x_row_vecs = 17;
 
 /// Shared memory of one block: Warps rings of Stages stages of Tiles tiles and XRows activation rows.
@@ -332,28 +350,48 @@ __global__ void __launch_bounds__(Warps * 32)
   const int tile0 = blockIdx.x * Tiles;
   ::uint4* ring = smem + warp * Stages * stage_vecs;
   const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps, steps = c_end - c_begin;
-  const ::uint4* code_ptr = codes + ((size_t)tile0 * chunks + c_begin) * Vecs * 32 + lane;
-  const ::uint4* meta_ptr = metadata + ((size_t)tile0 * chunks + c_begin) * 16 + (lane & 15);
-  const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) + (size_t)tile0 * groups * 4 + (lane & 3);
+  // The blocks start their warps' ranges at different chunks (block % steps, wrapping): else every
+  // block's warp w would read the same chunk of x at once (measured on an H100, 8192x8192 int4:
+  // M=4 15.1 -> 14.2 us, M=8 15.6 -> 14.7; M = 1 and 16 unchanged).
+  const int rot = steps > 0 ? static_cast<int>(blockIdx.x % static_cast<unsigned>(steps)) : 0;
+  // The range's chunk at step s (0 .. steps - 1): s + rot, wrapped; a chunk's scale group.
+  const auto local = [&](int s) { return s + rot < steps ? s + rot : s + rot - steps; };
+  const auto group_of = [&](int c) { return chunks_per_group == 1 ? c : c / chunks_per_group; };
+  // The copy issue, with its addresses made once (ncu at M = 16: integer work and branches, much of
+  // it here, drew about half of the stall samples; this cut the issued instructions by a third and
+  // the time by 1-3%): per lane one source per tile for the codes (+ the chunk), one for the
+  // metadata (lanes 0..15, + the chunk) or the scales (lanes 16..19, + the group), one for x (rows
+  // lane / 16, + 2 rows a copy); rows past m and the lanes with no metadata or scale copy are
+  // predicated off rather than branched around.
+  const unsigned ring_at = static_cast<unsigned>(__cvta_generic_to_shared(ring));
+  const std::size_t tile_stride = (size_t)chunks * Vecs * 32;  // 16-byte vectors of a tile's codes
+  const ::uint4* code_src = codes + ((size_t)tile0 * chunks + c_begin) * Vecs * 32 + lane;
+  const bool aux = lane < 16 || (!plain && lane < 20);
+  const bool meta_lane = lane < 16;
+  const ::uint4* aux_src = meta_lane ? metadata + ((size_t)tile0 * chunks + c_begin) * 16 + lane
+                                     : reinterpret_cast<const ::uint4*>(scales) + (size_t)tile0 * groups * 4 + (lane & 3);
+  const std::size_t aux_tile_stride = meta_lane ? (size_t)chunks * 16 : (size_t)groups * 4;
+  const unsigned aux_at = (meta_at + (meta_lane ? lane : 16 + (lane & 3))) * 16;
+  const T* x_src = x + (size_t)(lane >> 4) * ldx + (size_t)c_begin * 128 + (lane & 15) * 8;
+  const unsigned x_dst = (x_at + (lane >> 4) * sparse24_x_row_vecs + (lane & 15)) * 16;
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
-      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
-      const int group = (c_begin + step) / chunks_per_group;
+      const unsigned stage = ring_at + (static_cast<unsigned>(step) % Stages) * stage_vecs * 16;
+      const int lc = local(step);
+      const std::size_t aux_step = meta_lane ? (size_t)lc * 16 : (size_t)group_of(c_begin + lc) * 4;
 #pragma unroll
       for (int tl = 0; tl < Tiles; ++tl) {
-        ::uint4* ts = stage + tl * tile_vecs;
+        const unsigned ts = stage + tl * tile_vecs * 16;
+        const ::uint4* src = code_src + tl * tile_stride + (size_t)lc * Vecs * 32;
 #pragma unroll
-        for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr + (((size_t)tl * chunks + step) * Vecs + v) * 32);
-        if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr + ((size_t)tl * chunks + step) * 16);
-        else if (!plain && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr + ((size_t)tl * groups + group) * 4);
+        for (int v = 0; v < Vecs; ++v) cp_async16_if(ts + (v * 32 + lane) * 16, src + v * 32, true);
+        cp_async16_if(ts + aux_at, aux_src + tl * aux_tile_stride + aux_step, aux);
       }
       // Activation row r's 256 bytes of the chunk: lane = 16 (r % 2) + piece, two rows an instruction.
+      const T* xs = x_src + (size_t)lc * 128;
 #pragma unroll
-      for (int r0 = 0; r0 < XRows; r0 += 2) {
-        const int r = r0 + (lane >> 4), piece = lane & 15;
-        if (r < m)
-          cp_async16(stage + x_at + r * sparse24_x_row_vecs + piece, x + (size_t)r * ldx + (size_t)(c_begin + step) * 128 + piece * 8);
-      }
+      for (int r0 = 0; r0 < XRows; r0 += 2)
+        cp_async16_if(stage + x_dst + r0 * sparse24_x_row_vecs * 16, xs + (size_t)r0 * ldx, r0 + (lane >> 4) < m);
     }
     cp_async_commit();
   };
@@ -361,16 +399,19 @@ __global__ void __launch_bounds__(Warps * 32)
   const T* x_lane[MTiles];
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_lane[mt] = x + (size_t)min(mt * 8 + g, m - 1) * ldx + 2 * t;
-  int x_word[MTiles];  // this lane's first activation word in a stage's rows
+  // Staged activations: this lane's ldmatrix row in a stage for m tile mt and mma 0 (mma i: + 64 i
+  // bytes), row mt * 8 + lane % 8 (rows past m read row m - 1), columns 8 (lane / 8) ...
+  unsigned x_addr[MTiles];
 #pragma unroll
-  for (int mt = 0; mt < MTiles; ++mt) x_word[mt] = (x_at + min(mt * 8 + g, m - 1) * sparse24_x_row_vecs) * 4 + t;
+  for (int mt = 0; mt < MTiles; ++mt)
+    x_addr[mt] = (x_at + min(mt * 8 + (lane & 7), m - 1) * sparse24_x_row_vecs + (lane >> 3)) * 16;
 
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) issue(s);
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   // The activations from L2 (XRows = 0) are loaded before the wait for the stage, hiding their latency.
   for (int step = 0; step < steps; ++step) {
-    const int c = c_begin + step;
+    const int c = c_begin + local(step);
     uint32_t xb[MTiles][4][4];  // [m tile][mma i][B register r]: k = 128 c + 32 i + 2t + 8r
     if constexpr (XRows == 0) {
 #pragma unroll
@@ -385,15 +426,14 @@ __global__ void __launch_bounds__(Warps * 32)
     __syncwarp();
     issue(step + Stages - 1);
     const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * stage_vecs;
-    const bool flush = c + 1 == c_end || (c + 1) % chunks_per_group == 0;  // end of a group: scale its sums
-    if constexpr (XRows > 0) {  // the staged activations
-      const uint32_t* xw = reinterpret_cast<const uint32_t*>(stage);
+    // The last step, or the next chunk in another group: scale the group's sums.
+    const bool flush = step + 1 == steps || group_of(c_begin + local(step + 1)) != group_of(c);
+    if constexpr (XRows > 0) {  // the staged activations: an mma's four B registers by one ldmatrix.x4
+      const unsigned stage_at = ring_at + (static_cast<unsigned>(step) % Stages) * stage_vecs * 16;
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int mt = 0; mt < MTiles; ++mt)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) xb[mt][i][r] = xw[x_word[mt] + 16 * i + 4 * r];
+        for (int mt = 0; mt < MTiles; ++mt) ldmatrix_x4(xb[mt][i], stage_at + x_addr[mt] + 64 * i);
     }
     // Tile by tile: a tile's codes are live only while it is multiplied.
 #pragma unroll
@@ -440,15 +480,6 @@ void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Sche
   kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
                                                 static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
                                                 static_cast<int>(w.groups), y, ldy);
-}
-
-/// Four 8 x 8 matrices of 16-bit elements from shared memory (ldmatrix.x4): lane l gives the
-/// address of row l % 8 of matrix l / 8 (16 bytes), lane (g, t) gets elements 2t, 2t + 1 of row g
-/// of matrix r in r[r].
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
 }
 
 /// Shared memory of the wide kernel: a block-wide ring of Stages stages, each the chunk's
@@ -648,7 +679,7 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
   static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
                 "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
-  constexpr bool plain = packed_sparse24_view<Scheme>::plain;
+  constexpr bool plain = packed_sparse24_view<Scheme>::plain, int8 = packed_sparse24_view<Scheme>::vecs == 2;
   LOWBIT_CHECK(m >= 1 && m <= 64, "cuda::gemm_sparse24: m=" << m << " must be in [1, 64]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
   LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
@@ -671,13 +702,15 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   // tile a block, or 2 with 8 warps.
   // Measured on an H100 (bench/cuda/bench_cuda_sparse24.cu): int4 runs best where the activations
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
-  // that leaves >= 0.9 blocks an SM), and for M > 8 with 8 warps; else as gemm() chooses.
+  // that leaves >= 0.9 blocks an SM), and for M > 8 or int8 codes with 8 warps (int8, 4096x14336,
+  // 2 tiles: M=1 18.5 -> 17.3 us, M=8 21.8 -> 18.2 against 16 warps); else as gemm() chooses.
   if (per_block == 0) {
     if (!plain && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
   if (warps == 0)
-    warps = (plain && per_block == 2) || (!plain && m > 8) ? 8 : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
+    warps = (plain && per_block == 2) || (!plain && (m > 8 || int8)) ? 8
+            : (tiles + per_block - 1) / per_block < 3 * sms / 2 ? 16 : 8;
   LOWBIT_CHECK(!plain || per_block == 1 || (per_block == 2 && warps == 8),
                "cuda::gemm_sparse24: plain values take 1 tile a block, or 2 with 8 warps (tiles_per_block=" << per_block
                                                                                                    << ", warps=" << warps << ")");
