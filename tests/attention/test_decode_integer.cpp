@@ -138,6 +138,37 @@ TEST(decode_integer, int4_kv_within_the_stated_bound_on_every_path) {
   check_integer<lowbit::scheme<lowbit::int4, float>>({{128, 1, 4, {77}, 0}, {96, 1, 2, {20}, 0}});
 }
 
+// Head dimension 128 with one, two or four scale groups: the tile kernel's unrolled shapes, for
+// groups of four query heads (and eight: two blocks; five, seven: a block of four and its rest
+// on the loops), int8 and int4, odd lengths.
+TEST(decode_integer, unrolled_tile_shapes_within_the_bound) {
+  check_integer<lowbit::scheme<lowbit::int4, lowbit::fp16>>({{128, 1, 4, {45}, 64},
+                                                             {128, 1, 8, {19, 50}, 32},
+                                                             {128, 1, 5, {33}, 0},
+                                                             {128, 1, 7, {21}, 64}},
+                                                            {1.0f});
+  check_integer<lowbit::scheme<lowbit::int8, float>>({{128, 1, 4, {45}, 64}, {128, 1, 8, {19}, 32}, {128, 1, 5, {33}, 0}},
+                                                     {1.0f});
+}
+
+#if defined(LOWBIT_COMPILED_AVX512)
+// The tile kernel's short exp: within 1e-6 of e^x (relative) on the scores' range above -10,
+// within 2e-7 absolute below, exactly 1 at 0, and 0 far below (no clamp needed).
+TEST(decode_integer, tile_exp_is_accurate) {
+  if (!lowbit::isa_supported(lowbit::isa::avx512)) GTEST_SKIP() << "no AVX-512 here";
+  for (float x = -120.0f; x <= 0.0f; x += 0.0173f) {
+    const double e = std::exp(double(x)), got = _mm512_cvtss_f32(lowbit::attention::detail::exp_tile(_mm512_set1_ps(x)));
+    if (x > -10.0f) {
+      ASSERT_NEAR(got, e, 1e-6 * e) << x;
+    } else {
+      ASSERT_NEAR(got, e, 2e-7) << x;
+    }
+  }
+  EXPECT_EQ(_mm512_cvtss_f32(lowbit::attention::detail::exp_tile(_mm512_setzero_ps())), 1.0f);
+  EXPECT_EQ(_mm512_cvtss_f32(lowbit::attention::detail::exp_tile(_mm512_set1_ps(-200.0f))), 0.0f);
+}
+#endif
+
 // Scores hundreds apart: tiles whose probabilities underflow (denormal or 0) next to the running
 // maximum still give results within the bound (no inf or NaN from their weights' step).
 TEST(decode_integer, tiles_far_below_the_maximum) {

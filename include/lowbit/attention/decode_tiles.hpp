@@ -3,20 +3,24 @@
 /// kv_shape::integer_tiles): decode_options::integer_pv with the bytes already where vpdpbusd
 /// wants them.
 ///
-/// Per 16-token tile of one KV head, for the group's query heads (four at a time for q·k):
+/// Per 16-token tile of one KV head, for the group's query heads four at a time:
 /// - q·k with tokens in lanes: vpdpbusd of each 64-byte K block (16 tokens x 4 elements,
 ///   unsigned) against four query codes broadcast, so one zmm holds the 16 tokens' partial sums
 ///   and no lane reduction is needed; per key group the int32 sums (minus the unsigned bias
 ///   times the query's sum over the group) are scaled by the 16 tokens' key scales.
-/// - online softmax on the 16 scores of each head, and the V weights w_t = p_t · s_v(t, g)
-///   rounded to u8 per tile, head and V group, against max_t p_t · max_t s_v(t, g) (>= every
-///   w_t; the V part is shared by the heads, so one reciprocal per head and tile) rather than
-///   against max_t w_t: the step is at most the one decode_integer.hpp's bound allows
-///   ((max p in the tile) · max s_v / 255), so the same bound holds.
-/// - P V with elements in lanes: vpdpbusd of the weights of four tokens broadcast against each V
-///   block (16 elements x 4 tokens), int32 per tile, scaled into the float sums (element order).
+/// - online softmax on the 16 scores of each head, the scores kept in registers: one shuffle tree
+///   gives the four heads' tile maxima, a short exp (exp_tile) the probabilities; the V weights
+///   w_t = p_t · s_v(t, g) rounded to u8 per tile, head and V group, against max_t p_t · max_t
+///   s_v(t, g) (>= every w_t; the V part is shared by the heads, so one division per four groups
+///   and tile) rather than against max_t w_t: the step is at most the one decode_integer.hpp's
+///   bound allows ((max p in the tile) · max s_v / 255), so the same bound holds. The u8 weights
+///   of four groups are packed into one register (16 words: four tokens of a group each).
+/// - P V with elements in lanes: each V block (16 elements x 4 tokens) loaded, and its nibbles
+///   split (int4), once for the four heads; vpdpbusd of each head's weights of those four tokens
+///   (broadcast from the packed register) against it, int32 per tile, scaled into the float sums.
 /// int4 tiles: K and V nibbles split in registers (K: low nibbles elements 8c..8c+3, high
 /// 8c+4..8c+7), the high nibbles used in place as 16 times their value.
+/// Head dimension 128 with one, two or four scale groups is compiled with its loops unrolled.
 #pragma once
 
 #include <algorithm>
@@ -38,6 +42,13 @@
 #include "tile_ops.hpp"
 
 LOWBIT_SIMD_DIAGNOSTICS_BEGIN
+
+// Unrolls the loop that follows (register blocks indexed by its counter; loops of compile-time trip counts).
+#if defined(__GNUC__) || defined(__clang__)
+#define LOWBIT_TILES_UNROLL _Pragma("GCC unroll 16")
+#else
+#define LOWBIT_TILES_UNROLL
+#endif
 
 namespace lowbit {
 namespace attention {
@@ -69,18 +80,67 @@ inline __m512i broadcast_codes(const int8_t* p) noexcept {
   return _mm512_set1_epi32(word);
 }
 
+/// Per lane group of four: quarter j (lanes 4j..4j+3) of the result holds the largest lane of x[j]
+/// (x[j] for j >= N: x[0]), so one tree of shuffles serves four vectors.
+template <std::size_t N>
+LOWBIT_ALWAYS_INLINE __m512 quarter_max(const __m512* x) noexcept {
+  const __m512 x0 = x[0], x1 = N > 1 ? x[1] : x0, x2 = N > 2 ? x[2] : x0, x3 = N > 3 ? x[3] : x0;
+  // 256-bit halves: a = [x0 lo|hi max, x1 lo|hi max] (8 lanes each), b for x2, x3.
+  const __m512 a = _mm512_max_ps(_mm512_shuffle_f32x4(x0, x1, 0x44), _mm512_shuffle_f32x4(x0, x1, 0xEE));
+  const __m512 b = _mm512_max_ps(_mm512_shuffle_f32x4(x2, x3, 0x44), _mm512_shuffle_f32x4(x2, x3, 0xEE));
+  // 128-bit quarters: quarter j now holds 4 lanes of x[j]'s partial maxima.
+  const __m512 c = _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+  const __m512 e = _mm512_max_ps(c, _mm512_permute_ps(c, 0x4E));
+  return _mm512_max_ps(e, _mm512_permute_ps(e, 0xB1));
+}
+
+/// e^x per lane, to about 2 ulp for |x| < 10 (about 1e-6 relative below -10, where e^x is tiny
+/// next to the maximum's 1): 2^n · 2^f with n = round(x log2 e), |f| <= 1/2, 2^f by a degree-6
+/// polynomial, 2^n by vscalefps (which gives 0 for a large negative n: no clamping). Half the
+/// instructions of xsimd's exp, which the softmax of each tile and head runs.
+LOWBIT_ALWAYS_INLINE __m512 exp_tile(__m512 x) noexcept {
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  // 2^f = e^(f ln 2): Taylor coefficients ln2^k / k!
+  __m512 p = _mm512_set1_ps(1.5403530393381609954e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443423e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284771619e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821579953e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071233e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994530942e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+/// Quarter j of x in all 16 lanes.
+template <int J>
+LOWBIT_ALWAYS_INLINE __m512 quarter(const __m512 x) noexcept {
+  return _mm512_shuffle_f32x4(x, x, J * 0x55);
+}
+LOWBIT_ALWAYS_INLINE __m512 quarter(const __m512 x, std::size_t j) noexcept {
+  switch (j) {
+    case 0: return quarter<0>(x);
+    case 1: return quarter<1>(x);
+    case 2: return quarter<2>(x);
+    default: return quarter<3>(x);
+  }
+}
+
 /// q·k of NH query heads (codes q + j·d, offsets koff + j·G, scales qscale[j]) against one tile:
-/// the 16 tokens' scores of head j into scores + 16 j.
+/// the 16 tokens' scores of head j into s[j].
 template <class Tag, bool Int4, class Scale, std::size_t NH>
-void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, const int32_t* koff, const float* qscale,
-             float* scores) noexcept {
+LOWBIT_ALWAYS_INLINE void tile_qk(const uint8_t* tile, std::size_t d, std::size_t G, std::size_t k_scales, const int8_t* q,
+                                  const int32_t* koff, const float* qscale, __m512* s) noexcept {
   using dot = simd::int8_dot<Tag>;
-  const std::size_t d = L.d, G = L.groups, blocks = (Int4 ? d / 8 : d / 4) / G;  // K blocks per group
+  const std::size_t blocks = (Int4 ? d / 8 : d / 4) / G;  // K blocks per group
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   __m512 f[NH];
+  LOWBIT_TILES_UNROLL
   for (std::size_t j = 0; j < NH; ++j) f[j] = _mm512_setzero_ps();
   for (std::size_t g = 0; g < G; ++g) {
     __m512i a0[NH], a1[NH];  // two chains per head: even and odd blocks (int8) or nibbles (int4)
+    LOWBIT_TILES_UNROLL
     for (std::size_t j = 0; j < NH; ++j) {
       a0[j] = _mm512_set1_epi32(koff[j * G + g]);
       a1[j] = _mm512_setzero_si512();
@@ -88,10 +148,12 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
     const uint8_t* k = tile + 64 * g * blocks;
     if (Int4) {
       const int8_t* qg = q + 8 * g * blocks;
+      LOWBIT_TILES_UNROLL
       for (std::size_t c = 0; c < blocks; ++c) {
         // The high nibbles stay in place: 16 times their value, divided out once per group.
         const __m512i x = _mm512_load_si512(k + 64 * c);
         const __m512i lo = _mm512_and_si512(x, nibble), hi = _mm512_andnot_si512(nibble, x);
+        LOWBIT_TILES_UNROLL
         for (std::size_t j = 0; j < NH; ++j) {
           a0[j] = dot::template dot<true>(a0[j], lo, broadcast_codes(qg + j * d + 8 * c));
           a1[j] = dot::template dot<false>(a1[j], hi, broadcast_codes(qg + j * d + 8 * c + 4));
@@ -99,42 +161,234 @@ void tile_qk(const uint8_t* tile, const int_tile_layout& L, const int8_t* q, con
       }
     } else {
       const int8_t* qg = q + 4 * g * blocks;
+      LOWBIT_TILES_UNROLL
       for (std::size_t c = 0; c < blocks; c += 2) {  // blocks is even (groups of 16 elements or more)
         const __m512i x0 = _mm512_load_si512(k + 64 * c), x1 = _mm512_load_si512(k + 64 * c + 64);
+        LOWBIT_TILES_UNROLL
         for (std::size_t j = 0; j < NH; ++j) {
           a0[j] = dot::template dot<false>(a0[j], x0, broadcast_codes(qg + j * d + 4 * c));
           a1[j] = dot::template dot<false>(a1[j], x1, broadcast_codes(qg + j * d + 4 * c + 4));
         }
       }
     }
-    const __m512 ks = tile_scales<Scale>(tile + L.k_scales_offset() + 16 * g * sizeof(Scale));
+    const __m512 ks = tile_scales<Scale>(tile + k_scales + 16 * g * sizeof(Scale));
+    LOWBIT_TILES_UNROLL
     for (std::size_t j = 0; j < NH; ++j)
       f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0[j], Int4 ? _mm512_srai_epi32(a1[j], 4) : a1[j])), ks, f[j]);
   }
-  for (std::size_t j = 0; j < NH; ++j) _mm512_store_ps(scores + 16 * j, _mm512_mul_ps(f[j], _mm512_set1_ps(qscale[j])));
+  LOWBIT_TILES_UNROLL
+  for (std::size_t j = 0; j < NH; ++j) s[j] = _mm512_mul_ps(f[j], _mm512_set1_ps(qscale[j]));
 }
 
 /// Per-thread buffers of the tile kernel.
 struct tile_scratch {
   std::vector<int32_t> koff;       ///< group x G: minus the bias times the query's sum per key group
-  aligned_buffer<float> scores;    ///< group x 16
   aligned_buffer<float> sums;      ///< group x 16: the softmax sums per lane
   aligned_buffer<float> acc;       ///< group x d: the V sums (64-byte aligned, unlike partial::acc)
-  aligned_buffer<uint32_t> words;  ///< group x G x 4: a tile's u8 V weights, four tokens a word
-  aligned_buffer<float> steps;     ///< group x G: what a weight's unit is worth
+  aligned_buffer<float> steps;     ///< group x 16: what a weight's unit is worth, per V group
   void reserve(std::size_t group, std::size_t groups, std::size_t d) {
     if (acc.size() < group * d) acc = aligned_buffer<float>(group * d);
-    if (steps.size() < group * groups) {
-      words = aligned_buffer<uint32_t>(group * groups * 4);
-      steps = aligned_buffer<float>(group * groups);
-    }
     if (koff.size() < group * groups) koff.resize(group * groups);
-    if (scores.size() < group * 16) {
-      scores = aligned_buffer<float>(group * 16);
+    if (sums.size() < group * 16) {
       sums = aligned_buffer<float>(group * 16);
+      steps = aligned_buffer<float>(group * 16);
     }
   }
 };
+
+/// The tile's V scales, normalized per group to their largest (shared by every head): v_norm + 16 g
+/// holds 255 s_v(t, g) / max_t s_v(t, g), v_step lane g that max / 255 (0 for an all-zero group).
+template <class Scale>
+LOWBIT_ALWAYS_INLINE __m512 normalize_v_scales(const uint8_t* tile, const int_tile_layout& L, __mmask16 valid,
+                                               float* v_norm) noexcept {
+  const std::size_t G = L.groups;
+  alignas(64) float step[16];
+  LOWBIT_TILES_UNROLL
+  for (std::size_t g0 = 0; g0 < G; g0 += 4) {
+    __m512 vs[4];
+    const std::size_t n = std::min<std::size_t>(4, G - g0);
+    LOWBIT_TILES_UNROLL
+    for (std::size_t i = 0; i < n; ++i)
+      vs[i] = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * (g0 + i) * sizeof(Scale)));
+    const __m512 m = n == 4 ? quarter_max<4>(vs) : n == 3 ? quarter_max<3>(vs) : n == 2 ? quarter_max<2>(vs) : quarter_max<1>(vs);
+    // times 255 / m (one division for four groups); vs / m first when 255 / m would overflow (m
+    // below ~7.5e-37), 0 for m = 0
+    const __m512 inverse = _mm512_div_ps(_mm512_set1_ps(255.0f), m);
+    const bool tiny = _mm512_cmp_ps_mask(m, _mm512_set1_ps(255.0f / std::numeric_limits<float>::max()), _CMP_LT_OQ) != 0;
+    alignas(64) float ms[16];
+    if (tiny) _mm512_store_ps(ms, m);
+    LOWBIT_TILES_UNROLL
+    for (std::size_t i = 0; i < n; ++i) {
+      __m512 norm = _mm512_mul_ps(vs[i], quarter(inverse, i));
+      if (tiny && ms[4 * i] < 255.0f / std::numeric_limits<float>::max())
+        norm = ms[4 * i] > 0.0f ? _mm512_mul_ps(_mm512_div_ps(vs[i], _mm512_set1_ps(ms[4 * i])), _mm512_set1_ps(255.0f))
+                                : _mm512_setzero_ps();
+      _mm512_store_ps(v_norm + 16 * (g0 + i), norm);
+    }
+    // lanes g0..g0+3 of the steps: quarter i's first lane
+    _mm_storeu_ps(step + g0, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), m)));
+  }
+  for (std::size_t g = G; g < 16; ++g) step[g] = 0.0f;
+  return _mm512_div_ps(_mm512_load_ps(step), _mm512_set1_ps(255.0f));
+}
+
+/// Online softmax of NH heads (scores s[j], valid lanes) and their u8 V weights for the tile:
+/// updates the running maxima (out.max + j0), the lane sums and rescales earlier V sums when a
+/// maximum moves; words of head j: per four V groups 64 bytes, 128-bit lane k holding the
+/// weights of tokens 4k..4k+3 for groups 4w..4w+3 (one 32-bit word each: word 4k + g % 4 of
+/// block w = g / 4); steps of head j lane g: what a unit of group g's weights is worth.
+template <class Tag, bool Int4, std::size_t NH, std::size_t WB>
+LOWBIT_ALWAYS_INLINE void softmax_tile_heads(__m512* s, __mmask16 valid, std::size_t d, std::size_t G, const float* v_norm,
+                                             __m512 v_step, float* max, float* sums, float* accs, __m512i* words,
+                                             float* steps) noexcept {
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  LOWBIT_TILES_UNROLL
+  for (std::size_t j = 0; j < NH; ++j) s[j] = _mm512_mask_mov_ps(minus_inf, valid, s[j]);
+  const __m512 tile_max = quarter_max<NH>(s);  // quarter j: head j's
+  // the running maxima in quarters (heads past NH: their tile maxima, so nothing moves)
+  const __m512 old_max = _mm512_mask_mov_ps(
+      tile_max, static_cast<__mmask16>((1u << (4 * NH)) - 1),
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                            _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << NH) - 1), max)));
+  const __m512 new_max = _mm512_max_ps(old_max, tile_max);
+  const __mmask16 moved = _mm512_cmp_ps_mask(new_max, old_max, _CMP_NEQ_UQ);
+  if (moved) {  // rescale what came before (0 on the first tile: max was -inf)
+    alignas(64) float o[16], n[16];
+    _mm512_store_ps(o, old_max);
+    _mm512_store_ps(n, new_max);
+    LOWBIT_TILES_UNROLL
+    for (std::size_t j = 0; j < NH; ++j) {
+      if (!(moved >> (4 * j) & 1)) continue;
+      const __m512 c = _mm512_set1_ps(std::exp(o[4 * j] - n[4 * j]));
+      float* acc = accs + j * d;
+      for (std::size_t e = 0; e < d; e += 16) _mm512_store_ps(acc + e, _mm512_mul_ps(_mm512_load_ps(acc + e), c));
+      _mm512_store_ps(sums + 16 * j, _mm512_mul_ps(_mm512_load_ps(sums + 16 * j), c));
+      max[j] = n[4 * j];
+    }
+  }
+  // p_t = exp(s_t - max) = pr_t p_max with pr_t = exp(s_t - tile max) <= 1 and p_max =
+  // exp(tile max - max): no division (p_max may be denormal or 0). One exp for the NH p_max.
+  const __m512 p_max = exp_tile(_mm512_sub_ps(tile_max, new_max));
+  LOWBIT_TILES_UNROLL
+  for (std::size_t j = 0; j < NH; ++j) {
+    const __m512 pj = quarter(p_max, j);
+    const __m512 pr = _mm512_maskz_mov_ps(valid, exp_tile(_mm512_sub_ps(s[j], quarter(tile_max, j))));
+    _mm512_store_ps(sums + 16 * j, _mm512_fmadd_ps(pr, pj, _mm512_load_ps(sums + 16 * j)));
+    // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the group's
+    // largest V scale (>= every w_t), four groups packed together: the packs work within 128-bit
+    // lanes, so lane k gets tokens 4k..4k+3 of each group in turn.
+    LOWBIT_TILES_UNROLL
+    for (std::size_t g0 = 0; g0 < G; g0 += 4) {
+      __m512i u[4];
+      LOWBIT_TILES_UNROLL
+      for (std::size_t i = 0; i < 4; ++i)
+        u[i] = g0 + i < G ? _mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * (g0 + i)))) : _mm512_setzero_si512();
+      words[j * WB + g0 / 4] = _mm512_packus_epi16(_mm512_packus_epi32(u[0], u[1]), _mm512_packus_epi32(u[2], u[3]));
+    }
+    // 0 when every weight underflowed; int4 V codes in the high nibble count 16 times
+    _mm512_store_ps(steps + 16 * j, _mm512_mul_ps(_mm512_mul_ps(v_step, pj), _mm512_set1_ps(Int4 ? 1.0f / 16 : 1.0f)));
+  }
+}
+
+/// P V of NH heads over one tile: per V block, its codes loaded (and split, int4) once for the
+/// heads, each head's four words broadcast against them, int32 per tile, scaled into acc.
+template <class Tag, bool Int4, std::size_t NH, std::size_t WB>
+LOWBIT_ALWAYS_INLINE void tile_pv(const int8_t* v, std::size_t d, std::size_t gs, const __m512i* words, const float* steps,
+                                  float* accs) noexcept {
+  using dot = simd::int8_dot<Tag>;
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const std::size_t blocks = d / 16, per_group = gs / 16;  // (a compile-time division when unrolled)
+  const auto word = [&](std::size_t j, std::size_t g, std::size_t k) {
+    return _mm512_permutexvar_epi32(_mm512_set1_epi32(static_cast<int>(4 * k + g % 4)), words[j * WB + g / 4]);
+  };
+  const auto finish = [&](const __m512i* a, std::size_t b, std::size_t g) {
+    LOWBIT_TILES_UNROLL
+    for (std::size_t j = 0; j < NH; ++j) {
+      float* acc = accs + j * d + 16 * b;
+      _mm512_store_ps(acc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j]), _mm512_set1_ps(steps[16 * j + g]), _mm512_load_ps(acc)));
+    }
+  };
+  if (Int4) {
+    // block b2 holds element blocks 2 b2 (low nibbles) and 2 b2 + 1 (high) of one V group
+    // (groups are multiples of 32): as signed bytes times 16, the 16 coming off with the step
+    LOWBIT_TILES_UNROLL
+    for (std::size_t b = 0; b < blocks; b += 2) {
+      const std::size_t g = b / per_group;
+      const int8_t* vb = v + 256 * (b / 2);
+      __m512i lo[NH], hi[NH];
+      LOWBIT_TILES_UNROLL
+      for (std::size_t j = 0; j < NH; ++j) lo[j] = hi[j] = _mm512_setzero_si512();
+      LOWBIT_TILES_UNROLL
+      for (std::size_t k = 0; k < 4; ++k) {
+        const __m512i x = _mm512_load_si512(vb + 64 * k);
+        const __m512i xl = _mm512_andnot_si512(nibble, _mm512_slli_epi16(x, 4)), xh = _mm512_andnot_si512(nibble, x);
+        LOWBIT_TILES_UNROLL
+        for (std::size_t j = 0; j < NH; ++j) {
+          const __m512i w = word(j, g, k);
+          lo[j] = dot::template dot<false>(lo[j], w, xl);
+          if (b + 1 < blocks) hi[j] = dot::template dot<false>(hi[j], w, xh);
+        }
+      }
+      finish(lo, b, g);
+      if (b + 1 < blocks) finish(hi, b + 1, g);
+    }
+  } else {
+    LOWBIT_TILES_UNROLL
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const std::size_t g = b / per_group;
+      const int8_t* vb = v + 256 * b;
+      __m512i a[NH];
+      LOWBIT_TILES_UNROLL
+      for (std::size_t j = 0; j < NH; ++j) a[j] = _mm512_setzero_si512();
+      LOWBIT_TILES_UNROLL
+      for (std::size_t k = 0; k < 4; ++k) {
+        const __m512i x = _mm512_load_si512(vb + 64 * k);
+        LOWBIT_TILES_UNROLL
+        for (std::size_t j = 0; j < NH; ++j) a[j] = dot::template dot<false>(a[j], word(j, g, k), x);
+      }
+      finish(a, b, g);
+    }
+  }
+}
+
+/// One tile for NH query heads from j0 on; D, GG: the head dimension and the groups per row when
+/// known at compile time (0: L's), so that the common shapes' loops unroll.
+template <class Tag, bool Int4, class Scale, std::size_t NH, std::size_t D = 0, std::size_t GG = 0>
+void tile_heads(const uint8_t* tile, const int_tile_layout& L, const int_queries& qs, std::size_t j0, const int32_t* koff,
+                __mmask16 valid, const float* v_norm, __m512 v_step, const partial& out, tile_scratch& scratch) noexcept {
+  const std::size_t d = D ? D : L.d, G = GG ? GG : L.groups;
+  __m512 s[NH];
+  tile_qk<Tag, Int4, Scale, NH>(tile, d, G, L.k_scales_offset(), qs.plain + j0 * d, koff + j0 * G, qs.scale + j0, s);
+  const auto rest = [&](auto wb) {
+    constexpr std::size_t WB = decltype(wb)::value;
+    __m512i words[NH * WB];
+    softmax_tile_heads<Tag, Int4, NH, WB>(s, valid, d, G, v_norm, v_step, out.max + j0, scratch.sums.data() + 16 * j0,
+                                          scratch.acc.data() + j0 * d, words, scratch.steps.data() + 16 * j0);
+    tile_pv<Tag, Int4, NH, WB>(reinterpret_cast<const int8_t*>(tile + L.v_offset()), d, d / G, words,
+                               scratch.steps.data() + 16 * j0, scratch.acc.data() + j0 * d);
+  };
+  switch ((G + 3) / 4) {  // the u8 weights of four V groups a register
+    case 1: rest(std::integral_constant<std::size_t, 1>()); break;
+    case 2: rest(std::integral_constant<std::size_t, 2>()); break;
+    case 3: rest(std::integral_constant<std::size_t, 3>()); break;
+    default: rest(std::integral_constant<std::size_t, 4>()); break;
+  }
+}
+
+/// The group's query heads over one tile, four at a time.
+template <class Tag, bool Int4, class Scale, std::size_t D = 0, std::size_t GG = 0>
+LOWBIT_ALWAYS_INLINE void tile_group(const uint8_t* tile, const int_tile_layout& L, const int_queries& qs, std::size_t group,
+                                     const int32_t* koff, __mmask16 valid, const float* v_norm, __m512 v_step,
+                                     const partial& out, tile_scratch& scratch) noexcept {
+  for (std::size_t j = 0; j < group; j += 4) {
+    switch (std::min<std::size_t>(4, group - j)) {
+      case 1: tile_heads<Tag, Int4, Scale, 1>(tile, L, qs, j, koff, valid, v_norm, v_step, out, scratch); break;
+      case 2: tile_heads<Tag, Int4, Scale, 2>(tile, L, qs, j, koff, valid, v_norm, v_step, out, scratch); break;
+      case 3: tile_heads<Tag, Int4, Scale, 3>(tile, L, qs, j, koff, valid, v_norm, v_step, out, scratch); break;
+      default: tile_heads<Tag, Int4, Scale, 4, D, GG>(tile, L, qs, j, koff, valid, v_norm, v_step, out, scratch); break;
+    }
+  }
+}
 
 /// Tokens [t0, t1) of head h of sequence seq from the cache's integer tiles, for the `group`
 /// query heads of qs (the plain codes, the scales).
@@ -142,7 +396,6 @@ template <class Tag, class Element>
 void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t0, std::size_t t1,
                         const int_queries& qs, std::size_t group, const partial& out) {
   using Scale = typename Element::scale_type;
-  using dot = simd::int8_dot<Tag>;
   constexpr bool Int4 = std::is_same<typename Element::format, int4>::value;
   const int_tile_layout& L = cache.tile_layout();
   const std::size_t d = L.d, G = L.groups, gs = d / G;
@@ -150,11 +403,8 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
   tile_scratch& scratch = scratch_local;
   scratch.reserve(group, G, d);
   int32_t* const koff = scratch.koff.data();
-  float* const scores = scratch.scores.data();
   float* const sums = scratch.sums.data();
   float* const accs = scratch.acc.data();
-  uint32_t* const words = scratch.words.data();
-  float* const steps = scratch.steps.data();
   const int32_t bias = Int4 ? 8 : 128;
   for (std::size_t j = 0; j < group; ++j) {
     out.max[j] = -std::numeric_limits<float>::infinity();
@@ -167,7 +417,6 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
       koff[j * G + g] = -bias * sum;
     }
   }
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
   for (std::size_t start = t0 / 16 * 16; start < t1; start += 16) {
     const std::size_t lo = std::max(t0, start) - start, hi = std::min(t1, start + 16) - start;
     const __mmask16 valid = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
@@ -177,85 +426,18 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
     // page boundary the next tile is asked for.
     if (cache.paged() && start + 16 < t1 && (start + 16) % cache.shape().page_tokens == 0)
       prefetch(cache.tile(seq, h, start + 16), L.bytes);
-    for (std::size_t j = 0; j < group; j += 4) {
-      const int8_t* q = qs.plain + j * d;
-      switch (std::min<std::size_t>(4, group - j)) {
-        case 1: tile_qk<Tag, Int4, Scale, 1>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        case 2: tile_qk<Tag, Int4, Scale, 2>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        case 3: tile_qk<Tag, Int4, Scale, 3>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-        default: tile_qk<Tag, Int4, Scale, 4>(tile, L, q, koff + j * G, qs.scale + j, scores + 16 * j); break;
-      }
-    }
-    const int8_t* v = reinterpret_cast<const int8_t*>(tile + L.v_offset());
-    // The tile's V scales per group, normalized to their largest (shared by every head).
-    alignas(64) float v_norm[16 * 16], v_step[16];
-    for (std::size_t g = 0; g < G; ++g) {
-      const __m512 vs = _mm512_maskz_mov_ps(valid, tile_scales<Scale>(tile + L.v_scales_offset() + 16 * g * sizeof(Scale)));
-      const float m = _mm512_reduce_max_ps(vs);
-      v_step[g] = m / 255.0f;
-      // times 255 / m, one scalar division (a vector one costs more than the rest of this loop);
-      // vs / m first when 255 / m would overflow (m below ~7.5e-37)
-      __m512 norm = _mm512_setzero_ps();
-      if (m >= 255.0f / std::numeric_limits<float>::max()) {
-        norm = _mm512_mul_ps(vs, _mm512_set1_ps(255.0f / m));
-      } else if (m > 0.0f) {
-        norm = _mm512_mul_ps(_mm512_div_ps(vs, _mm512_set1_ps(m)), _mm512_set1_ps(255.0f));
-      }
-      _mm512_store_ps(v_norm + 16 * g, norm);
-    }
-    for (std::size_t j = 0; j < group; ++j) {
-      // Online softmax over the tile's valid tokens; the sums stay in lanes until the chunk ends.
-      const __m512 s = _mm512_load_ps(scores + 16 * j);
-      const float tile_max = _mm512_mask_reduce_max_ps(valid, s);
-      const float new_max = std::max(out.max[j], tile_max);
-      float* acc = accs + j * d;
-      float* sum = sums + 16 * j;
-      if (new_max != out.max[j]) {  // rescale what came before (0 on the first tile: max was -inf)
-        const __m512 c = _mm512_set1_ps(std::exp(out.max[j] - new_max));
-        for (std::size_t e = 0; e < d; e += 16) _mm512_store_ps(acc + e, _mm512_mul_ps(_mm512_load_ps(acc + e), c));
-        _mm512_store_ps(sum, _mm512_mul_ps(_mm512_load_ps(sum), c));
-        out.max[j] = new_max;
-      }
-      // p_t = exp(s_t - max) = pr_t p_max with pr_t = exp(s_t - tile max) <= 1 and p_max =
-      // exp(tile max - max): no second reduction, no division (p_max may be denormal or 0).
-      const __m512 pr = _mm512_maskz_mov_ps(
-          valid, xsimd::exp(xsimd::batch<float, typename Tag::xsimd_arch>(_mm512_sub_ps(s, _mm512_set1_ps(tile_max)))).data);
-      const float p_max = std::exp(tile_max - new_max);
-      _mm512_store_ps(sum, _mm512_fmadd_ps(pr, _mm512_set1_ps(p_max), _mm512_load_ps(sum)));
-      // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the
-      // group's largest V scale (>= every w_t): 16 bytes, four tokens a 32-bit word.
-      for (std::size_t g = 0; g < G; ++g) {
-        _mm_store_si128(reinterpret_cast<__m128i*>(words + 4 * (j * G + g)),
-                        _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * g)))));
-        steps[j * G + g] = p_max * v_step[g] * (Int4 ? 1.0f / 16 : 1.0f);  // 0 when every weight underflowed
-      }
-    }
-    // P V: per head and V group, the words broadcast against the V blocks, int32 per tile.
-    for (std::size_t j = 0; j < group; ++j) {
-      float* acc = accs + j * d;
-      for (std::size_t g = 0; g < G; ++g) {
-        if (!(steps[j * G + g] > 0.0f)) continue;
-        const uint32_t* wg = words + 4 * (j * G + g);
-        const __m512i w0 = _mm512_set1_epi32(static_cast<int>(wg[0])), w1 = _mm512_set1_epi32(static_cast<int>(wg[1]));
-        const __m512i w2 = _mm512_set1_epi32(static_cast<int>(wg[2])), w3 = _mm512_set1_epi32(static_cast<int>(wg[3]));
-        const __m512 fs = _mm512_set1_ps(steps[j * G + g]);
-        for (std::size_t b = g * gs / 16; b < (g + 1) * gs / 16; ++b) {
-          // int4: block b's nibbles of V block b / 2 as signed bytes times 16 (high nibbles in
-          // place, low ones shifted up; the 16 comes off with the step), split in registers
-          // for every head: with a scratch copy of the tile's V (4 kB of stores a tile) the
-          // kernel ran at half speed in more processes (address-dependent, not understood)
-          const int8_t* vb = v + 256 * (Int4 ? b / 2 : b);
-          const auto codes = [&](std::size_t k) {
-            const __m512i x = _mm512_load_si512(vb + 64 * k);
-            return Int4 ? _mm512_andnot_si512(nibble, b % 2 ? x : _mm512_slli_epi16(x, 4)) : x;
-          };
-          __m512i a = dot::template dot<false>(_mm512_setzero_si512(), w0, codes(0));
-          a = dot::template dot<false>(a, w1, codes(1));
-          a = dot::template dot<false>(a, w2, codes(2));
-          a = dot::template dot<false>(a, w3, codes(3));
-          _mm512_store_ps(acc + 16 * b, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), fs, _mm512_load_ps(acc + 16 * b)));
-        }
-      }
+    alignas(64) float v_norm[16 * 16];
+    const __m512 v_step = normalize_v_scales<Scale>(tile, L, valid, v_norm);
+    // head dimension 128 with one, two or four groups (int8 / int4 per token-head, int4 in
+    // groups of 64 or 32) unrolled; other shapes in loops
+    if (d == 128 && G == 1) {
+      tile_group<Tag, Int4, Scale, 128, 1>(tile, L, qs, group, koff, valid, v_norm, v_step, out, scratch);
+    } else if (d == 128 && G == 2) {
+      tile_group<Tag, Int4, Scale, 128, 2>(tile, L, qs, group, koff, valid, v_norm, v_step, out, scratch);
+    } else if (d == 128 && G == 4) {
+      tile_group<Tag, Int4, Scale, 128, 4>(tile, L, qs, group, koff, valid, v_norm, v_step, out, scratch);
+    } else {
+      tile_group<Tag, Int4, Scale>(tile, L, qs, group, koff, valid, v_norm, v_step, out, scratch);
     }
   }
   for (std::size_t j = 0; j < group; ++j) out.sum[j] = _mm512_reduce_add_ps(_mm512_load_ps(sums + 16 * j));
@@ -266,5 +448,7 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
 }  // namespace detail
 }  // namespace attention
 }  // namespace lowbit
+
+#undef LOWBIT_TILES_UNROLL
 
 LOWBIT_SIMD_DIAGNOSTICS_END
