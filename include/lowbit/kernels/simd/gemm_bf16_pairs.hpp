@@ -206,6 +206,7 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
             const __m512i positions = _mm512_cvtepu16_epi32(
                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(panel[p], c))));
             spread[p] = _mm512_or_si512(positions, _mm512_slli_epi32(positions, 12));
+            lowbit::simd::detail::prefetch_ahead(columns.at(panel[p], c), 512);
           }
           codes[p][0] = _mm512_load_si512(w.chunk(panel[p], c));
           lowbit::simd::detail::prefetch_ahead(w.chunk(panel[p], c));

@@ -84,14 +84,13 @@ namespace simd {
 
 namespace detail {
 
-/// How far ahead in a panel the small-M kernels prefetch its chunks. They read P panels at once,
-/// streams ~100 KB apart, and the hardware prefetcher alone left the cores waiting: with this,
-/// 4096x14336 at M = 1 on one core ran 7-10% faster (NF4 2.11 -> 1.95 ms, int4 on the bf16 pair
-/// kernel 1.55 -> 1.43 ms); 512 to 2048 bytes did the same. Prefetches past the end do not fault.
-inline constexpr std::size_t small_m_prefetch_bytes = 1024;
-
-LOWBIT_ALWAYS_INLINE void prefetch_ahead(const void* chunk) noexcept {
-  _mm_prefetch(static_cast<const char*>(chunk) + small_m_prefetch_bytes, _MM_HINT_T0);
+/// The small-M kernels prefetch each panel's chunks 1 KB ahead (and 2:4 positions, half the
+/// bytes a chunk, 512 bytes ahead). They read P panels at once, streams ~100 KB apart, and the
+/// hardware prefetcher alone left the core waiting: with this, 4096x14336 at M = 1 on one core ran
+/// 7-10% faster (NF4 2.11 -> 1.95 ms, int4 on the bf16 pair kernel 1.55 -> 1.43 ms; 2:4 int4 3%);
+/// 512 to 2048 bytes did the same. Prefetches past the end of a buffer do not fault.
+LOWBIT_ALWAYS_INLINE void prefetch_ahead(const void* p, std::size_t bytes = 1024) noexcept {
+  _mm_prefetch(static_cast<const char*>(p) + bytes, _MM_HINT_T0);
 }
 
 /// Loads y[n0 .. n0 + lanes) of a row, clipped to n (zeros past it).
@@ -175,7 +174,10 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
           for (std::size_t v = 0; v < V; ++v)
             lanes[p * V + v] = i32::load_aligned(reinterpret_cast<const int32_t*>(w.chunk(panel[p], c)) + v * W);
           lowbit::simd::detail::prefetch_ahead(w.chunk(panel[p], c));
-          if constexpr (Columns::sparse) select::template load_positions<L / 4>(columns.at(panel[p], c), positions + p * V);
+          if constexpr (Columns::sparse) {
+            select::template load_positions<L / 4>(columns.at(panel[p], c), positions + p * V);
+            lowbit::simd::detail::prefetch_ahead(columns.at(panel[p], c), 512);
+          }
         }
         lowbit::simd::detail::static_for<L>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
           constexpr std::size_t j = decltype(J)::value;
