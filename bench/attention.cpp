@@ -8,7 +8,8 @@
 //   BM_decode/int8_q8/...                              int8 K and V with int8 queries (integer QKᵀ)
 //   BM_decode/int8_int/..., int4_g32_int/...            integer QKᵀ and P V (decode_options::integer_pv)
 //   BM_decode/int8_int_tiles/..., int4_g32_int_tiles/... the same on a cache with integer tiles
-//                                                      (kv_shape::integer_tiles, decode_tiles.hpp)
+//                                                      (kv_shape::integer_tiles, decode_tiles.hpp);
+//   BM_decode/int4_g64_int_tiles/..., int4_int_tiles/... int4 in groups of 64, and per token-head
 //   BM_decode/int8_kivi32/..., int4_g32_kivi32/...     KIVI keys: per-channel scales over blocks of 32
 //                                                      tokens (kv_cache's key_tokens), float path
 //   BM_decode/f32_materialize/baseline/S<tokens>/t1    the baseline on fp32 K and V
@@ -73,6 +74,8 @@ const auto formats = std::make_tuple(kv_format<float>{"f32", 0}, kv_format<bf16>
                                      kv_format<scheme<int4, fp16>>{"int4_g32", 32},
                                      kv_format<scheme<int4, fp16>>{"int4_g32_int", 32, true, false, true},
                                      kv_format<scheme<int4, fp16>>{"int4_g32_int_tiles", 32, true, false, true, true},
+                                     kv_format<scheme<int4, fp16>>{"int4_g64_int_tiles", 64, true, false, true, true},
+                                     kv_format<scheme<int4, fp16>>{"int4_int_tiles", 0, true, false, true, true},
                                      kv_format<scheme<uint4, fp16, true>>{"uint4_g32", 32},
                                      kv_format<scheme<int8, float>>{"int8_kivi32", 0, false, false, false, false, 32},
                                      kv_format<scheme<int4, fp16>>{"int4_g32_kivi32", 32, false, false, false, false, 32},
@@ -94,9 +97,12 @@ template <class Element>
 const attention::kv_cache<Element>& cache_of(std::size_t tokens, std::size_t group_size, bool tiles = false,
                                              std::size_t key_tokens = 0) {
   static std::unique_ptr<attention::kv_cache<Element>> caches[3];  // plain, integer tiles, KIVI keys
-  std::unique_ptr<attention::kv_cache<Element>>& cache = caches[tiles ? 1 : key_tokens ? 2 : 0];
-  if (!cache || cache->length(0) != tokens) {
+  static std::size_t groups[3];                                     // their group sizes
+  const std::size_t slot = tiles ? 1 : key_tokens ? 2 : 0;
+  std::unique_ptr<attention::kv_cache<Element>>& cache = caches[slot];
+  if (!cache || cache->length(0) != tokens || groups[slot] != group_size) {
     cache.reset();
+    groups[slot] = group_size;
     cache = std::make_unique<attention::kv_cache<Element>>(attention::kv_shape{1, kv_heads, head_dim, tokens, 0, 0, tiles},
                                                            group_size, key_tokens);
     const std::size_t step = 1024;
