@@ -281,7 +281,11 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   const __m512i lut = _mm512_loadu_si512(map.shuffle.data()), low_nibbles = _mm512_set1_epi8(0x0F);
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(map.flip)), ones = _mm512_set1_epi8(1);
   const __m512i two_bits = _mm512_set1_epi32(0x03030303), second_group = _mm512_set1_epi32(0x04040000);
-  const __m512i byte = _mm512_set1_epi32(0xFF), spread = _mm512_set1_epi32(0x01010101);
+  const __m512i spread = _mm512_set1_epi32(0x01010101);
+  // vpmultishiftqb controls: byte j of each row's dword gets the row's bits 2j.. (its kept value
+  // j's position in bits 0-1) of the position byte at bit 0 or, for a 4-bit chunk's second step,
+  // at bit 8 (two rows a qword).
+  const __m512i pick_bits[2] = {_mm512_set1_epi64(0x2624222006040200ll), _mm512_set1_epi64(0x2E2C2A280E0C0A08ll)};
   t.step_begin = s0;
   t.step_end = s1;
   // Chunk c of a panel: 64 bytes of values and 16 x row_bytes of positions (one or two steps).
@@ -313,17 +317,14 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
             u8 = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(lanes, 4) : lanes, low_nibbles);
             if constexpr (!map.identity) u8 = _mm512_shuffle_epi8(lut, u8);
             position = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(position_row)));
-            position = _mm512_and_si512(_mm512_srli_epi32(position, static_cast<unsigned>(8 * (s % 2))), byte);
           } else {
             u8 = _mm512_xor_si512(lanes, flip);
             position = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(position_row)));
           }
           values = _mm512_sub_epi8(u8, zero[p]);
-          // Kept value j's 2 bits (bits 2j of the row's byte) to byte j, plus 4 for the second group.
-          const __m512i spread_bits = _mm512_or_si512(
-              _mm512_or_si512(position, _mm512_slli_epi32(position, 6)),
-              _mm512_or_si512(_mm512_slli_epi32(position, 12), _mm512_slli_epi32(position, 18)));
-          index = _mm512_add_epi32(_mm512_and_si512(spread_bits, two_bits), second_group);
+          // Kept value j's 2 bits to byte j, plus 4 for the second group (one vpternlogd).
+          const __m512i bits = _mm512_multishift_epi64_epi8(pick_bits[Scheme::bits == 4 ? s % 2 : 0], position);
+          index = _mm512_or_si512(_mm512_and_si512(bits, two_bits), second_group);
         }
         _mm512_store_si512(dst + p * 64, values);
         _mm512_store_si512(dst + step_bytes + p * 64, index);
