@@ -209,11 +209,15 @@ __device__ __forceinline__ void dequant(uint32_t (&a)[4], const uint32_t* words,
     a[2] = ((w << 1) & 0x0e000e00u) | ((w << 4) & 0x80008000u);
     a[3] = ((w >> 3) & 0x0e000e00u) | (w & 0x80008000u);
   } else {
-    // One shared-memory load per register. (The lookup in registers, table_lookup per word, kept
-    // the ring whole but cost 21 ALU instructions a word: slower at every M on an H100.)
+    // One shared-memory load per register, at this lane's column + 128 bytes a byte value: prmt,
+    // lea, ld.shared. (Indexed as lane_table[b << 5], nvcc made it 5 instructions, (b << 5 | lane)
+    // * 4 + base. The lookup in registers, table_lookup per word, kept the ring whole but cost 21
+    // ALU instructions a word: slower at every M on an H100.)
     const uint32_t w = words[j];
+    const unsigned column = static_cast<unsigned>(__cvta_generic_to_shared(lane_table));
 #pragma unroll
-    for (int p = 0; p < 4; ++p) a[p] = lane_table[__byte_perm(w, 0, 0x4440 + p) << 5];
+    for (int p = 0; p < 4; ++p)
+      asm("ld.shared.u32 %0, [%1];" : "=r"(a[p]) : "r"(column + (__byte_perm(w, 0, 0x4440 + p) << 7)));
   }
 }
 
