@@ -263,12 +263,13 @@ constexpr bool sparse24_tile_fits() noexcept {
   return Scheme::has_zero ? map.max_u8 <= 127 : map.offset <= 128 && map.max_u8 - map.offset <= 127;
 }
 constexpr std::size_t sparse24_steps = 256;                 ///< steps (8 columns) per K block: 2048 columns
-constexpr std::size_t sparse24_step_bytes = 2 * step_bytes;  ///< a quad's values, then its indices
+constexpr std::size_t sparse24_step_bytes = 2 * step_bytes;  ///< a quad's values and indices
 
 /// 2:4 kept values (sparse24_columns), steps [s0, s1) of 4 kept values (8 x columns) of panels
-/// [p0, p0 + count): per step, each panel's 64 signed bytes (value - zero, the signed operand of
-/// vpdpbusd) at panel * 64 and its pshufb indices at 256 + panel * 64 (row r's 4 bytes: the 4
-/// kept values' columns among the step's 8, from the 2-bit positions); the pieces' start values
+/// [p0, p0 + count), pair by pair (panels 0-1, then 2-3: each pair's steps one sequential run of
+/// 256 bytes a step): each panel's 64 signed bytes (value - zero, the signed operand of vpdpbusd)
+/// at 64 x (panel % 2) and its pshufb indices 128 bytes further (row r's 4 bytes: the 4 kept
+/// values' columns among the step's 8, from the 2-bit positions); the pieces' start values
 /// in zeros: -128 x (the row's sum of the piece's values), which cancels the activations' +128.
 /// 8-bit chunks hold a step, 4-bit chunks two (low nibbles: kept values 0-3, high: 4-7).
 template <class Scheme>
@@ -306,7 +307,7 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
       sum[p] = _mm512_setzero_si512();
     }
     for (; s < t.piece_end[piece]; ++s) {
-      uint8_t* const dst = t.bytes.data() + (s - s0) * sparse24_step_bytes;
+      uint8_t* const dst = t.bytes.data() + (s - s0) * sparse24_step_bytes / 2;
       for (std::size_t p = 0; p < panels; ++p) {
         __m512i values = _mm512_setzero_si512(), index = _mm512_setzero_si512();
         if (p < count) {
@@ -326,8 +327,9 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
           const __m512i bits = _mm512_multishift_epi64_epi8(pick_bits[Scheme::bits == 4 ? s % 2 : 0], position);
           index = _mm512_or_si512(_mm512_and_si512(bits, two_bits), second_group);
         }
-        _mm512_store_si512(dst + p * 64, values);
-        _mm512_store_si512(dst + step_bytes + p * 64, index);
+        uint8_t* const pair = dst + p / 2 * (s1 - s0) * sparse24_step_bytes / 2 + p % 2 * 64;
+        _mm512_store_si512(pair, values);
+        _mm512_store_si512(pair + 128, index);
         sum[p] = _mm512_dpbusd_epi32(sum[p], ones, values);
       }
     }
@@ -472,8 +474,8 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   "1:\n\t" \
   "vmovdqa64 0(%[w]), %%zmm24\n\t" \
   "vmovdqa64 64(%[w]), %%zmm25\n\t" \
-  "vmovdqa64 256(%[w]), %%zmm27\n\t" \
-  "vmovdqa64 320(%[w]), %%zmm28\n\t" \
+  "vmovdqa64 128(%[w]), %%zmm27\n\t" \
+  "vmovdqa64 192(%[w]), %%zmm28\n\t" \
   "prefetcht0 3072(%[x])\n\t" \
   "vpbroadcastq 0(%[x]), %%zmm26\n\t" \
   "vpshufb %%zmm27, %%zmm26, %%zmm29\n\t" \
@@ -505,7 +507,7 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
   "vpshufb %%zmm28, %%zmm26, %%zmm30\n\t" \
   "vpdpbusd %%zmm24, %%zmm29, %%zmm10\n\t" \
   "vpdpbusd %%zmm25, %%zmm30, %%zmm11\n\t" \
-  "add $512, %[w]\n\t" \
+  "add $256, %[w]\n\t" \
   "add $48, %[x]\n\t" \
   "dec %[n]\n\t" \
   "jnz 1b\n\t"
@@ -538,7 +540,7 @@ void decode_tile_sparse24(const panel_matrix<Scheme>& w, const sparse24_columns&
 /// instruction, 3x the instructions and a third of the speed. zmm24-25 hold a step's weights
 /// (then the scales), zmm26 the broadcast activations. Kind: offsets (the start values are the
 /// rows' init), zero points (init times the zero points) or 2:4 (the tile's own start values at
-/// zeros; wp: a 2:4 tile's step of 512 bytes, xp: 48 bytes a step).
+/// zeros; wp: a 2:4 pair's run of 256-byte steps, xp: 48 bytes a step).
 enum class start { offsets, zeros, sparse24 };
 template <start Kind>
 void dot_pieces(const uint8_t* wp, const int8_t* xp, const std::size_t* counts, std::size_t pieces,
@@ -577,8 +579,10 @@ void block(const tile& t, std::size_t count, const int8_t* x, const int32_t* ini
            const float* bias) noexcept {
   alignas(64) float total[mr * panels * 16];
   const std::size_t pairs = (count + 1) / 2;  // a pair past the quad's panels is skipped
+  // Dense: a pair is 128 of each step's 256 bytes; 2:4: a pair's steps are one run of 256 bytes each.
+  const std::size_t pair_bytes = Kind == start::sparse24 ? (t.step_end - t.step_begin) * sparse24_step_bytes / 2 : 128;
   for (std::size_t h = 0; h < pairs; ++h)
-    dot_pieces<Kind>(t.bytes.data() + 128 * h, x, t.piece_steps.data(), t.pieces, init, t.scales.data() + 32 * h,
+    dot_pieces<Kind>(t.bytes.data() + h * pair_bytes, x, t.piece_steps.data(), t.pieces, init, t.scales.data() + 32 * h,
                         t.zeros.data() + 32 * h, total + 32 * h);
   for (std::size_t i = 0; i < rows; ++i) {
     const __m512 xs = _mm512_set1_ps(a.scale(i0 + i));
