@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -404,10 +405,17 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
     float* base = state.data() + i * group * (d + 2);
     return detail::partial{base, base + group, base + 2 * group};
   };
+  // Items are taken one at a time from a shared counter by as many chunks as the executor has
+  // threads, not split into fixed ranges: when another process holds a core, the thread that
+  // runs takes the rest instead of waiting for a descheduled one (each item has its own partial,
+  // so the result does not depend on who ran it).
+  std::atomic<std::size_t> next{0};
+  const std::size_t runners = std::min(items.size(), detail::threads_of(exec, 0));
   dispatch(path, [&](auto tag) {
     using Tag = decltype(tag);
-    exec(items.size(), [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) {
+    exec(runners, [&](std::size_t, std::size_t) {
+      for (std::size_t i = next.fetch_add(1, std::memory_order_relaxed); i < items.size();
+           i = next.fetch_add(1, std::memory_order_relaxed)) {
         const work& w = items[i];
         const std::size_t first_head = w.seq * q_heads + w.head * group;
         if constexpr (is_int_kv<Element>::value) {
