@@ -410,7 +410,7 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   // runs takes the rest instead of waiting for a descheduled one (each item has its own partial,
   // so the result does not depend on who ran it).
   std::atomic<std::size_t> next{0};
-  const std::size_t runners = std::min(items.size(), detail::threads_of(exec, 0));
+  const std::size_t runners = std::min(items.size(), std::max<std::size_t>(1, detail::threads_of(exec, 0)));
   dispatch(path, [&](auto tag) {
     using Tag = decltype(tag);
     exec(runners, [&](std::size_t, std::size_t) {
