@@ -4,7 +4,8 @@
 // CUDA events around 200 launches, median of 7 such runs. The packed weights (~34 MB at 4
 // bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
 // numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
-// written) as the ceiling. Usage: bench_cuda [--quick]
+// written) as the ceiling. Usage: bench_cuda [--quick] [--int4] (--int4: only uint4 + zero points
+// with fp16 activations, beside cuBLAS fp16).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -135,7 +136,11 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, int4_only = false;
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::strcmp(argv[i], "--quick") == 0;
+    int4_only = int4_only || std::strcmp(argv[i], "--int4") == 0;
+  }
   if (quick) iterations = 20, repeats = 3;
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -181,6 +186,11 @@ int main(int argc, char** argv) {
     cudaFree(w);
     namespace lb = lowbit;
     bench_format<lb::scheme<lb::uint4, lb::fp16, true>>("int4 (uint4+zero, g128)", s, si, x, y, rng);
+    if (int4_only) {
+      cudaFree(x);
+      cudaFree(y);
+      continue;
+    }
     bench_format<lb::scheme<lb::int4, lb::fp16>>("int4 (sym, g128)", s, si, x, y, rng);
     bench_format<lb::scheme<lb::nf4, lb::fp16>>("nf4 (g128)", s, si, x, y, rng);
     bench_format<lb::scheme<lb::sf4, lb::fp16>>("sf4 (g128)", s, si, x, y, rng);
@@ -191,7 +201,7 @@ int main(int argc, char** argv) {
     cudaFree(x);
     cudaFree(y);
   }
-  {  // bf16 activations, N = K = 8192
+  if (!int4_only) {  // bf16 activations, N = K = 8192
     const shape& s = shapes[0];
     using bf = __nv_bfloat16;
     bf* w = device_random_half<bf>(s.n * s.k, rng, 0.02f);
