@@ -166,7 +166,8 @@ inline uint32_t* bf16_pairs_buffer(std::size_t words) {
 template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
 void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const gemm_output& out, Executor&& exec,
                 const Columns& columns = {}) {
-  const std::size_t panels = w.panels(), m = x.rows;
+  const std::size_t panels = w.panels();
+  [[maybe_unused]] const std::size_t m = x.rows;  // the SIMD paths' (a scalar-only build has none)
   if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
     for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_float_scalar(w, x, b, e, out, columns); });
   } else {
@@ -221,7 +222,8 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
 template <class Tag, class Scheme, class Executor, class Columns = dense_columns>
 void gemm_int8(const panel_matrix<Scheme>& w, const int8_activations& a, const gemm_output& out, Executor&& exec,
                const Columns& columns = {}) {
-  const std::size_t panels = w.panels(), m = a.rows();
+  const std::size_t panels = w.panels();
+  [[maybe_unused]] const std::size_t m = a.rows();  // the SIMD paths' (a scalar-only build has none)
   if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {
     for_panels(exec, panels, 1, [&](std::size_t b, std::size_t e) { gemm_int8_scalar(w, a, b, e, out, columns); });
   } else {

@@ -88,7 +88,8 @@ void gemm(matrix_view<const float> x, const sparse24_matrix<T>& w, matrix_view<f
                                                          << " (quantize them with quantize_sparse24<scheme<int8>>)");
   LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   const gemm_output out{y.data, y.ld, y.cols, options.bias};
-  const std::size_t panels = w.panels(), m = x.rows;
+  const std::size_t panels = w.panels();
+  [[maybe_unused]] const std::size_t m = x.rows;  // the SIMD paths' (a scalar-only build has none)
   dispatch(path, [&](auto tag) {
     using Tag = decltype(tag);
     if constexpr (std::is_same<Tag, arch::scalar_tag>::value) {

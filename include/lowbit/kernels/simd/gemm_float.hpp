@@ -88,9 +88,10 @@ namespace detail {
 /// bytes a chunk, 512 bytes ahead). They read P panels at once, streams ~100 KB apart, and the
 /// hardware prefetcher alone left the core waiting: with this, 4096x14336 at M = 1 on one core ran
 /// 7-10% faster (NF4 2.11 -> 1.95 ms, int4 on the bf16 pair kernel 1.55 -> 1.43 ms; 2:4 int4 3%);
-/// 512 to 2048 bytes did the same. Prefetches past the end of a buffer do not fault.
+/// 512 to 2048 bytes did the same. Prefetches past the end of a buffer do not fault (the address
+/// is made as an integer: pointer arithmetic past the end would be undefined).
 LOWBIT_ALWAYS_INLINE void prefetch_ahead(const void* p, std::size_t bytes = 1024) noexcept {
-  _mm_prefetch(static_cast<const char*>(p) + bytes, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + bytes), _MM_HINT_T0);
 }
 
 /// Loads y[n0 .. n0 + lanes) of a row, clipped to n (zeros past it).
