@@ -5,6 +5,10 @@
 //   BM_gemm/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit weight-only, fp32 activations
 //   BM_gemm/<format>_a8/<isa>/<N>x<K>/m<M>/t<threads>   lowbit compute::int8 (W8A8 / W4A8), the
 //                                                        per-row activation quantization included
+//   BM_gemm/<format>_q8/<isa>/...                       the same integer kernel on activations
+//                                                        quantized once before the loop (an engine
+//                                                        reusing one quantized x for Q, K, V): like
+//                                                        for like with oneDNN u8s8, whose x is u8
 //   BM_gemm/<format>_bf16/<isa>/...                     lowbit weight-only, bf16 activations
 //   BM_gemm/int4_bf16out/<isa>/...                      lowbit weight-only, fp32 activations, bf16 output
 //   BM_gemm/f32/openblas/...  BM_gemm/f32/onednn/...  BM_gemm/u8s8/onednn/...   the peers (their x
@@ -98,6 +102,26 @@ void run_lowbit(benchmark::State& state, std::size_t m, std::size_t n, std::size
                     double(sizeof(Act)) * double(m) * double(k) + double(sizeof(Out)) * double(m) * double(n));
 }
 
+template <class Scheme>
+void run_lowbit_prequantized(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k,
+                             std::size_t group_size, isa path, std::size_t threads) {
+  const panel_matrix<Scheme>& w = weights<Scheme>(n, k, group_size);
+  const std::vector<float> x = random_floats(m * k, 1);
+  std::vector<float> y(m * n);
+  int8_activations a;
+  a.quantize(matrix_view<const float>(x.data(), m, k), w.shape().group_size);
+  for (auto _ : state) {
+    if (threads <= 1) {
+      gemm(a, w, matrix_view<float>(y.data(), m, n), nullptr, serial_executor{}, path);
+    } else {
+      gemm(a, w, matrix_view<float>(y.data(), m, n), nullptr, bench_memory::pool(threads), path);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), double(m) * double(k + 4 * n));
+}
+
 template <class Format>
 void register_format(const Format& f) {
   using S = typename Format::scheme_type;
@@ -113,6 +137,14 @@ void register_format(const Format& f) {
             const std::size_t group = f.group_size;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
               run_lowbit<S, float>(state, m, s.n, s.k, group, mode, path, threads);
+            })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          }
+          if (has_integer_path<typename S::format> && m >= 64) {  // where the quantization is a visible share
+            const std::string name =
+                std::string("BM_gemm/") + f.name + "_q8/" + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads);
+            const std::size_t group = f.group_size;
+            benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+              run_lowbit_prequantized<S>(state, m, s.n, s.k, group, path, threads);
             })->UseRealTime()->Unit(benchmark::kMicrosecond);
           }
           const std::string name = std::string("BM_gemm/") + f.name + "_bf16/" + isa_name(path) + "/" +
