@@ -9,24 +9,12 @@
 
 #include <cmath>
 #include <cstddef>
-#include <vector>
 
 #include "../core/error.hpp"
-#include "../core/views.hpp"
 #include "../sparse/sparse24_quantize.hpp"
+#include "activation_norms.hpp"
 
 namespace lowbit {
-
-/// ‖x_k‖₂ of every column k of the calibration activations x (tokens x K), summed in double.
-inline std::vector<float> activation_norms(matrix_view<const float> x) {
-  x.validate("activation_norms: x");
-  std::vector<double> sums(x.cols, 0.0);
-  for (std::size_t i = 0; i < x.rows; ++i)
-    for (std::size_t k = 0; k < x.cols; ++k) sums[k] += static_cast<double>(x(i, k)) * x(i, k);
-  std::vector<float> out(x.cols);
-  for (std::size_t k = 0; k < x.cols; ++k) out[k] = static_cast<float>(std::sqrt(sums[k]));
-  return out;
-}
 
 /// The 2:4 pattern that keeps, in each group of 4 columns, the 2 highest scores |w_rk| · norms[k]
 /// (norms null: magnitude pruning). Ties keep the lower column. Non-finite weights or norms, and
@@ -34,10 +22,7 @@ inline std::vector<float> activation_norms(matrix_view<const float> x) {
 inline sparse24_positions prune24(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
                                   const float* norms = nullptr) {
   detail::check_float_matrix("prune24", w, rows, cols, ld);
-  if (norms)
-    for (std::size_t k = 0; k < cols; ++k)
-      LOWBIT_CHECK(std::isfinite(norms[k]) && norms[k] >= 0.0f,
-                   "prune24: activation norm " << k << " = " << norms[k] << " must be finite and >= 0");
+  detail::check_activation_norms("prune24", norms, cols);
   sparse24_positions out(rows, cols);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t g = 0; g < out.groups(); ++g) {
