@@ -180,12 +180,12 @@ void gemm_float(const panel_matrix<Scheme>& w, matrix_view<const float> x, const
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
       if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && !std::is_same<Columns, block_columns>::value) {
         if (simd::bf16_codes<Scheme>().usable) {
-          // x split into bf16 hi + lo parts once, 32 bits a column (dense: pairs; 2:4: words), and
-          // 8 words more that the 2:4 kernel's lo loads read past the last row.
-          const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 16 : 8;
-          uint32_t* pairs = bf16_pairs_buffer(m * chunks * per_chunk + 8);
+          // x split into bf16 hi + lo parts once: dense, 32 bits a column in pair order; 2:4, the
+          // pair tables (64 32-bit words per chunk of 16 columns).
+          const std::size_t chunks = w.chunks(), per_chunk = Columns::sparse ? 64 : 8;
+          uint32_t* pairs = bf16_pairs_buffer(m * chunks * per_chunk);
           if constexpr (Columns::sparse) {
-            simd::split_x_bf16_words(x.data, x.ld, m, columns.x_cols, chunks, pairs);
+            simd::split_x_bf16_tables(x.data, x.ld, m, columns.x_cols, chunks, pairs);
           } else {
             simd::split_x_bf16_pairs(x.data, x.ld, m, x.cols, chunks, pairs);
           }

@@ -26,11 +26,18 @@
 /// the differences -15..15.
 ///
 /// 2:4 matrices (sparse24_columns): a chunk's 8 kept values of a lane cover 16 columns of x, kept
-/// value j at column 4 (j / 2) + its 2-bit position. x is stored per chunk as its 16 hi words and
-/// 16 lo words, and each lane gathers its pair by vpermw: for pair (a, a + 2) the positions sit
-/// at bits 2a and 2a + 4, which one shift of P | P << 12 brings to the bottom of the low and the
-/// high word; masked and offset by the groups' first columns (one vpternlogd) they index the hi
-/// words, and the same index the lo words, loaded 32 bytes further.
+/// value j at column 4 (j / 2) + its 2-bit position, so pair t = (a, a + 2) takes one column from
+/// each of groups a / 2 and a / 2 + 1, 16 possible column pairs per row. x is stored per chunk as
+/// four tables of those 16 word pairs (hi parts of groups 0-1 and 2-3, then lo parts;
+/// split_x_bf16_tables): the two positions of pair t, side by side in a nibble, are the table
+/// entry, and one vpermd per table gathers every lane's pair. The stored positions put kept
+/// values j .. j + 3 in one byte; swapping its middle two (4 byte-wise instructions per chunk of
+/// 16 rows) gives the nibbles (j, j + 2) and (j + 1, j + 3), and vpermd reads only bits 0-3 of a
+/// lane, so a shift (3 of 4) is all a pair's entry costs. Per chunk of 16 rows x 16 columns: 4
+/// vpermw (values), 8 vpermd (hi and lo pairs), 1 vpmovzxwd, 8 vdpbf16ps, 6 shifts (27 zmm
+/// instructions) and the 4 swap instructions on a ymm. Building a vpermw index per pair instead
+/// (mask and group offset: a vpternlogd more per pair, 2 more per chunk) took 33 zmm
+/// instructions and ran ~10% slower on Zen 4; the 13 shuffles remain the floor of this scheme.
 #pragma once
 
 #include <cstddef>
@@ -80,8 +87,7 @@ const bf16_code_table& bf16_codes() noexcept {
 
 /// x rows in the kernel's pair order: row i at data + i * ld (32-bit units), per chunk of 8 columns the 4
 /// hi pairs, then (fp32 x) the 4 lo pairs; columns past k are zero. 2:4: per chunk of 16 columns
-/// the 16 hi words, then the 16 lo words (split_x_bf16_words; 8 words of padding after the
-/// last row, which the lo loads read past).
+/// the four pair tables (split_x_bf16_tables, 64 words).
 struct bf16_pairs_x {
   const uint32_t* data;
   std::size_t ld;
@@ -126,13 +132,36 @@ inline void split_x_bf16_pairs(const float* x, std::size_t ldx, std::size_t m, s
   }
 }
 
-/// Splits rows of fp32 x (m x k, ld ldx) into 16 hi and 16 lo words per chunk of 16 columns.
-inline void split_x_bf16_words(const float* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
-                               uint32_t* out) noexcept {
+namespace detail {
+/// 2:4 pair tables: entry e = a | b << 2 of table q (hi group pair 0, hi 1, lo 0, lo 1) is the
+/// word pair (columns 8 (q % 2) + a, 8 (q % 2) + 4 + b) of the hi (q < 2) or lo parts.
+struct sparse24_table_order {
+  alignas(64) uint16_t words[4][32];
+  constexpr sparse24_table_order() : words() {
+    for (int q = 0; q < 4; ++q)
+      for (int e = 0; e < 16; ++e) {
+        const int base = (q >= 2 ? 16 : 0) + 8 * (q % 2);
+        words[q][2 * e] = static_cast<uint16_t>(base + (e & 3));
+        words[q][2 * e + 1] = static_cast<uint16_t>(base + 4 + (e >> 2));
+      }
+  }
+};
+inline constexpr sparse24_table_order sparse24_tables{};
+}  // namespace detail
+
+/// Splits rows of fp32 x (m x k, ld ldx) into the 2:4 pair tables: per chunk of 16 columns four
+/// tables of 16 word pairs (64 32-bit words; detail::sparse24_table_order). 4x the bytes of x in
+/// words, still small (K = 14336: 224 KB a row), and read once per pass over P panels.
+inline void split_x_bf16_tables(const float* x, std::size_t ldx, std::size_t m, std::size_t k, std::size_t chunks,
+                                uint32_t* out) noexcept {
+  __m512i order[4];
+  for (int q = 0; q < 4; ++q) order[q] = _mm512_load_si512(detail::sparse24_tables.words[q]);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t k0 = c * 16;
-      _mm512_storeu_si512(out + (i * chunks + c) * 16, split_hi_lo(x + i * ldx + k0, k0 < k ? k - k0 : 0));
+      const __m512i words = split_hi_lo(x + i * ldx + k0, k0 < k ? k - k0 : 0);
+      for (int q = 0; q < 4; ++q)
+        _mm512_storeu_si512(out + (i * chunks + c) * 64 + q * 16, _mm512_permutexvar_epi16(order[q], words));
     }
 }
 
@@ -154,7 +183,7 @@ inline void bf16_x_pairs(const bf16* x, std::size_t ldx, std::size_t m, std::siz
 
 /// Rows [0, MR) of y (row i meets x row min(i, m - 1)), panels [p_begin, p_end) P at a time:
 /// gemm_float_small_m's loop with the bf16 pair steps. Needs bf16_codes<Scheme>().usable.
-/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_words). HasLo: x has lo
+/// Columns: dense_columns or sparse24_columns (then x from split_x_bf16_tables). HasLo: x has lo
 /// parts (fp32 x; bf16 x has hi parts only).
 template <class Scheme, std::size_t MR, std::size_t P, bool HasLo, class Columns = dense_columns>
 void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& x, std::size_t m,
@@ -163,11 +192,10 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
   static_assert(std::is_same<Columns, dense_columns>::value || std::is_same<Columns, sparse24_columns>::value,
                 "dense or 2:4 columns");
   constexpr bool sparse = Columns::sparse;
-  static_assert(HasLo || !sparse, "2:4 x has lo words");
-  // 2:4, pair t = (a, a + 2): the shift that brings position a to bit 0 and the groups' first
-  // columns (low word: a's group, high word: a + 2's).
-  static constexpr int position_shift[4] = {0, 8, 2, 10};
-  static constexpr int group_columns[4] = {0 | 4 << 16, 8 | 12 << 16, 0 | 4 << 16, 8 | 12 << 16};
+  static_assert(HasLo || !sparse, "2:4 x has lo parts");
+  // 2:4, pair t = (a, a + 2): the shift that brings its nibble (positions of a and a + 2, once
+  // regrouped) to bit 0, and its table (group pair 0 or 1).
+  static constexpr int nibble_shift[4] = {0, 8, 4, 12};
   using Tag = arch::avx512_vnni_tag;
   using D = panel_decoder<Tag, typename Scheme::format>;
   constexpr bool has_zero = Scheme::has_zero;
@@ -200,12 +228,15 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
           for (auto& a : row) a = _mm512_setzero_ps();
       for (std::size_t c = range.begin; c < range.end; ++c) {
         __m512i codes[P][2];  // the chunk's codes; with zero points, masked bytes minus zero (low, high)
-        __m512i spread[P];    // 2:4: each lane's positions P | P << 12
+        __m512i spread[P];    // 2:4: each lane's positions as 4 table nibbles
         for (std::size_t p = 0; p < P; ++p) {
           if constexpr (sparse) {
-            const __m512i positions = _mm512_cvtepu16_epi32(
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(panel[p], c))));
-            spread[p] = _mm512_or_si512(positions, _mm512_slli_epi32(positions, 12));
+            // Each byte holds positions j, j + 1, j + 2, j + 3 (2 bits each); swapping the middle
+            // two gives nibbles (j, j + 2), (j + 1, j + 3): the pairs' table entries.
+            const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns.at(panel[p], c)));
+            const __m256i swap = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi16(bytes, 2), bytes), _mm256_set1_epi8(0x0C));
+            spread[p] = _mm512_cvtepu16_epi32(
+                _mm256_ternarylogic_epi32(bytes, swap, _mm256_slli_epi16(swap, 2), 0x96));
             lowbit::simd::detail::prefetch_ahead(columns.at(panel[p], c), 512);
           }
           codes[p][0] = _mm512_load_si512(w.chunk(panel[p], c));
@@ -226,16 +257,14 @@ void gemm_bf16_pairs_small_m(const panel_matrix<Scheme>& w, const bf16_pairs_x& 
             if constexpr (shift != 0) index = _mm512_srli_epi16(index, shift);
             const __m512bh value = (__m512bh)_mm512_permutexvar_epi16(index, table);
             if constexpr (sparse) {
-              __m512i shifted = spread[p];
-              if constexpr (t != 0) shifted = _mm512_srli_epi32(shifted, position_shift[t]);
-              // (shifted & 3 in each word) | the groups' columns: vpternlogd A & B | C.
-              const __m512i gather = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi32(0x00030003),
-                                                               _mm512_set1_epi32(group_columns[t]), 0xEA);
+              // vpermd reads bits 0-3 of each lane: the nibble, no mask needed.
+              __m512i entry = spread[p];
+              if constexpr (nibble_shift[t] != 0) entry = _mm512_srli_epi32(entry, nibble_shift[t]);
               for (std::size_t i = 0; i < MR; ++i) {
-                // hi words 0..15 of the chunk, and 32 bytes on its lo words in the same places.
-                const __m512i hi = _mm512_loadu_si512(xr[i] + c * 16), lo = _mm512_loadu_si512(xr[i] + c * 16 + 8);
-                acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, hi));
-                acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, (__m512bh)_mm512_permutexvar_epi16(gather, lo));
+                const uint32_t* tables = xr[i] + c * 64 + (t & 1) * 16;
+                const __m512i hi = _mm512_loadu_si512(tables), lo = _mm512_loadu_si512(tables + 32);
+                acc[0][i][p] = _mm512_dpbf16_ps(acc[0][i][p], value, (__m512bh)_mm512_permutexvar_epi32(entry, hi));
+                acc[1][i][p] = _mm512_dpbf16_ps(acc[1][i][p], value, (__m512bh)_mm512_permutexvar_epi32(entry, lo));
               }
             } else {
               for (std::size_t i = 0; i < MR; ++i) {
