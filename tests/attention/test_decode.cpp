@@ -26,7 +26,8 @@ struct decode_case {
 };
 
 const decode_case cases[] = {{128, 2, 8, {1, 37, 200}, 0},   {80, 1, 4, {5, 0, 100}, 16}, {64, 3, 3, {17, 64}, 32},
-                             {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0},     {96, 2, 12, {50, 19}, 32}};
+                             {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0},     {96, 2, 12, {50, 19}, 32},
+                             {128, 1, 3, {45}, 0}};  // an odd group over whole rows (decode_float_rows.hpp's head pairs)
 
 // softmax(q K^T scale) V in double, per sequence and query head, over the cache's own values.
 template <class Element>
