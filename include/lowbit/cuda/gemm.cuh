@@ -638,6 +638,14 @@ __device__ __forceinline__ void wide_store(const float (&acc)[MTiles][Tiles][4],
       for (int i = 0; i < 4; ++i) store(mt, tl, i, sum[mt][tl][i]);
 }
 
+/// 16-byte cp.async to a 32-bit shared-memory address (__cvta_generic_to_shared).
+__device__ __forceinline__ void cp_async16_at(unsigned shared, const void* global) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(shared), "l"(global));
+}
+__device__ __forceinline__ void cp_async16_fill_at(unsigned shared, const void* global, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared), "l"(global), "r"(src_bytes));
+}
+
 /// Grid: (ceil(tiles / (Warps x Tiles)), splits). Block (bx, s) computes rows bx x Warps x Tiles x 16
 /// .. + Warps x Tiles x 16 over chunks s x split_chunks .. + split_chunks (each split has >= 1 chunk).
 /// splits > 1: each block leaves its fp32 sums in partials ([bx][s][warp][value][lane]) and counts
@@ -660,41 +668,73 @@ __global__ void __launch_bounds__(Warps * 32, 1)
   uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
   ::uint4* ring = smem + layout::table_vecs;
 
-  const float inv_cpg = 1.0f / static_cast<float>(chunks_per_group);  // group_of: as in gemm_kernel
-  const auto group_of = [&](int c) { return static_cast<int>((static_cast<float>(c) + 0.5f) * inv_cpg); };
+  // The copy issue walks the split's chunks in order, so its sources are pointers advanced by a
+  // chunk per issue and the scale group a count-down: no index math per chunk (the issue was 114
+  // of the 417 instructions a warp spent on a chunk at M = 64).
+  const int group0 = c0 / chunks_per_group;
   // Tiles past the matrix (the last block's) read the last tile: the warps stay in step for the
   // block's barriers, and their rows (>= n) are never stored.
-  const ::uint4* code_ptr[Tiles];
+  const ::uint4* code_src[Tiles];
 #pragma unroll
-  for (int tl = 0; tl < Tiles; ++tl) code_ptr[tl] = codes + (size_t)min(tile0 + tl, tiles - 1) * chunks * vecs * 32 + lane;
-  const ::uint4* scale_ptr = reinterpret_cast<const ::uint4*>(scales) +
-                             (size_t)min(tile0 + (lane >> 2) % Tiles, tiles - 1) * groups * 4 + (lane & 3);
-
-  const auto issue = [&](int step) {  // always commits a group (empty past the end)
-    if (step < steps) {
-      const int c = c0 + step;
-      ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
-      ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
+  for (int tl = 0; tl < Tiles; ++tl)
+    code_src[tl] = codes + ((size_t)min(tile0 + tl, tiles - 1) * chunks + c0) * vecs * 32 + lane;
+  // Lane 4 tl + q (< 4 Tiles) copies quarter q of tile tl's 16 scale words.
+  const ::uint4* scale_src = reinterpret_cast<const ::uint4*>(scales) +
+                             ((size_t)min(tile0 + (lane >> 2) % Tiles, tiles - 1) * groups + group0) * 4 + (lane & 3);
+  int issue_left = (group0 + 1) * chunks_per_group - c0;  // chunks of the scale group left to issue
+  // x: rows 0 .. m - 1 at k = c * 64 .. + 64, piece i of this thread is 16 bytes of row r.
+  constexpr int x_pieces = (MTiles * 64 + threads - 1) / threads;
+  const T* x_src[x_pieces];
+  unsigned x_dst[x_pieces];
+  bool x_on[x_pieces];
+  int x_k[x_pieces];
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl)
+  for (int i = 0; i < x_pieces; ++i) {
+    const int idx = threadIdx.x + i * threads, r = idx >> 3, piece = idx & 7;
+    x_on[i] = r < m && r < MTiles * 8;
+    x_src[i] = x + (size_t)min(r, m - 1) * ldx + c0 * 64 + piece * 8;
+    x_dst[i] = 16u * (r * layout::x_row_vecs + piece);
+    x_k[i] = c0 * 64 + piece * 8;
+  }
+  const bool k_tail = (k & 63) != 0;  // x's last chunk zero-filled past K
+  const unsigned ring_at = static_cast<unsigned>(__cvta_generic_to_shared(ring));
+  constexpr unsigned stage_bytes = 16u * layout::stage_vecs;
+  unsigned issue_stage = 0;  // byte offset of the stage the next issue fills
+  int issued = 0;
+  const auto issue = [&]() {  // the split's next chunk; always commits a group (empty past the end)
+    if (issued < steps) {
+      const unsigned stage = ring_at + issue_stage, mine = stage + 16u * (layout::x_vecs + warp * layout::warp_vecs);
 #pragma unroll
-        for (int v = 0; v < vecs; ++v) cp_async16(mine + (tl * vecs + v) * 32 + lane, code_ptr[tl] + ((size_t)c * vecs + v) * 32);
-      if (lane < 4 * Tiles) cp_async16(mine + layout::warp_code_vecs + lane, scale_ptr + group_of(c) * 4);
-      // Rows 0 .. m - 1 of x at k = c * 64 .. + 64, 16 bytes a thread; past K zeros (the padded
-      // codes decode to -zero, not 0).
+      for (int tl = 0; tl < Tiles; ++tl) {
 #pragma unroll
-      for (int i = 0; i < (MTiles * 64 + threads - 1) / threads; ++i) {
-        const int idx = threadIdx.x + i * threads, r = idx >> 3, kx = c * 64 + (idx & 7) * 8;
-        if (r < m && r < MTiles * 8)
-          cp_async16_fill(stage + r * layout::x_row_vecs + (idx & 7), kx < k ? x + (size_t)r * ldx + kx : x,
-                          2 * max(0, min(8, k - kx)));
+        for (int v = 0; v < vecs; ++v) cp_async16_at(mine + 16u * ((tl * vecs + v) * 32 + lane), code_src[tl] + v * 32);
+        code_src[tl] += vecs * 32;
       }
+      if (lane < 4 * Tiles) cp_async16_at(mine + 16u * (layout::warp_code_vecs + lane), scale_src);
+      if (--issue_left == 0) scale_src += 4, issue_left = chunks_per_group;
+      // Past K zeros (the padded codes decode to -zero, not 0).
+#pragma unroll
+      for (int i = 0; i < x_pieces; ++i) {
+        if (x_on[i]) {
+          if (k_tail) cp_async16_fill_at(stage + x_dst[i], x_k[i] < k ? x_src[i] : x, 2 * max(0, min(8, k - x_k[i])));
+          else cp_async16_at(stage + x_dst[i], x_src[i]);
+        }
+        x_src[i] += 64;
+        x_k[i] += 64;
+      }
+      issue_stage = issue_stage + stage_bytes == Stages * stage_bytes ? 0u : issue_stage + stage_bytes;
+      ++issued;
     }
     cp_async_commit();
   };
 
+  // Two chunks a barrier: each __syncthreads waits for two stages and releases two, so the warps
+  // drift apart within a pair (one a chunk, with the same 8 stages, measured 0.4-1.2 us slower at
+  // M = 32 and 64 on an H100; three or four a barrier no faster than two).
+  constexpr int per_barrier = 2;
+  static_assert(Stages >= 2 * per_barrier, "gemm_wide_kernel: a ring of at least two barriers' chunks");
 #pragma unroll
-  for (int s = 0; s < Stages - 1; ++s) issue(s);
+  for (int s = 0; s < Stages - per_barrier; ++s) issue();
   if constexpr (Kind == dequant_kind::table) fill_table<threads>(table_smem, table);  // the loop's first barrier
   const uint32_t* lane_table = table_smem + lane;
 
@@ -704,15 +744,20 @@ __global__ void __launch_bounds__(Warps * 32, 1)
 #pragma unroll
   for (int mt = 0; mt < MTiles; ++mt) x_row[mt] = min(mt * 8 + g, m - 1) * layout::x_row_vecs;
 
+  int read_stage = 0, left = (group0 + 1) * chunks_per_group - c0;  // the stage computed next; chunks left in its group
   for (int step = 0; step < steps; ++step) {
-    cp_async_wait<Stages - 2>();
-    __syncthreads();  // the stage's x came from every warp; and all are done with the stage refilled next
-    issue(step + Stages - 1);
-    const ::uint4* stage = ring + (static_cast<unsigned>(step) % Stages) * layout::stage_vecs;
+    if (step % per_barrier == 0) {
+      cp_async_wait<Stages - 2 * per_barrier>();
+      __syncthreads();  // the stages' x came from every warp; and all are done with the stages refilled next
+#pragma unroll
+      for (int j = 0; j < per_barrier; ++j) issue();
+    }
+    const ::uint4* stage = ring + read_stage;
+    read_stage = read_stage + layout::stage_vecs == Stages * layout::stage_vecs ? 0 : read_stage + layout::stage_vecs;
     const ::uint4* mine = stage + layout::x_vecs + warp * layout::warp_vecs;
     const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(mine + layout::warp_code_vecs);
-    const int c = c0 + step;
-    const bool flush = step + 1 == steps || group_of(c + 1) != group_of(c);
+    const bool flush = --left == 0 || step + 1 == steps;
+    if (left == 0) left = chunks_per_group;
 
     uint32_t words[Tiles][4 * vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
 #pragma unroll
@@ -779,12 +824,12 @@ __global__ void __launch_bounds__(Warps * 32, 1)
 }
 
 /// The wide kernel's instantiation: 8 warps of 2 tiles or 16 warps of 1 (256 rows a block either
-/// way; x read once per 256 rows and chunk); 6 stages of 4-bit codes (4 of 8-bit), fewer if they
-/// do not fit.
+/// way; x read once per 256 rows and chunk); 8 stages of 4-bit codes (6 of 8-bit), fewer if they
+/// do not fit: with two chunks a barrier, 4 (3) chunks in flight while two are computed.
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Warps = 8>
 struct wide_config {
   static constexpr int tiles = Warps == 8 ? 2 : 1, warps = Warps;
-  static constexpr int stages = fit_wide_stages<Bits, Kind, MTiles, tiles, warps, Bits == 8 ? 4 : 6>();
+  static constexpr int stages = fit_wide_stages<Bits, Kind, MTiles, tiles, warps, Bits == 8 ? 6 : 8>();
   using layout = wide_smem<Bits, Kind, MTiles, tiles, warps, stages>;
   static constexpr auto kernel = gemm_wide_kernel<T, Bits, Kind, MTiles, tiles, warps, stages>;
   static constexpr int rows_per_block = tiles * warps * 16;
@@ -909,8 +954,7 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
   const auto run = [&](auto launcher) {
     launcher(x, m, ldx, w.codes, w.scales, w.table[is_bf16<T>], n, static_cast<int>(w.cols), static_cast<int>(w.tiles()), chunks,
              static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split.split_chunks, split.splits, split.partials,
-             split.counters, y,
-             ldy, stream);
+             split.counters, y, ldy, stream);
   };
   if (warps == 16) {
     if (mtiles == 4) run(launch_wide<T, bits, kind, 4, 16>);
