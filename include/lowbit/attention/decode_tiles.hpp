@@ -202,9 +202,8 @@ struct tile_scratch {
 /// holds 255 s_v(t, g) / max_t s_v(t, g), v_step lane g that max / 255 (0 for an all-zero group).
 template <class Scale>
 LOWBIT_ALWAYS_INLINE __m512 normalize_v_scales(const uint8_t* tile, const int_tile_layout& L, __mmask16 valid,
-                                               float* v_norm) noexcept {
-  const std::size_t G = L.groups;
-  alignas(64) float step[16];
+                                               float* v_norm, std::size_t G) noexcept {
+  __m512 step = _mm512_setzero_ps();
   LOWBIT_TILES_UNROLL
   for (std::size_t g0 = 0; g0 < G; g0 += 4) {
     __m512 vs[4];
@@ -227,11 +226,11 @@ LOWBIT_ALWAYS_INLINE __m512 normalize_v_scales(const uint8_t* tile, const int_ti
                                 : _mm512_setzero_ps();
       _mm512_store_ps(v_norm + 16 * (g0 + i), norm);
     }
-    // lanes g0..g0+3 of the steps: quarter i's first lane
-    _mm_storeu_ps(step + g0, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), m)));
+    // lanes g0..g0+n-1 of the steps: quarter i's first lane (in registers: no scalar stores)
+    step = _mm512_mask_permutexvar_ps(step, static_cast<__mmask16>(((1u << n) - 1) << g0),
+                                      _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12), m);
   }
-  for (std::size_t g = G; g < 16; ++g) step[g] = 0.0f;
-  return _mm512_div_ps(_mm512_load_ps(step), _mm512_set1_ps(255.0f));
+  return _mm512_div_ps(step, _mm512_set1_ps(255.0f));
 }
 
 /// Online softmax of NH heads (scores s[j], valid lanes) and their u8 V weights for the tile:
@@ -475,19 +474,25 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
         prefetch(cache.tile(seq, h, start + 16), L.bytes);
       }
       cur.v_norm = v_norms[k];
-      cur.v_step = normalize_v_scales<Scale>(cur.tile, L, cur.valid, v_norms[k]);
     }
     if (!Int4 && !cur.tile) break;
     // head dimension 128 with one, two or four groups (int8 / int4 per token-head, int4 in
-    // groups of 64 or 32) unrolled; other shapes in loops
+    // groups of 64 or 32) unrolled, the V scales' normalization too; other shapes in loops
+    const auto run = [&](auto dd, auto gg) {
+      constexpr std::size_t D = decltype(dd)::value, GG = decltype(gg)::value;
+      if (cur.tile) cur.v_step = normalize_v_scales<Scale>(cur.tile, L, cur.valid, v_norms[k], GG ? GG : G);
+      tile_group<Tag, Int4, Scale, D, GG>(cur, prev, L, qs, group, koff, out, scratch);
+    };
+    using zero = std::integral_constant<std::size_t, 0>;
+    using d128 = std::integral_constant<std::size_t, 128>;
     if (d == 128 && G == 1) {
-      tile_group<Tag, Int4, Scale, 128, 1>(cur, prev, L, qs, group, koff, out, scratch);
+      run(d128(), std::integral_constant<std::size_t, 1>());
     } else if (d == 128 && G == 2) {
-      tile_group<Tag, Int4, Scale, 128, 2>(cur, prev, L, qs, group, koff, out, scratch);
+      run(d128(), std::integral_constant<std::size_t, 2>());
     } else if (d == 128 && G == 4) {
-      tile_group<Tag, Int4, Scale, 128, 4>(cur, prev, L, qs, group, koff, out, scratch);
+      run(d128(), std::integral_constant<std::size_t, 4>());
     } else {
-      tile_group<Tag, Int4, Scale>(cur, prev, L, qs, group, koff, out, scratch);
+      run(zero(), zero());
     }
     if (!cur.tile) break;
     prev = cur;
