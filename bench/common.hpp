@@ -4,6 +4,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,6 +42,25 @@ inline void set_gemm_counters(benchmark::State& state, std::size_t m, std::size_
   state.counters["GOP/s"] = benchmark::Counter(2e-9 * double(m) * double(n) * double(k),
                                                benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_GB/s"] = benchmark::Counter(1e-9 * weight_bytes, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// Copies of w (an n x k matrix), together at least 128 MB (4x this machine's L3), for the M = 1
+/// _cold cases: calls take them in turn, so each finds its weights evicted by the others' and
+/// reads them from memory, as a decode step through a model's layers does. A single matrix of
+/// 23-30 MB stays largely in the 32 MB L3 between calls: there M = 1 measures the kernel's
+/// instruction rate, not streaming.
+template <class Weights>
+const std::vector<Weights>& cold_copies(const Weights& w, std::size_t n, std::size_t k) {
+  static std::vector<Weights> copies;
+  static std::size_t made_n = 0, made_k = 0;
+  if (made_n != n || made_k != k) {
+    copies = std::vector<Weights>();  // the old copies' memory back first
+    const std::size_t count = std::max<std::size_t>(2, ((std::size_t(128) << 20) + w.storage_bytes() - 1) / w.storage_bytes());
+    copies.assign(count, w);
+    made_n = n;
+    made_k = k;
+  }
+  return copies;
 }
 
 }  // namespace bench_common

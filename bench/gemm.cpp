@@ -9,6 +9,9 @@
 //                                                        quantized once before the loop (an engine
 //                                                        reusing one quantized x for Q, K, V): like
 //                                                        for like with oneDNN u8s8, whose x is u8
+//   BM_gemm/<format>_cold/<isa>/.../m1/...              M = 1 weight-only over copies of the matrix
+//                                                        that together exceed the caches (cold_copies
+//                                                        in common.hpp): streaming from memory
 //   BM_gemm/<format>_bf16/<isa>/...                     lowbit weight-only, bf16 activations
 //   BM_gemm/int4_bf16out/<isa>/...                      lowbit weight-only, fp32 activations, bf16 output
 //   BM_gemm/f32/openblas/...  BM_gemm/f32/onednn/...  BM_gemm/u8s8/onednn/...   the peers (their x
@@ -103,6 +106,27 @@ void run_lowbit(benchmark::State& state, std::size_t m, std::size_t n, std::size
 }
 
 template <class Scheme>
+void run_lowbit_cold(benchmark::State& state, std::size_t n, std::size_t k, std::size_t group_size, isa path,
+                     std::size_t threads) {
+  const std::vector<panel_matrix<Scheme>>& copies = cold_copies(weights<Scheme>(n, k, group_size), n, k);
+  const std::vector<float> x = random_floats(k, 1);
+  std::vector<float> y(n);
+  std::size_t call = 0;
+  for (auto _ : state) {
+    const panel_matrix<Scheme>& w = copies[call++ % copies.size()];
+    if (threads <= 1) {
+      gemm(matrix_view<const float>(x.data(), 1, k), w, matrix_view<float>(y.data(), 1, n), {}, serial_executor{}, path);
+    } else {
+      gemm(matrix_view<const float>(x.data(), 1, k), w, matrix_view<float>(y.data(), 1, n), {},
+           bench_memory::pool(threads), path);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, 1, n, k, static_cast<double>(copies[0].storage_bytes()), 4.0 * double(k + n));
+}
+
+template <class Scheme>
 void run_lowbit_prequantized(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k,
                              std::size_t group_size, isa path, std::size_t threads) {
   const panel_matrix<Scheme>& w = weights<Scheme>(n, k, group_size);
@@ -137,6 +161,14 @@ void register_format(const Format& f) {
             const std::size_t group = f.group_size;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
               run_lowbit<S, float>(state, m, s.n, s.k, group, mode, path, threads);
+            })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          }
+          if (m == 1) {
+            const std::string name =
+                std::string("BM_gemm/") + f.name + "_cold/" + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads);
+            const std::size_t group = f.group_size;
+            benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+              run_lowbit_cold<S>(state, s.n, s.k, group, path, threads);
             })->UseRealTime()->Unit(benchmark::kMicrosecond);
           }
           if (has_integer_path<typename S::format> && m >= 64) {  // where the quantization is a visible share

@@ -8,6 +8,8 @@
 //   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8; BSR M <= 64)
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
 //   BM_dense/f32/openblas/<N>x<K>/m<M>/t<threads>        the peer on the dense fp32 weights
+//   BM_sparse24/<format>_cold/..., BM_dense/<format>_cold/...   M = 1 over copies of the matrix that
+//                                                        together exceed the caches (see cold_copies)
 // Shapes N x K: 4096x4096, 14336x4096, 4096x14336; M in {1, 16, 64, 512}; 1 and 2 threads.
 // Counters: weight_GB/s = bytes of the matrix as stored (values, scales, zero points, positions)
 // per second; GOP/s = 2 M N K per second, K the dense reduction length (so a 2:4 kernel that is
@@ -127,12 +129,14 @@ const panel_matrix<Scheme>& dense_weights(std::size_t n, std::size_t k, std::siz
 }
 
 template <class Weights>
-void run(benchmark::State& state, const Weights& w, std::size_t m, std::size_t n, std::size_t k, isa path,
-         std::size_t threads, compute mode = compute::weight_only) {
+void run_over(benchmark::State& state, const Weights* ws, std::size_t count, std::size_t m, std::size_t n,
+              std::size_t k, isa path, std::size_t threads, compute mode = compute::weight_only) {
   const std::vector<float> x = random_floats(m * k, 1);
   std::vector<float> y(m * n);
   const gemm_options options{nullptr, mode, nullptr};
+  std::size_t call = 0;
   for (auto _ : state) {
+    const Weights& w = ws[call++ % count];
     if (threads <= 1) {
       gemm(matrix_view<const float>(x.data(), m, k), w, matrix_view<float>(y.data(), m, n), options, serial_executor{},
            path);
@@ -143,7 +147,19 @@ void run(benchmark::State& state, const Weights& w, std::size_t m, std::size_t n
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_gemm_counters(state, m, n, k, static_cast<double>(w.storage_bytes()), 0.0);
+  set_gemm_counters(state, m, n, k, static_cast<double>(ws[0].storage_bytes()), 0.0);
+}
+
+template <class Weights>
+void run(benchmark::State& state, const Weights& w, std::size_t m, std::size_t n, std::size_t k, isa path,
+         std::size_t threads, compute mode = compute::weight_only) {
+  run_over(state, &w, 1, m, n, k, path, threads, mode);
+}
+
+template <class Weights>
+void run_cold(benchmark::State& state, const Weights& w, std::size_t n, std::size_t k, isa path, std::size_t threads) {
+  const std::vector<Weights>& copies = cold_copies(w, n, k);
+  run_over(state, copies.data(), copies.size(), 1, n, k, path, threads);
 }
 
 template <class Format>
@@ -162,6 +178,15 @@ void register_format(const Format& f) {
           benchmark::RegisterBenchmark(("BM_dense/" + tail).c_str(), [=](benchmark::State& state) {
             run(state, dense_weights<S>(s.n, s.k, group), m, s.n, s.k, path, threads);
           })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          if (m == 1) {
+            const std::string cold = std::string(f.name) + "_cold/" + isa_name(path) + "/" + shape_name(s.n, s.k, m, threads);
+            benchmark::RegisterBenchmark(("BM_sparse24/" + cold).c_str(), [=](benchmark::State& state) {
+              run_cold(state, sparse_weights<S>(s.n, s.k, group), s.n, s.k, path, threads);
+            })->UseRealTime()->Unit(benchmark::kMicrosecond);
+            benchmark::RegisterBenchmark(("BM_dense/" + cold).c_str(), [=](benchmark::State& state) {
+              run_cold(state, dense_weights<S>(s.n, s.k, group), s.n, s.k, path, threads);
+            })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          }
           for (compute mode : {compute::weight_only, compute::int8}) {
             if (mode == compute::int8 && !has_integer_path<typename S::format>) continue;
             const std::string suffix = mode == compute::int8 ? "_a8/" : "/";
