@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "l2_policy.cuh"
 #include "packed_weights.cuh"
 
 namespace lowbit {
@@ -238,18 +239,6 @@ __device__ __forceinline__ void cp_async16(void* shared, const void* global) {
 __device__ __forceinline__ void cp_async16_fill(void* shared, const void* global, int src_bytes) {
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(global), "r"(src_bytes));
-}
-/// The same with an L2 cache policy (createpolicy), sm_80+.
-__device__ __forceinline__ void cp_async16_hint(void* shared, const void* global, uint64_t policy) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(address), "l"(global), "l"(policy));
-}
-/// An L2 policy for data read once: its lines are the first to go, so that the activations (read
-/// by every block) stay.
-__device__ __forceinline__ uint64_t l2_evict_first() {
-  uint64_t policy;
-  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int Pending>
@@ -718,16 +707,18 @@ __global__ void __launch_bounds__(Warps * 32, 1)
   constexpr unsigned stage_bytes = 16u * layout::stage_vecs;
   unsigned issue_stage = 0;  // byte offset of the stage the next issue fills
   int issued = 0;
+  const uint64_t read_once = l2_evict_first();  // the codes and scales: read once (see gemm_kernel)
   const auto issue = [&]() {  // the split's next chunk; always commits a group (empty past the end)
     if (issued < steps) {
       const unsigned stage = ring_at + issue_stage, mine = stage + 16u * (layout::x_vecs + warp * layout::warp_vecs);
 #pragma unroll
       for (int tl = 0; tl < Tiles; ++tl) {
 #pragma unroll
-        for (int v = 0; v < vecs; ++v) cp_async16_at(mine + 16u * ((tl * vecs + v) * 32 + lane), code_src[tl] + v * 32);
+        for (int v = 0; v < vecs; ++v)
+          cp_async16_hint_at(mine + 16u * ((tl * vecs + v) * 32 + lane), code_src[tl] + v * 32, read_once);
         code_src[tl] += vecs * 32;
       }
-      if (lane < 4 * Tiles) cp_async16_at(mine + 16u * (layout::warp_code_vecs + lane), scale_src);
+      if (lane < 4 * Tiles) cp_async16_hint_at(mine + 16u * (layout::warp_code_vecs + lane), scale_src, read_once);
       if (--issue_left == 0) scale_src += 4, issue_left = chunks_per_group;
       // Past K zeros (the padded codes decode to -zero, not 0).
 #pragma unroll

@@ -53,6 +53,7 @@
 #include "../sparse/sparse24_matrix.hpp"
 #include "../sparse/sparse24_plain.hpp"
 #include "gemm.cuh"
+#include "l2_policy.cuh"
 #include "packed_weights.cuh"
 
 namespace lowbit {
@@ -374,6 +375,9 @@ __global__ void __launch_bounds__(Warps * 32)
   const unsigned aux_at = (meta_at + (meta_lane ? lane : 16 + (lane & 3))) * 16;
   const T* x_src = x + (size_t)(lane >> 4) * ldx + (size_t)c_begin * 128 + (lane & 15) * 8;
   const unsigned x_dst = (x_at + (lane >> 4) * sparse24_x_row_vecs + (lane & 15)) * 16;
+  // Codes, metadata and scales are read once: evict_first in L2, so that x (read by every block)
+  // stays (as gemm.cuh's M <= 16 kernel).
+  const uint64_t read_once = l2_evict_first();
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
       const unsigned stage = ring_at + (static_cast<unsigned>(step) % Stages) * stage_vecs * 16;
@@ -384,8 +388,8 @@ __global__ void __launch_bounds__(Warps * 32)
         const unsigned ts = stage + tl * tile_vecs * 16;
         const ::uint4* src = code_src + tl * tile_stride + (size_t)lc * Vecs * 32;
 #pragma unroll
-        for (int v = 0; v < Vecs; ++v) cp_async16_if(ts + (v * 32 + lane) * 16, src + v * 32, true);
-        cp_async16_if(ts + aux_at, aux_src + tl * aux_tile_stride + aux_step, aux);
+        for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ts + (v * 32 + lane) * 16, src + v * 32, read_once);
+        cp_async16_hint_if(ts + aux_at, aux_src + tl * aux_tile_stride + aux_step, aux, read_once);
       }
       // Activation row r's 256 bytes of the chunk: lane = 16 (r % 2) + piece, two rows an instruction.
       const T* xs = x_src + (size_t)lc * 128;
@@ -537,6 +541,7 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     meta_ptr[j] = metadata + tile * chunks * 16 + (lane & 15);
     scale_ptr[j] = plain ? nullptr : reinterpret_cast<const ::uint4*>(scales) + tile * groups * 4 + (lane & 3);
   }
+  const uint64_t read_once = l2_evict_first();  // the weights: read once (see sparse24_gemm_kernel)
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
       const int c = c0 + step;
@@ -547,9 +552,11 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
       for (int tl = 0; tl < copies; ++tl) {
         ::uint4* ts = mine + (tl * WarpsM + wm) * tile_vecs;
 #pragma unroll
-        for (int v = 0; v < Vecs; ++v) cp_async16(ts + v * 32 + lane, code_ptr[tl] + ((size_t)c * Vecs + v) * 32);
-        if (lane < 16) cp_async16(ts + meta_at + lane, meta_ptr[tl] + (size_t)c * 16);
-        else if (!plain && lane < 20) cp_async16(ts + meta_at + 16 + (lane & 3), scale_ptr[tl] + (size_t)group * 4);
+        for (int v = 0; v < Vecs; ++v)
+          cp_async16_hint(ts + v * 32 + lane, code_ptr[tl] + ((size_t)c * Vecs + v) * 32, read_once);
+        if (lane < 16) cp_async16_hint(ts + meta_at + lane, meta_ptr[tl] + (size_t)c * 16, read_once);
+        else if (!plain && lane < 20)
+          cp_async16_hint(ts + meta_at + 16 + (lane & 3), scale_ptr[tl] + (size_t)group * 4, read_once);
       }
       // Rows 0 .. m - 1 of x at k = 128 c .. + 128: 16 pieces of 16 bytes a row, one a thread.
 #pragma unroll
