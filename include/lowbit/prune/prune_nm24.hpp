@@ -54,27 +54,14 @@ inline bool nm_fits_sparse24(std::size_t n, std::size_t m) {
 /// weights, apply_nm_mask, not the original ones). A group keeping 3 or 4 is a lowbit::error.
 inline sparse24_positions nm_to_sparse24_positions(const nm_mask& mask) {
   detail::check_nm_mask("nm_to_sparse24_positions", mask);
-  sparse24_positions out(mask.rows, mask.cols);
-  for (std::size_t r = 0; r < mask.rows; ++r)
-    for (std::size_t g = 0; g < out.groups(); ++g) {
-      unsigned kept[4], count = 0, pruned[4], pruned_count = 0;
-      for (unsigned i = 0; i < 4; ++i) {
-        const std::size_t k = 4 * g + i;
-        if (k < mask.cols && mask.kept(r, k)) {
-          kept[count++] = i;
-        } else {
-          pruned[pruned_count++] = i;
-        }
-      }
-      LOWBIT_CHECK(count <= 2, "nm_to_sparse24_positions: the " << mask.n << ":" << mask.m << " mask keeps " << count
-                                                                << " weights of row " << r << ", columns " << 4 * g
-                                                                << ".." << 4 * g + 3
-                                                                << "; the 2:4 kernels take at most 2 of every aligned 4");
-      for (unsigned i = 0; count < 2; ++i) kept[count++] = pruned[i];
-      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
-      out.set(r, g, kept[0], kept[1]);
-    }
-  return out;
+  return detail::positions_of_marked(
+      mask.rows, mask.cols, [&](std::size_t r, std::size_t k) { return mask.kept(r, k); },
+      [&](std::size_t r, std::size_t g, unsigned count) {
+        LOWBIT_CHECK(false, "nm_to_sparse24_positions: the " << mask.n << ":" << mask.m << " mask keeps " << count
+                                                             << " weights of row " << r << ", columns " << 4 * g
+                                                             << ".." << 4 * g + 3
+                                                             << "; the 2:4 kernels take at most 2 of every aligned 4");
+      });
 }
 
 /// Magnitude (norms null) or Wanda n:m pruning, then quantization of the kept values with

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -15,30 +16,44 @@
 
 namespace lowbit {
 
+namespace detail {
+/// The 2:4 positions of the columns marked(r, k) names, a group of 4 that marks fewer than 2
+/// taking its lowest unmarked columns too. too_many(r, g, count) raises the caller's lowbit::error
+/// for a group that marks more than 2.
+template <class Marked, class TooMany>
+sparse24_positions positions_of_marked(std::size_t rows, std::size_t cols, Marked marked, TooMany too_many) {
+  sparse24_positions out(rows, cols);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t g = 0; g < out.groups(); ++g) {
+      unsigned kept[4], count = 0, rest[4], rest_count = 0;
+      for (unsigned i = 0; i < 4; ++i) {
+        const std::size_t k = 4 * g + i;
+        if (k < cols && marked(r, k)) {
+          kept[count++] = i;
+        } else {
+          rest[rest_count++] = i;
+        }
+      }
+      if (count > 2) too_many(r, g, count);
+      for (unsigned i = 0; count < 2; ++i) kept[count++] = rest[i];
+      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
+      out.set(r, g, kept[0], kept[1]);
+    }
+  return out;
+}
+}  // namespace detail
+
 /// The positions of the non-zeros of a matrix that is already 2:4 (at most 2 non-zeros in every
 /// group of 4 columns; groups with fewer keep the lowest zero positions too). A group with more
 /// than 2 non-zeros is a lowbit::error: prune it first (prune/prune24.hpp).
 inline sparse24_positions find_sparse24_positions(const float* w, std::size_t rows, std::size_t cols, std::size_t ld) {
   detail::check_float_matrix("find_sparse24_positions", w, rows, cols, ld);
-  sparse24_positions out(rows, cols);
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t g = 0; g < out.groups(); ++g) {
-      unsigned kept[4], count = 0, zeros[4], zero_count = 0;
-      for (unsigned i = 0; i < 4; ++i) {
-        const std::size_t k = 4 * g + i;
-        if (k < cols && w[r * ld + k] != 0.0f) {
-          kept[count++] = i;
-        } else {
-          zeros[zero_count++] = i;
-        }
-      }
-      LOWBIT_CHECK(count <= 2, "find_sparse24_positions: row " << r << ", columns " << 4 * g << ".." << 4 * g + 3
-                                                               << " hold " << count << " non-zeros (2:4 allows 2)");
-      for (unsigned i = 0; count < 2; ++i) kept[count++] = zeros[i];
-      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
-      out.set(r, g, kept[0], kept[1]);
-    }
-  return out;
+  return detail::positions_of_marked(
+      rows, cols, [&](std::size_t r, std::size_t k) { return w[r * ld + k] != 0.0f; },
+      [](std::size_t r, std::size_t g, unsigned count) {
+        LOWBIT_CHECK(false, "find_sparse24_positions: row " << r << ", columns " << 4 * g << ".." << 4 * g + 3
+                                                            << " hold " << count << " non-zeros (2:4 allows 2)");
+      });
 }
 
 /// Quantizes the values that `positions` keeps (rows x 2 * ceil(cols / 4), gathered in order) with
