@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gemm_check.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
 #include "lowbit/kernels/gemm_bsr.hpp"
@@ -152,17 +153,9 @@ TYPED_TEST(bsr_test, values_round_trip_and_gemm_matches_the_dense_reference) {
     const std::vector<float> dense = bsr_to_dense(b);
     for (std::size_t m : ms) {
       const std::vector<float> x = random_matrix(m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
-      const reference::gemm_result ref = reference::gemm(
-          matrix_view<const float>(x.data(), m, c.k), matrix_view<const float>(dense.data(), c.n, c.k), bias.data());
-      for (isa path : supported_isas()) {
-        std::vector<float> y(m * c.n, -1.0f);
-        gemm(matrix_view<const float>(x.data(), m, c.k), b, matrix_view<float>(y.data(), m, c.n),
-             gemm_options{bias.data()}, serial_executor{}, path);
-        for (std::size_t i = 0; i < y.size(); ++i)
-          ASSERT_LE(std::fabs(double(y[i]) - ref.y[i]), 1e-5 * ref.magnitude[i] + 1e-30)
-              << isa_name(path) << " " << c.br << "x" << c.bc << " m=" << m << " vectorized=" << b.vectorized()
-              << " output " << i << " = " << y[i] << ", reference " << ref.y[i];
-      }
+      expect_gemm_matches_dense_on_every_path(
+          x, b, dense, bias, m, c.n, c.k,
+          std::to_string(c.br) + "x" + std::to_string(c.bc) + " vectorized=" + std::to_string(b.vectorized()));
       check_int8_path(b, x, bias, m, c);
     }
   }

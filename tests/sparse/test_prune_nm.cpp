@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/gemm_check.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
@@ -175,17 +176,8 @@ TYPED_TEST(prune_nm24_test, packs_onto_2_4_and_the_gemm_matches_the_dense_refere
             ASSERT_EQ(dense[i], 0.0f) << p.n << ":" << p.m << " weight " << i;
           }
       }
-      const reference::gemm_result ref = reference::gemm(
-          matrix_view<const float>(x.data(), c.m, c.k), matrix_view<const float>(dense.data(), c.n, c.k), bias.data());
-      for (isa path : supported_isas()) {
-        std::vector<float> y(c.m * c.n, -1.0f);
-        gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n),
-             gemm_options{bias.data()}, serial_executor{}, path);
-        for (std::size_t i = 0; i < y.size(); ++i)
-          ASSERT_LE(std::fabs(static_cast<double>(y[i]) - ref.y[i]), 1e-5 * ref.magnitude[i] + 1e-30)
-              << isa_name(path) << " " << p.n << ":" << p.m << " m=" << c.m << " n=" << c.n << " k=" << c.k
-              << " output " << i;
-      }
+      expect_gemm_matches_dense_on_every_path(x, s, dense, bias, c.m, c.n, c.k,
+                                              std::to_string(p.n) + ":" + std::to_string(p.m));
     }
 }
 

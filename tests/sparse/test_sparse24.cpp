@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gemm_check.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
@@ -142,20 +143,7 @@ TYPED_TEST(sparse24_test, gemm_matches_the_dense_reference_on_every_path) {
     const std::vector<float> x = random_matrix(c.m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
     const std::vector<float> norms = activation_norms(matrix_view<const float>(x.data(), c.m, c.k));
     const sparse24_matrix<S> s = prune_and_quantize24<S>(w.data(), c.n, c.k, c.k, norms.data(), quant_options{g});
-    const std::vector<float> dense = sparse24_to_dense(s);
-    const reference::gemm_result ref = reference::gemm(
-        matrix_view<const float>(x.data(), c.m, c.k), matrix_view<const float>(dense.data(), c.n, c.k), bias.data());
-    for (isa path : supported_isas()) {
-      std::vector<float> y(c.m * c.n, -1.0f);
-      gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n),
-           gemm_options{bias.data()}, serial_executor{}, path);
-      for (std::size_t i = 0; i < y.size(); ++i) {
-        const double error = std::fabs(static_cast<double>(y[i]) - ref.y[i]);
-        ASSERT_LE(error, 1e-5 * ref.magnitude[i] + 1e-30)
-            << isa_name(path) << " m=" << c.m << " n=" << c.n << " k=" << c.k << " output " << i << " = " << y[i]
-            << ", reference " << ref.y[i];
-      }
-    }
+    expect_gemm_matches_dense_on_every_path(x, s, sparse24_to_dense(s), bias, c.m, c.n, c.k, "2:4");
   }
 }
 
