@@ -4,7 +4,10 @@
 // scales; contiguous and paged (16-token pages, shuffled). CUDA events around 50 launches, median of
 // 7 runs; launches alternate between two copies of the cache so that L2 (50 MB) holds neither.
 // The PyTorch SDPA fp16 peer runs in the same gpu.sh call (bench/cuda/sdpa_decode.py).
-// Usage: bench_cuda_decode [--quick] [--only FORMAT-PREFIX]
+// Also times cuda::append (quantizing new fp16 K/V tokens into the device cache): a decode step's
+// (B = 8, Hkv = 8, d = 128, one token each) and a prefill's (B = 1, 2048 tokens); every launch
+// appends to fresh rows (the cache holds all of the timed launches' tokens).
+// Usage: bench_cuda_decode [--quick] [--only FORMAT-PREFIX] [--append (the append table only)]
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -35,6 +38,64 @@ struct row {
 std::vector<row> rows;
 
 const char* only = nullptr;  // --only NAME: one format, default split only (for a profiler)
+
+struct append_row {
+  std::string name;
+  std::size_t batch, tokens;
+  double bytes, us;
+};
+std::vector<append_row> append_rows;
+
+/// Times cuda::append of `tokens` tokens to each of `batch` sequences (Hkv = 8, d = 128).
+template <class Scheme>
+void bench_append(const char* name, std::size_t group_size, std::size_t batch, std::size_t tokens) {
+  const int launches = 6 + iterations * repeats;
+  lb::attention::kv_shape shape;
+  shape.batch = batch;
+  shape.kv_heads = HKV;
+  shape.head_dim = D;
+  shape.capacity = tokens * launches;
+  lb::cuda::device_kv_cache<Scheme> cache(shape, group_size);
+  const std::size_t values = batch * tokens * HKV * D;
+  std::vector<__half> host(values);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : host) x = __float2half(normal(rng));
+  __half *k = nullptr, *v = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&k, values * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&v, values * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(k, host.data(), values * sizeof(__half), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(v, host.data(), values * sizeof(__half), cudaMemcpyHostToDevice));
+  std::vector<std::size_t> seqs(batch), counts(batch, tokens);
+  std::iota(seqs.begin(), seqs.end(), std::size_t(0));
+  const double us = time_us([&](int) { lb::cuda::append(cache, k, v, seqs.data(), counts.data(), batch); });
+  // Bytes that move: the fp16 inputs read, the codes, scales and zero points written.
+  const std::size_t groups = group_size ? D / group_size : 1;
+  const double written = 2.0 * batch * tokens * HKV *
+                         (D * Scheme::bits / 8 + groups * (sizeof(typename Scheme::scale_type) + (Scheme::has_zero ? 1 : 0)));
+  const double bytes = 2.0 * values * sizeof(__half) + written;
+  append_rows.push_back({name, batch, tokens, bytes, us});
+  std::printf("append %-26s B=%zu tokens=%zu: %.2f us, %.0f GB/s\n", name, batch, tokens, us, bytes / us * 1e-3);
+  std::fflush(stdout);
+  cudaFree(k);
+  cudaFree(v);
+}
+
+void bench_appends() {
+  for (const std::size_t batch : {std::size_t(8), std::size_t(1)}) {
+    const std::size_t tokens = batch == 8 ? 1 : 2048;
+    bench_append<lb::scheme<lb::int8, lb::fp16>>("int8 (g128)", 0, batch, tokens);
+    bench_append<lb::scheme<lb::fp8_e4m3, lb::fp16>>("fp8_e4m3 (g128)", 0, batch, tokens);
+    bench_append<lb::scheme<lb::int4, lb::fp16>>("int4 (g128)", 0, batch, tokens);
+    bench_append<lb::scheme<lb::int4, lb::fp16>>("int4 (g32)", 32, batch, tokens);
+    bench_append<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero (g64)", 64, batch, tokens);
+  }
+  std::printf("\n| KV format | append | µs | GB/s |\n| --- | --- | --- | --- |\n");
+  for (const append_row& r : append_rows)
+    std::printf("| %s | B=%zu x %zu token%s | %.2f | %.0f |\n", r.name.c_str(), r.batch, r.tokens, r.tokens > 1 ? "s" : "",
+                r.us, r.bytes / r.us * 1e-3);
+  std::fflush(stdout);
+}
 
 template <class Scheme>
 void bench(const char* name, std::size_t group_size, std::size_t page_tokens, const __half* q, __half* out) {
@@ -91,14 +152,17 @@ void bench(const char* name, std::size_t group_size, std::size_t page_tokens, co
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool append_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) iterations = 10, repeats = 3;
+    if (std::strcmp(argv[i], "--append") == 0) append_only = true;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i], iterations = 5, repeats = 1;
   }
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB; decode B=%zu S=%zu Hq=%zu Hkv=%zu d=%zu\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, B, S, HQ, HKV, D);
+  if (append_only) return bench_appends(), 0;
   {  // Ceiling: a 1 GiB device-to-device copy, bytes read + written.
     const std::size_t bytes = std::size_t(1) << 30;
     void *a = nullptr, *b = nullptr;
@@ -134,5 +198,6 @@ int main(int argc, char** argv) {
                 r.bytes / r.auto_us * 1e-3, r.best_us, r.best_split);
   cudaFree(q);
   cudaFree(out);
+  bench_appends();
   return 0;
 }

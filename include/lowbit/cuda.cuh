@@ -4,7 +4,8 @@
 /// lowbit::cuda::pack(quantized_view) shuffles a quantized matrix into the GPU layout and uploads
 /// it once; lowbit::cuda::gemm(x, m, ldx, packed.view(), y, ldy, stream) runs y = x · Wᵀ for
 /// m = 1..16 fp16 or bf16 activations. lowbit::cuda::upload(kv_cache) copies an attention KV cache to the
-/// device; lowbit::cuda::decode(q, cache.view(), out, q_heads, workspace, stream) runs decode
+/// device (or device_kv_cache(shape) allocates one there and lowbit::cuda::append quantizes new
+/// tokens into it on the GPU); lowbit::cuda::decode(q, cache.view(), out, q_heads, workspace, stream) runs decode
 /// attention over it. Needs CUDA 12+ and sm_80 or newer (mma.sync m16n8k16).
 #pragma once
 
@@ -16,4 +17,5 @@
 #include "cuda/gemm.cuh"
 #include "cuda/sparse24_gemm.cuh"
 #include "cuda/kv_cache.cuh"
+#include "cuda/kv_append.cuh"
 #include "cuda/decode.cuh"

@@ -18,6 +18,8 @@
 #include <random>
 #include <vector>
 
+#include <cuda_bf16.h>
+
 #include "decode_reference.hpp"
 #include "lowbit/cuda.cuh"
 
@@ -75,11 +77,17 @@ void check_case(const char* name, const decode_case& c, unsigned seed) {
     if (prefill) cache.append(b, k.data(), v.data(), prefill);
     for (std::size_t i = prefill; i < n; ++i) cache.append(b, k.data() + i * hkv * d, v.data() + i * hkv * d, 1);
   }
+  // q rounded to bf16 (and 0 below 2^-14), so that fp16 and bf16 hold it exactly: the fp16 and
+  // bf16 decodes share the reference.
   std::vector<__half> q_half(batch * hq * d);
+  std::vector<__nv_bfloat16> q_bf16(q_half.size());
   std::vector<float> q(q_half.size());
   for (std::size_t i = 0; i < q.size(); ++i) {
-    q_half[i] = __float2half(c.q_std * normal(rng));
-    q[i] = __half2float(q_half[i]);
+    float x = __bfloat162float(__float2bfloat16(c.q_std * normal(rng)));
+    if (std::fabs(x) < 0x1p-14f) x = 0.0f;
+    q_half[i] = __float2half(x);
+    q_bf16[i] = __float2bfloat16(x);
+    q[i] = x;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   std::vector<float> ref(q.size());
@@ -121,29 +129,46 @@ void check_case(const char* name, const decode_case& c, unsigned seed) {
 
   const auto gpu_cache = lb::cuda::upload(cache);
   __half *dq = nullptr, *dout = nullptr;
+  __nv_bfloat16 *dq16 = nullptr, *dout16 = nullptr;
   LOWBIT_CUDA_CHECK(cudaMalloc(&dq, q_half.size() * sizeof(__half)));
   LOWBIT_CUDA_CHECK(cudaMalloc(&dout, q_half.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dq16, q_half.size() * sizeof(__nv_bfloat16)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dout16, q_half.size() * sizeof(__nv_bfloat16)));
   LOWBIT_CUDA_CHECK(cudaMemcpy(dq, q_half.data(), q_half.size() * sizeof(__half), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dq16, q_bf16.data(), q_bf16.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice));
   lb::cuda::decode_workspace workspace;
-  for (int split_tokens : {0, 64, 1 << 20}) {
-    LOWBIT_CUDA_CHECK(cudaMemset(dout, 0xFF, q_half.size() * sizeof(__half)));  // NaN: unwritten outputs fail
+  for (int split_tokens : {0, 64, 1 << 20})
+  for (const bool bf16_io : {false, true}) {
+    // NaN: unwritten outputs fail.
+    LOWBIT_CUDA_CHECK(cudaMemset(dout, 0xFF, q_half.size() * sizeof(__half)));
+    LOWBIT_CUDA_CHECK(cudaMemset(dout16, 0xFF, q_half.size() * sizeof(__nv_bfloat16)));
     lb::cuda::decode_options options;
     options.split_tokens = split_tokens;
-    lb::cuda::decode(dq, gpu_cache.view(), dout, hq, workspace, nullptr, options);
+    if (bf16_io) lb::cuda::decode(dq16, gpu_cache.view(), dout16, hq, workspace, nullptr, options);
+    else lb::cuda::decode(dq, gpu_cache.view(), dout, hq, workspace, nullptr, options);
     LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<__half> out(q_half.size());
-    LOWBIT_CUDA_CHECK(cudaMemcpy(out.data(), dout, out.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+    std::vector<float> out(q_half.size());
+    if (bf16_io) {
+      std::vector<__nv_bfloat16> raw(q_half.size());
+      LOWBIT_CUDA_CHECK(cudaMemcpy(raw.data(), dout16, raw.size() * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost));
+      for (std::size_t i = 0; i < raw.size(); ++i) out[i] = __bfloat162float(raw[i]);
+    } else {
+      std::vector<__half> raw(q_half.size());
+      LOWBIT_CUDA_CHECK(cudaMemcpy(raw.data(), dout, raw.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+      for (std::size_t i = 0; i < raw.size(); ++i) out[i] = __half2float(raw[i]);
+    }
     int bad = 0;
     double worst = 0.0;
     for (std::size_t i = 0; i < out.size(); ++i) {
       // Against the CPU decode, and against float64 (which tells a CPU-side fault from a GPU one).
-      const double got = __half2float(out[i]);
+      const double got = out[i];
       for (const double want : {double(ref[i]), exact[i]}) {
-        const double tol = bound[i] + std::ldexp(1.0, -10) * std::fabs(want);
+        // The output's rounding: fp16 2^-11 (2^-10 allowed), bf16 2^-9 (2^-8 allowed).
+        const double tol = bound[i] + std::ldexp(1.0, bf16_io ? -8 : -10) * std::fabs(want);
         const double err = std::fabs(got - want);
         if (!(err <= tol)) {
           if (bad++ < 3)
-            std::printf("  %s seed=%u split=%d: out[seq %zu][head %zu][%zu] = %g, %s %g (tol %g)\n", name, seed,
+            std::printf("  %s%s seed=%u split=%d: out[seq %zu][head %zu][%zu] = %g, %s %g (tol %g)\n", name, bf16_io ? " bf16 q/out" : "", seed,
                         split_tokens, i / (hq * d), (i / d) % hq, i % d, got, want == exact[i] ? "float64" : "CPU",
                         want, tol);
         } else if (tol > 0) {
@@ -155,11 +180,13 @@ void check_case(const char* name, const decode_case& c, unsigned seed) {
     std::printf("%s %-11s d=%3zu hkv=%zu G=%2zu %s g=%3zu lengths=", bad ? "FAIL" : "ok  ", name, d, hkv, c.group,
                 c.page_tokens ? "paged" : "contig", c.group_size ? c.group_size : d);
     for (std::size_t n : c.lengths) std::printf("%zu,", n);
-    std::printf(" split=%d  worst err/tol %.3f%s\n", split_tokens, worst, bad ? "  <--" : "");
+    std::printf(" split=%d %s worst err/tol %.3f%s\n", split_tokens, bf16_io ? "bf16" : "fp16", worst, bad ? "  <--" : "");
     if (bad) ++failures;
   }
   cudaFree(dq);
   cudaFree(dout);
+  cudaFree(dq16);
+  cudaFree(dout16);
 }
 
 template <class Scheme>
@@ -190,6 +217,287 @@ void expect_error(const char* what, F&& f) {
   std::printf("FAIL %s was accepted\n", what);
 }
 
+// ---- cuda::append: GPU appends against the CPU cache's appends of the same fp16 / bf16 inputs ----
+
+struct append_round {
+  std::vector<std::size_t> seqs, counts;
+};
+struct append_case {
+  std::size_t batch, head_dim, kv_heads, group_size;  // group_size 0: whole head vector
+  std::size_t capacity;                               // contiguous (page_tokens 0)
+  std::size_t page_tokens, pages_per_seq;             // paged
+  bool bf16_input;
+  std::size_t stride_pad;  // token_stride = kv_heads x head_dim + stride_pad
+  std::vector<append_round> rounds;
+};
+
+/// Row r of a device buffer of rows x row_size bytes, downloaded whole.
+std::vector<uint8_t> download(const void* p, std::size_t bytes) {
+  std::vector<uint8_t> h(bytes);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(h.data(), p, bytes, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+/// A token-head row of K or V: normal values (keys with large channels), and rows that test the
+/// quantizer's corners: all zeros, signed zeros, an exact +m / -m tie for the extreme (the first
+/// one wins on the CPU), a single nonzero value.
+float input_value(std::mt19937& rng, std::size_t row_kind, std::size_t e, std::size_t d, bool key) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  switch (row_kind % 11) {
+    case 0: return 0.0f;
+    case 1: return (e % 3 == 0) ? -0.0f : normal(rng);
+    case 2: return e == 5 ? -9.5f : (e == d - 3 ? 9.5f : normal(rng));   // tie, negative first
+    case 3: return e == 2 ? 9.5f : (e == d / 2 + 1 ? -9.5f : normal(rng));  // tie, positive first
+    case 4: return e == d / 3 ? -3.0f : 0.0f;
+    default: return normal(rng) * (key && (e % 13 == 5) ? 4.0f : 1.0f);
+  }
+}
+
+template <class Scheme>
+void check_append(const char* name, const append_case& c, unsigned seed) {
+  std::mt19937 rng(seed);
+  using scale_type = typename Scheme::scale_type;
+  const std::size_t B = c.batch, d = c.head_dim, hkv = c.kv_heads, row = hkv * d, stride = row + c.stride_pad;
+  const std::size_t g = c.group_size ? c.group_size : d, groups = d / g;
+  lb::attention::kv_shape shape;
+  shape.batch = B;
+  shape.kv_heads = hkv;
+  shape.head_dim = d;
+  std::vector<std::vector<uint32_t>> tables(B);
+  if (c.page_tokens) {
+    shape.page_tokens = c.page_tokens;
+    shape.pages = B * c.pages_per_seq + 2;
+    shape.capacity = c.page_tokens * (c.pages_per_seq + 1);  // the device tables' width
+    std::vector<uint32_t> pool(shape.pages);
+    std::iota(pool.begin(), pool.end(), 0u);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (std::size_t b = 0; b < B; ++b) tables[b].assign(pool.begin() + b * c.pages_per_seq, pool.begin() + (b + 1) * c.pages_per_seq);
+  } else {
+    shape.capacity = c.capacity;
+  }
+  lb::attention::kv_cache<Scheme> cpu(shape, c.group_size);
+  lb::cuda::device_kv_cache<Scheme> gpu(shape, c.group_size);
+  for (std::size_t b = 0; b < B && c.page_tokens; ++b) {
+    cpu.map_pages(b, tables[b].data(), tables[b].size());
+    gpu.map_pages(b, tables[b].data(), tables[b].size());
+  }
+  cudaStream_t stream = nullptr;
+  LOWBIT_CUDA_CHECK(cudaStreamCreate(&stream));
+  int bad = 0;
+  std::size_t row_kind = seed;
+  for (const append_round& r : c.rounds) {
+    std::size_t total = 0;
+    for (std::size_t n : r.counts) total += n;
+    // Inputs rounded to the input type; the CPU appends their float values.
+    std::vector<uint16_t> kbits(std::max<std::size_t>(total, 1) * stride, 0x7e00), vbits(kbits.size(), 0x7e00);  // NaN padding
+    std::vector<float> kf(total * row), vf(total * row);
+    for (std::size_t t = 0; t < total; ++t)
+      for (std::size_t h = 0; h < hkv; ++h) {
+        const std::size_t kind_k = row_kind++, kind_v = row_kind++;
+        for (std::size_t e = 0; e < d; ++e)
+          for (int which = 0; which < 2; ++which) {
+            const float x = input_value(rng, which ? kind_v : kind_k, e, d, which == 0);
+            uint16_t bits;
+            float rounded;
+            if (c.bf16_input) {
+              const __nv_bfloat16 y = __float2bfloat16(x);
+              std::memcpy(&bits, &y, 2);
+              rounded = __bfloat162float(y);
+            } else {
+              const __half y = __float2half(x);
+              std::memcpy(&bits, &y, 2);
+              rounded = __half2float(y);
+            }
+            (which ? vbits : kbits)[t * stride + h * d + e] = bits;
+            (which ? vf : kf)[t * row + h * d + e] = rounded;
+          }
+      }
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < r.seqs.size(); ++i) {
+      if (r.counts[i]) cpu.append(r.seqs[i], kf.data() + first * row, vf.data() + first * row, r.counts[i]);
+      first += r.counts[i];
+    }
+    uint16_t *dk = nullptr, *dv = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&dk, kbits.size() * 2));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&dv, vbits.size() * 2));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(dk, kbits.data(), kbits.size() * 2, cudaMemcpyHostToDevice));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(dv, vbits.data(), vbits.size() * 2, cudaMemcpyHostToDevice));
+    const std::size_t ts = c.stride_pad ? stride : 0;
+    if (c.bf16_input)
+      lb::cuda::append(gpu, reinterpret_cast<const __nv_bfloat16*>(dk), reinterpret_cast<const __nv_bfloat16*>(dv),
+                       r.seqs.data(), r.counts.data(), r.seqs.size(), stream, ts);
+    else
+      lb::cuda::append(gpu, reinterpret_cast<const __half*>(dk), reinterpret_cast<const __half*>(dv), r.seqs.data(),
+                       r.counts.data(), r.seqs.size(), stream, ts);
+    LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    cudaFree(dk);
+    cudaFree(dv);
+  }
+
+  // Byte for byte: every held token's codes, scales and zero points; the lengths (device, mirror).
+  const auto& view = gpu.view();
+  const std::size_t rows = c.page_tokens ? shape.pages * hkv * c.page_tokens : B * hkv * view.capacity;
+  const std::size_t row_bytes = d * Scheme::bits / 8, scale_bytes = groups * sizeof(scale_type);
+  const std::vector<uint8_t> lengths = download(view.lengths, B * sizeof(int));
+  for (std::size_t b = 0; b < B; ++b) {
+    int n = 0;
+    std::memcpy(&n, lengths.data() + b * sizeof(int), sizeof(int));
+    if (std::size_t(n) != cpu.length(b) || gpu.length(b) != cpu.length(b)) {
+      if (bad++ < 3) std::printf("  %s seed=%u: sequence %zu length %d (mirror %zu), CPU %zu\n", name, seed, b, n, gpu.length(b), cpu.length(b));
+    }
+  }
+  for (int part = 0; part < 2; ++part) {
+    const lb::cuda::kv_rows_view& dev = part ? view.values : view.keys;
+    const auto& m = part ? cpu.values().matrix : cpu.keys().matrix;
+    const std::vector<uint8_t> codes = download(dev.codes, rows * row_bytes), scales = download(dev.scales, rows * scale_bytes);
+    const std::vector<uint8_t> zeros = Scheme::has_zero ? download(dev.zeros, rows * groups) : std::vector<uint8_t>();
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t h = 0; h < hkv; ++h)
+        for (std::size_t t = 0; t < cpu.length(b); ++t) {
+          const std::size_t rc = cpu.row(b, h, t);
+          const std::size_t rd = c.page_tokens ? (tables[b][t / c.page_tokens] * hkv + h) * c.page_tokens + t % c.page_tokens
+                                               : (b * hkv + h) * view.capacity + t;
+          const bool same = std::memcmp(codes.data() + rd * row_bytes, m.codes() + rc * row_bytes, row_bytes) == 0 &&
+                            std::memcmp(scales.data() + rd * scale_bytes, reinterpret_cast<const uint8_t*>(m.scales()) + rc * scale_bytes,
+                                        scale_bytes) == 0 &&
+                            (!Scheme::has_zero || std::memcmp(zeros.data() + rd * groups, m.zeros() + rc * groups, groups) == 0);
+          if (!same && bad++ < 3) {
+            std::printf("  %s seed=%u: %s of sequence %zu head %zu token %zu differ; codes gpu/cpu:", name, seed,
+                        part ? "V" : "K", b, h, t);
+            for (std::size_t i = 0; i < std::min<std::size_t>(row_bytes, 8); ++i)
+              std::printf(" %02x/%02x", codes[rd * row_bytes + i], m.codes()[rc * row_bytes + i]);
+            std::printf("; scale bytes");
+            for (std::size_t i = 0; i < std::min<std::size_t>(scale_bytes, 4); ++i)
+              std::printf(" %02x/%02x", scales[rd * scale_bytes + i], reinterpret_cast<const uint8_t*>(m.scales())[rc * scale_bytes + i]);
+            std::printf("\n");
+          }
+        }
+  }
+  ++cases;
+  if (bad) ++failures;
+  std::printf("%s append %-11s d=%3zu hkv=%zu B=%zu %s g=%3zu %s%s rounds=%zu: codes, scales, zeros, lengths %s\n",
+              bad ? "FAIL" : "ok  ", name, d, hkv, B, c.page_tokens ? "paged" : "contig", g,
+              c.bf16_input ? "bf16 in" : "fp16 in", c.stride_pad ? " strided" : "", c.rounds.size(),
+              bad ? "differ  <--" : "equal");
+
+  // Decode after the GPU appends equals decode after uploading the CPU cache, bit for bit.
+  const std::size_t hq = 2 * hkv;
+  std::vector<__half> qh(B * hq * d);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : qh) x = __float2half(normal(rng));
+  __half *dq = nullptr, *dout = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dq, qh.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dout, 2 * qh.size() * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dq, qh.data(), qh.size() * sizeof(__half), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemset(dout, 0xFF, 2 * qh.size() * sizeof(__half)));
+  const auto uploaded = lb::cuda::upload(cpu);
+  lb::cuda::decode_workspace ws;
+  lb::cuda::decode(dq, gpu.view(), dout, hq, ws, stream);
+  LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  lb::cuda::decode(dq, uploaded.view(), dout + qh.size(), hq, ws, stream);
+  LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const std::vector<uint8_t> outs = download(dout, 2 * qh.size() * sizeof(__half));
+  const std::size_t half_bytes = qh.size() * sizeof(__half);
+  const bool same = std::memcmp(outs.data(), outs.data() + half_bytes, half_bytes) == 0;
+  bool finite = true;
+  for (std::size_t i = 0; i < qh.size(); ++i) {
+    __half x;
+    std::memcpy(&x, outs.data() + i * 2, 2);
+    finite = finite && std::isfinite(__half2float(x));
+  }
+  ++cases;
+  if (!same || !finite) ++failures;
+  std::printf("%s append %-11s decode after GPU appends %s decode after upload%s\n", same && finite ? "ok  " : "FAIL", name,
+              same ? "==" : "!=", finite ? "" : " (non-finite output)  <--");
+  cudaFree(dq);
+  cudaFree(dout);
+  cudaStreamDestroy(stream);
+}
+
+template <class Scheme>
+void check_append_scheme(const char* name, unsigned& seed) {
+  const append_case cases_[] = {
+      // Contiguous, odd capacity and head count: a prefill of different lengths, then decode steps
+      // (one token each, in another order), then a second prefill for two sequences.
+      {3, 128, 3, 0, 203, 0, 0, false, 0,
+       {{{0, 1, 2}, {37, 1, 130}}, {{2, 0, 1}, {1, 1, 1}}, {{1, 2}, {64, 5}}, {{0, 1, 2}, {1, 1, 1}}}},
+      // Paged (16-token pages), groups of head_dim / 4, bf16 inputs with a padded token stride.
+      {3, 64, 5, 16, 0, 16, 6, true, 8, {{{0, 1, 2}, {17, 0, 40}}, {{1, 0, 2}, {1, 1, 1}}, {{1, 2, 0}, {33, 2, 1}}}},
+      // Paged (32-token pages), one KV head, groups of 32 elements, fp16.
+      {3, 128, 1, 32, 0, 32, 5, false, 0, {{{2, 0, 1}, {100, 31, 1}}, {{0, 1, 2}, {1, 1, 1}}, {{0}, {7}}}},
+      // Contiguous head_dim 64 in halves; 70 sequences (two launches of 64 and 6 entries).
+      {70, 64, 1, 32, 20, 0, 0, false, 0, {{{}, {}}, {{}, {}}}},
+  };
+  for (append_case c : cases_) {
+    if (c.batch == 70) {  // every sequence: 1 to 3 tokens, then one token each (in reverse order)
+      for (std::size_t b = 0; b < 70; ++b) {
+        c.rounds[0].seqs.push_back(b), c.rounds[0].counts.push_back(1 + b % 3);
+        c.rounds[1].seqs.push_back(69 - b), c.rounds[1].counts.push_back(1);
+      }
+    }
+    check_append<Scheme>(name, c, seed++);
+  }
+}
+
+/// Overflow, bad sequence indices and bad tables are lowbit::errors, and a failing call changes nothing.
+void check_append_errors() {
+  using S = lowbit_test::kv::int8_f16;
+  lb::attention::kv_shape s;
+  s.batch = 3, s.kv_heads = 2, s.head_dim = 64, s.capacity = 20;
+  lb::cuda::device_kv_cache<S> contiguous(s);
+  __half* buf = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&buf, 64 * 2 * 64 * sizeof(__half)));
+  LOWBIT_CUDA_CHECK(cudaMemset(buf, 0, 64 * 2 * 64 * sizeof(__half)));
+  const std::size_t seqs[] = {0, 1, 2}, fill[] = {20, 3, 0};
+  lb::cuda::append(contiguous, buf, buf, seqs, fill, 3);
+  const std::size_t one[] = {1, 1, 1}, seq3[] = {3}, dup[] = {1, 1};
+  expect_error("a token past a full sequence's capacity", [&] { lb::cuda::append(contiguous, buf, buf, seqs, one, 3); });
+  expect_error("sequence 3 of a batch of 3", [&] { lb::cuda::append(contiguous, buf, buf, seq3, one, 1); });
+  expect_error("a sequence listed twice", [&] { lb::cuda::append(contiguous, buf, buf, dup, one, 2); });
+  expect_error("null k", [&] { lb::cuda::append(contiguous, static_cast<const __half*>(nullptr), buf, seqs + 1, one, 1); });
+  expect_error("token_stride below kv_heads x head_dim",
+               [&] { lb::cuda::append(contiguous, buf, buf, seqs + 1, one, 1, nullptr, 100); });
+  expect_error("map_pages on a contiguous cache", [&] {
+    const uint32_t p[] = {0};
+    contiguous.map_pages(0, p, 1);
+  });
+  ++cases;
+  const bool unchanged = contiguous.length(0) == 20 && contiguous.length(1) == 3 && contiguous.length(2) == 0;
+  if (!unchanged) ++failures;
+  std::printf("%s append errors left the lengths as they were (20, 3, 0): %zu, %zu, %zu\n", unchanged ? "ok  " : "FAIL",
+              contiguous.length(0), contiguous.length(1), contiguous.length(2));
+
+  lb::attention::kv_shape ps = s;
+  ps.capacity = 64, ps.page_tokens = 16, ps.pages = 6;  // tables of 4 pages
+  lb::cuda::device_kv_cache<S> paged(ps);
+  const uint32_t pages[] = {5, 0, 3, 1, 2};
+  paged.map_pages(0, pages, 2);
+  const std::size_t seq0[] = {0}, n32[] = {32}, n1[] = {1};
+  lb::cuda::append(paged, buf, buf, seq0, n32, 1);
+  expect_error("a token past a sequence's mapped pages", [&] { lb::cuda::append(paged, buf, buf, seq0, n1, 1); });
+  expect_error("a token for a sequence with no pages", [&] { lb::cuda::append(paged, buf, buf, seqs + 1, n1, 1); });
+  expect_error("page 6 of a pool of 6", [&] {
+    const uint32_t p[] = {6};
+    paged.map_pages(1, p, 1);
+  });
+  expect_error("5 pages for tables of 4", [&] { paged.map_pages(1, pages, 5); });
+  expect_error("1 page for a sequence of 32 tokens", [&] { paged.map_pages(0, pages, 1); });
+  expect_error("head_dim 256", [&] {
+    lb::attention::kv_shape s256 = s;
+    s256.head_dim = 256;
+    lb::cuda::device_kv_cache<S> c(s256);
+  });
+  expect_error("group_size 48 with head_dim 64", [&] { lb::cuda::device_kv_cache<S> c(s, 48); });
+  paged.map_pages(0, pages, 3);  // a third page: room again
+  lb::cuda::append(paged, buf, buf, seq0, n1, 1);
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  ++cases;
+  if (paged.length(0) != 33) ++failures;
+  std::printf("%s paged append after mapping a third page: length %zu (33)\n", paged.length(0) == 33 ? "ok  " : "FAIL",
+              paged.length(0));
+  cudaFree(buf);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,6 +512,16 @@ int main(int argc, char** argv) {
     check_scheme<kv::e4m3_f16>("fp8_e4m3", seed);
     check_scheme<kv::int8_f32>("int8 f32s", seed);
     check_scheme<kv::int4_bf16>("int4 bf16s", seed);
+
+    // cuda::append against the CPU cache's append.
+    check_append_scheme<kv::int8_f16>("int8", seed);
+    check_append_scheme<kv::uint8z_f16>("uint8+zero", seed);
+    check_append_scheme<kv::int4_f16>("int4", seed);
+    check_append_scheme<kv::uint4z_f16>("uint4+zero", seed);
+    check_append_scheme<kv::e4m3_f16>("fp8_e4m3", seed);
+    check_append_scheme<kv::int8_f32>("int8 f32s", seed);
+    check_append_scheme<kv::int4_bf16>("int4 bf16s", seed);
+    check_append_errors();
 
     // Argument checks throw lowbit::error.
     lb::attention::kv_shape s;
@@ -222,7 +540,7 @@ int main(int argc, char** argv) {
       o.split_tokens = 100;
       lb::cuda::decode(buf, gpu.view(), buf + 32 * 128, 4, ws, nullptr, o);
     });
-    expect_error("null q", [&] { lb::cuda::decode(nullptr, gpu.view(), buf, 4, ws); });
+    expect_error("null q", [&] { lb::cuda::decode(static_cast<const __half*>(nullptr), gpu.view(), buf, 4, ws); });
     expect_error("group_size 16 with head_dim 128", [&] {
       lb::attention::kv_cache<kv::int8_f16> c16(s, 16);
       (void)lb::cuda::upload(c16);

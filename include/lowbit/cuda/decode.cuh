@@ -4,7 +4,7 @@
 ///
 ///   const auto gpu_cache = lowbit::cuda::upload(cpu_cache);   // once (kv_cache.cuh)
 ///   lowbit::cuda::decode_workspace ws;
-///   lowbit::cuda::decode(q, gpu_cache.view(), out, q_heads, ws, stream);  // q, out: fp16 [B][Hq][d]
+///   lowbit::cuda::decode(q, gpu_cache.view(), out, q_heads, ws, stream);  // q, out: fp16 or bf16 [B][Hq][d]
 ///
 /// The regime is memory-bound (each cache byte is used by the G = q_heads / kv_heads query heads
 /// of its group and never again), so the kernel's job is to stream the codes once and keep the
@@ -42,6 +42,7 @@
 /// (2^-8 + 4 ds) sum_i p_i |v_i| + 2^-10 |out|, ds bounding the score error from fp16 q and K.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -111,6 +112,15 @@ __device__ __forceinline__ float load_scale(const uint8_t* scales, int i) {
     if constexpr (std::is_same<Scale, fp16>::value) return __half2float(__ushort_as_half(bits));
     else return __uint_as_float(static_cast<uint32_t>(bits) << 16);  // bf16
   }
+}
+
+/// The query / output element type (fp16 or bf16) to and from float.
+__device__ __forceinline__ float io_to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float io_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T>
+__device__ __forceinline__ T io_from_float(float x) {
+  if constexpr (std::is_same<T, __half>::value) return __float2half_rn(x);
+  else return __float2bfloat16_rn(x);
 }
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
@@ -291,10 +301,10 @@ __device__ __forceinline__ void load_words(uint32_t* w, const uint8_t* p) {
 /// One block: split blockIdx.x of KV head blockIdx.y of sequence blockIdx.z, G <= MaxG query heads.
 /// With splits == 1 it writes the normalized fp16 output; else (max, sum) and unnormalized O
 /// partials to work ([B][Hkv][G][splits] x (D + 2) floats: O, then max and sum).
-template <class Scheme, int D, int MaxG>
+template <class Scheme, int D, int MaxG, class T>
 __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as many as the rings allow)
-    decode_kernel(const __half* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
-                  float* __restrict__ work, __half* __restrict__ out) {
+    decode_kernel(const T* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
+                  float* __restrict__ work, T* __restrict__ out) {
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
@@ -320,7 +330,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
   // the group).
   uint32_t qb[KS][NH][2];
   {
-    const __half* q0 = q + ((size_t)seq * q_heads + (size_t)head * group) * D;
+    const T* q0 = q + ((size_t)seq * q_heads + (size_t)head * group) * D;
 #pragma unroll
     for (int j = 0; j < KS; ++j)
 #pragma unroll
@@ -330,8 +340,8 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
           const int row = 8 * hn + g;
           float lo = 0.0f, hi = 0.0f;
           if (row < group) {
-            lo = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
-            hi = q_scale * __half2float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
+            lo = q_scale * io_to_float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
+            hi = q_scale * io_to_float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
           }
           qb[j][hn][r] = h2_bits(__floats2half2_rn(lo, hi));
         }
@@ -689,7 +699,7 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
     for (int w = 0; w < decode_warps; ++w) sum += o_s[(w * 16 + row) * D + d];
     const std::size_t qh = (size_t)seq * q_heads + (size_t)head * group + row;
     if (splits == 1) {
-      out[qh * D + d] = __float2half(row_sum[row] > 0.0f ? sum / row_sum[row] : 0.0f);
+      out[qh * D + d] = io_from_float<T>(row_sum[row] > 0.0f ? sum / row_sum[row] : 0.0f);
     } else {
       float* part = work + (qh * splits + split) * (D + 2);
       part[d] = sum;
@@ -699,8 +709,8 @@ __global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as m
 }
 
 /// Merges the splits of each (sequence, query head) by log-sum-exp: one block of D threads each.
-template <int D>
-__global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict__ work, int splits, __half* __restrict__ out) {
+template <int D, class T>
+__global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict__ work, int splits, T* __restrict__ out) {
   const std::size_t qh = blockIdx.x;
   const float* part = work + qh * splits * (D + 2);
   float mx = -INFINITY;
@@ -713,14 +723,14 @@ __global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict
     sum += w * p[D + 1];
     acc += w * p[threadIdx.x];
   }
-  out[qh * D + threadIdx.x] = __float2half(sum > 0.0f ? acc / sum : 0.0f);
+  out[qh * D + threadIdx.x] = io_from_float<T>(sum > 0.0f ? acc / sum : 0.0f);
 }
 
 /// Picks the split (unless given), reserves the workspace and launches the kernels.
-template <class Scheme, int D, int MaxG>
-void decode_launch(const __half* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
-                   const decode_options& options, decode_workspace& workspace, __half* out, cudaStream_t stream) {
-  const auto kernel = decode_kernel<Scheme, D, MaxG>;
+template <class Scheme, int D, int MaxG, class T>
+void decode_launch(const T* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
+                   const decode_options& options, decode_workspace& workspace, T* out, cudaStream_t stream) {
+  const auto kernel = decode_kernel<Scheme, D, MaxG, T>;
   const int smem = decode_stage<Scheme, D, decode_copy_tiles(Scheme::bits, MaxG)>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
@@ -743,7 +753,7 @@ void decode_launch(const __half* q, const kv_params& kv, int batch, int group, i
       q, kv, group, q_scale, split_tokens, splits, work, out);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   if (splits > 1) {
-    decode_merge_kernel<D><<<batch * kv.kv_heads * group, D, 0, stream>>>(work, splits, out);
+    decode_merge_kernel<D, T><<<batch * kv.kv_heads * group, D, 0, stream>>>(work, splits, out);
     LOWBIT_CUDA_CHECK(cudaGetLastError());
   }
 }
@@ -751,14 +761,19 @@ void decode_launch(const __half* q, const kv_params& kv, int batch, int group, i
 }  // namespace detail
 
 /// out[b][j] = softmax(q[b][j] · K[b][h]ᵀ · scale) · V[b][h] for every sequence b of the cache (its
-/// length at upload; a sequence with no tokens gives zeros) and query head j, h = j / (q_heads /
-/// kv_heads), on `stream` (asynchronous). q and out: device fp16 [batch][q_heads][head_dim].
+/// length after the uploads and appends the view was taken after; a sequence with no tokens gives
+/// zeros) and query head j, h = j / (q_heads / kv_heads), on `stream` (asynchronous). q and out:
+/// device fp16 (__half) or bf16 (__nv_bfloat16) [batch][q_heads][head_dim], one type for both; bf16
+/// q is rounded to fp16 after the scale like fp16 q (q · scale · log2 e must fit fp16), and bf16 out
+/// is rounded from fp32 (tolerance 2^-8 |out| instead of 2^-10).
 /// Preconditions, checked: q_heads a multiple of kv_heads with at most 16 query heads per KV head;
 /// q, out non-null; split_tokens a multiple of 64 (or 0). out must not overlap q. The cache must live
 /// on the current device; the workspace is used by one call at a time.
-template <class Scheme>
-void decode(const __half* q, const kv_view<Scheme>& cache, __half* out, std::size_t q_heads, decode_workspace& workspace,
+template <class Scheme, class T>
+void decode(const T* q, const kv_view<Scheme>& cache, T* out, std::size_t q_heads, decode_workspace& workspace,
             cudaStream_t stream = nullptr, const decode_options& options = {}) {
+  static_assert(std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value,
+                "cuda::decode: q and out are __half or __nv_bfloat16");
   LOWBIT_CHECK(q != nullptr && out != nullptr, "cuda::decode: q or out is null");
   LOWBIT_CHECK(cache.keys.codes != nullptr && cache.lengths != nullptr, "cuda::decode: the cache is empty");
   LOWBIT_CHECK(q_heads > 0 && q_heads % cache.kv_heads == 0,
@@ -786,12 +801,12 @@ void decode(const __half* q, const kv_view<Scheme>& cache, __half* out, std::siz
   const int batch = static_cast<int>(cache.batch), g = static_cast<int>(group);
   const auto run = [&](auto launch) { launch(q, kv, batch, g, max_length, q_scale, options, workspace, out, stream); };
   if (d == 64) {
-    if (group <= 8) run(detail::decode_launch<Scheme, 64, 8>);
-    else run(detail::decode_launch<Scheme, 64, 16>);
+    if (group <= 8) run(detail::decode_launch<Scheme, 64, 8, T>);
+    else run(detail::decode_launch<Scheme, 64, 16, T>);
   } else {
     LOWBIT_CHECK(d == 128, "cuda::decode: head_dim=" << d << " (64 or 128)");
-    if (group <= 8) run(detail::decode_launch<Scheme, 128, 8>);
-    else run(detail::decode_launch<Scheme, 128, 16>);
+    if (group <= 8) run(detail::decode_launch<Scheme, 128, 8, T>);
+    else run(detail::decode_launch<Scheme, 128, 16, T>);
   }
 }
 
