@@ -3,7 +3,15 @@
 // fp16, float and bf16 scales), head_dim 64 and 128, 1 to 16 query heads per KV head, contiguous
 // and paged caches (shuffled block tables), group sizes from head_dim / 4 to the whole vector, odd
 // and empty lengths, one split, 64-token splits and the default. A plain checker (no GoogleTest);
-// exits non-zero on any failure, printing seed and case. Outputs are poisoned (NaN) first.
+// exits non-zero on any failure, printing seed and case. Outputs are poisoned (NaN) first. Each
+// case runs with fp16 and with bf16 q / out (q values that both types hold exactly).
+//
+// cuda::append: for every scheme, caches built by GPU appends (empty device_kv_cache, contiguous
+// and paged, 3 to 70 sequences with different token counts a round, prefills and single tokens,
+// fp16 and bf16 inputs, a padded token stride, rows of zeros / signed zeros / tied extremes) are
+// compared byte for byte (codes, scales, zero points, lengths) with the CPU kv_cache's appends of
+// the same inputs, and decode over them must equal decode over the uploaded CPU cache bit for bit.
+// Overflow, bad sequences and bad block tables must be lowbit::errors that change nothing.
 //
 // Also checked against a float64 decode of the dequantized cache (the same bound), so that a fault
 // on the CPU side shows as such. Tolerance per output element e of query head j (float64 quantities
@@ -427,6 +435,8 @@ void check_append_scheme(const char* name, unsigned& seed) {
       {3, 128, 1, 32, 0, 32, 5, false, 0, {{{2, 0, 1}, {100, 31, 1}}, {{0, 1, 2}, {1, 1, 1}}, {{0}, {7}}}},
       // Contiguous head_dim 64 in halves; 70 sequences (two launches of 64 and 6 entries).
       {70, 64, 1, 32, 20, 0, 0, false, 0, {{{}, {}}, {{}, {}}}},
+      // A long prefill (16814 rows, one a warp: 2102 blocks, the last partial), groups of 64.
+      {2, 128, 7, 64, 1210, 0, 0, false, 0, {{{1, 0}, {801, 400}}, {{0, 1}, {1, 1}}}},
   };
   for (append_case c : cases_) {
     if (c.batch == 70) {  // every sequence: 1 to 3 tokens, then one token each (in reverse order)
