@@ -59,12 +59,12 @@ struct kv_append_params {
   int kv_heads, capacity, page_tokens, table_width, groups;
 };
 
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float input_to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float input_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 /// Reductions over the `Lanes` lanes of a scale group (aligned segments of the warp).
 template <int Lanes>
-__device__ __forceinline__ float group_min(float x) {
+__device__ __forceinline__ float lanes_min(float x) {
 #pragma unroll
   for (int o = Lanes / 2; o > 0; o /= 2) {
     const float y = __shfl_xor_sync(0xffffffffu, x, o);
@@ -73,7 +73,7 @@ __device__ __forceinline__ float group_min(float x) {
   return x;
 }
 template <int Lanes>
-__device__ __forceinline__ float group_max(float x) {
+__device__ __forceinline__ float lanes_max(float x) {
 #pragma unroll
   for (int o = Lanes / 2; o > 0; o /= 2) {
     const float y = __shfl_xor_sync(0xffffffffu, x, o);
@@ -82,7 +82,7 @@ __device__ __forceinline__ float group_max(float x) {
   return x;
 }
 template <int Lanes>
-__device__ __forceinline__ unsigned group_min_u(unsigned x) {
+__device__ __forceinline__ unsigned lanes_min_u(unsigned x) {
 #pragma unroll
   for (int o = Lanes / 2; o > 0; o /= 2) x = min(x, __shfl_xor_sync(0xffffffffu, x, o));
   return x;
@@ -102,8 +102,8 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
     float lo = 0.0f, hi = 0.0f;  // the range of the group and 0, as std::min / std::max from 0
 #pragma unroll
     for (int e = 0; e < E; ++e) lo = x[e] < lo ? x[e] : lo, hi = hi < x[e] ? x[e] : hi;
-    lo = group_min<Lanes>(lo);
-    hi = group_max<Lanes>(hi);
+    lo = lanes_min<Lanes>(lo);
+    hi = lanes_max<Lanes>(hi);
     const scale_type stored = scale_traits<scale_type>::from_float(
         __fdiv_rn(__fsub_rn(hi, lo), traits::max_finite - traits::min_value));
     scale = scale_traits<scale_type>::to_float(stored);
@@ -119,12 +119,12 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
     float amax = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) amax = fmaxf(amax, fabsf(x[e]));
-    amax = group_max<Lanes>(amax);
+    amax = lanes_max<Lanes>(amax);
     unsigned first = ~0u;  // 2 x index + sign of the lane's first element of magnitude amax
 #pragma unroll
     for (int e = E - 1; e >= 0; --e)
       if (fabsf(x[e]) == amax) first = 2u * static_cast<unsigned>(lane * E + e) + (x[e] < 0.0f ? 1u : 0u);
-    first = group_min_u<Lanes>(first);
+    first = lanes_min_u<Lanes>(first);
     const float extreme = amax > 0.0f && (first & 1u) ? -amax : amax;  // 0 when the group is all zeros
     const float raw = (extreme < 0.0f && traits::min_value < 0.0f) ? __fdiv_rn(extreme, traits::min_value)
                                                                   : __fdiv_rn(fabsf(extreme), traits::max_finite);
@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const T* __restrict__ k,
   const T* src = (is_value ? v : k) + static_cast<std::size_t>(at) * token_stride + static_cast<std::size_t>(head) * D + lane * E;
   float x[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) x[e] = to_float(src[e]);
+  for (int e = 0; e < E; ++e) x[e] = input_to_float(src[e]);
   using scale_type = typename Scheme::scale_type;
   quantize_row<Scheme, D, Lanes>(x, lane, (is_value ? p.value_codes : p.key_codes) + row * (D * Scheme::bits / 8),
                                  static_cast<scale_type*>(is_value ? p.value_scales : p.key_scales) + row * p.groups,
