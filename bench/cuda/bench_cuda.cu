@@ -5,13 +5,18 @@
 // bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
 // numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
 // written) as the ceiling. Usage: bench_cuda [--quick] [--int4] (--int4: only uint4 + zero points
-// with fp16 activations, beside cuBLAS fp16).
+// with fp16 activations, beside cuBLAS fp16) [--large] (only the M > 64 table below).
+// M > 64 (the tiled kernel, gemm_large.cuh): M = 128 .. 4096 at N x K = 8192 x 8192, 4096 x 14336 and
+// 14336 x 4096, uint4 + zero points g128 against cuBLAS fp16 (TFLOP/s and ratio), NF4 / FP8 E4M3 at
+// two sizes, bf16 activations against cuBLAS bf16 at two sizes. 20 warm-up launches, median of 5 runs
+// of 20; the weights are not rotated (at these M every weight is read by many blocks anyway).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -133,11 +138,71 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
   for (void* p : owned) cudaFree(p);
 }
 
+/// Random packed weights of a scheme (as bench_format makes them).
+template <class Scheme>
+lowbit::cuda::packed_weights<Scheme> random_packed(const shape& s, std::mt19937& rng) {
+  constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;
+  lowbit::quantized_matrix<Scheme> q(s.n, s.k, mx ? 32 : 128);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t i = 0; i < s.n * q.row_bytes(); ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
+  const std::size_t groups = s.n * q.groups_per_row();
+  for (std::size_t i = 0; i < groups; ++i) {
+    if constexpr (mx) q.scales()[i] = lowbit::e8m0::from_bits(static_cast<uint8_t>(115 + byte(rng) % 8));
+    else q.scales()[i] = lowbit::fp16(scale(rng));
+  }
+  if constexpr (Scheme::has_zero)
+    for (std::size_t i = 0; i < groups; ++i) q.zeros()[i] = static_cast<uint8_t>(byte(rng) & ((1 << Scheme::bits) - 1));
+  return lowbit::cuda::pack(q.view());
+}
+
+/// M > 64: lowbit against cuBLAS at each M of the shape, one table row each.
+template <class Scheme, class T>
+void bench_large_format(const char* name, const shape& s, std::initializer_list<std::size_t> large_ms, cublasHandle_t handle,
+                        std::mt19937& rng) {
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  const std::size_t max_rows = 4096;
+  T* w = device_random_half<T>(s.n * s.k, rng, 0.02f);
+  T* x = device_random_half<T>(max_rows * s.k, rng, 1.0f);
+  T* y = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_rows * s.n * sizeof(T)));
+  const auto packed = random_packed<Scheme>(s, rng);
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  for (std::size_t m : large_ms) {
+    const double cublas_us = bench_cuda::time_us([&](int) {
+      CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, type, int(s.k), x,
+                                type, int(s.k), &beta, y, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }, 20, 5, 20);
+    const double us = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, packed.view(), y, s.n); }, 20, 5, 20);
+    const double flop = 2.0 * double(m) * double(s.n) * double(s.k);
+    std::printf("| %s%s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", name, bf16 ? ", bf16" : "", s.n, s.k, m, us,
+                flop / us * 1e-6, cublas_us, flop / cublas_us * 1e-6, cublas_us / us);
+  }
+  cudaFree(w);
+  cudaFree(x);
+  cudaFree(y);
+}
+
+void bench_large(cublasHandle_t handle, std::mt19937& rng) {
+  namespace lb = lowbit;
+  std::printf("\n| format (M > 64) | N x K | M | lowbit µs | TFLOP/s | cuBLAS µs | cuBLAS TFLOP/s | speed-up |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}, {14336, 4096}};
+  using int4z = lb::scheme<lb::uint4, lb::fp16, true>;
+  for (const shape& s : shapes)
+    bench_large_format<int4z, __half>("int4 (uint4+zero, g128)", s, {128, 256, 512, 1024, 2048, 4096}, handle, rng);
+  bench_large_format<lb::scheme<lb::nf4, lb::fp16>, __half>("nf4 (g128)", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, __half>("fp8_e4m3 (g128)", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<int4z, __nv_bfloat16>("int4 (uint4+zero, g128)", shapes[0], {256, 2048}, handle, rng);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, int4_only = false;
+  bool quick = false, int4_only = false, large_only = false;
   for (int i = 1; i < argc; ++i) {
+    large_only = large_only || std::strcmp(argv[i], "--large") == 0;
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     int4_only = int4_only || std::strcmp(argv[i], "--int4") == 0;
   }
@@ -176,6 +241,11 @@ int main(int argc, char** argv) {
   std::mt19937 rng(7);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  bench_large(handle, rng);
+  if (large_only) {
+    cublasDestroy(handle);
+    return 0;
+  }
   for (std::size_t si = 0; si < 2; ++si) {
     const shape& s = shapes[si];
     __half* w = device_random_half(s.n * s.k, rng, 0.02f);

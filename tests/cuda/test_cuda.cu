@@ -2,9 +2,13 @@
 // quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16 (the split-K
 // kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
 // workspace; 8 warps of 2 tiles and 16 of 1),
-// shapes with N and K off the 16 x 64 tiles, group sizes 64 / 128 / per-channel, every block shape
+// M > 64 (the tiled kernel, gemm_large.cuh: M = 65, 80, 128, 200, 257, 1000, and 2048 for uint4 +
+// zero points; the default split and none / 3 splits on a workspace),
+// shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
-// the GPU machine may lack it); exits non-zero on the first failure, printing seed and case.
+// the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
+// and case. Usage: lowbit_test_cuda [seed] [large] (large: only the M > 64 cases, e.g. under
+// compute-sanitizer).
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
@@ -31,6 +35,7 @@
 namespace {
 
 int failures = 0, cases = 0;
+bool large_only = false;  // only the M > 64 cases
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -109,6 +114,25 @@ void check_format(const char* name, unsigned& seed) {
   constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;  // MX blocks are 32 wide, K off 64 and 32 too
   const shape shapes[] = {{64, 256, mx ? 32u : 128u}, {37, 200, mx ? 32u : 200u}, {130, 320, mx ? 32u : 128u},
                           {48, 1000, mx ? 32u : 64u}, {256, 2048, mx ? 32u : 128u}};
+  lowbit::cuda::gemm_workspace workspace;
+  // M > 64 (the tiled kernel): N off the 128-row blocks (37, 130, 300), K off 64 (200, 1000), group
+  // sizes 64 / 128 / per-channel; each M on two shapes, M = 65 and 257 also with no split and 3
+  // splits on a reused workspace.
+  const shape large_shapes[] = {{130, 320, mx ? 32u : 128u}, {37, 200, mx ? 32u : 200u}, {300, 576, mx ? 32u : 64u},
+                                {48, 1000, mx ? 32u : 64u}};
+  int turn = 0;
+  for (std::size_t m : {65, 80, 128, 200, 257, 1000}) {
+    for (int i = 0; i < 2; ++i, ++turn) {
+      const shape& s = large_shapes[turn % 4];
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
+    }
+    if (m == 65 || m == 257) {
+      const shape& s = large_shapes[m == 65 ? 2 : 0];
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, 1);
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 8, 3, &workspace);
+    }
+  }
+  if (large_only) return;
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
@@ -130,7 +154,6 @@ void check_format(const char* name, unsigned& seed) {
     }
   // M = 17..64 (the split-K kernel): the default split (for these N, about one chunk a block), none,
   // and 3 (2) splits twice on one workspace; 8 warps of 2 tiles and 16 of 1.
-  lowbit::cuda::gemm_workspace workspace;
   for (const shape& s : shapes)
     for (std::size_t m : {17, 24, 33, 48, 64}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
@@ -147,6 +170,7 @@ void check_format(const char* name, unsigned& seed) {
 
 int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
+  large_only = argc > 2 && std::string(argv[2]) == "large";
   std::printf("lowbit CUDA gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   try {
@@ -169,6 +193,10 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("uint8+zero", seed);
     check_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, bf>("fp8_e4m3", seed);
     check_format<lb::mx::fp4, bf>("mxfp4", seed);
+    // One larger M (several 128-row x blocks in each block column).
+    check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 384, 512, 128, 2048, 0, seed++);
+    // 17 weight blocks: a full column of 16 and a last column of one.
+    check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 2100, 256, 128, 300, 0, seed++);
     // Argument checks throw lowbit::error.
     bool threw = false;
     try {
@@ -185,12 +213,22 @@ int main(int argc, char** argv) {
     try {
       const std::vector<float> w(16 * 128, 0.5f);
       const auto packed = lb::cuda::pack(lb::quantize<lb::scheme<lb::int4, lb::fp16>>(w.data(), 16, 128, 128, {}).view());
-      lb::cuda::gemm(static_cast<const __half*>(nullptr), 65, 128, packed.view(), static_cast<__half*>(nullptr), 16);
+      lb::cuda::gemm(static_cast<const __half*>(nullptr), 0, 128, packed.view(), static_cast<__half*>(nullptr), 16);
     } catch (const lb::error&) {
       threw = true;
     }
     ++cases;
-    if (!threw) { ++failures; std::printf("FAIL m=65 was accepted\n"); }
+    if (!threw) { ++failures; std::printf("FAIL m=0 was accepted\n"); }
+    threw = false;
+    try {  // M at the limit (2^31 rows)
+      const std::vector<float> w(16 * 128, 0.5f);
+      const auto packed = lb::cuda::pack(lb::quantize<lb::scheme<lb::int4, lb::fp16>>(w.data(), 16, 128, 128, {}).view());
+      lb::cuda::gemm(static_cast<const __half*>(nullptr), std::size_t(1) << 31, 128, packed.view(), static_cast<__half*>(nullptr), 16);
+    } catch (const lb::error&) {
+      threw = true;
+    }
+    ++cases;
+    if (!threw) { ++failures; std::printf("FAIL m=2^31 was accepted\n"); }
   }
   catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());
