@@ -5,7 +5,14 @@
 // every block shape for fp16 activations at M <= 16, 1 / 2 / 4 / 8 / 16 splits of K at M > 16; 0 where a shape is not
 // offered), fp16 and bf16 plain values; fp16 and bf16 activations. M > 16 (2:4 and dense) with a reused gemm_workspace.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
-// totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming. Usage: bench_cuda_sparse24 [--quick]
+// totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming.
+// M > 64 (the tiled kernel, sparse24_gemm_large.cuh): M = 128 .. 4096 on the same shapes, fp16 and
+// bf16 plain values and int4 codes, fp16 and bf16 activations, TFLOP/s counted as dense (2 M N K),
+// against cuBLAS dense of the same activations and lowbit's dense int4 (where cuda::gemm takes
+// M > 64), and a few other block shapes (the default first); 20 launches (M >= 1024) or 100, median of 5.
+// First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
+// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --profile] (--large: only M > 64;
+// --small: only M <= 64; --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -91,10 +98,187 @@ lb::quantized_matrix<S> random_quantized(std::size_t n, std::size_t k, std::size
   return q;
 }
 
+// M > 64: times gemm_sparse24 with Shape (the default when void), -1 if it throws (a shape the
+// format does not take).
+template <class Shape, class S, class T>
+double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y, int its,
+                  lb::cuda::gemm_options o) {
+  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
+  return bench_cuda::time_us(
+      [&](int i) {
+        const auto& v = views[static_cast<std::size_t>(i) % views.size()];
+        if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
+        else lb::cuda::detail::gemm_sparse24_large_with<Shape>(x, int(m), k, v, y, n, nullptr, o);
+      },
+      its, 5, 3);
+}
+
+// The tensor cores' rate from registers alone: each warp runs `iters` rounds of 16 independent
+// mma.sp m16n8k32 (Sparse) or 2 x 16 mma m16n8k16 (the same dense-equivalent work), fp16 in, fp32 sums.
+template <bool Sparse>
+__global__ void __launch_bounds__(256) mma_rate_kernel(int iters, float* out) {
+  float acc[16][4] = {};
+  const uint32_t v = 0x3c003c00u ^ (threadIdx.x & 1u);
+  const uint32_t a[4] = {v, v, v, v}, b[4] = {v, v, v, v};
+  for (int it = 0; it < iters; ++it) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      if constexpr (Sparse) lb::cuda::detail::mma_sp_16832<false>(acc[j], a, b, 0x44444444u);
+      else lb::cuda::detail::mma_16816<false>(acc[j], a, b[0], b[1]);
+    }
+    if constexpr (!Sparse) {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) lb::cuda::detail::mma_16816<false>(acc[j], a, b[2], b[3]);
+    }
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < 16; ++j) sum += acc[j][0] + acc[j][1] + acc[j][2] + acc[j][3];
+  if (sum == 1.2345f) out[threadIdx.x] = sum;  // never true: keeps the work
+}
+
+void mma_rates() {
+  const int sms = lb::cuda::detail::sm_count(), iters = 8192;
+  float* out = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&out, 256 * sizeof(float)));
+  for (int per_sm : {1, 2, 4}) {
+    const int blocks = sms * per_sm;
+    const double flop = double(blocks) * 8 * iters * 16 * 8192.0;
+    const double sp = bench_cuda::time_us([&](int) { mma_rate_kernel<true><<<blocks, 256>>>(iters, out); }, 5, 3, 1);
+    const double de = bench_cuda::time_us([&](int) { mma_rate_kernel<false><<<blocks, 256>>>(iters, out); }, 5, 3, 1);
+    std::printf("mma rate from registers, %d warps an SM: mma.sp.sync m16n8k32 %.0f TFLOP/s (dense-equivalent), mma.sync m16n8k16 %.0f TFLOP/s\n",
+                8 * per_sm, flop / sp * 1e-6, flop / de * 1e-6);
+  }
+  cudaFree(out);
+}
+
+// One launch each of the default fp16-values and int4 kernels at 8192 x 8192, M = 4096 (for ncu).
+void profile_large() {
+  std::mt19937 rng(3);
+  const std::size_t n = 8192, k = 8192, m = 4096, kept = k / 2;
+  __half* x = device_random<__half>(m * k, rng, 1.0f);
+  __half* y = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&y, m * n * sizeof(__half)));
+  std::vector<uint8_t> nibbles(n * k / 8, 0x94);
+  std::vector<float> kept_f(n * kept, 0.01f);
+  const auto hp = lb::cuda::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), n, kept, nibbles.data(), k));
+  const auto sp4 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym4>(random_quantized<sym4>(n, kept, 64, rng).view(), nibbles.data(), k));
+  lb::cuda::gemm_sparse24(x, m, k, hp.view(), y, n);
+  lb::cuda::gemm_sparse24(x, m, k, sp4.view(), y, n);
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaFree(x);
+  cudaFree(y);
+}
+
+void bench_large(cublasHandle_t handle, std::mt19937& rng) {
+  using bf = __nv_bfloat16;
+  namespace lc = lb::cuda;
+  struct shape { std::size_t n, k; };
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  const std::size_t ms[] = {128, 256, 512, 1024, 2048, 4096}, max_m = 4096;
+  std::uniform_int_distribution<int> byte(0, 255);
+  lc::gemm_workspace workspace;
+  lc::gemm_options o;
+  o.workspace = &workspace;
+  std::printf("\n## M > 64 (tiled kernel); TFLOP/s as dense 2MNK\n\n| kept values | act | N x K | M | 2:4 µs | TFLOP/s | other shapes µs | dense lowbit int4 µs | cuBLAS µs | cuBLAS TFLOP/s | vs cuBLAS |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const shape& s : shapes) {
+    __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
+    bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
+    __half* x = device_random<__half>(max_m * s.k, rng, 1.0f);
+    bf* xb = device_random<bf>(max_m * s.k, rng, 1.0f);
+    __half* y = nullptr;
+    bf* yb = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_m * s.n * sizeof(__half)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, max_m * s.n * sizeof(bf)));
+    const std::size_t kept = s.k / 2;
+    static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};
+    std::vector<uint8_t> nibbles(s.n * s.k / 8);
+    for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
+    const auto sp4 = lc::pack_sparse24(lb::sparse24_matrix<sym4>(random_quantized<sym4>(s.n, kept, 64, rng).view(), nibbles.data(), s.k));
+    const auto dp4 = lc::pack(random_quantized<sym4>(s.n, s.k, 128, rng).view());
+    std::vector<float> kept_f(s.n * kept);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (float& v : kept_f) v = normal(rng);
+    const std::vector<lb::bf16> kept_b(kept_f.begin(), kept_f.end());
+    const auto hp = lc::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
+    const auto bp = lc::pack_sparse24(lb::sparse24_matrix<lb::bf16>(kept_b.data(), s.n, kept, nibbles.data(), s.k));
+    std::vector<void*> owned;
+    const auto s4s = rotation(sp4.view(), owned);
+    const auto d4s = rotation(dp4.view(), owned);
+    const auto hs = rotation(hp.view(), owned);
+    const auto bs = rotation(bp.view(), owned);
+    for (std::size_t m : ms) {
+      const int its = m >= 1024 ? 20 : 100;
+      const double flop = 2.0 * double(m) * double(s.n) * double(s.k);
+      const float alpha = 1.0f, beta = 0.0f;
+      const double cublas = bench_cuda::time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F, int(s.k),
+                                  x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }, its, 5, 3);
+      const double cublas_bf = bench_cuda::time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, wb, CUDA_R_16BF, int(s.k),
+                                  xb, CUDA_R_16BF, int(s.k), &beta, yb, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }, its, 5, 3);
+      double dense4 = -1.0;  // lowbit's dense int4 kernel, where cuda::gemm takes M > 64
+      try {
+        dense4 = bench_cuda::time_us([&](int i) {
+          lc::gemm(x, m, s.k, d4s[static_cast<std::size_t>(i) % d4s.size()], y, s.n, nullptr, o);
+        }, its, 5, 3);
+      } catch (const lb::error&) {
+      }
+      const auto line = [&](const char* kind, const char* act, double us, const std::vector<double>& others, double peer,
+                            double dense) {
+        std::string other;
+        for (double u : others) {
+          char b[32];
+          std::snprintf(b, sizeof b, "%s%.1f", other.empty() ? "" : " / ", u);
+          other += b;
+        }
+        char d[32] = "-";
+        if (dense > 0) std::snprintf(d, sizeof d, "%.1f", dense);
+        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.0f | %s | %s | %.1f | %.0f | %.2fx |\n", kind, act, s.n, s.k, m, us,
+                    flop / us * 1e-6, other.empty() ? "-" : other.c_str(), d, peer, flop / peer * 1e-6, peer / us);
+        std::fflush(stdout);
+      };
+      using lc::detail::sparse24_large_shape;
+      line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
+           {time_large<sparse24_large_shape<4, 4, 8, 2, 2, 4>>(x, m, hs, y, its, o),
+            time_large<sparse24_large_shape<4, 4, 4, 2, 4, 4>>(x, m, hs, y, its, o),
+            time_large<sparse24_large_shape<4, 2, 8, 4, 2, 4>>(x, m, hs, y, its, o),
+            time_large<sparse24_large_shape<4, 4, 4, 4, 4, 3>>(x, m, hs, y, its, o)},
+           cublas, -1.0);
+      line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o), {}, cublas_bf, -1.0);
+      line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o),
+           {time_large<sparse24_large_shape<1, 4, 4, 4, 2, 4>>(x, m, s4s, y, its, o),
+            time_large<sparse24_large_shape<1, 2, 8, 2, 4, 3>>(x, m, s4s, y, its, o),
+            time_large<sparse24_large_shape<1, 4, 4, 2, 4, 5>>(x, m, s4s, y, its, o),
+            time_large<sparse24_large_shape<1, 2, 4, 4, 4, 4>>(x, m, s4s, y, its, o)},
+           cublas, dense4);
+      line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);
+    }
+    for (void* p : owned) cudaFree(p);
+    cudaFree(w);
+    cudaFree(wb);
+    cudaFree(x);
+    cudaFree(xb);
+    cudaFree(y);
+    cudaFree(yb);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--quick") == 0) iterations = 20, repeats = 3;
+  bool large = true, small = true;
+  for (int a = 1; a < argc; ++a) {
+    if (std::strcmp(argv[a], "--quick") == 0) iterations = 20, repeats = 3;
+    else if (std::strcmp(argv[a], "--large") == 0) small = false;
+    else if (std::strcmp(argv[a], "--small") == 0) large = false;
+    else if (std::strcmp(argv[a], "--profile") == 0) {
+      profile_large();
+      return 0;
+    }
+  }
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -106,6 +290,14 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  if (large) {
+    mma_rates();
+    bench_large(handle, rng);
+  }
+  if (!small) {
+    cublasDestroy(handle);
+    return 0;
+  }
   lb::cuda::gemm_workspace workspace;  // M > 16: the split-K scratch, reused
   std::printf("\n| kept values | N x K | M | 2:4 µs, fp16 (default; M <= 16: 1 / 2 tiles, 8 warps; 1 / 2 tiles, 16 warps; 4 tiles, 16 / 8 warps; M > 16: 1 / 2 / 4 / 8 / 16 splits) | weight GB/s | dense lowbit µs | cuBLAS fp16 µs | vs cuBLAS | vs dense |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");

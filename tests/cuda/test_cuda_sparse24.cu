@@ -6,12 +6,17 @@
 // values / whole row (per channel), every block shape of the M <= 16 kernel (1, 2, 4 tiles a
 // block; 8, 16 warps), and for M > 16 the default split of K (one split a chunk on these small
 // shapes), one split, and 2 or 3 splits with and without a workspace (used twice: its counters must
-// be back at zero); then the argument checks (lowbit::error).
+// be back at zero); M > 64 (the tiled kernel): M = 65, 100, 128, 257, 1000 (2048 for int4 with
+// fp16 activations; 1000 and 2048 on N = 200 only) on N = 200, 130 (not multiples of its 128 /
+// 256-row blocks), K = 256 (g64) and 384 (per channel), K split by default (these shapes have few
+// blocks), not split, and 2 splits on the workspace; then the
+// argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
-// test_cuda_sparse24 [seed [format,format,...]] (the second: only those formats, e.g. "2:4+int4,2:4+bf16").
+// test_cuda_sparse24 [seed [format,format,... [large]]] (the second: only those formats, e.g.
+// "2:4+int4,2:4+bf16"; "large": only the M > 64 cases).
 //
 // Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
 // bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
@@ -38,6 +43,7 @@ namespace {
 
 int failures = 0, cases = 0;
 std::string only;  // argv[2]: a comma-separated list of the formats to run (e.g. for compute-sanitizer); empty: all
+bool large_only = false;  // argv[3] "large": only the M > 64 cases
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -133,6 +139,7 @@ void check_format(const char* name, unsigned& seed) {
   lowbit::cuda::gemm_workspace workspace;
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16, 17, 24, 31, 32, 33, 40, 64}) {
+      if (large_only) break;
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
       if (m == 1 || m == 16) {  // every block shape
         const std::size_t tiles = (s.n + 15) / 16;
@@ -151,6 +158,18 @@ void check_format(const char* name, unsigned& seed) {
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 3, &workspace);
       }
     }
+  // M > 64: the tiled kernel.
+  // (Small N and K: the float64 reference's M x N x K is most of the test's time.)
+  const shape large[] = {{200, 256, 64}, {130, 384, 0}};
+  for (const shape& s : large)
+    for (std::size_t m : {65, 100, 128, 257, 1000}) {
+      if (m == 1000 && s.n != 200) continue;
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);
+      if (m == 100 && s.n == 200) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 8, seed++, 1);
+      if (m == 257 && s.n == 200) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 2, &workspace);
+    }
+  if (std::is_same<Scheme, lowbit::scheme<lowbit::int4, lowbit::fp16>>::value && !std::is_same<T, __nv_bfloat16>::value)
+    check_case<Scheme, T>(name, 200, 256, 64, 2048, 0, 0, seed++);
 }
 
 // One argument check: `call` must throw lowbit::error.
@@ -213,8 +232,21 @@ void check_arguments() {
     (void)lc::pack_sparse24(lb::quantize_sparse24<float>(big.data(), 16, 128, 128, p));
   });
   expect_error("m=0", [&] { lc::gemm_sparse24(xh, 0, k, p4.view(), yh, n); });
-  expect_error("m=65", [&] { lc::gemm_sparse24(xh, 65, k, p4.view(), yh, n); });
-  expect_error("m=65, bf16", [&] { lc::gemm_sparse24(xb, 65, k, p4.view(), yb, n); });
+  {  // m = 65 was refused before the tiled kernel: now it runs (its results: check_format)
+    bool threw = false;
+    try {
+      lc::gemm_sparse24(xh, 65, k, p4.view(), yh, n);
+      lc::gemm_sparse24(xb, 65, k, p4.view(), yb, n);
+    } catch (const lowbit::error&) {
+      threw = true;
+    }
+    ++cases;
+    if (threw) ++failures;
+    std::printf("%s m=65 (int4, fp16 and bf16 activations) accepted\n", threw ? "FAIL" : "ok  ");
+  }
+  expect_error("m=2^24 + 1", [&] { lc::gemm_sparse24(xh, (std::size_t(1) << 24) + 1, k, p4.view(), yh, n); });
+  expect_error("m=65, 16 warps", [&] { lc::gemm_sparse24(xh, 65, k, p4.view(), yh, n, nullptr, sixteen); });
+  expect_error("m=100, fp16 values with bf16 activations", [&] { lc::gemm_sparse24(xb, 100, k, ph.view(), yb, n); });
   expect_error("m=33, 16 warps", [&] { lc::gemm_sparse24(xh, 33, k, p4.view(), yh, n, nullptr, sixteen); });
   expect_error("m=17, 12 warps, bf16 values", [&] { lc::gemm_sparse24(xb, 17, k, pb.view(), yb, n, nullptr, twelve); });
   expect_error("m=64, split_k=-1", [&] { lc::gemm_sparse24(xh, 64, k, p4.view(), yh, n, nullptr, negative_split); });
@@ -238,6 +270,7 @@ void check_arguments() {
 int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
   if (argc > 2) only = argv[2];
+  large_only = argc > 3 && std::string(argv[3]) == "large";
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   using bf = __nv_bfloat16;

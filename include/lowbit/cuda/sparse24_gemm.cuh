@@ -1,6 +1,6 @@
 /// \file
 /// \brief cuda::pack_sparse24 and cuda::gemm_sparse24: 2:4 sparse weight-only GEMM y = x · Wᵀ for
-/// small M (1..64), kept values 4-bit or 8-bit integers or plain fp16 / bf16, fp16 or bf16
+/// every M (1..64 here, M > 64 in sparse24_gemm_large.cuh), kept values 4-bit or 8-bit integers or plain fp16 / bf16, fp16 or bf16
 /// activations, on the sparse tensor cores (mma.sp).
 ///
 /// The Sparse-Marlin idea on top of the dense kernel (gemm.cuh): W's tile of 16 rows is the sparse
@@ -669,25 +669,31 @@ void gemm_sparse24_wide(const T* x, int m, int ldx, const packed_sparse24_view<S
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
+/// M > 64: the tiled kernel (sparse24_gemm_large.cuh, included at the end of this header).
+template <class Scheme, class T>
+void gemm_sparse24_large(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                         cudaStream_t stream, const gemm_options& options);
 
 }  // namespace detail
 
 /// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
 /// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
 /// dequantized to T's type; plain values must have been packed as T (sparse24_values).
-/// Checked: 1 <= m <= 64; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
+/// Checked: 1 <= m <= 2^24; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
 /// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
 /// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
 /// does). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
 /// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
-/// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). y must not overlap x.
+/// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
+/// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
+/// are fewer than the SMs (or as options.split_k says). y must not overlap x.
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
   static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
                 "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
   constexpr bool plain = packed_sparse24_view<Scheme>::plain, int8 = packed_sparse24_view<Scheme>::vecs == 2;
-  LOWBIT_CHECK(m >= 1 && m <= 64, "cuda::gemm_sparse24: m=" << m << " must be in [1, 64]");
+  LOWBIT_CHECK(m >= 1 && m <= (std::size_t(1) << 24), "cuda::gemm_sparse24: m=" << m << " must be in [1, 2^24]");
   LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
   LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
                "cuda::gemm_sparse24: the kept values were packed as " << (w.bf16_values ? "bf16" : "fp16") << ", the activations are "
@@ -698,6 +704,10 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+  if (m > 64) {
+    detail::gemm_sparse24_large(x, mi, lx, w, y, ly, stream, options);
+    return;
+  }
   if (m > 16) {
     detail::gemm_sparse24_wide(x, mi, lx, w, y, ly, stream, options);
     return;
@@ -753,3 +763,5 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
 
 }  // namespace cuda
 }  // namespace lowbit
+
+#include "sparse24_gemm_large.cuh"
