@@ -4,6 +4,9 @@
 //
 //   BM_sparse24/<format>/<isa>/<N>x<K>/m<M>/t<threads>   lowbit 2:4, weight-only, fp32 activations
 //   BM_sparse24/f32/..., BM_sparse24/bf16/...            lowbit 2:4 with plain fp32 / bf16 kept values
+//   BM_sparse48/int4/..., BM_sparse48/f32/...            lowbit 4:8 (nm_matrix): int4 (group 64 kept
+//                                                        values, fp16 scales) and fp32 kept values;
+//                                                        4096x4096 and 4096x14336, M in {1, 64, 512}
 //   BM_bsr/<format>/<isa>/32x32_d<density %>/<N>x<K>/m<M>/t<threads>   lowbit BSR, 32 x 32 blocks
 //   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8; BSR M <= 64)
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
@@ -25,6 +28,7 @@
 
 #include "lowbit/kernels/gemm.hpp"
 #include "lowbit/kernels/gemm_bsr.hpp"
+#include "lowbit/kernels/gemm_nm.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
 #include "common.hpp"
 #include "memory.hpp"
@@ -79,6 +83,40 @@ const sparse24_matrix<T>& plain_sparse_weights(std::size_t n, std::size_t k) {
     const std::vector<float> values = random_floats(n * k / 2, 3);
     const std::vector<T> kept(values.begin(), values.end());
     w = sparse24_matrix<T>(kept.data(), n, k / 2, random_positions(n, k).nibbles.data(), k);
+  }
+  return w;
+}
+
+/// A random N:M pattern (n of every m columns, the same for every kind of kept value).
+inline nm_pattern random_nm_pattern(std::size_t rows, std::size_t cols, std::size_t n, std::size_t m) {
+  nm_pattern out(rows, cols, n, m);
+  uint64_t s = 13;
+  std::size_t order[16];
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t g = 0; g < out.groups(); ++g) {
+      for (std::size_t i = 0; i < m; ++i) order[i] = i;
+      for (std::size_t i = 0; i < n; ++i) {  // a partial Fisher-Yates shuffle
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        std::swap(order[i], order[i + (s >> 33) % (m - i)]);
+        out.set(r, g * m + order[i], true);
+      }
+    }
+  return out;
+}
+
+/// 4:8 with quantized (Scheme) or plain fp32 kept values; group_size counts dense columns.
+template <class Scheme>
+const nm_matrix<Scheme>& sparse48_weights(std::size_t n, std::size_t k, std::size_t group_size) {
+  static nm_matrix<Scheme> w;
+  if (w.rows() != n || w.cols() != k) {
+    const nm_pattern pattern = random_nm_pattern(n, k, 4, 8);
+    if constexpr (std::is_same<Scheme, float>::value) {
+      const std::vector<float> kept = random_floats(n * k / 2, 3);
+      w = nm_matrix<float>(kept.data(), n, k / 2, pattern.bits.data(), k, 4, 8);
+    } else {
+      const quantized_matrix<Scheme> kept = random_codes<Scheme>(n, k / 2, group_size / 2);
+      w = nm_matrix<Scheme>(kept.view(), pattern.bits.data(), k, 4, 8);
+    }
   }
   return w;
 }
@@ -231,6 +269,20 @@ const bool registered = [] {
   std::apply([](const auto&... f) { (register_format(f), ...); }, formats);
   register_plain<float>("f32");
   register_plain<bf16>("bf16");
+  for (isa path : supported_isas()) {  // 4:8
+    if (path == isa::scalar) continue;
+    for (const shape& s : {shape{4096, 4096}, shape{4096, 14336}})
+      for (std::size_t m : {1, 64, 512})
+        for (std::size_t threads : {1, 2}) {
+          const std::string tail = std::string(isa_name(path)) + "/" + shape_name(s.n, s.k, m, threads);
+          benchmark::RegisterBenchmark(("BM_sparse48/int4/" + tail).c_str(), [=](benchmark::State& state) {
+            run(state, sparse48_weights<scheme<int4, fp16>>(s.n, s.k, 128), m, s.n, s.k, path, threads);
+          })->UseRealTime()->Unit(benchmark::kMicrosecond);
+          benchmark::RegisterBenchmark(("BM_sparse48/f32/" + tail).c_str(), [=](benchmark::State& state) {
+            run(state, sparse48_weights<float>(s.n, s.k, 0), m, s.n, s.k, path, threads);
+          })->UseRealTime()->Unit(benchmark::kMicrosecond);
+        }
+  }
 #if defined(LOWBIT_BENCH_HAVE_OPENBLAS)
   for (const shape& s : shapes)
     for (std::size_t m : ms)

@@ -11,7 +11,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include "../../arch/dispatch.hpp"
 #include "sparse24_select.hpp"
 
 LOWBIT_SIMD_DIAGNOSTICS_BEGIN
@@ -30,7 +32,8 @@ struct nm_select {
   static constexpr std::size_t lanes = O::lanes;
 
   /// The positions of a chunk's 16 rows, RowBytes (1 to 4) bytes a row, as 16 / lanes batches.
-  /// RowBytes 3 reads up to 16 bytes from the last row's start (the metadata has that slack).
+  /// RowBytes 3 reads up to 16 bytes from the last row's start (the metadata has that slack); with
+  /// VBMI (the avx512_vnni path) it is one masked load and one vpermb.
   template <std::size_t RowBytes>
   static LOWBIT_ALWAYS_INLINE void load_positions(const uint8_t* m, i32* out) noexcept {
     static_assert(RowBytes >= 1 && RowBytes <= 4, "1 to 4 bytes of positions a row");
@@ -43,6 +46,15 @@ struct nm_select {
       const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
       const auto load = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
       if constexpr (lanes == 16) {
+#if defined(__AVX512VBMI__)
+        if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value) {  // compiled with VBMI: 2 instructions
+          const __m512i index = _mm512_setr_epi32(0x020100, 0x050403, 0x080706, 0x0b0a09, 0x0e0d0c, 0x11100f, 0x141312,
+                                                  0x171615, 0x1a1918, 0x1d1c1b, 0x201f1e, 0x232221, 0x262524, 0x292827,
+                                                  0x2c2b2a, 0x2f2e2d);
+          out[0] = _mm512_maskz_permutexvar_epi8(0x7777777777777777ull, index, _mm512_maskz_loadu_epi8(0xffffffffffffull, m));
+          return;
+        }
+#endif
         __m512i v = _mm512_castsi128_si512(load(m));
         v = _mm512_inserti32x4(v, load(m + 12), 1);
         v = _mm512_inserti32x4(v, load(m + 24), 2);
