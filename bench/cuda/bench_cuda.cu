@@ -184,7 +184,35 @@ void bench_large_format(const char* name, const shape& s, std::initializer_list<
   cudaFree(y);
 }
 
+/// M > 64 block shapes side by side (uint4 + zero points, fp16): 8 warps a block (the default) and 16.
+void bench_large_shapes(const shape& s, std::initializer_list<std::size_t> large_ms, std::mt19937& rng) {
+  using int4z = lowbit::scheme<lowbit::uint4, lowbit::fp16, true>;
+  const std::size_t max_rows = 4096;
+  __half* x = device_random_half(max_rows * s.k, rng, 1.0f);
+  __half* y = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_rows * s.n * sizeof(__half)));
+  const auto packed = random_packed<int4z>(s, rng);
+  const auto view = packed.view();
+  for (std::size_t m : large_ms) {
+    double us[2];
+    for (int v = 0; v < 2; ++v) {
+      lowbit::cuda::gemm_options options;
+      options.warps = v ? 16 : 8;
+      us[v] = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, view, y, s.n, nullptr, options); }, 20, 5, 20);
+    }
+    const double flop = 2.0 * double(m) * double(s.n) * double(s.k);
+    std::printf("| int4 (uint4+zero, g128) | %zu x %zu | %zu | %.1f (%.0f) | %.1f (%.0f) |\n", s.n, s.k, m, us[0], flop / us[0] * 1e-6,
+                us[1], flop / us[1] * 1e-6);
+  }
+  cudaFree(x);
+  cudaFree(y);
+}
+
 void bench_large(cublasHandle_t handle, std::mt19937& rng) {
+  std::printf("\n| M > 64 block shape, µs (TFLOP/s) | N x K | M | 128 x 128, 8 warps | 16 warps |\n");
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  bench_large_shapes({8192, 8192}, {256, 1024, 4096}, rng);
+  bench_large_shapes({4096, 14336}, {1024}, rng);
   namespace lb = lowbit;
   std::printf("\n| format (M > 64) | N x K | M | lowbit µs | TFLOP/s | cuBLAS µs | cuBLAS TFLOP/s | speed-up |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");

@@ -3,7 +3,7 @@
 // kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
 // workspace; 8 warps of 2 tiles and 16 of 1),
 // M > 64 (the tiled kernel, gemm_large.cuh: M = 65, 80, 128, 200, 257, 1000, and 2048 for uint4 +
-// zero points; the default split and none / 3 splits on a workspace),
+// zero points; the default split and none / 3 splits on a workspace; 8 warps a block and 16),
 // shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
@@ -130,6 +130,8 @@ void check_format(const char* name, unsigned& seed) {
       const shape& s = large_shapes[m == 65 ? 2 : 0];
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, 1);
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 8, 3, &workspace);
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16);  // 16 warps a block
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16, 2, &workspace);
     }
   }
   if (large_only) return;

@@ -79,17 +79,12 @@ __global__ void __launch_bounds__(Shape::threads, 1)
                              ((size_t)min(tile0 + static_cast<int>(threadIdx.x >> 2) % tiles_n, tiles - 1) * groups + group0) * 4 +
                              (threadIdx.x & 3);
   int issue_left = (group0 + 1) * chunks_per_group - c0;  // chunks of the scale group left to issue
-  constexpr int x_pieces = Shape::rows_m * 8 / threads;
-  const T* x_src[x_pieces];
-  int x_k[x_pieces];
-  bool x_on[x_pieces];
-#pragma unroll
-  for (int i = 0; i < x_pieces; ++i) {
-    const int idx = threadIdx.x + i * threads, r = idx >> 3, piece = idx & 7;
-    x_on[i] = m0 + r < m;
-    x_src[i] = x + (size_t)min(m0 + r, m - 1) * ldx + (size_t)c0 * 64 + piece * 8;
-    x_k[i] = c0 * 64 + piece * 8;
-  }
+  // x: piece tid % 8 (16 bytes) of rows tid / 8 + i threads / 8; one pointer (row 0's piece), the
+  // rows' offsets made at each issue (registers, not index math, are what the 16-warp shapes lack).
+  constexpr int x_pieces = Shape::rows_m * 8 / threads, x_row_step = threads / 8;
+  const T* x_piece = x + (size_t)c0 * 64 + (threadIdx.x & 7) * 8;
+  int x_k = c0 * 64 + (threadIdx.x & 7) * 8;
+  const int x_row0 = m0 + static_cast<int>(threadIdx.x >> 3);
   unsigned issue_stage = 0;  // byte offset of the stage the next issue fills
   int issued = 0;
   const auto issue = [&]() {  // the split's next chunk; always commits a group (empty past the end)
@@ -103,14 +98,16 @@ __global__ void __launch_bounds__(Shape::threads, 1)
       }
       if (scale_copier) cp_async16_at(wstage + 16u * (Shape::code_vecs + threadIdx.x), scale_src);
       if (--issue_left == 0) scale_src += 4, issue_left = chunks_per_group;
+      const int k_bytes = 2 * max(0, min(8, k - x_k));
 #pragma unroll
       for (int i = 0; i < x_pieces; ++i) {
-        const int idx = threadIdx.x + i * threads;
-        const int bytes = x_on[i] ? 2 * max(0, min(8, k - x_k[i])) : 0;
-        cp_async16_fill_at(stage + 16u * ((idx >> 3) * Shape::x_row_vecs + (idx & 7)), bytes ? x_src[i] : x, bytes);
-        x_src[i] += 64;
-        x_k[i] += 64;
+        const int idx = threadIdx.x + i * threads, row = x_row0 + i * x_row_step;
+        const int bytes = row < m ? k_bytes : 0;
+        cp_async16_fill_at(stage + 16u * ((idx >> 3) * Shape::x_row_vecs + (idx & 7)),
+                           bytes ? x_piece + (size_t)row * ldx : x, bytes);
       }
+      x_piece += 64;
+      x_k += 64;
       issue_stage = issue_stage + stage_bytes == Stages * stage_bytes ? 0u : issue_stage + stage_bytes;
       ++issued;
     }
@@ -138,6 +135,7 @@ __global__ void __launch_bounds__(Shape::threads, 1)
     const uint32_t* stage_scales = reinterpret_cast<const uint32_t*>(stage + Shape::x_vecs + Shape::code_vecs) + wn * Tiles * 16;
     const bool flush = --left == 0 || step + 1 == steps;
     if (left == 0) left = chunks_per_group;
+    (void)flush;  // unused with MXFP4 (a scale a half chunk)
 
     uint32_t words[Tiles][4 * vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
 #pragma unroll
@@ -180,9 +178,11 @@ __global__ void __launch_bounds__(Shape::threads, 1)
         for (int tl = 0; tl < Tiles; ++tl) flush_group(acc, part, tl, mx_block_scale(sc_g[tl], h), mx_block_scale(sc_g8[tl], h));
       }
     }
-    if (!mx && flush) {
+    if constexpr (!mx) {
+      if (flush) {
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) flush_group(acc, part, tl, group_scale<Kind>(sc_g[tl]), group_scale<Kind>(sc_g8[tl]));
+        for (int tl = 0; tl < Tiles; ++tl) flush_group(acc, part, tl, group_scale<Kind>(sc_g[tl]), group_scale<Kind>(sc_g8[tl]));
+      }
     }
   }
   cp_async_wait<0>();
@@ -190,10 +190,14 @@ __global__ void __launch_bounds__(Shape::threads, 1)
                                       m0 + wm * MT * 8);
 }
 
-/// The default block shape: 128 x 128 (8 warps, 4 along N x 2 along M, of 2 tiles x 8 x tiles: the
-/// group's partial sums double the fp32 registers, 128 a thread), 4 stages, columns of 16 weight blocks.
+/// The block shapes (measured on an H100, docs/cuda-gemm-notes.md): 128 x 128 of 8 warps (4 along N x
+/// 2 along M, 2 tiles x 8 x tiles each: the group's partial sums double the fp32 registers, ~230 a
+/// thread; the default) or of 16 warps (4 x 4, 2 tiles x 4 x tiles: <= 128 registers; 10-15% slower).
+/// 4 stages, columns of 16 weight blocks.
 template <int Bits, dequant_kind Kind>
-using large_default = large_shape<Bits, Kind, 2, 8, 4, 2, 4, 16>;
+using large_8_warps = large_shape<Bits, Kind, 2, 8, 4, 2, 4, 16>;
+template <int Bits, dequant_kind Kind>
+using large_16_warps = large_shape<Bits, Kind, 2, 4, 4, 4, 4, 16>;
 
 /// M > 64 with the block shape Shape; K split as options.split_k says (0: when the output blocks
 /// are fewer than the SMs, about one block an SM).
@@ -216,13 +220,16 @@ void gemm_large_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// M > 64: the default block shape (options.warps must be 0 or 8; tiles_per_block is not used).
+/// M > 64: 8 warps a block (options.warps 0 or 8) or 16 (16); tiles_per_block is not used.
 template <class Scheme, class T>
 void gemm_large(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
                 const gemm_options& options) {
-  LOWBIT_CHECK(options.warps == 0 || options.warps == 8,
-               "cuda::gemm: m=" << m << " > 64 takes 8 warps a block (warps=" << options.warps << ")");
-  gemm_large_with<large_default<Scheme::bits, gpu_scheme<Scheme>::kind>>(x, m, ldx, w, y, ldy, stream, options);
+  constexpr int bits = Scheme::bits;
+  constexpr dequant_kind kind = gpu_scheme<Scheme>::kind;
+  LOWBIT_CHECK(options.warps == 0 || options.warps == 8 || options.warps == 16,
+               "cuda::gemm: m=" << m << " > 64 takes 8 or 16 warps a block (warps=" << options.warps << ")");
+  if (options.warps == 16) gemm_large_with<large_16_warps<bits, kind>>(x, m, ldx, w, y, ldy, stream, options);
+  else gemm_large_with<large_8_warps<bits, kind>>(x, m, ldx, w, y, ldy, stream, options);
 }
 
 }  // namespace detail
