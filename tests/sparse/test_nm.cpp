@@ -154,6 +154,27 @@ TYPED_TEST(nm_test, gemm_matches_the_dense_reference_on_every_path) {
         }
 }
 
+// Kept values in the last group's padding (columns past K) multiply zeros, whatever they hold.
+TEST(nm_gemm, padding_slots_multiply_zeros) {
+  for (const nm_case& c : patterns) {
+    const std::size_t n = 21, k = 5 * c.m + c.m / 2 + 1;  // the last group: M/2 - 1 slots past K
+    nm_pattern pattern(n, k, c.n, c.m);
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t g = 0; g < pattern.groups(); ++g)
+        for (std::size_t i = 0; i < c.n; ++i) pattern.set(r, g * c.m + (c.m - 1 - (r + 3 * i) % c.m), true);
+    const std::vector<float> kept = random_matrix(n, pattern.kept_cols(), 31);  // no zeros
+    const nm_matrix<float> plain(kept.data(), n, pattern.kept_cols(), pattern.bits.data(), k, c.n, c.m);
+    const quantized_matrix<scheme<int8>> q = quantize<scheme<int8>>(kept.data(), n, pattern.kept_cols(), pattern.kept_cols());
+    const nm_matrix<scheme<int8>> quantized(q.view(), pattern.bits.data(), k, c.n, c.m);
+    for (std::size_t m : {1, 3, 20}) {
+      const std::vector<float> x = random_matrix(m, k, 32), bias = random_matrix(1, n, 33);
+      const std::string what = std::to_string(c.n) + ":" + std::to_string(c.m) + " padding";
+      expect_gemm_matches_dense_on_every_path(x, plain, nm_to_dense(plain), bias, m, n, k, what);
+      expect_gemm_matches_dense_on_every_path(x, quantized, nm_to_dense(quantized), bias, m, n, k, what);
+    }
+  }
+}
+
 // Large K with several tiles of kept values (the 2:4 tile loop steps 128 kept values at a time).
 TEST(nm_gemm, several_tiles_and_threads) {
   using S = scheme<int4>;
