@@ -65,7 +65,8 @@ TEST(nm_matrix, mask_and_shape_are_validated) {
   const std::vector<float> dense = random_matrix(rows, cols, 2);
   EXPECT_THROW(find_nm_pattern(dense.data(), rows, cols, cols, 4, 8), lowbit::error);
   EXPECT_THROW(find_nm_pattern(dense.data(), rows, cols, cols, 4, 32), lowbit::error);
-  EXPECT_THROW(quantize_nm<S>(dense.data(), rows + 1, cols, cols, p), lowbit::error);
+  const std::vector<float> taller = random_matrix(rows + 1, cols, 3);
+  EXPECT_THROW(quantize_nm<S>(taller.data(), rows + 1, cols, cols, p), lowbit::error);
   EXPECT_THROW(quantize_nm<S>(dense.data(), rows, cols, cols, bad), lowbit::error);
   EXPECT_THROW(prune_and_quantize_nm<S>(dense.data(), rows, cols, cols, 3, 8), lowbit::error);
   EXPECT_THROW(nm_pattern_of(prune_nm_mask(dense.data(), rows, cols, cols, 3, 8)), lowbit::error);
