@@ -190,7 +190,17 @@ void gemm_sparse24_large(const T* x, int m, int ldx, const packed_sparse24_view<
                          cudaStream_t stream, const gemm_options& options) {
   LOWBIT_CHECK(options.warps == 0 || options.warps == 8,
                "cuda::gemm_sparse24: m=" << m << " > 64 takes 8 warps a block (warps=" << options.warps << ")");
-  gemm_sparse24_large_with<sparse24_large_default<packed_sparse24_view<Scheme>::vecs>>(x, m, ldx, w, y, ldy, stream, options);
+  constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
+  // Plain values at M <= 128: 256-row blocks leave 16-32 output blocks for 132 SMs even with split
+  // K; 128 x 128 blocks (8 warps of 64 x 32) ran 77 -> 61 us at 8192^2 and 94 -> 59 us at
+  // 4096 x 14336 (H100, M = 128; equal at M = 256, slower at 512).
+  if constexpr (vecs == 4) {
+    if (m <= 128) {
+      gemm_sparse24_large_with<sparse24_large_shape<4, 4, 4, 2, 4, 4>>(x, m, ldx, w, y, ldy, stream, options);
+      return;
+    }
+  }
+  gemm_sparse24_large_with<sparse24_large_default<vecs>>(x, m, ldx, w, y, ldy, stream, options);
 }
 
 }  // namespace detail
