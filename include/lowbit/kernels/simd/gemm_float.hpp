@@ -117,6 +117,21 @@ LOWBIT_ALWAYS_INLINE void store_clipped(float* row, std::size_t n0, std::size_t 
   if (n0 < n) std::memcpy(row + n0, tmp, (n - n0) * sizeof(float));
 }
 
+/// The small-M kernels' epilogue: total[i][p V + v] (+ bias) to rows [0, min(MR, m)) of panels
+/// p0 .. p0 + P that are below p_end, each vector clipped at N.
+template <class Tag, std::size_t MR, std::size_t P, std::size_t V, class F32>
+LOWBIT_ALWAYS_INLINE void store_panel_sums(const F32 (&total)[MR][P * V], std::size_t p0, std::size_t p_end,
+                                           std::size_t m, const gemm_output& out) noexcept {
+  constexpr std::size_t W = ops<Tag>::lanes;
+  for (std::size_t p = 0; p < P && p0 + p < p_end; ++p) {
+    for (std::size_t v = 0; v < V; ++v) {
+      const std::size_t n0 = (p0 + p) * 16 + v * W;
+      const F32 bias = out.bias ? load_clipped<Tag>(out.bias, n0, out.n) : F32(0.0f);
+      for (std::size_t i = 0; i < MR && i < m; ++i) store_clipped<Tag>(out.y + i * out.ld, n0, out.n, total[i][p * V + v] + bias);
+    }
+  }
+}
+
 }  // namespace detail
 
 /// Small-M kernel: rows [0, MR) of x (row i at x + min(i, m - 1) * ldx), panels [p_begin, p_end)
@@ -200,14 +215,7 @@ void gemm_float_small_m(const panel_matrix<Scheme>& w, const float* x, std::size
       for (std::size_t i = 0; i < MR; ++i)
         for (std::size_t v = 0; v < NV; ++v) total[i][v] = xsimd::fma(acc[0][i][v] + acc[1][i][v], scale[v], total[i][v]);
     }
-    for (std::size_t p = 0; p < P && p0 + p < p_end; ++p) {
-      for (std::size_t v = 0; v < V; ++v) {
-        const std::size_t n0 = (p0 + p) * 16 + v * W;
-        const f32 bias = out.bias ? lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n) : f32(0.0f);
-        for (std::size_t i = 0; i < MR && i < m; ++i)
-          lowbit::simd::detail::store_clipped<Tag>(out.y + i * out.ld, n0, out.n, total[i][p * V + v] + bias);
-      }
-    }
+    lowbit::simd::detail::store_panel_sums<Tag, MR, P, V>(total, p0, p_end, m, out);
   }
 }
 

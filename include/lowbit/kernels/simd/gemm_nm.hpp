@@ -132,14 +132,7 @@ void gemm_nm_small_m(const Matrix& w, const float* x, std::size_t ldx, std::size
           for (std::size_t v = 0; v < NV; ++v) total[i][v] = xsimd::fma(acc[0][i][v] + acc[1][i][v], scale[v], total[i][v]);
       }
     }
-    for (std::size_t p = 0; p < P && p0 + p < p_end; ++p) {
-      for (std::size_t v = 0; v < V; ++v) {
-        const std::size_t n0 = (p0 + p) * 16 + v * W;
-        const f32 bias = out.bias ? lowbit::simd::detail::load_clipped<Tag>(out.bias, n0, out.n) : f32(0.0f);
-        for (std::size_t i = 0; i < MR && i < m; ++i)
-          lowbit::simd::detail::store_clipped<Tag>(out.y + i * out.ld, n0, out.n, total[i][p * V + v] + bias);
-      }
-    }
+    lowbit::simd::detail::store_panel_sums<Tag, MR, P, V>(total, p0, p_end, m, out);
   }
 }
 
