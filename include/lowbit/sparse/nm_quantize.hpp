@@ -12,6 +12,7 @@
 #include "../prune/prune_nm.hpp"
 #include "../quant/quantize.hpp"
 #include "nm_matrix.hpp"
+#include "sparse24_quantize.hpp"
 
 namespace lowbit {
 
@@ -115,21 +116,7 @@ nm_matrix<Scheme> prune_and_quantize_nm(const float* w, std::size_t rows, std::s
 /// as reference::dequantize_element gives it, zeros elsewhere.
 template <class Scheme>
 std::vector<float> nm_to_dense(const nm_matrix<Scheme>& w) {
-  std::vector<float> out(w.rows() * w.cols(), 0.0f);
-  const auto fill = [&](auto&& value_of) {
-    for (std::size_t r = 0; r < w.rows(); ++r)
-      for (std::size_t j = 0; j < w.kept_cols(); ++j) {
-        const std::size_t k = w.column(r, j);
-        if (k < w.cols()) out[r * w.cols() + k] = value_of(r, j);
-      }
-  };
-  if constexpr (is_plain_value<Scheme>::value) {
-    fill([&](std::size_t r, std::size_t j) { return detail::plain_to_float(w.value(r, j)); });
-  } else {
-    const quantized_matrix<Scheme> kept = w.kept_values();
-    fill([&](std::size_t r, std::size_t j) { return reference::dequantize_element(kept.view(), r, j); });
-  }
-  return out;
+  return detail::kept_to_dense(w, [&](std::size_t r, std::size_t j) { return w.column(r, j); });
 }
 
 }  // namespace lowbit

@@ -88,25 +88,35 @@ sparse24_matrix<Scheme> quantize_sparse24(const float* w, std::size_t rows, std:
   }
 }
 
-/// The dense rows x cols matrix (row-major) that w stands for: each kept value dequantized exactly
-/// as reference::dequantize_element gives it, zeros elsewhere.
-template <class Scheme>
-std::vector<float> sparse24_to_dense(const sparse24_matrix<Scheme>& w) {
+namespace detail {
+/// The dense row-major form of a structured-sparse matrix (2:4, N:M): kept value j of row r (as
+/// plain_to_float or reference::dequantize_element gives it) at column column_of(r, j), zeros
+/// elsewhere; kept values past the matrix's columns (the last group's padding) are dropped.
+template <class Matrix, class ColumnOf>
+std::vector<float> kept_to_dense(const Matrix& w, ColumnOf column_of) {
   std::vector<float> out(w.rows() * w.cols(), 0.0f);
   const auto fill = [&](auto&& value_of) {
     for (std::size_t r = 0; r < w.rows(); ++r)
       for (std::size_t j = 0; j < w.kept_cols(); ++j) {
-        const std::size_t k = j / 2 * 4 + w.position(r, j);
+        const std::size_t k = column_of(r, j);
         if (k < w.cols()) out[r * w.cols() + k] = value_of(r, j);
       }
   };
-  if constexpr (is_plain_value<Scheme>::value) {
-    fill([&](std::size_t r, std::size_t j) { return detail::plain_to_float(w.value(r, j)); });
+  if constexpr (is_plain_value<typename Matrix::scheme_type>::value) {
+    fill([&](std::size_t r, std::size_t j) { return plain_to_float(w.value(r, j)); });
   } else {
-    const quantized_matrix<Scheme> kept = w.kept_values();
+    const auto kept = w.kept_values();
     fill([&](std::size_t r, std::size_t j) { return reference::dequantize_element(kept.view(), r, j); });
   }
   return out;
+}
+}  // namespace detail
+
+/// The dense rows x cols matrix (row-major) that w stands for: each kept value dequantized exactly
+/// as reference::dequantize_element gives it, zeros elsewhere.
+template <class Scheme>
+std::vector<float> sparse24_to_dense(const sparse24_matrix<Scheme>& w) {
+  return detail::kept_to_dense(w, [&](std::size_t r, std::size_t j) { return j / 2 * 4 + w.position(r, j); });
 }
 
 }  // namespace lowbit
