@@ -6,10 +6,12 @@
 // offered), fp16 and bf16 plain values; fp16 and bf16 activations. M > 16 (2:4 and dense) with a reused gemm_workspace.
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming.
-// M > 64 (the tiled kernel, sparse24_gemm_large.cuh): M = 128 .. 4096 on the same shapes, fp16 and
-// bf16 plain values and int4 codes, fp16 and bf16 activations, TFLOP/s counted as dense (2 M N K),
-// against cuBLAS dense of the same activations and lowbit's dense int4 (where cuda::gemm takes
-// M > 64), and a few other block shapes (the default first); 20 launches (M >= 1024) or 100, median of 5.
+// M > 64 (sparse24_gemm_large.cuh; plain values on sm_90a: the wgmma.sp kernel,
+// sparse24_gemm_wgmma.cuh): M = 128 .. 4096 on the same shapes, fp16 and bf16 plain values and int4
+// codes, fp16 and bf16 activations, TFLOP/s counted as dense (2 M N K), against cuBLAS dense of the
+// same activations and lowbit's dense int4 (where cuda::gemm takes M > 64); plain values also with
+// wgmma at 256 / 128 tokens a block and the mma.sp tiled kernel (the default first); 20 launches
+// (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Usage: bench_cuda_sparse24 [--quick] [--large | --small | --profile] (--large: only M > 64;
 // --small: only M <= 64; --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
@@ -98,17 +100,32 @@ lb::quantized_matrix<S> random_quantized(std::size_t n, std::size_t k, std::size
   return q;
 }
 
-// M > 64: times gemm_sparse24 with Shape (the default when void), -1 if it throws (a shape the
-// format does not take).
+// The sm_90a wgmma.sp kernel with BN tokens a block (a Shape for time_large).
+template <int BN, int Stages>
+struct wgmma_shape {};
+template <class Shape>
+struct is_wgmma : std::false_type {};
+template <int BN, int Stages>
+struct is_wgmma<wgmma_shape<BN, Stages>> : std::true_type {};
+
+// M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
+// -1 where the device has no wgmma code.
 template <class Shape, class S, class T>
 double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y, int its,
                   lb::cuda::gemm_options o) {
   const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
+  if constexpr (is_wgmma<Shape>::value) {
+    if (!lb::cuda::detail::sparse24_wgmma_usable()) return -1.0;
+  }
   return bench_cuda::time_us(
       [&](int i) {
         const auto& v = views[static_cast<std::size_t>(i) % views.size()];
         if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
-        else lb::cuda::detail::gemm_sparse24_large_with<Shape>(x, int(m), k, v, y, n, nullptr, o);
+        else if constexpr (is_wgmma<Shape>::value) {
+          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) lb::cuda::detail::gemm_sparse24_wgmma_with<std::is_same<Shape, wgmma_shape<256, 5>>::value ? 256 : 128,
+                                                                              std::is_same<Shape, wgmma_shape<256, 5>>::value ? 5 : 6>(
+              x, int(m), k, v, y, n, nullptr, o);
+        } else lb::cuda::detail::gemm_sparse24_large_with<Shape>(x, int(m), k, v, y, n, nullptr, o);
       },
       its, 5, 3);
 }
@@ -240,20 +257,18 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
                     flop / us * 1e-6, other.empty() ? "-" : other.c_str(), d, peer, flop / peer * 1e-6, peer / us);
         std::fflush(stdout);
       };
-      using lc::detail::sparse24_large_shape;
+      // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block
+      // and the mma.sp tiled kernel's default shape.
+      using lc::detail::sparse24_large_default;
       line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
-           {time_large<sparse24_large_shape<4, 4, 8, 2, 2, 4>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_shape<4, 4, 4, 2, 4, 4>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_shape<4, 2, 8, 4, 2, 4>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_shape<4, 4, 4, 4, 4, 3>>(x, m, hs, y, its, o)},
+           {time_large<wgmma_shape<256, 5>>(x, m, hs, y, its, o), time_large<wgmma_shape<128, 6>>(x, m, hs, y, its, o),
+            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o)},
            cublas, -1.0);
-      line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o), {}, cublas_bf, -1.0);
-      line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o),
-           {time_large<sparse24_large_shape<1, 4, 4, 4, 2, 4>>(x, m, s4s, y, its, o),
-            time_large<sparse24_large_shape<1, 2, 8, 2, 4, 3>>(x, m, s4s, y, its, o),
-            time_large<sparse24_large_shape<1, 4, 4, 2, 4, 5>>(x, m, s4s, y, its, o),
-            time_large<sparse24_large_shape<1, 2, 4, 4, 4, 4>>(x, m, s4s, y, its, o)},
-           cublas, dense4);
+      line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o),
+           {time_large<wgmma_shape<256, 5>>(xb, m, bs, yb, its, o), time_large<wgmma_shape<128, 6>>(xb, m, bs, yb, its, o),
+            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o)},
+           cublas_bf, -1.0);
+      line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
       line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);
     }
     for (void* p : owned) cudaFree(p);

@@ -9,7 +9,9 @@
 // be back at zero); M > 64 (the tiled kernel): M = 65, 100, 128, 257, 1000 (2048 for int4 with
 // fp16 activations; 1000 and 2048 on N = 200 only) on N = 200, 130 (not multiples of its 128 /
 // 256-row blocks), K = 256 (g64) and 384 (per channel), K split by default (these shapes have few
-// blocks), not split, and 2 splits on the workspace; then the
+// blocks), not split, and 2 splits on the workspace; plain values also on each M > 64 path (the
+// sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, and the
+// mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513; then the
 // argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
@@ -55,8 +57,14 @@ constexpr lowbit::cuda::sparse24_values values_of() {
 
 template <class Scheme, class T>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block, int warps,
-                unsigned seed, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr) {
+                unsigned seed, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr, int path = 0) {
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
+  // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
+  // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel.
+  if (path == 1 || path == 2) {
+    if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
+  }
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -86,10 +94,20 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   go.warps = warps;
   go.split_k = split_k;
   go.workspace = workspace;
-  lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  const auto run = [&] {
+    if constexpr (plain) {
+      namespace ld = lowbit::cuda::detail;
+      const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+      if (path == 1) ld::gemm_sparse24_wgmma_with<256, 5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
+      else if (path == 2) ld::gemm_sparse24_wgmma_with<128, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
+      else if (path == 3) ld::gemm_sparse24_large_with<ld::sparse24_large_default<4>>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
+    }
+    if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  };
+  run();
   if (workspace) {  // again on the same workspace (the first call's result overwritten)
     LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));
-    lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+    run();
   }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<T> y(m * ldy);
@@ -119,12 +137,13 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s/%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d%s seed=%u: %d of %zu outputs off\n",
-                name, bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", seed,
-                bad, m * n);
+    std::printf("FAIL %s/%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d%s path=%d seed=%u: %d of %zu outputs off\n",
+                name, bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", path,
+                seed, bad, m * n);
   } else {
-    std::printf("ok   %-12s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d%s  worst err/tol %.3f\n", name,
-                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", worst);
+    std::printf("ok   %-12s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d%s path=%d  worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, workspace ? " (workspace)" : "", path,
+                worst);
   }
 }
 
@@ -170,6 +189,17 @@ void check_format(const char* name, unsigned& seed) {
     }
   if (std::is_same<Scheme, lowbit::scheme<lowbit::int4, lowbit::fp16>>::value && !std::is_same<T, __nv_bfloat16>::value)
     check_case<Scheme, T>(name, 200, 256, 64, 2048, 0, 0, seed++);
+  if constexpr (plain) {
+    // Each M > 64 path of plain values (on a device without sm_90a code the wgmma ones are skipped):
+    // N = 520 (5 blocks of 128 rows, the last one 8 rows), K = 2048 (32 half chunks: the ring wraps),
+    // M = 129 / 300 / 513 (tokens past a 128 / 256 block).
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 1);
+    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 1, nullptr, 1);
+    check_case<Scheme, T>(name, 520, 2048, 0, 129, 0, 0, seed++, 1, nullptr, 2);
+    check_case<Scheme, T>(name, 130, 1024, 0, 300, 0, 0, seed++, 3, &workspace, 2);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 3);
+  }
 }
 
 // One argument check: `call` must throw lowbit::error.

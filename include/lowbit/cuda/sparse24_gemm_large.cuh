@@ -17,6 +17,7 @@
 #pragma once
 
 #include "sparse24_gemm.cuh"
+#include "sparse24_gemm_wgmma.cuh"
 
 namespace lowbit {
 namespace cuda {
@@ -191,6 +192,14 @@ void gemm_sparse24_large(const T* x, int m, int ldx, const packed_sparse24_view<
   LOWBIT_CHECK(options.warps == 0 || options.warps == 8,
                "cuda::gemm_sparse24: m=" << m << " > 64 takes 8 warps a block (warps=" << options.warps << ")");
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
+  // Plain values where the code for the device has sm_90a's wgmma.sp: the wgmma kernel
+  // (sparse24_gemm_wgmma.cuh).
+  if constexpr (vecs == 4) {
+    if (sparse24_wgmma_usable()) {
+      gemm_sparse24_wgmma(x, m, ldx, w, y, ldy, stream, options);
+      return;
+    }
+  }
   // Plain values at M <= 128: 256-row blocks leave 16-32 output blocks for 132 SMs even with split
   // K; 128 x 128 blocks (8 warps of 64 x 32) ran 77 -> 61 us at 8192^2 and 94 -> 59 us at
   // 4096 x 14336 (H100, M = 128; equal at M = 256, slower at 512).

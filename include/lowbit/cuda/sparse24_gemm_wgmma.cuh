@@ -1,0 +1,329 @@
+/// \file
+/// \brief cuda::gemm_sparse24 for M > 64 with plain fp16 / bf16 kept values on sm_90a:
+/// wgmma.mma_async.sp (the warpgroup sparse tensor-core instruction) over the same packed layout as
+/// the mma.sp kernels (sparse24_gemm.cuh; included from sparse24_gemm_large.cuh, not on its own).
+///
+/// y = x Wᵀ with W the sparse operand A (its rows are the instruction's M) and x the dense B (its
+/// rows, tokens, are N; K contiguous: the K-major layout wgmma reads from shared memory). A block
+/// is 2 warpgroups (8 warps) computing 128 weight rows x BN tokens (BN = 128 or 256): warpgroup w
+/// multiplies rows 64 w .. 64 w + 63 (4 tiles of 16 rows, warp j of the warpgroup tile 4 w + j) by
+/// all BN tokens, one wgmma m64nBNk32 a 32-wide k step, fp32 sums in registers (BN / 2 a thread).
+/// A comes from registers: PTX gives each warp of the warpgroup 16 rows of A in the same fragment
+/// and metadata layout as mma.sp.m16n8k32's (the metadata figure is that instruction's), so a
+/// warp loads its tile's fragment and metadata words exactly as the mma.sp kernels do (the pack's
+/// layout is unchanged). B comes from shared memory through a matrix descriptor: each stage holds
+/// 64 dense k of BN tokens as 128-byte rows in the 128-byte swizzle (16-byte piece p of row r at
+/// r * 128 + ((p ^ r % 8) * 16), 1024-byte aligned; 8-row groups 1024 bytes apart), written by
+/// cp.async; the second 32-wide k step of a stage starts 64 bytes in.
+/// The ring: Stages stages of half a chunk (64 dense k: x, then the 8 tiles' 2 fragment vectors a
+/// lane and 16 metadata vectors), copied by all 256 threads. A step waits for its stage, fences the
+/// copies for the async proxy, barriers, refills the stage two steps back (its wgmmas are done: each
+/// step ends waiting for all but its own group), loads its A fragments (double-buffered in
+/// registers across steps), and issues 2 wgmmas as one group. Outputs are stored (clipped at M and
+/// N) as the wide kernels store them; K split as they split it (BN = 128 only).
+/// The kernel's body exists only where compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the host
+/// takes this path only when the loaded code for the current device has it (sparse24_wgmma_usable).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace lowbit {
+namespace cuda {
+namespace detail {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(Pending) : "memory");
+}
+/// Makes this thread's completed shared-memory writes (cp.async) visible to the async proxy (wgmma).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+/// Keeps a register's value where it is until here (registers an in-flight wgmma reads or writes).
+__device__ __forceinline__ void fence_register(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void fence_register(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+/// Matrix descriptor of a K-major operand in the 128-byte swizzle at shared address `at`: start
+/// address / 16, leading byte offset unused (1), stride byte offset 1024 (8-row groups), layout 1.
+__device__ __forceinline__ uint64_t sw128_descriptor(unsigned at) {
+  return static_cast<uint64_t>((at & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+/// D(64 x 128, fp32) += A(64 x 32, 2:4, registers) * B(32 x 128, shared memory, descriptor), fp16 (BF16: bf16).
+template <bool BF16>
+__device__ __forceinline__ void wgmma_sp_m64n128k32(float (&d)[16][1][4], const uint32_t (&a)[4], uint64_t desc, uint32_t meta) {
+#define LOWBIT_WGMMA_SP(TY)                                                                                   \
+  asm volatile(                                                                                               \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"                                                          \
+      "wgmma.mma_async.sp.sync.aligned.m64n128k32.f32." TY "." TY " "                                          \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+      "}, {%64, %65, %66, %67}, %68, %69, 0, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0][0][0]), "+f"(d[0][0][1]), "+f"(d[0][0][2]), "+f"(d[0][0][3]), "+f"(d[1][0][0]), "+f"(d[1][0][1]), "+f"(d[1][0][2]), "+f"(d[1][0][3]), \
+        "+f"(d[2][0][0]), "+f"(d[2][0][1]), "+f"(d[2][0][2]), "+f"(d[2][0][3]), "+f"(d[3][0][0]), "+f"(d[3][0][1]), "+f"(d[3][0][2]), "+f"(d[3][0][3]), \
+        "+f"(d[4][0][0]), "+f"(d[4][0][1]), "+f"(d[4][0][2]), "+f"(d[4][0][3]), "+f"(d[5][0][0]), "+f"(d[5][0][1]), "+f"(d[5][0][2]), "+f"(d[5][0][3]), \
+        "+f"(d[6][0][0]), "+f"(d[6][0][1]), "+f"(d[6][0][2]), "+f"(d[6][0][3]), "+f"(d[7][0][0]), "+f"(d[7][0][1]), "+f"(d[7][0][2]), "+f"(d[7][0][3]), \
+        "+f"(d[8][0][0]), "+f"(d[8][0][1]), "+f"(d[8][0][2]), "+f"(d[8][0][3]), "+f"(d[9][0][0]), "+f"(d[9][0][1]), "+f"(d[9][0][2]), "+f"(d[9][0][3]), \
+        "+f"(d[10][0][0]), "+f"(d[10][0][1]), "+f"(d[10][0][2]), "+f"(d[10][0][3]), "+f"(d[11][0][0]), "+f"(d[11][0][1]), "+f"(d[11][0][2]), "+f"(d[11][0][3]), \
+        "+f"(d[12][0][0]), "+f"(d[12][0][1]), "+f"(d[12][0][2]), "+f"(d[12][0][3]), "+f"(d[13][0][0]), "+f"(d[13][0][1]), "+f"(d[13][0][2]), "+f"(d[13][0][3]), \
+        "+f"(d[14][0][0]), "+f"(d[14][0][1]), "+f"(d[14][0][2]), "+f"(d[14][0][3]), "+f"(d[15][0][0]), "+f"(d[15][0][1]), "+f"(d[15][0][2]), "+f"(d[15][0][3]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(meta), "n"(1) \
+      : "memory")
+  if constexpr (BF16) LOWBIT_WGMMA_SP("bf16");
+  else LOWBIT_WGMMA_SP("f16");
+#undef LOWBIT_WGMMA_SP
+}
+
+/// D(64 x 256, fp32) += A(64 x 32, 2:4, registers) * B(32 x 256, shared memory, descriptor), fp16 (BF16: bf16).
+template <bool BF16>
+__device__ __forceinline__ void wgmma_sp_m64n256k32(float (&d)[32][1][4], const uint32_t (&a)[4], uint64_t desc, uint32_t meta) {
+#define LOWBIT_WGMMA_SP(TY)                                                                                   \
+  asm volatile(                                                                                               \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %134, 0;\n"                                                          \
+      "wgmma.mma_async.sp.sync.aligned.m64n256k32.f32." TY "." TY " "                                          \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+      "}, {%128, %129, %130, %131}, %132, %133, 0, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0][0][0]), "+f"(d[0][0][1]), "+f"(d[0][0][2]), "+f"(d[0][0][3]), "+f"(d[1][0][0]), "+f"(d[1][0][1]), "+f"(d[1][0][2]), "+f"(d[1][0][3]), \
+        "+f"(d[2][0][0]), "+f"(d[2][0][1]), "+f"(d[2][0][2]), "+f"(d[2][0][3]), "+f"(d[3][0][0]), "+f"(d[3][0][1]), "+f"(d[3][0][2]), "+f"(d[3][0][3]), \
+        "+f"(d[4][0][0]), "+f"(d[4][0][1]), "+f"(d[4][0][2]), "+f"(d[4][0][3]), "+f"(d[5][0][0]), "+f"(d[5][0][1]), "+f"(d[5][0][2]), "+f"(d[5][0][3]), \
+        "+f"(d[6][0][0]), "+f"(d[6][0][1]), "+f"(d[6][0][2]), "+f"(d[6][0][3]), "+f"(d[7][0][0]), "+f"(d[7][0][1]), "+f"(d[7][0][2]), "+f"(d[7][0][3]), \
+        "+f"(d[8][0][0]), "+f"(d[8][0][1]), "+f"(d[8][0][2]), "+f"(d[8][0][3]), "+f"(d[9][0][0]), "+f"(d[9][0][1]), "+f"(d[9][0][2]), "+f"(d[9][0][3]), \
+        "+f"(d[10][0][0]), "+f"(d[10][0][1]), "+f"(d[10][0][2]), "+f"(d[10][0][3]), "+f"(d[11][0][0]), "+f"(d[11][0][1]), "+f"(d[11][0][2]), "+f"(d[11][0][3]), \
+        "+f"(d[12][0][0]), "+f"(d[12][0][1]), "+f"(d[12][0][2]), "+f"(d[12][0][3]), "+f"(d[13][0][0]), "+f"(d[13][0][1]), "+f"(d[13][0][2]), "+f"(d[13][0][3]), \
+        "+f"(d[14][0][0]), "+f"(d[14][0][1]), "+f"(d[14][0][2]), "+f"(d[14][0][3]), "+f"(d[15][0][0]), "+f"(d[15][0][1]), "+f"(d[15][0][2]), "+f"(d[15][0][3]), \
+        "+f"(d[16][0][0]), "+f"(d[16][0][1]), "+f"(d[16][0][2]), "+f"(d[16][0][3]), "+f"(d[17][0][0]), "+f"(d[17][0][1]), "+f"(d[17][0][2]), "+f"(d[17][0][3]), \
+        "+f"(d[18][0][0]), "+f"(d[18][0][1]), "+f"(d[18][0][2]), "+f"(d[18][0][3]), "+f"(d[19][0][0]), "+f"(d[19][0][1]), "+f"(d[19][0][2]), "+f"(d[19][0][3]), \
+        "+f"(d[20][0][0]), "+f"(d[20][0][1]), "+f"(d[20][0][2]), "+f"(d[20][0][3]), "+f"(d[21][0][0]), "+f"(d[21][0][1]), "+f"(d[21][0][2]), "+f"(d[21][0][3]), \
+        "+f"(d[22][0][0]), "+f"(d[22][0][1]), "+f"(d[22][0][2]), "+f"(d[22][0][3]), "+f"(d[23][0][0]), "+f"(d[23][0][1]), "+f"(d[23][0][2]), "+f"(d[23][0][3]), \
+        "+f"(d[24][0][0]), "+f"(d[24][0][1]), "+f"(d[24][0][2]), "+f"(d[24][0][3]), "+f"(d[25][0][0]), "+f"(d[25][0][1]), "+f"(d[25][0][2]), "+f"(d[25][0][3]), \
+        "+f"(d[26][0][0]), "+f"(d[26][0][1]), "+f"(d[26][0][2]), "+f"(d[26][0][3]), "+f"(d[27][0][0]), "+f"(d[27][0][1]), "+f"(d[27][0][2]), "+f"(d[27][0][3]), \
+        "+f"(d[28][0][0]), "+f"(d[28][0][1]), "+f"(d[28][0][2]), "+f"(d[28][0][3]), "+f"(d[29][0][0]), "+f"(d[29][0][1]), "+f"(d[29][0][2]), "+f"(d[29][0][3]), \
+        "+f"(d[30][0][0]), "+f"(d[30][0][1]), "+f"(d[30][0][2]), "+f"(d[30][0][3]), "+f"(d[31][0][0]), "+f"(d[31][0][1]), "+f"(d[31][0][2]), "+f"(d[31][0][3]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(meta), "n"(1) \
+      : "memory")
+  if constexpr (BF16) LOWBIT_WGMMA_SP("bf16");
+  else LOWBIT_WGMMA_SP("f16");
+#undef LOWBIT_WGMMA_SP
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+/// Marks the code compiled for sm_90a: its static shared memory (1 KB) shows in the function's
+/// attributes only where the loaded code for the device has the wgmma path.
+template <int Unused = 0>
+__global__ void sparse24_wgmma_probe_kernel(int* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __shared__ int mark[256];
+  mark[threadIdx.x & 255] = static_cast<int>(threadIdx.x);
+  __syncthreads();
+  if (out) *out = mark[(threadIdx.x + 1) & 255];
+#else
+  if (out) *out = 0;
+#endif
+}
+
+/// Whether the current device runs the wgmma.sp kernel (code for sm_90a loaded); cached per device.
+inline bool sparse24_wgmma_usable() {
+  static std::atomic<int> known[64];  // 0: not asked, 1: no, 2: yes
+  int device = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= 64) return false;
+  int state = known[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    cudaFuncAttributes attributes{};
+    const cudaError_t e = cudaFuncGetAttributes(&attributes, sparse24_wgmma_probe_kernel<0>);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // no code for this device: the mma.sp path
+    state = e == cudaSuccess && attributes.sharedSizeBytes >= 1024 ? 2 : 1;
+    known[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
+
+/// The ring of the wgmma kernel: Stages stages of BN x 128 bytes of x (1024-byte aligned) and 8
+/// tiles x 80 vectors (64 fragment vectors, 16 metadata); 1 KB more for aligning the start.
+template <int BN, int Stages>
+struct sparse24_wgmma_layout {
+  static constexpr unsigned x_bytes = BN * 128u, tile_vecs = 80u, w_bytes = 8u * tile_vecs * 16u;
+  static constexpr unsigned stage_bytes = x_bytes + w_bytes;
+  static constexpr std::size_t bytes = std::size_t(Stages) * stage_bytes + 1024u;
+  static_assert(stage_bytes % 1024u == 0, "sparse24_wgmma: stages 1024-byte aligned");
+  static_assert(bytes <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");
+};
+
+template <class T, int BN, int Stages>
+__global__ void __launch_bounds__(256, 1)
+    sparse24_wgmma_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+                          const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
+                          int split_chunks, float* __restrict__ partials, unsigned* __restrict__ counters,
+                          T* __restrict__ y, int ldy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(BN == 128 || BN == 256, "sparse24_wgmma_kernel: 128 or 256 tokens a block");
+  static_assert(Stages >= 3, "sparse24_wgmma_kernel: a stage in use, one in flight, one refilled");
+  using layout = sparse24_wgmma_layout<BN, Stages>;
+  constexpr bool bf16 = is_bf16<T>;
+  constexpr int threads = 256, tile_vecs = layout::tile_vecs;
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  constexpr int column = 8;  // weight blocks a column of the block order (as sparse24_large_kernel)
+  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
+  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
+  const int width = min(column, blocks_n - col * column);
+  const int nb = col * column + within % width, mb = within / width;
+  const int tile0 = nb * 8, m0 = mb * BN;
+  const int c0 = blockIdx.y * split_chunks, steps = 2 * min(chunks - c0, split_chunks);  // half chunks
+
+  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
+  // x: thread copies pieces threadIdx.x % 8 of rows threadIdx.x / 8 + 32 i (rows past m read row m - 1).
+  const int piece = threadIdx.x & 7;
+  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+    if (step < steps) {
+      const int c = c0 + (step >> 1), h = step & 1;
+      const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
+#pragma unroll
+      for (int i = 0; i < BN / 32; ++i) {
+        const int r = (threadIdx.x >> 3) + 32 * i;
+        cp_async16_at(stage + r * 128 + ((piece ^ (r & 7)) << 4),
+                      x + (size_t)min(m0 + r, m - 1) * ldx + (size_t)c * 128 + h * 64 + piece * 8);
+      }
+      // The 8 tiles' fragment vectors of k steps 2h, 2h + 1 (64) and metadata (16).
+#pragma unroll
+      for (int i = 0; i < (8 * tile_vecs + threads - 1) / threads; ++i) {
+        const int idx = threadIdx.x + i * threads;
+        if (idx < 8 * tile_vecs) {
+          const int tl = idx / tile_vecs, v = idx % tile_vecs;
+          const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
+          const ::uint4* src = v < 64 ? codes + ((tile * chunks + c) * 4 + 2 * h) * 32 + v
+                                      : metadata + (tile * chunks + c) * 16 + (v - 64);
+          cp_async16_at(stage + layout::x_bytes + idx * 16, src);
+        }
+      }
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < Stages - 2; ++s) issue(s);
+  float acc[BN / 8][1][4];
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+  uint32_t a[2][2][4] = {}, meta[2][2] = {};  // [buffer = step % 2][k step of the stage]
+  // This warp's tile in a stage: its fragment vectors (lane, then + 32 for the second k step) and
+  // metadata vector 2g + t % 2 (lanes 4g, 4g + 1 give the metadata: sparsity selector 0).
+  const unsigned frag_at = layout::x_bytes + (warp * tile_vecs + lane) * 16;
+  const unsigned meta_at = layout::x_bytes + (warp * tile_vecs + 64 + 2 * g + (t & 1)) * 16;
+  const auto step_body = [&](int step, auto buffer) {
+    constexpr int buf = decltype(buffer)::value;  // = step % 2 = the half of the chunk
+    cp_async_wait<Stages - 3>();
+    fence_proxy_async();
+    __syncthreads();  // the stage came from every thread; the stage refilled next is done with (step - 2)
+    issue(step + Stages - 2);
+    const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk)
+      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(a[buf][kk][0]), "=r"(a[buf][kk][1]), "=r"(a[buf][kk][2]), "=r"(a[buf][kk][3])
+                   : "r"(stage + frag_at + kk * 512));
+    // Metadata words of mma 2 buf, 2 buf + 1 of the chunk (components 2 buf, 2 buf + 1).
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[buf][0]), "=r"(meta[buf][1]) : "r"(stage + meta_at + buf * 8));
+    wgmma_fence();
+    const uint64_t desc = sw128_descriptor(stage);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
+      else wgmma_sp_m64n128k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // step - 1's wgmmas are done: its registers and stage are free
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+      for (int p = 0; p < 4; ++p) fence_register(a[buf ^ 1][kk][p]);
+      fence_register(meta[buf ^ 1][kk]);
+    }
+  };
+  for (int step = 0; step < steps; step += 2) {  // steps is even (two halves a chunk)
+    step_body(step, std::integral_constant<int, 0>{});
+    step_body(step + 1, std::integral_constant<int, 1>{});
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
+  cp_async_wait<0>();
+  if constexpr (BN == 256) {  // never split (the host's choice): stored directly
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = (tile0 + warp) * 16 + g + 8 * (i >> 1), tok = m0 + j * 8 + 2 * t + (i & 1);
+        if (row < n && tok < m) {
+          if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
+          else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
+        }
+      }
+  } else {
+    wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
+  }
+#else
+  (void)x, (void)m, (void)ldx, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n;
+  (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
+#endif
+}
+
+/// M > 64, plain values, sm_90a: the wgmma.sp kernel with BN tokens a block. K is split (BN = 128
+/// only) as options.split_k says, by default when the output blocks are fewer than the SMs.
+template <int BN, int Stages, class Scheme, class T>
+void gemm_sparse24_wgmma_with(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                              cudaStream_t stream, const gemm_options& options) {
+  static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
+  const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
+  const std::size_t blocks_n = (w.tiles() + 7) / 8;
+  const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;
+  LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31),
+               "cuda::gemm_sparse24: m=" << m << " by N=" << w.rows << " is too many blocks");
+  const int blocks = static_cast<int>(blocks_n * blocks_m);
+  gemm_options split_options = options;
+  if (BN == 256) split_options.split_k = 1;  // its 128 sums a thread leave no room for the split-K reduction
+  const wide_split split("cuda::gemm_sparse24", chunks, blocks, 1, std::size_t(128) * BN, split_options, stream);
+  using layout = sparse24_wgmma_layout<BN, Stages>;
+  constexpr auto kernel = sparse24_wgmma_kernel<T, BN, Stages>;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
+  kernel<<<dim3(blocks, split.splits), 256, layout::bytes, stream>>>(
+      x, m, ldx, w.codes, w.metadata, n, static_cast<int>(w.tiles()), chunks, static_cast<int>(blocks_n), split.split_chunks,
+      split.partials, split.counters, y, ldy);
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The default: 256 tokens a block where that gives at least 3/4 of a block an SM, else 128 (with
+/// K split when even those are fewer than the SMs). Measured on an H100 (bench_cuda_sparse24, fp16
+/// values): 8192² M = 512 (128 blocks of 256) 99 µs with 256 against 144 with 128, 4096 x 14336
+/// M = 1024 180 against 228; M = 256 (64 blocks of 256) 97 against 65.
+template <class Scheme, class T>
+void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                         cudaStream_t stream, const gemm_options& options) {
+  const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
+  if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count()))
+    gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
+  else
+    gemm_sparse24_wgmma_with<128, 6>(x, m, ldx, w, y, ldy, stream, options);
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace lowbit
