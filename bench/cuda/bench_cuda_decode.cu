@@ -1,8 +1,9 @@
 // Times lowbit::cuda::decode (decode attention over a low-bit KV cache) at the issue's shape:
 // B = 8 sequences of S = 8192 tokens, Hq = 32 query heads, Hkv = 8 KV heads (GQA, 4 a group),
 // head_dim 128; KV formats int8, FP8 E4M3, int4 (group 128 and 32), uint4 + zero (group 64), fp16
-// scales; contiguous and paged (16-token pages, shuffled). CUDA events around 50 launches, median of
-// 7 runs; launches alternate between two copies of the cache so that L2 (50 MB) holds neither.
+// scales; contiguous and paged (16-token pages, shuffled); and head_dim 256 (int8, int4 g128: twice
+// the bytes a token, no peer). CUDA events around 50 launches, median of 7 runs; launches
+// alternate between two copies of the cache so that L2 (50 MB) holds neither.
 // The PyTorch SDPA fp16 peer runs in the same gpu.sh call (bench/cuda/sdpa_decode.py).
 // Also times cuda::append (quantizing new fp16 K/V tokens into the device cache): a decode step's
 // (B = 8, Hkv = 8, d = 128, one token each) and a prefill's (B = 1, 2048 tokens); every launch
@@ -97,7 +98,7 @@ void bench_appends() {
   std::fflush(stdout);
 }
 
-template <class Scheme>
+template <class Scheme, std::size_t Dim = D>
 void bench(const char* name, std::size_t group_size, std::size_t page_tokens, const __half* q, __half* out) {
   if (only && std::strncmp(name, only, std::strlen(only)) != 0) return;
   std::mt19937 rng(11);
@@ -105,7 +106,7 @@ void bench(const char* name, std::size_t group_size, std::size_t page_tokens, co
   lb::attention::kv_shape shape;
   shape.batch = B;
   shape.kv_heads = HKV;
-  shape.head_dim = D;
+  shape.head_dim = Dim;
   if (page_tokens) {
     shape.page_tokens = page_tokens;
     shape.pages = B * S / page_tokens;
@@ -122,9 +123,9 @@ void bench(const char* name, std::size_t group_size, std::size_t page_tokens, co
   }
   // Random keys and values, 1024 tokens at a time from a pool of random floats (at a different
   // offset each time: drawing all 134 M normals would take longer than the benchmark).
-  std::vector<float> pool(4 * 1024 * HKV * D);
+  std::vector<float> pool(4 * 1024 * HKV * Dim);
   for (float& x : pool) x = normal(rng);
-  const std::size_t block = 1024 * HKV * D;
+  const std::size_t block = 1024 * HKV * Dim;
   std::uniform_int_distribution<std::size_t> offset(0, pool.size() - block);
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t t = 0; t < S; t += 1024) cache.append(b, pool.data() + offset(rng), pool.data() + offset(rng), 1024);
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
     cudaFree(a);
     cudaFree(b);
   }
-  std::vector<__half> qh(B * HQ * D);
+  std::vector<__half> qh(B * HQ * 256);  // the largest head_dim benchmarked
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& x : qh) x = __float2half(normal(rng));
@@ -190,6 +191,8 @@ int main(int argc, char** argv) {
   bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g32, contiguous)", 32, 0, q, out);
   bench<lb::scheme<lb::int4, lb::fp16>>("int4 (g128, paged 16)", 0, 16, q, out);
   bench<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero (g64, contiguous)", 64, 0, q, out);
+  bench<lb::scheme<lb::int8, lb::fp16>, 256>("int8 (d=256, g256, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>, 256>("int4 (d=256, g128, contiguous)", 128, 0, q, out);
 
   std::printf("\n| KV format | cache MB read | lowbit µs (default split) | GB/s | best µs (split tokens) |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");

@@ -1,6 +1,6 @@
 // Checks lowbit::cuda::decode against the CPU library's decode (lowbit::attention::decode) on the
 // same kv_cache contents: every GPU KV scheme (int8, uint8 + zero, int4, uint4 + zero, FP8 E4M3;
-// fp16, float and bf16 scales), head_dim 64 and 128, 1 to 16 query heads per KV head, contiguous
+// fp16, float and bf16 scales), head_dim 64, 128 and 256, 1 to 16 query heads per KV head, contiguous
 // and paged caches (shuffled block tables), group sizes from head_dim / 4 to the whole vector, odd
 // and empty lengths, one split, 64-token splits and the default. A plain checker (no GoogleTest);
 // exits non-zero on any failure, printing seed and case. Outputs are poisoned (NaN) first. Each
@@ -209,6 +209,11 @@ void check_scheme(const char* name, unsigned& seed) {
       // G <= 8 on pages of 64 and 32 tokens: a warp's 2 or 4 tiles copied together, or a page apart.
       {128, 2, 4, 64, 32, {130, 700}, 0, 1.0f},
       {64, 1, 8, 32, 0, {95, 33, 257}, 0, 1.0f},
+      // head_dim 256 (stages of 2 tiles for 4-bit codes too): contiguous; paged with groups of 64
+      // and 16 query heads a KV head; paged on 64-token pages, groups of 128.
+      {256, 2, 4, 0, 0, {1, 300, 97}, 320, 1.0f},
+      {256, 1, 16, 32, 64, {150, 0, 513}, 0, 1.0f},
+      {256, 2, 2, 64, 128, {700, 65}, 0, 0.5f},
   };
   for (const decode_case& c : cases_) check_case<Scheme>(name, c, seed++);
 }
@@ -437,6 +442,10 @@ void check_append_scheme(const char* name, unsigned& seed) {
       {70, 64, 1, 32, 20, 0, 0, false, 0, {{{}, {}}, {{}, {}}}},
       // A long prefill (16814 rows, one a warp: 2102 blocks, the last partial), groups of 64.
       {2, 128, 7, 64, 1210, 0, 0, false, 0, {{{1, 0}, {801, 400}}, {{0, 1}, {1, 1}}}},
+      // head_dim 256: contiguous, groups of 64 (8 lanes), fp16; paged (16-token pages), whole-vector
+      // scales (32 lanes), bf16 with a padded token stride.
+      {2, 256, 2, 64, 90, 0, 0, false, 0, {{{0, 1}, {65, 3}}, {{1, 0}, {1, 1}}}},
+      {2, 256, 3, 0, 0, 16, 4, true, 24, {{{1, 0}, {20, 33}}, {{0, 1}, {1, 1}}}},
   };
   for (append_case c : cases_) {
     if (c.batch == 70) {  // every sequence: 1 to 3 tokens, then one token each (in reverse order)
@@ -492,10 +501,10 @@ void check_append_errors() {
   });
   expect_error("5 pages for tables of 4", [&] { paged.map_pages(1, pages, 5); });
   expect_error("1 page for a sequence of 32 tokens", [&] { paged.map_pages(0, pages, 1); });
-  expect_error("head_dim 256", [&] {
-    lb::attention::kv_shape s256 = s;
-    s256.head_dim = 256;
-    lb::cuda::device_kv_cache<S> c(s256);
+  expect_error("head_dim 96", [&] {
+    lb::attention::kv_shape s96 = s;
+    s96.head_dim = 96;
+    lb::cuda::device_kv_cache<S> c(s96);
   });
   expect_error("group_size 48 with head_dim 64", [&] { lb::cuda::device_kv_cache<S> c(s, 48); });
   paged.map_pages(0, pages, 3);  // a third page: room again
@@ -555,11 +564,11 @@ int main(int argc, char** argv) {
       lb::attention::kv_cache<kv::int8_f16> c16(s, 16);
       (void)lb::cuda::upload(c16);
     });
-    expect_error("head_dim 256", [&] {
-      lb::attention::kv_shape s256 = s;
-      s256.head_dim = 256;
-      lb::attention::kv_cache<kv::int4_f16> c256(s256);
-      (void)lb::cuda::upload(c256);
+    expect_error("head_dim 96", [&] {
+      lb::attention::kv_shape s96 = s;
+      s96.head_dim = 96;
+      lb::attention::kv_cache<kv::int4_f16> c96(s96);
+      (void)lb::cuda::upload(c96);
     });
     cudaFree(buf);
   } catch (const std::exception& e) {

@@ -89,9 +89,9 @@ inline constexpr int decode_warps = 4;
 /// Tiles a warp computes an iteration: two for G <= 8, one above (two spilled there).
 __host__ __device__ constexpr int decode_pair(int max_g) { return max_g <= 8 ? 2 : 1; }
 /// Consecutive tiles a warp's stage holds and copies together: 4 for 4-bit codes with pairs (two
-/// iterations a stage), else the pair (8-bit stages of 4 tiles would leave one block an SM).
-__host__ __device__ constexpr int decode_copy_tiles(int bits, int max_g) {
-  return bits == 4 && max_g <= 8 ? 4 : decode_pair(max_g);
+/// iterations a stage) up to head_dim 128, else the pair (larger stages would leave one block an SM).
+__host__ __device__ constexpr int decode_copy_tiles(int bits, int max_g, int d) {
+  return bits == 4 && max_g <= 8 && d <= 128 ? 4 : decode_pair(max_g);
 }
 
 /// The kernel's copy of a kv_view (trivially copyable).
@@ -233,13 +233,15 @@ struct kv_codec {
 };
 
 /// Head-dimension index of the lane's k-step j element (register half r, element e): the order in
-/// which key_fragment consumes the lane's quarter of a key row. 8-bit: 16-byte pieces at 64 p + 16 t
-/// (so that the 4 lanes t of a row read 64 contiguous bytes in each copy); 4-bit: the D / 4 codes
-/// from (D / 4) t, in one piece.
+/// which key_fragment consumes the lane's quarter of a key row, read in 16-byte pieces (8 bytes for
+/// 4-bit at head_dim 64): piece p of lane t is the row's piece 4 p + t (so that the 4 lanes of a row
+/// read 64 contiguous bytes in each copy); within a piece, 8-bit codes in order, 4-bit codes as
+/// the nibble decode gives them (8 a word: 2 (j & 1) + r + 4 e).
 template <int Bits, int D>
 __host__ __device__ constexpr int key_dim(int t, int j, int r, int e) {
-  return Bits == 8 ? 64 * (j >> 2) + 16 * t + 4 * (j & 3) + 2 * r + e
-                   : (D / 4) * t + 8 * (j >> 1) + 2 * (j & 1) + r + 4 * e;
+  constexpr int piece_codes = Bits == 8 ? 16 : (D / 4 < 32 ? D / 4 : 32), steps = piece_codes / 4;
+  const int piece = j / steps, js = j % steps, base = (4 * piece + t) * piece_codes;
+  return Bits == 8 ? base + 4 * js + 2 * r + e : base + 8 * (js >> 1) + 2 * (js & 1) + r + 4 * e;
 }
 
 /// Shared memory of one warp's stage (Tiles consecutive tiles): their 16 Tiles key rows and value
@@ -301,15 +303,17 @@ __device__ __forceinline__ void load_words(uint32_t* w, const uint8_t* p) {
 /// One block: split blockIdx.x of KV head blockIdx.y of sequence blockIdx.z, G <= MaxG query heads.
 /// With splits == 1 it writes the normalized fp16 output; else (max, sum) and unnormalized O
 /// partials to work ([B][Hkv][G][splits] x (D + 2) floats: O, then max and sum).
+/// Up to head_dim 128, 3 blocks an SM (as many as the rings allow); 256: one or two (rings of
+/// 105-133 KiB), so 255 registers a thread (168 spilled).
 template <class Scheme, int D, int MaxG, class T>
-__global__ void __launch_bounds__(decode_warps * 32, 3)  // 3 blocks an SM (as many as the rings allow)
+__global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
     decode_kernel(const T* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
                   float* __restrict__ work, T* __restrict__ out) {
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
   constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
-  constexpr int pair = decode_pair(MaxG), ctiles = decode_copy_tiles(Scheme::bits, MaxG);
+  constexpr int pair = decode_pair(MaxG), ctiles = decode_copy_tiles(Scheme::bits, MaxG, D);
   using stage_layout = decode_stage<Scheme, D, ctiles>;
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
@@ -731,7 +735,7 @@ template <class Scheme, int D, int MaxG, class T>
 void decode_launch(const T* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
                    const decode_options& options, decode_workspace& workspace, T* out, cudaStream_t stream) {
   const auto kernel = decode_kernel<Scheme, D, MaxG, T>;
-  const int smem = decode_stage<Scheme, D, decode_copy_tiles(Scheme::bits, MaxG)>::smem_bytes;
+  const int smem = decode_stage<Scheme, D, decode_copy_tiles(Scheme::bits, MaxG, D)>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
@@ -803,10 +807,13 @@ void decode(const T* q, const kv_view<Scheme>& cache, T* out, std::size_t q_head
   if (d == 64) {
     if (group <= 8) run(detail::decode_launch<Scheme, 64, 8, T>);
     else run(detail::decode_launch<Scheme, 64, 16, T>);
-  } else {
-    LOWBIT_CHECK(d == 128, "cuda::decode: head_dim=" << d << " (64 or 128)");
+  } else if (d == 128) {
     if (group <= 8) run(detail::decode_launch<Scheme, 128, 8, T>);
     else run(detail::decode_launch<Scheme, 128, 16, T>);
+  } else {
+    LOWBIT_CHECK(d == 256, "cuda::decode: head_dim=" << d << " (64, 128 or 256)");
+    if (group <= 8) run(detail::decode_launch<Scheme, 256, 8, T>);
+    else run(detail::decode_launch<Scheme, 256, 16, T>);
   }
 }
 

@@ -135,19 +135,22 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
   uint8_t c[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) c[e] = traits::encode(scale > 0.0f ? __fadd_rn(__fdiv_rn(x[e], scale), zero) : zero);
+  // The lane's E codes (E = 2, 4 or 8) in one store: 8-bit E bytes, 4-bit E / 2 (element 2j in the
+  // low nibble of byte j).
   if constexpr (Scheme::bits == 8) {
-    if constexpr (E == 4) {
-      reinterpret_cast<uint32_t*>(codes)[lane] = c[0] | (c[1] << 8) | (c[2] << 16) | (static_cast<uint32_t>(c[3]) << 24);
-    } else {
-      reinterpret_cast<uint16_t*>(codes)[lane] = static_cast<uint16_t>(c[0] | (c[1] << 8));
-    }
-  } else {  // element 2j in the low nibble of byte j
-    if constexpr (E == 4) {
-      reinterpret_cast<uint16_t*>(codes)[lane] =
-          static_cast<uint16_t>((c[0] & 15) | ((c[1] & 15) << 4) | ((c[2] & 15) << 8) | ((c[3] & 15) << 12));
-    } else {
-      codes[lane] = static_cast<uint8_t>((c[0] & 15) | ((c[1] & 15) << 4));
-    }
+    uint32_t w[(E + 3) / 4] = {};
+#pragma unroll
+    for (int e = 0; e < E; ++e) w[e / 4] |= static_cast<uint32_t>(c[e]) << (8 * (e % 4));
+    if constexpr (E == 8) reinterpret_cast<::uint2*>(codes)[lane] = make_uint2(w[0], w[1]);
+    else if constexpr (E == 4) reinterpret_cast<uint32_t*>(codes)[lane] = w[0];
+    else reinterpret_cast<uint16_t*>(codes)[lane] = static_cast<uint16_t>(w[0]);
+  } else {
+    uint32_t w = 0;
+#pragma unroll
+    for (int e = 0; e < E; ++e) w |= static_cast<uint32_t>(c[e] & 15) << (4 * e);
+    if constexpr (E == 8) reinterpret_cast<uint32_t*>(codes)[lane] = w;
+    else if constexpr (E == 4) reinterpret_cast<uint16_t*>(codes)[lane] = static_cast<uint16_t>(w);
+    else codes[lane] = static_cast<uint8_t>(w);
   }
 }
 
@@ -266,7 +269,8 @@ void append(device_kv_cache<Scheme>& cache, const T* k, const T* v, const std::s
     if (entries.n == 0) return;
     const int tokens = static_cast<int>(first - chunk_first);
     if (d == 64) detail::kv_append_launch<Scheme, 64>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
-    else detail::kv_append_launch<Scheme, 128>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
+    else if (d == 128) detail::kv_append_launch<Scheme, 128>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
+    else detail::kv_append_launch<Scheme, 256>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
     entries.n = 0;
     chunk_first = first;
   };
