@@ -62,29 +62,11 @@ struct kv_append_params {
 __device__ __forceinline__ float input_to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float input_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-/// Reductions over the `Lanes` lanes of a scale group (aligned segments of the warp).
-template <int Lanes>
-__device__ __forceinline__ float lanes_min(float x) {
+/// x reduced over the `Lanes` lanes of a scale group (aligned segments of the warp) by pick(x, y).
+template <int Lanes, class T, class Pick>
+__device__ __forceinline__ T lanes_reduce(T x, Pick pick) {
 #pragma unroll
-  for (int o = Lanes / 2; o > 0; o /= 2) {
-    const float y = __shfl_xor_sync(0xffffffffu, x, o);
-    x = y < x ? y : x;
-  }
-  return x;
-}
-template <int Lanes>
-__device__ __forceinline__ float lanes_max(float x) {
-#pragma unroll
-  for (int o = Lanes / 2; o > 0; o /= 2) {
-    const float y = __shfl_xor_sync(0xffffffffu, x, o);
-    x = x < y ? y : x;
-  }
-  return x;
-}
-template <int Lanes>
-__device__ __forceinline__ unsigned lanes_min_u(unsigned x) {
-#pragma unroll
-  for (int o = Lanes / 2; o > 0; o /= 2) x = min(x, __shfl_xor_sync(0xffffffffu, x, o));
+  for (int o = Lanes / 2; o > 0; o /= 2) x = pick(x, __shfl_xor_sync(0xffffffffu, x, o));
   return x;
 }
 
@@ -102,8 +84,8 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
     float lo = 0.0f, hi = 0.0f;  // the range of the group and 0, as std::min / std::max from 0
 #pragma unroll
     for (int e = 0; e < E; ++e) lo = x[e] < lo ? x[e] : lo, hi = hi < x[e] ? x[e] : hi;
-    lo = lanes_min<Lanes>(lo);
-    hi = lanes_max<Lanes>(hi);
+    lo = lanes_reduce<Lanes>(lo, [](float a, float b) { return b < a ? b : a; });
+    hi = lanes_reduce<Lanes>(hi, [](float a, float b) { return a < b ? b : a; });
     const scale_type stored = scale_traits<scale_type>::from_float(
         __fdiv_rn(__fsub_rn(hi, lo), traits::max_finite - traits::min_value));
     scale = scale_traits<scale_type>::to_float(stored);
@@ -119,12 +101,12 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
     float amax = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) amax = fmaxf(amax, fabsf(x[e]));
-    amax = lanes_max<Lanes>(amax);
+    amax = lanes_reduce<Lanes>(amax, [](float a, float b) { return a < b ? b : a; });
     unsigned first = ~0u;  // 2 x index + sign of the lane's first element of magnitude amax
 #pragma unroll
     for (int e = E - 1; e >= 0; --e)
       if (fabsf(x[e]) == amax) first = 2u * static_cast<unsigned>(lane * E + e) + (x[e] < 0.0f ? 1u : 0u);
-    first = lanes_min_u<Lanes>(first);
+    first = lanes_reduce<Lanes>(first, [](unsigned a, unsigned b) { return min(a, b); });
     const float extreme = amax > 0.0f && (first & 1u) ? -amax : amax;  // 0 when the group is all zeros
     const float raw = (extreme < 0.0f && traits::min_value < 0.0f) ? __fdiv_rn(extreme, traits::min_value)
                                                                   : __fdiv_rn(fabsf(extreme), traits::max_finite);
