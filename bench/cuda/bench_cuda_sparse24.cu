@@ -107,6 +107,9 @@ template <class Shape>
 struct is_wgmma : std::false_type {};
 template <int BN, int Stages>
 struct is_wgmma<wgmma_shape<BN, Stages>> : std::true_type {};
+struct cluster_shape {};  // the clustered wgmma kernel (x by TMA multicast)
+template <>
+struct is_wgmma<cluster_shape> : std::true_type {};
 
 // M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
 // -1 where the device has no wgmma code.
@@ -121,7 +124,11 @@ double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_
       [&](int i) {
         const auto& v = views[static_cast<std::size_t>(i) % views.size()];
         if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
-        else if constexpr (is_wgmma<Shape>::value) {
+        else if constexpr (std::is_same<Shape, cluster_shape>::value) {
+          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr)) std::exit(3);
+          }
+        } else if constexpr (is_wgmma<Shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) lb::cuda::detail::gemm_sparse24_wgmma_with<std::is_same<Shape, wgmma_shape<256, 5>>::value ? 256 : 128,
                                                                               std::is_same<Shape, wgmma_shape<256, 5>>::value ? 5 : 6>(
               x, int(m), k, v, y, n, nullptr, o);
@@ -257,16 +264,16 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
                     flop / us * 1e-6, other.empty() ? "-" : other.c_str(), d, peer, flop / peer * 1e-6, peer / us);
         std::fflush(stdout);
       };
-      // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block
-      // and the mma.sp tiled kernel's default shape.
+      // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block,
+      // the mma.sp tiled kernel's default shape and the clustered wgmma kernel (x by TMA multicast).
       using lc::detail::sparse24_large_default;
       line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
            {time_large<wgmma_shape<256, 5>>(x, m, hs, y, its, o), time_large<wgmma_shape<128, 6>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o)},
+            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o), time_large<cluster_shape>(x, m, hs, y, its, o)},
            cublas, -1.0);
       line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o),
            {time_large<wgmma_shape<256, 5>>(xb, m, bs, yb, its, o), time_large<wgmma_shape<128, 6>>(xb, m, bs, yb, its, o),
-            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o)},
+            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o), time_large<cluster_shape>(xb, m, bs, yb, its, o)},
            cublas_bf, -1.0);
       line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
       line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);

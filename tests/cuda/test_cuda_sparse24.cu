@@ -10,7 +10,8 @@
 // fp16 activations; 1000 and 2048 on N = 200 only) on N = 200, 130 (not multiples of its 128 /
 // 256-row blocks), K = 256 (g64) and 384 (per channel), K split by default (these shapes have few
 // blocks), not split, and 2 splits on the workspace; plain values also on each M > 64 path (the
-// sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, and the
+// sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, its
+// clustered variant with x by TMA multicast (also K = 256: fewer steps than stages), and the
 // mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513; then the
 // argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
@@ -61,8 +62,9 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
-  // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel.
-  if (path == 1 || path == 2) {
+  // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
+  // (x by TMA multicast).
+  if (path == 1 || path == 2 || path == 4) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -101,6 +103,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       if (path == 1) ld::gemm_sparse24_wgmma_with<256, 5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 2) ld::gemm_sparse24_wgmma_with<128, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 3) ld::gemm_sparse24_large_with<ld::sparse24_large_default<4>>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
+      else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr))
+        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
     }
     if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   };
@@ -199,6 +203,9 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 520, 2048, 0, 129, 0, 0, seed++, 1, nullptr, 2);
     check_case<Scheme, T>(name, 130, 1024, 0, 300, 0, 0, seed++, 3, &workspace, 2);
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 3);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 0, nullptr, 4);
+    check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 4);
   }
 }
 

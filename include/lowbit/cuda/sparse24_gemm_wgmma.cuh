@@ -25,6 +25,9 @@
 /// takes this path only when the loaded code for the current device has it (sparse24_wgmma_usable).
 #pragma once
 
+#include <cuda.h>  // CUtensorMap (the type only: the encoder is found through the runtime)
+#include <cudaTypedefs.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -51,6 +54,47 @@ __device__ __forceinline__ void fence_register(float& r) { asm volatile("" : "+f
 /// address / 16, leading byte offset unused (1), stride byte offset 1024 (8-row groups), layout 1.
 __device__ __forceinline__ uint64_t sw128_descriptor(unsigned at) {
   return static_cast<uint64_t>((at & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+/// mbarrier helpers (shared addresses of this CTA; the remote arrive maps the address to `rank`'s).
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank) {
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(bar),
+      "r"(rank)
+      : "memory");
+}
+/// Waits for the phase of `parity` to complete (default semantics, as CUTLASS's cluster barriers).
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ unsigned cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+/// A 2D TMA copy of box (k, row) of `map` to `dst` in every CTA of `mask`, completing on `bar` (the
+/// same offset in each).
+__device__ __forceinline__ void tma_multicast(unsigned dst, const CUtensorMap* map, int k, int row, unsigned bar,
+                                              uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(row), "r"(bar), "h"(mask)
+      : "memory");
 }
 
 /// D(64 x 128, fp32) += A(64 x 32, 2:4, registers) * B(32 x 128, shared memory, descriptor), fp16 (BF16: bf16).
@@ -310,6 +354,200 @@ void gemm_sparse24_wgmma_with(const T* x, int m, int ldx, const packed_sparse24_
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
+/// The clustered variant (256 tokens a block, 2 blocks a cluster on adjacent weight rows, the same
+/// tokens): x comes by TMA (a tensor map with the 128-byte swizzle, the layout the cp.async kernel
+/// writes), each block copying half of the 256 rows and multicasting it to both, so that x is read
+/// from L2 once per 256 weight rows instead of once per 128 (the unclustered kernel moved ~6-7 TB/s
+/// from L2 at M >= 1024 on an H100: the x re-reads bound it). The weights stay on cp.async (each
+/// block its own rows). Stage s's x lands on full[s % Stages] (32 KB of transactions: both halves);
+/// before a block multicasts into a stage it waits on its empty barrier, which each block of the
+/// cluster arrives at (remotely) once its own wgmmas of that stage are done.
+template <int Stages>
+struct sparse24_wgmma_cluster_layout {
+  using ring = sparse24_wgmma_layout<256, Stages>;
+  static constexpr unsigned barriers_at = Stages * ring::stage_bytes;  // from the aligned start
+  static constexpr std::size_t bytes = std::size_t(barriers_at) + 16u * Stages + 1024u;
+  static_assert(bytes <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");
+};
+
+template <class T, int Stages>
+__global__ void __launch_bounds__(256, 1)
+    sparse24_wgmma_cluster_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
+                                  const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
+                                  T* __restrict__ y, int ldy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int BN = 256;
+  using ring_layout = sparse24_wgmma_layout<BN, Stages>;
+  using layout = sparse24_wgmma_cluster_layout<Stages>;
+  constexpr bool bf16 = is_bf16<T>;
+  constexpr int threads = 256, tile_vecs = ring_layout::tile_vecs;
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned rank = cluster_rank();
+  constexpr int column = 8;  // blocks_n is even: the two blocks of a cluster share mb
+  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
+  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
+  const int width = min(column, blocks_n - col * column);
+  const int nb = col * column + within % width, mb = within / width;
+  const int tile0 = nb * 8, m0 = mb * BN;
+  const int steps = 2 * chunks;
+
+  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
+  const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
+  if (threadIdx.x == 0) {
+    for (int j = 0; j < Stages; ++j) {
+      mbar_init(full + 8u * j, 1);   // this block's expect_tx
+      mbar_init(empty + 8u * j, 2);  // one arrival from each block of the cluster
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster_sync();  // the peer's barriers exist before anything is multicast to it
+
+  const auto issue = [&](int step) {  // always commits a cp.async group (empty past the end)
+    if (step < steps) {
+      const int c = step >> 1, h = step & 1, slot = step % Stages;
+      const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
+      if (threadIdx.x == 0) {
+        if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
+        mbar_expect_tx(full + 8u * slot, ring_layout::x_bytes);
+        tma_multicast(stage + rank * (BN / 2) * 128u, &x_map, c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2),
+                      full + 8u * slot, 0x3);
+      }
+#pragma unroll
+      for (int i = 0; i < (8 * tile_vecs + threads - 1) / threads; ++i) {
+        const int idx = threadIdx.x + i * threads;
+        if (idx < 8 * tile_vecs) {
+          const int tl = idx / tile_vecs, v = idx % tile_vecs;
+          const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
+          const ::uint4* src = v < 64 ? codes + ((tile * chunks + c) * 4 + 2 * h) * 32 + v
+                                      : metadata + (tile * chunks + c) * 16 + (v - 64);
+          cp_async16_at(stage + ring_layout::x_bytes + idx * 16, src);
+        }
+      }
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < Stages - 2; ++s) issue(s);
+  float acc[BN / 8][1][4];
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+  uint32_t a[2][2][4] = {}, meta[2][2] = {};
+  const unsigned frag_at = ring_layout::x_bytes + (warp * tile_vecs + lane) * 16;
+  const unsigned meta_at = ring_layout::x_bytes + (warp * tile_vecs + 64 + 2 * g + (t & 1)) * 16;
+  const auto step_body = [&](int step, auto buffer) {
+    constexpr int buf = decltype(buffer)::value;
+    const int slot = step % Stages;
+    cp_async_wait<Stages - 3>();
+    mbar_wait(full + 8u * slot, static_cast<unsigned>(step / Stages) & 1u);
+    __syncthreads();  // the weights came from every thread; this block's wgmmas of step - 2 are done
+    if (threadIdx.x == 0 && step >= 2 && step - 2 + Stages < steps) {
+      const unsigned freed = empty + 8u * ((step - 2) % Stages);
+      mbar_arrive_cluster(freed, 0);
+      mbar_arrive_cluster(freed, 1);
+    }
+    issue(step + Stages - 2);
+    const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk)
+      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(a[buf][kk][0]), "=r"(a[buf][kk][1]), "=r"(a[buf][kk][2]), "=r"(a[buf][kk][3])
+                   : "r"(stage + frag_at + kk * 512));
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[buf][0]), "=r"(meta[buf][1]) : "r"(stage + meta_at + buf * 8));
+    wgmma_fence();
+    const uint64_t desc = sw128_descriptor(stage);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) wgmma_sp_m64n256k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
+    wgmma_commit();
+    wgmma_wait<1>();
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+      for (int p = 0; p < 4; ++p) fence_register(a[buf ^ 1][kk][p]);
+      fence_register(meta[buf ^ 1][kk]);
+    }
+  };
+  for (int step = 0; step < steps; step += 2) {
+    step_body(step, std::integral_constant<int, 0>{});
+    step_body(step + 1, std::integral_constant<int, 1>{});
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
+  cp_async_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = (tile0 + warp) * 16 + g + 8 * (i >> 1), tok = m0 + j * 8 + 2 * t + (i & 1);
+      if (row < n && tok < m) {
+        if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
+        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
+      }
+    }
+  cluster_sync();  // no block leaves while its peer may still arrive at its barriers
+#else
+  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)y, (void)ldy;
+#endif
+}
+
+/// cuTensorMapEncodeTiled through the runtime (no link to the driver library); null if missing.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+/// The clustered kernel; false (nothing launched) where the tensor map cannot be made.
+template <int Stages, class Scheme, class T>
+bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                                 cudaStream_t stream) {
+  static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
+  const auto encode = tensor_map_encoder();
+  if (!encode) return false;
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(w.cols), static_cast<cuuint64_t>(m)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * sizeof(T)};
+  const cuuint32_t box[2] = {64, 128}, element_strides[2] = {1, 1};
+  const CUresult made = encode(&map, is_bf16<T> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                               const_cast<T*>(x), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (made != CUDA_SUCCESS) return false;
+  const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
+  const std::size_t blocks_n = ((w.tiles() + 7) / 8 + 1) / 2 * 2;  // even: a cluster's two blocks share the tokens
+  const std::size_t blocks_m = (static_cast<std::size_t>(m) + 255) / 256;
+  LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31),
+               "cuda::gemm_sparse24: m=" << m << " by N=" << w.rows << " is too many blocks");
+  using layout = sparse24_wgmma_cluster_layout<Stages>;
+  const auto kernel = sparse24_wgmma_cluster_kernel<T, Stages>;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(blocks_n * blocks_m));
+  config.blockDim = dim3(256);
+  config.dynamicSmemBytes = layout::bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = 2, attribute.val.clusterDim.y = 1, attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, map, m, w.codes, w.metadata, n, static_cast<int>(w.tiles()), chunks,
+                                       static_cast<int>(blocks_n), y, ldy));
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  return true;
+}
+
 /// The default: 256 tokens a block where that gives at least 3/4 of a block an SM, else 128 (with
 /// K split when even those are fewer than the SMs). Measured on an H100 (bench_cuda_sparse24, fp16
 /// values): 8192² M = 512 (128 blocks of 256) 99 µs with 256 against 144 with 128, 4096 x 14336
@@ -318,9 +556,10 @@ template <class Scheme, class T>
 void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options) {
   const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
-  if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count()))
-    gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
-  else
+  if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {
+    if (!gemm_sparse24_wgmma_cluster<5>(x, m, ldx, w, y, ldy, stream))  // x by TMA multicast
+      gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
+  } else
     gemm_sparse24_wgmma_with<128, 6>(x, m, ldx, w, y, ldy, stream, options);
 }
 
