@@ -175,6 +175,16 @@ TEST(gemm, executors_give_the_serial_result) {
       EXPECT_EQ(serial, threaded) << "m=" << m;
     }
   }
+  // NF4 at M = 1: the fp32 kernel's 8-panel steps (19 panels: two full steps and a tail), and it
+  // must match the reference too.
+  using N = scheme<nf4>;
+  const quantized_matrix<N> qn = make_weights<N>(c, 7);
+  const panel_matrix<N> wn = pack_panels(qn.view());
+  std::vector<float> serial(c.n), threaded(c.n);
+  gemm(matrix_view<const float>(x.data(), 1, c.k), wn, matrix_view<float>(serial.data(), 1, c.n));
+  gemm(matrix_view<const float>(x.data(), 1, c.k), wn, matrix_view<float>(threaded.data(), 1, c.n), {}, pool);
+  EXPECT_EQ(serial, threaded);
+  expect_close(serial, reference::gemm(matrix_view<const float>(x.data(), 1, c.k), qn.view()), 1e-5, "nf4 m=1");
 }
 
 // Strided views: only the M x N window of y is written, x is read through its ld.
