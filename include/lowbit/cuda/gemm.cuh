@@ -468,16 +468,7 @@ __global__ void __launch_bounds__(Warps * 32, 1)
     if (left == 0) left = chunks_per_group;
 
     uint32_t words[Tiles][4 * vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl) {
-#pragma unroll
-      for (int v = 0; v < vecs; ++v) {
-        const ::uint4 q = mine[(tl * vecs + v) * 32 + lane];
-        words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
-      }
-      sc_g[tl] = stage_scales[tl * 16 + g], sc_g8[tl] = stage_scales[tl * 16 + g + 8];
-      dequant_biases<Bits, Kind, bf16>(sc_g[tl], sc_g8[tl], bias_g[tl], bias_g8[tl]);
-    }
+    load_chunk_tiles<Bits, Kind, bf16>(mine, stage_scales, lane, g, words, sc_g, sc_g8, bias_g, bias_g8);
     // Two halves of the chunk (mmas 2h, 2h + 1; for MXFP4 one block each): the tiles' A fragments
     // are made once and serve every 8-row tile of x, whose B fragments are one 16-byte read each.
 #pragma unroll

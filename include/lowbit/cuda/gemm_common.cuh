@@ -235,6 +235,27 @@ __device__ __forceinline__ void dequant_biases(uint32_t sc_g, uint32_t sc_g8, ui
   }
 }
 
+/// A warp's Tiles 16-row weight tiles of one chunk from its stage in shared memory: each lane's
+/// code words (W / 4 16-byte reads a tile, 32 lanes apart), the scale words of rows g and g + 8 of
+/// each tile (16 a tile), and their dequant biases.
+template <int Bits, dequant_kind Kind, bool BF16, int Tiles, int W>
+__device__ __forceinline__ void load_chunk_tiles(const ::uint4* codes, const uint32_t* scales, int lane, int g,
+                                                 uint32_t (&words)[Tiles][W], uint32_t (&sc_g)[Tiles],
+                                                 uint32_t (&sc_g8)[Tiles], uint32_t (&bias_g)[Tiles],
+                                                 uint32_t (&bias_g8)[Tiles]) {
+  constexpr int vecs = W / 4;
+#pragma unroll
+  for (int tl = 0; tl < Tiles; ++tl) {
+#pragma unroll
+    for (int v = 0; v < vecs; ++v) {
+      const ::uint4 q = codes[(tl * vecs + v) * 32 + lane];
+      words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
+    }
+    sc_g[tl] = scales[tl * 16 + g], sc_g8[tl] = scales[tl * 16 + g + 8];
+    dequant_biases<Bits, Kind, BF16>(sc_g[tl], sc_g8[tl], bias_g[tl], bias_g8[tl]);
+  }
+}
+
 /// A scale group's factor from its scale word (not MXFP4): the fp16 scale times the power of two
 /// that the dequantizer left out (E2M1 values come out times 2^-14, E4M3 times 2^-8).
 template <dequant_kind Kind>

@@ -138,16 +138,7 @@ __global__ void __launch_bounds__(Shape::threads, 1)
     (void)flush;  // unused with MXFP4 (a scale a half chunk)
 
     uint32_t words[Tiles][4 * vecs], sc_g[Tiles], sc_g8[Tiles], bias_g[Tiles], bias_g8[Tiles];
-#pragma unroll
-    for (int tl = 0; tl < Tiles; ++tl) {
-#pragma unroll
-      for (int v = 0; v < vecs; ++v) {
-        const ::uint4 q = mine[(tl * vecs + v) * 32 + lane];
-        words[tl][4 * v] = q.x, words[tl][4 * v + 1] = q.y, words[tl][4 * v + 2] = q.z, words[tl][4 * v + 3] = q.w;
-      }
-      sc_g[tl] = stage_scales[tl * 16 + g], sc_g8[tl] = stage_scales[tl * 16 + g + 8];
-      dequant_biases<Bits, Kind, bf16>(sc_g[tl], sc_g8[tl], bias_g[tl], bias_g8[tl]);
-    }
+    load_chunk_tiles<Bits, Kind, bf16>(mine, stage_scales, lane, g, words, sc_g, sc_g8, bias_g, bias_g8);
     // Two halves of the chunk (mmas 2h, 2h + 1; MXFP4: one block each): the tiles' A fragments are
     // made once and serve all MT x tiles; 4 x tiles at a time, the first mma of the half for all of
     // them, then the second (independent mmas in a row).
