@@ -8,8 +8,11 @@
 /// kept in the same order (block_element) and so are the V sums, put back in element order once
 /// per chunk. Per 16-token tile:
 /// - q·k: 4 tokens x up to 4 query heads a register block (16 accumulators), each K register
-///   used by every head of the block; the 16 tokens' lane sums by one transpose-add tree a head.
-/// - online softmax on the 16 scores of each head (softmax_tile, shared with the float path).
+///   used by every head of the block; the block's 16 lane sums by one transpose-add tree, in
+///   registers.
+/// - online softmax of up to 4 heads side by side (softmax_rows_heads: one shuffle tree for the
+///   maxima, exp_tile for the probabilities; the V sums rescaled only when a maximum moved).
+/// - Head dimension 128 compiled with its loops unrolled and no tail checks.
 /// - P V: per head, the sums of two 32-element blocks (4 accumulators), each V register used by
 ///   every head of the block, the probability broadcast; for d = 80..128 pairs of heads over
 ///   whole rows (up to 8 accumulators a head), so that V is first read in address order.
@@ -76,21 +79,57 @@ constexpr std::size_t block_element(std::size_t p) noexcept {
 /// 128-bit lane L.
 constexpr std::size_t pair_element(std::size_t p) noexcept { return 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4; }
 
+/// Lane 4 j + t of the result: the sum of the lanes of x[4 j + t] (16 vectors: 4 heads x 4 tokens).
+LOWBIT_ALWAYS_INLINE __m512 sum_lanes16(const __m512* x) noexcept {
+  // 16 -> 8 vectors (256-bit halves added), -> 4 (128-bit quarters added), then within 128-bit
+  // lanes; lanes come out as 0-3, 8-11, 4-7, 12-15, put in order by the last permute.
+  __m512 b[8], c[4];
+  LOWBIT_UNROLL
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[i], x[i + 8], 0x44), _mm512_shuffle_f32x4(x[i], x[i + 8], 0xEE));
+  LOWBIT_UNROLL
+  for (int i = 0; i < 4; ++i)
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+  const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+  const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+  const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
+}
+
+/// Quarter J of x[0], x[1], x[2], x[3], in that order.
+template <int J>
+LOWBIT_ALWAYS_INLINE __m512 quarters_of(const __m512* x) noexcept {
+  const __m512 lo = _mm512_shuffle_f32x4(x[0], x[1], J * 0x55), hi = _mm512_shuffle_f32x4(x[2], x[3], J * 0x55);
+  return _mm512_shuffle_f32x4(lo, hi, 0x88);
+}
+LOWBIT_ALWAYS_INLINE __m512 quarters_of(const __m512* x, std::size_t j) noexcept {
+  switch (j) {
+    case 0: return quarters_of<0>(x);
+    case 1: return quarters_of<1>(x);
+    case 2: return quarters_of<2>(x);
+    default: return quarters_of<3>(x);
+  }
+}
+
 /// scores[j][i] = q_j · k_i for the HB heads at q (blocks x 32 elements each) and the 16 rows of a
 /// tile (row i at k + min(i, n - 1) * d: rows past n repeat the last one, and are ignored). Q float:
 /// q in load_row_block's order, two FMAs per block, token and head. Q uint16_t (bf16 products, a
 /// bf16 cache, AVX-512 BF16): q's bf16 bits in element order, one vdpbf16ps on the row's words.
-template <class Tag, std::size_t HB, class Q, class Raw>
+/// Per 4 tokens the 16 accumulators (4 heads x 4 tokens) are summed into one vector at once (a
+/// head's 16 accumulators through memory cost 64 stores and loads a tile); then 128-bit quarters
+/// of the four vectors are regrouped by head. D: the head dimension when known at compile time.
+template <class Tag, std::size_t HB, std::size_t D, class Q, class Raw>
 void rows_tile_scores(const Q* q, std::size_t blocks, const Raw* k, std::size_t n, std::size_t d,
                       float* scores) noexcept {
-  using f32 = typename simd::ops<Tag>::f32;
-  f32 sums[HB][tile_tokens];
+  if (D) d = D, blocks = (D + row_block - 1) / row_block;
+  __m512 r[4];  // tokens 4 g .. 4 g + 3: lane 4 j + t holds head j's score of token 4 g + t
   for (std::size_t i0 = 0; i0 < tile_tokens; i0 += 4) {
     const Raw* rows[4];
     for (std::size_t t = 0; t < 4; ++t) rows[t] = k + std::min(i0 + t, n - 1) * d;
-    __m512 acc[HB][4];
+    __m512 acc[4][4];
     LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j)
+    for (std::size_t j = 0; j < 4; ++j)
       LOWBIT_UNROLL
       for (std::size_t t = 0; t < 4; ++t) acc[j][t] = _mm512_setzero_ps();
     for (std::size_t b = 0; b < blocks; ++b)
@@ -114,12 +153,11 @@ void rows_tile_scores(const Q* q, std::size_t blocks, const Raw* k, std::size_t 
 #endif
         }
       }
-    LOWBIT_UNROLL
-    for (std::size_t j = 0; j < HB; ++j)
-      LOWBIT_UNROLL
-      for (std::size_t t = 0; t < 4; ++t) sums[j][i0 + t] = acc[j][t];
+    r[i0 / 4] = sum_lanes16(&acc[0][0]);
   }
-  for (std::size_t j = 0; j < HB; ++j) reduce_lanes<Tag>(sums[j]).store_unaligned(scores + j * tile_tokens);
+  // head j: quarter j of r[0], r[1], r[2], r[3]
+  LOWBIT_UNROLL
+  for (std::size_t j = 0; j < HB; ++j) _mm512_storeu_ps(scores + j * tile_tokens, quarters_of(r, j));
 }
 
 /// acc_j = acc_j * correction[j] + sum_i p[j][i] v_i over the n rows of a tile, for the HB heads'
@@ -128,16 +166,21 @@ void rows_tile_scores(const Q* q, std::size_t blocks, const Raw* k, std::size_t 
 /// products): pairs of bf16 probabilities (8 words a head, tokens 2i and 2i + 1 in word i) against
 /// two rows' words interleaved, one vdpbf16ps per 16 elements, token pair and head, sums in
 /// pair_element order.
-template <std::size_t HB, std::size_t NB, class P, class Raw>
+template <std::size_t HB, std::size_t NB, std::size_t D, class P, class Raw>
 void rows_tile_values(const P* p, const float* correction, const Raw* v, std::size_t n, std::size_t d,
                       std::size_t blocks, std::size_t b0, float* acc_split) noexcept {
   constexpr std::size_t R = 2 * NB;
+  if (D) d = D, blocks = (D + row_block - 1) / row_block;  // (D: the head dimension when known at compile time)
   __m512 acc[HB][R];
   LOWBIT_UNROLL
   for (std::size_t j = 0; j < HB; ++j) {
-    const __m512 c = _mm512_set1_ps(correction[j]);
     LOWBIT_UNROLL
-    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(_mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r), c);
+    for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_load_ps(acc_split + (j * blocks + b0) * row_block + 16 * r);
+    if (correction[j] != 1.0f) {  // 1 (exactly) unless the head's maximum moved
+      const __m512 c = _mm512_set1_ps(correction[j]);
+      LOWBIT_UNROLL
+      for (std::size_t r = 0; r < R; ++r) acc[j][r] = _mm512_mul_ps(acc[j][r], c);
+    }
   }
   if constexpr (std::is_same<P, float>::value) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -175,6 +218,42 @@ void rows_tile_values(const P* p, const float* correction, const Raw* v, std::si
   for (std::size_t j = 0; j < HB; ++j)
     LOWBIT_UNROLL
     for (std::size_t r = 0; r < R; ++r) _mm512_store_ps(acc_split + (j * blocks + b0) * row_block + 16 * r, acc[j][r]);
+}
+
+/// The online-softmax step of HB query heads over a tile's scores (16 a head, those past n
+/// ignored), the heads side by side in quarters of one vector: updates max and sum, leaves
+/// exp(score - max) in scores (0 past n) and the factors that rescale the heads' earlier V sums
+/// in corrections (exactly 1 when a maximum did not move, 0 on the first tile). One shuffle tree
+/// for the HB tile maxima and exp_tile for the probabilities, where a head at a time (scalar
+/// maxima and sums, a libm exp) was a long dependent chain per head and tile.
+template <std::size_t HB>
+LOWBIT_ALWAYS_INLINE void softmax_rows_heads(float* scores, std::size_t n, float* max, float* sum, float* corrections) noexcept {
+  const __mmask16 valid = static_cast<__mmask16>((1u << n) - 1);
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 s[HB];
+  LOWBIT_UNROLL
+  for (std::size_t j = 0; j < HB; ++j) s[j] = _mm512_mask_loadu_ps(minus_inf, valid, scores + j * tile_tokens);
+  const __m512 tile_max = quarter_max<HB>(s);  // quarter j: head j's
+  // the running maxima in quarters (past HB: the tile maxima, so nothing moves there)
+  const __m512 old_max = _mm512_mask_mov_ps(
+      tile_max, static_cast<__mmask16>((1u << (4 * HB)) - 1),
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                            _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << HB) - 1), max)));
+  const __m512 new_max = _mm512_max_ps(old_max, tile_max);
+  // exp(old - new): 0 where old is -inf (the first tile; exp_tile would give NaN)
+  const __m512 c = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(old_max, minus_inf, _CMP_NEQ_OQ),
+                                       exp_tile(_mm512_sub_ps(old_max, new_max)));
+  alignas(64) float cs[16], ms[16];
+  _mm512_store_ps(cs, c);
+  _mm512_store_ps(ms, new_max);
+  LOWBIT_UNROLL
+  for (std::size_t j = 0; j < HB; ++j) {
+    const __m512 p = _mm512_maskz_mov_ps(valid, exp_tile(_mm512_sub_ps(s[j], quarter(new_max, j))));
+    _mm512_storeu_ps(scores + j * tile_tokens, p);
+    sum[j] = sum[j] * cs[4 * j] + _mm512_reduce_add_ps(p);
+    max[j] = ms[4 * j];
+    corrections[j] = cs[4 * j];
+  }
 }
 
 /// Runs f(j0, HB-constant) over the group's heads, four at a time, then the rest.
@@ -237,18 +316,21 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
   }
   const Raw* const keys = reinterpret_cast<const Raw*>(cache.keys().data.data());
   const Raw* const values = reinterpret_cast<const Raw*>(cache.values().data.data());
-  for (std::size_t t = t0, n = 0; t < t1; t += n) {
-    n = std::min({tile_tokens, t1 - t, cache.run(t)});
+  // One tile; D: the head dimension when known at compile time (128), else 0.
+  const auto run_tile = [&](std::size_t t, std::size_t n, auto dd) {
+    constexpr std::size_t D = decltype(dd)::value;
     const std::size_t r0 = cache.row(seq, h, t);
     prefetch_new_page(cache, seq, h, t + n, t1);
     const Raw* const k = keys + r0 * d;
     const Raw* const v = values + r0 * d;
     for_head_blocks(group, [&](std::size_t j0, auto hb) {
-      rows_tile_scores<Tag, decltype(hb)::value>(q_operand + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
+      rows_tile_scores<Tag, decltype(hb)::value, D>(q_operand + j0 * split, blocks, k, n, d, scores + j0 * tile_tokens);
+    });
+    for_head_blocks(group, [&](std::size_t j0, auto hb) {
+      softmax_rows_heads<decltype(hb)::value>(scores + j0 * tile_tokens, n, out.max + j0, out.sum + j0, corrections + j0);
     });
     for (std::size_t j = 0; j < group; ++j) {
       float* p = scores + j * tile_tokens;
-      corrections[j] = softmax_tile<Tag>(p, n, out.max[j], out.sum[j]);
       if constexpr (Products) {  // pairs of bf16 (nearest even): tokens 2i, 2i + 1 in word i
 #if defined(LOWBIT_COMPILED_AVX512_VNNI)
         _mm256_store_si256(reinterpret_cast<__m256i*>(p_pairs + j * (tile_tokens / 2)),
@@ -272,11 +354,11 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
         float* acc = acc_split + j0 * split;
         const bool pair = j0 + 2 <= group;
         if (blocks == 4) {
-          if (pair) rows_tile_values<2, 4>(p, corrections + j0, v, n, d, blocks, 0, acc);
-          else rows_tile_values<1, 4>(p, corrections + j0, v, n, d, blocks, 0, acc);
+          if (pair) rows_tile_values<2, 4, D>(p, corrections + j0, v, n, d, blocks, 0, acc);
+          else rows_tile_values<1, 4, D>(p, corrections + j0, v, n, d, blocks, 0, acc);
         } else {
-          if (pair) rows_tile_values<2, 3>(p, corrections + j0, v, n, d, blocks, 0, acc);
-          else rows_tile_values<1, 3>(p, corrections + j0, v, n, d, blocks, 0, acc);
+          if (pair) rows_tile_values<2, 3, D>(p, corrections + j0, v, n, d, blocks, 0, acc);
+          else rows_tile_values<1, 3, D>(p, corrections + j0, v, n, d, blocks, 0, acc);
         }
       }
     } else {
@@ -285,9 +367,17 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
         const auto* p = probabilities(j0);
         float* acc = acc_split + j0 * split;
         std::size_t b0 = 0;
-        for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values<HB, 2>(p, corrections + j0, v, n, d, blocks, b0, acc);
-        if (b0 < blocks) rows_tile_values<HB, 1>(p, corrections + j0, v, n, d, blocks, b0, acc);
+        for (; b0 + 2 <= blocks; b0 += 2) rows_tile_values<HB, 2, D>(p, corrections + j0, v, n, d, blocks, b0, acc);
+        if (b0 < blocks) rows_tile_values<HB, 1, D>(p, corrections + j0, v, n, d, blocks, b0, acc);
       });
+    }
+  };
+  for (std::size_t t = t0, n = 0; t < t1; t += n) {
+    n = std::min({tile_tokens, t1 - t, cache.run(t)});
+    if (d == 128) {
+      run_tile(t, n, std::integral_constant<std::size_t, 128>());
+    } else {
+      run_tile(t, n, std::integral_constant<std::size_t, 0>());
     }
   }
   for (std::size_t j = 0; j < group; ++j)

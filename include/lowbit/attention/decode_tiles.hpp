@@ -80,53 +80,6 @@ inline __m512i broadcast_codes(const int8_t* p) noexcept {
   return _mm512_set1_epi32(word);
 }
 
-/// Per lane group of four: quarter j (lanes 4j..4j+3) of the result holds the largest lane of x[j]
-/// (x[j] for j >= N: x[0]), so one tree of shuffles serves four vectors.
-template <std::size_t N>
-LOWBIT_ALWAYS_INLINE __m512 quarter_max(const __m512* x) noexcept {
-  const __m512 x0 = x[0], x1 = N > 1 ? x[1] : x0, x2 = N > 2 ? x[2] : x0, x3 = N > 3 ? x[3] : x0;
-  // 256-bit halves: a = [x0 lo|hi max, x1 lo|hi max] (8 lanes each), b for x2, x3.
-  const __m512 a = _mm512_max_ps(_mm512_shuffle_f32x4(x0, x1, 0x44), _mm512_shuffle_f32x4(x0, x1, 0xEE));
-  const __m512 b = _mm512_max_ps(_mm512_shuffle_f32x4(x2, x3, 0x44), _mm512_shuffle_f32x4(x2, x3, 0xEE));
-  // 128-bit quarters: quarter j now holds 4 lanes of x[j]'s partial maxima.
-  const __m512 c = _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
-  const __m512 e = _mm512_max_ps(c, _mm512_permute_ps(c, 0x4E));
-  return _mm512_max_ps(e, _mm512_permute_ps(e, 0xB1));
-}
-
-/// e^x per lane, to about 2 ulp for |x| < 10 (about 1e-6 relative below -10, where e^x is tiny
-/// next to the maximum's 1): 2^n · 2^f with n = round(x log2 e), |f| <= 1/2, 2^f by a degree-6
-/// polynomial, 2^n by vscalefps (which gives 0 for a large negative n: no clamping). Half the
-/// instructions of xsimd's exp, which the softmax of each tile and head runs.
-LOWBIT_ALWAYS_INLINE __m512 exp_tile(__m512 x) noexcept {
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  // 2^f = e^(f ln 2): Taylor coefficients ln2^k / k!
-  __m512 p = _mm512_set1_ps(1.5403530393381609954e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443423e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284771619e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821579953e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071233e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994530942e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
-/// Quarter j of x in all 16 lanes.
-template <int J>
-LOWBIT_ALWAYS_INLINE __m512 quarter(const __m512 x) noexcept {
-  return _mm512_shuffle_f32x4(x, x, J * 0x55);
-}
-LOWBIT_ALWAYS_INLINE __m512 quarter(const __m512 x, std::size_t j) noexcept {
-  switch (j) {
-    case 0: return quarter<0>(x);
-    case 1: return quarter<1>(x);
-    case 2: return quarter<2>(x);
-    default: return quarter<3>(x);
-  }
-}
-
 /// q·k of NH query heads (codes q + j·d, offsets koff + j·G, scales qscale[j]) against one tile:
 /// the 16 tokens' scores of head j into s[j].
 template <class Tag, bool Int4, class Scale, std::size_t NH>
