@@ -66,16 +66,14 @@ struct result_row {
 std::vector<result_row> results;
 std::vector<double> cublas_times, cublas_bf16_times;  // [shape][m], [m]
 
-template <class Scheme, class T = __half>
-void bench_format(const char* name, const shape& s, std::size_t shape_index, const T* x, T* y,
-                  std::mt19937& rng) {
-  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
-  // Random codes, scales and zero points: the kernel's speed does not depend on how they were chosen.
+/// Random packed weights of a scheme: random codes, scales and zero points (the kernels' speed does
+/// not depend on how they were chosen).
+template <class Scheme>
+lowbit::cuda::packed_weights<Scheme> random_packed(const shape& s, std::mt19937& rng) {
   constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;
   lowbit::quantized_matrix<Scheme> q(s.n, s.k, mx ? 32 : 128);
   std::uniform_int_distribution<int> byte(0, 255);
-  const std::size_t code_bytes = s.n * q.row_bytes();
-  for (std::size_t i = 0; i < code_bytes; ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
+  for (std::size_t i = 0; i < s.n * q.row_bytes(); ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
   std::uniform_real_distribution<float> scale(0.001f, 0.01f);
   const std::size_t groups = s.n * q.groups_per_row();
   for (std::size_t i = 0; i < groups; ++i) {
@@ -84,7 +82,14 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
   }
   if constexpr (Scheme::has_zero)
     for (std::size_t i = 0; i < groups; ++i) q.zeros()[i] = static_cast<uint8_t>(byte(rng) & ((1 << Scheme::bits) - 1));
-  const auto packed = lowbit::cuda::pack(q.view());
+  return lowbit::cuda::pack(q.view());
+}
+
+template <class Scheme, class T = __half>
+void bench_format(const char* name, const shape& s, std::size_t shape_index, const T* x, T* y,
+                  std::mt19937& rng) {
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  const auto packed = random_packed<Scheme>(s, rng);
   const auto view = packed.view();
 
   // Copies so that one round over them is > 200 MB (4x the L2).
@@ -136,24 +141,6 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
     results.push_back(row);
   }
   for (void* p : owned) cudaFree(p);
-}
-
-/// Random packed weights of a scheme (as bench_format makes them).
-template <class Scheme>
-lowbit::cuda::packed_weights<Scheme> random_packed(const shape& s, std::mt19937& rng) {
-  constexpr bool mx = lowbit::cuda::gpu_scheme<Scheme>::mx;
-  lowbit::quantized_matrix<Scheme> q(s.n, s.k, mx ? 32 : 128);
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (std::size_t i = 0; i < s.n * q.row_bytes(); ++i) q.codes()[i] = static_cast<uint8_t>(byte(rng));
-  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
-  const std::size_t groups = s.n * q.groups_per_row();
-  for (std::size_t i = 0; i < groups; ++i) {
-    if constexpr (mx) q.scales()[i] = lowbit::e8m0::from_bits(static_cast<uint8_t>(115 + byte(rng) % 8));
-    else q.scales()[i] = lowbit::fp16(scale(rng));
-  }
-  if constexpr (Scheme::has_zero)
-    for (std::size_t i = 0; i < groups; ++i) q.zeros()[i] = static_cast<uint8_t>(byte(rng) & ((1 << Scheme::bits) - 1));
-  return lowbit::cuda::pack(q.view());
 }
 
 /// M > 64: lowbit against cuBLAS at each M of the shape, one table row each.
