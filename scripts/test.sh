@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # lowbit's full check, as CI runs it (.ci/run). Installs missing dependencies, then:
 #   (a) GCC, Release, -Wall -Wextra -Werror: tests (-O2, the level distributions build with; -O3
-#       took 1.4x its compile time), benchmarks and examples (-O1: here they
-#       are only compiled and started, never timed) built; ctest (this includes the no-exceptions
-#       test, tests/noexcept); benchmarks listed; the demo run
+#       took 1.4x its compile time), benchmarks and examples (-Og, 40% faster to build than -O1;
+#       GCC -O0 trips on xsimd 8's AVX-512 shift casts; here they are only compiled and started,
+#       never timed) built; ctest (this includes the no-exceptions test, tests/noexcept);
+#       benchmarks listed; the demo run
 #   (b) Clang, -O0 -gline-tables-only, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: tests; ctest
 #   (c) the consumer projects: add_subdirectory, FetchContent, find_package (tests/consumers/run.sh)
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
@@ -65,7 +66,7 @@ end_phase "present"
 begin_phase a "GCC Release -Werror: tests, benchmarks, examples; ctest"
 cmake -S . -B build-ci-gcc -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DCMAKE_CXX_COMPILER=g++ -DLOWBIT_WERROR=ON -DLOWBIT_SANITIZE= \
-  -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_BENCH=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BENCH_EXAMPLE_FLAGS=-O1 > build-ci-gcc.configure.log \
+  -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_BENCH=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BENCH_EXAMPLE_FLAGS=-Og > build-ci-gcc.configure.log \
   || { cat build-ci-gcc.configure.log; exit 1; }
 mv build-ci-gcc.configure.log build-ci-gcc/configure.log
 build_start=$SECONDS
