@@ -110,6 +110,12 @@ struct is_wgmma<wgmma_shape<BN, Stages>> : std::true_type {};
 struct cluster_shape {};  // the clustered wgmma kernel (x by TMA multicast)
 template <>
 struct is_wgmma<cluster_shape> : std::true_type {};
+struct cluster128_shape {};  // the clustered kernel with 128 tokens a block
+template <>
+struct is_wgmma<cluster128_shape> : std::true_type {};
+struct bulk_shape {};  // its variant with every copy on the copy engine
+template <>
+struct is_wgmma<bulk_shape> : std::true_type {};
 
 // M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
 // -1 where the device has no wgmma code.
@@ -124,7 +130,17 @@ double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_
       [&](int i) {
         const auto& v = views[static_cast<std::size_t>(i) % views.size()];
         if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
-        else if constexpr (std::is_same<Shape, cluster_shape>::value) {
+        else if constexpr (std::is_same<Shape, cluster128_shape>::value) {
+          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr, std::false_type{},
+                                                                   std::integral_constant<int, 128>{}))
+              std::exit(3);
+          }
+        } else if constexpr (std::is_same<Shape, bulk_shape>::value) {
+          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, std::true_type{})) std::exit(3);
+          }
+        } else if constexpr (std::is_same<Shape, cluster_shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
             if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr)) std::exit(3);
           }
@@ -160,6 +176,39 @@ __global__ void __launch_bounds__(256) mma_rate_kernel(int iters, float* out) {
   if (sum == 1.2345f) out[threadIdx.x] = sum;  // never true: keeps the work
 }
 
+// wgmma.sp's rate with no memory traffic: 2 warpgroups a block, each issuing m64n256k32 from
+// registers (A) and the same 32 KB of shared memory (B, 128-byte swizzle), two a group, one group
+// in flight while the next is issued (as the GEMM kernels).
+__global__ void __launch_bounds__(256, 1) wgmma_sp_rate_kernel(int iters, float* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  namespace ld = lb::cuda::detail;
+  extern __shared__ ::uint4 smem[];
+  const unsigned base = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
+  for (int i = threadIdx.x; i < 2048; i += 256) {  // 32 KB of small fp16 values (not zeros)
+    const uint32_t v = 0x30003000u + (static_cast<uint32_t>(i) & 0xffu);
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};" ::"r"(base + 16u * i), "r"(v));
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  __syncthreads();
+  float acc[32][1][4] = {};
+  const uint32_t a[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};
+  const uint64_t desc = ld::sw128_descriptor(base);
+  for (int it = 0; it < iters; ++it) {
+    ld::wgmma_fence();
+    ld::wgmma_sp_m64n256k32<false>(acc, a, desc, 0x44444444u);
+    ld::wgmma_sp_m64n256k32<false>(acc, a, desc + 4, 0x44444444u);
+    ld::wgmma_commit();
+    ld::wgmma_wait<1>();
+  }
+  ld::wgmma_wait<0>();
+  float sum = 0.0f;
+  for (int j = 0; j < 32; ++j) sum += acc[j][0][0] + acc[j][0][1] + acc[j][0][2] + acc[j][0][3];
+  if (sum == 1.2345f) out[threadIdx.x] = sum;  // never true: keeps the work
+#else
+  (void)iters, (void)out;
+#endif
+}
+
 void mma_rates() {
   const int sms = lb::cuda::detail::sm_count(), iters = 8192;
   float* out = nullptr;
@@ -171,6 +220,14 @@ void mma_rates() {
     const double de = bench_cuda::time_us([&](int) { mma_rate_kernel<false><<<blocks, 256>>>(iters, out); }, 5, 3, 1);
     std::printf("mma rate from registers, %d warps an SM: mma.sp.sync m16n8k32 %.0f TFLOP/s (dense-equivalent), mma.sync m16n8k16 %.0f TFLOP/s\n",
                 8 * per_sm, flop / sp * 1e-6, flop / de * 1e-6);
+  }
+  if (lb::cuda::detail::sparse24_wgmma_usable()) {
+    const int iters = 4096;
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(wgmma_sp_rate_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 33 * 1024));
+    const double flop = double(sms) * 2 * iters * 2 * (2.0 * 64 * 256 * 32);
+    const double us = bench_cuda::time_us([&](int) { wgmma_sp_rate_kernel<<<sms, 256, 33 * 1024>>>(iters, out); }, 5, 3, 1);
+    std::printf("wgmma.sp rate from registers / shared memory, 2 warpgroups an SM: m64n256k32 %.0f TFLOP/s (dense-equivalent)\n",
+                flop / us * 1e-6);
   }
   cudaFree(out);
 }
@@ -265,15 +322,18 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
         std::fflush(stdout);
       };
       // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block,
-      // the mma.sp tiled kernel's default shape and the clustered wgmma kernel (x by TMA multicast).
+      // the mma.sp tiled kernel's default shape, the clustered wgmma kernel (x by TMA multicast) and
+      // its all-bulk-copy variant, the clustered kernel with 128 tokens a block.
       using lc::detail::sparse24_large_default;
       line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
            {time_large<wgmma_shape<256, 5>>(x, m, hs, y, its, o), time_large<wgmma_shape<128, 6>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o), time_large<cluster_shape>(x, m, hs, y, its, o)},
+            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o), time_large<cluster_shape>(x, m, hs, y, its, o),
+            time_large<bulk_shape>(x, m, hs, y, its, o), time_large<cluster128_shape>(x, m, hs, y, its, o)},
            cublas, -1.0);
       line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o),
            {time_large<wgmma_shape<256, 5>>(xb, m, bs, yb, its, o), time_large<wgmma_shape<128, 6>>(xb, m, bs, yb, its, o),
-            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o), time_large<cluster_shape>(xb, m, bs, yb, its, o)},
+            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o), time_large<cluster_shape>(xb, m, bs, yb, its, o),
+            time_large<bulk_shape>(xb, m, bs, yb, its, o), time_large<cluster128_shape>(xb, m, bs, yb, its, o)},
            cublas_bf, -1.0);
       line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
       line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);
