@@ -6,9 +6,11 @@
 ///   lowbit::gemm(x, w, y, {bias}, pool);
 ///
 /// M <= 4: the dense small-M loop on the kept values, each lane picking its x column out of the
-/// group's M by a permute (simd/gemm_nm.hpp); larger M: the 2:4 tile loop on the decoded kept
-/// values. Either way N / M of the dense FMAs and of the value bytes. Accuracy: fp32 accumulation
-/// of the same per-group sums as the dense kernel, against reference::gemm on nm_to_dense(w).
+/// group's M by a permute (simd/gemm_nm.hpp; 4:8 at M = 1 with values exact in bf16, on AVX-512
+/// BF16: gemm_nm48_bf16_m1, bf16 products, the bf16 pair kernel's accuracy); larger M: the 2:4
+/// tile loop on the decoded kept values. Either way N / M of the dense FMAs and of the value
+/// bytes. Accuracy: fp32 accumulation of the same per-group sums as the dense kernel, against
+/// reference::gemm on nm_to_dense(w).
 #pragma once
 
 #include <cstddef>
@@ -50,6 +52,20 @@ void gemm_nm_simd(const Matrix& w, matrix_view<const float> x, const gemm_output
   constexpr std::size_t V = 16 / simd::ops<Tag>::lanes;
   constexpr std::size_t P1 = V >= 4 ? 1 : 4 / V, P2 = V >= 2 ? 1 : 2;
   const std::size_t m = x.rows, panels = w.panels();
+#if defined(LOWBIT_COMPILED_AVX512_VNNI)
+  using Scheme = typename Matrix::scheme_type;
+  if constexpr (std::is_same<Tag, arch::avx512_vnni_tag>::value && M == 8 && !is_plain_value<Scheme>::value) {
+    if constexpr (format_traits<typename Scheme::format>::bits == 4 && !Scheme::has_zero) {
+      if (m == 1 && w.n() == 4 && simd::bf16_codes<Scheme>().usable) {  // 4:8 decode on bf16 products
+        const std::size_t chunks = w.values().chunks();
+        uint32_t* tables = bf16_pairs_buffer(chunks * 64);
+        simd::split_x_bf16_word_tables(x.data, x.cols, chunks, tables);
+        for_panels(exec, panels, 4, [&](std::size_t b, std::size_t e) { simd::gemm_nm48_bf16_m1<Scheme, 4>(w, tables, b, e, out); });
+        return;
+      }
+    }
+  }
+#endif
   if (m <= 4) {  // decode: all rows in one pass over W
     for_panels(exec, panels, m == 1 ? P1 : P2, [&](std::size_t b, std::size_t e) {
       if (m == 1) {
