@@ -113,9 +113,6 @@ struct is_wgmma<cluster_shape> : std::true_type {};
 struct cluster128_shape {};  // the clustered kernel with 128 tokens a block
 template <>
 struct is_wgmma<cluster128_shape> : std::true_type {};
-struct bulk_shape {};  // its variant with every copy on the copy engine
-template <>
-struct is_wgmma<bulk_shape> : std::true_type {};
 
 // M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
 // -1 where the device has no wgmma code.
@@ -132,13 +129,9 @@ double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_
         if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
         else if constexpr (std::is_same<Shape, cluster128_shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr, std::false_type{},
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr,
                                                                    std::integral_constant<int, 128>{}))
               std::exit(3);
-          }
-        } else if constexpr (std::is_same<Shape, bulk_shape>::value) {
-          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, std::true_type{})) std::exit(3);
           }
         } else if constexpr (std::is_same<Shape, cluster_shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
@@ -322,18 +315,18 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
         std::fflush(stdout);
       };
       // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block,
-      // the mma.sp tiled kernel's default shape, the clustered wgmma kernel (x by TMA multicast) and
-      // its all-bulk-copy variant, the clustered kernel with 128 tokens a block.
+      // the mma.sp tiled kernel's default shape, the clustered wgmma kernel (x by TMA multicast), the
+      // clustered kernel with 128 tokens a block.
       using lc::detail::sparse24_large_default;
       line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
            {time_large<wgmma_shape<256, 5>>(x, m, hs, y, its, o), time_large<wgmma_shape<128, 6>>(x, m, hs, y, its, o),
             time_large<sparse24_large_default<4>>(x, m, hs, y, its, o), time_large<cluster_shape>(x, m, hs, y, its, o),
-            time_large<bulk_shape>(x, m, hs, y, its, o), time_large<cluster128_shape>(x, m, hs, y, its, o)},
+            time_large<cluster128_shape>(x, m, hs, y, its, o)},
            cublas, -1.0);
       line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o),
            {time_large<wgmma_shape<256, 5>>(xb, m, bs, yb, its, o), time_large<wgmma_shape<128, 6>>(xb, m, bs, yb, its, o),
             time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o), time_large<cluster_shape>(xb, m, bs, yb, its, o),
-            time_large<bulk_shape>(xb, m, bs, yb, its, o), time_large<cluster128_shape>(xb, m, bs, yb, its, o)},
+            time_large<cluster128_shape>(xb, m, bs, yb, its, o)},
            cublas_bf, -1.0);
       line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
       line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);

@@ -12,8 +12,7 @@
 // blocks), not split, and 2 splits on the workspace; plain values also on each M > 64 path (the
 // sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, its
 // clustered variant with x by TMA multicast (256 and 128 tokens a block; also K = 256: fewer steps
-// than stages) and its all-bulk-copy variant, and the
-// mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513; then the
+// than stages), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513; then the
 // argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
@@ -64,8 +63,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
   // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
-  // (x by TMA multicast), 5 its variant with every copy on the copy engine, 6 the clustered kernel
-  // with 128 tokens a block.
+  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block.
   if (path == 1 || path == 2 || path >= 4) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
@@ -107,11 +105,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       else if (path == 3) ld::gemm_sparse24_large_with<ld::sparse24_large_default<4>>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 6 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr, std::false_type{},
+      else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr,
                                                                  std::integral_constant<int, 128>{}))
-        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 5 &&
-               !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr, std::true_type{}))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
     }
     if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
@@ -214,11 +209,8 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 4);
     check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 0, nullptr, 4);
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 4);
-    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 0, nullptr, 5);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 5);
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 5);
-    check_case<Scheme, T>(name, 130, 1408, 0, 257, 0, 0, seed++, 0, nullptr, 5);
-    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 6);
-    check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 6);
   }
 }
 

@@ -22,9 +22,9 @@
 /// registers across steps), and issues 2 wgmmas as one group. Outputs are stored (clipped at M and
 /// N) as the wide kernels store them; K split as they split it (BN = 128 only).
 /// Where 256-token blocks fill the SMs the default is the clustered kernel (sparse24_wgmma_cluster_kernel:
-/// 2 blocks on adjacent weight rows share x by TMA multicast, halving x's reads from L2); a variant
-/// with every copy on the copy engine (sparse24_wgmma_bulk_kernel) and the clustered kernel with
-/// 128 tokens were correct but slower, and are kept for the benchmark (docs/cuda-gemm-notes.md).
+/// 2 blocks on adjacent weight rows share x by TMA multicast, halving x's reads from L2); the
+/// clustered kernel with 128 tokens is correct but slower, kept for the benchmark. (A variant with
+/// every copy on the copy engine, 30-45% slower, was removed: docs/cuda-gemm-notes.md.)
 /// The kernels' bodies exist only where compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the host
 /// takes this path only when the loaded code for the current device has it (sparse24_wgmma_usable).
 #pragma once
@@ -90,12 +90,6 @@ __device__ __forceinline__ unsigned cluster_rank() {
   unsigned r;
   asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
   return r;
-}
-/// A 1D bulk copy of `bytes` (a multiple of 16) from global to this CTA's `dst`, completing on `bar`.
-__device__ __forceinline__ void bulk_copy(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
 }
 /// A 2D TMA copy of box (k, row) of `map` to `dst` in every CTA of `mask`, completing on `bar` (the
 /// same offset in each).
@@ -506,131 +500,6 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
-/// The clustered kernel with every copy on the copy engine (Bulk): warp 0's lanes 0..15 copy the 8
-/// tiles' fragment vectors (1 KB each) and metadata (256 bytes) by 1D bulk copies onto the same full
-/// barrier as x's TMA (42 KB of transactions a stage), issued after warp 0's wgmmas of the step so
-/// that the copies' waits overlap the tensor cores. No cp.async and no block-wide barrier in the
-/// loop: each warp, once its warpgroup's wgmmas of step s - 1 are done, arrives at that stage's empty
-/// barrier in both blocks (16 arrivals a phase).
-template <class T, int BN, int Stages>
-__global__ void __launch_bounds__(256, 1)
-    sparse24_wgmma_bulk_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
-                               const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
-                               T* __restrict__ y, int ldy) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(BN == 256, "sparse24_wgmma_bulk_kernel: 256 tokens a block");
-  using ring_layout = sparse24_wgmma_layout<BN, Stages>;
-  using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
-  constexpr bool bf16 = is_bf16<T>;
-  constexpr int tile_vecs = ring_layout::tile_vecs;
-  extern __shared__ ::uint4 smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const unsigned rank = cluster_rank();
-  constexpr int column = 8;
-  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
-  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
-  const int width = min(column, blocks_n - col * column);
-  const int nb = col * column + within % width, mb = within / width;
-  const int tile0 = nb * 8, m0 = mb * BN;
-  const int steps = 2 * chunks;
-
-  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
-  const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
-  if (threadIdx.x == 0) {
-    for (int j = 0; j < Stages; ++j) {
-      mbar_init(full + 8u * j, 1);
-      mbar_init(empty + 8u * j, 16);  // each warp of both blocks
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  cluster_sync();
-
-  // Lane l < 16 of warp 0 copies tile l / 2's fragment vectors (l even) or metadata (l odd).
-  const std::size_t my_tile = static_cast<std::size_t>(min(tile0 + (lane >> 1), tiles - 1));
-  const unsigned my_dst = ring_layout::x_bytes + ((lane >> 1) * tile_vecs + ((lane & 1) ? 64 : 0)) * 16;
-  const auto issue = [&](int step) {  // warp 0 only
-    if (step < steps) {
-      const int c = step >> 1, h = step & 1, slot = step % Stages;
-      const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes, bar = full + 8u * slot;
-      if (lane == 0) {
-        if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
-        mbar_expect_tx(bar, ring_layout::x_bytes + ring_layout::w_bytes);
-        tma_multicast(stage + rank * (BN / 2) * 128u, &x_map, c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2), bar, 0x3);
-      }
-      __syncwarp();  // the stage is free (lane 0 waited) before any lane copies into it
-      if (lane < 16) {
-        if (lane & 1) bulk_copy(stage + my_dst, metadata + (my_tile * chunks + c) * 16, 256, bar);
-        else bulk_copy(stage + my_dst, codes + ((my_tile * chunks + c) * 4 + 2 * h) * 32, 1024, bar);
-      }
-    }
-  };
-  if (warp == 0) {
-#pragma unroll
-    for (int s = 0; s < Stages - 2; ++s) issue(s);
-  }
-  float acc[BN / 8][1][4];
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
-  uint32_t a[2][2][4] = {}, meta[2][2] = {};
-  const unsigned frag_at = ring_layout::x_bytes + (warp * tile_vecs + lane) * 16;
-  const unsigned meta_at = ring_layout::x_bytes + (warp * tile_vecs + 64 + 2 * g + (t & 1)) * 16;
-  const auto step_body = [&](int step, auto buffer) {
-    constexpr int buf = decltype(buffer)::value;
-    const int slot = step % Stages;
-    mbar_wait(full + 8u * slot, static_cast<unsigned>(step / Stages) & 1u);
-    const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk)
-      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                   : "=r"(a[buf][kk][0]), "=r"(a[buf][kk][1]), "=r"(a[buf][kk][2]), "=r"(a[buf][kk][3])
-                   : "r"(stage + frag_at + kk * 512));
-    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[buf][0]), "=r"(meta[buf][1]) : "r"(stage + meta_at + buf * 8));
-    wgmma_fence();
-    const uint64_t desc = sw128_descriptor(stage);
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) wgmma_sp_m64n256k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
-    wgmma_commit();
-    // Step + Stages - 2 refills the stage of step - 2, which every warp of both blocks freed at the
-    // end of step - 1 (below).
-    if (warp == 0) issue(step + Stages - 2);
-    wgmma_wait<1>();  // step - 1's wgmmas are done
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-#pragma unroll
-      for (int p = 0; p < 4; ++p) fence_register(a[buf ^ 1][kk][p]);
-      fence_register(meta[buf ^ 1][kk]);
-    }
-    if (lane == 0 && step >= 1 && step - 1 + Stages < steps) {
-      const unsigned freed = empty + 8u * ((step - 1) % Stages);
-      mbar_arrive_cluster(freed, 0);
-      mbar_arrive_cluster(freed, 1);
-    }
-  };
-  for (int step = 0; step < steps; step += 2) {
-    step_body(step, std::integral_constant<int, 0>{});
-    step_body(step + 1, std::integral_constant<int, 1>{});
-  }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int row = (tile0 + warp) * 16 + g + 8 * (i >> 1), tok = m0 + j * 8 + 2 * t + (i & 1);
-      if (row < n && tok < m) {
-        if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
-        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
-      }
-    }
-  cluster_sync();
-#else
-  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)y, (void)ldy;
-#endif
-}
-
 /// cuTensorMapEncodeTiled through the runtime (no link to the driver library); null if missing.
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
@@ -647,11 +516,9 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 /// The clustered kernel; false (nothing launched) where the tensor map cannot be made.
-template <int Stages, class Scheme, class T, bool Bulk = false, int BN = 256>
+template <int Stages, class Scheme, class T, int BN = 256>
 bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
-                                 cudaStream_t stream, std::integral_constant<bool, Bulk> = {},
-                                 std::integral_constant<int, BN> = {}) {
-  static_assert(!Bulk || BN == 256, "cuda::gemm_sparse24: the bulk-copy variant takes 256 tokens a block");
+                                 cudaStream_t stream, std::integral_constant<int, BN> = {}) {
   static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
   const auto encode = tensor_map_encoder();
   if (!encode) return false;
@@ -669,10 +536,7 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31),
                "cuda::gemm_sparse24: m=" << m << " by N=" << w.rows << " is too many blocks");
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
-  const auto kernel = [] {
-    if constexpr (Bulk) return sparse24_wgmma_bulk_kernel<T, 256, Stages>;
-    else return sparse24_wgmma_cluster_kernel<T, BN, Stages>;
-  }();
+  const auto kernel = sparse24_wgmma_cluster_kernel<T, BN, Stages>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(blocks_n * blocks_m));
