@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds lowbit's libFuzzer harnesses (tests/fuzz) with Clang, AddressSanitizer and
-# UndefinedBehaviorSanitizer, and runs each for FUZZ_SECONDS (default 30) from its committed seed
+# UndefinedBehaviorSanitizer, and runs each for FUZZ_SECONDS (default 20) from its committed seed
 # corpus (tests/fuzz/corpus/<name>, copied into the build directory so the seeds stay as they
 # are). A crash, a leak, a timeout (10 s) or an input needing more than 2 GB stops the script
 # with the reproducer under <build>/artifacts/; turn it into a regression test.
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-fuzz}
-seconds=${FUZZ_SECONDS:-30}
+seconds=${FUZZ_SECONDS:-20}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -gline-tables-only" \
   -DCMAKE_CXX_COMPILER=clang++ -DLOWBIT_WERROR=ON -DLOWBIT_SANITIZE=address,undefined \
   -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCH=OFF -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_FUZZERS=ON > /dev/null

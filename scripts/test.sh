@@ -9,7 +9,7 @@
 #   (c) the consumer projects: add_subdirectory, FetchContent, find_package (tests/consumers/run.sh)
 #   (d) conan create with the offline CI profile (.ci/conan/profile), test_package included
 #   (e) libFuzzer on the file readers and checkpoint importers (scripts/fuzz.sh): Clang, ASan +
-#       UBSan, FUZZ_SECONDS (default 30) per harness from the committed seed corpus
+#       UBSan, FUZZ_SECONDS (default 20) per harness from the committed seed corpus
 #   (f) when nvcc is on PATH: the CUDA kernels (lowbit/cuda.cuh, through the GPU test, which
 #       instantiates every kernel) compiled for sm_80 and sm_90a, the GPU benchmark for sm_90a, with
 #       warnings as errors; no GPU is needed or used (scripts/gpu.sh runs them on one)
@@ -118,7 +118,7 @@ if [[ $quick != 1 ]]; then
   end_phase "lowbit package created, test_package built and ran"
 
   # (e) -----------------------------------------------------------------------------------------
-  begin_phase e "libFuzzer: JSON, safetensors, GGUF, checkpoint importers (${FUZZ_SECONDS:-30} s each)"
+  begin_phase e "libFuzzer: JSON, safetensors, GGUF, checkpoint importers (${FUZZ_SECONDS:-20} s each)"
   JOBS=$jobs bash scripts/fuzz.sh build-ci-fuzz
   passed_total=$((passed_total + 4))
   end_phase "4 fuzzers ran without a crash"
