@@ -169,6 +169,77 @@ __device__ __forceinline__ void wgmma_sp_m64n256k32(float (&d)[32][1][4], const 
 #undef LOWBIT_WGMMA_SP
 }
 
+/// The 8 weight tiles' fragment vectors of k steps 2h, 2h + 1 (64 a tile) and metadata vectors
+/// (16) of chunk c, copied by the block's 256 threads (cp.async) to shared `dst` (TileVecs a tile;
+/// tiles past the last repeat it).
+template <int TileVecs>
+__device__ __forceinline__ void copy_stage_weights(unsigned dst, const ::uint4* codes, const ::uint4* metadata, int tile0,
+                                                   int tiles, int chunks, int c, int h) {
+  constexpr int threads = 256;
+#pragma unroll
+  for (int i = 0; i < (8 * TileVecs + threads - 1) / threads; ++i) {
+    const int idx = threadIdx.x + i * threads;
+    if (idx < 8 * TileVecs) {
+      const int tl = idx / TileVecs, v = idx % TileVecs;
+      const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
+      const ::uint4* src = v < 64 ? codes + ((tile * chunks + c) * 4 + 2 * h) * 32 + v
+                                  : metadata + (tile * chunks + c) * 16 + (v - 64);
+      cp_async16_at(dst + idx * 16, src);
+    }
+  }
+}
+
+/// This warp's A operand of a stage: its fragment vectors of the stage's two k steps (at frag_at
+/// and 512 bytes on) and metadata words of the chunk's mmas 2 buf, 2 buf + 1 (components 2 buf,
+/// 2 buf + 1 of the vector at meta_at).
+__device__ __forceinline__ void load_a_operand(unsigned stage, unsigned frag_at, unsigned meta_at, int buf,
+                                               uint32_t (&a)[2][4], uint32_t (&meta)[2]) {
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk)
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(a[kk][0]), "=r"(a[kk][1]), "=r"(a[kk][2]), "=r"(a[kk][3])
+                 : "r"(stage + frag_at + kk * 512));
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[0]), "=r"(meta[1]) : "r"(stage + meta_at + buf * 8));
+}
+
+/// The stage's two wgmmas (its k steps; the second's B 32 bytes further: descriptor + 4).
+template <int BN, bool BF16>
+__device__ __forceinline__ void wgmma_sp_stage(float (&acc)[BN / 8][1][4], const uint32_t (&a)[2][4], uint64_t desc,
+                                               const uint32_t (&meta)[2]) {
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk) {
+    if constexpr (BN == 256) wgmma_sp_m64n256k32<BF16>(acc, a[kk], desc + 4 * kk, meta[kk]);
+    else wgmma_sp_m64n128k32<BF16>(acc, a[kk], desc + 4 * kk, meta[kk]);
+  }
+}
+
+/// Holds an A operand's registers in place until here (in-flight wgmmas may still read them).
+__device__ __forceinline__ void fence_a_operand(uint32_t (&a)[2][4], uint32_t (&meta)[2]) {
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+    for (int p = 0; p < 4; ++p) fence_register(a[kk][p]);
+    fence_register(meta[kk]);
+  }
+}
+
+/// A warp's sums (weight rows row0 + g, + 8; tokens tok0 + 8 j + 2 t, + 1) stored to y, clipped at
+/// n rows and m tokens.
+template <int BN, class T>
+__device__ __forceinline__ void store_wgmma_sums(const float (&acc)[BN / 8][1][4], int row0, int tok0, int g, int t, int n,
+                                                 int m, T* y, int ldy) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = row0 + g + 8 * (i >> 1), tok = tok0 + j * 8 + 2 * t + (i & 1);
+      if (row < n && tok < m) {
+        if constexpr (is_bf16<T>) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
+        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
+      }
+    }
+}
+
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 /// Marks the code compiled for sm_90a: its static shared memory (1 KB) shows in the function's
@@ -224,7 +295,7 @@ __global__ void __launch_bounds__(256, 1)
   static_assert(Stages >= 3, "sparse24_wgmma_kernel: a stage in use, one in flight, one refilled");
   using layout = sparse24_wgmma_layout<BN, Stages>;
   constexpr bool bf16 = is_bf16<T>;
-  constexpr int threads = 256, tile_vecs = layout::tile_vecs;
+  constexpr int tile_vecs = layout::tile_vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   constexpr int column = 8;  // weight blocks a column of the block order (as sparse24_large_kernel)
@@ -249,17 +320,7 @@ __global__ void __launch_bounds__(256, 1)
                       x + (size_t)min(m0 + r, m - 1) * ldx + (size_t)c * 128 + h * 64 + piece * 8);
       }
       // The 8 tiles' fragment vectors of k steps 2h, 2h + 1 (64) and metadata (16).
-#pragma unroll
-      for (int i = 0; i < (8 * tile_vecs + threads - 1) / threads; ++i) {
-        const int idx = threadIdx.x + i * threads;
-        if (idx < 8 * tile_vecs) {
-          const int tl = idx / tile_vecs, v = idx % tile_vecs;
-          const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
-          const ::uint4* src = v < 64 ? codes + ((tile * chunks + c) * 4 + 2 * h) * 32 + v
-                                      : metadata + (tile * chunks + c) * 16 + (v - 64);
-          cp_async16_at(stage + layout::x_bytes + idx * 16, src);
-        }
-      }
+      copy_stage_weights<tile_vecs>(stage + layout::x_bytes, codes, metadata, tile0, tiles, chunks, c, h);
     }
     cp_async_commit();
   };
@@ -281,28 +342,13 @@ __global__ void __launch_bounds__(256, 1)
     __syncthreads();  // the stage came from every thread; the stage refilled next is done with (step - 2)
     issue(step + Stages - 2);
     const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk)
-      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                   : "=r"(a[buf][kk][0]), "=r"(a[buf][kk][1]), "=r"(a[buf][kk][2]), "=r"(a[buf][kk][3])
-                   : "r"(stage + frag_at + kk * 512));
-    // Metadata words of mma 2 buf, 2 buf + 1 of the chunk (components 2 buf, 2 buf + 1).
-    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[buf][0]), "=r"(meta[buf][1]) : "r"(stage + meta_at + buf * 8));
+    load_a_operand(stage, frag_at, meta_at, buf, a[buf], meta[buf]);
     wgmma_fence();
     const uint64_t desc = sw128_descriptor(stage);
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
-      else wgmma_sp_m64n128k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
-    }
+    wgmma_sp_stage<BN, bf16>(acc, a[buf], desc, meta[buf]);
     wgmma_commit();
     wgmma_wait<1>();  // step - 1's wgmmas are done: its registers and stage are free
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-#pragma unroll
-      for (int p = 0; p < 4; ++p) fence_register(a[buf ^ 1][kk][p]);
-      fence_register(meta[buf ^ 1][kk]);
-    }
+    fence_a_operand(a[buf ^ 1], meta[buf ^ 1]);
   };
   for (int step = 0; step < steps; step += 2) {  // steps is even (two halves a chunk)
     step_body(step, std::integral_constant<int, 0>{});
@@ -315,16 +361,7 @@ __global__ void __launch_bounds__(256, 1)
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
   if constexpr (BN == 256) {  // never split (the host's choice): stored directly
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = (tile0 + warp) * 16 + g + 8 * (i >> 1), tok = m0 + j * 8 + 2 * t + (i & 1);
-        if (row < n && tok < m) {
-          if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
-          else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
-        }
-      }
+    store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
   } else {
     wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
   }
@@ -383,7 +420,7 @@ __global__ void __launch_bounds__(256, 1)
   using ring_layout = sparse24_wgmma_layout<BN, Stages>;
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
   constexpr bool bf16 = is_bf16<T>;
-  constexpr int threads = 256, tile_vecs = ring_layout::tile_vecs;
+  constexpr int tile_vecs = ring_layout::tile_vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const unsigned rank = cluster_rank();
@@ -416,17 +453,7 @@ __global__ void __launch_bounds__(256, 1)
         tma_multicast(stage + rank * (BN / 2) * 128u, &x_map, c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2),
                       full + 8u * slot, 0x3);
       }
-#pragma unroll
-      for (int i = 0; i < (8 * tile_vecs + threads - 1) / threads; ++i) {
-        const int idx = threadIdx.x + i * threads;
-        if (idx < 8 * tile_vecs) {
-          const int tl = idx / tile_vecs, v = idx % tile_vecs;
-          const std::size_t tile = static_cast<std::size_t>(min(tile0 + tl, tiles - 1));
-          const ::uint4* src = v < 64 ? codes + ((tile * chunks + c) * 4 + 2 * h) * 32 + v
-                                      : metadata + (tile * chunks + c) * 16 + (v - 64);
-          cp_async16_at(stage + ring_layout::x_bytes + idx * 16, src);
-        }
-      }
+      copy_stage_weights<tile_vecs>(stage + ring_layout::x_bytes, codes, metadata, tile0, tiles, chunks, c, h);
     }
     cp_async_commit();
   };
@@ -452,27 +479,13 @@ __global__ void __launch_bounds__(256, 1)
     }
     issue(step + Stages - 2);
     const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk)
-      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                   : "=r"(a[buf][kk][0]), "=r"(a[buf][kk][1]), "=r"(a[buf][kk][2]), "=r"(a[buf][kk][3])
-                   : "r"(stage + frag_at + kk * 512));
-    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(meta[buf][0]), "=r"(meta[buf][1]) : "r"(stage + meta_at + buf * 8));
+    load_a_operand(stage, frag_at, meta_at, buf, a[buf], meta[buf]);
     wgmma_fence();
     const uint64_t desc = sw128_descriptor(stage);
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
-      else wgmma_sp_m64n128k32<bf16>(acc, a[buf][kk], desc + 4 * kk, meta[buf][kk]);
-    }
+    wgmma_sp_stage<BN, bf16>(acc, a[buf], desc, meta[buf]);
     wgmma_commit();
     wgmma_wait<1>();
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-#pragma unroll
-      for (int p = 0; p < 4; ++p) fence_register(a[buf ^ 1][kk][p]);
-      fence_register(meta[buf ^ 1][kk]);
-    }
+    fence_a_operand(a[buf ^ 1], meta[buf ^ 1]);
   };
   for (int step = 0; step < steps; step += 2) {
     step_body(step, std::integral_constant<int, 0>{});
@@ -484,16 +497,7 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int row = (tile0 + warp) * 16 + g + 8 * (i >> 1), tok = m0 + j * 8 + 2 * t + (i & 1);
-      if (row < n && tok < m) {
-        if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
-        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
-      }
-    }
+  store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
   cluster_sync();  // no block leaves while its peer may still arrive at its barriers
 #else
   (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)y, (void)ldy;
