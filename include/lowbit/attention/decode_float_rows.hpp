@@ -79,24 +79,6 @@ constexpr std::size_t block_element(std::size_t p) noexcept {
 /// 128-bit lane L.
 constexpr std::size_t pair_element(std::size_t p) noexcept { return 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4; }
 
-/// Lane 4 j + t of the result: the sum of the lanes of x[4 j + t] (16 vectors: 4 heads x 4 tokens).
-LOWBIT_ALWAYS_INLINE __m512 sum_lanes16(const __m512* x) noexcept {
-  // 16 -> 8 vectors (256-bit halves added), -> 4 (128-bit quarters added), then within 128-bit
-  // lanes; lanes come out as 0-3, 8-11, 4-7, 12-15, put in order by the last permute.
-  __m512 b[8], c[4];
-  LOWBIT_UNROLL
-  for (int i = 0; i < 8; ++i)
-    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[i], x[i + 8], 0x44), _mm512_shuffle_f32x4(x[i], x[i + 8], 0xEE));
-  LOWBIT_UNROLL
-  for (int i = 0; i < 4; ++i)
-    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
-  const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
-  const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
-  const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
-                                 _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
-  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
-}
-
 /// Quarter J of x[0], x[1], x[2], x[3], in that order.
 template <int J>
 LOWBIT_ALWAYS_INLINE __m512 quarters_of(const __m512* x) noexcept {
@@ -234,11 +216,7 @@ LOWBIT_ALWAYS_INLINE void softmax_rows_heads(float* scores, std::size_t n, float
   LOWBIT_UNROLL
   for (std::size_t j = 0; j < HB; ++j) s[j] = _mm512_mask_loadu_ps(minus_inf, valid, scores + j * tile_tokens);
   const __m512 tile_max = quarter_max<HB>(s);  // quarter j: head j's
-  // the running maxima in quarters (past HB: the tile maxima, so nothing moves there)
-  const __m512 old_max = _mm512_mask_mov_ps(
-      tile_max, static_cast<__mmask16>((1u << (4 * HB)) - 1),
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                            _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << HB) - 1), max)));
+  const __m512 old_max = running_max_quarters<HB>(tile_max, max);
   const __m512 new_max = _mm512_max_ps(old_max, tile_max);
   // exp(old - new): 0 where old is -inf (the first tile; exp_tile would give NaN)
   const __m512 c = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(old_max, minus_inf, _CMP_NEQ_OQ),

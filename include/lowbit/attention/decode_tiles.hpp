@@ -199,11 +199,7 @@ LOWBIT_ALWAYS_INLINE void softmax_tile_heads(__m512* s, __mmask16 valid, std::si
   LOWBIT_TILES_UNROLL
   for (std::size_t j = 0; j < NH; ++j) s[j] = _mm512_mask_mov_ps(minus_inf, valid, s[j]);
   const __m512 tile_max = quarter_max<NH>(s);  // quarter j: head j's
-  // the running maxima in quarters (heads past NH: their tile maxima, so nothing moves)
-  const __m512 old_max = _mm512_mask_mov_ps(
-      tile_max, static_cast<__mmask16>((1u << (4 * NH)) - 1),
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                            _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << NH) - 1), max)));
+  const __m512 old_max = running_max_quarters<NH>(tile_max, max);
   const __m512 new_max = _mm512_max_ps(old_max, tile_max);
   const __mmask16 moved = _mm512_cmp_ps_mask(new_max, old_max, _CMP_NEQ_UQ);
   if (moved) {  // rescale what came before (0 on the first tile: max was -inf)

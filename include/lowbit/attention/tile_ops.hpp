@@ -103,6 +103,26 @@ void rows_to_float(const kv_rows<Element>& rows, std::size_t r0, std::size_t n, 
 }
 
 #if defined(LOWBIT_COMPILED_SSE42)
+/// Lane i of the result: the sum of the 16 lanes of x[i] (16 vectors of 16 floats, V converting to
+/// __m512). 16 -> 8 vectors (256-bit halves added, i and i + 8 side by side), -> 4 (128-bit
+/// quarters added), then within 128-bit lanes; lanes come out as 0-3, 8-11, 4-7, 12-15, put in
+/// order by the last permute.
+template <class V>
+LOWBIT_ALWAYS_INLINE __m512 sum_lanes16(const V* x) noexcept {
+  __m512 b[8], c[4];
+  LOWBIT_UNROLL
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[i], x[i + 8], 0x44), _mm512_shuffle_f32x4(x[i], x[i + 8], 0xEE));
+  LOWBIT_UNROLL
+  for (int i = 0; i < 4; ++i)
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+  const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+  const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+  const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
+}
+
 /// The sums of the lanes of W batches (W = lanes), as one batch: lane i = sum of acc[i].
 template <class Tag>
 typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* acc) noexcept {
@@ -114,18 +134,7 @@ typename simd::ops<Tag>::f32 reduce_lanes(const typename simd::ops<Tag>::f32* ac
     const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
     return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
   } else {
-    // 16 -> 8 vectors (256-bit halves added, tokens i and i + 8 side by side), -> 4 (128-bit
-    // quarters added), then within 128-bit lanes; lanes come out as tokens 0-3, 8-11, 4-7, 12-15.
-    __m512 b[8], c[4];
-    for (int i = 0; i < 8; ++i)
-      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
-    for (int i = 0; i < 4; ++i)
-      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
-    const __m512 d01 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
-    const __m512 d23 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
-    const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))),
-                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d01), _mm512_castps_pd(d23))));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), e);
+    return sum_lanes16(acc);
   }
 }
 
@@ -168,6 +177,15 @@ LOWBIT_ALWAYS_INLINE __m512 quarter_max(const __m512* x) noexcept {
   const __m512 c = _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
   const __m512 e = _mm512_max_ps(c, _mm512_permute_ps(c, 0x4E));
   return _mm512_max_ps(e, _mm512_permute_ps(e, 0xB1));
+}
+
+/// Head j's running maximum (max[j], j < N) in quarter j; quarters past N: those of tile_max (so
+/// nothing moves there).
+template <std::size_t N>
+LOWBIT_ALWAYS_INLINE __m512 running_max_quarters(__m512 tile_max, const float* max) noexcept {
+  return _mm512_mask_mov_ps(tile_max, static_cast<__mmask16>((1u << (4 * N)) - 1),
+                            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                  _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << N) - 1), max)));
 }
 
 /// e^x per lane, to about 2 ulp for |x| < 10 (about 1e-6 relative below -10, where e^x is tiny
