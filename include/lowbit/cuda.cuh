@@ -16,6 +16,7 @@
 #include "cuda/packed_weights.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/sparse24_gemm.cuh"
+#include "cuda/sparse24_gemm_int8.cuh"
 #include "cuda/kv_cache.cuh"
 #include "cuda/kv_append.cuh"
 #include "cuda/decode.cuh"
