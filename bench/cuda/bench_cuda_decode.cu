@@ -2,7 +2,7 @@
 // B = 8 sequences of S = 8192 tokens, Hq = 32 query heads, Hkv = 8 KV heads (GQA, 4 a group),
 // head_dim 128; KV formats int8, FP8 E4M3, int4 (group 128 and 32), uint4 + zero (group 64), fp16
 // scales; contiguous and paged (16-token pages, shuffled); and head_dim 256 (int8, int4 g128: twice
-// the bytes a token, no peer). CUDA events around 50 launches, median of 7 runs; launches
+// the bytes a token), 96 and 80 (int8, int4, whole-vector scales; SDPA at 96 / 80: sdpa_decode.py --head-dim). CUDA events around 50 launches, median of 7 runs; launches
 // alternate between two copies of the cache so that L2 (50 MB) holds neither.
 // The PyTorch SDPA fp16 peer runs in the same gpu.sh call (bench/cuda/sdpa_decode.py).
 // Also times cuda::append (quantizing new fp16 K/V tokens into the device cache): a decode step's
@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
   bench<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero (g64, contiguous)", 64, 0, q, out);
   bench<lb::scheme<lb::int8, lb::fp16>, 256>("int8 (d=256, g256, contiguous)", 0, 0, q, out);
   bench<lb::scheme<lb::int4, lb::fp16>, 256>("int4 (d=256, g128, contiguous)", 128, 0, q, out);
+  bench<lb::scheme<lb::int8, lb::fp16>, 96>("int8 (d=96, g96, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>, 96>("int4 (d=96, g96, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int8, lb::fp16>, 80>("int8 (d=80, g80, contiguous)", 0, 0, q, out);
+  bench<lb::scheme<lb::int4, lb::fp16>, 80>("int4 (d=80, g80, contiguous)", 0, 0, q, out);
 
   std::printf("\n| KV format | cache MB read | lowbit µs (default split) | GB/s | best µs (split tokens) |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");

@@ -1,6 +1,6 @@
 // Checks lowbit::cuda::decode against the CPU library's decode (lowbit::attention::decode) on the
 // same kv_cache contents: every GPU KV scheme (int8, uint8 + zero, int4, uint4 + zero, FP8 E4M3;
-// fp16, float and bf16 scales), head_dim 64, 128 and 256, 1 to 16 query heads per KV head, contiguous
+// fp16, float and bf16 scales), head_dim 64, 80, 96, 128 and 256, 1 to 16 query heads per KV head, contiguous
 // and paged caches (shuffled block tables), group sizes from head_dim / 4 to the whole vector, odd
 // and empty lengths, one split, 64-token splits and the default. A plain checker (no GoogleTest);
 // exits non-zero on any failure, printing seed and case. Outputs are poisoned (NaN) first. Each
@@ -214,6 +214,13 @@ void check_scheme(const char* name, unsigned& seed) {
       {256, 2, 4, 0, 0, {1, 300, 97}, 320, 1.0f},
       {256, 1, 16, 32, 64, {150, 0, 513}, 0, 1.0f},
       {256, 2, 2, 64, 128, {700, 65}, 0, 0.5f},
+      // head_dim 80 and 96 (codes read in 4-code steps): whole vectors, every group size (a quarter,
+      // a half), G = 1, 4, 5, 12, contiguous and paged.
+      {80, 2, 4, 0, 0, {1, 300, 97}, 320, 1.0f},
+      {80, 1, 8, 16, 20, {150, 0, 513}, 0, 1.0f},
+      {80, 2, 12, 64, 40, {640, 161}, 0, 1.0f},
+      {96, 2, 5, 32, 24, {700, 65, 33}, 0, 1.0f},
+      {96, 3, 1, 0, 48, {250, 31}, 250, 2.0f},
   };
   for (const decode_case& c : cases_) check_case<Scheme>(name, c, seed++);
 }
@@ -446,6 +453,12 @@ void check_append_scheme(const char* name, unsigned& seed) {
       // scales (32 lanes), bf16 with a padded token stride.
       {2, 256, 2, 64, 90, 0, 0, false, 0, {{{0, 1}, {65, 3}}, {{1, 0}, {1, 1}}}},
       {2, 256, 3, 0, 0, 16, 4, true, 24, {{{1, 0}, {20, 33}}, {{0, 1}, {1, 1}}}},
+      // head_dim 80 and 96: 4 elements a lane on 20 / 24 lanes, groups of 5, 10, 20 / 6, 12, 24 lanes.
+      {3, 80, 3, 20, 203, 0, 0, false, 0, {{{0, 1, 2}, {37, 1, 130}}, {{2, 0, 1}, {1, 1, 1}}}},
+      {2, 80, 2, 40, 0, 16, 4, true, 8, {{{1, 0}, {20, 33}}, {{0, 1}, {1, 1}}}},
+      {2, 96, 2, 24, 90, 0, 0, false, 0, {{{0, 1}, {65, 3}}, {{1, 0}, {1, 1}}}},
+      {3, 96, 1, 48, 0, 32, 3, true, 24, {{{2, 0, 1}, {70, 31, 1}}, {{0, 1, 2}, {1, 1, 1}}}},
+      {2, 96, 2, 0, 70, 0, 0, false, 0, {{{0, 1}, {64, 5}}, {{1, 0}, {1, 1}}}},
   };
   for (append_case c : cases_) {
     if (c.batch == 70) {  // every sequence: 1 to 3 tokens, then one token each (in reverse order)
@@ -501,10 +514,15 @@ void check_append_errors() {
   });
   expect_error("5 pages for tables of 4", [&] { paged.map_pages(1, pages, 5); });
   expect_error("1 page for a sequence of 32 tokens", [&] { paged.map_pages(0, pages, 1); });
-  expect_error("head_dim 96", [&] {
+  expect_error("head_dim 112", [&] {
+    lb::attention::kv_shape s112 = s;
+    s112.head_dim = 112;
+    lb::cuda::device_kv_cache<S> c(s112);
+  });
+  expect_error("group_size 32 with head_dim 96", [&] {
     lb::attention::kv_shape s96 = s;
     s96.head_dim = 96;
-    lb::cuda::device_kv_cache<S> c(s96);
+    lb::cuda::device_kv_cache<S> c(s96, 32);
   });
   expect_error("group_size 48 with head_dim 64", [&] { lb::cuda::device_kv_cache<S> c(s, 48); });
   paged.map_pages(0, pages, 3);  // a third page: room again
@@ -564,11 +582,17 @@ int main(int argc, char** argv) {
       lb::attention::kv_cache<kv::int8_f16> c16(s, 16);
       (void)lb::cuda::upload(c16);
     });
-    expect_error("head_dim 96", [&] {
-      lb::attention::kv_shape s96 = s;
-      s96.head_dim = 96;
-      lb::attention::kv_cache<kv::int4_f16> c96(s96);
-      (void)lb::cuda::upload(c96);
+    expect_error("head_dim 48", [&] {
+      lb::attention::kv_shape s48 = s;
+      s48.head_dim = 48;
+      lb::attention::kv_cache<kv::int4_f16> c48(s48);
+      (void)lb::cuda::upload(c48);
+    });
+    expect_error("group_size 16 with head_dim 80", [&] {
+      lb::attention::kv_shape s80 = s;
+      s80.head_dim = 80;
+      lb::attention::kv_cache<kv::int8_f16> c80(s80, 16);
+      (void)lb::cuda::upload(c80);
     });
     cudaFree(buf);
   } catch (const std::exception& e) {

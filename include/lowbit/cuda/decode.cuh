@@ -232,13 +232,21 @@ struct kv_codec {
   }
 };
 
+/// Head dimensions whose rows a lane reads in 4-code steps (80, 96: a lane's quarter of a key row
+/// is not a whole number of 16-byte pieces, nor its eighth of a value row of words) rather than in
+/// pieces (64, 128, 256).
+__host__ __device__ constexpr bool decode_step_layout(int d) { return d != 64 && d != 128 && d != 256; }
+
 /// Head-dimension index of the lane's k-step j element (register half r, element e): the order in
-/// which key_fragment consumes the lane's quarter of a key row, read in 16-byte pieces (8 bytes for
-/// 4-bit at head_dim 64): piece p of lane t is the row's piece 4 p + t (so that the 4 lanes of a row
-/// read 64 contiguous bytes in each copy); within a piece, 8-bit codes in order, 4-bit codes as
-/// the nibble decode gives them (8 a word: 2 (j & 1) + r + 4 e).
+/// which key_fragment consumes the lane's quarter of a key row. Piece layout: 16-byte pieces (8
+/// bytes for 4-bit at head_dim 64), piece p of lane t the row's piece 4 p + t (so that the 4 lanes
+/// of a row read 64 contiguous bytes in each copy); within a piece, 8-bit codes in order, 4-bit
+/// codes as the nibble decode gives them (8 a word: 2 (j & 1) + r + 4 e). Step layout: k-step j of
+/// lane t is the row's codes 16 j + 4 t .. + 3 (a word of 8-bit codes, or half of one of 4-bit codes
+/// whose other half is step j ^ 1's: see the kernel).
 template <int Bits, int D>
 __host__ __device__ constexpr int key_dim(int t, int j, int r, int e) {
+  if (decode_step_layout(D)) return 16 * j + 4 * t + (Bits == 8 ? 2 * r + e : r + 2 * e);
   constexpr int piece_codes = Bits == 8 ? 16 : (D / 4 < 32 ? D / 4 : 32), steps = piece_codes / 4;
   const int piece = j / steps, js = j % steps, base = (4 * piece + t) * piece_codes;
   return Bits == 8 ? base + 4 * js + 2 * r + e : base + 8 * (js >> 1) + 2 * (js & 1) + r + 4 * e;
@@ -277,8 +285,29 @@ __device__ __forceinline__ unsigned smem_address(const void* p) {
 
 template <int Bytes>
 __device__ __forceinline__ void cp_async(void* shared, const void* global) {
-  static_assert(Bytes == 16, "16-byte copies");
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(shared)), "l"(global));
+  static_assert(Bytes == 16 || Bytes == 8, "16- or 8-byte copies");
+  if constexpr (Bytes == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(shared)), "l"(global));
+  else asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem_address(shared)), "l"(global));
+}
+
+/// The Bytes bytes at p + i * Bytes from shared memory into words (zero-padded), by the widest loads
+/// that alignment allows (the step layout's value rows: 5, 6, 10 or 12 bytes a lane; p 16-byte aligned).
+template <int Bytes>
+__device__ __forceinline__ void load_bytes(uint32_t* w, const uint8_t* p, int i) {
+  p += i * Bytes;
+#pragma unroll
+  for (int k = 0; k < (Bytes + 3) / 4; ++k) w[k] = 0u;
+  if constexpr (Bytes % 4 == 0) {
+#pragma unroll
+    for (int k = 0; k < Bytes / 4; ++k) w[k] = reinterpret_cast<const uint32_t*>(p)[k];
+  } else if constexpr (Bytes % 2 == 0) {
+#pragma unroll
+    for (int k = 0; k < Bytes / 2; ++k)
+      w[k / 2] |= static_cast<uint32_t>(reinterpret_cast<const unsigned short*>(p)[k]) << (16 * (k % 2));
+  } else {
+#pragma unroll
+    for (int k = 0; k < Bytes; ++k) w[k / 4] |= static_cast<uint32_t>(p[k]) << (8 * (k % 4));
+  }
 }
 
 /// Words consecutive 32-bit words from shared memory (16-, 8- or 4-byte loads).
@@ -311,7 +340,10 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
                   float* __restrict__ work, T* __restrict__ out) {
   using codec = kv_codec<Scheme>;
   using scale_type = typename Scheme::scale_type;
-  constexpr int bits = Scheme::bits, E = D / 4, KW = E * bits / 32, VW = D / 8 * bits / 32, KS = D / 16, MT = D / 16;
+  constexpr bool steps = decode_step_layout(D);
+  constexpr int bits = Scheme::bits, KS = D / 16, MT = D / 16;
+  constexpr int lane_value_bytes = D / 8 * bits / 8, VW = (lane_value_bytes + 3) / 4;  // a lane's share of a value row
+  constexpr int KW = steps ? (bits == 8 ? KS : (KS + 1) / 2) : D / 4 * bits / 32;    // and of a key row, in words
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
   constexpr int pair = decode_pair(MaxG), ctiles = decode_copy_tiles(Scheme::bits, MaxG, D);
   using stage_layout = decode_stage<Scheme, D, ctiles>;
@@ -361,6 +393,9 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 #pragma unroll
   for (int p = 0; p < key_pieces; ++p) k_group[p] = ((4 * p + t) * kp * 8 / bits) / kv.group_size;
   const int v_group = ((D / 8) * g) / kv.group_size;
+  int step_group[KS];  // step layout: the group of the lane's codes of each k-step
+#pragma unroll
+  for (int j = 0; j < KS; ++j) step_group[j] = (16 * j + 4 * t) / kv.group_size;
   const int scale_bytes = 16 * kv.groups * scale_size;  // a tile's scales: 16 consecutive rows
   const int zero_bytes = Scheme::has_zero ? 16 * kv.groups : 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -427,15 +462,15 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 #endif
       } else {
         (void)together;
-        constexpr int row_pieces = row_bytes / 16;
+        constexpr int unit = row_bytes % 16 == 0 ? 16 : 8, row_pieces = row_bytes / unit;  // 8: 4-bit head_dim 80
         for (int u = 0; u < n; ++u) {
           const int tok0 = (tile0 + u) * 16, last = length - 1 - tok0;
           const std::size_t row0 = row_of(tok0);
           for (int piece = lane; piece < 16 * row_pieces; piece += 32) {
-            const int r = piece / row_pieces, at = (piece % row_pieces) * 16;
+            const int r = piece / row_pieces, at = (piece % row_pieces) * unit;
             const std::size_t row = row0 + min(r, last);
-            cp_async<16>(stage + stage_layout::keys + (16 * u + r) * key_stride + at, kv.keys.codes + row * row_bytes + at);
-            cp_async<16>(stage + stage_layout::values + (16 * u + r) * value_stride + at, kv.values.codes + row * row_bytes + at);
+            cp_async<unit>(stage + stage_layout::keys + (16 * u + r) * key_stride + at, kv.keys.codes + row * row_bytes + at);
+            cp_async<unit>(stage + stage_layout::values + (16 * u + r) * value_stride + at, kv.values.codes + row * row_bytes + at);
           }
           // Scales: 16 bytes a lane, keys' by lanes 0..15, values' by 16..31.
           const int piece = lane & 15;
@@ -520,7 +555,8 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int row = 2 * t + (r & 1) + 8 * (r >> 1);
-          load_words<VW>(v[u][r], values[u] + row * value_stride + (D / 8) * g * bits / 8);
+          if constexpr (steps) load_bytes<lane_value_bytes>(v[u][r], values[u] + row * value_stride, g);
+          else load_words<VW>(v[u][r], values[u] + row * value_stride + (D / 8) * g * bits / 8);
           if (row > last[u]) {  // past the length: whatever the storage holds (an FP8 NaN code, say) must not reach P·V
 #pragma unroll
             for (int w = 0; w < VW; ++w) v[u][r][w] = 0u;
@@ -540,21 +576,41 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 #pragma unroll
           for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
       {
+        // The scale (and zero point) of group grp of the tile's key row g + 8 n.
+        const auto key_params = [&](int u, int n, int grp) {
+          const int at = min(g + 8 * n, last[u]) * kv.groups + grp;
+          const float scale = load_scale<scale_type>(kscales[u], at);
+          const unsigned zero = (Scheme::has_zero ? kzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
+          return codec::params(scale, scale, zero, zero);
+        };
         uint32_t k[pair][2][KW];
-        typename codec::row_params p[pair][2][key_pieces];
+        constexpr int param_sets = steps ? 1 : key_pieces;  // piece layout: a piece lies in one group
+        typename codec::row_params p[pair][2][param_sets];
 #pragma unroll
         for (int u = 0; u < pair; ++u)
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
+            const uint8_t* key_row = keys[u] + (g + 8 * n) * key_stride;
+            if constexpr (steps) {
+              // Step j's codes: a word (8-bit) at byte 16 j + 4 t; 4-bit, two bytes at 8 j + 2 t, steps
+              // 2i and 2i + 1 interleaved bytewise into word i (key_fragment takes bytes 0 and 2 for the
+              // even step, 1 and 3 for the odd one).
 #pragma unroll
-            for (int piece = 0; piece < key_pieces; ++piece)
-              load_words<kp / 4>(k[u][n] + piece * kp / 4, keys[u] + (g + 8 * n) * key_stride + (4 * piece + t) * kp);
+              for (int i = 0; i < KW; ++i) {
+                if constexpr (bits == 8) {
+                  k[u][n][i] = *reinterpret_cast<const uint32_t*>(key_row + 16 * i + 4 * t);
+                } else {
+                  const uint32_t even = *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 2 * t);
+                  const uint32_t odd = 2 * i + 1 < KS ? *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 8 + 2 * t) : 0u;
+                  k[u][n][i] = __byte_perm(even, odd, 0x5140);
+                }
+              }
+            } else {
 #pragma unroll
-            for (int piece = 0; piece < key_pieces; ++piece) {
-              const int at = min(g + 8 * n, last[u]) * kv.groups + k_group[piece];
-              const float scale = load_scale<scale_type>(kscales[u], at);
-              const unsigned zero = (Scheme::has_zero ? kzeros[u][at] : 0u) ^ kv_scheme<Scheme>::implicit_zero;
-              p[u][n][piece] = codec::params(scale, scale, zero, zero);
+              for (int piece = 0; piece < key_pieces; ++piece)
+                load_words<kp / 4>(k[u][n] + piece * kp / 4, key_row + (4 * piece + t) * kp);
+#pragma unroll
+              for (int piece = 0; piece < key_pieces; ++piece) p[u][n][piece] = key_params(u, n, k_group[piece]);
             }
           }
 #pragma unroll
@@ -562,8 +618,15 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 #pragma unroll
           for (int u = 0; u < pair; ++u) {
             uint32_t a[4];
-            codec::key_fragment(k[u][0], j, p[u][0][j / (KS / key_pieces)], a[0], a[2]);
-            codec::key_fragment(k[u][1], j, p[u][1][j / (KS / key_pieces)], a[1], a[3]);
+            int set = 0;
+            if constexpr (steps) {
+              if (j == 0 || step_group[j] != step_group[j - 1])  // the lane's codes enter a new group
+                p[u][0][0] = key_params(u, 0, step_group[j]), p[u][1][0] = key_params(u, 1, step_group[j]);
+            } else {
+              set = j / (KS / key_pieces);
+            }
+            codec::key_fragment(k[u][0], j, p[u][0][set], a[0], a[2]);
+            codec::key_fragment(k[u][1], j, p[u][1][set], a[1], a[3]);
 #pragma unroll
             for (int hn = 0; hn < NH; ++hn) mma_16816(j % 2 ? s_odd[u][hn] : s[u][hn], a, qb[j][hn][0], qb[j][hn][1]);
           }
@@ -644,9 +707,11 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
           codec::value_pairs(v[u][2][w], v[u][3][w], p89, b1);
 #pragma unroll
           for (int c = 0; c < per_word / 2; ++c) {
+            const int mt = w * per_word / 2 + c;
+            if (mt >= MT) break;  // the step layout's last word is zero-padded past the lane's share
             const uint32_t a[4] = {b0[2 * c], b0[2 * c + 1], b1[2 * c], b1[2 * c + 1]};
 #pragma unroll
-            for (int hn = 0; hn < NH; ++hn) mma_16816(o[w * per_word / 2 + c][hn], a, pb[u][hn][0], pb[u][hn][1]);
+            for (int hn = 0; hn < NH; ++hn) mma_16816(o[mt][hn], a, pb[u][hn][0], pb[u][hn][1]);
           }
         }
       }
@@ -807,11 +872,17 @@ void decode(const T* q, const kv_view<Scheme>& cache, T* out, std::size_t q_head
   if (d == 64) {
     if (group <= 8) run(detail::decode_launch<Scheme, 64, 8, T>);
     else run(detail::decode_launch<Scheme, 64, 16, T>);
+  } else if (d == 80) {
+    if (group <= 8) run(detail::decode_launch<Scheme, 80, 8, T>);
+    else run(detail::decode_launch<Scheme, 80, 16, T>);
+  } else if (d == 96) {
+    if (group <= 8) run(detail::decode_launch<Scheme, 96, 8, T>);
+    else run(detail::decode_launch<Scheme, 96, 16, T>);
   } else if (d == 128) {
     if (group <= 8) run(detail::decode_launch<Scheme, 128, 8, T>);
     else run(detail::decode_launch<Scheme, 128, 16, T>);
   } else {
-    LOWBIT_CHECK(d == 256, "cuda::decode: head_dim=" << d << " (64, 128 or 256)");
+    LOWBIT_CHECK(d == 256, "cuda::decode: head_dim=" << d << " (64, 80, 96, 128 or 256)");
     if (group <= 8) run(detail::decode_launch<Scheme, 256, 8, T>);
     else run(detail::decode_launch<Scheme, 256, 16, T>);
   }

@@ -7,8 +7,9 @@
 ///   lowbit::cuda::append(cache, k, v, seqs, counts, 3, stream);  // k, v: device [3][kv_heads][head_dim]
 ///   lowbit::cuda::decode(q, cache.view(), out, q_heads, workspace, stream);
 ///
-/// One warp quantizes one token-head row of K or V (head_dim / 32 elements a lane; a scale group is
-/// 8, 16 or 32 lanes, reduced by shuffles). The quantizer replays quantize_rtn's float operations
+/// One warp quantizes one token-head row of K or V (head_dim / 32 elements a lane, a scale group 8,
+/// 16 or 32 lanes; head_dim 80 and 96: 4 elements a lane on the first 20 or 24 lanes, a group 5 to
+/// 24 lanes), reduced by shuffles. The quantizer replays quantize_rtn's float operations
 /// in its order with correctly rounded intrinsics (__fdiv_rn, __fsub_rn, __fadd_rn: no FMA
 /// contraction, no approximate division whatever the compile flags): range min / max from 0, the
 /// first element of largest magnitude as the symmetric extreme, the scale rounded to the scale type
@@ -62,23 +63,37 @@ struct kv_append_params {
 __device__ __forceinline__ float input_to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float input_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-/// x reduced over the `Lanes` lanes of a scale group (aligned segments of the warp) by pick(x, y).
+/// Elements of a row a lane quantizes: head_dim / 32 (2, 4 or 8), or 4 for head_dim 80 and 96.
+__host__ __device__ constexpr int append_lane_elements(int d) { return d % 32 == 0 && (d & (d - 1)) == 0 ? d / 32 : 4; }
+
+/// x reduced over the `Lanes` lanes of a scale group (segments of the warp starting at multiples of
+/// Lanes) by pick(x, y): xor shuffles when Lanes is a power of two, else each lane reads the segment.
 template <int Lanes, class T, class Pick>
 __device__ __forceinline__ T lanes_reduce(T x, Pick pick) {
+  if constexpr ((Lanes & (Lanes - 1)) == 0) {
 #pragma unroll
-  for (int o = Lanes / 2; o > 0; o /= 2) x = pick(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
+    for (int o = Lanes / 2; o > 0; o /= 2) x = pick(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+  } else {
+    const int base = (static_cast<int>(threadIdx.x & 31) / Lanes) * Lanes;
+    T r = __shfl_sync(0xffffffffu, x, base);  // (past lane 31 for the idle lanes' segment: wraps, unused)
+#pragma unroll
+    for (int i = 1; i < Lanes; ++i) r = pick(r, __shfl_sync(0xffffffffu, x, base + i));
+    return r;
+  }
 }
 
-/// Quantizes one row (E = D / 32 elements a lane, groups of Lanes lanes) and stores its codes,
-/// scale and zero point: quantize_rtn's operations in its order (see the file comment).
+/// Quantizes one row (E elements a lane, groups of Lanes lanes; lanes past D / E idle, holding zeros)
+/// and stores its codes, scale and zero point: quantize_rtn's operations in its order (see the file
+/// comment; minimum, maximum and the first extreme do not depend on the order of the reduction).
 template <class Scheme, int D, int Lanes>
-__device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane, uint8_t* codes, void* scales,
-                                             uint8_t* zeros) {
+__device__ __forceinline__ void quantize_row(const float (&x)[append_lane_elements(D)], int lane, uint8_t* codes,
+                                             void* scales, uint8_t* zeros) {
   using format = typename Scheme::format;
   using traits = format_traits<format>;
   using scale_type = typename Scheme::scale_type;
-  constexpr int E = D / 32;
+  constexpr int E = append_lane_elements(D);
+  const bool active = D / E == 32 || lane < D / E, leader = active && lane % Lanes == 0;
   float scale = 0.0f, zero = 0.0f;
   if constexpr (Scheme::has_zero) {
     float lo = 0.0f, hi = 0.0f;  // the range of the group and 0, as std::min / std::max from 0
@@ -89,12 +104,12 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
     const scale_type stored = scale_traits<scale_type>::from_float(
         __fdiv_rn(__fsub_rn(hi, lo), traits::max_finite - traits::min_value));
     scale = scale_traits<scale_type>::to_float(stored);
-    if (lane % Lanes == 0) static_cast<scale_type*>(scales)[lane / Lanes] = stored;
+    if (leader) static_cast<scale_type*>(scales)[lane / Lanes] = stored;
     float z = scale > 0.0f ? rintf(__fsub_rn(traits::min_value, __fdiv_rn(lo, scale))) : 0.0f;
     z = traits::min_value < z ? z : traits::min_value;  // std::max(z, min)
     z = z < traits::max_finite ? z : traits::max_finite;  // std::min(z, max)
     const uint8_t zcode = traits::encode(z);
-    if (lane % Lanes == 0) zeros[lane / Lanes] = zcode;
+    if (leader) zeros[lane / Lanes] = zcode;
     zero = traits::decode(zcode);
   } else {
     // The extreme: the first element (lowest index) of largest magnitude, with its sign.
@@ -112,13 +127,14 @@ __device__ __forceinline__ void quantize_row(const float (&x)[D / 32], int lane,
                                                                   : __fdiv_rn(fabsf(extreme), traits::max_finite);
     const scale_type stored = scale_traits<scale_type>::from_float(raw);
     scale = scale_traits<scale_type>::to_float(stored);
-    if (lane % Lanes == 0) static_cast<scale_type*>(scales)[lane / Lanes] = stored;
+    if (leader) static_cast<scale_type*>(scales)[lane / Lanes] = stored;
   }
   uint8_t c[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) c[e] = traits::encode(scale > 0.0f ? __fadd_rn(__fdiv_rn(x[e], scale), zero) : zero);
   // The lane's E codes (E = 2, 4 or 8) in one store: 8-bit E bytes, 4-bit E / 2 (element 2j in the
   // low nibble of byte j).
+  if (!active) return;
   if constexpr (Scheme::bits == 8) {
     uint32_t w[(E + 3) / 4] = {};
 #pragma unroll
@@ -142,7 +158,7 @@ template <class Scheme, int D, int Lanes, class T>
 __global__ void __launch_bounds__(256) kv_append_kernel(const T* __restrict__ k, const T* __restrict__ v,
                                                         std::size_t token_stride, kv_append_params p,
                                                         kv_append_entries entries, int tokens) {
-  constexpr int E = D / 32;
+  constexpr int E = append_lane_elements(D);
   const int lane = threadIdx.x & 31;
   const long long w = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int token = static_cast<int>(w / (2 * p.kv_heads)), part = static_cast<int>(w % (2 * p.kv_heads));
@@ -168,7 +184,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const T* __restrict__ k,
   const T* src = (is_value ? v : k) + static_cast<std::size_t>(at) * token_stride + static_cast<std::size_t>(head) * D + lane * E;
   float x[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) x[e] = input_to_float(src[e]);
+  for (int e = 0; e < E; ++e) x[e] = D / E == 32 || lane < D / E ? input_to_float(src[e]) : 0.0f;
   using scale_type = typename Scheme::scale_type;
   quantize_row<Scheme, D, Lanes>(x, lane, (is_value ? p.value_codes : p.key_codes) + row * (D * Scheme::bits / 8),
                                  static_cast<scale_type*>(is_value ? p.value_scales : p.key_scales) + row * p.groups,
@@ -200,10 +216,17 @@ void kv_append_launch(const T* k, const T* v, std::size_t token_stride, const kv
                       const kv_append_entries& entries, int tokens, std::size_t group_size, cudaStream_t stream) {
   const long long warps = 2LL * tokens * p.kv_heads;
   const unsigned blocks = static_cast<unsigned>((warps + 7) / 8);
-  const std::size_t lanes = group_size * 32 / D;  // 8, 16 or 32
-  if (lanes == 8) kv_append_kernel<Scheme, D, 8, T><<<blocks, 256, 0, stream>>>(k, v, token_stride, p, entries, tokens);
-  else if (lanes == 16) kv_append_kernel<Scheme, D, 16, T><<<blocks, 256, 0, stream>>>(k, v, token_stride, p, entries, tokens);
-  else kv_append_kernel<Scheme, D, 32, T><<<blocks, 256, 0, stream>>>(k, v, token_stride, p, entries, tokens);
+  // Lanes a group: 8, 16 or 32 (head_dim 64, 128, 256); 5, 10, 20 (80); 6, 12, 24 (96).
+  const int lanes = static_cast<int>(group_size) / append_lane_elements(D);
+  const auto launch = [&](auto lanes_constant) {
+    if (lanes != decltype(lanes_constant)::value) return false;
+    kv_append_kernel<Scheme, D, decltype(lanes_constant)::value, T><<<blocks, 256, 0, stream>>>(k, v, token_stride, p, entries, tokens);
+    return true;
+  };
+  constexpr int q = D / append_lane_elements(D) / 4;  // the smallest group: head_dim / 4 elements
+  const bool launched = launch(std::integral_constant<int, q>{}) || launch(std::integral_constant<int, 2 * q>{}) ||
+                        launch(std::integral_constant<int, 4 * q>{});
+  LOWBIT_CHECK(launched, "cuda::append: group_size=" << group_size << " with head_dim " << D);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -251,6 +274,8 @@ void append(device_kv_cache<Scheme>& cache, const T* k, const T* v, const std::s
     if (entries.n == 0) return;
     const int tokens = static_cast<int>(first - chunk_first);
     if (d == 64) detail::kv_append_launch<Scheme, 64>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
+    else if (d == 80) detail::kv_append_launch<Scheme, 80>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
+    else if (d == 96) detail::kv_append_launch<Scheme, 96>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
     else if (d == 128) detail::kv_append_launch<Scheme, 128>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
     else detail::kv_append_launch<Scheme, 256>(k, v, token_stride, p, entries, tokens, view.group_size, stream);
     entries.n = 0;

@@ -90,7 +90,7 @@ class device_kv_cache {
   /// (integer_tiles is a CPU layout and is ignored), group_size elements of a head vector per scale
   /// (0: the whole vector). Paged: sequences have no pages until map_pages; each sequence's block
   /// table holds up to shape.capacity tokens' pages (shape.capacity 0: the whole pool). Checked:
-  /// head_dim 64, 128 or 256, group_size a multiple of head_dim / 4 dividing head_dim, the shape's rules.
+  /// head_dim 64, 80, 96, 128 or 256, group_size a multiple of head_dim / 4 dividing head_dim, the shape's rules.
   explicit device_kv_cache(const attention::kv_shape& shape, std::size_t group_size = 0) {
     const std::size_t g = group_size ? group_size : shape.head_dim;
     check_shape(shape, g);
@@ -150,7 +150,8 @@ class device_kv_cache {
   static void check_shape(const attention::kv_shape& s, std::size_t g) {
     const std::size_t d = s.head_dim;
     LOWBIT_CHECK(s.batch > 0 && s.kv_heads > 0, "cuda::device_kv_cache: batch and kv_heads must be positive");
-    LOWBIT_CHECK(d == 64 || d == 128 || d == 256, "cuda::device_kv_cache: head_dim=" << d << " (the GPU decode supports 64, 128 and 256)");
+    LOWBIT_CHECK(d == 64 || d == 80 || d == 96 || d == 128 || d == 256,
+                 "cuda::device_kv_cache: head_dim=" << d << " (the GPU decode supports 64, 80, 96, 128 and 256)");
     LOWBIT_CHECK(g % (d / 4) == 0 && d % g == 0,
                  "cuda::device_kv_cache: group_size=" << g << " must be a multiple of head_dim / 4 = " << d / 4 << " dividing head_dim");
     if (s.page_tokens) {
@@ -205,8 +206,8 @@ class device_kv_cache {
 };
 
 /// Copies a CPU kv_cache (its current contents, lengths and block tables) to the current device.
-/// Preconditions, checked: the scheme is supported (kv_scheme), head_dim is 64, 128 or 256, and the
-/// group size a multiple of head_dim / 4 (each lane's share of a key row lies in one group). The
+/// Preconditions, checked: the scheme is supported (kv_scheme), head_dim is 64, 80, 96, 128 or 256, and
+/// the group size a multiple of head_dim / 4 (each lane's share of a key and a value row lies in one group). The
 /// device block tables are as wide as the longest mapped table; map_pages may remap within that.
 template <class Scheme>
 device_kv_cache<Scheme> upload(const attention::kv_cache<Scheme>& cache) {
@@ -216,7 +217,8 @@ device_kv_cache<Scheme> upload(const attention::kv_cache<Scheme>& cache) {
   const auto& km = cache.keys().matrix;
   const auto& vm = cache.values().matrix;
   const std::size_t d = s.head_dim, g = km.group_size();
-  LOWBIT_CHECK(d == 64 || d == 128 || d == 256, "cuda::upload: head_dim=" << d << " (the GPU decode supports 64, 128 and 256)");
+  LOWBIT_CHECK(d == 64 || d == 80 || d == 96 || d == 128 || d == 256,
+               "cuda::upload: head_dim=" << d << " (the GPU decode supports 64, 80, 96, 128 and 256)");
   LOWBIT_CHECK(g % (d / 4) == 0, "cuda::upload: group_size=" << g << " must be a multiple of head_dim / 4 = " << d / 4);
   LOWBIT_CHECK(km.rows() == vm.rows() && km.cols() == d,
                "cuda::upload: the keys are not stored one row per token (per-channel KIVI keys are not supported on the GPU)");
