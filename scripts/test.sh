@@ -11,7 +11,7 @@
 #   (e) libFuzzer on the file readers and checkpoint importers (scripts/fuzz.sh): Clang, ASan +
 #       UBSan, FUZZ_SECONDS (default 20) per harness from the committed seed corpus
 #   (f) when nvcc is on PATH: the CUDA kernels (lowbit/cuda.cuh, through the GPU test, which
-#       instantiates every kernel) compiled for sm_80 and sm_90a, the GPU benchmark for sm_90a, with
+#       instantiates every kernel) compiled for sm_80 and sm_90a, the GPU benchmarks to sm_90a PTX, with
 #       warnings as errors; no GPU is needed or used (scripts/gpu.sh runs them on one)
 # Build directories: build-ci-gcc, build-ci-asan, build-ci-consumers, build-ci-conan, build-ci-fuzz (kept between
 # runs, so a rerun is incremental, except build-ci-consumers, which is rebuilt).
@@ -129,23 +129,25 @@ if [[ $quick != 1 ]]; then
     mkdir -p build-ci-cuda
     # Each test instantiates every kernel of its part (GEMM, decode attention, 2:4 GEMM): compiled
     # for both architectures in one nvcc call (the host side once: 16% less time); each benchmark,
-    # whose kernels are the same, for sm_90a only; the decode test's CPU reference with the host
+    # whose kernels the tests compile to SASS already, to sm_90a PTX only (its C++ and device code
+    # checked without ptxas: half the time); the decode test's CPU reference with the host
     # compiler (to catch API drift; the CPU decode's warnings are phase a's to judge, with the
     # library's ISA flags). One process per line, $jobs at a time, the longest first.
     nvcc_line="nvcc -std=c++17 --expt-relaxed-constexpr -Iinclude -Xcompiler=-Wall,-Wextra,-Werror -Werror all-warnings"
     sm80=-gencode=arch=compute_80,code=sm_80
     sm90a=-gencode=arch=compute_90a,code=sm_90a
+    ptx90a=-gencode=arch=compute_90a,code=compute_90a
     compiles=()
     for part in _sparse24 "" _decode; do
       compiles+=("$nvcc_line $sm80 $sm90a -c tests/cuda/test_cuda$part.cu -o build-ci-cuda/test${part}.o")
     done
     for part in "" _decode _sparse24; do
-      compiles+=("$nvcc_line $sm90a -c bench/cuda/bench_cuda$part.cu -o build-ci-cuda/bench${part}_sm90a.o")
+      compiles+=("$nvcc_line $ptx90a -c bench/cuda/bench_cuda$part.cu -o build-ci-cuda/bench${part}_ptx90a.o")
     done
     compiles+=("g++ -std=c++17 -O1 -Iinclude -c tests/cuda/decode_reference.cpp -o build-ci-cuda/decode_reference.o")
     printf '%s\n' "${compiles[@]}" | xargs -d '\n' -n 1 -P "$jobs" bash -c 'echo "---- ${0##* -c }"; $0'
     passed_total=$((passed_total + 1))
-    end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda: GEMM, 2:4 GEMM and decode), bench/cuda for sm_90a"
+    end_phase "every CUDA kernel compiled for sm_80 and sm_90a (tests/cuda: GEMM, 2:4 GEMM and decode), bench/cuda to sm_90a PTX"
   else
     end_phase "skipped: nvcc is not on PATH"
   fi
