@@ -37,4 +37,4 @@ lowbit_cuda_executable(lowbit_bench_cuda_decode SOURCES ${cuda_dir}/bench/cuda/b
 # 2:4 sparse + int4 GEMM on the sparse tensor cores (mma.sp): its test and benchmark.
 lowbit_cuda_executable(lowbit_test_cuda_sparse24 SOURCES ${cuda_dir}/tests/cuda/test_cuda_sparse24.cu TEST cuda_sparse24)
 lowbit_cuda_executable(lowbit_bench_cuda_sparse24 SOURCES ${cuda_dir}/bench/cuda/bench_cuda_sparse24.cu
-                       LIBRARIES CUDA::cublas)
+                       LIBRARIES CUDA::cublas CUDA::cublasLt)

@@ -13,8 +13,10 @@
 // wgmma at 256 / 128 tokens a block and the mma.sp tiled kernel (the default first); 20 launches
 // (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
-// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --profile] (--large: only M > 64;
-// --small: only M <= 64; --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
+// Then (first) W8A8: see bench_int8.
+// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --int8 | --profile] (--large: only M > 64;
+// --small: only M <= 64; --int8: only W8A8; --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -341,14 +343,177 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
   }
 }
 
+// W8A8 (gemm_sparse24_int8, sparse24_gemm_int8.cuh): 2:4 int8 weights with a scale a row on the
+// integer sparse tensor cores, against cuBLASLt's dense int8 GEMM (int8 x int8 -> int32, the
+// engines' W8A8 peer; its best heuristic algorithm, 32 MB workspace), cuBLAS fp16 dense and
+// lowbit's 2:4 fp16-values kernel, at N x K = 8192 x 8192 and 4096 x 14336, M = 1 .. 4096. lowbit
+// twice: from fp16 x (the per-token quantizer included) and from int8 x (the engine keeps int8
+// activations). Weights rotate over copies (> 200 MB) for M <= 64. TOP/s count the dense 2 M N K.
+// Also other block shapes and splits of K of the kernel (what the defaults were chosen against).
+#define CUBLASLT_CHECK(call) CUBLAS_CHECK(call)
+void bench_int8(cublasHandle_t handle, std::mt19937& rng) {
+  namespace lc = lb::cuda;
+  cublasLtHandle_t lt;
+  CUBLASLT_CHECK(cublasLtCreate(&lt));
+  void* lt_workspace = nullptr;
+  const std::size_t lt_workspace_bytes = 32u << 20;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&lt_workspace, lt_workspace_bytes));
+  std::uniform_int_distribution<int> byte(0, 255);
+  struct shape { std::size_t n, k; };
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  const std::size_t ms[] = {1, 16, 64, 256, 1024, 4096};
+  const std::size_t max_m = 4096;
+  std::printf("\nW8A8 2:4 (int8 kept values, a scale a row; x int8 per token)\n");
+  std::printf("| N x K | M | W8A8 2:4 µs (fp16 x, quantizer included) | W8A8 2:4 µs (int8 x) | TOP/s | other block shapes µs <warps N, warps M, tiles, token tiles, stages, blocks an SM> | cuBLASLt int8 dense µs | TOP/s | cuBLAS fp16 µs | 2:4 fp16 values µs | int8 x vs cuBLASLt int8 | fp16 x vs cuBLAS fp16 |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const shape& s : shapes) {
+    const std::size_t kept = s.k / 2;
+    static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};
+    std::vector<uint8_t> nibbles(s.n * s.k / 8);
+    for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
+    const auto p8 = lc::pack_sparse24_int8(lb::sparse24_matrix<sym8>(random_quantized<sym8>(s.n, kept, kept, rng).view(), nibbles.data(), s.k));
+    std::vector<float> kept_f(s.n * kept);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (float& v : kept_f) v = normal(rng);
+    const auto hp = lc::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
+    std::vector<void*> owned;
+    std::vector<lc::packed_sparse24_int8_view> p8s((200u << 20) / p8.bytes() + 2, p8.view());
+    for (std::size_t c = 1; c < p8s.size(); ++c) {
+      const auto& v = p8.view();
+      p8s[c].blocks = device_copy(v.blocks, v.tiles() * v.chunks * 1280, owned);
+      p8s[c].scales = device_copy(v.scales, v.tiles() * 64, owned);
+    }
+    const auto hs = rotation(hp.view(), owned);
+    // Dense peers' weights: int8 (N x K row-major = K x N column-major, op T) and fp16, 4 copies each.
+    std::vector<int8_t> w8h(s.n * s.k);
+    for (auto& v : w8h) v = static_cast<int8_t>(byte(rng) - 128);
+    std::vector<const int8_t*> w8s;
+    std::vector<const __half*> w16s;
+    __half* w16 = device_random<__half>(s.n * s.k, rng, 0.02f);
+    owned.push_back(w16);
+    for (int c = 0; c < 4; ++c) {
+      int8_t* d = nullptr;
+      LOWBIT_CUDA_CHECK(cudaMalloc(&d, w8h.size()));
+      LOWBIT_CUDA_CHECK(cudaMemcpy(d, w8h.data(), w8h.size(), cudaMemcpyHostToDevice));
+      owned.push_back(d);
+      w8s.push_back(d);
+      w16s.push_back(c == 0 ? w16 : device_copy(w16, s.n * s.k * 2, owned));
+    }
+    __half* x = device_random<__half>(max_m * s.k, rng, 1.0f);
+    int8_t* xq = nullptr;
+    float* xs = nullptr;
+    int32_t* y32 = nullptr;
+    __half* y = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&xq, max_m * s.k));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&xs, max_m * sizeof(float)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y32, max_m * s.n * sizeof(int32_t)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_m * s.n * sizeof(__half)));
+    lc::quantize_int8_rows(x, max_m, s.k, s.k, xq, s.k, xs);
+    lc::gemm_workspace workspace;
+    lc::int8_rows_buffer activations;
+    lc::gemm_options o;
+    o.workspace = &workspace;
+    for (std::size_t m : ms) {
+      const int its = m >= 1024 ? 20 : 100;
+      const auto timed = [&](auto&& launch) { return bench_cuda::time_us(launch, its, 5, 5); };
+      const auto at = [](const auto& views, int i) -> const auto& { return views[static_cast<std::size_t>(i) % views.size()]; };
+      const double us_fp16x = timed([&](int i) { lc::gemm_sparse24_int8(x, m, s.k, at(p8s, i), y, s.n, nullptr, o, &activations); });
+      const double us_int8x = timed([&](int i) { lc::gemm_sparse24_int8_quantized(xq, xs, m, s.k, at(p8s, i), y, s.n, nullptr, o); });
+      // Other block shapes (sparse24_int8_config<warps N, warps M, tiles a warp, token tiles a warp, stages, blocks an SM>)
+      // and splits of K, for the record of what the defaults were chosen against.
+      std::string others;
+      namespace ld = lc::detail;
+      const int mi = int(m), kk = int(s.k), nn = int(s.n);
+      const auto variant = [&](auto config, int split_k) {
+        using C = decltype(config);
+        lc::gemm_options vo = o;
+        vo.split_k = split_k;
+        const double us = timed([&](int i) { ld::launch_sparse24_int8<C>(xq, xs, mi, kk, at(p8s, i), y, nn, nullptr, vo); });
+        char text[96];
+        std::snprintf(text, sizeof text, "%s<%d,%d,%d,%d,%d,%d>%s%s %.1f", others.empty() ? "" : "; ", C::warps_n, C::warps_m, C::tw,
+                      C::mw, C::stages, C::min_blocks, split_k ? " split " : "", split_k ? std::to_string(split_k).c_str() : "", us);
+        others += text;
+      };
+      if (m == 1) {
+        variant(ld::sparse24_int8_m8{}, 2);
+        variant(ld::sparse24_int8_m8{}, 8);
+        variant(ld::sparse24_int8_config<8, 1, 1, 1, 8, 1>{}, 0);
+        variant(ld::sparse24_int8_config<4, 1, 1, 1, 8, 4>{}, 0);
+        variant(ld::sparse24_int8_config<8, 1, 2, 1, 4, 2>{}, 0);
+      } else if (m == 16) {
+        variant(ld::sparse24_int8_config<8, 1, 1, 2, 8, 1>{}, 0);
+        variant(ld::sparse24_int8_config<4, 1, 1, 2, 8, 4>{}, 0);
+      } else if (m == 64) {
+        variant(ld::sparse24_int8_config<8, 1, 1, 8, 4, 2>{}, 0);
+        variant(ld::sparse24_int8_m64{}, 16);
+      } else {
+        variant(ld::sparse24_int8_config<4, 2, 4, 4, 4, 1>{}, 0);
+        variant(ld::sparse24_int8_config<2, 2, 4, 8, 3, 2>{}, 0);
+      }
+      // cuBLASLt int8: D (N x M, int32, column-major) = W (op T of K x N) · xq (K x M).
+      cublasLtMatmulDesc_t op;
+      CUBLASLT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I));
+      const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
+      CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof trans));
+      CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof no_trans));
+      cublasLtMatrixLayout_t la, lbt, lcd;
+      CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, s.k, s.n, s.k));
+      CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&lbt, CUDA_R_8I, s.k, m, s.k));
+      CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&lcd, CUDA_R_32I, s.n, m, s.n));
+      cublasLtMatmulPreference_t pref;
+      CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+      CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_workspace_bytes,
+                                                          sizeof lt_workspace_bytes));
+      cublasLtMatmulHeuristicResult_t heuristic{};
+      int found = 0;
+      CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lbt, lcd, lcd, pref, 1, &heuristic, &found));
+      double us_lt = -1.0;
+      if (found > 0) {
+        const int32_t alpha = 1, beta = 0;
+        us_lt = timed([&](int i) {
+          CUBLASLT_CHECK(cublasLtMatmul(lt, op, &alpha, at(w8s, i), la, xq, lbt, &beta, y32, lcd, y32, lcd, &heuristic.algo,
+                                        lt_workspace, lt_workspace_bytes, nullptr));
+        });
+      }
+      cublasLtMatmulPreferenceDestroy(pref);
+      cublasLtMatrixLayoutDestroy(la);
+      cublasLtMatrixLayoutDestroy(lbt);
+      cublasLtMatrixLayoutDestroy(lcd);
+      cublasLtMatmulDescDestroy(op);
+      const float alpha = 1.0f, beta = 0.0f;
+      const double us_cublas = timed([&](int i) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, at(w16s, i), CUDA_R_16F,
+                                  int(s.k), x, CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
+      });
+      const double us_fp16v = timed([&](int i) { lc::gemm_sparse24(x, m, s.k, at(hs, i), y, s.n, nullptr, o); });
+      const double ops = 2.0 * double(m) * double(s.n) * double(s.k) * 1e-6;
+      std::printf("| %zu x %zu | %zu | %.1f | %.1f | %.0f | %s | %.1f | %.0f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m, us_fp16x,
+                  us_int8x, ops / us_int8x, others.c_str(), us_lt, us_lt > 0 ? ops / us_lt : 0.0, us_cublas, us_fp16v, us_lt / us_int8x,
+                  us_cublas / us_fp16x);
+      std::fflush(stdout);
+    }
+    LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+    for (void* p : owned) cudaFree(p);
+    cudaFree(x);
+    cudaFree(xq);
+    cudaFree(xs);
+    cudaFree(y32);
+    cudaFree(y);
+  }
+  cudaFree(lt_workspace);
+  cublasLtDestroy(lt);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool large = true, small = true;
+  bool large = true, small = true, int8 = true;
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--quick") == 0) iterations = 20, repeats = 3;
-    else if (std::strcmp(argv[a], "--large") == 0) small = false;
-    else if (std::strcmp(argv[a], "--small") == 0) large = false;
+    else if (std::strcmp(argv[a], "--large") == 0) small = int8 = false;
+    else if (std::strcmp(argv[a], "--small") == 0) large = int8 = false;
+    else if (std::strcmp(argv[a], "--int8") == 0) large = small = false, int8 = true;
     else if (std::strcmp(argv[a], "--profile") == 0) {
       profile_large();
       return 0;
@@ -365,6 +530,7 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  if (int8) bench_int8(handle, rng);
   if (large) {
     mma_rates();
     bench_large(handle, rng);

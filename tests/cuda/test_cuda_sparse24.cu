@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -40,6 +41,7 @@
 #include "act_types.cuh"
 #include "lowbit/cuda.cuh"
 #include "lowbit/prune/prune24.hpp"
+#include "lowbit/quant/activations.hpp"
 #include "lowbit/sparse/sparse24_quantize.hpp"
 
 namespace {
@@ -214,6 +216,176 @@ void check_format(const char* name, unsigned& seed) {
   }
 }
 
+// W8A8 (gemm_sparse24_int8): int8 kept values with a scale a row, x quantized per token. Exact:
+// the GPU quantizer's codes and scales must equal int8_activations' (the CPU quantizer, on the
+// same float values), and each output must equal, bit for bit, the integer reference rounded as
+// the kernel documents: T((float(sum q_x q_w) * x_scale) * w_scale). Row 1 of x is zeros (scale
+// 1, codes 0) where m > 1. mode 0: gemm_sparse24_int8 with cudaMallocAsync scratch; 1: with an
+// int8_rows_buffer; 2: quantize_int8_rows, then gemm_sparse24_int8_quantized (the caller's int8).
+template <class T>
+void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed, int mode, int split_k = 0,
+                     lowbit::cuda::gemm_workspace* workspace = nullptr) {
+  namespace lb = lowbit;
+  namespace lc = lowbit::cuda;
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(n * k);
+  for (float& v : w) v = normal(rng) * 0.05f;
+  const lb::sparse24_positions pos = lb::prune24(w.data(), n, k, k);
+  const auto sw = lb::quantize_sparse24<lb::scheme<lb::int8, lb::fp16>>(w.data(), n, k, k, pos);  // per channel
+  const auto packed = lc::pack_sparse24_int8(sw);
+  const auto kept = sw.kept_values();
+
+  const std::size_t ldx = k + 8, ldy = n + 3;
+  std::vector<T> xh(m * ldx, to_act<T>(0.0f));
+  std::vector<float> x(m * k, 0.0f);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t c = 0; c < k; ++c) {
+      if (i == 1) continue;  // a zero row
+      xh[i * ldx + c] = to_act<T>(normal(rng) * (c % 97 == 5 ? 8.0f : 1.0f));  // some outlier columns
+      x[i * k + c] = from_act(xh[i * ldx + c]);
+    }
+  lb::int8_activations cpu;
+  cpu.quantize(lb::matrix_view<const float>(x.data(), m, k), k);
+
+  T *dx = nullptr, *dy = nullptr;
+  int8_t* dq = nullptr;
+  float* ds = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, xh.size() * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dq, m * (k + 16)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&ds, m * sizeof(float)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(T), cudaMemcpyHostToDevice));
+  LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));  // NaN: unwritten outputs fail
+  lc::gemm_options go;
+  go.split_k = split_k;
+  go.workspace = workspace;
+  lc::int8_rows_buffer buffer;
+  int bad_q = 0;
+  const auto run = [&] {
+    if (mode == 0) lc::gemm_sparse24_int8(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+    else if (mode == 1) lc::gemm_sparse24_int8(dx, m, ldx, packed.view(), dy, ldy, nullptr, go, &buffer);
+    else {
+      lc::quantize_int8_rows(dx, m, ldx, k, dq, k + 16, ds);
+      lc::gemm_sparse24_int8_quantized(dq, ds, m, k + 16, packed.view(), dy, ldy, nullptr, go);
+    }
+  };
+  run();
+  if (workspace || mode == 1) {  // again on the same workspace / buffer (the first result overwritten)
+    LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));
+    run();
+  }
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<T> y(m * ldy);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  if (mode == 2) {  // the quantizer against the CPU one
+    std::vector<int8_t> q(m * (k + 16));
+    std::vector<float> scales(m);
+    LOWBIT_CUDA_CHECK(cudaMemcpy(q.data(), dq, q.size(), cudaMemcpyDeviceToHost));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(scales.data(), ds, m * sizeof(float), cudaMemcpyDeviceToHost));
+    for (std::size_t i = 0; i < m; ++i) {
+      if (scales[i] != cpu.scale(i) && bad_q++ < 3)
+        std::printf("  int8 quantizer m=%zu k=%zu: scale(%zu) = %.9g, CPU %.9g\n", m, k, i, scales[i], cpu.scale(i));
+      for (std::size_t c = 0; c < k; ++c)
+        if (q[i * (k + 16) + c] != cpu.row(i)[c] && bad_q++ < 3)
+          std::printf("  int8 quantizer m=%zu k=%zu: q(%zu, %zu) = %d, CPU %d\n", m, k, i, c, q[i * (k + 16) + c], cpu.row(i)[c]);
+    }
+  }
+  cudaFree(dx);
+  cudaFree(dy);
+  cudaFree(dq);
+  cudaFree(ds);
+
+  int bad = 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    const float w_scale = static_cast<float>(kept.view().row_scales(r)[0]);
+    for (std::size_t i = 0; i < m; ++i) {
+      int64_t sum = 0;
+      for (std::size_t j = 0; j < sw.kept_cols(); ++j)
+        sum += int64_t(static_cast<int8_t>(kept.code(r, j))) * cpu.row(i)[j / 2 * 4 + sw.position(r, j)];
+      const T want = to_act<T>((static_cast<float>(sum) * cpu.scale(i)) * w_scale);
+      const T got = y[i * ldy + r];
+      if (std::memcmp(&want, &got, sizeof(T)) != 0 && bad++ < 3)
+        std::printf("  2:4+W8A8/%s n=%zu k=%zu m=%zu seed=%u: y(%zu, %zu) = %g, reference %g (int sum %lld)\n",
+                    bf16 ? "bf16" : "fp16", n, k, m, seed, i, r, from_act(got), from_act(want), static_cast<long long>(sum));
+    }
+  }
+  ++cases;
+  if (bad || bad_q) {
+    ++failures;
+    std::printf("FAIL 2:4+W8A8/%s n=%zu k=%zu m=%zu mode=%d split_k=%d%s seed=%u: %d of %zu outputs off, %d quantizer values off\n",
+                bf16 ? "bf16" : "fp16", n, k, m, mode, split_k, workspace ? " (workspace)" : "", seed, bad, m * n, bad_q);
+  } else {
+    std::printf("ok   2:4+W8A8     %s n=%5zu k=%5zu m=%4zu mode=%d split_k=%d%s  exact\n", bf16 ? "bf16" : "fp16", n, k, m, mode,
+                split_k, workspace ? " (workspace)" : "");
+  }
+}
+
+// The GPU quantizer alone against int8_activations on long rows (its register-kept and re-reading
+// variants: k up to 2048, 4096, 8192, 16384 and beyond), with an outlier and a zero row.
+template <class T>
+void check_int8_quantizer(std::size_t m, std::size_t k, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::size_t ldx = k + 24;
+  std::vector<T> xh(m * ldx, to_act<T>(0.0f));
+  std::vector<float> x(m * k, 0.0f);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t c = 0; c < k; ++c)
+      if (i != 1) {
+        xh[i * ldx + c] = to_act<T>(normal(rng) * (c == k - 3 ? 30.0f : 1.0f));
+        x[i * k + c] = from_act(xh[i * ldx + c]);
+      }
+  lowbit::int8_activations cpu;
+  cpu.quantize(lowbit::matrix_view<const float>(x.data(), m, k), k);
+  T* dx = nullptr;
+  int8_t* dq = nullptr;
+  float* ds = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dx, xh.size() * sizeof(T)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dq, m * k));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&ds, m * sizeof(float)));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(T), cudaMemcpyHostToDevice));
+  lowbit::cuda::quantize_int8_rows(dx, m, ldx, k, dq, k, ds);
+  std::vector<int8_t> q(m * k);
+  std::vector<float> scales(m);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(q.data(), dq, q.size(), cudaMemcpyDeviceToHost));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(scales.data(), ds, m * sizeof(float), cudaMemcpyDeviceToHost));
+  cudaFree(dx);
+  cudaFree(dq);
+  cudaFree(ds);
+  int bad = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    bad += scales[i] != cpu.scale(i);
+    for (std::size_t c = 0; c < k; ++c) bad += q[i * k + c] != cpu.row(i)[c];
+  }
+  ++cases;
+  if (bad) ++failures;
+  std::printf("%s int8 quantizer %s m=%zu k=%zu: %d values off the CPU's\n", bad ? "FAIL" : "ok  ",
+              std::is_same<T, __nv_bfloat16>::value ? "bf16" : "fp16", m, k, bad);
+}
+
+template <class T>
+void check_int8(unsigned& seed) {
+  if (!only.empty() && ("," + only + ",").find(",2:4+W8A8,") == std::string::npos) return;
+  lowbit::cuda::gemm_workspace workspace;
+  struct shape { std::size_t n, k; };
+  const shape shapes[] = {{37, 128}, {130, 384}, {300, 1024}, {64, 4096}};
+  for (const shape& s : shapes)
+    for (std::size_t m : {1, 3, 8, 9, 16, 17, 33, 64, 65, 300}) {
+      if (large_only && m <= 64) continue;
+      check_int8_case<T>(s.n, s.k, m, seed++, static_cast<int>(m % 3));
+    }
+  if (!large_only) {
+    check_int8_case<T>(130, 1024, 3, seed++, 2, 1);               // one split
+    check_int8_case<T>(130, 1024, 16, seed++, 0, 3, &workspace);  // 3 splits, the workspace twice
+    check_int8_case<T>(300, 1024, 40, seed++, 1, 2, &workspace);
+  }
+  for (std::size_t k : {2056, 4096, 8192, 12288, 16384, 20480}) check_int8_quantizer<T>(5, k, seed++);
+  check_int8_case<T>(520, 2048, 513, seed++, 0);                 // 5 row blocks, 5 token blocks (the last one token)
+  check_int8_case<T>(130, 768, 200, seed++, 2, 2, &workspace);   // M > 64 split
+}
+
 // One argument check: `call` must throw lowbit::error.
 void expect_error(const char* what, const std::function<void()>& call) {
   bool threw = false;
@@ -302,6 +474,35 @@ void check_arguments() {
   expect_error("plain values, 4 tiles a block", [&] { lc::gemm_sparse24(xb, 1, k, pb.view(), yb, n, nullptr, four); });
   expect_error("warps=12", [&] { lc::gemm_sparse24(xh, 1, k, p4.view(), yh, n, nullptr, twelve); });
   expect_error("empty packed weights", [&] { lc::gemm_sparse24(xh, 1, k, lc::packed_sparse24_view<int8s>{}, yh, n); });
+  {  // W8A8
+    using uint8z = lb::scheme<lb::uint8, lb::fp16, true>;
+    const auto sw8 = lb::quantize_sparse24<int8s>(w.data(), n, k, k, pos);  // per channel
+    const auto p8 = lc::pack_sparse24_int8(sw8);
+    int8_t* q = reinterpret_cast<int8_t*>(xb);
+    float* scales = reinterpret_cast<float*>(xh + 32 * (k + 8));
+    expect_error("W8A8: K=384 with group_size 64", [&] {
+      const auto p = lb::prune24(w.data(), 16, 384, 384);
+      (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 384, 384, p, o));
+    });
+    expect_error("W8A8: K=192 (not a multiple of 128)", [&] {
+      const auto p = lb::prune24(w.data(), 16, 192, 192);
+      (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 192, 192, p));
+    });
+    expect_error("W8A8: int4 kept values", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int4s>(w.data(), n, k, k, pos)); });
+    expect_error("W8A8: uint8 with zero points", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<uint8z>(w.data(), n, k, k, pos)); });
+    expect_error("W8A8: fp16 kept values", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<float>(w.data(), n, k, k, pos)); });
+    expect_error("W8A8: m=0", [&] { lc::gemm_sparse24_int8(xh, 0, k, p8.view(), yh, n); });
+    expect_error("W8A8: x not 16-byte aligned", [&] { lc::gemm_sparse24_int8(xh + 4, 1, k, p8.view(), yh, n); });
+    expect_error("W8A8: ldx % 8 != 0", [&] { lc::gemm_sparse24_int8(xb, 1, k + 4, p8.view(), yb, n); });
+    expect_error("W8A8: ldy < N", [&] { lc::gemm_sparse24_int8(xh, 100, k, p8.view(), yh, n - 1); });
+    expect_error("W8A8: empty packed weights", [&] { lc::gemm_sparse24_int8(xh, 1, k, lc::packed_sparse24_int8_view{}, yh, n); });
+    expect_error("W8A8: int8 x not 16-byte aligned", [&] { lc::gemm_sparse24_int8_quantized(q + 8, scales, 1, k, p8.view(), yh, n); });
+    expect_error("W8A8: ldq % 16 != 0", [&] { lc::gemm_sparse24_int8_quantized(q, scales, 1, k + 8, p8.view(), yh, n); });
+    expect_error("W8A8: ldq < K", [&] { lc::gemm_sparse24_int8_quantized(q, scales, 1, k - 16, p8.view(), yh, n); });
+    expect_error("W8A8: null x scales", [&] { lc::gemm_sparse24_int8_quantized(q, nullptr, 1, k, p8.view(), yh, n); });
+    expect_error("W8A8 quantizer: k=12", [&] { lc::quantize_int8_rows(xh, 1, k, 12, q, k, scales); });
+    expect_error("W8A8 quantizer: x not 16-byte aligned", [&] { lc::quantize_int8_rows(xh + 4, 1, k, k, q, k, scales); });
+  }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   cudaFree(xh);
   cudaFree(xb);
@@ -329,6 +530,8 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("2:4+uint8z", seed);
     check_format<float, bf>("2:4+float>bf16", seed);  // float kept values, rounded to bf16 by the pack
     check_format<lb::bf16, bf>("2:4+bf16", seed);       // bf16 kept values as they are
+    check_int8<__half>(seed);
+    check_int8<bf>(seed);
     check_arguments();
   } catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());

@@ -166,6 +166,20 @@ __device__ __forceinline__ void ldmatrix_x4_b16(uint32_t (&r)[4], unsigned addre
                : "r"(address));
 }
 
+/// Programmatic dependent launch (sm_90): the quantizer lets the GEMM start (launch_dependents),
+/// and the GEMM, launched with cudaLaunchAttributeProgrammaticStreamSerialization, copies its first
+/// weight stages before it waits for the quantizer's codes (wait; at once without such a launch).
+__device__ __forceinline__ void grid_dependents_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 /// An L2 policy for data that other blocks read again (the weights at M > one block of tokens).
 __device__ __forceinline__ uint64_t l2_evict_normal() {
   uint64_t policy;
@@ -184,6 +198,7 @@ __device__ __forceinline__ float act_to_float(__nv_bfloat16 v) { return __bfloat
 template <class T, int Keep>
 __global__ void __launch_bounds__(256) quantize_int8_rows_kernel(const T* __restrict__ x, int ldx, int k,
                                                                  int8_t* __restrict__ q, int ldq, float* __restrict__ scales) {
+  grid_dependents_launch();
   const ::uint4* row = reinterpret_cast<const ::uint4*>(x + (size_t)blockIdx.x * ldx);
   const int vecs = k / 8;
   uint32_t amax_bits = 0;
@@ -271,33 +286,46 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
   const int c0 = blockIdx.y * split_chunks, steps = min(chunks - c0, split_chunks);
   // The weights: read once (evict first) where one block of tokens covers x; else kept for the other token blocks.
   const uint64_t read_once = blocks_m == 1 ? l2_evict_first() : l2_evict_normal();
-  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+  const auto issue_w = [&](int step) {
     if (step < steps) {
-      const int c = c0 + step;
       ::uint4* stage = smem + (step % C::stages) * C::stage_vecs;
       for (int i = threadIdx.x; i < C::w_vecs; i += C::threads) {
         const int tl = i / C::tile_vecs, v = i % C::tile_vecs;
         const size_t tile = static_cast<size_t>(min(tile0 + tl, tiles - 1));
-        cp_async16_hint(stage + i, blocks + (tile * chunks + c) * C::tile_vecs + v, read_once);
-      }
-      for (int i = threadIdx.x; i < C::tokens * 8; i += C::threads) {
-        const int r = i >> 3, piece = i & 7, token = min(token0 + r, m - 1);  // past m: a copy of row m - 1 (never stored)
-        cp_async16(stage + C::w_vecs + r * C::x_row_vecs + piece, xq + (size_t)token * ldq + (size_t)c * 128 + piece * 16);
+        cp_async16_hint(stage + i, blocks + (tile * chunks + c0 + step) * C::tile_vecs + v, read_once);
       }
     }
-    cp_async_commit();
+  };
+  const auto issue_x = [&](int step) {
+    if (step < steps) {
+      ::uint4* stage = smem + (step % C::stages) * C::stage_vecs;
+      for (int i = threadIdx.x; i < C::tokens * 8; i += C::threads) {
+        const int r = i >> 3, piece = i & 7, token = min(token0 + r, m - 1);  // past m: a copy of row m - 1 (never stored)
+        cp_async16(stage + C::w_vecs + r * C::x_row_vecs + piece, xq + (size_t)token * ldq + (size_t)(c0 + step) * 128 + piece * 16);
+      }
+    }
   };
   // ldmatrix row of this lane: token (wm * MW + mt) * 8 + lane % 8, bytes 16 (lane / 8) .. of mma 0 (mma 1: + 64).
   const unsigned ring = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   const unsigned x_at = ring + (C::w_vecs + (wm * MW * 8 + (lane & 7)) * C::x_row_vecs + (lane >> 3)) * 16;
 
+  // The ring's first stages: all their weights, then (once the codes of x are there) x, one group a
+  // stage; the first group also holds every first-stage weight (groups complete in order).
 #pragma unroll
-  for (int s = 0; s < C::stages - 1; ++s) issue(s);
+  for (int s = 0; s < C::stages - 1; ++s) issue_w(s);
+  grid_dependency_wait();
+#pragma unroll
+  for (int s = 0; s < C::stages - 1; ++s) {
+    issue_x(s);
+    cp_async_commit();
+  }
   int acc[MW][TW][4] = {};
   for (int step = 0; step < steps; ++step) {
     cp_async_wait<C::stages - 2>();
     __syncthreads();  // the stage came from every thread; and all are done with the stage refilled next
-    issue(step + C::stages - 1);
+    issue_w(step + C::stages - 1);
+    issue_x(step + C::stages - 1);
+    cp_async_commit();  // always a group (empty past the end)
     const int slot = step % C::stages;
     const ::uint4* w_stage = smem + slot * C::stage_vecs + wn * TW * C::tile_vecs;
     ::uint2 meta[TW];
@@ -374,14 +402,14 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
 
 /// The block shapes (see the file comment); blocks_per_sm: the split of K aims at that many blocks an SM.
 using sparse24_int8_m8 = sparse24_int8_config<8, 1, 1, 1, 6, 2>;
-using sparse24_int8_m16 = sparse24_int8_config<8, 1, 1, 2, 6, 2>;
+using sparse24_int8_m16 = sparse24_int8_config<8, 1, 1, 2, 8, 1>;
 using sparse24_int8_m32 = sparse24_int8_config<4, 2, 2, 2, 4, 2>;
 using sparse24_int8_m64 = sparse24_int8_config<4, 2, 2, 4, 4, 2>;
 using sparse24_int8_large = sparse24_int8_config<4, 2, 4, 8, 4, 1>;
 
 template <class C, class T>
 void launch_sparse24_int8(const int8_t* xq, const float* x_scales, int m, int ldq, const packed_sparse24_int8_view& w,
-                          T* y, int ldy, cudaStream_t stream, const gemm_options& options) {
+                          T* y, int ldy, cudaStream_t stream, const gemm_options& options, bool after_quantizer = false) {
   const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
   const int blocks_n = (n + C::rows - 1) / C::rows, blocks_m = (m + C::tokens - 1) / C::tokens;
   // Split K where the output blocks are fewer than about C::min_blocks an SM (or as options.split_k says).
@@ -391,11 +419,24 @@ void launch_sparse24_int8(const int8_t* xq, const float* x_scales, int m, int ld
   const wide_split split("cuda::gemm_sparse24_int8", chunks, blocks, C::min_blocks, C::partial_ints, o, stream);
   constexpr auto kernel = sparse24_int8_kernel<C, T>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::smem_bytes)));
-  const dim3 grid(blocks_n * blocks_m, split.splits);
-  kernel<<<grid, C::threads, C::smem_bytes, stream>>>(xq, x_scales, m, ldq, w.blocks, w.scales, n,
-                                                      static_cast<int>(w.tiles()), chunks, blocks_n, blocks_m, split.split_chunks,
-                                                      reinterpret_cast<int*>(split.partials), split.counters, y, ldy);
-  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(blocks_n * blocks_m, split.splits);
+  config.blockDim = dim3(C::threads);
+  config.dynamicSmemBytes = C::smem_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute overlap[1];
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  // After the quantizer (its grid small enough not to be crowded out by waiting GEMM blocks): its
+  // dependent, copying weights while it runs.
+  if (after_quantizer && m <= 64) {
+    config.attrs = overlap;
+    config.numAttrs = 1;
+  }
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, xq, x_scales, m, ldq, static_cast<const ::uint4*>(w.blocks),
+                                       static_cast<const float*>(w.scales), n, static_cast<int>(w.tiles()), chunks, blocks_n,
+                                       blocks_m, split.split_chunks, reinterpret_cast<int*>(split.partials), split.counters, y,
+                                       ldy));
 }
 
 template <class T>
@@ -434,6 +475,13 @@ void quantize_int8_rows(const T* x, std::size_t m, std::size_t ldx, std::size_t 
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace detail {
+template <class T>
+void gemm_sparse24_int8_codes(const int8_t* xq, const float* x_scales, std::size_t m, std::size_t ldq,
+                              const packed_sparse24_int8_view& w, T* y, std::size_t ldy, cudaStream_t stream,
+                              const gemm_options& options, bool after_quantizer);
+}  // namespace detail
+
 /// y[m x N] = x · Wᵀ from int8 activations: xq (m rows of K codes, row stride ldq) with per-row
 /// scales x_scales, W packed by pack_sparse24_int8, y fp16 or bf16 (T), on `stream` (asynchronous).
 /// Checked: 1 <= m <= 2^24, xq 16-byte aligned with ldq >= K and ldq % 16 == 0, ldy >= N.
@@ -443,19 +491,28 @@ template <class T>
 void gemm_sparse24_int8_quantized(const int8_t* xq, const float* x_scales, std::size_t m, std::size_t ldq,
                                   const packed_sparse24_int8_view& w, T* y, std::size_t ldy, cudaStream_t stream = nullptr,
                                   const gemm_options& options = {}) {
+  detail::gemm_sparse24_int8_codes(xq, x_scales, m, ldq, w, y, ldy, stream, options, false);
+}
+
+namespace detail {
+template <class T>
+void gemm_sparse24_int8_codes(const int8_t* xq, const float* x_scales, std::size_t m, std::size_t ldq,
+                              const packed_sparse24_int8_view& w, T* y, std::size_t ldy, cudaStream_t stream,
+                              const gemm_options& options, bool after_quantizer) {
   detail::check_int8_output(m, w, y, ldy);
   LOWBIT_CHECK(ldq >= w.cols && ldq % 16 == 0 && ldq < (std::size_t(1) << 31),
                "cuda::gemm_sparse24_int8: ldq=" << ldq << " must be >= K=" << w.cols << " and a multiple of 16");
   LOWBIT_CHECK(xq != nullptr && reinterpret_cast<std::uintptr_t>(xq) % 16 == 0, "cuda::gemm_sparse24_int8: xq must be 16-byte aligned");
   LOWBIT_CHECK(x_scales != nullptr, "cuda::gemm_sparse24_int8: x_scales is null");
   const int mi = static_cast<int>(m), lq = static_cast<int>(ldq), ly = static_cast<int>(ldy);
-  namespace d = detail;
-  if (m <= 8) d::launch_sparse24_int8<d::sparse24_int8_m8>(xq, x_scales, mi, lq, w, y, ly, stream, options);
-  else if (m <= 16) d::launch_sparse24_int8<d::sparse24_int8_m16>(xq, x_scales, mi, lq, w, y, ly, stream, options);
-  else if (m <= 32) d::launch_sparse24_int8<d::sparse24_int8_m32>(xq, x_scales, mi, lq, w, y, ly, stream, options);
-  else if (m <= 64) d::launch_sparse24_int8<d::sparse24_int8_m64>(xq, x_scales, mi, lq, w, y, ly, stream, options);
-  else d::launch_sparse24_int8<d::sparse24_int8_large>(xq, x_scales, mi, lq, w, y, ly, stream, options);
+  const bool a = after_quantizer;
+  if (m <= 8) launch_sparse24_int8<sparse24_int8_m8>(xq, x_scales, mi, lq, w, y, ly, stream, options, a);
+  else if (m <= 16) launch_sparse24_int8<sparse24_int8_m16>(xq, x_scales, mi, lq, w, y, ly, stream, options, a);
+  else if (m <= 32) launch_sparse24_int8<sparse24_int8_m32>(xq, x_scales, mi, lq, w, y, ly, stream, options, a);
+  else if (m <= 64) launch_sparse24_int8<sparse24_int8_m64>(xq, x_scales, mi, lq, w, y, ly, stream, options, a);
+  else launch_sparse24_int8<sparse24_int8_large>(xq, x_scales, mi, lq, w, y, ly, stream, options, a);
 }
+}  // namespace detail
 
 /// y[m x N] = x · Wᵀ, W8A8: x (fp16 or bf16, m x K, row stride ldx) quantized per row to int8 on
 /// the GPU (quantize_int8_rows) into `activations` (or cudaMallocAsync scratch when null), then
@@ -483,7 +540,7 @@ void gemm_sparse24_int8(const T* x, std::size_t m, std::size_t ldx, const packed
     ~give_back() { if (p) cudaFreeAsync(p, s); }
   } scratch_owner{scratch, stream};
   quantize_int8_rows(x, m, ldx, k, q, k, scales, stream);
-  gemm_sparse24_int8_quantized(q, scales, m, k, w, y, ldy, stream, options);
+  detail::gemm_sparse24_int8_codes(q, scales, m, k, w, y, ldy, stream, options, true);
 }
 
 }  // namespace cuda
