@@ -167,6 +167,18 @@ TEST(decode_integer, tile_exp_is_accurate) {
   EXPECT_EQ(_mm512_cvtss_f32(lowbit::attention::detail::exp_tile(_mm512_setzero_ps())), 1.0f);
   EXPECT_EQ(_mm512_cvtss_f32(lowbit::attention::detail::exp_tile(_mm512_set1_ps(-200.0f))), 0.0f);
 }
+
+// The integer tile kernel's 2^x (its scores are in base 2): within 3e-6 relative down to the
+// denormals, one denormal step below, 0 far below.
+TEST(decode_integer, tile_exp2_is_accurate) {
+  if (!lowbit::isa_supported(lowbit::isa::avx512)) GTEST_SKIP() << "no AVX-512 here";
+  for (float x = -150.0f; x <= 0.0f; x += 0.0137f) {
+    const double e = std::exp2(double(x)), got = _mm512_cvtss_f32(lowbit::attention::detail::exp2_tile(_mm512_set1_ps(x)));
+    ASSERT_NEAR(got, e, 3e-6 * e + 1.5e-45) << x;
+  }
+  EXPECT_NEAR(_mm512_cvtss_f32(lowbit::attention::detail::exp2_tile(_mm512_setzero_ps())), 1.0f, 1e-6f);
+  EXPECT_EQ(_mm512_cvtss_f32(lowbit::attention::detail::exp2_tile(_mm512_set1_ps(-200.0f))), 0.0f);
+}
 #endif
 
 // Scores hundreds apart: tiles whose probabilities underflow (denormal or 0) next to the running

@@ -80,12 +80,26 @@ inline __m512i broadcast_codes(const int8_t* p) noexcept {
   return _mm512_set1_epi32(word);
 }
 
+/// acc + the four u8 x s8 products per lane of u and the four query codes at p (in every lane).
+/// VNNI: vpdpbusd with the codes as its embedded-broadcast memory operand, one instruction where
+/// a broadcast and vpdpbusd are two (the vector pipes' issue rate bounds the tile, not the
+/// multiplies: measured, a tile's 128 q·k broadcasts cost about as much as 128 vector adds).
+template <class Tag, bool Narrow>
+LOWBIT_ALWAYS_INLINE __m512i dot_codes(__m512i acc, __m512i u, const int8_t* p) noexcept {
+#if defined(LOWBIT_COMPILED_AVX512_VNNI) && (defined(__GNUC__) || defined(__clang__))
+  if constexpr (Tag::level >= isa::avx512_vnni) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t*>(p)));
+    return acc;
+  }
+#endif
+  return simd::int8_dot<Tag>::template dot<Narrow>(acc, u, broadcast_codes(p));
+}
+
 /// q·k of NH query heads (codes q + j·d, offsets koff + j·G, scales qscale[j]) against one tile:
 /// the 16 tokens' scores of head j into s[j].
 template <class Tag, bool Int4, class Scale, std::size_t NH>
 LOWBIT_ALWAYS_INLINE void tile_qk(const uint8_t* tile, std::size_t d, std::size_t G, std::size_t k_scales, const int8_t* q,
                                   const int32_t* koff, const float* qscale, __m512* s) noexcept {
-  using dot = simd::int8_dot<Tag>;
   const std::size_t blocks = (Int4 ? d / 8 : d / 4) / G;  // K blocks per group
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   __m512 f[NH];
@@ -108,8 +122,8 @@ LOWBIT_ALWAYS_INLINE void tile_qk(const uint8_t* tile, std::size_t d, std::size_
         const __m512i lo = _mm512_and_si512(x, nibble), hi = _mm512_andnot_si512(nibble, x);
         LOWBIT_TILES_UNROLL
         for (std::size_t j = 0; j < NH; ++j) {
-          a0[j] = dot::template dot<true>(a0[j], lo, broadcast_codes(qg + j * d + 8 * c));
-          a1[j] = dot::template dot<false>(a1[j], hi, broadcast_codes(qg + j * d + 8 * c + 4));
+          a0[j] = dot_codes<Tag, true>(a0[j], lo, qg + j * d + 8 * c);
+          a1[j] = dot_codes<Tag, false>(a1[j], hi, qg + j * d + 8 * c + 4);
         }
       }
     } else {
@@ -119,8 +133,8 @@ LOWBIT_ALWAYS_INLINE void tile_qk(const uint8_t* tile, std::size_t d, std::size_
         const __m512i x0 = _mm512_load_si512(k + 64 * c), x1 = _mm512_load_si512(k + 64 * c + 64);
         LOWBIT_TILES_UNROLL
         for (std::size_t j = 0; j < NH; ++j) {
-          a0[j] = dot::template dot<false>(a0[j], x0, broadcast_codes(qg + j * d + 4 * c));
-          a1[j] = dot::template dot<false>(a1[j], x1, broadcast_codes(qg + j * d + 4 * c + 4));
+          a0[j] = dot_codes<Tag, false>(a0[j], x0, qg + j * d + 4 * c);
+          a1[j] = dot_codes<Tag, false>(a1[j], x1, qg + j * d + 4 * c + 4);
         }
       }
     }
@@ -140,7 +154,9 @@ struct tile_scratch {
   aligned_buffer<float> acc;       ///< group x d: the V sums (64-byte aligned, unlike partial::acc)
   aligned_buffer<float> steps;     ///< group x 16: what a weight's unit is worth, per V group
   aligned_buffer<float> scores;    ///< group x 16: the scores of the tile whose softmax comes next
+  std::vector<float> qscale;       ///< group: the query scales times log2 e (scores in base 2)
   void reserve(std::size_t group, std::size_t groups, std::size_t d) {
+    if (qscale.size() < group) qscale.resize(group);
     if (acc.size() < group * d) acc = aligned_buffer<float>(group * d);
     if (koff.size() < group * groups) koff.resize(group * groups);
     if (sums.size() < group * 16) {
@@ -152,8 +168,9 @@ struct tile_scratch {
 };
 
 /// The tile's V scales, normalized per group to their largest (shared by every head): v_norm + 16 g
-/// holds 255 s_v(t, g) / max_t s_v(t, g), v_step lane g that max / 255 (0 for an all-zero group).
-template <class Scale>
+/// holds 255 s_v(t, g) / max_t s_v(t, g), v_step lane g that max / 255 (int4: / (255 · 16), the
+/// high nibbles' factor; 0 for an all-zero group).
+template <class Scale, bool Int4>
 LOWBIT_ALWAYS_INLINE __m512 normalize_v_scales(const uint8_t* tile, const int_tile_layout& L, __mmask16 valid,
                                                float* v_norm, std::size_t G) noexcept {
   __m512 step = _mm512_setzero_ps();
@@ -183,7 +200,8 @@ LOWBIT_ALWAYS_INLINE __m512 normalize_v_scales(const uint8_t* tile, const int_ti
     step = _mm512_mask_permutexvar_ps(step, static_cast<__mmask16>(((1u << n) - 1) << g0),
                                       _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12), m);
   }
-  return _mm512_div_ps(step, _mm512_set1_ps(255.0f));
+  // int4 V codes in the high nibble count 16 times: the 16 comes off here
+  return _mm512_mul_ps(step, _mm512_set1_ps(Int4 ? 1.0f / (255.0f * 16.0f) : 1.0f / 255.0f));
 }
 
 /// Online softmax of NH heads (scores s[j], valid lanes) and their u8 V weights for the tile:
@@ -209,7 +227,7 @@ LOWBIT_ALWAYS_INLINE void softmax_tile_heads(__m512* s, __mmask16 valid, std::si
     LOWBIT_TILES_UNROLL
     for (std::size_t j = 0; j < NH; ++j) {
       if (!(moved >> (4 * j) & 1)) continue;
-      const __m512 c = _mm512_set1_ps(std::exp(o[4 * j] - n[4 * j]));
+      const __m512 c = _mm512_set1_ps(std::exp2(o[4 * j] - n[4 * j]));
       float* acc = accs + j * d;
       for (std::size_t e = 0; e < d; e += 16) _mm512_store_ps(acc + e, _mm512_mul_ps(_mm512_load_ps(acc + e), c));
       _mm512_store_ps(sums + 16 * j, _mm512_mul_ps(_mm512_load_ps(sums + 16 * j), c));
@@ -218,11 +236,11 @@ LOWBIT_ALWAYS_INLINE void softmax_tile_heads(__m512* s, __mmask16 valid, std::si
   }
   // p_t = exp(s_t - max) = pr_t p_max with pr_t = exp(s_t - tile max) <= 1 and p_max =
   // exp(tile max - max): no division (p_max may be denormal or 0). One exp for the NH p_max.
-  const __m512 p_max = exp_tile(_mm512_sub_ps(tile_max, new_max));
+  const __m512 p_max = exp2_tile(_mm512_sub_ps(tile_max, new_max));
   LOWBIT_TILES_UNROLL
   for (std::size_t j = 0; j < NH; ++j) {
     const __m512 pj = quarter(p_max, j);
-    const __m512 pr = _mm512_maskz_mov_ps(valid, exp_tile(_mm512_sub_ps(s[j], quarter(tile_max, j))));
+    const __m512 pr = _mm512_maskz_mov_ps(valid, exp2_tile(_mm512_sub_ps(s[j], quarter(tile_max, j))));
     _mm512_store_ps(sums + 16 * j, _mm512_fmadd_ps(pr, pj, _mm512_load_ps(sums + 16 * j)));
     // The V weights w_t = p_t s_v(t, g), rounded to u8 per group against p_max times the group's
     // largest V scale (>= every w_t), four groups packed together: the packs work within 128-bit
@@ -235,8 +253,8 @@ LOWBIT_ALWAYS_INLINE void softmax_tile_heads(__m512* s, __mmask16 valid, std::si
         u[i] = g0 + i < G ? _mm512_cvtps_epi32(_mm512_mul_ps(pr, _mm512_load_ps(v_norm + 16 * (g0 + i)))) : _mm512_setzero_si512();
       words[j * WB + g0 / 4] = _mm512_packus_epi16(_mm512_packus_epi32(u[0], u[1]), _mm512_packus_epi32(u[2], u[3]));
     }
-    // 0 when every weight underflowed; int4 V codes in the high nibble count 16 times
-    _mm512_store_ps(steps + 16 * j, _mm512_mul_ps(_mm512_mul_ps(v_step, pj), _mm512_set1_ps(Int4 ? 1.0f / 16 : 1.0f)));
+    // 0 when every weight underflowed
+    _mm512_store_ps(steps + 16 * j, _mm512_mul_ps(v_step, pj));
   }
 }
 
@@ -349,12 +367,13 @@ void tile_heads(const tile_step& cur, const tile_step& prev, const int_tile_layo
   float* const sums = scratch.sums.data() + 16 * j0;
   float* const steps = scratch.steps.data() + 16 * j0;
   float* const accs = scratch.acc.data() + j0 * d;
+  const float* const qscale = scratch.qscale.data() + j0;
   const auto rest = [&](auto wb) {
     constexpr std::size_t WB = decltype(wb)::value;
     __m512i words[NH * WB];
     __m512 s[NH];
     if (!Int4) {
-      tile_qk<Tag, Int4, Scale, NH>(cur.tile, d, G, L.k_scales_offset(), qs.plain + j0 * d, koff + j0 * G, qs.scale + j0, s);
+      tile_qk<Tag, Int4, Scale, NH>(cur.tile, d, G, L.k_scales_offset(), qs.plain + j0 * d, koff + j0 * G, qscale, s);
       softmax_tile_heads<Tag, Int4, NH, WB>(s, cur.valid, d, G, cur.v_norm, cur.v_step, out.max + j0, sums, accs, words, steps);
       tile_pv<Tag, Int4, NH, WB>(reinterpret_cast<const int8_t*>(cur.tile + L.v_offset()), d, d / G, words, steps, accs);
       return;
@@ -365,7 +384,7 @@ void tile_heads(const tile_step& cur, const tile_step& prev, const int_tile_layo
       softmax_tile_heads<Tag, Int4, NH, WB>(s, prev.valid, d, G, prev.v_norm, prev.v_step, out.max + j0, sums, accs, words, steps);
     }
     if (cur.tile) {
-      tile_qk<Tag, Int4, Scale, NH>(cur.tile, d, G, L.k_scales_offset(), qs.plain + j0 * d, koff + j0 * G, qs.scale + j0, s);
+      tile_qk<Tag, Int4, Scale, NH>(cur.tile, d, G, L.k_scales_offset(), qs.plain + j0 * d, koff + j0 * G, qscale, s);
       LOWBIT_TILES_UNROLL
       for (std::size_t j = 0; j < NH; ++j) _mm512_store_ps(scores + 16 * j, s[j]);
     }
@@ -412,6 +431,7 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
   float* const accs = scratch.acc.data();
   const int32_t bias = Int4 ? 8 : 128;
   for (std::size_t j = 0; j < group; ++j) {
+    scratch.qscale[j] = qs.scale[j] * 1.44269504088896341f;
     out.max[j] = -std::numeric_limits<float>::infinity();
     out.sum[j] = 0.0f;
     std::fill(accs + j * d, accs + (j + 1) * d, 0.0f);
@@ -453,7 +473,7 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
     // groups of 64 or 32) unrolled, the V scales' normalization too; other shapes in loops
     const auto run = [&](auto dd, auto gg) {
       constexpr std::size_t D = decltype(dd)::value, GG = decltype(gg)::value;
-      if (cur.tile) cur.v_step = normalize_v_scales<Scale>(cur.tile, L, cur.valid, v_norms[k], GG ? GG : G);
+      if (cur.tile) cur.v_step = normalize_v_scales<Scale, Int4>(cur.tile, L, cur.valid, v_norms[k], GG ? GG : G);
       tile_group<Tag, Int4, Scale, D, GG>(cur, prev, L, qs, group, koff, out, scratch);
     };
     using zero = std::integral_constant<std::size_t, 0>;
@@ -470,7 +490,10 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
     if (!cur.tile) break;
     prev = cur;
   }
-  for (std::size_t j = 0; j < group; ++j) out.sum[j] = _mm512_reduce_add_ps(_mm512_load_ps(sums + 16 * j));
+  for (std::size_t j = 0; j < group; ++j) {
+    out.sum[j] = _mm512_reduce_add_ps(_mm512_load_ps(sums + 16 * j));
+    out.max[j] *= 0.693147180559945309f;  // the running maxima were in base 2
+  }
   std::copy(accs, accs + group * d, out.acc);
 }
 #endif

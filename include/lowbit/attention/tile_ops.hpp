@@ -207,6 +207,21 @@ LOWBIT_ALWAYS_INLINE __m512 exp_tile(__m512 x) noexcept {
   return _mm512_scalef_ps(p, n);
 }
 
+/// 2^x per lane for x <= 0 (scores in base-2 units), to about 3e-6 relative: 2^n · 2^f with n =
+/// round(x), |f| <= 1/2, 2^f by a degree-4 polynomial fitted for relative error, 2^n by vscalefps
+/// (0 for a large negative n). For the integer tile kernel, whose probabilities are rounded to u8
+/// (steps of 1/255): a third fewer multiply-adds than exp_tile, and no multiply by log2 e.
+LOWBIT_ALWAYS_INLINE __m512 exp2_tile(__m512 x) noexcept {
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(9.570101434053898e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.591786028197019e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4024744839645948e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931218147436671e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999992614421662e-1f));
+  return _mm512_scalef_ps(p, n);
+}
+
 /// Quarter j of x in all 16 lanes.
 template <int J>
 LOWBIT_ALWAYS_INLINE __m512 quarter(const __m512 x) noexcept {
