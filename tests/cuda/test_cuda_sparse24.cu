@@ -16,6 +16,7 @@
 // argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
+// W8A8 (gemm_sparse24_int8, "2:4+W8A8"): exact, see check_int8_case.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
 // test_cuda_sparse24 [seed [format,format,... [large]]] (the second: only those formats, e.g.
