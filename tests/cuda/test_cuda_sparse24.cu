@@ -489,6 +489,12 @@ void check_arguments() {
       const auto p = lb::prune24(w.data(), 16, 192, 192);
       (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 192, 192, p));
     });
+    expect_error("W8A8: K=2^18 + 128 (int32 sums could overflow)", [&] {
+      const std::size_t big = (std::size_t(1) << 18) + 128;
+      std::vector<float> wide(16 * big, 0.25f);
+      const auto p = lb::prune24(wide.data(), 16, big, big);
+      (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(wide.data(), 16, big, big, p));
+    });
     expect_error("W8A8: int4 kept values", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int4s>(w.data(), n, k, k, pos)); });
     expect_error("W8A8: uint8 with zero points", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<uint8z>(w.data(), n, k, k, pos)); });
     expect_error("W8A8: fp16 kept values", [&] { (void)lc::pack_sparse24_int8(lb::quantize_sparse24<float>(w.data(), n, k, k, pos)); });

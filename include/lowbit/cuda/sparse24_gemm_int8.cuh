@@ -7,7 +7,7 @@
 /// round-half-even in [-127, 127], the CPU int8_activations' arithmetic step for step), or int8
 /// codes with per-token scales from the caller. y[t][r] = (float(sum_k q_x[t][k] q_w[r][k]) *
 /// x_scale[t]) * w_scale[r], rounded once to fp16 / bf16; the int32 sum is exact (|sum| <= 127 *
-/// 128 * K / 2 < 2^31 for K < 2^22), so the result is the integer reference's bit for bit.
+/// 128 * K / 2 < 2^31 for K <= 2^18, checked), so the result is the integer reference's bit for bit.
 ///
 /// GPU layout (pack_sparse24_int8; not the fp16 kernels' (sparse24_gemm.cuh): mma.sp .s8 takes 64
 /// dense columns an mma, 32 kept bytes a row, in another fragment order). Rows in tiles of 16, K in
@@ -71,7 +71,8 @@ class packed_sparse24_int8 {
 
 /// Shuffles a 2:4 matrix of signed int8 kept values (scheme<int8, fp16>, no zero points) with
 /// one scale a row into the layout above and uploads it. Checked (lowbit::error): the scheme,
-/// K % 128 == 0, per-channel scales (group_size = the whole row of kept values).
+/// K % 128 == 0, K <= 2^18 (the int32 sums' bound), per-channel scales (group_size = the whole row
+/// of kept values).
 template <class Scheme>
 packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
   if constexpr (!std::is_same<Scheme, scheme<int8, fp16>>::value) {
@@ -85,8 +86,9 @@ packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
     LOWBIT_CHECK(w.group_size() == 0 || w.group_size() >= kept,
                  "cuda::pack_sparse24_int8: group_size " << w.group_size() << " (kept values): W8A8 takes one scale a row "
                                                          << "(group_size 0 or >= " << kept << ")");
-    LOWBIT_CHECK(k < (std::size_t(1) << 22) && n < (std::size_t(1) << 30),
-                 "cuda::pack_sparse24_int8: " << n << " x " << k << " is too large (K < 2^22, N < 2^30)");
+    // |sum| <= 128 * 127 * K / 2 must fit int32: K <= 2^18.
+    LOWBIT_CHECK(k <= (std::size_t(1) << 18) && n < (std::size_t(1) << 30),
+                 "cuda::pack_sparse24_int8: " << n << " x " << k << " is too large (K <= 2^18 for exact int32 sums, N < 2^30)");
     packed_sparse24_int8 out;
     packed_sparse24_int8_view& pv = out.view_;
     pv.rows = n;
