@@ -414,6 +414,8 @@ void launch_sparse24_int8(const int8_t* xq, const float* x_scales, int m, int ld
                           T* y, int ldy, cudaStream_t stream, const gemm_options& options, bool after_quantizer = false) {
   const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
   const int blocks_n = (n + C::rows - 1) / C::rows, blocks_m = (m + C::tokens - 1) / C::tokens;
+  LOWBIT_CHECK(static_cast<long long>(blocks_n) * blocks_m < (1ll << 31),
+               "cuda::gemm_sparse24_int8: " << blocks_n << " x " << blocks_m << " output blocks exceed the grid's 2^31 - 1");
   // Split K where the output blocks are fewer than about C::min_blocks an SM (or as options.split_k says).
   const int blocks = blocks_n * blocks_m;
   gemm_options o = options;
