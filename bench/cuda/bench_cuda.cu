@@ -7,9 +7,11 @@
 // written) as the ceiling. Usage: bench_cuda [--quick] [--int4] (--int4: only uint4 + zero points
 // with fp16 activations, beside cuBLAS fp16) [--large] (only the M > 64 table below).
 // M > 64 (the tiled kernel, gemm_large.cuh): M = 128 .. 4096 at N x K = 8192 x 8192, 4096 x 14336 and
-// 14336 x 4096, uint4 + zero points g128 against cuBLAS fp16 (TFLOP/s and ratio), NF4 / FP8 E4M3 at
-// two sizes, bf16 activations against cuBLAS bf16 at two sizes. 20 warm-up launches, median of 5 runs
-// of 20; the weights are not rotated (at these M every weight is read by many blocks anyway).
+// 14336 x 4096, uint4 + zero points g128 against cuBLAS fp16 (TFLOP/s and ratio), NF4 / FP4 / MXFP4 /
+// int8 / FP8 E4M3 at two sizes, bf16 activations against cuBLAS bf16; beside the default (on sm_90a
+// the wgmma kernel, gemm_wgmma.cuh) the wgmma kernel with 128 and 256 tokens a block and the
+// mma.sync kernel (8 warps) in the same run. 20 warm-up launches, median of 5 runs of 20; the
+// weights are not rotated (at these M every weight is read by many blocks anyway).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -161,10 +163,29 @@ void bench_large_format(const char* name, const shape& s, std::initializer_list<
       CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, type, int(s.k), x,
                                 type, int(s.k), &beta, y, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }, 20, 5, 20);
-    const double us = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, packed.view(), y, s.n); }, 20, 5, 20);
+    const auto view = packed.view();
+    const double us = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, view, y, s.n); }, 20, 5, 20);
+    // The sm_90a wgmma kernel with 128 and 256 tokens a block (gemm_wgmma.cuh; -1: not on this
+    // device or MXFP4) and the mma.sync kernel (options.warps = 8), in the same run.
+    double wgmma_us[2] = {-1.0, -1.0};
+    if constexpr (lowbit::cuda::gpu_scheme<Scheme>::kind != lowbit::cuda::dequant_kind::mxfp4) {
+      if (lowbit::cuda::detail::wgmma_usable()) {
+        const lowbit::cuda::gemm_options defaults;
+        wgmma_us[0] = bench_cuda::time_us([&](int) {
+          lowbit::cuda::detail::gemm_wgmma_with<128, 6>(x, int(m), int(s.k), view, y, int(s.n), nullptr, defaults);
+        }, 20, 5, 20);
+        wgmma_us[1] = bench_cuda::time_us([&](int) {
+          lowbit::cuda::detail::gemm_wgmma_with<256, 5>(x, int(m), int(s.k), view, y, int(s.n), nullptr, defaults);
+        }, 20, 5, 20);
+      }
+    }
+    lowbit::cuda::gemm_options mma_sync;
+    mma_sync.warps = 8;
+    const double old_us = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, view, y, s.n, nullptr, mma_sync); }, 20, 5, 20);
     const double flop = 2.0 * double(m) * double(s.n) * double(s.k);
-    std::printf("| %s%s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", name, bf16 ? ", bf16" : "", s.n, s.k, m, us,
-                flop / us * 1e-6, cublas_us, flop / cublas_us * 1e-6, cublas_us / us);
+    std::printf("| %s%s | %zu x %zu | %zu | %.1f | %.0f | %.1f | %.0f | %.2fx | %.1f | %.1f | %.1f (%.0f) |\n", name,
+                bf16 ? ", bf16" : "", s.n, s.k, m, us, flop / us * 1e-6, cublas_us, flop / cublas_us * 1e-6, cublas_us / us,
+                wgmma_us[0], wgmma_us[1], old_us, flop / old_us * 1e-6);
   }
   cudaFree(w);
   cudaFree(x);
@@ -201,15 +222,19 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
   bench_large_shapes({8192, 8192}, {256, 1024, 4096}, rng);
   bench_large_shapes({4096, 14336}, {1024}, rng);
   namespace lb = lowbit;
-  std::printf("\n| format (M > 64) | N x K | M | lowbit µs | TFLOP/s | cuBLAS µs | cuBLAS TFLOP/s | speed-up |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("\n| format (M > 64) | N x K | M | lowbit µs | TFLOP/s | cuBLAS µs | cuBLAS TFLOP/s | speed-up | wgmma 128 µs | wgmma 256 µs | mma.sync µs (TFLOP/s) |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   const shape shapes[] = {{8192, 8192}, {4096, 14336}, {14336, 4096}};
   using int4z = lb::scheme<lb::uint4, lb::fp16, true>;
   for (const shape& s : shapes)
     bench_large_format<int4z, __half>("int4 (uint4+zero, g128)", s, {128, 256, 512, 1024, 2048, 4096}, handle, rng);
   bench_large_format<lb::scheme<lb::nf4, lb::fp16>, __half>("nf4 (g128)", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<lb::scheme<lb::fp4_e2m1, lb::fp16>, __half>("fp4_e2m1 (g128)", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<lb::mx::fp4, __half>("mxfp4", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<lb::scheme<lb::int8, lb::fp16>, __half>("int8 (g128)", shapes[0], {256, 2048}, handle, rng);
   bench_large_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, __half>("fp8_e4m3 (g128)", shapes[0], {256, 2048}, handle, rng);
-  bench_large_format<int4z, __nv_bfloat16>("int4 (uint4+zero, g128)", shapes[0], {256, 2048}, handle, rng);
+  bench_large_format<int4z, __nv_bfloat16>("int4 (uint4+zero, g128)", shapes[0], {128, 256, 1024, 4096}, handle, rng);
+  bench_large_format<lb::scheme<lb::nf4, lb::fp16>, __nv_bfloat16>("nf4 (g128)", shapes[0], {256, 2048}, handle, rng);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 // quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16 (the split-K
 // kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
 // workspace; 8 warps of 2 tiles and 16 of 1),
-// M > 64 (the tiled kernel, gemm_large.cuh: M = 65, 80, 128, 200, 257, 1000, and 2048 for uint4 +
-// zero points; the default split and none / 3 splits on a workspace; 8 warps a block and 16),
+// M > 64 (the tiled kernel, gemm_large.cuh: M = 65, 80, 128, 129, 200, 257, 300, 513, 1000, and 2048 for
+// uint4 + zero points; the default split and none / 3 splits on a workspace; 8 warps a block and 16
+// (the mma.sync kernel); the default is the wgmma kernel on sm_90a (gemm_wgmma.cuh, not MXFP4), also
+// called directly with 128 (none or 2 splits) and 256 tokens a block at M = 65, 129, 300, 513),
 // shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
@@ -13,7 +15,8 @@
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
 // fp32 tensor-core sums; integer, E2M1 and E4M3 weights are exact in fp16 (MXFP4's E8M0 scales
-// multiply fp32 sums).
+// multiply fp32 sums). The wgmma kernel folds the scale into each weight: one more fp16 (2^-11)
+// or bf16 (2^-9) rounding of each product, inside the second term.
 // bf16 (8 significant bits): |y - ref| <= 2^-8 |ref| + 2^-8 sum_k |x_k w_k|, the same argument
 // with bf16's 2^-9 rounding of the output and of NF4 / SF4 table values (integers and E2M1
 // values are exact in bf16 too); the reference sees the bf16 activations.
@@ -42,7 +45,14 @@ using lowbit_test::to_act;
 
 template <class Scheme, class T = __half>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
-                unsigned seed, int warps = 0, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr) {
+                unsigned seed, int warps = 0, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr,
+                int wgmma_tokens = 0) {
+  // wgmma_tokens 128 / 256: the sm_90a wgmma kernel with that block width, called directly (skipped
+  // where the device has no sm_90a code; not MXFP4).
+  if constexpr (lowbit::cuda::gpu_scheme<Scheme>::kind == lowbit::cuda::dequant_kind::mxfp4) {
+    if (wgmma_tokens) return;
+  }
+  if (wgmma_tokens && !lowbit::cuda::detail::wgmma_usable()) return;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(n * k);
@@ -71,10 +81,18 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   go.warps = warps;
   go.split_k = split_k;
   go.workspace = workspace;
-  lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  const auto run = [&] {
+    if constexpr (lowbit::cuda::gpu_scheme<Scheme>::kind != lowbit::cuda::dequant_kind::mxfp4) {
+      namespace ld = lowbit::cuda::detail;
+      if (wgmma_tokens == 128) return ld::gemm_wgmma_with<128, 6>(dx, int(m), int(ldx), packed.view(), dy, int(ldy), nullptr, go);
+      if (wgmma_tokens == 256) return ld::gemm_wgmma_with<256, 5>(dx, int(m), int(ldx), packed.view(), dy, int(ldy), nullptr, go);
+    }
+    lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+  };
+  run();
   if (workspace) {  // again on the same workspace: its counters must be back at zero
     LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));
-    lowbit::cuda::gemm(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+    run();
   }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<T> y(m * ldy);
@@ -100,11 +118,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   ++cases;
   if (bad) {
     ++failures;
-    std::printf("FAIL %s%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d seed=%u: %d of %zu outputs off\n", name,
-                bf16 ? "/bf16" : "", n, k, group, m, per_block, warps, split_k, seed, bad, m * n);
+    std::printf("FAIL %s%s n=%zu k=%zu g=%zu m=%zu tiles/block=%d warps=%d split_k=%d wgmma=%d seed=%u: %d of %zu outputs off\n",
+                name, bf16 ? "/bf16" : "", n, k, group, m, per_block, warps, split_k, wgmma_tokens, seed, bad, m * n);
   } else {
-    std::printf("ok   %-10s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d  worst err/tol %.3f\n", name,
-                bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, worst);
+    std::printf("ok   %-10s %s n=%5zu k=%5zu g=%5zu m=%2zu tiles/block=%d warps=%2d split_k=%d wgmma=%d  worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", n, k, group, m, per_block, warps, split_k, wgmma_tokens, worst);
   }
 }
 
@@ -121,10 +139,16 @@ void check_format(const char* name, unsigned& seed) {
   const shape large_shapes[] = {{130, 320, mx ? 32u : 128u}, {37, 200, mx ? 32u : 200u}, {300, 576, mx ? 32u : 64u},
                                 {48, 1000, mx ? 32u : 64u}};
   int turn = 0;
-  for (std::size_t m : {65, 80, 128, 200, 257, 1000}) {
+  for (std::size_t m : {65, 80, 128, 129, 200, 257, 300, 513, 1000}) {
     for (int i = 0; i < 2; ++i, ++turn) {
       const shape& s = large_shapes[turn % 4];
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
+    }
+    // The wgmma kernel's two block widths directly (the default picks 256 only for many blocks).
+    if (m == 65 || m == 129 || m == 300 || m == 513) {
+      const shape& s = large_shapes[turn % 4];
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, 0, nullptr, 256);
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, m == 129 ? 2 : 1, &workspace, 128);
     }
     if (m == 65 || m == 257) {
       const shape& s = large_shapes[m == 65 ? 2 : 0];

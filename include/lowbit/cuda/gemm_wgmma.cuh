@@ -1,0 +1,332 @@
+/// \file
+/// \brief cuda::gemm for M > 64 on sm_90a: dense wgmma.mma_async (the warpgroup tensor-core
+/// instruction) with the weights dequantized in registers straight into its A operand, over the same
+/// packed layout as the mma.sync kernels (packed_weights.cuh; included from gemm_large.cuh).
+///
+/// y = x Wᵀ with W as A (its rows are the instruction's M) and x as B (tokens are N, K contiguous).
+/// A block is 2 warpgroups (8 warps): 128 weight rows (8 tiles: warp w dequantizes tile w, which is
+/// rows 16 (w % 4) .. + 15 of its warpgroup's 64) by BN = 128 or 256 tokens, one wgmma m64nBNk16 a
+/// 16-wide k step, fp32 sums in registers (BN / 2 a thread). A comes from registers: PTX gives warp
+/// j of the warpgroup rows 16 j .. 16 j + 15 in the mma.m16n8k16 A-fragment layout, and B (x) is read
+/// from shared memory in its natural k order (128-byte rows, the 128-byte swizzle, as the 2:4 wgmma
+/// kernel). The pack, though, gives lane (g, t) of a tile the 16 k 16 t .. 16 t + 15 of a chunk
+/// (mma.sync reads x in the same permuted order from registers); the k step s of the wgmma needs
+/// the k pairs at position t of the chunk's 8-k pieces 2 s and 2 s + 1, which lane (g, s) holds.
+/// So the stage stores lane L's code vectors at slot 8 (L % 4) + L / 4 (conflict-free below), and
+/// for step s lane (g, t) reads 2 words of lane (g, s)'s vector (4-bit: words t / 2 and 2 + t / 2,
+/// joined into one word of the dequantizer's layout by one prmt; 8-bit: word t of each of its 2
+/// vectors, already in the layout) and dequantizes them with gemm_common.cuh's dequant.
+/// The scale is folded into the weights (one multiply a register pair; FP4 / FP8 in fp16 two: the
+/// unit power of two first, so that nothing overflows or underflows): one more fp16 / bf16
+/// rounding of each weight than the mma.sync kernels (whose fp32 group sums are scaled), inside
+/// the tests' tolerance. MXFP4 (E8M0 scales that fp16 cannot hold) stays on gemm_large_kernel.
+/// The ring: Stages stages of one chunk (x, the 8 tiles' code vectors, their 128 scale words),
+/// copied by all 256 threads with cp.async. A chunk waits for its stage, fences the copies for the
+/// async proxy and barriers; then for each of its 4 k steps: the A fragment (4 register buffers),
+/// one wgmma, commit, and a wait for all but the last 3 groups (so each step's dequantization and
+/// the chunk's barrier run while 3 wgmmas are in flight); after the chunk's first wgmma it refills
+/// the stage two chunks back.
+/// The kernel's body exists only where compiled for sm_90a; the host takes this path only when the
+/// loaded code has it (wgmma_usable) and options.warps is 0 (8 / 16 pick gemm_large_kernel).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gemm_common.cuh"
+#include "wgmma_common.cuh"
+
+namespace lowbit {
+namespace cuda {
+namespace detail {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/// D(64 x 128, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
+/// * B(128 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
+template <bool BF16>
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[16][1][4], const uint32_t (&a)[4], uint64_t desc) {
+#define LOWBIT_WGMMA(TY) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0][0][0]), "+f"(d[0][0][1]), "+f"(d[0][0][2]), "+f"(d[0][0][3]), "+f"(d[1][0][0]), "+f"(d[1][0][1]), "+f"(d[1][0][2]), "+f"(d[1][0][3]), \
+        "+f"(d[2][0][0]), "+f"(d[2][0][1]), "+f"(d[2][0][2]), "+f"(d[2][0][3]), "+f"(d[3][0][0]), "+f"(d[3][0][1]), "+f"(d[3][0][2]), "+f"(d[3][0][3]), \
+        "+f"(d[4][0][0]), "+f"(d[4][0][1]), "+f"(d[4][0][2]), "+f"(d[4][0][3]), "+f"(d[5][0][0]), "+f"(d[5][0][1]), "+f"(d[5][0][2]), "+f"(d[5][0][3]), \
+        "+f"(d[6][0][0]), "+f"(d[6][0][1]), "+f"(d[6][0][2]), "+f"(d[6][0][3]), "+f"(d[7][0][0]), "+f"(d[7][0][1]), "+f"(d[7][0][2]), "+f"(d[7][0][3]), \
+        "+f"(d[8][0][0]), "+f"(d[8][0][1]), "+f"(d[8][0][2]), "+f"(d[8][0][3]), "+f"(d[9][0][0]), "+f"(d[9][0][1]), "+f"(d[9][0][2]), "+f"(d[9][0][3]), \
+        "+f"(d[10][0][0]), "+f"(d[10][0][1]), "+f"(d[10][0][2]), "+f"(d[10][0][3]), "+f"(d[11][0][0]), "+f"(d[11][0][1]), "+f"(d[11][0][2]), "+f"(d[11][0][3]), \
+        "+f"(d[12][0][0]), "+f"(d[12][0][1]), "+f"(d[12][0][2]), "+f"(d[12][0][3]), "+f"(d[13][0][0]), "+f"(d[13][0][1]), "+f"(d[13][0][2]), "+f"(d[13][0][3]), \
+        "+f"(d[14][0][0]), "+f"(d[14][0][1]), "+f"(d[14][0][2]), "+f"(d[14][0][3]), "+f"(d[15][0][0]), "+f"(d[15][0][1]), "+f"(d[15][0][2]), "+f"(d[15][0][3]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
+      : "memory")
+  if constexpr (BF16) LOWBIT_WGMMA("bf16");
+  else LOWBIT_WGMMA("f16");
+#undef LOWBIT_WGMMA
+}
+
+/// D(64 x 256, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
+/// * B(256 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
+template <bool BF16>
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[32][1][4], const uint32_t (&a)[4], uint64_t desc) {
+#define LOWBIT_WGMMA(TY) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " " \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+      "}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0][0][0]), "+f"(d[0][0][1]), "+f"(d[0][0][2]), "+f"(d[0][0][3]), "+f"(d[1][0][0]), "+f"(d[1][0][1]), "+f"(d[1][0][2]), "+f"(d[1][0][3]), \
+        "+f"(d[2][0][0]), "+f"(d[2][0][1]), "+f"(d[2][0][2]), "+f"(d[2][0][3]), "+f"(d[3][0][0]), "+f"(d[3][0][1]), "+f"(d[3][0][2]), "+f"(d[3][0][3]), \
+        "+f"(d[4][0][0]), "+f"(d[4][0][1]), "+f"(d[4][0][2]), "+f"(d[4][0][3]), "+f"(d[5][0][0]), "+f"(d[5][0][1]), "+f"(d[5][0][2]), "+f"(d[5][0][3]), \
+        "+f"(d[6][0][0]), "+f"(d[6][0][1]), "+f"(d[6][0][2]), "+f"(d[6][0][3]), "+f"(d[7][0][0]), "+f"(d[7][0][1]), "+f"(d[7][0][2]), "+f"(d[7][0][3]), \
+        "+f"(d[8][0][0]), "+f"(d[8][0][1]), "+f"(d[8][0][2]), "+f"(d[8][0][3]), "+f"(d[9][0][0]), "+f"(d[9][0][1]), "+f"(d[9][0][2]), "+f"(d[9][0][3]), \
+        "+f"(d[10][0][0]), "+f"(d[10][0][1]), "+f"(d[10][0][2]), "+f"(d[10][0][3]), "+f"(d[11][0][0]), "+f"(d[11][0][1]), "+f"(d[11][0][2]), "+f"(d[11][0][3]), \
+        "+f"(d[12][0][0]), "+f"(d[12][0][1]), "+f"(d[12][0][2]), "+f"(d[12][0][3]), "+f"(d[13][0][0]), "+f"(d[13][0][1]), "+f"(d[13][0][2]), "+f"(d[13][0][3]), \
+        "+f"(d[14][0][0]), "+f"(d[14][0][1]), "+f"(d[14][0][2]), "+f"(d[14][0][3]), "+f"(d[15][0][0]), "+f"(d[15][0][1]), "+f"(d[15][0][2]), "+f"(d[15][0][3]), \
+        "+f"(d[16][0][0]), "+f"(d[16][0][1]), "+f"(d[16][0][2]), "+f"(d[16][0][3]), "+f"(d[17][0][0]), "+f"(d[17][0][1]), "+f"(d[17][0][2]), "+f"(d[17][0][3]), \
+        "+f"(d[18][0][0]), "+f"(d[18][0][1]), "+f"(d[18][0][2]), "+f"(d[18][0][3]), "+f"(d[19][0][0]), "+f"(d[19][0][1]), "+f"(d[19][0][2]), "+f"(d[19][0][3]), \
+        "+f"(d[20][0][0]), "+f"(d[20][0][1]), "+f"(d[20][0][2]), "+f"(d[20][0][3]), "+f"(d[21][0][0]), "+f"(d[21][0][1]), "+f"(d[21][0][2]), "+f"(d[21][0][3]), \
+        "+f"(d[22][0][0]), "+f"(d[22][0][1]), "+f"(d[22][0][2]), "+f"(d[22][0][3]), "+f"(d[23][0][0]), "+f"(d[23][0][1]), "+f"(d[23][0][2]), "+f"(d[23][0][3]), \
+        "+f"(d[24][0][0]), "+f"(d[24][0][1]), "+f"(d[24][0][2]), "+f"(d[24][0][3]), "+f"(d[25][0][0]), "+f"(d[25][0][1]), "+f"(d[25][0][2]), "+f"(d[25][0][3]), \
+        "+f"(d[26][0][0]), "+f"(d[26][0][1]), "+f"(d[26][0][2]), "+f"(d[26][0][3]), "+f"(d[27][0][0]), "+f"(d[27][0][1]), "+f"(d[27][0][2]), "+f"(d[27][0][3]), \
+        "+f"(d[28][0][0]), "+f"(d[28][0][1]), "+f"(d[28][0][2]), "+f"(d[28][0][3]), "+f"(d[29][0][0]), "+f"(d[29][0][1]), "+f"(d[29][0][2]), "+f"(d[29][0][3]), \
+        "+f"(d[30][0][0]), "+f"(d[30][0][1]), "+f"(d[30][0][2]), "+f"(d[30][0][3]), "+f"(d[31][0][0]), "+f"(d[31][0][1]), "+f"(d[31][0][2]), "+f"(d[31][0][3]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
+      : "memory")
+  if constexpr (BF16) LOWBIT_WGMMA("bf16");
+  else LOWBIT_WGMMA("f16");
+#undef LOWBIT_WGMMA
+}
+
+template <int BN, bool BF16>
+__device__ __forceinline__ void wgmma_dense(float (&d)[BN / 8][1][4], const uint32_t (&a)[4], uint64_t desc) {
+  if constexpr (BN == 256) wgmma_m64n256k16<BF16>(d, a, desc);
+  else wgmma_m64n128k16<BF16>(d, a, desc);
+}
+
+__device__ __forceinline__ uint32_t lds32(unsigned at) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(at));
+  return v;
+}
+
+/// a *= s, two fp16 (BF16: bf16) at a time.
+template <bool BF16>
+__device__ __forceinline__ uint32_t mul_pair(uint32_t a, uint32_t s) {
+  uint32_t d;
+  if constexpr (BF16) asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(s));
+  else asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(s));
+  return d;
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+/// The ring: the table (codebook formats, 32 KB), then Stages stages (1024-byte aligned) of BN x
+/// 128 bytes of x, 8 tiles x Bits / 4 x 32 code vectors, 128 scale words; 1 KB more for aligning.
+template <int Bits, dequant_kind Kind, int BN, int Stages>
+struct gemm_wgmma_layout {
+  static constexpr unsigned table_bytes = Kind == dequant_kind::table ? 256u * 32u * 4u : 0u;
+  static constexpr unsigned x_bytes = BN * 128u, code_bytes = 8u * (Bits / 4) * 32u * 16u, scale_bytes = 8u * 16u * 4u;
+  static constexpr unsigned stage_bytes = (x_bytes + code_bytes + scale_bytes + 1023u) / 1024u * 1024u;
+  static constexpr std::size_t bytes = table_bytes + std::size_t(Stages) * stage_bytes + 1024u;
+  static_assert(bytes <= 227u * 1024u, "gemm_wgmma: a ring that does not fit shared memory");
+};
+
+template <class T, int Bits, dequant_kind Kind, int BN, int Stages>
+__global__ void __launch_bounds__(256, 1)
+    gemm_wgmma_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
+                      const uint32_t* __restrict__ scales, code_table table, int n, int k, int tiles, int chunks,
+                      int chunks_per_group, int groups, int blocks_n, int split_chunks, float* __restrict__ partials,
+                      unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(BN == 128 || BN == 256, "gemm_wgmma_kernel: 128 or 256 tokens a block");
+  static_assert(Stages >= 3, "gemm_wgmma_kernel: a stage in use, one in flight, one refilled");
+  static_assert(Kind != dequant_kind::mxfp4, "gemm_wgmma_kernel: MXFP4 takes gemm_large_kernel");
+  using layout = gemm_wgmma_layout<Bits, Kind, BN, Stages>;
+  constexpr bool bf16 = is_bf16<T>;
+  constexpr int vecs = Bits / 4;
+  constexpr int pending = 3;  // wgmma groups left in flight at each wait (one A buffer each, and one being made)
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  constexpr int column = 8;  // weight blocks a column of the block order (as the 2:4 wgmma kernel)
+  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
+  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
+  const int width = min(column, blocks_n - col * column);
+  const int nb = col * column + within % width, mb = within / width;
+  const int tile0 = nb * 8, m0 = mb * BN;
+  const int c0 = blockIdx.y * split_chunks, steps = min(chunks - c0, split_chunks);
+
+  uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
+  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + layout::table_bytes + 1023u) & ~1023u;
+  // Codes: thread copies vectors threadIdx.x + 256 i: tile tl, vector v, lane L, stored at slot
+  // 8 (L % 4) + L / 4 of its tile and vector (tiles past the matrix read the last tile).
+  const ::uint4* code_src[vecs];
+  unsigned code_dst[vecs];
+#pragma unroll
+  for (int i = 0; i < vecs; ++i) {
+    const int idx = threadIdx.x + 256 * i, tl = idx / (32 * vecs), v = idx / 32 % vecs, l = idx & 31;
+    code_src[i] = codes + ((std::size_t)min(tile0 + tl, tiles - 1) * chunks + c0) * vecs * 32 + v * 32 + l;
+    code_dst[i] = layout::x_bytes + ((tl * vecs + v) * 32 + 8 * (l & 3) + (l >> 2)) * 16u;
+  }
+  // Scales: threads 0..31 copy quarter threadIdx.x % 4 of tile threadIdx.x / 4's 16 words.
+  const ::uint4* scale_src = reinterpret_cast<const ::uint4*>(scales) +
+                             (std::size_t)min(tile0 + static_cast<int>(threadIdx.x >> 2) % 8, tiles - 1) * groups * 4 + (threadIdx.x & 3);
+  // x: thread copies piece threadIdx.x % 8 of rows threadIdx.x / 8 + 32 i; rows past m and k past K
+  // are zero-filled (the padded codes decode to -zero, not 0).
+  const int piece = threadIdx.x & 7;
+  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+    if (step < steps) {
+      const int c = c0 + step;
+      const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
+      const int kk = c * 64 + piece * 8, k_bytes = 2 * max(0, min(8, k - kk));
+#pragma unroll
+      for (int i = 0; i < BN / 32; ++i) {
+        const int r = (threadIdx.x >> 3) + 32 * i, bytes = m0 + r < m ? k_bytes : 0;
+        cp_async16_fill_at(stage + r * 128 + ((piece ^ (r & 7)) << 4), bytes ? x + (std::size_t)(m0 + r) * ldx + kk : x, bytes);
+      }
+#pragma unroll
+      for (int i = 0; i < vecs; ++i) {
+        cp_async16_at(stage + code_dst[i], code_src[i]);
+        code_src[i] += vecs * 32;
+      }
+      if (threadIdx.x < 32) cp_async16_at(stage + layout::x_bytes + layout::code_bytes + threadIdx.x * 16u, scale_src + (c / chunks_per_group) * 4);
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < Stages - 2; ++s) issue(s);
+  if constexpr (Kind == dequant_kind::table) fill_table<256>(table_smem, table);  // the loop's first barrier
+  const uint32_t* lane_table = table_smem + lane;
+  float acc[BN / 8][1][4];
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+  uint32_t a[pending + 1][4] = {};  // [buffer = k step]
+  // This lane's reads in a stage: step s's words of lane (g, s) (slot 8 s + g): 4-bit words t / 2
+  // and 2 + t / 2 (banks 4 g + t / 2: conflict-free), joined by `join`; 8-bit word t of both vectors.
+  const unsigned word_at = layout::x_bytes + (warp * vecs * 32 + g) * 16u + (Bits == 8 ? 4u * t : 4u * (t >> 1));
+  const unsigned scale_at = layout::x_bytes + layout::code_bytes + (warp * 16 + g) * 4u;
+  const unsigned q = t & 1;
+  const uint32_t join = Kind == dequant_kind::table ? (2 * q) | (2 * q + 1) << 4 | (4 + 2 * q) << 8 | (5 + 2 * q) << 12
+                                                    : q | (4 + q) << 4 | (2 + q) << 8 | (6 + q) << 12;
+  constexpr bool unit_first = !bf16 && (Kind == dequant_kind::e2m1 || Kind == dequant_kind::e4m3);
+  constexpr uint32_t unit2 = Kind == dequant_kind::e2m1 ? 0x74007400u : 0x5c005c00u;  // fp16 2^14, 2^8
+
+  for (int step = 0; step < steps; ++step) {
+    cp_async_wait<Stages - 3>();
+    fence_proxy_async();
+    __syncthreads();  // the stage came from every thread; the stage refilled next is done with (step - 2)
+    const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
+    uint32_t words[4][2];
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      words[s][0] = lds32(stage + word_at + s * 128u);
+      words[s][1] = lds32(stage + word_at + (Bits == 8 ? 512u : 8u) + s * 128u);
+    }
+    const uint32_t sc_g = lds32(stage + scale_at), sc_g8 = lds32(stage + scale_at + 32u);
+    uint32_t bias_g, bias_g8;
+    dequant_biases<Bits, Kind, bf16>(sc_g, sc_g8, bias_g, bias_g8);
+    // The rows' factors: the fp16 scale (bf16: the scale times the unit, rounded to bf16).
+    const uint32_t s_g = bf16 ? bf16x2_bits(group_scale<Kind>(sc_g)) : __byte_perm(sc_g, 0, 0x1010);
+    const uint32_t s_g8 = bf16 ? bf16x2_bits(group_scale<Kind>(sc_g8)) : __byte_perm(sc_g8, 0, 0x1010);
+    const uint64_t desc = sw128_descriptor(stage);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int buf = s % (pending + 1);
+      uint32_t word[2] = {words[s][0], words[s][1]};
+      if constexpr (Bits == 4) word[0] = prmt(words[s][0], words[s][1], join);
+      dequant<Bits, Kind, bf16>(a[buf], word, 0, bias_g, bias_g8, lane_table);
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        if constexpr (unit_first) a[buf][p] = mul_pair<false>(a[buf][p], unit2);
+        a[buf][p] = mul_pair<bf16>(a[buf][p], p & 1 ? s_g8 : s_g);
+      }
+      wgmma_fence();
+      wgmma_dense<BN, bf16>(acc, a[buf], desc + 2 * s);  // k step s: 32 bytes into the rows
+      wgmma_commit();
+      wgmma_wait<pending>();  // step s - 3's wgmma is done: its registers are free for step s + 1
+#pragma unroll
+      for (int p = 0; p < 4; ++p) fence_register(a[(s + 1) % (pending + 1)][p]);
+      if (s == 0) issue(step + Stages - 2);  // after the chunk's first wgmma: the tensor pipe is fed first
+    }
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
+  cp_async_wait<0>();
+  if constexpr (BN == 256) {  // never split (the host's choice): stored directly
+    store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
+  } else {
+    wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
+  }
+#else
+  (void)x, (void)m, (void)ldx, (void)codes, (void)scales, (void)table, (void)n, (void)k, (void)tiles, (void)chunks;
+  (void)chunks_per_group, (void)groups, (void)blocks_n, (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
+#endif
+}
+
+/// M > 64 on sm_90a with BN tokens a block; K split (BN = 128 only) as options.split_k says, by
+/// default when the output blocks are fewer than the SMs.
+template <int BN, int Stages, class Scheme, class T>
+void gemm_wgmma_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
+                     const gemm_options& options) {
+  constexpr int bits = Scheme::bits;
+  constexpr dequant_kind kind = gpu_scheme<Scheme>::kind;
+  const int chunks = static_cast<int>(w.chunks);
+  const std::size_t blocks_n = (w.tiles() + 7) / 8;
+  const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;
+  LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31), "cuda::gemm: m=" << m << " by N=" << w.rows << " is too many blocks");
+  const int blocks = static_cast<int>(blocks_n * blocks_m);
+  gemm_options split_options = options;
+  if (BN == 256) split_options.split_k = 1;  // its 128 sums a thread leave no room for the split-K reduction
+  const wide_split split("cuda::gemm", chunks, blocks, 1, std::size_t(128) * BN, split_options, stream);
+  using layout = gemm_wgmma_layout<bits, kind, BN, Stages>;
+  constexpr auto kernel = gemm_wgmma_kernel<T, bits, kind, BN, Stages>;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
+  kernel<<<dim3(blocks, split.splits), 256, layout::bytes, stream>>>(
+      x, m, ldx, w.codes, w.scales, w.table[is_bf16<T>], static_cast<int>(w.rows), static_cast<int>(w.cols),
+      static_cast<int>(w.tiles()), chunks, static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups),
+      static_cast<int>(blocks_n), split.split_chunks, split.partials, split.counters, y, ldy);
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// Whether gemm_large takes the wgmma kernel for this scheme (not MXFP4) on the current device.
+template <class Scheme>
+bool gemm_wgmma_takes(const gemm_options& options) {
+  return gpu_scheme<Scheme>::kind != dequant_kind::mxfp4 && options.warps == 0 && wgmma_usable();
+}
+
+/// The default: 256 or 128 tokens a block, whichever takes fewer waves of blocks over the SMs
+/// times the block's tokens (a 256-token block counted as 0.85 of two 128-token ones: measured
+/// ~15% faster per token on an H100); 128 (K split when its blocks are fewer than the SMs) where
+/// split_k asks for a split.
+template <class Scheme, class T>
+void gemm_wgmma(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
+                const gemm_options& options) {
+  const std::size_t blocks_n = (w.tiles() + 7) / 8, sms = static_cast<std::size_t>(sm_count());
+  const std::size_t waves_256 = (blocks_n * ((static_cast<std::size_t>(m) + 255) / 256) + sms - 1) / sms;
+  const std::size_t waves_128 = (blocks_n * ((static_cast<std::size_t>(m) + 127) / 128) + sms - 1) / sms;
+  if (options.split_k <= 1 && 256 * 85 * waves_256 < 128 * 100 * waves_128)
+    gemm_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
+  else
+    gemm_wgmma_with<128, 6>(x, m, ldx, w, y, ldy, stream, options);
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace lowbit

@@ -1,0 +1,132 @@
+/// \file
+/// \brief The sm_90a helpers that the warpgroup (wgmma) kernels share: the dense weight-only GEMM
+/// (gemm_wgmma.cuh) and the 2:4 one (sparse24_gemm_wgmma.cuh): wgmma fences and waits, the
+/// 128-byte-swizzle matrix descriptor, mbarriers, cluster sync and TMA multicast, the direct store
+/// of a warpgroup's sums, and the host's check that the loaded code has sm_90a.
+/// The device helpers exist only where compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL).
+#pragma once
+
+#include <cuda.h>  // CUtensorMap (the type only: the encoder is found through the runtime)
+
+#include <atomic>
+#include <cstdint>
+
+#include "gemm_common.cuh"
+
+namespace lowbit {
+namespace cuda {
+namespace detail {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(Pending) : "memory");
+}
+/// Makes this thread's completed shared-memory writes (cp.async) visible to the async proxy (wgmma).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+/// Keeps a register's value where it is until here (registers an in-flight wgmma reads or writes).
+__device__ __forceinline__ void fence_register(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void fence_register(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+/// Matrix descriptor of a K-major operand in the 128-byte swizzle at shared address `at`: start
+/// address / 16, leading byte offset unused (1), stride byte offset 1024 (8-row groups), layout 1.
+__device__ __forceinline__ uint64_t sw128_descriptor(unsigned at) {
+  return static_cast<uint64_t>((at & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+/// mbarrier helpers (shared addresses of this CTA; the remote arrive maps the address to `rank`'s).
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank) {
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(bar),
+      "r"(rank)
+      : "memory");
+}
+/// Waits for the phase of `parity` to complete (default semantics, as CUTLASS's cluster barriers).
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ unsigned cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+/// A 2D TMA copy of box (k, row) of `map` to `dst` in every CTA of `mask`, completing on `bar` (the
+/// same offset in each).
+__device__ __forceinline__ void tma_multicast(unsigned dst, const CUtensorMap* map, int k, int row, unsigned bar,
+                                              uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(row), "r"(bar), "h"(mask)
+      : "memory");
+}
+
+/// A warp's sums (weight rows row0 + g, + 8; tokens tok0 + 8 j + 2 t, + 1) stored to y, clipped at
+/// n rows and m tokens.
+template <int BN, class T>
+__device__ __forceinline__ void store_wgmma_sums(const float (&acc)[BN / 8][1][4], int row0, int tok0, int g, int t, int n,
+                                                 int m, T* y, int ldy) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = row0 + g + 8 * (i >> 1), tok = tok0 + j * 8 + 2 * t + (i & 1);
+      if (row < n && tok < m) {
+        if constexpr (is_bf16<T>) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
+        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
+      }
+    }
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+/// Marks the code compiled for sm_90a: its static shared memory (1 KB) shows in the function's
+/// attributes only where the loaded code for the device has the wgmma path.
+template <int Unused = 0>
+__global__ void wgmma_probe_kernel(int* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __shared__ int mark[256];
+  mark[threadIdx.x & 255] = static_cast<int>(threadIdx.x);
+  __syncthreads();
+  if (out) *out = mark[(threadIdx.x + 1) & 255];
+#else
+  if (out) *out = 0;
+#endif
+}
+
+/// Whether the current device runs the sm_90a (wgmma) kernels: code for sm_90a loaded; cached per device.
+inline bool wgmma_usable() {
+  static std::atomic<int> known[64];  // 0: not asked, 1: no, 2: yes
+  int device = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= 64) return false;
+  int state = known[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    cudaFuncAttributes attributes{};
+    const cudaError_t e = cudaFuncGetAttributes(&attributes, wgmma_probe_kernel<0>);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // no code for this device: the mma.sync / mma.sp paths
+    state = e == cudaSuccess && attributes.sharedSizeBytes >= 1024 ? 2 : 1;
+    known[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace lowbit
