@@ -1,6 +1,6 @@
 /// \file
 /// \brief cuda::gemm: weight-only low-bit GEMM y = x · Wᵀ, fp16 or bf16 activations, on tensor cores: the
-/// small-M kernels (1..64) here, M > 64 in gemm_large.cuh.
+/// small-M kernels (1..64) here, M > 64 in gemm_large.cuh (wgmma on sm_90a: gemm_wgmma.cuh; mma.sync elsewhere).
 ///
 /// The GEMV regime is memory-bound: the kernel's job is to stream the packed weights at HBM
 /// bandwidth and keep dequantization off the critical path. Design (see packed_weights.cuh):
@@ -576,7 +576,8 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
 /// ldx % 8 == 0; ldy >= N; options as gemm_options says (12 and 16 warps are used only when K % 64 == 0).
 /// y must not overlap x. The packed weights must live on the current device. M = 17..64 splits K
 /// across blocks and needs scratch: options.workspace, or per call from cudaMallocAsync; so does
-/// M > 64 (gemm_large.cuh) when its output blocks are fewer than the SMs.
+/// M > 64 (gemm_large.cuh) when its output blocks are fewer than the SMs. M > 64 on sm_90a code runs the
+/// wgmma kernel (gemm_wgmma.cuh) unless options.warps is set or the format is MXFP4.
 template <class Scheme, class T>
 void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, T* y, std::size_t ldy,
           cudaStream_t stream = nullptr, gemm_options options = {}) {
