@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "activation_types.cuh"
 #include "gemm.cuh"
 #include "kv_cache.cuh"
 
@@ -112,15 +113,6 @@ __device__ __forceinline__ float load_scale(const uint8_t* scales, int i) {
     if constexpr (std::is_same<Scale, fp16>::value) return __half2float(__ushort_as_half(bits));
     else return __uint_as_float(static_cast<uint32_t>(bits) << 16);  // bf16
   }
-}
-
-/// The query / output element type (fp16 or bf16) to and from float.
-__device__ __forceinline__ float io_to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float io_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <class T>
-__device__ __forceinline__ T io_from_float(float x) {
-  if constexpr (std::is_same<T, __half>::value) return __float2half_rn(x);
-  else return __float2bfloat16_rn(x);
 }
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
@@ -376,8 +368,8 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
           const int row = 8 * hn + g;
           float lo = 0.0f, hi = 0.0f;
           if (row < group) {
-            lo = q_scale * io_to_float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
-            hi = q_scale * io_to_float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
+            lo = q_scale * to_float(q0[row * D + key_dim<bits, D>(t, j, r, 0)]);
+            hi = q_scale * to_float(q0[row * D + key_dim<bits, D>(t, j, r, 1)]);
           }
           qb[j][hn][r] = h2_bits(__floats2half2_rn(lo, hi));
         }
@@ -768,7 +760,7 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
     for (int w = 0; w < decode_warps; ++w) sum += o_s[(w * 16 + row) * D + d];
     const std::size_t qh = (size_t)seq * q_heads + (size_t)head * group + row;
     if (splits == 1) {
-      out[qh * D + d] = io_from_float<T>(row_sum[row] > 0.0f ? sum / row_sum[row] : 0.0f);
+      out[qh * D + d] = from_float<T>(row_sum[row] > 0.0f ? sum / row_sum[row] : 0.0f);
     } else {
       float* part = work + (qh * splits + split) * (D + 2);
       part[d] = sum;
@@ -792,7 +784,7 @@ __global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict
     sum += w * p[D + 1];
     acc += w * p[threadIdx.x];
   }
-  out[qh * D + threadIdx.x] = io_from_float<T>(sum > 0.0f ? acc / sum : 0.0f);
+  out[qh * D + threadIdx.x] = from_float<T>(sum > 0.0f ? acc / sum : 0.0f);
 }
 
 /// Picks the split (unless given), reserves the workspace and launches the kernels.

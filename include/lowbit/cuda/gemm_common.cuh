@@ -24,6 +24,15 @@ namespace detail {
 template <class T>
 inline constexpr bool is_bf16 = std::is_same<T, __nv_bfloat16>::value;
 
+/// Four 8 x 8 matrices of 16-bit elements from shared memory (ldmatrix.x4): lane l gives the
+/// address of row l % 8 of matrix l / 8 (16 bytes), lane (g, t) gets elements 2t, 2t + 1 of row g
+/// of matrix r in r[r].
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
 template <bool BF16 = false>  // the decode kernels (decode.cuh) use the fp16 one
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (BF16)

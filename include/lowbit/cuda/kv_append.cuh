@@ -33,6 +33,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "activation_types.cuh"
 #include "kv_cache.cuh"
 
 namespace lowbit {
@@ -59,9 +60,6 @@ struct kv_append_params {
   const uint32_t* tables;
   int kv_heads, capacity, page_tokens, table_width, groups;
 };
-
-__device__ __forceinline__ float input_to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float input_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 /// Elements of a row a lane quantizes: head_dim / 32 (2, 4 or 8), or 4 for head_dim 80 and 96.
 __host__ __device__ constexpr int append_lane_elements(int d) { return d % 32 == 0 && (d & (d - 1)) == 0 ? d / 32 : 4; }
@@ -184,7 +182,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const T* __restrict__ k,
   const T* src = (is_value ? v : k) + static_cast<std::size_t>(at) * token_stride + static_cast<std::size_t>(head) * D + lane * E;
   float x[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) x[e] = D / E == 32 || lane < D / E ? input_to_float(src[e]) : 0.0f;
+  for (int e = 0; e < E; ++e) x[e] = D / E == 32 || lane < D / E ? to_float(src[e]) : 0.0f;
   using scale_type = typename Scheme::scale_type;
   quantize_row<Scheme, D, Lanes>(x, lane, (is_value ? p.value_codes : p.key_codes) + row * (D * Scheme::bits / 8),
                                  static_cast<scale_type*>(is_value ? p.value_scales : p.key_scales) + row * p.groups,

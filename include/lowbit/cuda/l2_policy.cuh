@@ -21,6 +21,13 @@ __device__ __forceinline__ uint64_t l2_evict_first() {
   return policy;
 }
 
+/// An L2 policy for data that other blocks read again (the W8A8 2:4 weights at M > one block of tokens).
+__device__ __forceinline__ uint64_t l2_evict_normal() {
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
 /// cp.async of 16 bytes (L1 bypassed) with an L2 cache policy.
 __device__ __forceinline__ void cp_async16_hint(void* shared, const void* global, uint64_t policy) {
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));

@@ -247,15 +247,6 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-/// Four 8 x 8 matrices of 16-bit elements from shared memory (ldmatrix.x4): lane l gives the
-/// address of row l % 8 of matrix l / 8 (16 bytes), lane (g, t) gets elements 2t, 2t + 1 of row g
-/// of matrix r in r[r].
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
 /// cp.async of 16 bytes to a shared address when `copy` (predicated, not branched around).
 __device__ __forceinline__ void cp_async16_if(unsigned shared, const void* global, bool copy) {
   asm volatile(

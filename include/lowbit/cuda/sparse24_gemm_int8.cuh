@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "../sparse/sparse24_matrix.hpp"
+#include "activation_types.cuh"
 #include "gemm_common.cuh"
 #include "packed_weights.cuh"
 
@@ -162,12 +163,6 @@ __device__ __forceinline__ void mma_sp_16864_s8(int (&c)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-__device__ __forceinline__ void ldmatrix_x4_b16(uint32_t (&r)[4], unsigned address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
 /// Programmatic dependent launch (sm_90): the quantizer lets the GEMM start (launch_dependents),
 /// and the GEMM, launched with cudaLaunchAttributeProgrammaticStreamSerialization, copies its first
 /// weight stages before it waits for the quantizer's codes (wait; at once without such a launch).
@@ -181,16 +176,6 @@ __device__ __forceinline__ void grid_dependency_wait() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
-
-/// An L2 policy for data that other blocks read again (the weights at M > one block of tokens).
-__device__ __forceinline__ uint64_t l2_evict_normal() {
-  uint64_t policy;
-  asm("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
-}
-
-__device__ __forceinline__ float act_to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float act_to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 /// One block a row: q = clamp(rint(x * (1 / (amax / 127))), -127, 127), as int8_activations does
 /// it (the same float operations, each rounded to nearest: __fdiv_rn / __fmul_rn, so that no fast
@@ -207,7 +192,7 @@ __global__ void __launch_bounds__(256) quantize_int8_rows_kernel(const T* __rest
   const auto absmax = [&](const ::uint4& v) {
     const T* e = reinterpret_cast<const T*>(&v);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) amax_bits = max(amax_bits, __float_as_uint(act_to_float(e[j])) & 0x7FFFFFFFu);
+    for (int j = 0; j < 8; ++j) amax_bits = max(amax_bits, __float_as_uint(to_float(e[j])) & 0x7FFFFFFFu);
   };
   ::uint4 kept[Keep > 0 ? Keep : 1];
   if constexpr (Keep > 0) {
@@ -239,7 +224,7 @@ __global__ void __launch_bounds__(256) quantize_int8_rows_kernel(const T* __rest
     uint32_t word[2] = {0, 0};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      float r = rintf(__fmul_rn(act_to_float(e[j]), inverse));
+      float r = rintf(__fmul_rn(to_float(e[j]), inverse));
       r = r > 127.0f ? 127.0f : r;
       r = r >= -127.0f ? r : -127.0f;  // NaN: -127
       word[j / 4] |= (uint32_t(int(r)) & 0xFFu) << (8 * (j % 4));
@@ -344,7 +329,7 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
 #pragma unroll
       for (int mt = 0; mt < MW; ++mt) {
         uint32_t b[4];
-        ldmatrix_x4_b16(b, x_at + slot * C::stage_vecs * 16 + mt * 8 * C::x_row_vecs * 16 + 64 * j);
+        ldmatrix_x4(b, x_at + slot * C::stage_vecs * 16 + mt * 8 * C::x_row_vecs * 16 + 64 * j);
 #pragma unroll
         for (int tl = 0; tl < TW; ++tl) mma_sp_16864_s8(acc[mt][tl], a[tl], b, j ? meta[tl].y : meta[tl].x);
       }
