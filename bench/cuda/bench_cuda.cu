@@ -116,6 +116,19 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
     result_row row{std::string(name) + (bf16 ? ", bf16" : ""), s, m, {0, 0, 0, 0, 0, 0, 0},
                    bf16 ? cublas_bf16_times[mi] : cublas_times[shape_index * n_ms + mi], double(view.bytes())};
     if (m > 16) {
+      // M = 33..64: the default (sm_90a: the wgmma kernel, 64-token blocks) against the split-K
+      // mma.sync kernel's default block shape (8 warps), printed together.
+      if (m > 32 && !bf16) {
+        lowbit::cuda::gemm_options wide;
+        wide.workspace = &workspace;
+        wide.warps = 8;
+        const double wide_us = time_us([&](int i) { lowbit::cuda::gemm(x, m, s.k, views[i % copies], y, s.n, nullptr, wide); });
+        lowbit::cuda::gemm_options defaults;
+        defaults.workspace = &workspace;
+        const double default_us = time_us([&](int i) { lowbit::cuda::gemm(x, m, s.k, views[i % copies], y, s.n, nullptr, defaults); });
+        std::printf("%s %zu x %zu M=%zu: default %.1f us, mma.sync split-K kernel (8 warps) %.1f us\n", name, s.n, s.k, m,
+                    default_us, wide_us);
+      }
       for (int variant = 0; variant < (bf16 ? 1 : 7); ++variant) {
         // default; the default without a workspace; 16 warps; 8 splits with 8 / 16 warps; 2, 1 splits
         const int splits[7] = {0, 0, 0, 8, 8, 2, 1}, warps[7] = {0, 0, 16, 8, 16, 8, 8};

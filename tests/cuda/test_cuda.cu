@@ -1,7 +1,8 @@
 // Checks lowbit::cuda::gemm against the float64 CPU reference (reference::gemm) on the same
 // quantized matrix: every GPU format, fp16 and bf16 activations, M = 1, 3, 8, 9, 16 (the split-K
 // kernel: M = 17, 24, 33, 48, 64, with the default split, none, and 2 or 3 splits on a reused
-// workspace; 8 warps of 2 tiles and 16 of 1),
+// workspace; 8 warps of 2 tiles and 16 of 1; on sm_90a M = 33..64 by default and 17, 40, 64 called
+// directly: the wgmma kernel with 64-token blocks),
 // M > 64 (the tiled kernel, gemm_large.cuh: M = 65, 80, 128, 129, 200, 257, 300, 513, 1000, and 2048 for
 // uint4 + zero points; the default split and none / 3 splits on a workspace; 8 warps a block and 16
 // (the mma.sync kernel); the default is the wgmma kernel on sm_90a (gemm_wgmma.cuh, not MXFP4), also
@@ -47,7 +48,7 @@ template <class Scheme, class T = __half>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block,
                 unsigned seed, int warps = 0, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr,
                 int wgmma_tokens = 0) {
-  // wgmma_tokens 128 / 256: the sm_90a wgmma kernel with that block width, called directly (skipped
+  // wgmma_tokens 64 / 128 / 256: the sm_90a wgmma kernel with that block width, called directly (skipped
   // where the device has no sm_90a code; not MXFP4).
   if constexpr (lowbit::cuda::gpu_scheme<Scheme>::kind == lowbit::cuda::dequant_kind::mxfp4) {
     if (wgmma_tokens) return;
@@ -84,6 +85,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   const auto run = [&] {
     if constexpr (lowbit::cuda::gpu_scheme<Scheme>::kind != lowbit::cuda::dequant_kind::mxfp4) {
       namespace ld = lowbit::cuda::detail;
+      if (wgmma_tokens == 64) return ld::gemm_wgmma_with<64, 6>(dx, int(m), int(ldx), packed.view(), dy, int(ldy), nullptr, go);
       if (wgmma_tokens == 128) return ld::gemm_wgmma_with<128, 6>(dx, int(m), int(ldx), packed.view(), dy, int(ldy), nullptr, go);
       if (wgmma_tokens == 256) return ld::gemm_wgmma_with<256, 5>(dx, int(m), int(ldx), packed.view(), dy, int(ldy), nullptr, go);
     }
@@ -157,6 +159,12 @@ void check_format(const char* name, unsigned& seed) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16);  // 16 warps a block
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 16, 2, &workspace);
     }
+  }
+  // The wgmma kernel's 64-token blocks (the default at M = 33..64 on sm_90a) directly, also at M <= 32,
+  // unsplit and split.
+  for (std::size_t m : {17, 40, 64}) {
+    const shape& s = large_shapes[turn++ % 4];
+    check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, m == 40 ? 3 : 1, &workspace, 64);
   }
   if (large_only) return;
   for (const shape& s : shapes)

@@ -408,7 +408,7 @@ class gemm_workspace {
 /// Launch options; the defaults are what the benchmark found best on an H100.
 struct gemm_options {
   int tiles_per_block = 0;  ///< M <= 16: 1, 2 or 4 (rows per block / 16; 4 needs K % 64 == 0); 0: chosen from the shape
-  int warps = 0;            ///< warps a block: 8 or 16, or 12 for M <= 16 and codebook formats (M <= 16: splitting K; M = 17..64: 2 or 1 tiles each; M > 64: 4 x 2 or 4 x 4 warps of a 128 x 128 block on mma.sync); 0: the default (M > 64 on sm_90a: the wgmma kernel, gemm_wgmma.cuh, except MXFP4)
+  int warps = 0;            ///< warps a block: 8 or 16, or 12 for M <= 16 and codebook formats (M <= 16: splitting K; M = 17..64: 2 or 1 tiles each; M > 64: 4 x 2 or 4 x 4 warps of a 128 x 128 block on mma.sync); 0: the default (M > 32 on sm_90a: the wgmma kernel, gemm_wgmma.cuh, except MXFP4)
   int split_k = 0;          ///< M > 16: blocks splitting K (at most one per 64-wide chunk); 0: about one block an SM (M > 64: only when the output blocks are fewer)
   gemm_workspace* workspace = nullptr;  ///< M > 16 with split_k > 1: scratch; null: allocated per call
 };

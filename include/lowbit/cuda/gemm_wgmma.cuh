@@ -5,7 +5,8 @@
 ///
 /// y = x Wᵀ with W as A (its rows are the instruction's M) and x as B (tokens are N, K contiguous).
 /// A block is 2 warpgroups (8 warps): 128 weight rows (8 tiles: warp w dequantizes tile w, which is
-/// rows 16 (w % 4) .. + 15 of its warpgroup's 64) by BN = 128 or 256 tokens, one wgmma m64nBNk16 a
+/// rows 16 (w % 4) .. + 15 of its warpgroup's 64) by BN = 128 or 256 tokens (64 for M = 33..64, two
+/// blocks an SM), one wgmma m64nBNk16 a
 /// 16-wide k step, fp32 sums in registers (BN / 2 a thread). A comes from registers: PTX gives warp
 /// j of the warpgroup rows 16 j .. 16 j + 15 in the mma.m16n8k16 A-fragment layout, and B (x) is read
 /// from shared memory in its natural k order (128-byte rows, the 128-byte swizzle, as the 2:4 wgmma
@@ -41,6 +42,25 @@ namespace cuda {
 namespace detail {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/// D(64 x 64, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
+/// * B(64 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
+template <bool BF16>
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][1][4], const uint32_t (&a)[4], uint64_t desc) {
+#define LOWBIT_WGMMA(TY) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " \
+      "{" \
+      LOWBIT_WGMMA_R32 \
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
+      : LOWBIT_WGMMA_D64(d) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
+      : "memory")
+  if constexpr (BF16) LOWBIT_WGMMA("bf16");
+  else LOWBIT_WGMMA("f16");
+#undef LOWBIT_WGMMA
+}
+
 /// D(64 x 128, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
 /// * B(128 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
@@ -82,7 +102,8 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[32][1][4], const uin
 template <int BN, bool BF16>
 __device__ __forceinline__ void wgmma_dense(float (&d)[BN / 8][1][4], const uint32_t (&a)[4], uint64_t desc) {
   if constexpr (BN == 256) wgmma_m64n256k16<BF16>(d, a, desc);
-  else wgmma_m64n128k16<BF16>(d, a, desc);
+  else if constexpr (BN == 128) wgmma_m64n128k16<BF16>(d, a, desc);
+  else wgmma_m64n64k16<BF16>(d, a, desc);
 }
 
 __device__ __forceinline__ uint32_t lds32(unsigned at) {
@@ -114,13 +135,13 @@ struct gemm_wgmma_layout {
 };
 
 template <class T, int Bits, dequant_kind Kind, int BN, int Stages>
-__global__ void __launch_bounds__(256, 1)
+__global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
     gemm_wgmma_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                       const uint32_t* __restrict__ scales, code_table table, int n, int k, int tiles, int chunks,
                       int chunks_per_group, int groups, int blocks_n, int split_chunks, float* __restrict__ partials,
                       unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(BN == 128 || BN == 256, "gemm_wgmma_kernel: 128 or 256 tokens a block");
+  static_assert(BN == 64 || BN == 128 || BN == 256, "gemm_wgmma_kernel: 64, 128 or 256 tokens a block");
   static_assert(Stages >= 3, "gemm_wgmma_kernel: a stage in use, one in flight, one refilled");
   static_assert(Kind != dequant_kind::mxfp4, "gemm_wgmma_kernel: MXFP4 takes gemm_large_kernel");
   using layout = gemm_wgmma_layout<Bits, Kind, BN, Stages>;
@@ -248,8 +269,9 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
-/// M > 64 on sm_90a with BN tokens a block; K split (BN = 128 only) as options.split_k says, by
-/// default when the output blocks are fewer than the SMs.
+/// M > 64 (BN = 128, 256) or 33..64 (BN = 64) on sm_90a with BN tokens a block; K split (BN = 64, 128)
+/// as options.split_k says, by default when the output blocks are fewer than the SMs (BN = 64: two
+/// blocks an SM).
 template <int BN, int Stages, class Scheme, class T>
 void gemm_wgmma_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
                      const gemm_options& options) {
@@ -262,7 +284,7 @@ void gemm_wgmma_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T
   const int blocks = static_cast<int>(blocks_n * blocks_m);
   gemm_options split_options = options;
   if (BN == 256) split_options.split_k = 1;  // its 128 sums a thread leave no room for the split-K reduction
-  const wide_split split("cuda::gemm", chunks, blocks, 1, std::size_t(128) * BN, split_options, stream);
+  const wide_split split("cuda::gemm", chunks, blocks, BN == 64 ? 2 : 1, std::size_t(128) * BN, split_options, stream);
   using layout = gemm_wgmma_layout<bits, kind, BN, Stages>;
   constexpr auto kernel = gemm_wgmma_kernel<T, bits, kind, BN, Stages>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));

@@ -18,12 +18,14 @@ namespace cuda {
 namespace detail {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/// The fp32 accumulators of an m64nN wgmma as asm operands (d: float [N / 8][1][4]; N = 128: 64
-/// registers a thread, 256: 128) and their operand numbers "%0, %1, ..." for the instruction text.
+/// The fp32 accumulators of an m64nN wgmma as asm operands (d: float [N / 8][1][4]; N = 64: 32
+/// registers a thread, 128: 64, 256: 128) and their operand numbers "%0, %1, ..." for the instruction text.
 #define LOWBIT_WGMMA_D4(d, i) "+f"(d[i][0][0]), "+f"(d[i][0][1]), "+f"(d[i][0][2]), "+f"(d[i][0][3])
-#define LOWBIT_WGMMA_D128(d) \
+#define LOWBIT_WGMMA_D64(d) \
   LOWBIT_WGMMA_D4(d, 0), LOWBIT_WGMMA_D4(d, 1), LOWBIT_WGMMA_D4(d, 2), LOWBIT_WGMMA_D4(d, 3), \
-  LOWBIT_WGMMA_D4(d, 4), LOWBIT_WGMMA_D4(d, 5), LOWBIT_WGMMA_D4(d, 6), LOWBIT_WGMMA_D4(d, 7), \
+  LOWBIT_WGMMA_D4(d, 4), LOWBIT_WGMMA_D4(d, 5), LOWBIT_WGMMA_D4(d, 6), LOWBIT_WGMMA_D4(d, 7)
+#define LOWBIT_WGMMA_D128(d) \
+  LOWBIT_WGMMA_D64(d), \
   LOWBIT_WGMMA_D4(d, 8), LOWBIT_WGMMA_D4(d, 9), LOWBIT_WGMMA_D4(d, 10), LOWBIT_WGMMA_D4(d, 11), \
   LOWBIT_WGMMA_D4(d, 12), LOWBIT_WGMMA_D4(d, 13), LOWBIT_WGMMA_D4(d, 14), LOWBIT_WGMMA_D4(d, 15)
 #define LOWBIT_WGMMA_D256(d) \
@@ -32,9 +34,11 @@ namespace detail {
   LOWBIT_WGMMA_D4(d, 20), LOWBIT_WGMMA_D4(d, 21), LOWBIT_WGMMA_D4(d, 22), LOWBIT_WGMMA_D4(d, 23), \
   LOWBIT_WGMMA_D4(d, 24), LOWBIT_WGMMA_D4(d, 25), LOWBIT_WGMMA_D4(d, 26), LOWBIT_WGMMA_D4(d, 27), \
   LOWBIT_WGMMA_D4(d, 28), LOWBIT_WGMMA_D4(d, 29), LOWBIT_WGMMA_D4(d, 30), LOWBIT_WGMMA_D4(d, 31)
-#define LOWBIT_WGMMA_R64 \
+#define LOWBIT_WGMMA_R32 \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define LOWBIT_WGMMA_R64 \
+  LOWBIT_WGMMA_R32 ", " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 #define LOWBIT_WGMMA_R128 \
