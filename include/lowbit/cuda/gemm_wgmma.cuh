@@ -46,57 +46,24 @@ namespace detail {
 /// * B(64 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][1][4], const uint32_t (&a)[4], uint64_t desc) {
-#define LOWBIT_WGMMA(TY) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " \
-      "{" \
-      LOWBIT_WGMMA_R32 \
-      "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
-      : LOWBIT_WGMMA_D64(d) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
-      : "memory")
-  if constexpr (BF16) LOWBIT_WGMMA("bf16");
-  else LOWBIT_WGMMA("f16");
-#undef LOWBIT_WGMMA
+  LOWBIT_WGMMA(BF16, "wgmma.mma_async.sync.aligned.m64n64k16", LOWBIT_WGMMA_R32, "{%32, %33, %34, %35}, %36", "%37",
+               LOWBIT_WGMMA_D64, d, LOWBIT_WGMMA_A(a), "l"(desc));
 }
 
 /// D(64 x 128, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
 /// * B(128 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
 __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[16][1][4], const uint32_t (&a)[4], uint64_t desc) {
-#define LOWBIT_WGMMA(TY) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " \
-      "{" \
-      LOWBIT_WGMMA_R64 \
-      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n" \
-      : LOWBIT_WGMMA_D128(d) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
-      : "memory")
-  if constexpr (BF16) LOWBIT_WGMMA("bf16");
-  else LOWBIT_WGMMA("f16");
-#undef LOWBIT_WGMMA
+  LOWBIT_WGMMA(BF16, "wgmma.mma_async.sync.aligned.m64n128k16", LOWBIT_WGMMA_R64, "{%64, %65, %66, %67}, %68", "%69",
+               LOWBIT_WGMMA_D128, d, LOWBIT_WGMMA_A(a), "l"(desc));
 }
 
 /// D(64 x 256, fp32) += A(64 x 16, registers: each warp 16 rows in the mma.m16n8k16 fragment layout)
 /// * B(256 x 16 K-major, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[32][1][4], const uint32_t (&a)[4], uint64_t desc) {
-#define LOWBIT_WGMMA(TY) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " " \
-      "{" \
-      LOWBIT_WGMMA_R128 \
-      "}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n" \
-      : LOWBIT_WGMMA_D256(d) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1) \
-      : "memory")
-  if constexpr (BF16) LOWBIT_WGMMA("bf16");
-  else LOWBIT_WGMMA("f16");
-#undef LOWBIT_WGMMA
+  LOWBIT_WGMMA(BF16, "wgmma.mma_async.sync.aligned.m64n256k16", LOWBIT_WGMMA_R128, "{%128, %129, %130, %131}, %132", "%133",
+               LOWBIT_WGMMA_D256, d, LOWBIT_WGMMA_A(a), "l"(desc));
 }
 
 template <int BN, bool BF16>

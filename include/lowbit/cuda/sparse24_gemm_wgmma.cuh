@@ -48,37 +48,15 @@ namespace detail {
 /// D(64 x 128, fp32) += A(64 x 32, 2:4, registers) * B(32 x 128, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
 __device__ __forceinline__ void wgmma_sp_m64n128k32(float (&d)[16][1][4], const uint32_t (&a)[4], uint64_t desc, uint32_t meta) {
-#define LOWBIT_WGMMA_SP(TY)                                                                                   \
-  asm volatile(                                                                                               \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"                                                          \
-      "wgmma.mma_async.sp.sync.aligned.m64n128k32.f32." TY "." TY " "                                          \
-      "{" \
-      LOWBIT_WGMMA_R64 \
-      "}, {%64, %65, %66, %67}, %68, %69, 0, p, 1, 1, 0;\n}\n" \
-      : LOWBIT_WGMMA_D128(d) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(meta), "n"(1) \
-      : "memory")
-  if constexpr (BF16) LOWBIT_WGMMA_SP("bf16");
-  else LOWBIT_WGMMA_SP("f16");
-#undef LOWBIT_WGMMA_SP
+  LOWBIT_WGMMA(BF16, "wgmma.mma_async.sp.sync.aligned.m64n128k32", LOWBIT_WGMMA_R64, "{%64, %65, %66, %67}, %68, %69, 0",
+               "%70", LOWBIT_WGMMA_D128, d, LOWBIT_WGMMA_A(a), "l"(desc), "r"(meta));
 }
 
 /// D(64 x 256, fp32) += A(64 x 32, 2:4, registers) * B(32 x 256, shared memory, descriptor), fp16 (BF16: bf16).
 template <bool BF16>
 __device__ __forceinline__ void wgmma_sp_m64n256k32(float (&d)[32][1][4], const uint32_t (&a)[4], uint64_t desc, uint32_t meta) {
-#define LOWBIT_WGMMA_SP(TY)                                                                                   \
-  asm volatile(                                                                                               \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %134, 0;\n"                                                          \
-      "wgmma.mma_async.sp.sync.aligned.m64n256k32.f32." TY "." TY " "                                          \
-      "{" \
-      LOWBIT_WGMMA_R128 \
-      "}, {%128, %129, %130, %131}, %132, %133, 0, p, 1, 1, 0;\n}\n" \
-      : LOWBIT_WGMMA_D256(d) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(meta), "n"(1) \
-      : "memory")
-  if constexpr (BF16) LOWBIT_WGMMA_SP("bf16");
-  else LOWBIT_WGMMA_SP("f16");
-#undef LOWBIT_WGMMA_SP
+  LOWBIT_WGMMA(BF16, "wgmma.mma_async.sp.sync.aligned.m64n256k32", LOWBIT_WGMMA_R128,
+               "{%128, %129, %130, %131}, %132, %133, 0", "%134", LOWBIT_WGMMA_D256, d, LOWBIT_WGMMA_A(a), "l"(desc), "r"(meta));
 }
 
 /// The 8 weight tiles' fragment vectors of k steps 2h, 2h + 1 (64 a tile) and metadata vectors

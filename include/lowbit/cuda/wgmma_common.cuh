@@ -47,6 +47,18 @@ namespace detail {
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+/// One wgmma (dense or .sp) with fp32 accumulators and A from registers, fp16 or bf16 (BF16, a
+/// constant): INSTR is the instruction up to its types, REGS the accumulators' operand numbers and
+/// ACC(d) their operands (the macros above, named without arguments so that their commas survive),
+/// REST the operand text after them (A, B's descriptor[, metadata, selector]), PRED the operand
+/// number of the scale-d predicate (an immediate 1: accumulate); the inputs follow.
+#define LOWBIT_WGMMA_ASM(INSTR, TY, REGS, REST, PRED, ACC, d, ...) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n" INSTR ".f32." TY "." TY " {" REGS "}, " REST \
+               ", p, 1, 1, 0;\n}\n" : ACC(d) : __VA_ARGS__, "n"(1) : "memory")
+#define LOWBIT_WGMMA(BF16, INSTR, REGS, REST, PRED, ACC, d, ...) \
+  if constexpr (BF16) LOWBIT_WGMMA_ASM(INSTR, "bf16", REGS, REST, PRED, ACC, d, __VA_ARGS__); \
+  else LOWBIT_WGMMA_ASM(INSTR, "f16", REGS, REST, PRED, ACC, d, __VA_ARGS__)
+#define LOWBIT_WGMMA_A(a) "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
