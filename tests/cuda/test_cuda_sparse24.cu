@@ -509,6 +509,9 @@ void check_arguments() {
     expect_error("W8A8: null x scales", [&] { lc::gemm_sparse24_int8_quantized(q, nullptr, 1, k, p8.view(), yh, n); });
     expect_error("W8A8 quantizer: k=12", [&] { lc::quantize_int8_rows(xh, 1, k, 12, q, k, scales); });
     expect_error("W8A8 quantizer: x not 16-byte aligned", [&] { lc::quantize_int8_rows(xh + 4, 1, k, k, q, k, scales); });
+    expect_error("W8A8 quantizer: null x", [&] { lc::quantize_int8_rows(static_cast<const __half*>(nullptr), 1, k, k, q, k, scales); });
+    expect_error("W8A8 quantizer: null q", [&] { lc::quantize_int8_rows(xh, 1, k, k, nullptr, k, scales); });
+    expect_error("W8A8: null x", [&] { lc::gemm_sparse24_int8(static_cast<const __half*>(nullptr), 1, k, p8.view(), yh, n); });
   }
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
   cudaFree(xh);

@@ -448,9 +448,9 @@ void quantize_int8_rows(const T* x, std::size_t m, std::size_t ldx, std::size_t 
   LOWBIT_CHECK(m >= 1 && m <= (std::size_t(1) << 24), "cuda::quantize_int8_rows: m=" << m << " must be in [1, 2^24]");
   LOWBIT_CHECK(k >= 8 && k % 8 == 0 && k < (std::size_t(1) << 30), "cuda::quantize_int8_rows: k=" << k << " must be a positive multiple of 8");
   LOWBIT_CHECK(ldx >= k && ldx % 8 == 0, "cuda::quantize_int8_rows: ldx=" << ldx << " must be >= k=" << k << " and a multiple of 8");
-  LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::quantize_int8_rows: x must be 16-byte aligned");
-  LOWBIT_CHECK(ldq >= k && ldq % 8 == 0 && reinterpret_cast<std::uintptr_t>(q) % 8 == 0,
-               "cuda::quantize_int8_rows: q must be 8-byte aligned with ldq (" << ldq << ") >= k and a multiple of 8");
+  LOWBIT_CHECK(x != nullptr && reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::quantize_int8_rows: x must be non-null and 16-byte aligned");
+  LOWBIT_CHECK(q != nullptr && ldq >= k && ldq % 8 == 0 && reinterpret_cast<std::uintptr_t>(q) % 8 == 0,
+               "cuda::quantize_int8_rows: q must be non-null and 8-byte aligned with ldq (" << ldq << ") >= k and a multiple of 8");
   LOWBIT_CHECK(scales != nullptr, "cuda::quantize_int8_rows: scales is null");
   const auto launch = [&](auto kernel) {
     kernel<<<static_cast<unsigned>(m), 256, 0, stream>>>(x, static_cast<int>(ldx), static_cast<int>(k), q, static_cast<int>(ldq), scales);
