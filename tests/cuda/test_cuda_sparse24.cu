@@ -222,7 +222,10 @@ void check_format(const char* name, unsigned& seed) {
 // same float values), and each output must equal, bit for bit, the integer reference rounded as
 // the kernel documents: T((float(sum q_x q_w) * x_scale) * w_scale). Row 1 of x is zeros (scale
 // 1, codes 0) where m > 1. mode 0: gemm_sparse24_int8 with cudaMallocAsync scratch; 1: with an
-// int8_rows_buffer; 2: quantize_int8_rows, then gemm_sparse24_int8_quantized (the caller's int8).
+// int8_rows_buffer; 2: quantize_int8_rows, then gemm_sparse24_int8_quantized (the caller's int8);
+// 3: the CPU's codes and scales to gemm_sparse24_int8_quantized, the row stride past K filled with
+// 127 (any K: the kernel must not read past K). K not a multiple of 128: the packed last chunk is
+// padded; positions past K (K % 4 != 0) multiply zeros, as on the CPU.
 template <class T>
 void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed, int mode, int split_k = 0,
                      lowbit::cuda::gemm_workspace* workspace = nullptr) {
@@ -238,7 +241,7 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
   const auto packed = lc::pack_sparse24_int8(sw);
   const auto kept = sw.kept_values();
 
-  const std::size_t ldx = k + 8, ldy = n + 3;
+  const std::size_t ldx = (k + 15) / 8 * 8, ldy = n + 3, ldq = (k + 31) / 16 * 16;  // ldq >= k + 16
   std::vector<T> xh(m * ldx, to_act<T>(0.0f));
   std::vector<float> x(m * k, 0.0f);
   for (std::size_t i = 0; i < m; ++i)
@@ -255,10 +258,20 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
   float* ds = nullptr;
   LOWBIT_CUDA_CHECK(cudaMalloc(&dx, xh.size() * sizeof(T)));
   LOWBIT_CUDA_CHECK(cudaMalloc(&dy, m * ldy * sizeof(T)));
-  LOWBIT_CUDA_CHECK(cudaMalloc(&dq, m * (k + 16)));
+  LOWBIT_CUDA_CHECK(cudaMalloc(&dq, m * ldq));
   LOWBIT_CUDA_CHECK(cudaMalloc(&ds, m * sizeof(float)));
   LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(T), cudaMemcpyHostToDevice));
   LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));  // NaN: unwritten outputs fail
+  if (mode == 3) {
+    std::vector<int8_t> q(m * ldq, int8_t(127));
+    std::vector<float> scales(m);
+    for (std::size_t i = 0; i < m; ++i) {
+      std::memcpy(q.data() + i * ldq, cpu.row(i), k);
+      scales[i] = cpu.scale(i);
+    }
+    LOWBIT_CUDA_CHECK(cudaMemcpy(dq, q.data(), q.size(), cudaMemcpyHostToDevice));
+    LOWBIT_CUDA_CHECK(cudaMemcpy(ds, scales.data(), m * sizeof(float), cudaMemcpyHostToDevice));
+  }
   lc::gemm_options go;
   go.split_k = split_k;
   go.workspace = workspace;
@@ -268,8 +281,8 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
     if (mode == 0) lc::gemm_sparse24_int8(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
     else if (mode == 1) lc::gemm_sparse24_int8(dx, m, ldx, packed.view(), dy, ldy, nullptr, go, &buffer);
     else {
-      lc::quantize_int8_rows(dx, m, ldx, k, dq, k + 16, ds);
-      lc::gemm_sparse24_int8_quantized(dq, ds, m, k + 16, packed.view(), dy, ldy, nullptr, go);
+      if (mode == 2) lc::quantize_int8_rows(dx, m, ldx, k, dq, ldq, ds);
+      lc::gemm_sparse24_int8_quantized(dq, ds, m, ldq, packed.view(), dy, ldy, nullptr, go);
     }
   };
   run();
@@ -281,7 +294,7 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
   std::vector<T> y(m * ldy);
   LOWBIT_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
   if (mode == 2) {  // the quantizer against the CPU one
-    std::vector<int8_t> q(m * (k + 16));
+    std::vector<int8_t> q(m * ldq);
     std::vector<float> scales(m);
     LOWBIT_CUDA_CHECK(cudaMemcpy(q.data(), dq, q.size(), cudaMemcpyDeviceToHost));
     LOWBIT_CUDA_CHECK(cudaMemcpy(scales.data(), ds, m * sizeof(float), cudaMemcpyDeviceToHost));
@@ -289,8 +302,8 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
       if (scales[i] != cpu.scale(i) && bad_q++ < 3)
         std::printf("  int8 quantizer m=%zu k=%zu: scale(%zu) = %.9g, CPU %.9g\n", m, k, i, scales[i], cpu.scale(i));
       for (std::size_t c = 0; c < k; ++c)
-        if (q[i * (k + 16) + c] != cpu.row(i)[c] && bad_q++ < 3)
-          std::printf("  int8 quantizer m=%zu k=%zu: q(%zu, %zu) = %d, CPU %d\n", m, k, i, c, q[i * (k + 16) + c], cpu.row(i)[c]);
+        if (q[i * ldq + c] != cpu.row(i)[c] && bad_q++ < 3)
+          std::printf("  int8 quantizer m=%zu k=%zu: q(%zu, %zu) = %d, CPU %d\n", m, k, i, c, q[i * ldq + c], cpu.row(i)[c]);
     }
   }
   cudaFree(dx);
@@ -303,8 +316,10 @@ void check_int8_case(std::size_t n, std::size_t k, std::size_t m, unsigned seed,
     const float w_scale = static_cast<float>(kept.view().row_scales(r)[0]);
     for (std::size_t i = 0; i < m; ++i) {
       int64_t sum = 0;
-      for (std::size_t j = 0; j < sw.kept_cols(); ++j)
-        sum += int64_t(static_cast<int8_t>(kept.code(r, j))) * cpu.row(i)[j / 2 * 4 + sw.position(r, j)];
+      for (std::size_t j = 0; j < sw.kept_cols(); ++j) {
+        const std::size_t c = j / 2 * 4 + sw.position(r, j);
+        if (c < k) sum += int64_t(static_cast<int8_t>(kept.code(r, j))) * cpu.row(i)[c];
+      }
       const T want = to_act<T>((static_cast<float>(sum) * cpu.scale(i)) * w_scale);
       const T got = y[i * ldy + r];
       if (std::memcmp(&want, &got, sizeof(T)) != 0 && bad++ < 3)
@@ -385,6 +400,16 @@ void check_int8(unsigned& seed) {
   for (std::size_t k : {2056, 4096, 8192, 12288, 16384, 20480}) check_int8_quantizer<T>(5, k, seed++);
   check_int8_case<T>(520, 2048, 513, seed++, 0);                 // 5 row blocks, 5 token blocks (the last one token)
   check_int8_case<T>(130, 768, 200, seed++, 2, 2, &workspace);   // M > 64 split
+  // K not a multiple of 128 (the last chunk padded): % 16 == 8, % 8 == 4 and % 4 == 2 (mode 3 only:
+  // the GPU quantizer needs K % 8 == 0), 4544 (Falcon-7B's hidden size); every block shape.
+  struct tail { std::size_t n, k, m; int mode; };
+  const tail tails[] = {{37, 200, 1, 0},    {130, 200, 9, 2}, {37, 300, 3, 3},    {64, 4544, 16, 1},  {130, 1000, 40, 2},
+                        {37, 1000, 100, 3}, {37, 66, 5, 3},   {300, 4544, 64, 0}, {130, 4552, 300, 3}};
+  for (const tail& t : tails) {
+    if (large_only && t.m <= 64) continue;
+    check_int8_case<T>(t.n, t.k, t.m, seed++, t.mode);
+  }
+  if (!large_only) check_int8_case<T>(130, 1000, 16, seed++, 3, 3, &workspace);  // split K with a padded last chunk
 }
 
 // One argument check: `call` must throw lowbit::error.
@@ -485,9 +510,10 @@ void check_arguments() {
       const auto p = lb::prune24(w.data(), 16, 384, 384);
       (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 384, 384, p, o));
     });
-    expect_error("W8A8: K=192 (not a multiple of 128)", [&] {
-      const auto p = lb::prune24(w.data(), 16, 192, 192);
-      (void)lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 192, 192, p));
+    expect_error("W8A8: K=300 (x quantized on the GPU needs K % 8 == 0)", [&] {
+      const auto p = lb::prune24(w.data(), 16, 300, 300);
+      const auto p300 = lc::pack_sparse24_int8(lb::quantize_sparse24<int8s>(w.data(), 16, 300, 300, p));
+      lc::gemm_sparse24_int8(xh, 1, 304, p300.view(), yh, 16);
     });
     expect_error("W8A8: K=2^18 + 128 (int32 sums could overflow)", [&] {
       const std::size_t big = (std::size_t(1) << 18) + 128;

@@ -11,7 +11,8 @@
 ///
 /// GPU layout (pack_sparse24_int8; not the fp16 kernels' (sparse24_gemm.cuh): mma.sp .s8 takes 64
 /// dense columns an mma, 32 kept bytes a row, in another fragment order). Rows in tiles of 16, K in
-/// chunks of 128 dense columns (2 mmas). For mma j of a chunk, lane (g = lane / 4, t = lane % 4)
+/// chunks of 128 dense columns (2 mmas); the last chunk padded past K with code 0 at positions 0, 1
+/// (x's columns past K are copied as zeros). For mma j of a chunk, lane (g = lane / 4, t = lane % 4)
 /// holds in register p, byte e the kept value 32 j + 4 t + 16 (p / 2) + e of row g + 8 (p % 2) (the
 /// dense m16n8k32 .s8 A order on the kept values), and as metadata (sparsity selector 0: every
 /// lane gives one word) the 8 groups of 4 dense columns 64 j + 32 (t / 2) .. + 32 of row
@@ -19,8 +20,8 @@
 /// the 16-bit types' split, rows g and g + 8 in the two halves, is not this one's).
 ///  - one array [tiles][chunks][80] x 16 bytes: a tile's chunk is 64 vectors of codes ([2 mmas][32
 ///    lanes]) and 16 of metadata ([32 lanes] x 8 bytes: mma 0's word, then mma 1's), contiguous
-///    so that a block streams long runs; scales [tiles * 16] floats (padding rows: code 0,
-///    positions 0 and 1, scale 0).
+///    so that a block streams long runs; scales [tiles * 16] floats (padding rows and columns: code 0,
+///    positions 0 and 1; padding rows scale 0).
 /// x's B fragment (64 x 8 of m16n8k64: register r of lane (g, t) holds k = 16 r + 4 t .. + 3 of
 /// token g) is one ldmatrix.x4 of 8 token rows staged in shared memory (a row every 144 bytes:
 /// conflict-free).
@@ -51,7 +52,7 @@ struct packed_sparse24_int8_view {
   const ::uint4* blocks = nullptr;    ///< [tiles][chunks][80] x 16 bytes: codes [2][32 lanes], metadata [32 lanes] x 8 bytes
   const float* scales = nullptr;      ///< [tiles * 16]: each row's scale
   std::size_t rows = 0, cols = 0;     ///< N, K (dense)
-  std::size_t chunks = 0;             ///< K / 128
+  std::size_t chunks = 0;             ///< ceil(K / 128)
   std::size_t tiles() const noexcept { return (rows + tile_rows - 1) / tile_rows; }
   /// Bytes one GEMM must read of the weights.
   std::size_t bytes() const noexcept { return tiles() * (chunks * 1280 + 64); }
@@ -71,9 +72,9 @@ class packed_sparse24_int8 {
 };
 
 /// Shuffles a 2:4 matrix of signed int8 kept values (scheme<int8, fp16>, no zero points) with
-/// one scale a row into the layout above and uploads it. Checked (lowbit::error): the scheme,
-/// K % 128 == 0, K <= 2^18 (the int32 sums' bound), per-channel scales (group_size = the whole row
-/// of kept values).
+/// one scale a row into the layout above and uploads it. Any K (the last chunk is padded with
+/// zeros). Checked (lowbit::error): the scheme, K <= 2^18 (the int32 sums' bound), per-channel
+/// scales (group_size = the whole row of kept values).
 template <class Scheme>
 packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
   if constexpr (!std::is_same<Scheme, scheme<int8, fp16>>::value) {
@@ -83,7 +84,6 @@ packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
   } else {
     const std::size_t n = w.rows(), k = w.cols(), kept = w.kept_cols();
     LOWBIT_CHECK(n > 0 && k > 0, "cuda::pack_sparse24_int8: w is empty");
-    LOWBIT_CHECK(k % 128 == 0, "cuda::pack_sparse24_int8: K=" << k << " must be a multiple of 128");
     LOWBIT_CHECK(w.group_size() == 0 || w.group_size() >= kept,
                  "cuda::pack_sparse24_int8: group_size " << w.group_size() << " (kept values): W8A8 takes one scale a row "
                                                          << "(group_size 0 or >= " << kept << ")");
@@ -94,8 +94,8 @@ packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
     packed_sparse24_int8_view& pv = out.view_;
     pv.rows = n;
     pv.cols = k;
-    pv.chunks = k / 128;
-    const std::size_t tiles = pv.tiles(), chunks = pv.chunks;
+    pv.chunks = (k + 127) / 128;
+    const std::size_t tiles = pv.tiles(), chunks = pv.chunks, groups = sparse24_positions::groups_of(k);
     const quantized_matrix<Scheme> kept_values = w.kept_values();
     const quantized_view<Scheme> v = kept_values.view();
     std::vector<uint32_t> blocks(tiles * chunks * 80 * 4, 0);
@@ -110,13 +110,14 @@ packed_sparse24_int8 pack_sparse24_int8(const sparse24_matrix<Scheme>& w) {
             for (std::size_t p = 0; p < 4; ++p)
               for (std::size_t e = 0; e < 4; ++e) {
                 const std::size_t row = tile * tile_rows + g + 8 * (p % 2), at = c * 64 + 32 * j + 4 * t + 16 * (p / 2) + e;
-                if (row < n) a[p] |= uint32_t(v.code(row, at)) << (8 * e);  // two's complement byte, as .s8 wants
+                if (row < n && at < kept) a[p] |= uint32_t(v.code(row, at)) << (8 * e);  // two's complement byte, as .s8 wants
               }
             uint32_t word = 0;
             for (std::size_t q = 0; q < 8; ++q) {
               const std::size_t row = tile * tile_rows + g + 8 * (t % 2), grp = c * 32 + 16 * j + 8 * (t / 2) + q;
-              // Padding rows: positions 0, 1 (the metadata must name two distinct positions).
-              const unsigned nibble = row < n ? (w.position(row, 2 * grp) | (w.position(row, 2 * grp + 1) << 2)) : 0x4u;
+              // Padding rows and columns: positions 0, 1 (the metadata must name two distinct positions).
+              const unsigned nibble =
+                  row < n && grp < groups ? (w.position(row, 2 * grp) | (w.position(row, 2 * grp + 1) << 2)) : 0x4u;
               word |= uint32_t(nibble) << (4 * q);
             }
             block[64 * 4 + lane * 2 + j] = word;
@@ -258,7 +259,7 @@ struct sparse24_int8_config {
 
 template <class C, class T>
 __global__ void __launch_bounds__(C::threads, C::min_blocks)
-    sparse24_int8_kernel(const int8_t* __restrict__ xq, const float* __restrict__ x_scales, int m, int ldq,
+    sparse24_int8_kernel(const int8_t* __restrict__ xq, const float* __restrict__ x_scales, int m, int k, int ldq,
                          const ::uint4* __restrict__ blocks, const float* __restrict__ w_scales, int n, int tiles, int chunks,
                          int blocks_n, int blocks_m, int split_chunks,
                          int* __restrict__ partials, unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
@@ -288,7 +289,10 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
       ::uint4* stage = smem + (step % C::stages) * C::stage_vecs;
       for (int i = threadIdx.x; i < C::tokens * 8; i += C::threads) {
         const int r = i >> 3, piece = i & 7, token = min(token0 + r, m - 1);  // past m: a copy of row m - 1 (never stored)
-        cp_async16(stage + C::w_vecs + r * C::x_row_vecs + piece, xq + (size_t)token * ldq + (size_t)(c0 + step) * 128 + piece * 16);
+        const int col = (c0 + step) * 128 + piece * 16;
+        const int8_t* src = xq + (size_t)token * ldq + col;
+        if (col + 16 <= k) cp_async16(stage + C::w_vecs + r * C::x_row_vecs + piece, src);
+        else cp_async16_fill(stage + C::w_vecs + r * C::x_row_vecs + piece, col < k ? src : xq, max(0, k - col));  // zeros past K
       }
     }
   };
@@ -422,7 +426,7 @@ void launch_sparse24_int8(const int8_t* xq, const float* x_scales, int m, int ld
     config.attrs = overlap;
     config.numAttrs = 1;
   }
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, xq, x_scales, m, ldq, static_cast<const ::uint4*>(w.blocks),
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, xq, x_scales, m, static_cast<int>(w.cols), ldq, static_cast<const ::uint4*>(w.blocks),
                                        static_cast<const float*>(w.scales), n, static_cast<int>(w.tiles()), chunks, blocks_n,
                                        blocks_m, split.split_chunks, reinterpret_cast<int*>(split.partials), split.counters, y,
                                        ldy));
@@ -471,9 +475,10 @@ void gemm_sparse24_int8_codes(const int8_t* xq, const float* x_scales, std::size
                               const gemm_options& options, bool after_quantizer);
 }  // namespace detail
 
-/// y[m x N] = x · Wᵀ from int8 activations: xq (m rows of K codes, row stride ldq) with per-row
-/// scales x_scales, W packed by pack_sparse24_int8, y fp16 or bf16 (T), on `stream` (asynchronous).
-/// Checked: 1 <= m <= 2^24, xq 16-byte aligned with ldq >= K and ldq % 16 == 0, ldy >= N.
+/// y[m x N] = x · Wᵀ from int8 activations: xq (m rows of K codes, row stride ldq; nothing past K
+/// is read) with per-row scales x_scales, W packed by pack_sparse24_int8, y fp16 or bf16 (T), on
+/// `stream` (asynchronous). Checked: 1 <= m <= 2^24, xq 16-byte aligned with ldq >= K and
+/// ldq % 16 == 0, ldy >= N.
 /// options.split_k: blocks along K (0: where the output blocks are fewer than the SMs);
 /// options.workspace as for cuda::gemm.
 template <class T>
@@ -505,17 +510,19 @@ void gemm_sparse24_int8_codes(const int8_t* xq, const float* x_scales, std::size
 
 /// y[m x N] = x · Wᵀ, W8A8: x (fp16 or bf16, m x K, row stride ldx) quantized per row to int8 on
 /// the GPU (quantize_int8_rows) into `activations` (or cudaMallocAsync scratch when null), then
-/// gemm_sparse24_int8_quantized. Checked: as both.
+/// gemm_sparse24_int8_quantized. Checked: as both (so K % 8 == 0 here).
 template <class T>
 void gemm_sparse24_int8(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_int8_view& w, T* y, std::size_t ldy,
                         cudaStream_t stream = nullptr, const gemm_options& options = {}, int8_rows_buffer* activations = nullptr) {
   detail::check_int8_output(m, w, y, ldy);
-  const std::size_t k = w.cols, code_bytes = (m * k + 255) / 256 * 256;
+  LOWBIT_CHECK(w.cols % 8 == 0, "cuda::gemm_sparse24_int8: K=" << w.cols << " must be a multiple of 8 to quantize x on the GPU "
+                                << "(gemm_sparse24_int8_quantized takes any K)");
+  const std::size_t k = w.cols, ldq = (k + 15) / 16 * 16, code_bytes = (m * ldq + 255) / 256 * 256;
   int8_t* q = nullptr;
   float* scales = nullptr;
   void* scratch = nullptr;
   if (activations) {
-    activations->reserve(m, k);
+    activations->reserve(m, ldq);
     q = activations->codes();
     scales = activations->scales();
   } else {
@@ -528,8 +535,8 @@ void gemm_sparse24_int8(const T* x, std::size_t m, std::size_t ldx, const packed
     cudaStream_t s;
     ~give_back() { if (p) cudaFreeAsync(p, s); }
   } scratch_owner{scratch, stream};
-  quantize_int8_rows(x, m, ldx, k, q, k, scales, stream);
-  detail::gemm_sparse24_int8_codes(q, scales, m, k, w, y, ldy, stream, options, true);
+  quantize_int8_rows(x, m, ldx, k, q, ldq, scales, stream);
+  detail::gemm_sparse24_int8_codes(q, scales, m, ldq, w, y, ldy, stream, options, true);
 }
 
 }  // namespace cuda
