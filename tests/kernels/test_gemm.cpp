@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <thread>
+#include <utility>
 #include <vector>
 
+#include "common/exact_int8.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
 #include "lowbit/kernels/gemm.hpp"
@@ -122,6 +125,41 @@ TYPED_TEST(gemm_test, integer_path_matches_integer_reference_or_is_refused) {
   }
 }
 
+// Bit-exact on power-of-two scales (tests/common/exact_int8.hpp): every float step of the integer
+// path is then exact, so y must equal the integer reference, on every path: M = 1 and 3 (one row
+// at a time), 7 (register blocks), 65 (VNNI's tile kernel), K over one and two K blocks (pieces of
+// groups summed in float); odd cases with SmoothQuant channel scales (powers of two: x / c exact).
+const gemm_case exact_cases[] = {{1, 37, 300, 32}, {3, 50, 1100, 0}, {7, 33, 2100, 96}, {65, 20, 2100, 64}};
+
+TYPED_TEST(gemm_test, integer_path_is_exact_on_power_of_two_scales) {
+  using S = TypeParam;
+  if constexpr (has_integer_path<typename S::format>) {
+    uint32_t seed = 250;
+    bool smooth = false;
+    for (const gemm_case& c : exact_cases) {
+      smooth = !smooth;
+      quantized_matrix<S> q = make_weights<S>(c, ++seed);
+      set_power_of_two_scales(q);
+      const panel_matrix<S> w = pack_panels(q.view());
+      const std::vector<float> channel = power_of_two_channel_scales(c.k), bias = exact_bias(c.n);
+      const float* c_scales = smooth ? channel.data() : nullptr;
+      const std::vector<float> x = exact_int8_rows(c.m, c.k, ++seed, c_scales);
+      int8_activations a;
+      a.quantize(matrix_view<const float>(x.data(), c.m, c.k), w.shape().group_size, c_scales);
+      for (std::size_t i = 0; i < c.m; ++i) ASSERT_EQ(a.scale(i), std::ldexp(1.0f, int(i % 3) - 1)) << "row " << i;
+      const reference::gemm_result ref = reference::gemm_int8(a, q.view(), bias.data());
+      for (isa path : supported_isas()) {
+        std::vector<float> y(c.m * c.n, -1.0f);
+        gemm(matrix_view<const float>(x.data(), c.m, c.k), w, matrix_view<float>(y.data(), c.m, c.n),
+             gemm_options{bias.data(), compute::int8, c_scales}, serial_executor{}, path);
+        expect_exact(y, ref, c.n, integer_codes<typename S::format>::value.unit, [&](std::size_t i) { return a.scale(i); },
+                     std::string(isa_name(path)) + " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                         " k=" + std::to_string(c.k) + (smooth ? " channel scales" : ""));
+      }
+    }
+  }
+}
+
 // bf16 activations: vdpbf16ps on the avx512_vnni path for M > 4 (weights rounded to bf16: the
 // documented 2^-8 relative bound), exact conversion to fp32 elsewhere (the fp32 bound).
 template <class Scheme>
@@ -150,12 +188,17 @@ void check_bf16_activations() {
   }
 }
 
+// Every element format (M = 1..4: the bf16 pair kernel's formats and the others; M > 4: the
+// vdpbf16ps tile), FP8 / FP6 with float and E8M0 scales.
+template <class... Schemes>
+void check_bf16_activations_of() {
+  (check_bf16_activations<Schemes>(), ...);
+}
+
 TEST(gemm, bf16_activations_match_reference) {
-  check_bf16_activations<scheme<int4, fp16>>();
-  check_bf16_activations<scheme<uint4, float, true>>();
-  check_bf16_activations<scheme<nf4>>();
-  check_bf16_activations<mx::fp8_e4m3>();
-  check_bf16_activations<scheme<int8>>();
+  check_bf16_activations_of<scheme<int4, fp16>, scheme<uint4, float, true>, scheme<nf4>, scheme<sf4>,
+                            scheme<iq4_nl, fp16>, scheme<fp4_e2m1>, scheme<int8>, scheme<fp8_e4m3>, scheme<fp8_e5m2>,
+                            scheme<fp6_e3m2>, mx::fp8_e4m3, mx::fp8_e5m2, mx::fp6_e2m3, mx::fp4, mx::int4, mx::int8>();
 }
 
 // Threads split the panels; the result must not depend on how.
@@ -166,13 +209,34 @@ TEST(gemm, executors_give_the_serial_result) {
   const panel_matrix<S> w = pack_panels(q.view());
   const std::vector<float> x = random_matrix(c.m, c.k, 6);
   thread_pool pool(3);
+  // An engine's own pool as an executor: any callable exec(n, f) that calls f over ranges covering
+  // [0, n) once and returns when they are done; here 3 chunks on threads of its own, the last first.
+  const auto engine = [](std::size_t n, auto&& f) {
+    std::vector<std::thread> threads;
+    for (std::size_t chunk = 3; chunk-- > 1;) {
+      const std::pair<std::size_t, std::size_t> r = chunk_range(n, 3, chunk);
+      if (r.first < r.second) threads.emplace_back([&f, r] { f(r.first, r.second); });
+    }
+    const std::pair<std::size_t, std::size_t> r = chunk_range(n, 3, 0);
+    if (r.first < r.second) f(r.first, r.second);
+    for (std::thread& t : threads) t.join();
+  };
   for (compute mode : {compute::weight_only, compute::int8}) {
     for (std::size_t m : {std::size_t(1), c.m}) {
-      std::vector<float> serial(m * c.n), threaded(m * c.n);
+      std::vector<float> serial(m * c.n), threaded(m * c.n, -1.0f), engined(m * c.n, -1.0f);
       gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(serial.data(), m, c.n), {nullptr, mode});
       gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(threaded.data(), m, c.n), {nullptr, mode},
            pool);
       EXPECT_EQ(serial, threaded) << "m=" << m;
+      gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(engined.data(), m, c.n), {nullptr, mode},
+           engine);
+      EXPECT_EQ(serial, engined) << "engine's executor, m=" << m;
+#if defined(_OPENMP)
+      std::vector<float> openmp(m * c.n, -1.0f);
+      gemm(matrix_view<const float>(x.data(), m, c.k), w, matrix_view<float>(openmp.data(), m, c.n), {nullptr, mode},
+           openmp_executor{3});
+      EXPECT_EQ(serial, openmp) << "openmp_executor, m=" << m;
+#endif
     }
   }
   // NF4 at M = 1: the fp32 kernel's 8-panel steps (19 panels: two full steps and a tail), and it

@@ -207,6 +207,25 @@ TEST(SmoothQuant, MovesOutliersIntoWeightsForW8A8) {
     EXPECT_NEAR(s[k], std::sqrt(absmax[k]) / std::sqrt([&] { float m = 0; for (std::size_t r = 0; r < l.n; ++r) m = std::max(m, std::fabs(l.w[r * l.k + k])); return m; }()), 1e-4f * s[k]);
   EXPECT_THROW(smoothquant_scales(absmax.data(), l.w.data(), l.n, l.k, l.k, 1.5f), lowbit::error);
   EXPECT_THROW(smooth_weights(l.w.data(), l.n, l.k, l.k, std::vector<float>(3)), lowbit::error);
+  // A zero, negative or non-finite scale is an error where scales are accepted: smooth_weights,
+  // int8_activations::quantize (so every int8 GEMM's gemm_options::channel_scales).
+  const quantized_matrix<int8_channel> q8 = quantize<int8_channel>(smoothed.data(), l.n, l.k, l.k, quant_options{});
+  const panel_matrix<int8_channel> p8 = pack_panels(q8.view());
+  std::vector<float> y(l.samples * l.n);
+  for (const float bad : {0.0f, -0.5f, NAN, INFINITY}) {
+    std::vector<float> b = s;
+    b[l.k / 2] = bad;
+    EXPECT_THROW(smooth_weights(l.w.data(), l.n, l.k, l.k, b), lowbit::error) << bad;
+    int8_activations a;
+    EXPECT_THROW(a.quantize(matrix_view<const float>(l.x.data(), l.samples, l.k), l.k, b.data()), lowbit::error) << bad;
+    gemm_options options;
+    options.mode = compute::int8;
+    options.channel_scales = b.data();
+    EXPECT_THROW(gemm(matrix_view<const float>(l.x.data(), l.samples, l.k), p8, matrix_view<float>(y.data(), l.samples, l.n),
+                      options),
+                 lowbit::error)
+        << bad;
+  }
 }
 
 /// ‖X Wᵀ − X Ŵᵀ‖² for a dense float Ŵ (n x k).

@@ -1,7 +1,8 @@
 // Block-sparse rows: validation of the structure, pruning to a density, the reference layout
 // round trip, and the weight-only GEMM on every path against the float64 reference of the dense
 // matrix, for vectorized block shapes (16 x 8, 32 x 32, 48 x 16) and scalar ones (1 x 16, 4 x 4),
-// with empty block rows; compute::int8 against the integer reference where the shape allows it.
+// with empty block rows; compute::int8 against the integer reference where the shape allows it
+// (bit-exact on power-of-two scales, with and without SmoothQuant channel scales).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/exact_int8.hpp"
 #include "common/gemm_check.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
@@ -79,8 +81,30 @@ const bsr_case shapes[] = {{48, 96, 16, 8, 8, 0.5},   {64, 128, 32, 32, 0, 0.3},
                            {20, 48, 1, 16, 16, 0.4},  {16, 20, 4, 4, 4, 0.5},    {32, 64, 32, 32, 32, 0.1}};
 const std::size_t ms[] = {1, 3, 5, 17, 64};
 
-// compute::int8: against the integer definition on the dense matrix (reference::gemm_int8 of
-// the blocks' values placed in a dense quantized matrix), or refused.
+// The dense quantized matrix with the blocks' codes and scales, zero codes (and a zero scale)
+// elsewhere: its integer reference (reference::gemm_int8) is the BSR one.
+template <class Scheme>
+quantized_matrix<Scheme> dense_values_of(const bsr_matrix<Scheme>& b) {
+  const bsr_structure& s = b.structure();
+  const std::size_t br = s.block_rows, bc = s.block_cols;
+  const quantized_matrix<Scheme> values = b.values();
+  quantized_matrix<Scheme> dense(b.rows(), b.cols(), b.group_size());
+  const std::size_t gpb = bc / b.group_size();
+  for (std::size_t r = 0; r < s.block_row_count(); ++r)
+    for (std::size_t i = s.row_ptr[r]; i < s.row_ptr[r + 1]; ++i)
+      for (std::size_t y0 = 0; y0 < br; ++y0) {
+        const std::size_t row = r * br + y0, src = i * br + y0;
+        for (std::size_t x0 = 0; x0 < bc; ++x0) dense.set_code(row, s.col_idx[i] * bc + x0, values.code(src, x0));
+        for (std::size_t g = 0; g < gpb; ++g) {
+          dense.scale(row, s.col_idx[i] * gpb + g) = values.scale(src, g);
+          if (Scheme::has_zero) dense.zero(row, s.col_idx[i] * gpb + g) = values.zero(src, g);
+        }
+      }
+  return dense;
+}
+
+// compute::int8: against the integer definition on the dense matrix (within 1e-5 of the terms'
+// magnitudes), or refused.
 template <class Scheme>
 void check_int8_path(const bsr_matrix<Scheme>& b, const std::vector<float>& x,
                      const std::vector<float>& bias, std::size_t m, const bsr_case& c) {
@@ -95,22 +119,7 @@ void check_int8_path(const bsr_matrix<Scheme>& b, const std::vector<float>& x,
                    lowbit::error);
       return;
     }
-    // The dense quantized matrix with the blocks' codes and scales, zero codes (and a zero
-    // scale) elsewhere: its integer reference is the BSR one.
-    const bsr_structure& s = b.structure();
-    const quantized_matrix<Scheme> values = b.values();
-    quantized_matrix<Scheme> dense(c.n, c.k, b.group_size());
-    const std::size_t gpb = c.bc / b.group_size();
-    for (std::size_t r = 0; r < s.block_row_count(); ++r)
-      for (std::size_t i = s.row_ptr[r]; i < s.row_ptr[r + 1]; ++i)
-        for (std::size_t y0 = 0; y0 < c.br; ++y0) {
-          const std::size_t row = r * c.br + y0, src = i * c.br + y0;
-          for (std::size_t x0 = 0; x0 < c.bc; ++x0) dense.set_code(row, s.col_idx[i] * c.bc + x0, values.code(src, x0));
-          for (std::size_t g = 0; g < gpb; ++g) {
-            dense.scale(row, s.col_idx[i] * gpb + g) = values.scale(src, g);
-            if (Scheme::has_zero) dense.zero(row, s.col_idx[i] * gpb + g) = values.zero(src, g);
-          }
-        }
+    const quantized_matrix<Scheme> dense = dense_values_of(b);
     int8_activations a;
     a.quantize(matrix_view<const float>(x.data(), m, c.k), b.group_size());
     const reference::gemm_result ref = reference::gemm_int8(a, dense.view(), bias.data());
@@ -161,6 +170,48 @@ TYPED_TEST(bsr_test, values_round_trip_and_gemm_matches_the_dense_reference) {
   }
 }
 
+// Bit-exact on power-of-two scales (tests/common/exact_int8.hpp), on vectorized block shapes, K
+// past the integer kernel's K block, M on the one-row and the register-block kernels; every other
+// case with SmoothQuant channel scales (powers of two: x / c exact).
+const bsr_case exact_shapes[] = {{64, 128, 32, 32, 0, 0.3}, {96, 64, 48, 16, 16, 0.6}, {32, 2176, 32, 64, 32, 0.5},
+                                 {32, 64, 32, 32, 32, 0.1}};
+
+TYPED_TEST(bsr_test, int8_gemm_is_exact_on_power_of_two_scales) {
+  using S = TypeParam;
+  if constexpr (has_integer_path<typename S::format>) {
+    uint32_t seed = 750;
+    bool smooth = false;
+    for (const bsr_case& c : exact_shapes) {
+      const std::size_t g = is_mx_scheme<S>::value ? std::min<std::size_t>(mx::block_size, c.bc) : c.group_size;
+      const std::vector<float> w = random_matrix(c.n, c.k, ++seed);
+      const bsr_matrix<S> pruned = prune_and_quantize_blocks<S>(w.data(), c.n, c.k, c.k, c.br, c.bc, c.density, {g});
+      quantized_matrix<S> values = pruned.values();
+      set_power_of_two_scales(values);
+      const bsr_matrix<S> b(pruned.structure(), values.view());
+      ASSERT_TRUE(b.vectorized()) << c.br << "x" << c.bc;
+      const quantized_matrix<S> dense = dense_values_of(b);
+      const std::vector<float> channel = power_of_two_channel_scales(c.k), bias = exact_bias(c.n);
+      for (std::size_t m : {std::size_t(1), std::size_t(3), std::size_t(17)}) {
+        smooth = !smooth;
+        const float* c_scales = smooth ? channel.data() : nullptr;
+        const std::vector<float> x = exact_int8_rows(m, c.k, ++seed, c_scales);
+        int8_activations a;
+        a.quantize(matrix_view<const float>(x.data(), m, c.k), b.group_size(), c_scales);
+        for (std::size_t i = 0; i < m; ++i) ASSERT_EQ(a.scale(i), std::ldexp(1.0f, int(i % 3) - 1)) << "row " << i;
+        const reference::gemm_result ref = reference::gemm_int8(a, dense.view(), bias.data());
+        for (isa path : supported_isas()) {
+          std::vector<float> y(m * c.n, -1.0f);
+          gemm(matrix_view<const float>(x.data(), m, c.k), b, matrix_view<float>(y.data(), m, c.n),
+               gemm_options{bias.data(), compute::int8, c_scales}, serial_executor{}, path);
+          expect_exact(y, ref, c.n, integer_codes<typename S::format>::value.unit, [&](std::size_t i) { return a.scale(i); },
+                       std::string("int8 ") + isa_name(path) + " " + std::to_string(c.br) + "x" + std::to_string(c.bc) +
+                           " m=" + std::to_string(m) + " k=" + std::to_string(c.k) + (smooth ? " channel scales" : ""));
+        }
+      }
+    }
+  }
+}
+
 TEST(bsr, gemm_threads_and_errors) {
   using S = scheme<int4, fp16>;
   const std::size_t n = 320, k = 256;
@@ -177,6 +228,15 @@ TEST(bsr, gemm_threads_and_errors) {
     }
   std::vector<float> y(7 * n);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 7, k - 1), b, matrix_view<float>(y.data(), 7, n)), lowbit::error);
+  // SmoothQuant channel scales must be positive and finite.
+  for (const float bad : {0.0f, -1.0f, NAN, INFINITY}) {
+    std::vector<float> channel(k, 1.0f);
+    channel[5] = bad;
+    EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 7, k), b, matrix_view<float>(y.data(), 7, n),
+                      {nullptr, compute::int8, channel.data()}),
+                 lowbit::error)
+        << bad;
+  }
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 7, k), bsr_matrix<S>(), matrix_view<float>(y.data(), 7, n)),
                lowbit::error);
 }

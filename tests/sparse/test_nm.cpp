@@ -54,6 +54,15 @@ TEST(nm_matrix, mask_and_shape_are_validated) {
   EXPECT_THROW(nm_matrix<S>(q.view(), p.bits.data(), cols, 8, 8), lowbit::error);  // N = M
   EXPECT_THROW(nm_matrix<S>(q.view(), p.bits.data(), 0, 4, 8), lowbit::error);
   EXPECT_NO_THROW(nm_matrix<S>(q.view(), p.bits.data(), 13, 4, 8));  // 13 columns: 2 groups too, padding kept
+  // The kept values' contents, as from a file: a non-finite scale, a zero point past the format's codes.
+  quantized_matrix<S> nan_scale = quantize<S>(kept.data(), rows, 8, 8);
+  nan_scale.scale(2, 0) = NAN;
+  EXPECT_THROW(nm_matrix<S>(nan_scale.view(), p.bits.data(), cols, 4, 8), lowbit::error);
+  using Z = scheme<uint4, float, true>;
+  quantized_matrix<Z> bad_zero = quantize<Z>(kept.data(), rows, 8, 8);
+  EXPECT_NO_THROW(nm_matrix<Z>(bad_zero.view(), p.bits.data(), cols, 4, 8));
+  bad_zero.zero(1, 0) = 16;
+  EXPECT_THROW(nm_matrix<Z>(bad_zero.view(), p.bits.data(), cols, 4, 8), lowbit::error);
   // Plain kinds: null values, a short leading dimension, a non-finite value.
   EXPECT_THROW(nm_matrix<float>(nullptr, rows, 8, p.bits.data(), cols, 4, 8), lowbit::error);
   EXPECT_THROW(nm_matrix<float>(kept.data(), rows, 7, p.bits.data(), cols, 4, 8), lowbit::error);

@@ -1,7 +1,8 @@
-// 2:4 sparsity: the positions' validation, the reference layout round trip, pruning (magnitude
-// and Wanda), the weight-only GEMM on every path against the float64 reference of the dense
-// matrix the sparse one stands for, and the int8 GEMM against the integer reference, on odd
-// shapes (K not a multiple of 4 included).
+// 2:4 sparsity: the positions' and kept values' validation, the reference layout round trip,
+// pruning (magnitude and Wanda; prune_and_quantize24 = prune24 then quantize_sparse24), the
+// weight-only GEMM on every path against the float64 reference of the dense matrix the sparse one
+// stands for, and the int8 GEMM against the integer reference (bit-exact on power-of-two scales,
+// with and without SmoothQuant channel scales), on odd shapes (K not a multiple of 4 included).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/exact_int8.hpp"
 #include "common/gemm_check.hpp"
 #include "common/schemes.hpp"
 #include "lowbit/arch/dispatch.hpp"
@@ -45,6 +47,31 @@ TEST(sparse24, positions_must_be_distinct_and_ordered) {
   EXPECT_THROW(sparse24_matrix<S>(q.view(), nullptr, cols), lowbit::error);
   EXPECT_THROW(sparse24_matrix<S>(q.view(), p.nibbles.data(), 16), lowbit::error);  // needs 8 kept values
   EXPECT_NO_THROW(sparse24_matrix<S>(q.view(), p.nibbles.data(), 9));                // 9 columns: 3 groups too
+}
+
+// Kept values as from a file, checked as bsr_matrix checks its values: a non-finite scale or a zero
+// point that is not a code of the format is a lowbit::error.
+TEST(sparse24, kept_values_contents_are_validated) {
+  const std::size_t rows = 3, cols = 12;
+  const std::vector<float> kept = random_matrix(rows, 6, 1);
+  const sparse24_positions p(rows, cols);
+  using S = scheme<int8>;
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    quantized_matrix<S> q = quantize<S>(kept.data(), rows, 6, 6);
+    EXPECT_NO_THROW(sparse24_matrix<S>(q.view(), p.nibbles.data(), cols));
+    q.scale(1, 0) = bad;
+    EXPECT_THROW(sparse24_matrix<S>(q.view(), p.nibbles.data(), cols), lowbit::error) << bad;
+  }
+  using H = scheme<int4, fp16>;
+  quantized_matrix<H> h = quantize<H>(kept.data(), rows, 6, 6);
+  h.scale(2, 0) = fp16(INFINITY);
+  EXPECT_THROW(sparse24_matrix<H>(h.view(), p.nibbles.data(), cols), lowbit::error);
+  using Z = scheme<uint4, float, true>;
+  quantized_matrix<Z> z = quantize<Z>(kept.data(), rows, 6, 6);
+  z.zero(2, 0) = 15;  // the largest code: valid
+  EXPECT_NO_THROW(sparse24_matrix<Z>(z.view(), p.nibbles.data(), cols));
+  z.zero(2, 0) = 16;
+  EXPECT_THROW(sparse24_matrix<Z>(z.view(), p.nibbles.data(), cols), lowbit::error);
 }
 
 template <class Scheme>
@@ -87,6 +114,32 @@ TYPED_TEST(sparse24_test, reference_layout_round_trips) {
           EXPECT_TRUE(i == a || i == b);
         }
     }
+  // prune_and_quantize24 is the same two steps, prune24 then quantize_sparse24, bit for bit: with
+  // magnitude scores and with Wanda's (norms that change the pattern here).
+  const std::vector<float> x = random_matrix(5, cols, 3, 4.0f);
+  const std::vector<float> norms = activation_norms(matrix_view<const float>(x.data(), 5, cols));
+  ASSERT_NE(prune24(w.data(), rows, cols, cols, norms.data()).nibbles, pattern.nibbles);
+  for (const float* n : {static_cast<const float*>(nullptr), static_cast<const float*>(norms.data())}) {
+    const sparse24_matrix<S> direct = prune_and_quantize24<S>(w.data(), rows, cols, cols, n, options);
+    const sparse24_matrix<S> steps =
+        quantize_sparse24<S>(w.data(), rows, cols, cols, prune24(w.data(), rows, cols, cols, n), options);
+    const std::string what = n ? "wanda" : "magnitude";
+    ASSERT_EQ(direct.positions().nibbles, steps.positions().nibbles) << what;
+    const quantized_matrix<S> dv = direct.kept_values(), sv = steps.kept_values();
+    ASSERT_EQ(dv.group_size(), sv.group_size()) << what;
+    for (std::size_t r = 0; r < rows; ++r) {
+      for (std::size_t j = 0; j < s.kept_cols(); ++j) ASSERT_EQ(dv.code(r, j), sv.code(r, j)) << what << " " << r << " " << j;
+      for (std::size_t g = 0; g < dv.groups_per_row(); ++g) {
+        ASSERT_EQ(scale_traits<typename S::scale_type>::to_float(dv.scale(r, g)),
+                  scale_traits<typename S::scale_type>::to_float(sv.scale(r, g)))
+            << what << " " << r << " " << g;
+        if constexpr (S::has_zero) {
+          ASSERT_EQ(dv.zero(r, g), sv.zero(r, g)) << what << " " << r << " " << g;
+        }
+      }
+    }
+    ASSERT_EQ(sparse24_to_dense(direct), sparse24_to_dense(steps)) << what;
+  }
 }
 
 TEST(prune24, magnitude_keeps_the_two_largest_and_wanda_weighs_by_activation_norms) {
@@ -147,10 +200,62 @@ TYPED_TEST(sparse24_test, gemm_matches_the_dense_reference_on_every_path) {
   }
 }
 
-// compute::int8: against the integer path's definition (as reference::gemm_int8 states it for
-// dense matrices) on the kept values: per group of kept values, the exact integer dot product of
+// compute::int8: the integer path's definition (as reference::gemm_int8 states it for dense
+// matrices) on the kept values: per group of kept values, the exact integer dot product of
 // (u8(code) - u8(zero)) with the int8 activations at each value's own column, then times unit *
-// scale * activation scale; or refused for formats without an integer path.
+// scale * activation scale. Also the sum of the terms' magnitudes, per output.
+template <class S>
+reference::gemm_result int8_reference(const sparse24_matrix<S>& s, const int8_activations& a, const std::vector<float>& bias) {
+  constexpr lowbit::detail::integer_code_map map = integer_codes<typename S::format>::value;
+  const quantized_matrix<S> values = s.kept_values();
+  const sparse24_positions positions = s.positions();
+  const std::size_t m = a.rows(), n = s.rows(), k = s.cols(), kept = s.kept_cols();
+  reference::gemm_result r{std::vector<double>(m * n), std::vector<double>(m * n)};
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t row = 0; row < n; ++row) {
+      double sum = bias[row], size = std::fabs(bias[row]);
+      for (std::size_t grp = 0; grp < values.groups_per_row(); ++grp) {
+        const int zero = S::has_zero ? map.u8[values.zero(row, grp)] : map.offset;
+        long long dot = 0, dot_size = 0;
+        for (std::size_t j = grp * values.group_size(); j < std::min(kept, (grp + 1) * values.group_size()); ++j) {
+          const unsigned nibble = positions.get(row, j / 2);
+          const std::size_t col = 4 * (j / 2) + (j % 2 ? nibble >> 2 : nibble & 3u);
+          const long long term = (map.u8[values.code(row, j)] - zero) * (col < k ? a.row(i)[col] : 0);
+          dot += term;
+          dot_size += term < 0 ? -term : term;
+        }
+        const double unit_scale = double(map.unit) * scale_traits<typename S::scale_type>::to_float(values.scale(row, grp)) * a.scale(i);
+        sum += double(dot) * unit_scale;
+        size += double(dot_size) * std::fabs(unit_scale);
+      }
+      r.y[i * n + row] = sum;
+      r.magnitude[i * n + row] = size;
+    }
+  return r;
+}
+
+// The int8 GEMM on every path, and on 2 threads too where M >= 64 (the VNNI tile kernels).
+template <class S, class Check>
+void for_int8_paths(const std::vector<float>& x, const sparse24_matrix<S>& s, const gemm_options& options, std::size_t m,
+                    Check&& check) {
+  const std::size_t n = s.rows(), k = s.cols();
+  thread_pool pool(2);
+  for (isa path : supported_isas())
+    for (int threads = 1; threads <= (m >= 64 ? 2 : 1); ++threads) {
+      std::vector<float> y(m * n, -1.0f);
+      if (threads == 1) {
+        gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(y.data(), m, n), options, serial_executor{},
+             path);
+      } else {
+        gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(y.data(), m, n), options, pool, path);
+      }
+      check(y, std::string("int8 ") + isa_name(path) + " threads=" + std::to_string(threads) + " m=" + std::to_string(m) +
+                   " n=" + std::to_string(n) + " k=" + std::to_string(k));
+    }
+}
+
+// Against the definition on random data (within 1e-5 of the terms' magnitudes), or refused for
+// formats without an integer path.
 TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path) {
   using S = TypeParam;
   uint32_t seed = 900;
@@ -160,55 +265,55 @@ TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path
     const std::size_t g = kept_group<S>(c.group_size ? c.group_size : kept);
     const std::vector<float> x = random_matrix(c.m, c.k, ++seed), bias = random_matrix(1, c.n, ++seed);
     const sparse24_matrix<S> s = prune_and_quantize24<S>(w.data(), c.n, c.k, c.k, nullptr, quant_options{g});
-    std::vector<float> y(c.m * c.n, -1.0f);
     const gemm_options int8{bias.data(), compute::int8};
     if constexpr (!has_integer_path<typename S::format>) {
+      std::vector<float> y(c.m * c.n);
       EXPECT_THROW(gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8),
                    lowbit::error);
       return;
     } else {
-      constexpr lowbit::detail::integer_code_map map = integer_codes<typename S::format>::value;
-      const quantized_matrix<S> values = s.kept_values();
-      const sparse24_positions positions = s.positions();
       int8_activations a;
       a.quantize(matrix_view<const float>(x.data(), c.m, c.k), c.k);
-      std::vector<double> ref(c.m * c.n), magnitude(c.m * c.n);
-      for (std::size_t i = 0; i < c.m; ++i)
-        for (std::size_t r = 0; r < c.n; ++r) {
-          double sum = bias[r], size = std::fabs(bias[r]);
-          for (std::size_t grp = 0; grp < values.groups_per_row(); ++grp) {
-            const int zero = S::has_zero ? map.u8[values.zero(r, grp)] : map.offset;
-            long long dot = 0, dot_size = 0;
-            for (std::size_t j = grp * values.group_size(); j < std::min(kept, (grp + 1) * values.group_size()); ++j) {
-              const unsigned nibble = positions.get(r, j / 2);
-              const std::size_t col = 4 * (j / 2) + (j % 2 ? nibble >> 2 : nibble & 3u);
-              const long long term = (map.u8[values.code(r, j)] - zero) * (col < c.k ? a.row(i)[col] : 0);
-              dot += term;
-              dot_size += term < 0 ? -term : term;
-            }
-            const double unit_scale = double(map.unit) * scale_traits<typename S::scale_type>::to_float(values.scale(r, grp)) * a.scale(i);
-            sum += double(dot) * unit_scale;
-            size += double(dot_size) * std::fabs(unit_scale);
-          }
-          ref[i * c.n + r] = sum;
-          magnitude[i * c.n + r] = size;
-        }
-      thread_pool pool(2);
-      for (isa path : supported_isas())
-        for (int threads = 1; threads <= (c.m >= 64 ? 2 : 1); ++threads) {  // the VNNI tile kernels on 2 threads too
-          std::fill(y.begin(), y.end(), -1.0f);
-          if (threads == 1) {
-            gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8,
-                 serial_executor{}, path);
-          } else {
-            gemm(matrix_view<const float>(x.data(), c.m, c.k), s, matrix_view<float>(y.data(), c.m, c.n), int8, pool,
-                 path);
-          }
-          for (std::size_t i = 0; i < y.size(); ++i)
-            ASSERT_LE(std::fabs(double(y[i]) - ref[i]), 1e-5 * magnitude[i] + 1e-30)
-                << "int8 " << isa_name(path) << " threads=" << threads << " m=" << c.m << " n=" << c.n << " k=" << c.k
-                << " output " << i;
-        }
+      const reference::gemm_result ref = int8_reference(s, a, bias);
+      for_int8_paths(x, s, int8, c.m, [&](const std::vector<float>& y, const std::string& what) {
+        for (std::size_t i = 0; i < y.size(); ++i)
+          ASSERT_LE(std::fabs(double(y[i]) - ref.y[i]), 1e-5 * ref.magnitude[i] + 1e-30) << what << " output " << i;
+      });
+    }
+  }
+}
+
+// Bit-exact on power-of-two scales (tests/common/exact_int8.hpp): M on the small-M kernel, the
+// tiled one and VNNI's tile (K past its 2048-column block); odd cases with SmoothQuant channel
+// scales (powers of two, so x / c is exact too).
+const sparse_case exact_cases[] = {{1, 37, 101, 16}, {5, 45, 603, 0}, {17, 33, 1100, 32}, {66, 19, 2301, 32}};
+
+TYPED_TEST(sparse24_test, int8_gemm_is_exact_on_power_of_two_scales) {
+  using S = TypeParam;
+  if constexpr (has_integer_path<typename S::format>) {
+    uint32_t seed = 950;
+    bool smooth = false;
+    for (const sparse_case& c : exact_cases) {
+      smooth = !smooth;
+      const std::vector<float> w = random_matrix(c.n, c.k, ++seed);
+      const std::size_t kept = 2 * sparse24_positions::groups_of(c.k);
+      const sparse24_matrix<S> pruned =
+          prune_and_quantize24<S>(w.data(), c.n, c.k, c.k, nullptr, quant_options{kept_group<S>(c.group_size ? c.group_size : kept)});
+      quantized_matrix<S> values = pruned.kept_values();
+      set_power_of_two_scales(values);
+      const sparse24_matrix<S> s(values.view(), pruned.positions().nibbles.data(), c.k);
+      const std::vector<float> channel = power_of_two_channel_scales(c.k), bias = exact_bias(c.n);
+      const float* c_scales = smooth ? channel.data() : nullptr;
+      const std::vector<float> x = exact_int8_rows(c.m, c.k, ++seed, c_scales);
+      int8_activations a;
+      a.quantize(matrix_view<const float>(x.data(), c.m, c.k), c.k, c_scales);
+      for (std::size_t i = 0; i < c.m; ++i) ASSERT_EQ(a.scale(i), std::ldexp(1.0f, int(i % 3) - 1)) << "row " << i;
+      const reference::gemm_result ref = int8_reference(s, a, bias);
+      for_int8_paths(x, s, gemm_options{bias.data(), compute::int8, c_scales}, c.m,
+                     [&](const std::vector<float>& y, const std::string& what) {
+                       expect_exact(y, ref, c.n, integer_codes<typename S::format>::value.unit,
+                                    [&](std::size_t i) { return a.scale(i); }, what + (smooth ? " channel scales" : ""));
+                     });
     }
   }
 }
@@ -234,6 +339,15 @@ TEST(sparse24, gemm_threads_and_errors) {
     gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(serial.data(), m, n), int8);
     gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(threaded.data(), m, n), int8, pool);
     EXPECT_EQ(serial, threaded) << "int8 m=" << m;
+  }
+  // SmoothQuant channel scales must be positive and finite.
+  for (const float bad : {0.0f, -1.0f, NAN, INFINITY}) {
+    std::vector<float> channel(k, 1.0f);
+    channel[k - 3] = bad;
+    EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), s, matrix_view<float>(y.data(), 9, n),
+                      {nullptr, compute::int8, channel.data()}),
+                 lowbit::error)
+        << bad;
   }
   const sparse24_matrix<scheme<nf4, float>> nf = prune_and_quantize24<scheme<nf4, float>>(w.data(), n, k, k, nullptr, {64});
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 9, k), nf, matrix_view<float>(y.data(), 9, n), {nullptr, compute::int8}),

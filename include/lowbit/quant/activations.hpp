@@ -29,7 +29,8 @@ class int8_activations {
   int8_activations() = default;
 
   /// Quantizes x (rows x cols, finite values) for a weight matrix with groups of group_size
-  /// columns; channel_scales (cols values, positive) is null or SmoothQuant's per-channel c.
+  /// columns; channel_scales (cols values, positive and finite: others are a lowbit::error) is null
+  /// or SmoothQuant's per-channel c.
   /// Reuses this object's buffers when they are large enough.
   template <class Executor = serial_executor>
   void quantize(matrix_view<const float> x, std::size_t group_size, const float* channel_scales = nullptr,
@@ -37,6 +38,12 @@ class int8_activations {
     x.validate("int8_activations: x");
     LOWBIT_CHECK(group_size > 0 && group_size <= x.cols,
                  "int8_activations: group_size=" << group_size << " must be in [1, cols=" << x.cols << "]");
+    if (channel_scales != nullptr) {  // a zero, negative or NaN c[k] would divide x into inf / NaN or flip signs
+      for (std::size_t k = 0; k < x.cols; ++k)
+        LOWBIT_CHECK(std::isfinite(channel_scales[k]) && channel_scales[k] > 0.0f,
+                     "int8_activations: channel_scales[" << k << "] = " << channel_scales[k]
+                                                         << " must be positive and finite");
+    }
     rows_ = x.rows;
     cols_ = x.cols;
     group_size_ = group_size;

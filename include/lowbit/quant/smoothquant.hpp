@@ -51,6 +51,8 @@ inline std::vector<float> smoothquant_scales(const float* act_absmax, const floa
 inline std::vector<float> smooth_weights(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
                                          const std::vector<float>& s) {
   LOWBIT_CHECK(s.size() == cols, "smooth_weights: " << s.size() << " scales for " << cols << " columns");
+  for (std::size_t k = 0; k < cols; ++k)
+    LOWBIT_CHECK(std::isfinite(s[k]) && s[k] > 0.0f, "smooth_weights: s[" << k << "] = " << s[k] << " must be positive and finite");
   std::vector<float> out(rows * cols);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t k = 0; k < cols; ++k) out[r * cols + k] = w[r * ld + k] * s[k];

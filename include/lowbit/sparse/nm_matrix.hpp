@@ -198,7 +198,7 @@ class nm_matrix : public detail::nm_positions {
   static const uint8_t* checked(const quantized_view<Scheme>& kept, const uint8_t* mask_bits, std::size_t cols,
                                 std::size_t n, std::size_t m) {
     detail::check_nm_shape("nm_matrix", n, m);
-    kept.validate();
+    kept.validate_contents();  // finite scales, valid zero points: the values may come from a file
     LOWBIT_CHECK(cols > 0 && kept.cols() == n * nm_pattern::groups_of(cols, m),
                  "nm_matrix: " << cols << " columns at " << n << ":" << m << " need " << n * nm_pattern::groups_of(cols, m)
                                << " kept values per row, the values have " << kept.cols());

@@ -82,10 +82,11 @@ class sparse24_matrix {
 
   sparse24_matrix() = default;
 
-  /// Builds from the reference layout (see the file comment), checking every position: a bad
-  /// nibble, a shape that does not fit or a null pointer is a lowbit::error.
+  /// Builds from the reference layout (see the file comment), checking every position and the
+  /// kept values' contents: a bad nibble, a non-finite scale, an out-of-range zero point, a shape
+  /// that does not fit or a null pointer is a lowbit::error.
   sparse24_matrix(const quantized_view<Scheme>& kept, const uint8_t* positions, std::size_t cols) {
-    kept.validate();
+    kept.validate_contents();  // finite scales, valid zero points: the values may come from a file
     LOWBIT_CHECK(positions != nullptr, "sparse24: positions is null");
     LOWBIT_CHECK(cols > 0 && kept.cols() == 2 * sparse24_positions::groups_of(cols),
                  "sparse24: " << cols << " columns need " << 2 * sparse24_positions::groups_of(cols)
