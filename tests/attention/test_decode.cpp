@@ -1,7 +1,8 @@
 // Decode attention against a float64 reference of softmax(q Kᵀ / sqrt(d)) V on the dequantized
 // cache: every KV format (fp32, bf16, int8, int4, uint4 with zero points, FP8, MX), head dims 64,
-// 80, 128, 256, MHA / GQA / MQA, sequences of different and odd lengths (0, 1, 17, ...) appended in
-// pieces, chunk sizes that cut tiles, every ISA path; the integer QKᵀ path; the cache's errors.
+// 80, 96, 128, 256, MHA / GQA / MQA, sequences of different and odd lengths (0, 1, 17, ...) appended
+// in pieces, chunk sizes that cut tiles, every ISA path; the integer QKᵀ path; paged caches with a
+// shared prefix page; the cache's errors, its accessors' included.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,7 +28,8 @@ struct decode_case {
 
 const decode_case cases[] = {{128, 2, 8, {1, 37, 200}, 0},   {80, 1, 4, {5, 0, 100}, 16}, {64, 3, 3, {17, 64}, 32},
                              {256, 1, 1, {33}, 64},          {64, 2, 16, {130}, 0},     {96, 2, 12, {50, 19}, 32},
-                             {128, 1, 3, {45}, 0}};  // an odd group over whole rows (decode_float_rows.hpp's head pairs)
+                             {128, 1, 3, {45}, 0},  // an odd group over whole rows (decode_float_rows.hpp's head pairs)
+                             {256, 2, 4, {29, 3}, 128}};
 
 // softmax(q K^T scale) V in double, per sequence and query head, over the cache's own values.
 template <class Element>
@@ -96,11 +98,14 @@ TEST(decode_attention, every_kv_format_matches_the_reference_on_every_path) {
 
 // int8_query: the result is attention with each query head replaced by its int8 quantization
 // (absmax / 127, round to nearest even), checked against the float64 reference of exactly that.
+// The cases with one key scale per token and head, and head dims 80, 96, 256 the same way.
+const decode_case int8_query_cases[] = {{128, 2, 8, {1, 37, 200}, 0}, {64, 2, 16, {130}, 0}, {128, 1, 3, {45}, 0},
+                                        {80, 1, 4, {5, 0, 100}, 0},   {96, 2, 12, {50, 19}, 0}, {256, 1, 2, {33, 18}, 0}};
+
 template <class Element>
 void check_int8_query() {
   uint32_t seed = 1100;
-  for (const decode_case& c : cases) {
-    if (c.group_size != 0) continue;  // one key scale per token and head
+  for (const decode_case& c : int8_query_cases) {
     kv_cache<Element> cache(kv_shape{c.lengths.size(), c.kv_heads, c.head_dim, 256});
     for (std::size_t b = 0; b < c.lengths.size(); ++b) {
       const std::vector<float> k = random_matrix(c.lengths[b] + 1, c.kv_heads * c.head_dim, ++seed),
@@ -186,6 +191,108 @@ TEST(decode_attention, paged_cache_matches_the_contiguous_one) {
   check_paged<scheme<int4, fp16>>(32);
   check_paged<lowbit::bf16>(0);  // the AVX-512 kernel of decode_float_rows.hpp reads rows in place
   check_paged<float>(0);
+}
+
+// Shared prefix pages (the README: pages may be shared, e.g. a common prefix): two sequences'
+// block tables start with the same two pages, then each has its own. The second sequence appends
+// the same prefix tokens (rewriting the shared pages with the same codes), then its own; both
+// decode as a contiguous cache holding the same tokens, and the first is unchanged by the second.
+template <class E>
+void check_shared_prefix(std::size_t group_size, bool tiles) {
+  const std::size_t d = 64, kv_heads = 2, q_heads = 4, stride = kv_heads * d, prefix = 32;
+  const std::size_t lengths[2] = {45, 60};
+  kv_cache<E> contiguous(kv_shape{2, kv_heads, d, 64, 0, 0, tiles}, group_size);
+  kv_cache<E> paged(kv_shape{2, kv_heads, d, 0, 16, 6, tiles}, group_size);
+  const uint32_t tables[2][4] = {{4, 1, 3, 0}, {4, 1, 5, 2}};
+  const std::vector<float> shared_k = random_matrix(prefix, stride, 1400), shared_v = random_matrix(prefix, stride, 1401);
+  uint32_t seed = 1410;
+  for (std::size_t b = 0; b < 2; ++b) {
+    paged.map_pages(b, tables[b], 4);
+    const std::size_t own = lengths[b] - prefix;
+    const std::vector<float> k = random_matrix(own, stride, ++seed), v = random_matrix(own, stride, ++seed);
+    for (kv_cache<E>* c : {&contiguous, &paged}) {
+      c->append(b, shared_k.data(), shared_v.data(), prefix);
+      c->append(b, k.data(), v.data(), own);
+    }
+  }
+  const std::vector<float> q = random_matrix(2 * q_heads, d, ++seed);
+  const std::vector<double> ref = reference_decode(q, contiguous, q_heads);
+  decode_options options{0.0f, 16};
+  if (tiles) options.int8_query = options.integer_pv = true;
+  for (isa path : supported_isas()) {
+    std::vector<float> a(q.size()), b(q.size());
+    decode(q.data(), contiguous, a.data(), q_heads, options, serial_executor{}, path);
+    decode(q.data(), paged, b.data(), q_heads, options, serial_executor{}, path);
+    EXPECT_EQ(a, b) << isa_name(path) << " tiles=" << tiles;
+    for (std::size_t i = 0; i < b.size() && !tiles; ++i) ASSERT_NEAR(b[i], ref[i], 2e-5) << isa_name(path) << " " << i;
+  }
+  for (std::size_t t = 0; t < prefix; ++t) EXPECT_EQ(paged.row(0, 1, t), paged.row(1, 1, t)) << t;
+  EXPECT_NE(paged.row(0, 1, prefix), paged.row(1, 1, prefix));
+}
+
+TEST(decode_attention, sequences_share_prefix_pages) {
+  check_shared_prefix<scheme<int4, fp16>>(32, false);
+  check_shared_prefix<float>(0, false);
+  check_shared_prefix<scheme<int8, float>>(0, true);  // the integer tiles of shared pages too
+}
+
+// The accessors check their sequence, head, token and element numbers (a key of head 7 of a
+// 2-head cache read past its buffer before), in the contiguous and the paged layout; what is in
+// range still reads.
+TEST(decode_attention, cache_accessors_check_their_arguments) {
+  kv_cache<scheme<int8, float>> cache(kv_shape{2, 2, 64, 32, 0, 0, true});
+  const std::vector<float> k = random_matrix(10, 128, 1), v = random_matrix(10, 128, 2);
+  cache.append(0, k.data(), v.data(), 10);
+  EXPECT_NO_THROW(cache.key(0, 1, 9, 63));
+  EXPECT_EQ(cache.row(0, 1, 31), 63u);  // rows past the length exist (append writes them)
+  EXPECT_NO_THROW(cache.tile(0, 1, 31));
+  EXPECT_EQ(cache.length(1), 0u);
+  EXPECT_EQ(cache.capacity(1), 32u);
+  EXPECT_THROW(cache.key(0, 7, 0, 0), lowbit::error);    // head 7 of 2
+  EXPECT_THROW(cache.key(0, 2, 0, 0), lowbit::error);
+  EXPECT_THROW(cache.key(2, 0, 0, 0), lowbit::error);    // sequence 2 of 2
+  EXPECT_THROW(cache.key(0, 0, 10, 0), lowbit::error);   // token 10 of 10
+  EXPECT_THROW(cache.key(1, 0, 0, 0), lowbit::error);    // sequence 1 holds none
+  EXPECT_THROW(cache.key(0, 0, 0, 64), lowbit::error);   // element 64 of 64
+  EXPECT_THROW(cache.length(2), lowbit::error);
+  EXPECT_THROW(cache.capacity(5), lowbit::error);
+  EXPECT_THROW(cache.row(0, 0, 32), lowbit::error);      // past the capacity of 32
+  EXPECT_THROW(cache.row(0, 2, 0), lowbit::error);
+  EXPECT_THROW(cache.row(2, 0, 0), lowbit::error);
+  EXPECT_THROW(cache.tile(0, 0, 32), lowbit::error);
+  EXPECT_THROW(cache.tile(0, 2, 0), lowbit::error);
+  EXPECT_THROW(cache.tile(3, 0, 0), lowbit::error);
+  EXPECT_THROW(cache.key_residual(0, 0, 0), lowbit::error);  // no KIVI keys
+  EXPECT_THROW(cache.keys().element(2 * 2 * 32, 0), lowbit::error);
+  EXPECT_THROW(cache.values().element(0, 64), lowbit::error);
+  try {
+    (void)cache.key(0, 7, 0, 0);
+    FAIL() << "no error";
+  } catch (const lowbit::error& e) {
+    EXPECT_NE(std::string(e.what()).find("kv_cache::key: head 7 of 2 KV heads"), std::string::npos) << e.what();
+  }
+  kv_cache<float> untiled(kv_shape{1, 1, 16, 16});
+  EXPECT_THROW(untiled.tile(0, 0, 0), lowbit::error);  // no integer tiles
+  EXPECT_THROW(untiled.keys().element(16, 0), lowbit::error);
+  EXPECT_THROW(untiled.values().element(0, 16), lowbit::error);
+
+  // Paged: a sequence's capacity is its mapped pages; an unmapped one has none.
+  kv_cache<scheme<int4, fp16>> paged(kv_shape{2, 2, 64, 0, 16, 4, true}, 32);
+  const uint32_t pages[2] = {3, 1};
+  paged.map_pages(0, pages, 2);
+  paged.append(0, k.data(), v.data(), 10);
+  EXPECT_EQ(paged.capacity(0), 32u);
+  EXPECT_EQ(paged.row(0, 1, 17), (1u * 2 + 1) * 16 + 1);  // page 1, head 1, slot 1
+  EXPECT_NO_THROW(paged.tile(0, 1, 31));
+  EXPECT_NO_THROW(paged.key(0, 1, 9, 0));
+  EXPECT_THROW(paged.row(0, 0, 32), lowbit::error);
+  EXPECT_THROW(paged.tile(0, 0, 32), lowbit::error);
+  EXPECT_THROW(paged.row(1, 0, 0), lowbit::error);   // sequence 1 has no pages
+  EXPECT_THROW(paged.tile(1, 0, 0), lowbit::error);
+  EXPECT_THROW(paged.key(0, 0, 10, 0), lowbit::error);
+  EXPECT_THROW(paged.row(0, 2, 0), lowbit::error);
+  EXPECT_THROW(paged.map_pages(2, pages, 2), lowbit::error);
+  EXPECT_THROW(paged.map_pages(0, nullptr, 2), lowbit::error);
 }
 
 // decode_options::bf16 (q, K, P, V rounded to bf16, fp32 sums; vdpbf16ps on a bf16 cache on the

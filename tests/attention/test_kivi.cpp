@@ -3,7 +3,8 @@
 // tokens exact, a full block's channels each within a step of its own scale, so an outlier
 // channel does not spoil the others), decode and prefill against a float64 reference on the
 // dequantized cache on every path, contiguous and paged, tokens appended one by one and in
-// pieces, odd lengths; and the errors.
+// pieces, odd lengths, int8 / int4 / uint4 / FP8 E4M3 and E5M2 codes; prefill's int8 QKᵀ on KIVI
+// keys; and the errors, the accessors' included.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,8 +42,10 @@ void attend(const float* q, const kv_cache<Element>& cache, std::size_t b, std::
     for (std::size_t e = 0; e < d; ++e) out[e] += p[t] / sum * cache.values().element(cache.row(b, h, t), e);
 }
 
+// int8_qk: no outlier channel (prefill's int8 QKᵀ is documented for scores of standard deviation
+// ~1; a 30x channel would scale its per-token steps with it), and prefill runs int8_qk too.
 template <class Element>
-void check_kivi(std::size_t key_tokens, bool paged) {
+void check_kivi(std::size_t key_tokens, bool paged, bool int8_qk = false) {
   const std::size_t d = 64, kv_heads = 2, q_heads = 4, group = q_heads / kv_heads;
   const std::vector<std::size_t> lengths = {1, 40, 97};
   const kv_shape shape = paged ? kv_shape{3, kv_heads, d, 0, 64, 8} : kv_shape{3, kv_heads, d, 128};
@@ -54,7 +57,7 @@ void check_kivi(std::size_t key_tokens, bool paged) {
     if (paged) cache.map_pages(b, tables[b], 2);
     const std::size_t stride = kv_heads * d, n = lengths[b];
     keys[b] = random_matrix(n, stride, ++seed);
-    for (std::size_t t = 0; t < n; ++t) keys[b][t * stride + 3] *= 30.0f;  // an outlier channel, as KIVI observed
+    for (std::size_t t = 0; t < n && !int8_qk; ++t) keys[b][t * stride + 3] *= 30.0f;  // an outlier channel, as KIVI observed
     const std::vector<float> v = random_matrix(n, stride, ++seed);
     const std::size_t first = n / 2;  // a piece (prefill), then decode steps one token at a time
     cache.append(b, keys[b].data(), v.data(), first);
@@ -65,7 +68,8 @@ void check_kivi(std::size_t key_tokens, bool paged) {
   // step, as ggml's q4_0 range does; zero points round by half a step) plus the stored scale's
   // rounding times the codes. A step of the channel's own range over the block, never the
   // outlier channel's: per-token scales would miss this bound by ~30x.
-  const float largest = lowbit::format_traits<typename Element::format>::max_finite;
+  using traits = lowbit::format_traits<typename Element::format>;
+  const float largest = traits::max_finite;
   using S = typename Element::scale_type;  // a stored scale's relative rounding, times the codes
   const float scale_rounding = std::is_same<S, float>::value ? 0.0f : std::is_same<S, lowbit::fp16>::value ? 0x1p-11f : 0x1p-8f;
   for (std::size_t b = 0; b < 3; ++b)
@@ -86,8 +90,13 @@ void check_kivi(std::size_t key_tokens, bool paged) {
             lo = std::min(lo, y);
             hi = std::max(hi, y);
           }
-          // symmetric: step absmax / largest; min-max with zero points: (hi - lo) / (2^bits - 1)
-          const float step = Element::has_zero ? (hi - lo) / largest : absmax / largest;
+          // symmetric: step absmax / largest; min-max with zero points: (hi - lo) / (2^bits - 1).
+          // FP8 codes round relative to the value: half an ulp, |x| 2^-(mantissa + 1), or half
+          // the subnormal spacing 2^(emin - mantissa) of the scaled value near zero.
+          float step = Element::has_zero ? (hi - lo) / largest : absmax / largest;
+          if constexpr (traits::kind == lowbit::format_kind::floating)
+            step = std::fabs(x) * std::ldexp(1.0f, -(traits::mantissa_bits + 1)) +
+                   absmax / largest * std::ldexp(1.0f, traits::emin - traits::mantissa_bits - 1);
           ASSERT_NEAR(cache.key(b, h, t, e), x, step * 1.01f + scale_rounding * (absmax + hi - lo) + 1e-6f) << "b=" << b << " t=" << t << " e=" << e;
         }
     }
@@ -117,6 +126,16 @@ void check_kivi(std::size_t key_tokens, bool paged) {
     std::vector<float> out(qp.size(), -1.0f);
     prefill(qp.data(), cache, new_tokens, out.data(), q_heads, prefill_mask::causal(), {}, lowbit::serial_executor{}, path);
     for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref_p[i], 2e-5) << "prefill " << lowbit::isa_name(path) << " " << i;
+    if (!int8_qk) continue;
+    // int8 QKᵀ (smoothed int8 keys made from the KIVI keys): prefill's int8_qk tolerance.
+    prefill(qp.data(), cache, new_tokens, out.data(), q_heads, prefill_mask::causal(), prefill_options{0.0f, true},
+            lowbit::serial_executor{}, path);
+    double total = 0.0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      ASSERT_NEAR(out[i], ref_p[i], 5e-2) << "prefill int8_qk " << lowbit::isa_name(path) << " " << i;
+      total += std::fabs(out[i] - ref_p[i]);
+    }
+    EXPECT_LT(total / double(out.size()), 5e-3) << "prefill int8_qk mean error " << lowbit::isa_name(path);
   }
 }
 
@@ -125,6 +144,10 @@ TEST(kivi_keys, decode_and_prefill_match_the_reference_contiguous_and_paged) {
   check_kivi<lowbit::scheme<lowbit::int4, lowbit::fp16>>(16, true);
   check_kivi<lowbit::scheme<lowbit::uint4, lowbit::fp16, true>>(32, false);  // zero points per channel
   check_kivi<lowbit::scheme<lowbit::int8, lowbit::bf16>>(64, true);
+  check_kivi<lowbit::scheme<lowbit::fp8_e4m3, float>>(32, false);
+  check_kivi<lowbit::scheme<lowbit::fp8_e5m2, lowbit::bf16>>(16, true);
+  check_kivi<lowbit::scheme<lowbit::int8, float>>(32, false, true);  // with prefill's int8_qk
+  check_kivi<lowbit::scheme<lowbit::int4, lowbit::fp16>>(16, true, true);
 }
 
 TEST(kivi_keys, bytes_and_errors) {
@@ -142,9 +165,23 @@ TEST(kivi_keys, bytes_and_errors) {
   EXPECT_THROW(decode(q.data(), cache, out.data(), 1, decode_options{0.0f, 0, true}), lowbit::error);  // int8_query
   EXPECT_THROW(decode(q.data(), cache, out.data(), 1, decode_options{0.0f, 0, true, true}), lowbit::error);
   EXPECT_NO_THROW(decode(q.data(), cache, out.data(), 1));
+  // The residual holds tokens 16..19 (one complete block of 16); the accessors check their numbers.
+  EXPECT_EQ(cache.key_residual(0, 0, 17)[5], k[64 * 17 + 5]);
+  EXPECT_EQ(cache.key(0, 0, 19, 63), k[64 * 19 + 63]);
+  EXPECT_NO_THROW(cache.key(0, 0, 15, 0));
+  EXPECT_THROW(cache.key_residual(0, 0, 15), lowbit::error);  // in the complete block
+  EXPECT_THROW(cache.key_residual(0, 0, 20), lowbit::error);  // past the length
+  EXPECT_THROW(cache.key_residual(0, 1, 16), lowbit::error);  // head 1 of 1
+  EXPECT_THROW(cache.key_residual(1, 0, 16), lowbit::error);  // sequence 1 of 1
+  EXPECT_THROW(cache.key(0, 0, 20, 0), lowbit::error);
+  EXPECT_THROW(cache.key(0, 0, 15, 64), lowbit::error);
+  EXPECT_THROW(cache.key(0, 1, 0, 0), lowbit::error);
+  EXPECT_THROW(cache.key_blocks().element(4 * 64, 0), lowbit::error);  // 4 blocks of 64 channels
+  EXPECT_THROW(cache.key_blocks().element(0, 16), lowbit::error);
   cache.clear(0);  // the residual restarts with the sequence
   cache.append(0, k.data() + 64 * 3, k.data(), 1);
   EXPECT_EQ(cache.key(0, 0, 0, 5), k[64 * 3 + 5]);
+  EXPECT_THROW(cache.key(0, 0, 1, 0), lowbit::error);
 }
 
 }  // namespace

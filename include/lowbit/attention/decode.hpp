@@ -268,7 +268,7 @@ void decode_chunk(const kv_cache<Element>& cache, std::size_t seq, std::size_t h
   for (std::size_t t = t0, n = 0; t < t1; t += n) {
     // A tile: up to 16 tokens whose rows are consecutive (never across a page).
     n = std::min({tile_tokens, t1 - t, cache.run(t)});
-    const std::size_t r0 = cache.row(seq, h, t);
+    const std::size_t r0 = kv_unchecked::row(cache, seq, h, t);
     prefetch_new_page(cache, seq, h, t + n, t1);
     if (!q8) keys_to_float<Tag>(cache, seq, h, t, n, k_tile);
     rows_to_float<Tag>(cache.values(), r0, n, d, v_tile);
@@ -312,7 +312,7 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   const float scale = options.scale != 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(d));
   // Chunks: about 4 per thread over all (sequence, head) pairs, at least 64 tokens each.
   std::size_t total = 0;
-  for (std::size_t b = 0; b < s.batch; ++b) total += cache.length(b);
+  for (std::size_t b = 0; b < s.batch; ++b) total += cache.lengths()[b];
   std::size_t chunk = options.chunk_tokens;
   if (chunk == 0) {
     const std::size_t target = 4 * std::max<std::size_t>(1, detail::threads_of(exec, 0));
@@ -329,7 +329,7 @@ void decode(const float* q, const kv_cache<Element>& cache, float* out, std::siz
   items.clear();
   for (std::size_t b = 0; b < s.batch; ++b)
     for (std::size_t h = 0; h < s.kv_heads; ++h)
-      for (std::size_t t = 0; t < cache.length(b); t += chunk) items.push_back({b, h, t, std::min(cache.length(b), t + chunk)});
+      for (std::size_t t = 0, n = cache.lengths()[b]; t < n; t += chunk) items.push_back({b, h, t, std::min(n, t + chunk)});
   // Per item: group maxima, sums and V sums; the query heads prescaled once.
   thread_local std::vector<float> qs_buffer;
   std::vector<float>& qs = qs_buffer;

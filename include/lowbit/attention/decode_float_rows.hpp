@@ -297,7 +297,7 @@ void decode_chunk_rows(const kv_cache<Element>& cache, std::size_t seq, std::siz
   // One tile; D: the head dimension when known at compile time (128), else 0.
   const auto run_tile = [&](std::size_t t, std::size_t n, auto dd) {
     constexpr std::size_t D = decltype(dd)::value;
-    const std::size_t r0 = cache.row(seq, h, t);
+    const std::size_t r0 = kv_unchecked::row(cache, seq, h, t);
     prefetch_new_page(cache, seq, h, t + n, t1);
     const Raw* const k = keys + r0 * d;
     const Raw* const v = values + r0 * d;

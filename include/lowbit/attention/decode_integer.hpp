@@ -366,7 +366,7 @@ void decode_chunk_integer(const kv_cache<Element>& cache, std::size_t seq, std::
   std::fill(acc, acc + group * (wide ? L.sources * 64 : d), 0.0f);
   for (std::size_t t = t0, n = 0; t < t1; t += n) {
     n = std::min({tile_tokens, t1 - t, cache.run(t)});
-    const std::size_t r0 = cache.row(seq, h, t);
+    const std::size_t r0 = kv_unchecked::row(cache, seq, h, t);
     prefetch_new_page(cache, seq, h, t + n, t1);
     const uint8_t* kc = K.codes() + r0 * rb;
     const uint8_t* vc = V.codes() + r0 * rb;

@@ -451,20 +451,20 @@ void decode_chunk_tiles(const kv_cache<Element>& cache, std::size_t seq, std::si
     if (start < t1) {
       const std::size_t lo = std::max(t0, start) - start, hi = std::min(t1, start + 16) - start;
       cur.valid = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
-      cur.tile = cache.tile(seq, h, start);
+      cur.tile = kv_unchecked::tile(cache, seq, h, start);
       if (Int4) {
         // The pipelined order reads each tile's V a step after its K, out of the order of the
         // addresses, which the hardware prefetcher then streamed at half the rate (S = 32768,
         // 4.2 against 2.4 ms a call): the tile two ahead is asked for, into L2.
         if (start + 32 < t1) {
-          const char* ahead = reinterpret_cast<const char*>(cache.tile(seq, h, start + 32));
+          const char* ahead = reinterpret_cast<const char*>(kv_unchecked::tile(cache, seq, h, start + 32));
           for (std::size_t offset = 0; offset < L.bytes; offset += 64) _mm_prefetch(ahead + offset, _MM_HINT_T2);
         }
       } else if (cache.paged() && start + 16 < t1 && (start + 16) % cache.shape().page_tokens == 0) {
         // A head's tiles follow each other in memory (within a page), which the hardware
         // prefetcher streams without help (prefetching every tile's lines cost more than it
         // saved); across a page boundary the next tile is asked for.
-        prefetch(cache.tile(seq, h, start + 16), L.bytes);
+        prefetch(kv_unchecked::tile(cache, seq, h, start + 16), L.bytes);
       }
       cur.v_norm = v_norms[k];
     }

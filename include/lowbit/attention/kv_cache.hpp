@@ -18,6 +18,10 @@
 /// integer_tiles (int8 / int4 without zero points, per-token keys): the cache also keeps each
 /// head's codes and scales in 16-token tiles laid out for the AVX-512 integer decode kernel
 /// (int_tiles.hpp), written at append time; that doubles the memory of the codes.
+///
+/// The public accessors (length, capacity, row, tile, key, key_residual) check their sequence,
+/// head, token and element numbers and raise lowbit::error; the kernels, whose indices come from
+/// the cache itself, read through detail::kv_unchecked and pay for no check.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +41,10 @@
 
 namespace lowbit {
 namespace attention {
+
+namespace detail {
+struct kv_unchecked;
+}  // namespace detail
 
 struct kv_shape {
   std::size_t batch = 0;     ///< sequences
@@ -64,8 +72,15 @@ struct kv_rows {
     std::memcpy(matrix.scales() + first * groups, q.scales(), count * groups * sizeof(typename Element::scale_type));
     if (Element::has_zero) std::memcpy(matrix.zeros() + first * groups, q.zeros(), count * groups);
   }
-  float element(std::size_t row, std::size_t i) const noexcept { return reference::dequantize_element(matrix.view(), row, i); }
-  /// The codes of rows [row, row + n): what a kernel streams (prefetch target).
+  /// Element i of row `row`, dequantized; a row or element past the matrix is a lowbit::error.
+  float element(std::size_t row, std::size_t i) const {
+    LOWBIT_CHECK(row < matrix.rows() && i < matrix.cols(), "kv_rows::element: element (" << row << ", " << i << ") of a "
+                                                                                    << matrix.rows() << " x " << matrix.cols()
+                                                                                    << " matrix");
+    return reference::dequantize_element(matrix.view(), row, i);
+  }
+  /// The codes of rows [row, row + n): what a kernel streams (prefetch target). Unchecked (a kernel
+  /// entry point): row <= rows.
   const void* codes_of(std::size_t row) const noexcept { return matrix.codes() + row * matrix.row_bytes(); }
   std::size_t code_bytes(std::size_t n) const noexcept { return n * matrix.row_bytes(); }
   std::size_t bytes_per_row() const noexcept {
@@ -82,7 +97,12 @@ struct kv_rows<Element, std::enable_if_t<std::is_same<Element, float>::value || 
     for (std::size_t r = 0; r < count; ++r)
       for (std::size_t i = 0; i < cols; ++i) data[(first + r) * cols + i] = Element(src[r * ld + i]);
   }
-  float element(std::size_t row, std::size_t i) const noexcept { return static_cast<float>(data[row * cols + i]); }
+  float element(std::size_t row, std::size_t i) const {
+    const std::size_t rows = data.size() / cols;
+    LOWBIT_CHECK(row < rows && i < cols,
+                 "kv_rows::element: element (" << row << ", " << i << ") of a " << rows << " x " << cols << " matrix");
+    return static_cast<float>(data[row * cols + i]);
+  }
   const void* codes_of(std::size_t row) const noexcept { return data.data() + row * cols; }
   std::size_t code_bytes(std::size_t n) const noexcept { return n * cols * sizeof(Element); }
   std::size_t bytes_per_row() const noexcept { return cols * sizeof(Element); }
@@ -101,7 +121,12 @@ template <class Element>
 struct kivi_rows<Element, std::enable_if_t<is_scheme<Element>::value>> {
   quantized_matrix<Element> matrix;
   kivi_rows(std::size_t rows, std::size_t tokens) : matrix(rows ? rows : 1, tokens ? tokens : 1, tokens ? tokens : 1) {}
-  float element(std::size_t row, std::size_t col) const noexcept { return reference::dequantize_element(matrix.view(), row, col); }
+  float element(std::size_t row, std::size_t col) const {
+    LOWBIT_CHECK(row < matrix.rows() && col < matrix.cols(), "kivi_rows::element: element (" << row << ", " << col << ") of a "
+                                                                                       << matrix.rows() << " x "
+                                                                                       << matrix.cols() << " matrix");
+    return reference::dequantize_element(matrix.view(), row, col);
+  }
   /// Codes, and the scales and zero points of d channels spread over the block's tokens.
   std::size_t bytes_per_token(std::size_t d) const noexcept {
     const std::size_t tokens = matrix.cols();
@@ -133,24 +158,32 @@ class kv_cache {
         tiles_(shape.integer_tiles ? tile_count() * tile_layout_.bytes : 0) {}
 
   const kv_shape& shape() const noexcept { return shape_; }
-  std::size_t length(std::size_t seq) const noexcept { return lengths_[seq]; }
+  /// Tokens sequence seq holds (seq < batch, else a lowbit::error, as for every accessor below).
+  std::size_t length(std::size_t seq) const {
+    check_sequence(seq, "length");
+    return lengths_[seq];
+  }
   const std::vector<std::size_t>& lengths() const noexcept { return lengths_; }
   bool paged() const noexcept { return shape_.page_tokens != 0; }
   /// Tokens sequence seq can hold: the capacity, or its mapped pages' tokens.
-  std::size_t capacity(std::size_t seq) const noexcept {
-    return paged() ? tables_[seq].size() * shape_.page_tokens : shape_.capacity;
+  std::size_t capacity(std::size_t seq) const {
+    check_sequence(seq, "capacity");
+    return capacity_at(seq);
   }
-  /// Row of token t of head h of sequence seq in the K and V storage.
-  std::size_t row(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
-    if (!paged()) return (seq * shape_.kv_heads + h) * shape_.capacity + t;
-    const std::size_t p = shape_.page_tokens;
-    return (tables_[seq][t / p] * shape_.kv_heads + h) * p + t % p;
+  /// Row of token t of head h of sequence seq in the K and V storage (t < capacity(seq): the
+  /// rows exist, written or not).
+  std::size_t row(std::size_t seq, std::size_t h, std::size_t t) const {
+    check_slot(seq, h, t, "row");
+    return row_at(seq, h, t);
   }
-  /// integer_tiles: the layout of a tile, and the tile that holds token t of head h of sequence seq.
+  /// integer_tiles: the layout of a tile, and the tile that holds token t of head h of sequence
+  /// seq (t < capacity(seq)); a cache without tiles is a lowbit::error.
   bool has_tiles() const noexcept { return !tiles_.empty(); }
   const int_tile_layout& tile_layout() const noexcept { return tile_layout_; }
-  const uint8_t* tile(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
-    return tiles_.data() + tile_index(seq, h, t) * tile_layout_.bytes;
+  const uint8_t* tile(std::size_t seq, std::size_t h, std::size_t t) const {
+    LOWBIT_CHECK(has_tiles(), "kv_cache::tile: the cache keeps no integer tiles (kv_shape::integer_tiles is false)");
+    check_slot(seq, h, t, "tile");
+    return tile_at(seq, h, t);
   }
   /// Tokens from t on whose rows are consecutive (to the end of t's page).
   std::size_t run(std::size_t t) const noexcept {
@@ -175,21 +208,29 @@ class kv_cache {
   const kv_rows<Element>& keys() const noexcept { return keys_; }
   /// KIVI: tokens per key block (0: keys quantized per token like values).
   std::size_t key_tokens() const noexcept { return key_tokens_; }
-  /// Element e of token t's key in head h of sequence seq, as the kernels see it (dequantized).
-  float key(std::size_t seq, std::size_t h, std::size_t t, std::size_t e) const noexcept {
-    if (!key_tokens_) return keys_.element(row(seq, h, t), e);
+  /// Element e of token t's key in head h of sequence seq, as the kernels see it (dequantized);
+  /// t < length(seq), e < head_dim.
+  float key(std::size_t seq, std::size_t h, std::size_t t, std::size_t e) const {
+    check_token(seq, h, t, "key");
+    LOWBIT_CHECK(e < shape_.head_dim, "kv_cache::key: element " << e << " of a head_dim of " << shape_.head_dim);
+    if (!key_tokens_) return keys_.element(row_at(seq, h, t), e);
     const std::size_t T = key_tokens_, d = shape_.head_dim;
-    if (t >= lengths_[seq] / T * T) return key_residual(seq, h, t)[e];
-    const std::size_t r = row(seq, h, t);
+    if (t >= lengths_[seq] / T * T) return key_residual_at(seq, h, t)[e];
+    const std::size_t r = row_at(seq, h, t);
     return kivi_.element(r / T * d + e, r % T);
   }
   /// KIVI: the blocks (for schemes, .matrix: row r / key_tokens() * head_dim + e holds channel e
   /// of the block of cache row r, over its key_tokens() tokens), and the fp32 key of token t of
   /// the newest, incomplete block (t >= length(seq) / key_tokens() * key_tokens()).
   const kivi_rows<Element>& key_blocks() const noexcept { return kivi_; }
-  const float* key_residual(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
-    const std::size_t T = key_tokens_;
-    return residual_.data() + ((seq * shape_.kv_heads + h) * T + t % T) * shape_.head_dim;
+  const float* key_residual(std::size_t seq, std::size_t h, std::size_t t) const {
+    LOWBIT_CHECK(key_tokens_ > 0, "kv_cache::key_residual: the cache has no KIVI keys (key_tokens = 0)");
+    check_token(seq, h, t, "key_residual");
+    LOWBIT_CHECK(t >= lengths_[seq] / key_tokens_ * key_tokens_,
+                 "kv_cache::key_residual: token " << t << " of sequence " << seq << " is in a complete block of "
+                                                  << key_tokens_ << " (the residual holds tokens from "
+                                                  << lengths_[seq] / key_tokens_ * key_tokens_ << ")");
+    return key_residual_at(seq, h, t);
   }
   const kv_rows<Element>& values() const noexcept { return values_; }
   /// Bytes of K and V for one token of one head (codes, scales, zero points).
@@ -202,16 +243,16 @@ class kv_cache {
   void append(std::size_t seq, const float* k, const float* v, std::size_t tokens) {
     LOWBIT_CHECK(seq < shape_.batch, "kv_cache: sequence " << seq << " of a batch of " << shape_.batch);
     LOWBIT_CHECK(k != nullptr && v != nullptr, "kv_cache: k or v is null");
-    LOWBIT_CHECK(tokens <= capacity(seq) - lengths_[seq],
+    LOWBIT_CHECK(tokens <= capacity_at(seq) - lengths_[seq],
                  "kv_cache: sequence " << seq << " holds " << lengths_[seq] << " tokens; " << tokens
                                        << " more overflow its " << (paged() ? "mapped pages' " : "") << "capacity of "
-                                       << capacity(seq));
+                                       << capacity_at(seq));
     const std::size_t stride = shape_.kv_heads * shape_.head_dim;
     for (std::size_t done = 0; done < tokens;) {  // run by run (a page at a time when paged)
       const std::size_t t = lengths_[seq] + done, n = std::min(tokens - done, run(t));
       for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
-        if (!key_tokens_) keys_.store(row(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
-        values_.store(row(seq, h, t), v + done * stride + h * shape_.head_dim, n, stride);
+        if (!key_tokens_) keys_.store(row_at(seq, h, t), k + done * stride + h * shape_.head_dim, n, stride);
+        values_.store(row_at(seq, h, t), v + done * stride + h * shape_.head_dim, n, stride);
         if (has_tiles()) store_tiles(seq, h, t, n);
       }
       done += n;
@@ -226,6 +267,47 @@ class kv_cache {
   }
 
  private:
+  friend struct detail::kv_unchecked;
+
+  /// The unchecked accessors (the kernels' through detail::kv_unchecked, and append's).
+  std::size_t capacity_at(std::size_t seq) const noexcept {
+    return paged() ? tables_[seq].size() * shape_.page_tokens : shape_.capacity;
+  }
+  std::size_t row_at(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    if (!paged()) return (seq * shape_.kv_heads + h) * shape_.capacity + t;
+    const std::size_t p = shape_.page_tokens;
+    return (tables_[seq][t / p] * shape_.kv_heads + h) * p + t % p;
+  }
+  const uint8_t* tile_at(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    return tiles_.data() + tile_index(seq, h, t) * tile_layout_.bytes;
+  }
+  const float* key_residual_at(std::size_t seq, std::size_t h, std::size_t t) const noexcept {
+    const std::size_t T = key_tokens_;
+    return residual_.data() + ((seq * shape_.kv_heads + h) * T + t % T) * shape_.head_dim;
+  }
+
+  /// The accessors' checks: sequence < batch, head < kv_heads, and token t below the capacity
+  /// (a row or tile that exists) or the length (a key that was appended).
+  void check_sequence(std::size_t seq, const char* accessor) const {
+    LOWBIT_CHECK(seq < shape_.batch, "kv_cache::" << accessor << ": sequence " << seq << " of a batch of " << shape_.batch);
+  }
+  void check_head(std::size_t h, const char* accessor) const {
+    LOWBIT_CHECK(h < shape_.kv_heads, "kv_cache::" << accessor << ": head " << h << " of " << shape_.kv_heads << " KV heads");
+  }
+  void check_slot(std::size_t seq, std::size_t h, std::size_t t, const char* accessor) const {
+    check_sequence(seq, accessor);
+    check_head(h, accessor);
+    LOWBIT_CHECK(t < capacity_at(seq), "kv_cache::" << accessor << ": token " << t << " past sequence " << seq << "'s "
+                                                    << (paged() ? "mapped pages' " : "") << "capacity of "
+                                                    << capacity_at(seq));
+  }
+  void check_token(std::size_t seq, std::size_t h, std::size_t t, const char* accessor) const {
+    check_sequence(seq, accessor);
+    check_head(h, accessor);
+    LOWBIT_CHECK(t < lengths_[seq], "kv_cache::" << accessor << ": token " << t << " of sequence " << seq << ", which holds "
+                                                 << lengths_[seq] << " tokens");
+  }
+
   /// integer_tiles: tokens [t, t + n) of head h (stored in the rows already) into their tiles.
   void store_tiles(std::size_t seq, std::size_t h, std::size_t t, std::size_t n) {
     if constexpr (is_int_kv<Element>::value) {
@@ -233,7 +315,7 @@ class kv_cache {
       const auto& V = values_.matrix;
       const std::size_t G = K.groups_per_row();
       for (std::size_t i = t; i < t + n; ++i) {
-        const std::size_t r = row(seq, h, i);
+        const std::size_t r = row_at(seq, h, i);
         tile_layout_.store(tiles_.data() + tile_index(seq, h, i) * tile_layout_.bytes, i % 16, K.codes() + r * K.row_bytes(),
                            V.codes() + r * V.row_bytes(), K.scales() + r * G, V.scales() + r * G);
       }
@@ -280,7 +362,7 @@ class kv_cache {
             for (std::size_t e = 0; e < d; ++e) block[e * T + j] = residual[j * d + e];
           const quantized_matrix<Element> q = quantize<Element>(block.data(), d, T, T, {T});
           auto& m = kivi_.matrix;
-          const std::size_t first = row(seq, h, t + 1 - T) / T * d;
+          const std::size_t first = row_at(seq, h, t + 1 - T) / T * d;
           std::memcpy(m.codes() + first * m.row_bytes(), q.codes(), d * m.row_bytes());
           std::memcpy(m.scales() + first, q.scales(), d * sizeof(typename Element::scale_type));
           if (Element::has_zero) std::memcpy(m.zeros() + first, q.zeros(), d);
@@ -328,6 +410,29 @@ class kv_cache {
   int_tile_layout tile_layout_;
   aligned_buffer<uint8_t> tiles_;  ///< integer_tiles: tile_count() tiles of tile_layout_.bytes
 };
+
+namespace detail {
+/// The kernels' access to a kv_cache without the public accessors' checks: decode and prefill
+/// validate their arguments once and take every sequence, head and token from the cache itself.
+struct kv_unchecked {
+  template <class Element>
+  static std::size_t length(const kv_cache<Element>& c, std::size_t seq) noexcept {
+    return c.lengths_[seq];
+  }
+  template <class Element>
+  static std::size_t row(const kv_cache<Element>& c, std::size_t seq, std::size_t h, std::size_t t) noexcept {
+    return c.row_at(seq, h, t);
+  }
+  template <class Element>
+  static const uint8_t* tile(const kv_cache<Element>& c, std::size_t seq, std::size_t h, std::size_t t) noexcept {
+    return c.tile_at(seq, h, t);
+  }
+  template <class Element>
+  static const float* key_residual(const kv_cache<Element>& c, std::size_t seq, std::size_t h, std::size_t t) noexcept {
+    return c.key_residual_at(seq, h, t);
+  }
+};
+}  // namespace detail
 
 }  // namespace attention
 }  // namespace lowbit

@@ -484,7 +484,7 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
   const bool packed = bf16_products && native_bf16<Tag>(), rounded = bf16_products && !packed;
   constexpr float minus_inf = -std::numeric_limits<float>::infinity();
   const std::size_t d = cache.shape().head_dim, group = q_heads / cache.shape().kv_heads;
-  const std::size_t len = cache.length(item.seq), tokens = item.p1 - item.p0;
+  const std::size_t len = cache.lengths()[item.seq], tokens = item.p1 - item.p0;
   const std::size_t valid = tokens * group, m = (valid + 15) / 16 * 16, row_stride = q_heads * d;
   // Rows r = t * group + g: token p0 + t, query head head * group + g. Padding rows repeat the last
   // token with zero queries (their results are dropped).
@@ -547,7 +547,7 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
     if (cover == prefill_mask::cover::none) continue;
     // A tile starts at a multiple of 16 tokens, so its rows are consecutive (pages hold multiples
     // of 16 tokens); rows past the sequence are zeros here and masked below.
-    const std::size_t row = cache.row(item.seq, item.head, t);
+    const std::size_t row = kv_unchecked::row(cache, item.seq, item.head, t);
     // fp32 caches are read in place (the microkernels broadcast K and V elements: any alignment).
     const bool in_place = std::is_same<Element, float>::value && n == tile_tokens && !rounded;
     // A bf16 cache's full tile goes to the bf16 products as it is stored.
@@ -648,7 +648,7 @@ void prefill_item_run(const kv_cache<Element>& cache, const prefill_mask& mask, 
 template <class Tag, class Element>
 void smooth_keys(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, uint8_t* codes, float* scales,
                  float* tile, std::vector<float>& mean) {
-  const std::size_t d = cache.shape().head_dim, len = cache.length(seq);
+  const std::size_t d = cache.shape().head_dim, len = cache.lengths()[seq];
   const std::size_t padded = (len + tile_tokens - 1) / tile_tokens * tile_tokens;
   mean.assign(d, 0.0f);
   for (std::size_t t = 0; t < len; t += tile_tokens) {
@@ -713,7 +713,7 @@ void prefill(const float* q, const kv_cache<Element>& cache, const std::size_t* 
   std::vector<detail::prefill_item> items;
   std::size_t first_row = 0, rows = 16;
   for (std::size_t b = 0; b < s.batch; ++b) {
-    const std::size_t n = new_tokens[b], start = cache.length(b) - n, blocks = (n + block - 1) / block;
+    const std::size_t n = new_tokens[b], start = cache.lengths()[b] - n, blocks = (n + block - 1) / block;
     for (std::size_t h = 0; h < s.kv_heads; ++h)
       for (std::size_t i = 0; i < blocks; ++i) {
         const std::size_t k = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2;
@@ -730,7 +730,7 @@ void prefill(const float* q, const kv_cache<Element>& cache, const std::size_t* 
     for (std::size_t h = 0; h < s.kv_heads; ++h) {
       const std::size_t i = b * s.kv_heads + h;
       key_offsets[i + 1] = key_offsets[i] + (options.int8_qk && new_tokens[b] > 0
-                                                 ? (cache.length(b) + detail::tile_tokens - 1) / detail::tile_tokens *
+                                                 ? (cache.lengths()[b] + detail::tile_tokens - 1) / detail::tile_tokens *
                                                        detail::tile_tokens
                                                  : 0);
     }

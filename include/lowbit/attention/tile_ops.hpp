@@ -273,7 +273,7 @@ void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::si
                         float* out) {
   if constexpr (is_scheme<Element>::value) {
     using scales = scale_traits<typename Element::scale_type>;
-    const std::size_t T = cache.key_tokens(), d = cache.shape().head_dim, complete = cache.length(seq) / T * T;
+    const std::size_t T = cache.key_tokens(), d = cache.shape().head_dim, complete = cache.lengths()[seq] / T * T;
     const quantized_view<Element> blocks = cache.key_blocks().matrix.view();
     const float* const table = simd::detail::decode_table<typename Element::format>();
 #if defined(LOWBIT_COMPILED_AVX512)
@@ -287,7 +287,7 @@ void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::si
     for (std::size_t done = 0; done < n;) {
       const std::size_t u = t + done, in_block = u % T, count = std::min({n - done, T - in_block, tile_tokens});
       if (u < complete) {
-        const std::size_t first = cache.row(seq, h, u) / T * d;
+        const std::size_t first = kv_unchecked::row(cache, seq, h, u) / T * d;
         // AVX-512, 8- or 4-bit codes, a whole tile: each channel's 16 tokens are one vector.
         const bool wide = avx512 && count == tile_tokens && (Element::bits == 8 || in_block % 2 == 0);
         for (std::size_t e = 0; e < d; ++e) {
@@ -318,7 +318,8 @@ void kivi_keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::si
             for (std::size_t e = 0; e < d; ++e) out[(done + i) * d + e] = columns[e * tile_tokens + i];
         }
       } else {
-        for (std::size_t i = 0; i < count; ++i) std::copy_n(cache.key_residual(seq, h, u + i), d, out + (done + i) * d);
+        for (std::size_t i = 0; i < count; ++i)
+          std::copy_n(kv_unchecked::key_residual(cache, seq, h, u + i), d, out + (done + i) * d);
       }
       done += count;
     }
@@ -334,7 +335,7 @@ void keys_to_float(const kv_cache<Element>& cache, std::size_t seq, std::size_t 
   if (cache.key_tokens()) {
     kivi_keys_to_float<Tag>(cache, seq, h, t, n, out);
   } else {
-    rows_to_float<Tag>(cache.keys(), cache.row(seq, h, t), n, cache.shape().head_dim, out);
+    rows_to_float<Tag>(cache.keys(), kv_unchecked::row(cache, seq, h, t), n, cache.shape().head_dim, out);
   }
 }
 
@@ -393,7 +394,7 @@ inline void prefetch(const void* p, std::size_t bytes) noexcept {
 template <class Element>
 void prefetch_new_page(const kv_cache<Element>& cache, std::size_t seq, std::size_t h, std::size_t t, std::size_t t1) noexcept {
   if (!cache.paged() || t >= t1 || t % cache.shape().page_tokens != 0) return;
-  const std::size_t n = std::min(tile_tokens, t1 - t), r = cache.row(seq, h, t);
+  const std::size_t n = std::min(tile_tokens, t1 - t), r = kv_unchecked::row(cache, seq, h, t);
   if (!cache.key_tokens()) prefetch(cache.keys().codes_of(r), cache.keys().code_bytes(n));
   prefetch(cache.values().codes_of(r), cache.values().code_bytes(n));
 }
