@@ -278,6 +278,44 @@ TEST(prefill_attention, int8_qk_with_smoothed_keys_is_close_to_the_reference) {
   check_int8_qk<scheme<int4, fp16>>();
 }
 
+// Smoothing, isolated: keys whose channels 3 and 17 sit at +40 and -25 over noise of standard
+// deviation 1 (the offsets smoothing removes; they shift a query's scores alike, which softmax
+// ignores). Unsmoothed, a token's int8 step would be 40 / 127, 13x that of the smoothed keys
+// (~3.5 / 127). The documented int8_qk tolerance, 5e-2 absolute and 5e-3 on average: smoothed the
+// errors measured 0.026 / 0.0017, with the channel mean forced to 0 0.16-0.19 / 0.017 (fails 3x).
+TEST(prefill_attention, int8_qk_subtracts_large_channel_offsets) {
+  for (std::size_t d : {64, 128}) {
+    const std::size_t kv_heads = 2, q_heads = 4, stride = kv_heads * d;
+    const std::vector<std::size_t> lengths = {70, 33}, new_tokens = {70, 9};
+    kv_cache<float> cache(kv_shape{2, kv_heads, d, 80});
+    uint32_t seed = 2600 + uint32_t(d);
+    for (std::size_t b = 0; b < 2; ++b) {
+      std::vector<float> k = random_matrix(lengths[b], stride, ++seed);
+      const std::vector<float> v = random_matrix(lengths[b], stride, ++seed);
+      for (std::size_t t = 0; t < lengths[b]; ++t)
+        for (std::size_t h = 0; h < kv_heads; ++h) {
+          k[t * stride + h * d + 3] += 40.0f;
+          k[t * stride + h * d + 17] -= 25.0f;
+        }
+      cache.append(b, k.data(), v.data(), lengths[b]);
+    }
+    const std::vector<float> q = random_matrix(79 * q_heads, d, ++seed);
+    const std::vector<double> ref = reference_prefill(q, cache, new_tokens, q_heads, prefill_mask::causal());
+    for (isa path : supported_isas()) {
+      std::vector<float> out(q.size(), -1.0f);
+      prefill(q.data(), cache, new_tokens.data(), out.data(), q_heads, prefill_mask::causal(), prefill_options{0.0f, true},
+              serial_executor{}, path);
+      double total = 0.0, worst = 0.0;
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        worst = std::max(worst, std::fabs(out[i] - ref[i]));
+        total += std::fabs(out[i] - ref[i]);
+      }
+      EXPECT_LT(worst, 5e-2) << "int8_qk with channel offsets " << isa_name(path) << " d=" << d;
+      EXPECT_LT(total / double(out.size()), 5e-3) << "int8_qk mean error with channel offsets " << isa_name(path) << " d=" << d;
+    }
+  }
+}
+
 // bf16 products (Q, K, P, V rounded to bf16, fp32 sums; vdpbf16ps on the avx512_vnni path), alone
 // and with int8_qk (then PV only). Against the float64 reference of exact attention: 2e-2 absolute,
 // 2e-3 on average (bf16 keeps 8 significant bits: a score moves by ~0.3%, an output by up to ~1e-2).
