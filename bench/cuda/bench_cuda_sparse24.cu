@@ -14,8 +14,9 @@
 // (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Then (first) W8A8: see bench_int8.
-// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --int8 | --profile] (--large: only M > 64;
-// --small: only M <= 64; --int8: only W8A8; --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
+// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --int8 | --m16 | --profile] (--large: only M > 64;
+// --small: only M <= 64; --int8: only W8A8; --m16: only the M <= 16 kernels' comparison (first in a full run);
+// --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -505,15 +506,124 @@ void bench_int8(cublasHandle_t handle, std::mt19937& rng) {
   cublasLtDestroy(lt);
 }
 
+// M <= 16 (issue 8: 2:4 + int4 at >= 4x cuBLAS fp16): the default (sm_90a: the wgmma.sp kernel,
+// sparse24_gemm_wgmma_small.cuh) against the mma.sp kernel's default block shape and the wgmma
+// kernel's other shapes <tokens, warpgroups, stages> and splits of K, int4 and int8 (g64 kept
+// values) with fp16 and bf16 activations, M = 1, 4, 8, 9, 12, 16, both shapes.
+template <int NT, int WG, int Stages, class S, class T>
+double time_small_wgmma(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y, int splits,
+                        bool cluster = false) {
+  if (!lb::cuda::detail::sparse24_wgmma_usable()) return -1.0;
+  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
+  return time_us([&](int i) {
+    lb::cuda::detail::gemm_sparse24_wgmma_small_with<NT, WG, Stages>(x, int(m), k, views[static_cast<std::size_t>(i) % views.size()], y,
+                                                                   n, nullptr, splits, cluster);
+  });
+}
+template <class S, class T>
+double time_small_mma(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y) {
+  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
+  return time_us([&](int i) {
+    lb::cuda::detail::gemm_sparse24_mma_small(x, int(m), k, views[static_cast<std::size_t>(i) % views.size()], y, n, nullptr,
+                                              lb::cuda::gemm_options{});
+  });
+}
+void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
+  using bf = __nv_bfloat16;
+  struct shape { std::size_t n, k; };
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  std::uniform_int_distribution<int> byte(0, 255);
+  if (lb::cuda::detail::sparse24_wgmma_usable()) {  // how many clusters of 1, 2, 4 blocks of the M <= 16 kernel fit at once
+    namespace ld = lb::cuda::detail;
+    constexpr auto kernel = ld::sparse24_wgmma_small_kernel<__half, 1, 16, 4, 6>;
+    const int bytes = int(ld::sparse24_wgmma_small_layout<1, 16, 4, 6>::bytes);
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    std::printf("small wgmma kernel <16,4,6>: clusters of 1 / 2 / 4 blocks resident at once:");
+    for (unsigned c : {1u, 2u, 4u}) {
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(64, c);
+      config.blockDim = dim3(512);
+      config.dynamicSmemBytes = std::size_t(bytes);
+      cudaLaunchAttribute attribute{};
+      attribute.id = cudaLaunchAttributeClusterDimension;
+      attribute.val.clusterDim.x = 1, attribute.val.clusterDim.y = c, attribute.val.clusterDim.z = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      int clusters = -1;
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) (void)cudaGetLastError();
+      std::printf(" %d", clusters);
+    }
+    std::printf("\n");
+  }
+  std::printf("\n## M <= 16: the wgmma.sp kernel against the mma.sp kernel (µs)\n\n| kept values | act | N x K | M | default | mma.sp | "
+              "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4> | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const shape& s : shapes) {
+    __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
+    bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
+    __half* x = device_random<__half>(16 * s.k, rng, 1.0f);
+    bf* xb = device_random<bf>(16 * s.k, rng, 1.0f);
+    __half* y = nullptr;
+    bf* yb = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
+    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, 16 * s.n * sizeof(bf)));
+    const std::size_t kept = s.k / 2;
+    static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};
+    std::vector<uint8_t> nibbles(s.n * s.k / 8);
+    for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
+    const auto sp4 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym4>(random_quantized<sym4>(s.n, kept, 64, rng).view(), nibbles.data(), s.k));
+    const auto sp8 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym8>(random_quantized<sym8>(s.n, kept, 64, rng).view(), nibbles.data(), s.k));
+    std::vector<void*> owned;
+    const auto s4s = rotation(sp4.view(), owned);
+    const auto s8s = rotation(sp8.view(), owned);
+    for (std::size_t m : {1, 4, 8, 9, 12, 16}) {
+      const float alpha = 1.0f, beta = 0.0f;
+      const double cublas = time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, CUDA_R_16F, int(s.k), x,
+                                  CUDA_R_16F, int(s.k), &beta, y, CUDA_R_16F, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      });
+      const double cublas_bf = time_us([&](int) {
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, wb, CUDA_R_16BF, int(s.k), xb,
+                                  CUDA_R_16BF, int(s.k), &beta, yb, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      });
+      const auto line = [&](const char* name, const char* act, const auto& views, const auto* xx, auto* yy, double peer) {
+        const double def = time_us([&](int i) {
+          lb::cuda::gemm_sparse24(xx, m, s.k, views[static_cast<std::size_t>(i) % views.size()], yy, s.n);
+        });
+        const double mma = time_small_mma(xx, m, views, yy);
+        char others[160] = "-";
+        if (m > 8)
+          std::snprintf(others, sizeof others, "%.1f; %.1f", time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0),
+                        time_small_wgmma<16, 4, 4>(xx, m, views, yy, 0));
+        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx |\n", name, act, s.n, s.k, m, def, mma,
+                    others, peer, peer / def, peer / mma);
+        std::fflush(stdout);
+      };
+      line("int4", "fp16", s4s, x, y, cublas);
+      line("int8", "fp16", s8s, x, y, cublas);
+      line("int4", "bf16", s4s, xb, yb, cublas_bf);
+      line("int8", "bf16", s8s, xb, yb, cublas_bf);
+    }
+    for (void* p : owned) cudaFree(p);
+    cudaFree(w);
+    cudaFree(wb);
+    cudaFree(x);
+    cudaFree(xb);
+    cudaFree(y);
+    cudaFree(yb);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool large = true, small = true, int8 = true;
+  bool large = true, small = true, int8 = true, small_wgmma = true;
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--quick") == 0) iterations = 20, repeats = 3;
-    else if (std::strcmp(argv[a], "--large") == 0) small = int8 = false;
-    else if (std::strcmp(argv[a], "--small") == 0) large = int8 = false;
-    else if (std::strcmp(argv[a], "--int8") == 0) large = small = false, int8 = true;
+    else if (std::strcmp(argv[a], "--large") == 0) small = int8 = small_wgmma = false;
+    else if (std::strcmp(argv[a], "--small") == 0) large = int8 = small_wgmma = false;
+    else if (std::strcmp(argv[a], "--int8") == 0) large = small = small_wgmma = false, int8 = true;
+    else if (std::strcmp(argv[a], "--m16") == 0) large = small = int8 = false;
     else if (std::strcmp(argv[a], "--profile") == 0) {
       profile_large();
       return 0;
@@ -530,6 +640,7 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int> byte(0, 255);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  if (small_wgmma) bench_small_wgmma(handle, rng);
   if (int8) bench_int8(handle, rng);
   if (large) {
     mma_rates();

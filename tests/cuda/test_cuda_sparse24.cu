@@ -1,5 +1,5 @@
 // Checks lowbit::cuda::gemm_sparse24 (2:4 on mma.sp) against a float64 product with the dense
-// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 16, 17, 24, 31, 32,
+// matrix the CPU sparse24_matrix stands for (sparse24_to_dense): M = 1, 3, 8, 9, 13, 16, 17, 24, 31, 32,
 // 33, 40, 64, odd N (one to three 128-row blocks of the M > 16 kernel), kept values int4 / int8
 // (signed, and unsigned with zero points) and plain (float rounded to fp16 or bf16 by the pack,
 // bf16 as they are or rounded to fp16), fp16 and bf16 activations, group sizes 64 / 128 kept
@@ -16,11 +16,16 @@
 // argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
+// Integer codes at M <= 16 on sm_90a: the default is the small wgmma.sp kernel where it is faster
+// (on these shapes, whose blocks split K: int4 M = 13, 16, int8 M = 16); at M = 3 (n8 tokens), 13,
+// 16 also that kernel with K not split and split over a cluster of 3 blocks, and the mma.sp
+// kernel's default block shape.
 // W8A8 (gemm_sparse24_int8, "2:4+W8A8"): exact, see check_int8_case.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
-// test_cuda_sparse24 [seed [format,format,... [large]]] (the second: only those formats, e.g.
-// "2:4+int4,2:4+bf16"; "large": only the M > 64 cases).
+// test_cuda_sparse24 [seed [format,format,... [large | m16]]] (the second: only those formats, e.g.
+// "2:4+int4,2:4+bf16"; "large": only the M > 64 cases; "m16": only the M <= 16 ones, W8A8 and the
+// argument checks left out).
 //
 // Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
 // bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
@@ -50,6 +55,7 @@ namespace {
 int failures = 0, cases = 0;
 std::string only;  // argv[2]: a comma-separated list of the formats to run (e.g. for compute-sanitizer); empty: all
 bool large_only = false;  // argv[3] "large": only the M > 64 cases
+bool m16_only = false;    // argv[3] "m16": only the M <= 16 cases of the formats (e.g. for compute-sanitizer)
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -66,8 +72,10 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
   // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
-  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block.
-  if (path == 1 || path == 2 || path >= 4) {
+  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block. Integer codes, M <= 16:
+  // 6 / 7 the small wgmma.sp kernel (the default's shape) with K not split / split over a cluster
+  // of 3 blocks, 8 the mma.sp kernel's default block shape.
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7)) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -111,6 +119,15 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr,
                                                                  std::integral_constant<int, 128>{}))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
+    }
+    if constexpr (!plain) {
+      namespace ld = lowbit::cuda::detail;
+      const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+      if ((path == 6 || path == 7) && m <= 8)
+        ld::gemm_sparse24_wgmma_small_with<8, 4, 8>(dx, mi, lx, packed.view(), dy, ly, nullptr, path == 6 ? 1 : 3);
+      else if (path == 6 || path == 7)
+        ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, path == 6 ? 1 : 3);
+      else if (path == 8) ld::gemm_sparse24_mma_small(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
     }
     if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   };
@@ -167,9 +184,12 @@ void check_format(const char* name, unsigned& seed) {
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   lowbit::cuda::gemm_workspace workspace;
   for (const shape& s : shapes)
-    for (std::size_t m : {1, 3, 8, 9, 16, 17, 24, 31, 32, 33, 40, 64}) {
-      if (large_only) break;
+    for (std::size_t m : {1, 3, 8, 9, 13, 16, 17, 24, 31, 32, 33, 40, 64}) {
+      if (large_only || (m16_only && m > 16)) break;
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
+      if (!plain && (m == 3 || m == 13 || m == 16)) {  // the small wgmma kernel not split and split 3, the mma.sp default
+        for (int path : {6, 7, 8}) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 0, nullptr, path);
+      }
       if (m == 1 || m == 16) {  // every block shape
         const std::size_t tiles = (s.n + 15) / 16;
         for (int warps : {8, 16}) {
@@ -189,6 +209,7 @@ void check_format(const char* name, unsigned& seed) {
     }
   // M > 64: the tiled kernel.
   // (Small N and K: the float64 reference's M x N x K is most of the test's time.)
+  if (m16_only) return;
   const shape large[] = {{200, 256, 64}, {130, 384, 0}};
   for (const shape& s : large)
     for (std::size_t m : {65, 100, 128, 257, 1000}) {
@@ -550,6 +571,7 @@ int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
   if (argc > 2) only = argv[2];
   large_only = argc > 3 && std::string(argv[3]) == "large";
+  m16_only = argc > 3 && std::string(argv[3]) == "m16";
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   using bf = __nv_bfloat16;
@@ -566,9 +588,11 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::uint8, lb::fp16, true>, bf>("2:4+uint8z", seed);
     check_format<float, bf>("2:4+float>bf16", seed);  // float kept values, rounded to bf16 by the pack
     check_format<lb::bf16, bf>("2:4+bf16", seed);       // bf16 kept values as they are
-    check_int8<__half>(seed);
-    check_int8<bf>(seed);
-    check_arguments();
+    if (!m16_only) {
+      check_int8<__half>(seed);
+      check_int8<bf>(seed);
+      check_arguments();
+    }
   } catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());
     return 2;

@@ -29,6 +29,8 @@
 /// rows 2t, 2t + 1 + 8 r): a 2:4 group's 4 columns are split over two lanes, so they cannot be read as
 /// 16-byte vectors like the dense kernel's; staged in shared memory, an mma's four B registers are
 /// one ldmatrix.x4.
+/// M = 9..16 with integer codes on sm_90a runs sparse24_wgmma_small_kernel on the same layout
+/// where faster (sparse24_gemm_wgmma_small.cuh: wgmma.sp m64n16k32, x from shared memory by descriptor).
 /// M = 17..64 runs sparse24_wide_kernel on the same layout and helpers (gemm.cuh's wide kernel
 /// for 2:4): the warps of a block split N and M and share each chunk of x from shared memory (B
 /// fragments by ldmatrix), the blocks split K and the fp32 partials are summed in split order.
@@ -665,44 +667,19 @@ template <class Scheme, class T>
 void gemm_sparse24_large(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options);
 
-}  // namespace detail
-
-/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
-/// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
-/// dequantized to T's type; plain values must have been packed as T (sparse24_values).
-/// Checked: 1 <= m <= 2^24; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
-/// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
-/// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
-/// does). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
-/// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
-/// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
-/// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
-/// are fewer than the SMs (or as options.split_k says). y must not overlap x.
+/// M <= 16, integer codes, sm_90a: the wgmma.sp kernel (sparse24_gemm_wgmma_small.cuh, included at
+/// the end of this header); false (nothing launched) where the device has no sm_90a code.
 template <class Scheme, class T>
-void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
-                   std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
-  static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
-                "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
+bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                               cudaStream_t stream);
+
+/// M <= 16 on the mma.sp kernel (sparse24_gemm_kernel) with options.tiles_per_block and
+/// options.warps (0: chosen from the shape), as gemm_sparse24 documents them.
+template <class Scheme, class T>
+void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_view<Scheme>& w, T* y, int ly,
+                             cudaStream_t stream, const gemm_options& options) {
   constexpr bool plain = packed_sparse24_view<Scheme>::plain, int8 = packed_sparse24_view<Scheme>::vecs == 2;
-  LOWBIT_CHECK(m >= 1 && m <= (std::size_t(1) << 24), "cuda::gemm_sparse24: m=" << m << " must be in [1, 2^24]");
-  LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
-  LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
-               "cuda::gemm_sparse24: the kept values were packed as " << (w.bf16_values ? "bf16" : "fp16") << ", the activations are "
-                                                                      << (detail::is_bf16<T> ? "bf16" : "fp16")
-                                                                      << " (pack_sparse24's sparse24_values must match them)");
-  LOWBIT_CHECK(ldx >= w.cols && ldx % 8 == 0,
-               "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
-  LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
-  LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
-  const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
-  if (m > 64) {
-    detail::gemm_sparse24_large(x, mi, lx, w, y, ly, stream, options);
-    return;
-  }
-  if (m > 16) {
-    detail::gemm_sparse24_wide(x, mi, lx, w, y, ly, stream, options);
-    return;
-  }
+  const std::size_t m = static_cast<std::size_t>(mi);
   const int tiles = static_cast<int>(w.tiles());
   int per_block = options.tiles_per_block, warps = options.warps;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
@@ -752,7 +729,56 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
+}  // namespace detail
+
+/// y[m x N] = x[m x K] · Wᵀ with W 2:4 sparse (pack_sparse24: int4, int8 or plain kept values), fp16
+/// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
+/// dequantized to T's type; plain values must have been packed as T (sparse24_values).
+/// Checked: 1 <= m <= 2^24; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
+/// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
+/// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
+/// does); m = 9..16 with integer codes, both 0 (the default), on sm_90a: the wgmma.sp kernel
+/// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 12 / 14 for int4 / int8 where its
+/// blocks split K; the scale folded into the weights, one more rounding). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
+/// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
+/// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
+/// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
+/// are fewer than the SMs (or as options.split_k says). y must not overlap x.
+template <class Scheme, class T>
+void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
+                   std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
+  static_assert(std::is_same<T, __half>::value || detail::is_bf16<T>,
+                "cuda::gemm_sparse24: fp16 (__half) or bf16 (__nv_bfloat16) activations");
+  constexpr bool plain = packed_sparse24_view<Scheme>::plain;
+  LOWBIT_CHECK(m >= 1 && m <= (std::size_t(1) << 24), "cuda::gemm_sparse24: m=" << m << " must be in [1, 2^24]");
+  LOWBIT_CHECK(w.codes != nullptr, "cuda::gemm_sparse24: the packed weights are empty");
+  LOWBIT_CHECK(!plain || w.bf16_values == detail::is_bf16<T>,
+               "cuda::gemm_sparse24: the kept values were packed as " << (w.bf16_values ? "bf16" : "fp16") << ", the activations are "
+                                                                      << (detail::is_bf16<T> ? "bf16" : "fp16")
+                                                                      << " (pack_sparse24's sparse24_values must match them)");
+  LOWBIT_CHECK(ldx >= w.cols && ldx % 8 == 0,
+               "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
+  LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
+  LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
+  const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
+  if (m > 64) {
+    detail::gemm_sparse24_large(x, mi, lx, w, y, ly, stream, options);
+    return;
+  }
+  if (m > 16) {
+    detail::gemm_sparse24_wide(x, mi, lx, w, y, ly, stream, options);
+    return;
+  }
+  // Integer codes, the default block shape, sm_90a: the wgmma.sp kernel where it was measured faster
+  // (M = 9..16 or 12 / 14..16: sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
+  if (!plain && options.tiles_per_block == 0 && options.warps == 0 &&
+      detail::gemm_sparse24_wgmma_small(x, mi, lx, w, y, ly, stream))
+    return;
+  detail::gemm_sparse24_mma_small(x, mi, lx, w, y, ly, stream, options);
+}
+
 }  // namespace cuda
 }  // namespace lowbit
 
 #include "sparse24_gemm_large.cuh"
+#include "sparse24_gemm_wgmma_small.cuh"
