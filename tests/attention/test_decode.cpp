@@ -37,23 +37,31 @@ std::vector<double> reference_decode(const std::vector<float>& q, const kv_cache
   const kv_shape& s = cache.shape();
   const std::size_t d = s.head_dim, group = q_heads / s.kv_heads;
   const double scale = 1.0 / std::sqrt(double(d));
-  std::vector<double> out(q.size(), 0.0);
+  std::vector<double> out(q.size(), 0.0), keys, values;
   for (std::size_t b = 0; b < s.batch; ++b)
     for (std::size_t j = 0; j < q_heads; ++j) {
       const std::size_t h = j / group, n = cache.length(b);
       if (n == 0) continue;
+      if (j % group == 0) {  // head h's keys and values, dequantized once for its query heads
+        keys.resize(n * d);
+        values.resize(n * d);
+        for (std::size_t t = 0; t < n; ++t)
+          for (std::size_t e = 0; e < d; ++e) {
+            keys[t * d + e] = cache.keys().element(cache.row(b, h, t), e);
+            values[t * d + e] = cache.values().element(cache.row(b, h, t), e);
+          }
+      }
       std::vector<double> p(n);
       double max = -INFINITY, sum = 0.0;
       for (std::size_t t = 0; t < n; ++t) {
         double dot = 0.0;
-        for (std::size_t e = 0; e < d; ++e) dot += double(q[(b * q_heads + j) * d + e]) * cache.keys().element(cache.row(b, h, t), e);
+        for (std::size_t e = 0; e < d; ++e) dot += double(q[(b * q_heads + j) * d + e]) * keys[t * d + e];
         p[t] = dot * scale;
         max = std::max(max, p[t]);
       }
       for (double& v : p) sum += v = std::exp(v - max);
       for (std::size_t t = 0; t < n; ++t)
-        for (std::size_t e = 0; e < d; ++e)
-          out[(b * q_heads + j) * d + e] += p[t] / sum * cache.values().element(cache.row(b, h, t), e);
+        for (std::size_t e = 0; e < d; ++e) out[(b * q_heads + j) * d + e] += p[t] / sum * values[t * d + e];
     }
   return out;
 }

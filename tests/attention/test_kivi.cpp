@@ -23,23 +23,37 @@ namespace {
 
 using namespace lowbit::attention;
 
-// softmax(q K^T / sqrt(d)) V in double over the cache's keys (cache.key) and values, for query
-// rows that see keys [0, visible): decode (visible = length) or one causal prefill row.
+// The cache's keys (cache.key) and values of sequence b, KV head h in double: length x d each.
+struct head_kv {
+  std::vector<double> keys, values;
+};
 template <class Element>
-void attend(const float* q, const kv_cache<Element>& cache, std::size_t b, std::size_t h, std::size_t visible, double* out) {
-  const std::size_t d = cache.shape().head_dim;
+head_kv dequantized(const kv_cache<Element>& cache, std::size_t b, std::size_t h) {
+  const std::size_t d = cache.shape().head_dim, n = cache.length(b);
+  head_kv kv{std::vector<double>(n * d), std::vector<double>(n * d)};
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t e = 0; e < d; ++e) {
+      kv.keys[t * d + e] = cache.key(b, h, t, e);
+      kv.values[t * d + e] = cache.values().element(cache.row(b, h, t), e);
+    }
+  return kv;
+}
+
+// softmax(q K^T / sqrt(d)) V in double for a query row that sees keys [0, visible): decode
+// (visible = length) or one causal prefill row.
+void attend(const float* q, const head_kv& kv, std::size_t d, std::size_t visible, double* out) {
   std::vector<double> p(visible);
   double max = -INFINITY, sum = 0.0;
   for (std::size_t t = 0; t < visible; ++t) {
     double dot = 0.0;
-    for (std::size_t e = 0; e < d; ++e) dot += double(q[e]) * cache.key(b, h, t, e);
+    for (std::size_t e = 0; e < d; ++e) dot += double(q[e]) * kv.keys[t * d + e];
     p[t] = dot / std::sqrt(double(d));
     max = std::max(max, p[t]);
   }
   for (double& v : p) sum += v = std::exp(v - max);
   std::fill(out, out + d, 0.0);
   for (std::size_t t = 0; t < visible; ++t)
-    for (std::size_t e = 0; e < d; ++e) out[e] += p[t] / sum * cache.values().element(cache.row(b, h, t), e);
+    for (std::size_t e = 0; e < d; ++e) out[e] += p[t] / sum * kv.values[t * d + e];
 }
 
 // int8_qk: no outlier channel (prefill's int8 QKᵀ is documented for scores of standard deviation
@@ -100,11 +114,14 @@ void check_kivi(std::size_t key_tokens, bool paged, bool int8_qk = false) {
           ASSERT_NEAR(cache.key(b, h, t, e), x, step * 1.01f + scale_rounding * (absmax + hi - lo) + 1e-6f) << "b=" << b << " t=" << t << " e=" << e;
         }
     }
+  std::vector<head_kv> kv;  // [b * kv_heads + h]
+  for (std::size_t b = 0; b < 3; ++b)
+    for (std::size_t h = 0; h < kv_heads; ++h) kv.push_back(dequantized(cache, b, h));
   const std::vector<float> q = random_matrix(3 * q_heads, d, ++seed);
   std::vector<double> ref(q.size());
   for (std::size_t b = 0; b < 3; ++b)
     for (std::size_t j = 0; j < q_heads; ++j)
-      attend(q.data() + (b * q_heads + j) * d, cache, b, j / group, lengths[b], ref.data() + (b * q_heads + j) * d);
+      attend(q.data() + (b * q_heads + j) * d, kv[b * kv_heads + j / group], d, lengths[b], ref.data() + (b * q_heads + j) * d);
   // Prefill: the last 9 tokens of each sequence (its length if shorter), causal.
   const std::size_t new_tokens[3] = {1, 9, 9};
   std::size_t rows = 0;
@@ -114,7 +131,7 @@ void check_kivi(std::size_t key_tokens, bool paged, bool int8_qk = false) {
   for (std::size_t b = 0, r = 0; b < 3; ++b)
     for (std::size_t i = 0; i < new_tokens[b]; ++i, ++r)
       for (std::size_t j = 0; j < q_heads; ++j)
-        attend(qp.data() + (r * q_heads + j) * d, cache, b, j / group, lengths[b] - new_tokens[b] + i + 1,
+        attend(qp.data() + (r * q_heads + j) * d, kv[b * kv_heads + j / group], d, lengths[b] - new_tokens[b] + i + 1,
                ref_p.data() + (r * q_heads + j) * d);
   for (lowbit::isa path : supported_isas()) {
     for (std::size_t chunk : {std::size_t(0), std::size_t(24)}) {
