@@ -8,6 +8,7 @@
 //                                                        values, fp16 scales) and fp32 kept values;
 //                                                        4096x4096 and 4096x14336, M in {1, 64, 512}
 //   BM_bsr/<format>/<isa>/32x32_d<density %>/<N>x<K>/m<M>/t<threads>   lowbit BSR, 32 x 32 blocks
+//   BM_bsr/<format>/<isa>/{1x16,4x4}_d<density %>/...   block shapes of the row kernels (kernels/gemm_bsr_rows.hpp)
 //   BM_sparse24/<format>_a8/..., BM_bsr/<format>_a8/..., BM_dense/<format>_a8/...   the same with compute::int8 (W8A8 / W4A8; BSR M <= 64)
 //   BM_dense/<format>/<isa>/<N>x<K>/m<M>/t<threads>      lowbit dense, same format and scales per column
 //   BM_dense/f32/openblas/<N>x<K>/m<M>/t<threads>        the peer on the dense fp32 weights
@@ -30,6 +31,7 @@
 #include "lowbit/kernels/gemm_bsr.hpp"
 #include "lowbit/kernels/gemm_nm.hpp"
 #include "lowbit/kernels/gemm_sparse24.hpp"
+#include "lowbit/quant/quantize.hpp"
 #include "common.hpp"
 #include "memory.hpp"
 #include "peers.hpp"
@@ -131,17 +133,16 @@ const sparse24_matrix<Scheme>& sparse_weights(std::size_t n, std::size_t k, std:
   return w;
 }
 
-/// Random 32 x 32 blocks, the same number in every block row (density x K / 32, at least 1).
-template <class Scheme>
+/// Random BR x BC blocks, the same number in every block row (density x K / BC, at least 1).
+template <class Scheme, std::size_t BR = 32, std::size_t BC = 32>
 const bsr_matrix<Scheme>& bsr_weights(std::size_t n, std::size_t k, std::size_t group_size, double density) {
   static bsr_matrix<Scheme> w;
   static double made_for = 0.0;
-  constexpr std::size_t B = 32;
   if (w.rows() != n || w.cols() != k || made_for != density) {
-    const std::size_t bcols = k / B, per_row = std::max<std::size_t>(1, std::size_t(density * double(bcols) + 0.5));
+    const std::size_t bcols = k / BC, per_row = std::max<std::size_t>(1, std::size_t(density * double(bcols) + 0.5));
     std::vector<uint32_t> row_ptr(1, 0), col_idx;
     uint64_t s = 11;
-    for (std::size_t b = 0; b < n / B; ++b) {
+    for (std::size_t b = 0; b < n / BR; ++b) {
       std::vector<uint32_t> cols(bcols);
       for (std::size_t c = 0; c < bcols; ++c) cols[c] = static_cast<uint32_t>(c);
       for (std::size_t c = 0; c < per_row; ++c) {  // a partial Fisher-Yates shuffle
@@ -152,8 +153,8 @@ const bsr_matrix<Scheme>& bsr_weights(std::size_t n, std::size_t k, std::size_t 
       col_idx.insert(col_idx.end(), cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(per_row));
       row_ptr.push_back(static_cast<uint32_t>(col_idx.size()));
     }
-    const bsr_structure structure(n, k, B, B, row_ptr.data(), col_idx.data());
-    w = bsr_matrix<Scheme>(structure, random_codes<Scheme>(structure.blocks() * B, B, std::min(group_size, B)).view());
+    const bsr_structure structure(n, k, BR, BC, row_ptr.data(), col_idx.data());
+    w = bsr_matrix<Scheme>(structure, random_codes<Scheme>(structure.blocks() * BR, BC, std::min(group_size, BC)).view());
     made_for = density;
   }
   return w;
@@ -243,6 +244,19 @@ void register_format(const Format& f) {
                                        std::to_string(percent) + "/" + shape_name(s.n, s.k, m, threads);
               benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
                 run(state, bsr_weights<S>(s.n, s.k, group, percent / 100.0), m, s.n, s.k, path, threads, mode);
+              })->UseRealTime()->Unit(benchmark::kMicrosecond);
+            }
+            // Block shapes of the row kernels (not panels): 1 x 16 (row-wise), 4 x 4; groups of 16 / 4.
+            for (int percent : {25, 10}) {
+              const std::string tail = suffix + isa_name(path) + "/";
+              const std::string rest = "_d" + std::to_string(percent) + "/" + shape_name(s.n, s.k, m, threads);
+              const double d = percent / 100.0;
+              if (is_mx_scheme<S>::value) continue;  // MX blocks of 32 do not fit
+              benchmark::RegisterBenchmark(("BM_bsr/" + std::string(f.name) + tail + "1x16" + rest).c_str(), [=](benchmark::State& state) {
+                run(state, bsr_weights<S, 1, 16>(s.n, s.k, group, d), m, s.n, s.k, path, threads, mode);
+              })->UseRealTime()->Unit(benchmark::kMicrosecond);
+              benchmark::RegisterBenchmark(("BM_bsr/" + std::string(f.name) + tail + "4x4" + rest).c_str(), [=](benchmark::State& state) {
+                run(state, bsr_weights<S, 4, 4>(s.n, s.k, 4, d), m, s.n, s.k, path, threads, mode);
               })->UseRealTime()->Unit(benchmark::kMicrosecond);
             }
           }

@@ -1,6 +1,6 @@
 // Block-sparse rows: validation of the structure, pruning to a density, the reference layout
 // round trip, and the weight-only GEMM on every path against the float64 reference of the dense
-// matrix, for vectorized block shapes (16 x 8, 32 x 32, 48 x 16) and scalar ones (1 x 16, 4 x 4),
+// matrix, for panel block shapes (16 x 8, 32 x 32, 48 x 16) and row-kernel ones (1 x 16, 4 x 4, 3 x 5),
 // with empty block rows; compute::int8 against the integer reference where the shape allows it
 // (bit-exact on power-of-two scales, with and without SmoothQuant channel scales).
 #include <gtest/gtest.h>
@@ -78,7 +78,8 @@ struct bsr_case {
   double density;
 };
 const bsr_case shapes[] = {{48, 96, 16, 8, 8, 0.5},   {64, 128, 32, 32, 0, 0.3}, {96, 64, 48, 16, 16, 0.6},
-                           {20, 48, 1, 16, 16, 0.4},  {16, 20, 4, 4, 4, 0.5},    {32, 64, 32, 32, 32, 0.1}};
+                           {20, 48, 1, 16, 16, 0.4},  {16, 20, 4, 4, 4, 0.5},    {32, 64, 32, 32, 32, 0.1},
+                           {12, 30, 3, 5, 5, 0.5}};  // 3 x 5: rows of 4-bit codes end mid-byte
 const std::size_t ms[] = {1, 3, 5, 17, 64};
 
 // The dense quantized matrix with the blocks' codes and scales, zero codes (and a zero scale)
@@ -104,7 +105,7 @@ quantized_matrix<Scheme> dense_values_of(const bsr_matrix<Scheme>& b) {
 }
 
 // compute::int8: against the integer definition on the dense matrix (within 1e-5 of the terms'
-// magnitudes), or refused.
+// magnitudes) on every block shape, or refused for formats without integer codes.
 template <class Scheme>
 void check_int8_path(const bsr_matrix<Scheme>& b, const std::vector<float>& x,
                      const std::vector<float>& bias, std::size_t m, const bsr_case& c) {
@@ -114,11 +115,6 @@ void check_int8_path(const bsr_matrix<Scheme>& b, const std::vector<float>& x,
     EXPECT_THROW(gemm(matrix_view<const float>(x.data(), m, c.k), b, matrix_view<float>(y.data(), m, c.n), int8),
                  lowbit::error);
   } else {
-    if (!b.vectorized()) {
-      EXPECT_THROW(gemm(matrix_view<const float>(x.data(), m, c.k), b, matrix_view<float>(y.data(), m, c.n), int8),
-                   lowbit::error);
-      return;
-    }
     const quantized_matrix<Scheme> dense = dense_values_of(b);
     int8_activations a;
     a.quantize(matrix_view<const float>(x.data(), m, c.k), b.group_size());
@@ -170,11 +166,11 @@ TYPED_TEST(bsr_test, values_round_trip_and_gemm_matches_the_dense_reference) {
   }
 }
 
-// Bit-exact on power-of-two scales (tests/common/exact_int8.hpp), on vectorized block shapes, K
-// past the integer kernel's K block, M on the one-row and the register-block kernels; every other
-// case with SmoothQuant channel scales (powers of two: x / c exact).
+// Bit-exact on power-of-two scales (tests/common/exact_int8.hpp), on panel block shapes (K past
+// the integer kernel's K block, M on the one-row and the register-block kernels) and on the row
+// kernel's (1 x 16, 4 x 4); every other case with SmoothQuant channel scales (powers of two: x / c exact).
 const bsr_case exact_shapes[] = {{64, 128, 32, 32, 0, 0.3}, {96, 64, 48, 16, 16, 0.6}, {32, 2176, 32, 64, 32, 0.5},
-                                 {32, 64, 32, 32, 32, 0.1}};
+                                 {32, 64, 32, 32, 32, 0.1}, {20, 768, 1, 16, 16, 0.4},  {16, 80, 4, 4, 4, 0.5}};
 
 TYPED_TEST(bsr_test, int8_gemm_is_exact_on_power_of_two_scales) {
   using S = TypeParam;
@@ -188,7 +184,7 @@ TYPED_TEST(bsr_test, int8_gemm_is_exact_on_power_of_two_scales) {
       quantized_matrix<S> values = pruned.values();
       set_power_of_two_scales(values);
       const bsr_matrix<S> b(pruned.structure(), values.view());
-      ASSERT_TRUE(b.vectorized()) << c.br << "x" << c.bc;
+      ASSERT_EQ(b.vectorized(), c.br % 16 == 0) << c.br << "x" << c.bc;
       const quantized_matrix<S> dense = dense_values_of(b);
       const std::vector<float> channel = power_of_two_channel_scales(c.k), bias = exact_bias(c.n);
       for (std::size_t m : {std::size_t(1), std::size_t(3), std::size_t(17)}) {
@@ -226,6 +222,15 @@ TEST(bsr, gemm_threads_and_errors) {
       gemm(matrix_view<const float>(x.data(), m, k), b, matrix_view<float>(threaded.data(), m, n), {nullptr, mode}, pool);
       EXPECT_EQ(serial, threaded) << "m=" << m;
     }
+  // The row kernels (block shapes the panels do not take) over the same executor.
+  const bsr_matrix<S> small = prune_and_quantize_blocks<S>(w.data(), n, k, k, 4, 8, 0.25, {8});
+  ASSERT_FALSE(small.vectorized());
+  for (compute mode : {compute::weight_only, compute::int8}) {
+    std::vector<float> serial(7 * n), threaded(7 * n);
+    gemm(matrix_view<const float>(x.data(), 7, k), small, matrix_view<float>(serial.data(), 7, n), {nullptr, mode});
+    gemm(matrix_view<const float>(x.data(), 7, k), small, matrix_view<float>(threaded.data(), 7, n), {nullptr, mode}, pool);
+    EXPECT_EQ(serial, threaded) << "4x8 blocks";
+  }
   std::vector<float> y(7 * n);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 7, k - 1), b, matrix_view<float>(y.data(), 7, n)), lowbit::error);
   // SmoothQuant channel scales must be positive and finite.

@@ -6,47 +6,23 @@
 ///
 /// When w.vectorized() (BR a multiple of 16, groups of whole lanes), each block row runs the dense
 /// kernels of kernels/gemm.hpp on its blocks side by side, x read block by block (block_columns):
-/// the work and the bytes are the stored blocks'. Other block shapes run a scalar loop over the
-/// blocks on every path. Same accuracy contract as the dense weight-only GEMM, against
-/// reference::gemm on bsr_to_dense.
+/// the work and the bytes are the stored blocks'. Other block shapes (1 x 16, 4 x 4, ...) run
+/// kernels/gemm_bsr_rows.hpp: a block row's blocks dequantized into a scratch, x's columns
+/// gathered, one SIMD dot product an output. Same accuracy contract as the dense weight-only GEMM,
+/// against reference::gemm on bsr_to_dense.
 #pragma once
 
 #include <cstddef>
 
 #include "../sparse/bsr_matrix.hpp"
 #include "gemm.hpp"
-#include "reference/dequantize.hpp"
+#include "gemm_bsr_rows.hpp"
 
 namespace lowbit {
 
-namespace detail {
-/// Scalar BSR: block row by block row, each output's sum per group as the SIMD kernels keep it.
-template <class Scheme>
-void gemm_bsr_scalar(const bsr_matrix<Scheme>& w, matrix_view<const float> x, std::size_t b_begin, std::size_t b_end,
-                     const gemm_output& out) {
-  const bsr_structure& s = w.structure();
-  const quantized_view<Scheme> values = w.reference_values().view();
-  const std::size_t br = s.block_rows, bc = s.block_cols, g = w.group_size();
-  for (std::size_t b = b_begin; b < b_end; ++b)
-    for (std::size_t r = 0; r < br; ++r)
-      for (std::size_t i = 0; i < x.rows; ++i) {
-        float sum = 0.0f;
-        for (std::size_t block = s.row_ptr[b]; block < s.row_ptr[b + 1]; ++block)
-          for (std::size_t k0 = 0; k0 < bc; k0 += g) {
-            float group = 0.0f;
-            for (std::size_t k = k0; k < k0 + g; ++k)
-              group += x(i, s.col_idx[block] * bc + k) * reference::dequantize_element(values, block * br + r, k);
-            sum += group;
-          }
-        const std::size_t n = b * br + r;
-        out.y[i * out.ld + n] = sum + (out.bias ? out.bias[n] : 0.0f);
-      }
-}
-}  // namespace detail
-
 /// y = x · Wᵀ + options.bias, x M x K fp32, W N x K block-sparse; shapes are checked as for dense
-/// matrices. compute::int8 (W8A8 / W4A8, integer-valued formats) runs on vectorized() matrices:
-/// x quantized per row to int8 as for the dense GEMM, the integer kernel reading it block by block.
+/// matrices. compute::int8 (W8A8 / W4A8, integer-valued formats): x quantized per row to int8 as
+/// for the dense GEMM, the integer kernel reading it block by block (any block shape).
 template <class Scheme, class Executor = serial_executor>
 void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<float> y,
           const gemm_options& options = {}, Executor&& exec = Executor{}, isa path = best_isa()) {
@@ -73,12 +49,18 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
       raise_error(std::string("gemm: compute::int8 needs integer-valued weights; ") +
                   format_traits<typename Scheme::format>::name + " is not (use compute::weight_only)");
     } else {
-      LOWBIT_CHECK(w.vectorized(), "gemm: compute::int8 on block-sparse matrices needs a vectorized block shape "
-                                   "(BR a multiple of 16, groups of whole lanes), not "
-                                       << br << " x " << s.block_cols << " with group_size=" << w.group_size());
       thread_local int8_activations reused;  // this thread's; the workers get a reference to it
       int8_activations& activations = reused;
       activations.quantize(x, w.group_size(), options.channel_scales, exec);
+      if (!w.vectorized()) {
+        const detail::bsr_rows_output out{y.data, y.ld, options.bias};
+        exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
+          dispatch(path, [&](auto tag) {
+            detail::gemm_bsr_rows_int8<decltype(tag)>(s, w.reference_values().view(), activations, b_begin, b_end, out);
+          });
+        });
+        return;
+      }
       for_block_rows([&](auto tag, const auto& panels, const gemm_output& rows, const block_columns& columns) {
         detail::gemm_int8<decltype(tag)>(panels, activations, rows, serial_executor{}, columns);
       });
@@ -87,8 +69,12 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
   }
   LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   if (!w.vectorized()) {
-    const gemm_output out{y.data, y.ld, y.cols, options.bias};
-    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) { detail::gemm_bsr_scalar(w, x, b_begin, b_end, out); });
+    const detail::bsr_rows_output out{y.data, y.ld, options.bias};
+    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
+      dispatch(path, [&](auto tag) {
+        detail::gemm_bsr_rows<decltype(tag)>(s, w.reference_values().view(), x, b_begin, b_end, out);
+      });
+    });
     return;
   }
   for_block_rows([&](auto tag, const auto& panels, const gemm_output& rows, const block_columns& columns) {
