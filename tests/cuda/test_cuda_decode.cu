@@ -493,6 +493,8 @@ void check_append_errors() {
     const uint32_t p[] = {0};
     contiguous.map_pages(0, p, 1);
   });
+  expect_error("length of sequence 3 of 3", [&] { (void)contiguous.length(3); });
+  expect_error("capacity of sequence 3 of 3", [&] { (void)contiguous.capacity(3); });
   ++cases;
   const bool unchanged = contiguous.length(0) == 20 && contiguous.length(1) == 3 && contiguous.length(2) == 0;
   if (!unchanged) ++failures;

@@ -102,10 +102,16 @@ class device_kv_cache {
 
   const kv_view<Scheme>& view() const noexcept { return view_; }
   bool paged() const noexcept { return view_.page_tokens != 0; }
-  /// Tokens sequence seq holds (the host mirror).
-  std::size_t length(std::size_t seq) const noexcept { return static_cast<std::size_t>(view_.host_lengths[seq]); }
-  /// Tokens sequence seq can hold: the capacity, or its mapped pages' tokens.
-  std::size_t capacity(std::size_t seq) const noexcept { return capacities_[seq]; }
+  /// Tokens sequence seq holds (the host mirror). Checked: seq < batch.
+  std::size_t length(std::size_t seq) const {
+    LOWBIT_CHECK(seq < view_.batch, "cuda::device_kv_cache::length: sequence " << seq << " of a batch of " << view_.batch);
+    return static_cast<std::size_t>(view_.host_lengths[seq]);
+  }
+  /// Tokens sequence seq can hold: the capacity, or its mapped pages' tokens. Checked: seq < batch.
+  std::size_t capacity(std::size_t seq) const {
+    LOWBIT_CHECK(seq < view_.batch, "cuda::device_kv_cache::capacity: sequence " << seq << " of a batch of " << view_.batch);
+    return capacities_[seq];
+  }
   /// Bytes of codes, scales and zero points that a decode over every sequence's tokens reads.
   std::size_t bytes_read() const noexcept {
     std::size_t tokens = 0;
