@@ -234,14 +234,15 @@ reference::gemm_result int8_reference(const sparse24_matrix<S>& s, const int8_ac
   return r;
 }
 
-// The int8 GEMM on every path, and on 2 threads too where M >= 64 (the VNNI tile kernels).
+// The int8 GEMM on every path, and on 2 threads too where M >= 64 (the VNNI tile kernels) when
+// `threaded`.
 template <class S, class Check>
 void for_int8_paths(const std::vector<float>& x, const sparse24_matrix<S>& s, const gemm_options& options, std::size_t m,
-                    Check&& check) {
+                    bool threaded, Check&& check) {
   const std::size_t n = s.rows(), k = s.cols();
   thread_pool pool(2);
   for (isa path : supported_isas())
-    for (int threads = 1; threads <= (m >= 64 ? 2 : 1); ++threads) {
+    for (int threads = 1; threads <= (threaded && m >= 64 ? 2 : 1); ++threads) {
       std::vector<float> y(m * n, -1.0f);
       if (threads == 1) {
         gemm(matrix_view<const float>(x.data(), m, k), s, matrix_view<float>(y.data(), m, n), options, serial_executor{},
@@ -275,7 +276,7 @@ TYPED_TEST(sparse24_test, int8_gemm_matches_the_integer_definition_on_every_path
       int8_activations a;
       a.quantize(matrix_view<const float>(x.data(), c.m, c.k), c.k);
       const reference::gemm_result ref = int8_reference(s, a, bias);
-      for_int8_paths(x, s, int8, c.m, [&](const std::vector<float>& y, const std::string& what) {
+      for_int8_paths(x, s, int8, c.m, true, [&](const std::vector<float>& y, const std::string& what) {
         for (std::size_t i = 0; i < y.size(); ++i)
           ASSERT_LE(std::fabs(double(y[i]) - ref.y[i]), 1e-5 * ref.magnitude[i] + 1e-30) << what << " output " << i;
       });
@@ -309,7 +310,7 @@ TYPED_TEST(sparse24_test, int8_gemm_is_exact_on_power_of_two_scales) {
       a.quantize(matrix_view<const float>(x.data(), c.m, c.k), c.k, c_scales);
       for (std::size_t i = 0; i < c.m; ++i) ASSERT_EQ(a.scale(i), std::ldexp(1.0f, int(i % 3) - 1)) << "row " << i;
       const reference::gemm_result ref = int8_reference(s, a, bias);
-      for_int8_paths(x, s, gemm_options{bias.data(), compute::int8, c_scales}, c.m,
+      for_int8_paths(x, s, gemm_options{bias.data(), compute::int8, c_scales}, c.m, false,
                      [&](const std::vector<float>& y, const std::string& what) {
                        expect_exact(y, ref, c.n, integer_codes<typename S::format>::value.unit,
                                     [&](std::size_t i) { return a.scale(i); }, what + (smooth ? " channel scales" : ""));
