@@ -286,6 +286,13 @@ __global__ void __launch_bounds__(WG * 128, 1)
 #endif
 }
 
+/// Blocks of a cluster that split K, for blocks_n 64-row blocks: the nearest whole number that
+/// fills the SMs (64 blocks of 132 SMs: 2; 128 blocks: 1).
+inline int sparse24_wgmma_small_splits(int blocks_n) {
+  const int sms = sm_count();
+  return blocks_n >= sms ? 1 : (sms + blocks_n / 2) / blocks_n;
+}
+
 /// The small wgmma kernel with NT tokens, WG warpgroups a block and up to Stages chunks a ring (as
 /// many as fit), K split over `splits` blocks of a cluster (0: as many as make the blocks about one
 /// an SM, at most 4); launched as clusters only where split (or `cluster`: for the benchmark).
@@ -296,10 +303,7 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
   static_assert(vecs == 1 || vecs == 2, "cuda::gemm_sparse24: the small wgmma kernel takes 4- or 8-bit integer codes");
   LOWBIT_CHECK(m >= 1 && m <= NT, "cuda::gemm_sparse24: m=" << m << " is more than the kernel's " << NT << " tokens");
   const int tiles = static_cast<int>(w.tiles()), chunks = static_cast<int>(w.chunks), blocks_n = (tiles + 3) / 4;
-  if (splits <= 0) {
-    const int sms = sm_count();
-    splits = blocks_n >= sms ? 1 : (sms + blocks_n / 2) / blocks_n;  // nearest: 64 blocks of 132 SMs split 2
-  }
+  if (splits <= 0) splits = sparse24_wgmma_small_splits(blocks_n);
   splits = splits < 1 ? 1 : splits > 4 ? 4 : splits > chunks ? chunks : splits;
   const int split_chunks = (chunks + splits - 1) / splits;
   constexpr int stages = sparse24_wgmma_small_stages<vecs, NT, WG, Stages>();
@@ -325,8 +329,8 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
 /// M <= 16, integer codes, sm_90a: the small wgmma kernel with 16 tokens (gemm_sparse24's default
 /// there) where it was measured faster than the mma.sp kernel, else false (nothing launched; also
 /// where the device has no sm_90a code). Measured on an H100 (bench_cuda_sparse24 --m16, g64, the
-/// mma.sp kernel in the same binary): where 64-row blocks fill the SMs (8192 x 8192) it is faster
-/// from M = 9 (int4 fp16 M = 12 15.8 -> 14.7 us, M = 16 17.3 -> 14.8; int8 M = 9 22.4 -> 19.5; bf16
+/// mma.sp kernel in the same binary): where 64-row blocks fill the SMs (8192 x 8192: 128 blocks,
+/// not split) it is faster from M = 9 (int4 fp16 M = 12 15.8 -> 14.7 us, M = 16 17.3 -> 14.8; int8 M = 9 22.4 -> 19.5; bf16
 /// activations alike, except int4 M = 9, 14.7 against 15.0); where K is split over a cluster
 /// (4096 x 14336) from M = 12 for int4 (M = 9 equal with fp16, 1 us slower with bf16; M = 12 17.3
 /// -> 15.9, M = 16 20.1 -> 16.0) and M = 14 for int8 (M = 12 0.3-0.7 us slower, M = 16 22.1 ->
@@ -340,7 +344,7 @@ bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24
     return false;
   } else {
     if (m > 16 || !sparse24_wgmma_usable()) return false;
-    const bool split = static_cast<int>((w.tiles() + 3) / 4) < sm_count();
+    const bool split = sparse24_wgmma_small_splits(static_cast<int>((w.tiles() + 3) / 4)) > 1;  // as the launch splits
     if (m < (!split ? 9 : vecs == 1 ? 12 : 14)) return false;
     gemm_sparse24_wgmma_small_with<16, 4, vecs == 1 ? 6 : 4>(x, m, ldx, w, y, ldy, stream);
     return true;
