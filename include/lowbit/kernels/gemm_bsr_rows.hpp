@@ -3,14 +3,15 @@
 /// or groups that are not whole lanes: 1 x 16, 4 x 4, 8 x 8 ...): one block row at a time.
 ///
 /// Weight-only: the block row's blocks are dequantized once into a BR x (blocks x BC) fp32 scratch
-/// (simd::dequantize_rows, bit-identical to the reference), each row of x has its blocks' columns
-/// gathered into one vector, and each output is one dot product of two contiguous vectors: SIMD
-/// whatever the block width. Integer (W8A8 / W4A8): the codes become (u8(code) - u8(zero)) once
+/// (simd::dequantize_rows, bit-identical to the reference), and each output is one SIMD dot
+/// product over the block row: x read in place where BC is a multiple of the vector width, else
+/// its blocks' columns gathered once per token and block row into one vector. Integer (W8A8 / W4A8): the codes become (u8(code) - u8(zero)) once
 /// per block row, stored group-transposed as x's gathered int8 codes are, so that the groups' exact
 /// dot products run side by side in the lanes; then (sum of dot * scale * unit) * x_scale.
 /// The scratch is a block row's (at most BR x K floats), never the whole matrix.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
