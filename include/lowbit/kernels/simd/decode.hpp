@@ -325,10 +325,10 @@ LOWBIT_ALWAYS_INLINE typename ops<Tag>::f32 minifloat_from_aligned(const typenam
   const f32 value = O::as_f32(bits) * f32(detail::pow2(127 - plan.bias));
   if constexpr (plan.nan == nan_rule::max_magnitude) {
     const i32 m(static_cast<int32_t>(magnitude_mask));
-    return O::as_f32(xsimd::select((t & m) == m, i32(0x7FC00000), O::as_i32(value)));
+    return O::as_f32(O::select((t & m) == m, i32(0x7FC00000), O::as_i32(value)));
   } else if constexpr (plan.nan == nan_rule::ieee) {
     const i32 m(static_cast<int32_t>(exponent_mask));
-    return O::as_f32(xsimd::select((t & m) == m, bits | i32(0x7F800000), O::as_i32(value)));
+    return O::as_f32(O::select((t & m) == m, bits | i32(0x7F800000), O::as_i32(value)));
   } else {
     return value;
   }

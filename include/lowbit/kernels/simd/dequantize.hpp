@@ -110,7 +110,7 @@ LOWBIT_ALWAYS_INLINE typename ops<Tag>::i32 bf16_bits(const typename ops<Tag>::f
   const i32 high = (x >> 16) & i32(0xFFFF);  // arithmetic shift: mask the sign copies away
   const i32 rounded = ((x + i32(0x7FFF) + (high & i32(1))) >> 16) & i32(0xFFFF);
   const auto is_nan = (x & i32(0x7FFFFFFF)) > i32(0x7F800000);
-  return xsimd::select(is_nan, high | i32(0x40), rounded);
+  return O::select(is_nan, high | i32(0x40), rounded);
 }
 
 template <class Tag>

@@ -74,6 +74,10 @@ struct ops<arch::sse42_tag> {
   static LOWBIT_ALWAYS_INLINE i32 as_i32(const f32& x) noexcept { return _mm_castps_si128(x); }
   static LOWBIT_ALWAYS_INLINE u32 as_u32(const f32& x) noexcept { return _mm_castps_si128(x); }
   static LOWBIT_ALWAYS_INLINE f32 to_f32(const i32& x) noexcept { return _mm_cvtepi32_ps(x); }
+  /// c ? a : b lane by lane (see ops_avx512::select).
+  static LOWBIT_ALWAYS_INLINE i32 select(const xsimd::batch_bool<int32_t, A>& c, const i32& a, const i32& b) noexcept {
+    return xsimd::select(c, a, b);
+  }
 
   /// 16 nibbles of 8 bytes as 16 byte indices in element order, each cleaned to 0..15.
   static LOWBIT_ALWAYS_INLINE __m128i nibble_indices(const uint8_t* p) noexcept {
@@ -171,6 +175,10 @@ struct ops<arch::avx2_tag> {
   static LOWBIT_ALWAYS_INLINE i32 as_i32(const f32& x) noexcept { return _mm256_castps_si256(x); }
   static LOWBIT_ALWAYS_INLINE u32 as_u32(const f32& x) noexcept { return _mm256_castps_si256(x); }
   static LOWBIT_ALWAYS_INLINE f32 to_f32(const i32& x) noexcept { return _mm256_cvtepi32_ps(x); }
+  /// c ? a : b lane by lane (see ops_avx512::select).
+  static LOWBIT_ALWAYS_INLINE i32 select(const xsimd::batch_bool<int32_t, A>& c, const i32& a, const i32& b) noexcept {
+    return xsimd::select(c, a, b);
+  }
 
   /// 4-bit codes of 32 elements (16 bytes) in four batches.
   static LOWBIT_ALWAYS_INLINE void unpack4(const uint8_t* p, i32 (&out)[4]) noexcept {
@@ -254,6 +262,12 @@ struct ops_avx512 {
   static LOWBIT_ALWAYS_INLINE i32 as_i32(const f32& x) noexcept { return _mm512_castps_si512(x); }
   static LOWBIT_ALWAYS_INLINE u32 as_u32(const f32& x) noexcept { return _mm512_castps_si512(x); }
   static LOWBIT_ALWAYS_INLINE f32 to_f32(const i32& x) noexcept { return _mm512_cvtepi32_ps(x); }
+  /// c ? a : b lane by lane, by the intrinsic: xsimd 8.1's avx512bw select instantiates its 8- and
+  /// 16-bit blends for 32-bit lanes too, which GCC rejects without optimization (its intrinsics
+  /// are then macros that cast their arguments).
+  static LOWBIT_ALWAYS_INLINE i32 select(const xsimd::batch_bool<int32_t, A>& c, const i32& a, const i32& b) noexcept {
+    return _mm512_mask_blend_epi32(c, b, a);
+  }
 
   /// 4-bit codes of 64 elements (32 bytes) in four batches: nibbles interleaved as bytes, widened.
   static LOWBIT_ALWAYS_INLINE void unpack4(const uint8_t* p, i32 (&out)[4]) noexcept {

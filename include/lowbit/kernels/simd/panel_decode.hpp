@@ -105,8 +105,7 @@ LOWBIT_ALWAYS_INLINE void load_panel_scales(const Scale* s, typename ops<Tag>::f
     i32 e[V];
     O::unpack8u(reinterpret_cast<const uint8_t*>(s), e);
     for (std::size_t v = 0; v < V; ++v) {
-      const i32 bits = xsimd::select(e[v] == i32(0), i32(0x00400000),
-                                     xsimd::select(e[v] == i32(255), i32(0x7FC00000), i32(e[v] << 23)));
+      const i32 bits = O::select(e[v] == i32(0), i32(0x00400000), O::select(e[v] == i32(255), i32(0x7FC00000), i32(e[v] << 23)));
       out[v] = O::as_f32(bits);
     }
   } else {
