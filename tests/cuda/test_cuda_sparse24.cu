@@ -207,6 +207,14 @@ void check_format(const char* name, unsigned& seed) {
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 3, &workspace);
       }
     }
+  // K not a multiple of 128 (the pack pads the last chunk, gemm_sparse24 copies x to a zero-padded
+  // buffer): the kernels the default picks at M = 1, 13, 16 (small), 40 (wide), 100 (tiled).
+  const shape tails[] = {{37, 200, 0}, {64, 1000, 64}, {130, 4552, 0}};
+  for (const shape& s : tails)
+    for (std::size_t m : {1, 13, 16, 40, 100}) {
+      if ((large_only && m <= 64) || (m16_only && m > 16)) continue;
+      check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);
+    }
   // M > 64: the tiled kernel.
   // (Small N and K: the float64 reference's M x N x K is most of the test's time.)
   if (m16_only) return;
@@ -475,11 +483,11 @@ void check_arguments() {
   twelve.warps = 12;
   negative_split.split_k = -1;
 
-  expect_error("K=192 (not a multiple of 128)", [&] {
-    const auto p = lb::prune24(w.data(), 16, 192, 192);
+  expect_error("int4 group_size 96 kept values (K=384)", [&] {
+    const auto p = lb::prune24(w.data(), 16, 384, 384);
     lb::quant_options g96;
     g96.group_size = 96;
-    (void)lc::pack_sparse24(lb::quantize_sparse24<int4s>(w.data(), 16, 192, 192, p, g96));
+    (void)lc::pack_sparse24(lb::quantize_sparse24<int4s>(w.data(), 16, 384, 384, p, g96));
   });
   expect_error("int8 group_size 96 kept values (K=384)", [&] {
     const auto p = lb::prune24(w.data(), 16, 384, 384);

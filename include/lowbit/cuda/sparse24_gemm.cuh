@@ -45,6 +45,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cmath>
 #include <cstdint>
@@ -97,8 +98,9 @@ class packed_sparse24;
 /// Shuffles a 2:4 matrix into the GPU layout and uploads it: kept values 4- or 8-bit integers with
 /// fp16 scales (with or without zero points), or plain (sparse24_matrix<float> or <bf16>) stored as
 /// `values` says (default: fp16 for float, bf16 for bf16), rounded to nearest here (|values| must
-/// fit fp16 when stored fp16: checked). Checked: K % 128 == 0; group size (kept values) a multiple
-/// of 64 or the whole row.
+/// fit fp16 when stored fp16: checked). Any K: the last 128-column chunk is padded (positions 0,
+/// 1, code 0; gemm_sparse24 then copies x to a zero-padded buffer). Checked: group size (kept
+/// values) a multiple of 64 or the whole row.
 template <class Scheme>
 packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w,
                                       sparse24_values values = std::is_same<Scheme, bf16>::value ? sparse24_values::bf16
@@ -127,7 +129,6 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
   const std::size_t n = w.rows(), k = w.cols(), kept = w.kept_cols();
   std::size_t g = kept;
   if constexpr (!plain) g = w.group_size();
-  LOWBIT_CHECK(k % sparse24_chunk_cols == 0, "cuda::pack_sparse24: K=" << k << " must be a multiple of 128");
   LOWBIT_CHECK(g % 64 == 0 || g >= kept,
                "cuda::pack_sparse24: group_size " << g << " (kept values) must be a multiple of 64 or the whole row");
   LOWBIT_CHECK(k < (std::size_t(1) << 22) && n < (std::size_t(1) << 30), "cuda::pack_sparse24: " << n << " x " << k << " is too large");
@@ -136,7 +137,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   pv.rows = n;
   pv.cols = k;
-  pv.chunks = k / sparse24_chunk_cols;
+  pv.chunks = (k + sparse24_chunk_cols - 1) / sparse24_chunk_cols;
   pv.chunks_per_group = g >= kept ? pv.chunks : g / 64;
   pv.bf16_values = plain && values == sparse24_values::bf16;
   const std::size_t tiles = pv.tiles();
@@ -146,8 +147,9 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
   const auto place = [&](std::size_t tile, std::size_t c, std::size_t lane, std::size_t i, std::size_t p, std::size_t e) {
     return std::make_pair(tile * tile_rows + lane / 4 + 8 * (p % 2), c * 64 + 16 * i + 2 * (lane % 4) + 8 * (p / 2) + e);
   };
-  // Visits every A fragment element of the real rows (padding rows keep 0: a zero value, or code 0
-  // times a zero scale): block (the chunk's words), lane, mma i, register p, half e, row, kept index.
+  // Visits every A fragment element of the real rows and kept values (padding rows keep 0: a zero
+  // value, or code 0 times a zero scale; padding columns meet zeros of x): block (the chunk's
+  // words), lane, mma i, register p, half e, row, kept index.
   const auto each_element = [&](auto&& visit) {
     for (std::size_t tile = 0; tile < tiles; ++tile)
       for (std::size_t c = 0; c < pv.chunks; ++c) {
@@ -157,7 +159,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
             for (std::size_t p = 0; p < 4; ++p)
               for (std::size_t e = 0; e < 2; ++e) {
                 const auto at = place(tile, c, lane, i, p, e);
-                if (at.first < n) visit(block, lane, i, p, e, at.first, at.second);
+                if (at.first < n && at.second < kept) visit(block, lane, i, p, e, at.first, at.second);
               }
       }
   };
@@ -182,7 +184,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
   } else {
     const quantized_matrix<Scheme> kept_values = w.kept_values();
     const quantized_view<Scheme> v = kept_values.view();
-    pv.groups = v.groups_per_row();
+    pv.groups = std::max<std::size_t>(v.groups_per_row(), (pv.chunks + pv.chunks_per_group - 1) / pv.chunks_per_group);
     each_element([&](uint32_t* block, std::size_t lane, std::size_t i, std::size_t p, std::size_t e, std::size_t row,
                      std::size_t j) {
       const uint32_t code = gs::bias_code(v.code(row, j));
@@ -195,7 +197,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
     });
     scales.assign(tiles * pv.groups * tile_rows, 0);
     for (std::size_t row = 0; row < n; ++row)
-      for (std::size_t grp = 0; grp < pv.groups; ++grp) {
+      for (std::size_t grp = 0; grp < v.groups_per_row(); ++grp) {
         const uint16_t scale = v.row_scales(row)[grp].bits;
         unsigned zero = gs::bias_code(0);
         if constexpr (Scheme::has_zero) zero = gs::bias_code(v.row_zeros(row)[grp]);
@@ -203,6 +205,7 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
         scales[((row / tile_rows) * pv.groups + grp) * tile_rows + row % tile_rows] = scale | (uint32_t(bias) << 16);
       }
   }
+  const std::size_t position_groups = sparse24_positions::groups_of(k);
   for (std::size_t tile = 0; tile < tiles; ++tile)
     for (std::size_t c = 0; c < pv.chunks; ++c) {
       uint32_t* mblock = meta.data() + (tile * pv.chunks + c) * 64;
@@ -214,8 +217,10 @@ packed_sparse24<Scheme> pack_sparse24(const sparse24_matrix<Scheme>& w, sparse24
               const std::size_t row = tile * tile_rows + entry / 2 + 8 * half;
               // Group of 4 dense columns: chunk c, mma i, the lane's half s = entry % 2, group q of 4.
               const std::size_t grp = c * 32 + 8 * i + 4 * (entry % 2) + q;
-              // Padding rows: positions 0, 1 (the metadata must name two distinct positions).
-              const unsigned nibble = row < n ? (w.position(row, 2 * grp) | (w.position(row, 2 * grp + 1) << 2)) : 0x4u;
+              // Padding rows and columns: positions 0, 1 (the metadata must name two distinct positions).
+              const unsigned nibble = row < n && grp < position_groups
+                                          ? (w.position(row, 2 * grp) | (w.position(row, 2 * grp + 1) << 2))
+                                          : 0x4u;
               word |= uint32_t(nibble) << (16 * half + 4 * q);
             }
           mblock[entry * 4 + i] = word;
@@ -735,7 +740,8 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
 /// or bf16 (T = __half or __nv_bfloat16) in and out, on `stream` (asynchronous). Integer codes are
 /// dequantized to T's type; plain values must have been packed as T (sparse24_values).
 /// Checked: 1 <= m <= 2^24; x 16-byte aligned with ldx >= K, ldx % 8 == 0 (the activations are
-/// copied in 16-byte pieces); ldy >= N. m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
+/// copied in 16-byte pieces); ldy >= N. K not a multiple of 128: x is first copied to a
+/// zero-padded buffer (cudaMallocAsync, two async copies on `stream`). m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
 /// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
 /// does); m = 9..16 with integer codes, both 0 (the default), on sm_90a: the wgmma.sp kernel
 /// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 12 / 14 for int4 / int8 where its
@@ -760,6 +766,25 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
                "cuda::gemm_sparse24: ldx=" << ldx << " must be >= K=" << w.cols << " and a multiple of 8");
   LOWBIT_CHECK(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, "cuda::gemm_sparse24: x must be 16-byte aligned");
   LOWBIT_CHECK(ldy >= w.rows, "cuda::gemm_sparse24: ldy=" << ldy << " must be >= N=" << w.rows);
+  // K not a multiple of 128: the kernels read whole chunks of x, so x goes through a zero-padded
+  // copy (stream-ordered scratch; two copies of m x K, small beside the weights).
+  const std::size_t padded_k = w.chunks * sparse24_chunk_cols;
+  void* scratch = nullptr;
+  if (padded_k != w.cols) {
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch, m * padded_k * sizeof(T), stream));
+  }
+  struct give_back {  // the scratch, in stream order, also on a throw
+    void* p;
+    cudaStream_t s;
+    ~give_back() { if (p) cudaFreeAsync(p, s); }
+  } scratch_owner{scratch, stream};
+  if (scratch) {
+    const std::size_t row = padded_k * sizeof(T), used = w.cols * sizeof(T);
+    LOWBIT_CUDA_CHECK(cudaMemset2DAsync(static_cast<char*>(scratch) + used, row, 0, row - used, m, stream));
+    LOWBIT_CUDA_CHECK(cudaMemcpy2DAsync(scratch, row, x, ldx * sizeof(T), used, m, cudaMemcpyDeviceToDevice, stream));
+    x = static_cast<const T*>(scratch);
+    ldx = padded_k;
+  }
   const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
   if (m > 64) {
     detail::gemm_sparse24_large(x, mi, lx, w, y, ly, stream, options);
