@@ -44,6 +44,13 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
       }
     });
   };
+  // Block shapes the panels do not take: the row kernels (gemm_bsr_rows.hpp) over the executor.
+  const auto for_row_kernel = [&](auto&& kernel) {
+    const detail::bsr_rows_output out{y.data, y.ld, options.bias};
+    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
+      dispatch(path, [&](auto tag) { kernel(tag, w.reference_values().view(), b_begin, b_end, out); });
+    });
+  };
   if (options.mode == compute::int8) {
     if constexpr (!has_integer_path<typename Scheme::format>) {
       raise_error(std::string("gemm: compute::int8 needs integer-valued weights; ") +
@@ -53,11 +60,8 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
       int8_activations& activations = reused;
       activations.quantize(x, w.group_size(), options.channel_scales, exec);
       if (!w.vectorized()) {
-        const detail::bsr_rows_output out{y.data, y.ld, options.bias};
-        exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
-          dispatch(path, [&](auto tag) {
-            detail::gemm_bsr_rows_int8<decltype(tag)>(s, w.reference_values().view(), activations, b_begin, b_end, out);
-          });
+        for_row_kernel([&](auto tag, const auto& values, std::size_t b_begin, std::size_t b_end, const auto& out) {
+          detail::gemm_bsr_rows_int8<decltype(tag)>(s, values, activations, b_begin, b_end, out);
         });
         return;
       }
@@ -69,11 +73,8 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
   }
   LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   if (!w.vectorized()) {
-    const detail::bsr_rows_output out{y.data, y.ld, options.bias};
-    exec(s.block_row_count(), [&](std::size_t b_begin, std::size_t b_end) {
-      dispatch(path, [&](auto tag) {
-        detail::gemm_bsr_rows<decltype(tag)>(s, w.reference_values().view(), x, b_begin, b_end, out);
-      });
+    for_row_kernel([&](auto tag, const auto& values, std::size_t b_begin, std::size_t b_end, const auto& out) {
+      detail::gemm_bsr_rows<decltype(tag)>(s, values, x, b_begin, b_end, out);
     });
     return;
   }

@@ -35,6 +35,19 @@ struct bsr_rows_output {
   const float* bias;
 };
 
+#if defined(LOWBIT_COMPILED_SSE42)
+/// The sum of a batch's lanes (xsimd 8 calls it hadd, later ones reduce_add: written out).
+template <class Tag>
+float sum_lanes(const typename simd::ops<Tag>::f32& v) noexcept {
+  constexpr std::size_t W = simd::ops<Tag>::lanes;
+  alignas(64) float lanes[W];
+  v.store_aligned(lanes);
+  float s = 0.0f;
+  for (std::size_t l = 0; l < W; ++l) s += lanes[l];
+  return s;
+}
+#endif
+
 /// sum a[i] * b[i] over i < n, any n (the tail in scalar).
 template <class Tag>
 float dot_any(const float* a, const float* b, std::size_t n) noexcept {
@@ -50,9 +63,7 @@ float dot_any(const float* a, const float* b, std::size_t n) noexcept {
       acc1 = xsimd::fma(f32::load_unaligned(a + i + W), f32::load_unaligned(b + i + W), acc1);
     }
     for (; i + W <= n; i += W) acc0 = xsimd::fma(f32::load_unaligned(a + i), f32::load_unaligned(b + i), acc0);
-    alignas(64) float lanes[W];
-    (acc0 + acc1).store_aligned(lanes);
-    for (std::size_t l = 0; l < W; ++l) s += lanes[l];
+    s = sum_lanes<Tag>(acc0 + acc1);
   }
 #endif
   for (; i < n; ++i) s += a[i] * b[i];
@@ -78,9 +89,7 @@ float dot_blocks(const float* w, const float* x, const uint32_t* cols, std::size
       }
       if (k < bc) acc0 = xsimd::fma(f32::load_unaligned(wi + k), f32::load_unaligned(xi + k), acc0);
     }
-    alignas(64) float lanes[W];
-    (acc0 + acc1).store_aligned(lanes);
-    for (std::size_t l = 0; l < W; ++l) s += lanes[l];
+    s = sum_lanes<Tag>(acc0 + acc1);
     return s;
   }
 #endif
@@ -181,9 +190,7 @@ float group_dots(const float* w, const float* x, const float* scales, std::size_
         dot = xsimd::fma(f32::load_unaligned(w + k * groups + j), f32::load_unaligned(x + k * groups + j), dot);
       total = xsimd::fma(dot, f32::load_unaligned(scales + j), total);
     }
-    alignas(64) float lanes[W];
-    total.store_aligned(lanes);
-    for (std::size_t l = 0; l < W; ++l) s += lanes[l];
+    s = sum_lanes<Tag>(total);
   }
 #endif
   for (; j < groups; ++j) {
