@@ -7,14 +7,17 @@
 // CUDA events around 200 launches, median of 7 runs; launches rotate over copies of the weights
 // totalling > 200 MB (4x the H100's L2), so the numbers are HBM streaming.
 // M > 64 (sparse24_gemm_large.cuh; plain values on sm_90a: the wgmma.sp kernel,
-// sparse24_gemm_wgmma.cuh): M = 128 .. 4096 on the same shapes, fp16 and bf16 plain values and int4
+// sparse24_gemm_wgmma.cuh): M = 128 .. 4096 on the same shapes and 14336 x 4096, fp16 and bf16 plain values and int4
 // codes, fp16 and bf16 activations, TFLOP/s counted as dense (2 M N K), against cuBLAS dense of the
 // same activations and lowbit's dense int4 (where cuda::gemm takes M > 64); plain values also with
-// wgmma at 256 / 128 tokens a block and the mma.sp tiled kernel (the default first); 20 launches
+// the clustered wgmma kernel (columns of 8 / 16 weight blocks), wgmma at 256 / 128 tokens a block, the
+// previous default and the mma.sp tiled
+// kernel (the default first; see bench_large); 20 launches
 // (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Then (first) W8A8: see bench_int8.
-// Usage: bench_cuda_sparse24 [--quick] [--large | --small | --int8 | --m16 | --profile] (--large: only M > 64;
+// Usage: bench_cuda_sparse24 [--quick] [--large | --plain | --small | --int8 | --m16 | --profile] (--large: only M > 64;
+// --plain: only M > 64 with plain fp16 / bf16 values;
 // --small: only M <= 64; --int8: only W8A8; --m16: only the M <= 16 kernels' comparison (first in a full run);
 // --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
 #include <cublasLt.h>
@@ -38,6 +41,7 @@ namespace lb = lowbit;
 using sym4 = lb::scheme<lb::int4, lb::fp16>;
 using sym8 = lb::scheme<lb::int8, lb::fp16>;
 int iterations = 200, repeats = 7;
+bool plain_only = false;  // --plain: M > 64 with plain fp16 / bf16 values only (no int4 rows)
 struct row { std::string format, act; std::size_t n, k, m; double us, dense, cublas, bytes; };
 std::vector<row> rows;
 
@@ -113,9 +117,15 @@ struct is_wgmma<wgmma_shape<BN, Stages>> : std::true_type {};
 struct cluster_shape {};  // the clustered wgmma kernel (x by TMA multicast)
 template <>
 struct is_wgmma<cluster_shape> : std::true_type {};
+struct cluster_column16_shape {};  // the clustered kernel with its blocks in columns of 16 weight blocks (default 8)
+template <>
+struct is_wgmma<cluster_column16_shape> : std::true_type {};
 struct cluster128_shape {};  // the clustered kernel with 128 tokens a block
 template <>
 struct is_wgmma<cluster128_shape> : std::true_type {};
+struct previous_default {};  // the M > 64 default before 2026-11-27 12:00 UTC (clustered only where 256-token blocks fill 3/4 of the SMs, never split)
+template <>
+struct is_wgmma<previous_default> : std::true_type {};
 
 // M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
 // -1 where the device has no wgmma code.
@@ -132,13 +142,27 @@ double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_
         if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
         else if constexpr (std::is_same<Shape, cluster128_shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr,
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr, o,
                                                                    std::integral_constant<int, 128>{}))
               std::exit(3);
           }
-        } else if constexpr (std::is_same<Shape, cluster_shape>::value) {
+        } else if constexpr (std::is_same<Shape, cluster_shape>::value || std::is_same<Shape, cluster_column16_shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr)) std::exit(3);
+            const int column = std::is_same<Shape, cluster_column16_shape>::value ? 16 : 8;
+            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, o,
+                                                                   std::integral_constant<int, 256>{}, column))
+              std::exit(3);
+          }
+        } else if constexpr (std::is_same<Shape, previous_default>::value) {
+          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
+            const std::size_t blocks_256 = (v.tiles() + 7) / 8 * ((m + 255) / 256);
+            lb::cuda::gemm_options one = o;
+            one.split_k = 1;
+            if (4 * blocks_256 >= 3 * std::size_t(lb::cuda::detail::sm_count())) {
+              if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, one,
+                                                                     std::integral_constant<int, 256>{}, 8))
+                std::exit(3);
+            } else lb::cuda::detail::gemm_sparse24_wgmma_with<128, 6>(x, int(m), k, v, y, n, nullptr, o);
           }
         } else if constexpr (is_wgmma<Shape>::value) {
           if constexpr (lb::cuda::packed_sparse24_view<S>::plain) lb::cuda::detail::gemm_sparse24_wgmma_with<std::is_same<Shape, wgmma_shape<256, 5>>::value ? 256 : 128,
@@ -250,7 +274,7 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
   using bf = __nv_bfloat16;
   namespace lc = lb::cuda;
   struct shape { std::size_t n, k; };
-  const shape shapes[] = {{8192, 8192}, {4096, 14336}};
+  const shape shapes[] = {{8192, 8192}, {4096, 14336}, {14336, 4096}};
   const std::size_t ms[] = {128, 256, 512, 1024, 2048, 4096}, max_m = 4096;
   std::uniform_int_distribution<int> byte(0, 255);
   lc::gemm_workspace workspace;
@@ -297,7 +321,7 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
                                   xb, CUDA_R_16BF, int(s.k), &beta, yb, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       }, its, 5, 3);
       double dense4 = -1.0;  // lowbit's dense int4 kernel, where cuda::gemm takes M > 64
-      try {
+      if (!plain_only) try {
         dense4 = bench_cuda::time_us([&](int i) {
           lc::gemm(x, m, s.k, d4s[static_cast<std::size_t>(i) % d4s.size()], y, s.n, nullptr, o);
         }, its, 5, 3);
@@ -317,22 +341,32 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
                     flop / us * 1e-6, other.empty() ? "-" : other.c_str(), d, peer, flop / peer * 1e-6, peer / us);
         std::fflush(stdout);
       };
-      // Plain values: the default (wgmma.sp on sm_90a), then wgmma with 256 / 128 tokens a block,
-      // the mma.sp tiled kernel's default shape, the clustered wgmma kernel (x by TMA multicast), the
-      // clustered kernel with 128 tokens a block.
+      // Plain values: the default (wgmma.sp on sm_90a), then the clustered kernel (x by TMA
+      // multicast; K split by default where its blocks are fewer than the SMs) with its blocks in
+      // columns of 8 (its default) and 16 weight blocks, the unclustered wgmma kernel with 128 tokens
+      // a block, the previous default (previous_default), the default again (the spread within one
+      // run); with --large also the unclustered wgmma kernel with 256 tokens, the mma.sp tiled
+      // kernel's default shape and the clustered kernel with 128 tokens a block.
       using lc::detail::sparse24_large_default;
-      line("fp16 values", "fp16", time_large<void>(x, m, hs, y, its, o),
-           {time_large<wgmma_shape<256, 5>>(x, m, hs, y, its, o), time_large<wgmma_shape<128, 6>>(x, m, hs, y, its, o),
-            time_large<sparse24_large_default<4>>(x, m, hs, y, its, o), time_large<cluster_shape>(x, m, hs, y, its, o),
-            time_large<cluster128_shape>(x, m, hs, y, its, o)},
-           cublas, -1.0);
-      line("bf16 values", "bf16", time_large<void>(xb, m, bs, yb, its, o),
-           {time_large<wgmma_shape<256, 5>>(xb, m, bs, yb, its, o), time_large<wgmma_shape<128, 6>>(xb, m, bs, yb, its, o),
-            time_large<sparse24_large_default<4>>(xb, m, bs, yb, its, o), time_large<cluster_shape>(xb, m, bs, yb, its, o),
-            time_large<cluster128_shape>(xb, m, bs, yb, its, o)},
-           cublas_bf, -1.0);
-      line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
-      line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);
+      const auto plain_line = [&](const char* kind, const char* act, auto* xx, const auto& views, auto* yy, double peer) {
+        const double first = time_large<void>(xx, m, views, yy, its, o);
+        std::vector<double> others = {
+            time_large<cluster_shape>(xx, m, views, yy, its, o), time_large<cluster_column16_shape>(xx, m, views, yy, its, o),
+            time_large<wgmma_shape<128, 6>>(xx, m, views, yy, its, o), time_large<previous_default>(xx, m, views, yy, its, o),
+            time_large<void>(xx, m, views, yy, its, o)};
+        if (!plain_only) {
+          others.push_back(time_large<wgmma_shape<256, 5>>(xx, m, views, yy, its, o));
+          others.push_back(time_large<sparse24_large_default<4>>(xx, m, views, yy, its, o));
+          others.push_back(time_large<cluster128_shape>(xx, m, views, yy, its, o));
+        }
+        line(kind, act, first, others, peer, -1.0);
+      };
+      plain_line("fp16 values", "fp16", x, hs, y, cublas);
+      plain_line("bf16 values", "bf16", xb, bs, yb, cublas_bf);
+      if (!plain_only) {
+        line("int4", "fp16", time_large<void>(x, m, s4s, y, its, o), {}, cublas, dense4);
+        line("int4", "bf16", time_large<void>(xb, m, s4s, yb, its, o), {}, cublas_bf, -1.0);
+      }
     }
     for (void* p : owned) cudaFree(p);
     cudaFree(w);
@@ -621,6 +655,7 @@ int main(int argc, char** argv) {
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--quick") == 0) iterations = 20, repeats = 3;
     else if (std::strcmp(argv[a], "--large") == 0) small = int8 = small_wgmma = false;
+    else if (std::strcmp(argv[a], "--plain") == 0) small = int8 = small_wgmma = false, plain_only = true;
     else if (std::strcmp(argv[a], "--small") == 0) large = int8 = small_wgmma = false;
     else if (std::strcmp(argv[a], "--int8") == 0) large = small = small_wgmma = false, int8 = true;
     else if (std::strcmp(argv[a], "--m16") == 0) large = small = int8 = false;

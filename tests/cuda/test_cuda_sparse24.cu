@@ -12,8 +12,11 @@
 // blocks), not split, and 2 splits on the workspace; plain values also on each M > 64 path (the
 // sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, its
 // clustered variant with x by TMA multicast (256 and 128 tokens a block; also K = 256: fewer steps
-// than stages), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513; then the
-// argument checks (lowbit::error).
+// than stages; not split, 3 splits of K on the workspace (the last split shorter) and 2 without;
+// its blocks in columns of 8 and 16 weight blocks), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513 (the default at M > 128
+// is the clustered kernel with K split where its blocks are few: every M > 128 default case here;
+// also K = 1000, M = 300: x padded; N = 2200, K = 256, M = 300: several columns of the block order);
+// then the argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
 // Integer codes at M <= 16 on sm_90a: the default is the small wgmma.sp kernel where it is faster
@@ -72,10 +75,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
   // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
-  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block. Integer codes, M <= 16:
-  // 6 / 7 the small wgmma.sp kernel (the default's shape) with K not split / split over a cluster
-  // of 3 blocks, 8 the mma.sp kernel's default block shape.
-  if (path == 1 || path == 2 || (path >= 4 && path <= 7)) {
+  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block, 9 the clustered kernel
+  // with its blocks in columns of 16 weight blocks (default 8). Integer codes, M <= 16: 6 / 7 the
+  // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
+  // blocks, 8 the mma.sp kernel's default block shape.
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -114,9 +118,12 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       if (path == 1) ld::gemm_sparse24_wgmma_with<256, 5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 2) ld::gemm_sparse24_wgmma_with<128, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 3) ld::gemm_sparse24_large_with<ld::sparse24_large_default<4>>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
-      else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr))
+      else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr,
+      else if (path == 9 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
+                                                                 std::integral_constant<int, 256>{}, 16))
+        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
+      else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
                                                                  std::integral_constant<int, 128>{}))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
     }
@@ -238,9 +245,17 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 520, 2048, 0, 129, 0, 0, seed++, 1, nullptr, 2);
     check_case<Scheme, T>(name, 130, 1024, 0, 300, 0, 0, seed++, 3, &workspace, 2);
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 3);
-    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 4);
-    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 0, nullptr, 4);
-    check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 1, nullptr, 4);
+    check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 1, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 3, &workspace, 4);  // split K: uneven last split
+    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 2, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 9);
+    check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 3, &workspace, 9);
+    check_case<Scheme, T>(name, 200, 256, 0, 300, 0, 0, seed++, 0, nullptr, 9);  // fewer steps than stages, split
+    check_case<Scheme, T>(name, 2200, 256, 0, 300, 0, 0, seed++);  // 18 weight blocks: columns of 8, 8, 2 (the default)
+    check_case<Scheme, T>(name, 2200, 256, 0, 300, 0, 0, seed++, 0, nullptr, 9);  // columns of 16 + 2
+    check_case<Scheme, T>(name, 130, 1000, 0, 300, 0, 0, seed++);  // the default (clustered, split) on padded x
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 5);
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 5);
   }

@@ -21,8 +21,9 @@
 /// step ends waiting for all but its own group), loads its A fragments (double-buffered in
 /// registers across steps), and issues 2 wgmmas as one group. Outputs are stored (clipped at M and
 /// N) as the wide kernels store them; K split as they split it (BN = 128 only).
-/// Where 256-token blocks fill the SMs the default is the clustered kernel (sparse24_wgmma_cluster_kernel:
-/// 2 blocks on adjacent weight rows share x by TMA multicast, halving x's reads from L2); the
+/// At M > 128 the default is the clustered kernel (sparse24_wgmma_cluster_kernel: 2 blocks on
+/// adjacent weight rows share x by TMA multicast, halving x's reads from L2), K split over blocks
+/// where its 256-token blocks are fewer than the SMs (store_wgmma_split adds the splits); the
 /// clustered kernel with 128 tokens is correct but slower, kept for the benchmark. (A variant with
 /// every copy on the copy engine, 30-45% slower, was removed: docs/cuda-gemm-notes.md.)
 /// The kernels' bodies exist only where compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the host
@@ -110,6 +111,52 @@ __device__ __forceinline__ void fence_a_operand(uint32_t (&a)[2][4], uint32_t (&
 #pragma unroll
     for (int p = 0; p < 4; ++p) fence_register(a[kk][p]);
     fence_register(meta[kk]);
+  }
+}
+
+/// A block's sums stored to y (store_wgmma_sums); K split over gridDim.y blocks (blockIdx.x the
+/// output block): each block writes its BN / 2 sums a thread to `partials` (one float4 a thread and
+/// 8-token column: coalesced 16-byte stores), and the last of the set (the threadfence-reduction
+/// pattern, as wide_store) adds the splits in order 0, 1, ... eight columns at a time (8 loads in
+/// flight a split: no second array of BN / 2 sums) and stores. Called by every thread of the block.
+template <int BN, class T>
+__device__ __forceinline__ void store_wgmma_split(const float (&acc)[BN / 8][1][4], float* __restrict__ partials,
+                                                  unsigned* __restrict__ counters, int row0, int tok0, int g, int t, int n,
+                                                  int m, T* __restrict__ y, int ldy) {
+  const int split = static_cast<int>(blockIdx.y), splits = static_cast<int>(gridDim.y);
+  if (splits == 1) {
+    store_wgmma_sums<BN>(acc, row0, tok0, g, t, n, m, y, ldy);
+    return;
+  }
+  const auto slot = [&](int s) {
+    return reinterpret_cast<float4*>(partials) + ((std::size_t)blockIdx.x * splits + s) * (BN / 8) * 256 + threadIdx.x;
+  };
+  float4* mine = slot(split);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) __stcg(mine + j * 256, make_float4(acc[j][0][0], acc[j][0][1], acc[j][0][2], acc[j][0][3]));
+  __threadfence();
+  __syncthreads();
+  __shared__ int last_block;
+  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
+  constexpr int batch = 8;
+#pragma unroll
+  for (int j0 = 0; j0 < BN / 8; j0 += batch) {
+    float sum[batch][1][4] = {};
+#pragma unroll 1
+    for (int s = 0; s < splits; ++s) {  // this block's own split too: it reads back what it wrote
+      float4 v[batch];
+      const float4* other = slot(s);
+#pragma unroll
+      for (int j = 0; j < batch; ++j) v[j] = __ldcg(other + (j0 + j) * 256);
+#pragma unroll
+      for (int j = 0; j < batch; ++j)
+        sum[j][0][0] += v[j].x, sum[j][0][1] += v[j].y, sum[j][0][2] += v[j].z, sum[j][0][3] += v[j].w;
+    }
+    store_wgmma_sums<batch * 8>(sum, row0, tok0 + j0 * 8, g, t, n, m, y, ldy);
   }
 }
 
@@ -247,20 +294,22 @@ void gemm_sparse24_wgmma_with(const T* x, int m, int ldx, const packed_sparse24_
 /// from L2 at M >= 1024 on an H100: the x re-reads bound it). The weights stay on cp.async (each
 /// block its own rows). Stage s's x lands on full[s % Stages] (32 KB of transactions: both halves);
 /// before a block multicasts into a stage it waits on its empty barrier, which each block of the
-/// cluster arrives at (remotely) once its own wgmmas of that stage are done.
+/// cluster arrives at (remotely) once its own wgmmas of that stage are done. K may be split over
+/// gridDim.y (store_wgmma_split adds the splits).
 template <int BN, int Stages>
 struct sparse24_wgmma_cluster_layout {
   using ring = sparse24_wgmma_layout<BN, Stages>;
   static constexpr unsigned barriers_at = Stages * ring::stage_bytes;  // from the aligned start
   static constexpr std::size_t bytes = std::size_t(barriers_at) + 16u * Stages + 1024u;
-  static_assert(bytes <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");
+  static_assert(bytes + 16u <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");  // + the split store's flag
 };
 
 template <class T, int BN, int Stages>
 __global__ void __launch_bounds__(256, 1)
     sparse24_wgmma_cluster_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
                                   const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
-                                  T* __restrict__ y, int ldy) {
+                                  int column, int split_chunks, float* __restrict__ partials,
+                                  unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using ring_layout = sparse24_wgmma_layout<BN, Stages>;
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
@@ -269,13 +318,13 @@ __global__ void __launch_bounds__(256, 1)
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const unsigned rank = cluster_rank();
-  constexpr int column = 8;  // blocks_n is even: the two blocks of a cluster share mb
+  // Columns of `column` weight blocks (even, as blocks_n: the two blocks of a cluster share mb).
   const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
   const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
   const int width = min(column, blocks_n - col * column);
   const int nb = col * column + within % width, mb = within / width;
   const int tile0 = nb * 8, m0 = mb * BN;
-  const int steps = 2 * chunks;
+  const int c0 = static_cast<int>(blockIdx.y) * split_chunks, steps = 2 * min(chunks - c0, split_chunks);  // half chunks
 
   const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
   const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
@@ -290,7 +339,7 @@ __global__ void __launch_bounds__(256, 1)
 
   const auto issue = [&](int step) {  // always commits a cp.async group (empty past the end)
     if (step < steps) {
-      const int c = step >> 1, h = step & 1, slot = step % Stages;
+      const int c = c0 + (step >> 1), h = step & 1, slot = step % Stages;
       const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
       if (threadIdx.x == 0) {
         if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
@@ -342,10 +391,11 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
-  store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
-  cluster_sync();  // no block leaves while its peer may still arrive at its barriers
+  cluster_sync();  // no block leaves (or returns early in the split store) while its peer may still arrive at its barriers
+  store_wgmma_split<BN>(acc, partials, counters, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
 #else
-  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)y, (void)ldy;
+  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)column;
+  (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
 #endif
 }
 
@@ -364,10 +414,14 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-/// The clustered kernel; false (nothing launched) where the tensor map cannot be made.
+/// The clustered kernel; false (nothing launched) where the tensor map cannot be made. K split as
+/// options.split_k says (0: where the output blocks are fewer than the SMs, about one block an SM;
+/// store_wgmma_split adds the splits); blocks in columns of `column` weight blocks (even).
 template <int Stages, class Scheme, class T, int BN = 256>
 bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
-                                 cudaStream_t stream, std::integral_constant<int, BN> = {}) {
+                                 cudaStream_t stream, const gemm_options& options, std::integral_constant<int, BN> = {},
+                                 int column = 8) {
+  LOWBIT_CHECK(column >= 2 && column % 2 == 0, "cuda::gemm_sparse24: column=" << column << " must be even and >= 2");
   static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
   const auto encode = tensor_map_encoder();
   if (!encode) return false;
@@ -384,11 +438,13 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;
   LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31),
                "cuda::gemm_sparse24: m=" << m << " by N=" << w.rows << " is too many blocks");
+  const int blocks = static_cast<int>(blocks_n * blocks_m);
+  const wide_split split("cuda::gemm_sparse24", chunks, blocks, 1, std::size_t(128) * BN, options, stream);
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
   const auto kernel = sparse24_wgmma_cluster_kernel<T, BN, Stages>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(blocks_n * blocks_m));
+  config.gridDim = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(split.splits));
   config.blockDim = dim3(256);
   config.dynamicSmemBytes = layout::bytes;
   config.stream = stream;
@@ -398,26 +454,33 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   config.attrs = &attribute;
   config.numAttrs = 1;
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, map, m, w.codes, w.metadata, n, static_cast<int>(w.tiles()), chunks,
-                                       static_cast<int>(blocks_n), y, ldy));
+                                       static_cast<int>(blocks_n), column, split.split_chunks, split.partials, split.counters,
+                                       y, ldy));
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   return true;
 }
 
-/// The default: 256 tokens a block, clustered (x by TMA multicast), where that gives at least 3/4 of
-/// a block an SM, else 128 unclustered (K split when even those are fewer than the SMs). The
-/// clustered kernel with 128 tokens was slower than the unclustered one where it would be chosen
-/// (H100, 8192² M = 256: 88 against 65 µs; 4096 x 14336 M = 512: 148 against 109). Unclustered, 256
-/// tokens against 128 (H100, fp16 values): 8192² M = 512 (128 blocks of 256) 99 against 144 µs,
-/// 4096 x 14336 M = 1024 180 against 228; M = 256 (64 blocks of 256) 97 against 65.
+/// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast), K split where those
+/// blocks are fewer than the SMs (8192 x 8192 M = 256: 64 output blocks x 2 splits; 4096 x 14336
+/// M = 256 / 512: 32 / 64 x 4 / 2), where the previous rule ran unclustered 128-token blocks (H100,
+/// fp16 values, 2026-11-27: 4096 x 14336 M = 512 116-118 -> 99-107 us, M = 256 64 -> 60-63; 8192²
+/// M = 256 66-68 -> 63-67; docs/cuda-gemm-notes.md). M <= 128: 128 tokens unclustered, K split where
+/// even those are fewer than the SMs: a 256-token block would be half empty (14336 x 4096 M = 128,
+/// whose 112 blocks the previous rule clustered: 73-74 against 36 us). The clustered kernel with 128
+/// tokens was slower than the unclustered one (H100, 8192² M = 256: 88 against 65 us; 4096 x 14336
+/// M = 512: 148 against 109).
 template <class Scheme, class T>
 void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options) {
-  const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
-  if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {
-    if (!gemm_sparse24_wgmma_cluster<5>(x, m, ldx, w, y, ldy, stream))  // x by TMA multicast
+  if (m > 128) {
+    if (gemm_sparse24_wgmma_cluster<5>(x, m, ldx, w, y, ldy, stream, options)) return;  // x by TMA multicast
+    const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
+    if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {  // no tensor map encoder
       gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
-  } else
-    gemm_sparse24_wgmma_with<128, 6>(x, m, ldx, w, y, ldy, stream, options);
+      return;
+    }
+  }
+  gemm_sparse24_wgmma_with<128, 6>(x, m, ldx, w, y, ldy, stream, options);
 }
 
 }  // namespace detail
