@@ -10,8 +10,8 @@
 // shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
-// and case. Usage: lowbit_test_cuda [seed] [large] (large: only the M > 64 cases, e.g. under
-// compute-sanitizer).
+// and case. Usage: lowbit_test_cuda [seed] [large | wgmma] (large: only the M > 64 cases and the
+// wgmma kernel's direct ones; wgmma: only the latter, M <= 64; e.g. under compute-sanitizer).
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
@@ -40,6 +40,7 @@ namespace {
 
 int failures = 0, cases = 0;
 bool large_only = false;  // only the M > 64 cases
+bool wgmma_only = false;  // only the wgmma kernel's direct cases at M <= 64
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -142,6 +143,7 @@ void check_format(const char* name, unsigned& seed) {
                                 {48, 1000, mx ? 32u : 64u}};
   int turn = 0;
   for (std::size_t m : {65, 80, 128, 129, 200, 257, 300, 513, 1000}) {
+    if (wgmma_only) break;
     for (int i = 0; i < 2; ++i, ++turn) {
       const shape& s = large_shapes[turn % 4];
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
@@ -166,7 +168,7 @@ void check_format(const char* name, unsigned& seed) {
     const shape& s = large_shapes[turn++ % 4];
     check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, m == 40 ? 3 : 1, &workspace, 64);
   }
-  if (large_only) return;
+  if (large_only || wgmma_only) return;
   for (const shape& s : shapes)
     for (std::size_t m : {1, 3, 8, 9, 16}) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);  // the default block shape
@@ -205,6 +207,7 @@ void check_format(const char* name, unsigned& seed) {
 int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
   large_only = argc > 2 && std::string(argv[2]) == "large";
+  wgmma_only = argc > 2 && std::string(argv[2]) == "wgmma";
   std::printf("lowbit CUDA gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   try {

@@ -25,7 +25,7 @@
 /// M = 17..64 runs a second kernel (gemm_wide_kernel) on the same layout and helpers: its warps
 /// split N and share each chunk of x from shared memory, its blocks split K (fp32 partials summed
 /// by each split set's last block), so the numerics are the same. On sm_90a M = 33..64 (not MXFP4,
-/// options.warps 0) takes the M > 64 wgmma kernel with 64-token blocks instead (1.2x faster at M = 64
+/// options.warps 0) takes the M > 64 wgmma kernel with 64-token blocks instead (1.3x faster at M = 64
 /// on an H100; its scale folded into the weights: one more rounding, inside the same tolerance).
 #pragma once
 

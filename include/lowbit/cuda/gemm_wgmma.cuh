@@ -21,14 +21,17 @@
 /// unit power of two first, so that nothing overflows or underflows): one more fp16 / bf16
 /// rounding of each weight than the mma.sync kernels (whose fp32 group sums are scaled), inside
 /// the tests' tolerance. MXFP4 (E8M0 scales that fp16 cannot hold) stays on gemm_large_kernel.
-/// The ring: Stages stages of one chunk (x, the 8 tiles' code vectors, their 128 scale words),
-/// copied by all 256 threads with cp.async. A chunk waits for its stage, fences the copies for the
-/// async proxy and barriers; then for each of its 4 k steps: the A fragment (4 register buffers),
-/// one wgmma, commit, and a wait for all but the last 3 groups (so each step's dequantization and
-/// the chunk's barrier run while 3 wgmmas are in flight); after the chunk's first wgmma it refills
-/// the stage two chunks back.
+/// The ring: Stages stages of one chunk (x, the 8 tiles' code vectors, their 128 scale words): x by
+/// TMA from thread 0 onto the stage's mbarrier (no per-thread address work, and no proxy fence: the
+/// copy engine writes in the async proxy that wgmma reads in), the weights and scales by cp.async
+/// from all 256 threads (read with ld.shared; the scale group advanced by a count-down, no division).
+/// A chunk waits for its cp.async group and its mbarrier and barriers; then for each of its 4 k
+/// steps: the A fragment (4 register buffers), one wgmma, commit, and a wait for all but the last 3
+/// groups (so each step's dequantization and the chunk's barrier run while 3 wgmmas are in flight);
+/// after the chunk's first wgmma it refills the stage two chunks back.
 /// The kernel's body exists only where compiled for sm_90a; the host takes this path only when the
-/// loaded code has it (wgmma_usable) and options.warps is 0 (8 / 16 pick gemm_large_kernel).
+/// loaded code has it (wgmma_usable), the driver has the tensor-map encoder, and options.warps is 0
+/// (8 / 16 pick gemm_large_kernel).
 #pragma once
 
 #include <cstddef>
@@ -91,20 +94,25 @@ __device__ __forceinline__ uint32_t mul_pair(uint32_t a, uint32_t s) {
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 /// The ring: the table (codebook formats, 32 KB), then Stages stages (1024-byte aligned) of BN x
-/// 128 bytes of x, 8 tiles x Bits / 4 x 32 code vectors, 128 scale words; 1 KB more for aligning.
+/// 128 bytes of x, 8 tiles x Bits / 4 x 32 code vectors, 128 scale words; then a full barrier a
+/// stage (x by TMA); 1 KB more for aligning.
 template <int Bits, dequant_kind Kind, int BN, int Stages>
 struct gemm_wgmma_layout {
   static constexpr unsigned table_bytes = Kind == dequant_kind::table ? 256u * 32u * 4u : 0u;
   static constexpr unsigned x_bytes = BN * 128u, code_bytes = 8u * (Bits / 4) * 32u * 16u, scale_bytes = 8u * 16u * 4u;
   static constexpr unsigned stage_bytes = (x_bytes + code_bytes + scale_bytes + 1023u) / 1024u * 1024u;
-  static constexpr std::size_t bytes = table_bytes + std::size_t(Stages) * stage_bytes + 1024u;
+  static constexpr unsigned barriers_at = Stages * stage_bytes;  // from the ring's start
+  static constexpr std::size_t bytes = table_bytes + std::size_t(Stages) * stage_bytes + 8u * Stages + 1024u;
   static_assert(bytes <= 227u * 1024u, "gemm_wgmma: a ring that does not fit shared memory");
 };
 
+/// x comes by TMA (thread 0; the tensor map x_map: K x m, 64 x BN boxes in the 128-byte swizzle,
+/// zeros past K and m) onto the stage's full barrier: the wgmmas read what the async proxy wrote,
+/// so no proxy fence is needed (the weights and scales, read by ld.shared, stay on cp.async).
 template <class T, int Bits, dequant_kind Kind, int BN, int Stages>
 __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
-    gemm_wgmma_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
-                      const uint32_t* __restrict__ scales, code_table table, int n, int k, int tiles, int chunks,
+    gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
+                      const uint32_t* __restrict__ scales, code_table table, int n, int tiles, int chunks,
                       int chunks_per_group, int groups, int blocks_n, int split_chunks, float* __restrict__ partials,
                       unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -127,6 +135,12 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
 
   uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem);
   const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + layout::table_bytes + 1023u) & ~1023u;
+  const unsigned full = ring + layout::barriers_at;  // stage j's barrier at full + 8 j
+  if (threadIdx.x == 0) {
+    for (int j = 0; j < Stages; ++j) mbar_init(full + 8u * j, 1);  // thread 0's expect_tx
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();  // the barriers exist before any copy completes on them or anyone waits
   // Codes: thread copies vectors threadIdx.x + 256 i: tile tl, vector v, lane L, stored at slot
   // 8 (L % 4) + L / 4 of its tile and vector (tiles past the matrix read the last tile).
   const ::uint4* code_src[vecs];
@@ -137,28 +151,27 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
     code_src[i] = codes + ((std::size_t)min(tile0 + tl, tiles - 1) * chunks + c0) * vecs * 32 + v * 32 + l;
     code_dst[i] = layout::x_bytes + ((tl * vecs + v) * 32 + 8 * (l & 3) + (l >> 2)) * 16u;
   }
-  // Scales: threads 0..31 copy quarter threadIdx.x % 4 of tile threadIdx.x / 4's 16 words.
+  // Scales: threads 0..31 copy quarter threadIdx.x % 4 of tile threadIdx.x / 4's 16 words; the
+  // group advances by a count-down (no division a chunk).
   const ::uint4* scale_src = reinterpret_cast<const ::uint4*>(scales) +
-                             (std::size_t)min(tile0 + static_cast<int>(threadIdx.x >> 2) % 8, tiles - 1) * groups * 4 + (threadIdx.x & 3);
-  // x: thread copies piece threadIdx.x % 8 of rows threadIdx.x / 8 + 32 i; rows past m and k past K
-  // are zero-filled (the padded codes decode to -zero, not 0).
-  const int piece = threadIdx.x & 7;
+                             ((std::size_t)min(tile0 + static_cast<int>(threadIdx.x >> 2) % 8, tiles - 1) * groups + c0 / chunks_per_group) * 4 +
+                             (threadIdx.x & 3);
+  int group_left = chunks_per_group - c0 % chunks_per_group;  // chunks of scale_src's group still to copy
   const auto issue = [&](int step) {  // always commits a group (empty past the end)
     if (step < steps) {
-      const int c = c0 + step;
-      const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
-      const int kk = c * 64 + piece * 8, k_bytes = 2 * max(0, min(8, k - kk));
-#pragma unroll
-      for (int i = 0; i < BN / 32; ++i) {
-        const int r = (threadIdx.x >> 3) + 32 * i, bytes = m0 + r < m ? k_bytes : 0;
-        cp_async16_fill_at(stage + r * 128 + ((piece ^ (r & 7)) << 4), bytes ? x + (std::size_t)(m0 + r) * ldx + kk : x, bytes);
+      const int c = c0 + step, slot = step % Stages;
+      const unsigned stage = ring + static_cast<unsigned>(slot) * layout::stage_bytes;
+      if (threadIdx.x == 0) {  // x: rows past m and k past K are zeros (the padded codes decode to -zero, not 0)
+        mbar_expect_tx(full + 8u * slot, layout::x_bytes);
+        tma_load_2d(stage, &x_map, c * 64, m0, full + 8u * slot);
       }
 #pragma unroll
       for (int i = 0; i < vecs; ++i) {
         cp_async16_at(stage + code_dst[i], code_src[i]);
         code_src[i] += vecs * 32;
       }
-      if (threadIdx.x < 32) cp_async16_at(stage + layout::x_bytes + layout::code_bytes + threadIdx.x * 16u, scale_src + (c / chunks_per_group) * 4);
+      if (threadIdx.x < 32) cp_async16_at(stage + layout::x_bytes + layout::code_bytes + threadIdx.x * 16u, scale_src);
+      if (--group_left == 0) group_left = chunks_per_group, scale_src += 4;
     }
     cp_async_commit();
   };
@@ -182,10 +195,11 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
   constexpr uint32_t unit2 = Kind == dequant_kind::e2m1 ? 0x74007400u : 0x5c005c00u;  // fp16 2^14, 2^8
 
   for (int step = 0; step < steps; ++step) {
+    const int slot = step % Stages;
     cp_async_wait<Stages - 3>();
-    fence_proxy_async();
-    __syncthreads();  // the stage came from every thread; the stage refilled next is done with (step - 2)
-    const unsigned stage = ring + static_cast<unsigned>(step % Stages) * layout::stage_bytes;
+    mbar_wait(full + 8u * slot, static_cast<unsigned>(step / Stages) & 1u);
+    __syncthreads();  // the weights came from every thread; the stage refilled next is done with (step - 2)
+    const unsigned stage = ring + static_cast<unsigned>(slot) * layout::stage_bytes;
     uint32_t words[4][2];
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -231,14 +245,32 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
     wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
   }
 #else
-  (void)x, (void)m, (void)ldx, (void)codes, (void)scales, (void)table, (void)n, (void)k, (void)tiles, (void)chunks;
+  (void)x_map, (void)m, (void)codes, (void)scales, (void)table, (void)n, (void)tiles, (void)chunks;
   (void)chunks_per_group, (void)groups, (void)blocks_n, (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
 #endif
 }
 
-/// M > 64 (BN = 128, 256) or 33..64 (BN = 64) on sm_90a with BN tokens a block; K split (BN = 64, 128)
-/// as options.split_k says, by default when the output blocks are fewer than the SMs (BN = 64: two
-/// blocks an SM).
+/// The tensor map of x: K x m elements (rows ldx apart), 64 x BN boxes in the 128-byte swizzle.
+template <int BN, class T>
+CUtensorMap gemm_wgmma_x_map(const T* x, int m, int k, int ldx) {
+  const auto encode = driver_tensor_map_encoder();
+  LOWBIT_CHECK(encode != nullptr, "cuda::gemm: no cuTensorMapEncodeTiled in the driver");
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(m)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * sizeof(T)};
+  const cuuint32_t box[2] = {64, BN}, element_strides[2] = {1, 1};
+  const CUresult made = encode(&map, is_bf16<T> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                               const_cast<T*>(x), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  LOWBIT_CHECK(made == CUDA_SUCCESS, "cuda::gemm: the tensor map of x (K=" << k << ", m=" << m << ", ldx=" << ldx
+                                                                       << ") was refused (CUresult " << made << ")");
+  return map;
+}
+
+/// M > 64 (BN = 128, 256) or 33..64 (BN = 64) on sm_90a with BN tokens a block; K split (BN = 64,
+/// 128) as options.split_k says, by default when the output blocks are fewer than the SMs: one
+/// block an SM (with x by TMA one beat the two that BN = 64's register budget allows; H100, M = 64,
+/// 8192²: 2 splits 32.9 us, 4 splits 39.5; 4096 x 14336: 4 splits 30.4, 8 splits 36.6).
 template <int BN, int Stages, class Scheme, class T>
 void gemm_wgmma_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
                      const gemm_options& options) {
@@ -248,24 +280,26 @@ void gemm_wgmma_with(const T* x, int m, int ldx, const packed_view<Scheme>& w, T
   const std::size_t blocks_n = (w.tiles() + 7) / 8;
   const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;
   LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31), "cuda::gemm: m=" << m << " by N=" << w.rows << " is too many blocks");
+  const CUtensorMap map = gemm_wgmma_x_map<BN>(x, m, static_cast<int>(w.cols), ldx);
   const int blocks = static_cast<int>(blocks_n * blocks_m);
   gemm_options split_options = options;
   if (BN == 256) split_options.split_k = 1;  // its 128 sums a thread leave no room for the split-K reduction
-  const wide_split split("cuda::gemm", chunks, blocks, BN == 64 ? 2 : 1, std::size_t(128) * BN, split_options, stream);
+  const wide_split split("cuda::gemm", chunks, blocks, 1, std::size_t(128) * BN, split_options, stream);
   using layout = gemm_wgmma_layout<bits, kind, BN, Stages>;
   constexpr auto kernel = gemm_wgmma_kernel<T, bits, kind, BN, Stages>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
   kernel<<<dim3(blocks, split.splits), 256, layout::bytes, stream>>>(
-      x, m, ldx, w.codes, w.scales, w.table[is_bf16<T>], static_cast<int>(w.rows), static_cast<int>(w.cols),
-      static_cast<int>(w.tiles()), chunks, static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups),
-      static_cast<int>(blocks_n), split.split_chunks, split.partials, split.counters, y, ldy);
+      map, m, w.codes, w.scales, w.table[is_bf16<T>], static_cast<int>(w.rows), static_cast<int>(w.tiles()), chunks,
+      static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), static_cast<int>(blocks_n), split.split_chunks,
+      split.partials, split.counters, y, ldy);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
 /// Whether gemm_large takes the wgmma kernel for this scheme (not MXFP4) on the current device.
 template <class Scheme>
 bool gemm_wgmma_takes(const gemm_options& options) {
-  return gpu_scheme<Scheme>::kind != dequant_kind::mxfp4 && options.warps == 0 && wgmma_usable();
+  return gpu_scheme<Scheme>::kind != dequant_kind::mxfp4 && options.warps == 0 && wgmma_usable() &&
+         driver_tensor_map_encoder() != nullptr;
 }
 
 /// The default: 256 or 128 tokens a block, whichever takes fewer waves of blocks over the SMs

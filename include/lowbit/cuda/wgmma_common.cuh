@@ -1,12 +1,14 @@
 /// \file
 /// \brief The sm_90a helpers that the warpgroup (wgmma) kernels share: the dense weight-only GEMM
 /// (gemm_wgmma.cuh) and the 2:4 one (sparse24_gemm_wgmma.cuh): wgmma fences and waits, the
-/// 128-byte-swizzle matrix descriptor, mbarriers, cluster sync and TMA multicast, the direct store
-/// of a warpgroup's sums, and the host's check that the loaded code has sm_90a.
+/// 128-byte-swizzle matrix descriptor, mbarriers, cluster sync, TMA loads (multicast too) and the
+/// tensor-map encoder, the direct store of a warpgroup's sums, and the host's check that the loaded
+/// code has sm_90a.
 /// The device helpers exist only where compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL).
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (the type only: the encoder is found through the runtime)
+#include <cudaTypedefs.h>
 
 #include <atomic>
 #include <cstdint>
@@ -109,6 +111,13 @@ __device__ __forceinline__ unsigned cluster_rank() {
   asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
   return r;
 }
+/// A 2D TMA copy of box (k, row) of `map` to this CTA's `dst`, completing on `bar`.
+__device__ __forceinline__ void tma_load_2d(unsigned dst, const CUtensorMap* map, int k, int row, unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(row), "r"(bar)
+      : "memory");
+}
 /// A 2D TMA copy of box (k, row) of `map` to `dst` in every CTA of `mask`, completing on `bar` (the
 /// same offset in each).
 __device__ __forceinline__ void tma_multicast(unsigned dst, const CUtensorMap* map, int k, int row, unsigned bar,
@@ -137,6 +146,21 @@ __device__ __forceinline__ void store_wgmma_sums(const float (&acc)[BN / 8][1][4
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+/// cuTensorMapEncodeTiled through the runtime (no link to the driver library); null if missing.
+inline PFN_cuTensorMapEncodeTiled_v12000 driver_tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
 
 /// Marks the code compiled for sm_90a: its static shared memory (1 KB) shows in the function's
 /// attributes only where the loaded code for the device has the wgmma path.
