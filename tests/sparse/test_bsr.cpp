@@ -1,6 +1,7 @@
 // Block-sparse rows: validation of the structure, pruning to a density, the reference layout
 // round trip, and the weight-only GEMM on every path against the float64 reference of the dense
-// matrix, for panel block shapes (16 x 8, 32 x 32, 48 x 16) and row-kernel ones (1 x 16, 4 x 4, 3 x 5),
+// matrix, for panel block shapes (16 x 8, 32 x 32, 48 x 16) and row-kernel ones (1 x 16, 4 x 4, 3 x 5,
+// 2 x 8 with groups of 2, 3 x 4),
 // with empty block rows; compute::int8 against the integer reference where the shape allows it
 // (bit-exact on power-of-two scales, with and without SmoothQuant channel scales).
 #include <gtest/gtest.h>
@@ -79,7 +80,9 @@ struct bsr_case {
 };
 const bsr_case shapes[] = {{48, 96, 16, 8, 8, 0.5},   {64, 128, 32, 32, 0, 0.3}, {96, 64, 48, 16, 16, 0.6},
                            {20, 48, 1, 16, 16, 0.4},  {16, 20, 4, 4, 4, 0.5},    {32, 64, 32, 32, 32, 0.1},
-                           {12, 30, 3, 5, 5, 0.5}};  // 3 x 5: rows of 4-bit codes end mid-byte
+                           {12, 30, 3, 5, 5, 0.5},  // 3 x 5: rows of 4-bit codes end mid-byte
+                           {24, 40, 2, 8, 2, 0.5},  // groups of 2: every path's per-lane scale spread
+                           {12, 32, 3, 4, 4, 0.6}};  // 12 values a block: batches end inside blocks
 const std::size_t ms[] = {1, 3, 5, 17, 64};
 
 // The dense quantized matrix with the blocks' codes and scales, zero codes (and a zero scale)
@@ -168,9 +171,10 @@ TYPED_TEST(bsr_test, values_round_trip_and_gemm_matches_the_dense_reference) {
 
 // Bit-exact on power-of-two scales (tests/common/exact_int8.hpp), on panel block shapes (K past
 // the integer kernel's K block, M on the one-row and the register-block kernels) and on the row
-// kernel's (1 x 16, 4 x 4); every other case with SmoothQuant channel scales (powers of two: x / c exact).
+// kernel's (1 x 16, 4 x 4, 2 x 8); every other case with SmoothQuant channel scales (powers of two: x / c exact).
 const bsr_case exact_shapes[] = {{64, 128, 32, 32, 0, 0.3}, {96, 64, 48, 16, 16, 0.6}, {32, 2176, 32, 64, 32, 0.5},
-                                 {32, 64, 32, 32, 32, 0.1}, {20, 768, 1, 16, 16, 0.4},  {16, 80, 4, 4, 4, 0.5}};
+                                 {32, 64, 32, 32, 32, 0.1}, {20, 768, 1, 16, 16, 0.4},  {16, 80, 4, 4, 4, 0.5},
+                                 {24, 40, 2, 8, 2, 0.5}};
 
 TYPED_TEST(bsr_test, int8_gemm_is_exact_on_power_of_two_scales) {
   using S = TypeParam;
@@ -211,7 +215,7 @@ TYPED_TEST(bsr_test, int8_gemm_is_exact_on_power_of_two_scales) {
 TEST(bsr, gemm_threads_and_errors) {
   using S = scheme<int4, fp16>;
   const std::size_t n = 320, k = 256;
-  const std::vector<float> w = random_matrix(n, k, 9), x = random_matrix(7, k, 10);
+  const std::vector<float> w = random_matrix(n, k, 9), x = random_matrix(17, k, 10);
   const bsr_matrix<S> b = prune_and_quantize_blocks<S>(w.data(), n, k, k, 32, 32, 0.25, {32});
   ASSERT_TRUE(b.vectorized());
   thread_pool pool(3);
@@ -225,12 +229,13 @@ TEST(bsr, gemm_threads_and_errors) {
   // The row kernels (block shapes the panels do not take) over the same executor.
   const bsr_matrix<S> small = prune_and_quantize_blocks<S>(w.data(), n, k, k, 4, 8, 0.25, {8});
   ASSERT_FALSE(small.vectorized());
-  for (compute mode : {compute::weight_only, compute::int8}) {
-    std::vector<float> serial(7 * n), threaded(7 * n);
-    gemm(matrix_view<const float>(x.data(), 7, k), small, matrix_view<float>(serial.data(), 7, n), {nullptr, mode});
-    gemm(matrix_view<const float>(x.data(), 7, k), small, matrix_view<float>(threaded.data(), 7, n), {nullptr, mode}, pool);
-    EXPECT_EQ(serial, threaded) << "4x8 blocks";
-  }
+  for (compute mode : {compute::weight_only, compute::int8})
+    for (std::size_t m : {std::size_t(7), std::size_t(17)}) {  // 17: tokens in the lanes on every SIMD path
+      std::vector<float> serial(m * n), threaded(m * n);
+      gemm(matrix_view<const float>(x.data(), m, k), small, matrix_view<float>(serial.data(), m, n), {nullptr, mode});
+      gemm(matrix_view<const float>(x.data(), m, k), small, matrix_view<float>(threaded.data(), m, n), {nullptr, mode}, pool);
+      EXPECT_EQ(serial, threaded) << "4x8 blocks, m=" << m;
+    }
   std::vector<float> y(7 * n);
   EXPECT_THROW(gemm(matrix_view<const float>(x.data(), 7, k - 1), b, matrix_view<float>(y.data(), 7, n)), lowbit::error);
   // SmoothQuant channel scales must be positive and finite.

@@ -7,8 +7,8 @@
 /// When w.vectorized() (BR a multiple of 16, groups of whole lanes), each block row runs the dense
 /// kernels of kernels/gemm.hpp on its blocks side by side, x read block by block (block_columns):
 /// the work and the bytes are the stored blocks'. Other block shapes (1 x 16, 4 x 4, ...) run
-/// kernels/gemm_bsr_rows.hpp: a block row's blocks dequantized into a scratch, x's columns
-/// gathered, one SIMD dot product an output. Same accuracy contract as the dense weight-only GEMM,
+/// kernels/gemm_bsr_rows.hpp: a block row's blocks dequantized into a scratch, then tokens in the
+/// lanes (M of a vector or more) or blocks times x's columns. Same accuracy contract as the dense weight-only GEMM,
 /// against reference::gemm on bsr_to_dense.
 #pragma once
 
@@ -60,8 +60,21 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
       int8_activations& activations = reused;
       activations.quantize(x, w.group_size(), options.channel_scales, exec);
       if (!w.vectorized()) {
+        // The row kernels run on x's int8 codes as floats (exact), y = (codes · Wᵀ) * scale + bias:
+        // their decoded weights (decode(c) - decode(z)) * scale are (u8(c) - u8(z)) * (unit * scale)
+        // rounded once, as the integer definition's are.
+        thread_local aligned_buffer<float> codes, scales;
+        if (codes.size() < x.rows * x.cols) codes = aligned_buffer<float>(x.rows * x.cols);
+        if (scales.size() < x.rows) scales = aligned_buffer<float>(x.rows);
+        for (std::size_t t = 0; t < x.rows; ++t) {
+          const int8_t* q = activations.row(t);
+          for (std::size_t k = 0; k < x.cols; ++k) codes[t * x.cols + k] = q[k];
+          scales[t] = activations.scale(t);
+        }
+        const matrix_view<const float> xq(codes.data(), x.rows, x.cols);
+        const float* token_scales = scales.data();
         for_row_kernel([&](auto tag, const auto& values, std::size_t b_begin, std::size_t b_end, const auto& out) {
-          detail::gemm_bsr_rows_int8<decltype(tag)>(s, values, activations, b_begin, b_end, out);
+          detail::gemm_bsr_rows<decltype(tag)>(s, values, xq, token_scales, b_begin, b_end, out);
         });
         return;
       }
@@ -74,7 +87,7 @@ void gemm(matrix_view<const float> x, const bsr_matrix<Scheme>& w, matrix_view<f
   LOWBIT_CHECK(options.channel_scales == nullptr, "gemm: channel_scales are for compute::int8");
   if (!w.vectorized()) {
     for_row_kernel([&](auto tag, const auto& values, std::size_t b_begin, std::size_t b_end, const auto& out) {
-      detail::gemm_bsr_rows<decltype(tag)>(s, values, x, b_begin, b_end, out);
+      detail::gemm_bsr_rows<decltype(tag)>(s, values, x, nullptr, b_begin, b_end, out);
     });
     return;
   }

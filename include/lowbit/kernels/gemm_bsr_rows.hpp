@@ -2,12 +2,14 @@
 /// \brief The BSR kernels for block shapes the panel kernels do not take (BR not a multiple of 16,
 /// or groups that are not whole lanes: 1 x 16, 4 x 4, 8 x 8 ...): one block row at a time.
 ///
-/// Weight-only: the block row's blocks are dequantized once into a BR x (blocks x BC) fp32 scratch
-/// (simd::dequantize_rows, bit-identical to the reference), and each output is one SIMD dot
-/// product over the block row: x read in place where BC is a multiple of the vector width, else
-/// its blocks' columns gathered once per token and block row into one vector. Integer (W8A8 / W4A8): the codes become (u8(code) - u8(zero)) once
-/// per block row, stored group-transposed as x's gathered int8 codes are, so that the groups' exact
-/// dot products run side by side in the lanes; then (sum of dot * scale * unit) * x_scale.
+/// The block row's blocks are dequantized once per call into an fp32 scratch, bit-identical to the
+/// reference (simd::dequantize_rows; groups smaller than a batch, as 4 x 4 blocks with groups of 4,
+/// through dequantize_small_groups: per-lane scales spread by a permute). Then per token: where a
+/// block is 1, 2 or 4 whole batches of whole block rows (4 x 4, 4 x 8 ...), each block's batches
+/// times x's BC values repeated, accumulated straight from the scratch (block_direct); else one
+/// SIMD dot product per output over the block row's rows laid side by side, x read in place where
+/// BC is a multiple of the vector width, else gathered once per token and block row.
+/// compute::int8 (W8A8 / W4A8) runs the same kernels on x's int8 codes as floats (gemm_bsr.hpp).
 /// The scratch is a block row's (at most BR x K floats), never the whole matrix.
 #pragma once
 
@@ -140,17 +142,314 @@ void dequantize_value_rows(const quantized_view<Scheme>& values, std::size_t fir
   }
 }
 
-/// Weight-only, block rows [b_begin, b_end), with the arch path of Tag.
+#if defined(LOWBIT_COMPILED_SSE42)
+/// Lane l of a batch gets v[l / G] (G a divisor of the lane count): idx from spread_index<Tag>(G).
+template <class Tag>
+LOWBIT_ALWAYS_INLINE typename simd::ops<Tag>::f32 spread_lanes(const float* v, const typename simd::ops<Tag>::i32& idx) noexcept {
+#if defined(LOWBIT_COMPILED_AVX512)
+  if constexpr (Tag::level >= isa::avx512) {
+    return _mm512_permutexvar_ps(idx, _mm512_loadu_ps(v));
+  } else
+#endif
+#if defined(LOWBIT_COMPILED_AVX2)
+  if constexpr (Tag::level == isa::avx2) {
+    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(v), idx);
+  } else
+#endif
+  {
+    return _mm_castsi128_ps(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)), idx));
+  }
+}
+
+/// The permutation of spread_lanes: lane indices l / G (AVX2, AVX-512) or their bytes (SSE4.2's pshufb).
+template <class Tag>
+typename simd::ops<Tag>::i32 spread_index(std::size_t g) noexcept {
+  constexpr std::size_t W = simd::ops<Tag>::lanes;
+  alignas(64) int32_t idx[W];
+  for (std::size_t l = 0; l < W; ++l) {
+    const int32_t q = static_cast<int32_t>(l / g);
+    idx[l] = Tag::level == isa::sse42 ? q * 4 * 0x01010101 + 0x03020100 : q;
+  }
+  return simd::ops<Tag>::i32::load_aligned(idx);
+}
+
+/// Groups smaller than a batch (g < lanes, lanes % g == 0: 4 x 4 blocks with groups of 4) on a
+/// flat view of whole-byte rows: the decoder's plain values, times a per-lane scale vector that a
+/// permute spreads from the groups' scales (and minus the spread zero points): each element is
+/// (decode(c) - decode(zero)) * scale as in the reference, with no batch straddling groups lane by
+/// lane. group_values holds 2 * (elements / g + lanes) floats.
 template <class Tag, class Scheme>
-void gemm_bsr_rows(const bsr_structure& s, const quantized_view<Scheme>& values, matrix_view<const float> x, std::size_t b_begin,
-                   std::size_t b_end, const bsr_rows_output& out) {
-  const std::size_t br = s.block_rows, bc = s.block_cols, widest = widest_block_row(s) * bc;
-  const bool in_place = bc % batch_lanes<Tag>() == 0;  // x read block by block where it is; else gathered once a token and block row
-  aligned_buffer<float> decoded(br * widest), w_rows(br > 1 ? br * widest : 0), x_cols(in_place ? 0 : widest);
+void dequantize_small_groups(const quantized_view<Scheme>& values, std::size_t first, std::size_t rows, float* out,
+                             float* group_values) noexcept {
+  using O = simd::ops<Tag>;
+  using f32 = typename O::f32;
+  using D = simd::decoder<Tag, typename Scheme::format>;
+  constexpr std::size_t W = O::lanes, B = D::block;
+  constexpr int bits = format_traits<typename Scheme::format>::bits;
+  const std::size_t g = values.group_size(), n = rows * values.cols(), groups = n / g, bytes = n * bits / 8;
+  const uint8_t* codes = values.row_codes(first);
+  const auto* scales = values.row_scales(first);
+  const uint8_t* zeros = values.row_zeros(first);
+  float* scale = group_values;
+  float* zero = group_values + groups + W;
+  std::size_t j = 0;
+#if defined(LOWBIT_COMPILED_AVX2)
+  if constexpr (std::is_same<typename Scheme::scale_type, fp16>::value && Tag::level >= isa::avx2)  // F16C, 8 at a time
+    for (; j + 8 <= groups; j += 8)
+      _mm256_storeu_ps(scale + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + j))));
+#endif
+  for (; j < groups; ++j) scale[j] = simd::detail::scale_value<Tag>(scales[j]);
+  std::fill(scale + groups, scale + groups + W, 0.0f);  // read by the last batch's permute, never used
+  if constexpr (Scheme::has_zero) {
+    for (std::size_t j = 0; j < groups; ++j) zero[j] = format_traits<typename Scheme::format>::decode(zeros[j]);
+    std::fill(zero + groups, zero + groups + W, 0.0f);
+  }
+  const typename O::i32 idx = spread_index<Tag>(g);
+  const D dec;
+  // Full blocks whose reads stay inside the codes; the rest from a zero-padded copy.
+  const std::size_t full_end = bytes >= D::read_bytes ? std::min(n / B, (bytes - D::read_bytes) * 8 / bits / B + 1) * B : 0;
+  for (std::size_t k = 0, k_group = 0; k < n; k += B, k_group += B / g) {  // k_group = k / g
+    typename D::unpacked u;
+    if (k < full_end) {
+      dec.unpack(codes + k * bits / 8, u);
+    } else {
+      alignas(64) uint8_t padded[D::read_bytes] = {};
+      std::memcpy(padded, codes + k * bits / 8, std::min(D::read_bytes, bytes - k * bits / 8));
+      dec.unpack(padded, u);
+    }
+    simd::detail::static_for<B / W>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
+      const std::size_t p = k + J * W;
+      if (p >= n) return;
+      f32 v = dec.template decode<decltype(J)::value>(u);
+      const std::size_t group = k_group + J * (W / g);
+      if constexpr (Scheme::has_zero) v = v - spread_lanes<Tag>(zero + group, idx);
+      v = v * spread_lanes<Tag>(scale + group, idx);
+      if (p + W <= n) {
+        v.store_unaligned(out + p);
+      } else {
+        alignas(64) float last[W];
+        v.store_aligned(last);
+        std::memcpy(out + p, last, (n - p) * sizeof(float));
+      }
+    });
+  }
+}
+
+/// BC floats at x repeated over a batch (BC 4, 8 or the lane count, dividing the lanes).
+template <class Tag, std::size_t BC>
+LOWBIT_ALWAYS_INLINE typename simd::ops<Tag>::f32 repeat_block(const float* x) noexcept {
+  using f32 = typename simd::ops<Tag>::f32;
+#if defined(LOWBIT_COMPILED_AVX512)
+  if constexpr (Tag::level >= isa::avx512 && BC == 4) {
+    // The zero-masked forms: GCC 12's plain ones pass _mm512_undefined_*, which -Wmaybe-uninitialized flags.
+    return _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(x));
+  } else if constexpr (Tag::level >= isa::avx512 && BC == 8) {
+    return _mm512_castpd_ps(_mm512_maskz_broadcast_f64x4(0xFF, _mm256_loadu_pd(reinterpret_cast<const double*>(x))));
+  } else
+#endif
+#if defined(LOWBIT_COMPILED_AVX2)
+  if constexpr (Tag::level == isa::avx2 && BC == 4) {
+    return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x));
+  } else
+#endif
+  {
+    static_assert(BC == simd::ops<Tag>::lanes, "BC 4 or 8 below the lane count, else the lane count");
+    return f32::load_unaligned(x);
+  }
+}
+#endif
+
+/// Batches per block for the direct kernel (block_direct) on Tag's path, 0 where it does not
+/// apply: a block of 1, 2 or 4 whole batches, BC 4, 8 or the lane count dividing the lanes (each
+/// batch covers whole block rows, so every batch meets x's BC values repeated).
+template <class Tag>
+std::size_t direct_batches(std::size_t br, std::size_t bc) noexcept {
+  const std::size_t W = batch_lanes<Tag>(), per_block = br * bc / W;
+  if (W == 1 || (br * bc) % W != 0 || W % bc != 0 || (bc != 4 && bc != 8 && bc != W)) return 0;
+  return per_block == 1 || per_block == 2 || per_block == 4 ? per_block : 0;
+}
+
+/// One token against one block row, straight from the decoded blocks ([block][row][BC]): P batches
+/// a block, each times x's block columns repeated (repeat_block), into four accumulators (a block's
+/// batches, or four blocks' single batches); lane l of batch q belongs to block row (q * lanes + l)
+/// / BC. Writes the BR sums to sums.
+template <class Tag, std::size_t P, std::size_t BC>
+void block_direct(const float* decoded, const float* x, const uint32_t* cols, std::size_t count, std::size_t br,
+                  float* sums) noexcept {
+#if defined(LOWBIT_COMPILED_SSE42)
+  if constexpr (!std::is_same<Tag, arch::scalar_tag>::value) {
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes, U = 4 / P;  // U blocks a step
+    const auto xs = [&](std::size_t i) LOWBIT_ALWAYS_INLINE_LAMBDA { return repeat_block<Tag, BC>(x + cols[i] * BC); };
+    const auto ws = [&](std::size_t j) LOWBIT_ALWAYS_INLINE_LAMBDA { return f32::load_unaligned(decoded + j * W); };
+    f32 a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);  // batch j of a step: x of block i + j / P
+    std::size_t i = 0;
+    for (; i + U <= count; i += U) {
+      const std::size_t j = i * P;
+      const f32 x0 = xs(i), x1 = P == 1 ? xs(i + 1) : x0, x3 = P == 4 ? x0 : xs(i + (P == 1 ? 3 : 1)),
+                x2 = P == 1 ? xs(i + 2) : P == 2 ? x3 : x0;
+      a0 = xsimd::fma(ws(j), x0, a0);
+      a1 = xsimd::fma(ws(j + 1), x1, a1);
+      a2 = xsimd::fma(ws(j + 2), x2, a2);
+      a3 = xsimd::fma(ws(j + 3), x3, a3);
+    }
+    for (; i < count; ++i) {  // fewer than U blocks left (P = 1 or 2)
+      const f32 xi = xs(i);
+      a0 = xsimd::fma(ws(i * P), xi, a0);
+      if constexpr (P == 2) a1 = xsimd::fma(ws(i * P + 1), xi, a1);
+    }
+    alignas(64) float lanes[P * W];
+    if constexpr (P == 1) {
+      ((a0 + a1) + (a2 + a3)).store_aligned(lanes);
+    } else if constexpr (P == 2) {
+      (a0 + a2).store_aligned(lanes);
+      (a1 + a3).store_aligned(lanes + W);
+    } else {
+      a0.store_aligned(lanes);
+      a1.store_aligned(lanes + W);
+      a2.store_aligned(lanes + 2 * W);
+      a3.store_aligned(lanes + 3 * W);
+    }
+    for (std::size_t r = 0; r < br; ++r) {
+      float s = 0.0f;
+      for (std::size_t l = 0; l < BC; ++l) s += lanes[r * BC + l];
+      sums[r] = s;
+    }
+    return;
+  }
+#endif
+  (void)decoded, (void)x, (void)cols, (void)count;
+  std::fill(sums, sums + br, 0.0f);  // not reached: direct_batches is 0 on the scalar path
+}
+
+/// block_direct with P and BC as constants (direct_batches' cases).
+template <class Tag>
+void block_direct_any(std::size_t p, std::size_t bc, const float* decoded, const float* x, const uint32_t* cols,
+                      std::size_t count, std::size_t br, float* sums) noexcept {
+  constexpr std::size_t W = batch_lanes<Tag>();
+  const auto with_bc = [&](auto bc_constant) {
+    constexpr std::size_t BC = decltype(bc_constant)::value;
+    if constexpr (BC <= W && W % BC == 0) {
+      if (p == 1) block_direct<Tag, 1, BC>(decoded, x, cols, count, br, sums);
+      if (p == 2) block_direct<Tag, 2, BC>(decoded, x, cols, count, br, sums);
+      if (p == 4) block_direct<Tag, 4, BC>(decoded, x, cols, count, br, sums);
+    }
+  };
+  if (bc == 4) with_bc(std::integral_constant<std::size_t, 4>{});
+  if (bc == 8) with_bc(std::integral_constant<std::size_t, 8>{});
+  if (bc == 16) with_bc(std::integral_constant<std::size_t, 16>{});
+}
+
+/// Tokens in the lanes (M of at least a batch): x transposed to xt (column k's tokens at k * mp, mp
+/// tokens rounded up to whole batches, zero-padded), BR x V batches of tokens accumulated per block
+/// row, each decoded weight broadcast once into V FMAs: every product useful, x's reads contiguous
+/// per block column. xt points at the chunk's first token; sums[r * V * lanes + t] gets row r, token t.
+template <class Tag, std::size_t BR, std::size_t V>
+void block_tokens(const float* decoded, const float* xt, std::size_t mp, const uint32_t* cols, std::size_t count,
+                  std::size_t bc, float* sums) noexcept {
+#if defined(LOWBIT_COMPILED_SSE42)
+  if constexpr (!std::is_same<Tag, arch::scalar_tag>::value) {
+    using f32 = typename simd::ops<Tag>::f32;
+    constexpr std::size_t W = simd::ops<Tag>::lanes;
+    f32 acc[BR][V];
+    for (std::size_t r = 0; r < BR; ++r)
+      for (std::size_t v = 0; v < V; ++v) acc[r][v] = f32(0.0f);
+    for (std::size_t i = 0; i < count; ++i) {
+      const float* w = decoded + i * BR * bc;
+      const float* xc = xt + cols[i] * bc * mp;
+      for (std::size_t c = 0; c < bc; ++c) {
+        f32 xv[V];
+        for (std::size_t v = 0; v < V; ++v) xv[v] = f32::load_unaligned(xc + c * mp + v * W);
+        for (std::size_t r = 0; r < BR; ++r) {
+          const f32 wv(w[r * bc + c]);
+          for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(wv, xv[v], acc[r][v]);
+        }
+      }
+    }
+    for (std::size_t r = 0; r < BR; ++r)
+      for (std::size_t v = 0; v < V; ++v) acc[r][v].store_unaligned(sums + (r * V + v) * W);
+    return;
+  }
+#endif
+  (void)decoded, (void)xt, (void)mp, (void)cols, (void)count, (void)bc, (void)sums;  // scalar path: not reached
+}
+
+/// One block row of BR rows for tokens [0, m) through block_tokens, in chunks of up to 4 batches
+/// (2 where BR > 2 on 16-register paths); store(t, r, sum) writes each output.
+template <class Tag, std::size_t BR, class Store>
+void block_row_tokens(const float* decoded, const float* xt, std::size_t mp, const uint32_t* cols, std::size_t count,
+                      std::size_t bc, std::size_t m, float* sums, Store&& store) {
+  constexpr std::size_t W = batch_lanes<Tag>(), most = W == 16 || BR <= 2 ? 4 : 2;
+  for (std::size_t t0 = 0; t0 < m;) {
+    const std::size_t v = std::min(most, (m - t0 + W - 1) / W), chunk = v * W;
+    if (v == 1) block_tokens<Tag, BR, 1>(decoded, xt + t0, mp, cols, count, bc, sums);
+    if (v == 2) block_tokens<Tag, BR, 2>(decoded, xt + t0, mp, cols, count, bc, sums);
+    if (v == 3) block_tokens<Tag, BR, (most > 2 ? 3 : 1)>(decoded, xt + t0, mp, cols, count, bc, sums);
+    if (v == 4) block_tokens<Tag, BR, (most > 2 ? 4 : 1)>(decoded, xt + t0, mp, cols, count, bc, sums);
+    for (std::size_t r = 0; r < BR; ++r)
+      for (std::size_t t = t0; t < std::min(m, t0 + chunk); ++t) store(t, r, sums[r * chunk + (t - t0)]);
+    t0 += chunk;
+  }
+}
+
+/// Block rows [b_begin, b_end), with the arch path of Tag: y = (x · Wᵀ) * token_scales[t] + bias.
+/// Weight-only: x the activations, no token scales. compute::int8: x the int8 codes as floats and
+/// token_scales their row scales (gemm_bsr.hpp).
+template <class Tag, class Scheme>
+void gemm_bsr_rows(const bsr_structure& s, const quantized_view<Scheme>& values, matrix_view<const float> x,
+                   const float* token_scales, std::size_t b_begin, std::size_t b_end, const bsr_rows_output& out) {
+  constexpr std::size_t W = batch_lanes<Tag>();
+  const std::size_t br = s.block_rows, bc = s.block_cols, widest = widest_block_row(s) * bc, g = values.group_size();
+  const bool tokens = W > 1 && br <= 4 && x.rows >= W;  // tokens in the lanes (block_tokens)
+  const std::size_t direct = tokens ? 0 : direct_batches<Tag>(br, bc), mp = tokens ? (x.rows + W - 1) / W * W : 0;
+  const bool small_groups = W > 1 && g < W && W % g == 0 && values.row_bytes() * 8 == bc * Scheme::bits;
+  const bool in_place = bc % W == 0;  // x read block by block where it is; else gathered once a token and block row
+  const bool by_rows = !tokens && !direct;  // one dot product per output (the rows laid side by side)
+  aligned_buffer<float> decoded(br * widest), w_rows(by_rows && br > 1 ? br * widest : 0),
+      x_cols(by_rows && !in_place ? widest : 0), group_values(small_groups ? 2 * (br * widest / g + W) : 0),
+      sums(tokens ? br * 4 * W : br), xt(tokens ? x.cols * mp : 0);
+  if (tokens) {
+    for (std::size_t k = 0; k < x.cols; ++k) {
+      for (std::size_t t = 0; t < x.rows; ++t) xt[k * mp + t] = x(t, k);
+      for (std::size_t t = x.rows; t < mp; ++t) xt[k * mp + t] = 0.0f;
+    }
+  }
   for (std::size_t b = b_begin; b < b_end; ++b) {
     const std::size_t first = s.row_ptr[b], count = s.row_ptr[b + 1] - first, len = count * bc;
     const uint32_t* cols = s.col_idx.data() + first;
-    if (count) dequantize_value_rows<Tag>(values, first * br, count * br, decoded.data());  // [block][row][bc]
+    if (count) {  // [block][row][bc]
+#if defined(LOWBIT_COMPILED_SSE42)
+      if constexpr (!std::is_same<Tag, arch::scalar_tag>::value) {
+        if (small_groups) {
+          dequantize_small_groups<Tag>(values, first * br, count * br, decoded.data(), group_values.data());
+        } else {
+          dequantize_value_rows<Tag>(values, first * br, count * br, decoded.data());
+        }
+      } else
+#endif
+      {
+        dequantize_value_rows<Tag>(values, first * br, count * br, decoded.data());
+      }
+    }
+    const auto store = [&](std::size_t t, std::size_t r, float sum) {
+      const std::size_t n = b * br + r;
+      out.y[t * out.ld + n] = (token_scales ? sum * token_scales[t] : sum) + (out.bias ? out.bias[n] : 0.0f);
+    };
+    if (tokens) {
+      if (br == 1) block_row_tokens<Tag, 1>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 2) block_row_tokens<Tag, 2>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 3) block_row_tokens<Tag, 3>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 4) block_row_tokens<Tag, 4>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      continue;
+    }
+    if (direct) {
+      for (std::size_t t = 0; t < x.rows; ++t) {
+        const float* xt = &x(t, 0);
+        block_direct_any<Tag>(direct, bc, decoded.data(), xt, cols, count, br, sums.data());
+        for (std::size_t r = 0; r < br; ++r) store(t, r, sums[r]);
+      }
+      continue;
+    }
     // Row r of the block row: its blocks side by side (the decoded rows as they are when BR = 1).
     const float* rows = decoded.data();
     if (br > 1) {
@@ -163,90 +462,8 @@ void gemm_bsr_rows(const bsr_structure& s, const quantized_view<Scheme>& values,
       const float* xt = &x(t, 0);
       if (!in_place)
         for (std::size_t i = 0; i < count; ++i) copy_floats(x_cols.data() + i * bc, xt + cols[i] * bc, bc);
-      for (std::size_t r = 0; r < br; ++r) {
-        const std::size_t n = b * br + r;
-        const float sum = in_place ? dot_blocks<Tag>(rows + r * len, xt, cols, count, bc) : dot_any<Tag>(rows + r * len, x_cols.data(), len);
-        out.y[t * out.ld + n] = sum + (out.bias ? out.bias[n] : 0.0f);
-      }
-    }
-  }
-}
-
-/// sum over groups j of scales[j] * (sum over k < g of w[k * groups + j] * x[k * groups + j]): the
-/// groups' dot products side by side in the lanes (the operands stored k-major), so no group needs
-/// a horizontal sum. Each lane's dot product is exact when its partial sums are integers below 2^24.
-template <class Tag>
-float group_dots(const float* w, const float* x, const float* scales, std::size_t groups, std::size_t g) noexcept {
-  float s = 0.0f;
-  std::size_t j = 0;
-#if defined(LOWBIT_COMPILED_SSE42)
-  if constexpr (!std::is_same<Tag, arch::scalar_tag>::value) {
-    using f32 = typename simd::ops<Tag>::f32;
-    constexpr std::size_t W = simd::ops<Tag>::lanes;
-    f32 total(0.0f);
-    for (; j + W <= groups; j += W) {
-      f32 dot(0.0f);
-      for (std::size_t k = 0; k < g; ++k)
-        dot = xsimd::fma(f32::load_unaligned(w + k * groups + j), f32::load_unaligned(x + k * groups + j), dot);
-      total = xsimd::fma(dot, f32::load_unaligned(scales + j), total);
-    }
-    s = sum_lanes<Tag>(total);
-  }
-#endif
-  for (; j < groups; ++j) {
-    float dot = 0.0f;
-    for (std::size_t k = 0; k < g; ++k) dot += w[k * groups + j] * x[k * groups + j];
-    s += dot * scales[j];
-  }
-  return s;
-}
-
-/// Integer path (formats with has_integer_path), block rows [b_begin, b_end): x quantized in `a`.
-/// (u8(code) - u8(zero)) and the int8 codes as floats, each group's dot product exact (every
-/// partial sum an integer, |sum| <= 255 * 127 * g < 2^24 for g <= 512; larger groups in int64),
-/// then (sum over groups of dot * scale * unit) * x_scale.
-template <class Tag, class Scheme>
-void gemm_bsr_rows_int8(const bsr_structure& s, const quantized_view<Scheme>& values, const int8_activations& a,
-                        std::size_t b_begin, std::size_t b_end, const bsr_rows_output& out) {
-  constexpr integer_code_map map = integer_codes<typename Scheme::format>::value;
-  const std::size_t br = s.block_rows, bc = s.block_cols, g = values.group_size(), per_block = bc / g;
-  const std::size_t widest = widest_block_row(s) * bc;
-  // Row r of a block row: element k of group j at w_rows[r * len + k * groups + j] (k-major), as x_cols.
-  aligned_buffer<float> w_rows(br * widest), w_scales(br * widest / g), x_cols(widest);
-  for (std::size_t b = b_begin; b < b_end; ++b) {
-    const std::size_t first = s.row_ptr[b], count = s.row_ptr[b + 1] - first, len = count * bc, groups = len / g;
-    for (std::size_t i = 0; i < count; ++i)
-      for (std::size_t r = 0; r < br; ++r) {
-        const std::size_t source = (first + i) * br + r;
-        for (std::size_t q = 0; q < per_block; ++q) {
-          const std::size_t j = i * per_block + q;
-          const int zero = Scheme::has_zero ? map.u8[values.row_zeros(source)[q]] : map.offset;
-          w_scales[r * groups + j] = scale_traits<typename Scheme::scale_type>::to_float(values.row_scales(source)[q]) * map.unit;
-          for (std::size_t k = 0; k < g; ++k)
-            w_rows[r * len + k * groups + j] = static_cast<float>(map.u8[values.code(source, q * g + k)] - zero);  // -255 .. 255
-        }
-      }
-    for (std::size_t t = 0; t < a.rows(); ++t) {
-      for (std::size_t j = 0; j < groups; ++j) {
-        const int8_t* q = a.row(t) + s.col_idx[first + j / per_block] * bc + j % per_block * g;
-        for (std::size_t k = 0; k < g; ++k) x_cols[k * groups + j] = q[k];
-      }
-      for (std::size_t r = 0; r < br; ++r) {
-        const float* w = w_rows.data() + r * len;
-        float sum = 0.0f;
-        if (g <= 512) {
-          sum = group_dots<Tag>(w, x_cols.data(), w_scales.data() + r * groups, groups, g);
-        } else {
-          for (std::size_t j = 0; j < groups; ++j) {
-            int64_t dot = 0;
-            for (std::size_t k = 0; k < g; ++k)
-              dot += static_cast<int64_t>(w[k * groups + j]) * static_cast<int64_t>(x_cols[k * groups + j]);
-            sum += static_cast<float>(dot) * w_scales[r * groups + j];
-          }
-        }
-        const std::size_t n = b * br + r;
-        out.y[t * out.ld + n] = sum * a.scale(t) + (out.bias ? out.bias[n] : 0.0f);
-      }
+      for (std::size_t r = 0; r < br; ++r)
+        store(t, r, in_place ? dot_blocks<Tag>(rows + r * len, xt, cols, count, bc) : dot_any<Tag>(rows + r * len, x_cols.data(), len));
     }
   }
 }
