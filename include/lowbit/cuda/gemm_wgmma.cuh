@@ -253,15 +253,9 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
 /// The tensor map of x: K x m elements (rows ldx apart), 64 x BN boxes in the 128-byte swizzle.
 template <int BN, class T>
 CUtensorMap gemm_wgmma_x_map(const T* x, int m, int k, int ldx) {
-  const auto encode = driver_tensor_map_encoder();
-  LOWBIT_CHECK(encode != nullptr, "cuda::gemm: no cuTensorMapEncodeTiled in the driver");
   CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(m)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * sizeof(T)};
-  const cuuint32_t box[2] = {64, BN}, element_strides[2] = {1, 1};
-  const CUresult made = encode(&map, is_bf16<T> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                               const_cast<T*>(x), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult made = encode_x_map(map, x, k, m, ldx, BN);
+  LOWBIT_CHECK(made != CUDA_ERROR_NOT_FOUND, "cuda::gemm: no cuTensorMapEncodeTiled in the driver");
   LOWBIT_CHECK(made == CUDA_SUCCESS, "cuda::gemm: the tensor map of x (K=" << k << ", m=" << m << ", ldx=" << ldx
                                                                        << ") was refused (CUresult " << made << ")");
   return map;

@@ -30,9 +30,6 @@
 /// takes this path only when the loaded code for the current device has it (sparse24_wgmma_usable).
 #pragma once
 
-#include <cuda.h>  // CUtensorMap (the type only: the encoder is found through the runtime)
-#include <cudaTypedefs.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -399,21 +396,6 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
-/// cuTensorMapEncodeTiled through the runtime (no link to the driver library); null if missing.
-inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      fn = nullptr;
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
 /// The clustered kernel; false (nothing launched) where the tensor map cannot be made. K split as
 /// options.split_k says (0: where the output blocks are fewer than the SMs, about one block an SM;
 /// store_wgmma_split adds the splits); blocks in columns of `column` weight blocks (even).
@@ -423,16 +405,8 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
                                  int column = 8) {
   LOWBIT_CHECK(column >= 2 && column % 2 == 0, "cuda::gemm_sparse24: column=" << column << " must be even and >= 2");
   static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
-  const auto encode = tensor_map_encoder();
-  if (!encode) return false;
   CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(w.cols), static_cast<cuuint64_t>(m)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * sizeof(T)};
-  const cuuint32_t box[2] = {64, BN / 2}, element_strides[2] = {1, 1};
-  const CUresult made = encode(&map, is_bf16<T> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                               const_cast<T*>(x), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (made != CUDA_SUCCESS) return false;
+  if (encode_x_map(map, x, static_cast<int>(w.cols), m, ldx, BN / 2) != CUDA_SUCCESS) return false;
   const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
   const std::size_t blocks_n = ((w.tiles() + 7) / 8 + 1) / 2 * 2;  // even: a cluster's two blocks share the tokens
   const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;

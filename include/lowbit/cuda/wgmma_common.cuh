@@ -162,6 +162,21 @@ inline PFN_cuTensorMapEncodeTiled_v12000 driver_tensor_map_encoder() {
   return encode;
 }
 
+/// The tensor map of x (K x m elements, rows ldx apart) in boxes of 64 elements x box_rows rows,
+/// 128-byte swizzled as the wgmma B operand reads them; zeros past K and m. CUDA_ERROR_NOT_FOUND
+/// where the driver has no encoder.
+template <class T>
+CUresult encode_x_map(CUtensorMap& map, const T* x, int k, int m, int ldx, int box_rows) {
+  const auto encode = driver_tensor_map_encoder();
+  if (!encode) return CUDA_ERROR_NOT_FOUND;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(m)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * sizeof(T)};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)}, element_strides[2] = {1, 1};
+  return encode(&map, is_bf16<T> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<T*>(x),
+                dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
 /// Marks the code compiled for sm_90a: its static shared memory (1 KB) shows in the function's
 /// attributes only where the loaded code for the device has the wgmma path.
 template <int Unused = 0>
