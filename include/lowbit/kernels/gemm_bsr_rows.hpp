@@ -206,25 +206,16 @@ void dequantize_small_groups(const quantized_view<Scheme>& values, std::size_t f
   }
   const typename O::i32 idx = spread_index<Tag>(g);
   const D dec;
-  // Full blocks whose reads stay inside the codes; the rest from a zero-padded copy.
-  const std::size_t full_end = bytes >= D::read_bytes ? std::min(n / B, (bytes - D::read_bytes) * 8 / bits / B + 1) * B : 0;
-  for (std::size_t k = 0, k_group = 0; k < n; k += B, k_group += B / g) {  // k_group = k / g
-    typename D::unpacked u;
-    if (k < full_end) {
-      dec.unpack(codes + k * bits / 8, u);
-    } else {
-      alignas(64) uint8_t padded[D::read_bytes] = {};
-      std::memcpy(padded, codes + k * bits / 8, std::min(D::read_bytes, bytes - k * bits / 8));
-      dec.unpack(padded, u);
-    }
+  const std::size_t batch_groups = W / g, block_groups = B / g;
+  // Block k's batches (group of its first element k_group); Full: every batch inside [0, n).
+  const auto block = [&](std::size_t k, std::size_t k_group, const typename D::unpacked& u, auto full) LOWBIT_ALWAYS_INLINE_LAMBDA {
     simd::detail::static_for<B / W>([&](auto J) LOWBIT_ALWAYS_INLINE_LAMBDA {
-      const std::size_t p = k + J * W;
-      if (p >= n) return;
+      const std::size_t p = k + J * W, group = k_group + J * batch_groups;
+      if (!decltype(full)::value && p >= n) return;
       f32 v = dec.template decode<decltype(J)::value>(u);
-      const std::size_t group = k_group + J * (W / g);
       if constexpr (Scheme::has_zero) v = v - spread_lanes<Tag>(zero + group, idx);
       v = v * spread_lanes<Tag>(scale + group, idx);
-      if (p + W <= n) {
+      if (decltype(full)::value || p + W <= n) {
         v.store_unaligned(out + p);
       } else {
         alignas(64) float last[W];
@@ -232,6 +223,21 @@ void dequantize_small_groups(const quantized_view<Scheme>& values, std::size_t f
         std::memcpy(out + p, last, (n - p) * sizeof(float));
       }
     });
+  };
+  // Full blocks whose reads stay inside the codes; the rest from a zero-padded copy.
+  const std::size_t full_end = bytes >= D::read_bytes ? std::min(n / B, (bytes - D::read_bytes) * 8 / bits / B + 1) * B : 0;
+  std::size_t k = 0, k_group = 0;
+  for (; k < full_end; k += B, k_group += block_groups) {
+    typename D::unpacked u;
+    dec.unpack(codes + k * bits / 8, u);
+    block(k, k_group, u, std::true_type{});
+  }
+  for (; k < n; k += B, k_group += block_groups) {
+    alignas(64) uint8_t padded[D::read_bytes] = {};
+    std::memcpy(padded, codes + k * bits / 8, std::min(D::read_bytes, bytes - k * bits / 8));
+    typename D::unpacked u;
+    dec.unpack(padded, u);
+    block(k, k_group, u, std::false_type{});
   }
 }
 
@@ -351,23 +357,33 @@ void block_tokens(const float* decoded, const float* xt, std::size_t mp, const u
   if constexpr (!std::is_same<Tag, arch::scalar_tag>::value) {
     using f32 = typename simd::ops<Tag>::f32;
     constexpr std::size_t W = simd::ops<Tag>::lanes;
-    f32 acc[BR][V];
-    for (std::size_t r = 0; r < BR; ++r)
-      for (std::size_t v = 0; v < V; ++v) acc[r][v] = f32(0.0f);
+    constexpr std::size_t C = BR * V >= 8 ? 1 : 8 / (BR * V);  // column phases: at least 8 independent FMA chains
+    f32 acc[C][BR][V];
+    for (std::size_t h = 0; h < C; ++h)
+      for (std::size_t r = 0; r < BR; ++r)
+        for (std::size_t v = 0; v < V; ++v) acc[h][r][v] = f32(0.0f);
+    const auto column = [&](const float* w, const float* xc, std::size_t c, std::size_t h) LOWBIT_ALWAYS_INLINE_LAMBDA {
+      f32 xv[V];
+      for (std::size_t v = 0; v < V; ++v) xv[v] = f32::load_unaligned(xc + c * mp + v * W);
+      for (std::size_t r = 0; r < BR; ++r) {
+        const f32 wv(w[r * bc + c]);
+        for (std::size_t v = 0; v < V; ++v) acc[h][r][v] = xsimd::fma(wv, xv[v], acc[h][r][v]);
+      }
+    };
     for (std::size_t i = 0; i < count; ++i) {
       const float* w = decoded + i * BR * bc;
       const float* xc = xt + cols[i] * bc * mp;
-      for (std::size_t c = 0; c < bc; ++c) {
-        f32 xv[V];
-        for (std::size_t v = 0; v < V; ++v) xv[v] = f32::load_unaligned(xc + c * mp + v * W);
-        for (std::size_t r = 0; r < BR; ++r) {
-          const f32 wv(w[r * bc + c]);
-          for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(wv, xv[v], acc[r][v]);
-        }
-      }
+      std::size_t c = 0;
+      for (; c + C <= bc; c += C)
+        for (std::size_t h = 0; h < C; ++h) column(w, xc, c + h, h);
+      for (; c < bc; ++c) column(w, xc, c, 0);
     }
     for (std::size_t r = 0; r < BR; ++r)
-      for (std::size_t v = 0; v < V; ++v) acc[r][v].store_unaligned(sums + (r * V + v) * W);
+      for (std::size_t v = 0; v < V; ++v) {
+        f32 a = acc[0][r][v];
+        for (std::size_t h = 1; h < C; ++h) a += acc[h][r][v];
+        a.store_unaligned(sums + (r * V + v) * W);
+      }
     return;
   }
 #endif
