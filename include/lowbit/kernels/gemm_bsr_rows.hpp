@@ -4,11 +4,13 @@
 ///
 /// The block row's blocks are dequantized once per call into an fp32 scratch, bit-identical to the
 /// reference (simd::dequantize_rows; groups smaller than a batch, as 4 x 4 blocks with groups of 4,
-/// through dequantize_small_groups: per-lane scales spread by a permute). Then per token: where a
-/// block is 1, 2 or 4 whole batches of whole block rows (4 x 4, 4 x 8 ...), each block's batches
-/// times x's BC values repeated, accumulated straight from the scratch (block_direct); else one
-/// SIMD dot product per output over the block row's rows laid side by side, x read in place where
-/// BC is a multiple of the vector width, else gathered once per token and block row.
+/// through dequantize_small_groups: per-lane scales spread by a permute). Then, for M of a batch or
+/// more (BR <= 4): tokens in the lanes, x transposed once per call, each decoded weight broadcast
+/// into up to 4 batches of tokens (block_tokens). Smaller M, per token: where a block is 1, 2 or 4
+/// whole batches of whole block rows (4 x 4, 4 x 8, 1 x 16 on AVX-512), each block's batches times
+/// x's BC values repeated, accumulated straight from the scratch (block_direct); else one SIMD dot
+/// product per output over the block row's rows laid side by side, x read in place where BC is a
+/// multiple of the vector width, else gathered once per token and block row.
 /// compute::int8 (W8A8 / W4A8) runs the same kernels on x's int8 codes as floats (gemm_bsr.hpp).
 /// The scratch is a block row's (at most BR x K floats), never the whole matrix.
 #pragma once
@@ -201,7 +203,7 @@ void dequantize_small_groups(const quantized_view<Scheme>& values, std::size_t f
   for (; j < groups; ++j) scale[j] = simd::detail::scale_value<Tag>(scales[j]);
   std::fill(scale + groups, scale + groups + W, 0.0f);  // read by the last batch's permute, never used
   if constexpr (Scheme::has_zero) {
-    for (std::size_t j = 0; j < groups; ++j) zero[j] = format_traits<typename Scheme::format>::decode(zeros[j]);
+    for (std::size_t i = 0; i < groups; ++i) zero[i] = format_traits<typename Scheme::format>::decode(zeros[i]);
     std::fill(zero + groups, zero + groups + W, 0.0f);
   }
   const typename O::i32 idx = spread_index<Tag>(g);
@@ -423,11 +425,11 @@ void gemm_bsr_rows(const bsr_structure& s, const quantized_view<Scheme>& values,
   const bool by_rows = !tokens && !direct;  // one dot product per output (the rows laid side by side)
   aligned_buffer<float> decoded(br * widest), w_rows(by_rows && br > 1 ? br * widest : 0),
       x_cols(by_rows && !in_place ? widest : 0), group_values(small_groups ? 2 * (br * widest / g + W) : 0),
-      sums(tokens ? br * 4 * W : br), xt(tokens ? x.cols * mp : 0);
-  if (tokens) {
+      sums(tokens ? br * 4 * W : br), x_tokens(tokens ? x.cols * mp : 0);
+  if (tokens) {  // column k's tokens at x_tokens + k * mp, zero-padded
     for (std::size_t k = 0; k < x.cols; ++k) {
-      for (std::size_t t = 0; t < x.rows; ++t) xt[k * mp + t] = x(t, k);
-      for (std::size_t t = x.rows; t < mp; ++t) xt[k * mp + t] = 0.0f;
+      for (std::size_t t = 0; t < x.rows; ++t) x_tokens[k * mp + t] = x(t, k);
+      for (std::size_t t = x.rows; t < mp; ++t) x_tokens[k * mp + t] = 0.0f;
     }
   }
   for (std::size_t b = b_begin; b < b_end; ++b) {
@@ -452,10 +454,10 @@ void gemm_bsr_rows(const bsr_structure& s, const quantized_view<Scheme>& values,
       out.y[t * out.ld + n] = (token_scales ? sum * token_scales[t] : sum) + (out.bias ? out.bias[n] : 0.0f);
     };
     if (tokens) {
-      if (br == 1) block_row_tokens<Tag, 1>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
-      if (br == 2) block_row_tokens<Tag, 2>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
-      if (br == 3) block_row_tokens<Tag, 3>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
-      if (br == 4) block_row_tokens<Tag, 4>(decoded.data(), xt.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 1) block_row_tokens<Tag, 1>(decoded.data(), x_tokens.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 2) block_row_tokens<Tag, 2>(decoded.data(), x_tokens.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 3) block_row_tokens<Tag, 3>(decoded.data(), x_tokens.data(), mp, cols, count, bc, x.rows, sums.data(), store);
+      if (br == 4) block_row_tokens<Tag, 4>(decoded.data(), x_tokens.data(), mp, cols, count, bc, x.rows, sums.data(), store);
       continue;
     }
     if (direct) {
