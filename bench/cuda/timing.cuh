@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "lowbit/cuda.cuh"
@@ -43,6 +44,38 @@ double time_us(F&& launch, int iterations, int repeats, int warmup) {
   cudaEventDestroy(stop);
   std::sort(runs.begin(), runs.end());
   return runs[runs.size() / 2];
+}
+
+/// Two launches timed in alternating rounds (a's `iterations` launches, then b's, `repeats` times)
+/// after `warmup` launches of each: the medians of each's mean time per launch (µs). From M = 256
+/// an H100 runs these GEMMs at its ~700 W power cap and its SM clock drops as the board heats
+/// (docs/cuda-gemm-notes.md), so timings made one after the other depend on their order; taken in
+/// turns, both see the same board.
+template <class A, class B>
+std::pair<double, double> time_interleaved_us(A&& a, B&& b, int iterations, int repeats, int warmup) {
+  cudaEvent_t start, stop;
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) a(i), b(i);
+  std::vector<double> runs[2];
+  const auto round = [&](auto& launch, std::vector<double>& out) {
+    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < iterations; ++i) launch(i);
+    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    out.push_back(1000.0 * ms / iterations);
+  };
+  for (int r = 0; r < repeats; ++r) {
+    round(a, runs[0]);
+    round(b, runs[1]);
+  }
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  for (auto& v : runs) std::sort(v.begin(), v.end());
+  return {runs[0][runs[0].size() / 2], runs[1][runs[1].size() / 2]};
 }
 
 }  // namespace bench_cuda
