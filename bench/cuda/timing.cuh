@@ -21,6 +21,23 @@
 
 namespace bench_cuda {
 
+/// The mean time per launch (µs) of `iterations` launches, launch(i), between two events.
+template <class F>
+double round_us(F& launch, int iterations, cudaEvent_t start, cudaEvent_t stop) {
+  LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+  for (int i = 0; i < iterations; ++i) launch(i);
+  LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+  LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  return 1000.0 * ms / iterations;
+}
+
+inline double median(std::vector<double> runs) {
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
 /// Median over `repeats` runs of the mean time per launch (µs) of `iterations` launches,
 /// launch(i) with i the launch's index (for rotating over copies), after `warmup` launches.
 template <class F>
@@ -30,20 +47,11 @@ double time_us(F&& launch, int iterations, int repeats, int warmup) {
   LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
   for (int i = 0; i < warmup; ++i) launch(i);
   std::vector<double> runs;
-  for (int r = 0; r < repeats; ++r) {
-    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
-    for (int i = 0; i < iterations; ++i) launch(i);
-    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
-    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    runs.push_back(1000.0 * ms / iterations);
-  }
+  for (int r = 0; r < repeats; ++r) runs.push_back(round_us(launch, iterations, start, stop));
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
+  return median(runs);
 }
 
 /// Two launches timed in alternating rounds (a's `iterations` launches, then b's, `repeats` times)
@@ -57,25 +65,15 @@ std::pair<double, double> time_interleaved_us(A&& a, B&& b, int iterations, int 
   LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
   LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
   for (int i = 0; i < warmup; ++i) a(i), b(i);
-  std::vector<double> runs[2];
-  const auto round = [&](auto& launch, std::vector<double>& out) {
-    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
-    for (int i = 0; i < iterations; ++i) launch(i);
-    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
-    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    out.push_back(1000.0 * ms / iterations);
-  };
+  std::vector<double> runs_a, runs_b;
   for (int r = 0; r < repeats; ++r) {
-    round(a, runs[0]);
-    round(b, runs[1]);
+    runs_a.push_back(round_us(a, iterations, start, stop));
+    runs_b.push_back(round_us(b, iterations, start, stop));
   }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  for (auto& v : runs) std::sort(v.begin(), v.end());
-  return {runs[0][runs[0].size() / 2], runs[1][runs[1].size() / 2]};
+  return {median(runs_a), median(runs_b)};
 }
 
 }  // namespace bench_cuda

@@ -293,6 +293,22 @@ __device__ __forceinline__ void flush_group(float (&acc)[MTiles][Tiles][4], floa
   }
 }
 
+/// Split K: called by every thread of a block once it has stored its partial sums. True in the
+/// last block of its split set to arrive (counters[blockIdx.x] counts them; the threadfence-reduction
+/// pattern), which then adds every split's partials; it resets the counter for the next launch on
+/// the same workspace.
+__device__ __forceinline__ bool last_of_split_set(unsigned* __restrict__ counters, int splits) {
+  __threadfence();
+  __syncthreads();
+  __shared__ int last_block;
+  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return false;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
+  return true;
+}
+
 /// The end of the wide (split-N, split-K) kernels, gemm_wide_kernel and sparse24_wide_kernel: acc
 /// holds this warp's sums of mma tiles (mt, tl) (fragment i as mma.sync / mma.sp leave it) for its
 /// tiles from tile0 over this block's split of K (blockIdx.y of gridDim.y). One split: stored. Else
@@ -333,14 +349,7 @@ __device__ __forceinline__ void wide_store(const float (&acc)[MTiles][Tiles][4],
     for (int tl = 0; tl < Tiles; ++tl)
 #pragma unroll
       for (int i = 0; i < 4; ++i) mine_out[((mt * Tiles + tl) * 4 + i) * 32] = acc[mt][tl][i];
-  __threadfence();
-  __syncthreads();
-  __shared__ int last_block;
-  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
+  if (!last_of_split_set(counters, splits)) return;
   // A split's values at once (independent loads, one L2 round trip a split; loading them value
   // by value, one dependent add after another, cost ~40 us at M = 64 with 4 splits).
   float sum[MTiles][Tiles][4] = {};

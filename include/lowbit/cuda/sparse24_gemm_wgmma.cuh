@@ -131,14 +131,7 @@ __device__ __forceinline__ void store_wgmma_split(const float (&acc)[BN / 8][1][
   float4* mine = slot(split);
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) __stcg(mine + j * 256, make_float4(acc[j][0][0], acc[j][0][1], acc[j][0][2], acc[j][0][3]));
-  __threadfence();
-  __syncthreads();
-  __shared__ int last_block;
-  if (threadIdx.x == 0) last_block = atomicAdd(counters + blockIdx.x, 1u) == unsigned(splits - 1);
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch on the same workspace
+  if (!last_of_split_set(counters, splits)) return;
   constexpr int batch = 8;
 #pragma unroll
   for (int j0 = 0; j0 < BN / 8; j0 += batch) {
