@@ -10,8 +10,9 @@
 // 14336 x 4096, uint4 + zero points g128 against cuBLAS fp16 (TFLOP/s and ratio), NF4 / FP4 / MXFP4 /
 // int8 / FP8 E4M3 at two sizes, bf16 activations against cuBLAS bf16; beside the default (on sm_90a
 // the wgmma kernel, gemm_wgmma.cuh) the wgmma kernel with 128 and 256 tokens a block and the
-// mma.sync kernel (8 warps) in the same run. 20 warm-up launches, median of 5 runs of 20; the
-// weights are not rotated (at these M every weight is read by many blocks anyway).
+// mma.sync kernel (8 warps) in the same run. 20 warm-up launches, median of 5 runs of 20 (the default
+// and cuBLAS in alternating rounds: the board's power cap); the weights are not rotated (at these
+// M every weight is read by many blocks anyway).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -172,12 +173,16 @@ void bench_large_format(const char* name, const shape& s, std::initializer_list<
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
   for (std::size_t m : large_ms) {
-    const double cublas_us = bench_cuda::time_us([&](int) {
-      CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, type, int(s.k), x,
-                                type, int(s.k), &beta, y, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }, 20, 5, 20);
+    // The default and cuBLAS in alternating rounds: from M = 256 the H100 runs at its power cap, so
+    // timings made one after the other depend on their order (bench_cuda::time_interleaved_us).
     const auto view = packed.view();
-    const double us = bench_cuda::time_us([&](int) { lowbit::cuda::gemm(x, m, s.k, view, y, s.n); }, 20, 5, 20);
+    const auto [us, cublas_us] = bench_cuda::time_interleaved_us(
+        [&](int) { lowbit::cuda::gemm(x, m, s.k, view, y, s.n); },
+        [&](int) {
+          CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, w, type, int(s.k), x,
+                                    type, int(s.k), &beta, y, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        },
+        20, 5, 20);
     // The sm_90a wgmma kernel with 128 and 256 tokens a block (gemm_wgmma.cuh; -1: not on this
     // device or MXFP4) and the mma.sync kernel (options.warps = 8), in the same run.
     double wgmma_us[2] = {-1.0, -1.0};
