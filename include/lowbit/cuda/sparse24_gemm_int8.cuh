@@ -364,14 +364,7 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
       for (int tl = 0; tl < TW; ++tl)
 #pragma unroll
         for (int i = 0; i < 4; ++i) mine[((mt * TW + tl) * 4 + i) * 32] = acc[mt][tl][i];
-    __threadfence();
-    __syncthreads();
-    __shared__ int last_block;
-    if (threadIdx.x == 0) last_block = atomicAdd(counters + block, 1u) == unsigned(splits - 1);
-    __syncthreads();
-    if (!last_block) return;
-    __threadfence();
-    if (threadIdx.x == 0) counters[block] = 0;  // ready for the next launch on the same workspace
+    if (!last_of_split_set(counters, splits)) return;
     for (int s = 0; s < splits; ++s) {
       if (s == split) continue;
       const int* other = slot(s);
