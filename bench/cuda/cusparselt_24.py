@@ -2,35 +2,22 @@
 (torch._cslt_compress / torch._cslt_sparse_mm, the best algorithm id from torch._cslt_sparse_mm_search
 where torch has it) and dense torch.nn.functional.linear (cuBLAS) on the same shapes: y[M x N] =
 x[M x K] · Wᵀ, N x K = 8192 x 8192 and 4096 x 14336, M = 128 .. 4096. CUDA events around 20
-(M >= 1024) or 100 calls, median of 5 runs; TFLOP/s counted as dense (2 M N K). Run on the GPU
-machine; needs torch with CUDA and cuSPARSELt.
+(M >= 1024) or 100 calls, median of 5 runs, cuSPARSELt and dense in alternating rounds (the H100's
+power cap: torch_timing.py); TFLOP/s counted as dense (2 M N K). Run on the GPU machine; needs torch
+with CUDA and cuSPARSELt.
 
 --int8: the W8A8 peers of bench_cuda_sparse24's W8A8 table instead: cuSPARSELt 2:4 int8 x int8
 (torch._cslt_sparse_mm, int32 output where this torch offers it, else bf16) against dense
 torch._int_mm (int8 x int8 -> int32, cuBLASLt), M = 1 .. 4096; TOP/s counted as dense (2 M N K)."""
-import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
 
+from torch_timing import time_interleaved_us, time_us
+
 SHAPES = [(8192, 8192), (4096, 14336)]
 MS = [128, 256, 512, 1024, 2048, 4096]
-
-
-def time_us(fn, iterations, repeats=5):
-    for _ in range(3):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    runs = []
-    for _ in range(repeats):
-        start.record()
-        for _ in range(iterations):
-            fn()
-        stop.record()
-        stop.synchronize()
-        runs.append(1000.0 * start.elapsed_time(stop) / iterations)
-    return statistics.median(runs)
 
 
 def prune24(w):
@@ -63,8 +50,8 @@ def main():
                     except RuntimeError:
                         alg = 0
                 its = 20 if m >= 1024 else 100
-                sparse = time_us(lambda: torch._cslt_sparse_mm(compressed, xt, alg_id=alg), its)
-                dense = time_us(lambda: F.linear(x, w), its)
+                sparse, dense = time_interleaved_us(lambda i: torch._cslt_sparse_mm(compressed, xt, alg_id=alg),
+                                                    lambda i: F.linear(x, w), its)
                 flop = 2.0 * m * n * k
                 name = "fp16" if dtype == torch.float16 else "bf16"
                 print(f"| {name} | {n} x {k} | {m} | {sparse:.1f} | {flop / sparse * 1e-6:.0f} | {dense:.1f} | "
@@ -100,7 +87,7 @@ def int8_main():
                         except (RuntimeError, TypeError):
                             alg = 0
                     got = torch._cslt_sparse_mm(compressed, xt, out_dtype=out_dtype, alg_id=alg)
-                    sparse = time_us(lambda: torch._cslt_sparse_mm(compressed, xt, out_dtype=out_dtype, alg_id=alg), its)
+                    sparse = time_us(lambda i: torch._cslt_sparse_mm(compressed, xt, out_dtype=out_dtype, alg_id=alg), its)
                     out = str(out_dtype).replace("torch.", "")
                     if out_dtype == torch.int32 and m >= 16:
                         ref = torch._int_mm(x, w.t()).t()
@@ -109,7 +96,7 @@ def int8_main():
                 except (RuntimeError, TypeError) as e:
                     out = f"failed: {str(e).splitlines()[0][:60]}"
             try:
-                dense = time_us(lambda: torch._int_mm(x, w.t()), its)
+                dense = time_us(lambda i: torch._int_mm(x, w.t()), its)
             except RuntimeError:
                 dense = None
             op = 2.0 * m * n * k

@@ -5,30 +5,15 @@ shapes: y[M x N] = x[M x K] · Wᵀ, N x K = 8192 x 8192 and 4096 x 14336, M = 1
 around 100 calls, median of 5 runs; calls rotate over 4 copies of the weights (more than the 50 MB
 L2, as bench_cuda does), so each call streams its weights from memory. Run by scripts/gpu.sh on the
 GPU machine; needs torch with CUDA."""
-import statistics
-
 import torch
 import torch.nn.functional as F
+
+from torch_timing import time_us
 
 SHAPES = [(8192, 8192), (4096, 14336)]
 MS = [1, 4, 16, 64, 256]
 GROUP = 128
 COPIES = 4
-
-
-def time_us(fn, iterations=100, repeats=5):
-    for i in range(2 * COPIES):
-        fn(i)
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    runs = []
-    for _ in range(repeats):
-        start.record()
-        for i in range(iterations):
-            fn(i)
-        stop.record()
-        stop.synchronize()
-        runs.append(1000.0 * start.elapsed_time(stop) / iterations)
-    return statistics.median(runs)
 
 
 def quantize_int4(w):
@@ -80,9 +65,9 @@ def main():
         for m in MS:
             x16 = torch.randn(m, k, device="cuda", dtype=torch.float16)
             xb = x16.to(torch.bfloat16)
-            int4 = time_us(lambda i: torch._weight_int4pack_mm(xb, packed[i % COPIES], GROUP, sz[i % COPIES]))
-            fp16 = time_us(lambda i: F.linear(x16, weights[i % COPIES]))
-            bf16 = time_us(lambda i: F.linear(xb, weights_bf16[i % COPIES]))
+            int4 = time_us(lambda i: torch._weight_int4pack_mm(xb, packed[i % COPIES], GROUP, sz[i % COPIES]), 100, 5, 2 * COPIES)
+            fp16 = time_us(lambda i: F.linear(x16, weights[i % COPIES]), 100, 5, 2 * COPIES)
+            bf16 = time_us(lambda i: F.linear(xb, weights_bf16[i % COPIES]), 100, 5, 2 * COPIES)
             print(f"| {n} x {k} | {m} | {int4:.1f} | {weight_bytes / int4 * 1e-3:.0f} | {fp16:.1f} | {bf16:.1f} | "
                   f"{fp16 / int4:.2f}x |", flush=True)
 
