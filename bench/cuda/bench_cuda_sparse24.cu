@@ -10,9 +10,9 @@
 // sparse24_gemm_wgmma.cuh): M = 128 .. 4096 on the same shapes and 14336 x 4096, fp16 and bf16 plain values and int4
 // codes, fp16 and bf16 activations, TFLOP/s counted as dense (2 M N K), against cuBLAS dense of the
 // same activations and lowbit's dense int4 (where cuda::gemm takes M > 64); plain values also with
-// the clustered wgmma kernel (columns of 8 / 16 weight blocks), wgmma at 256 / 128 tokens a block, the
-// previous default and the mma.sp tiled
-// kernel (the default first; see bench_large); 20 launches
+// the clustered wgmma kernel in columns of 16 weight blocks (default 8), wgmma at 128 tokens a block
+// unclustered and the default again (with --large also 256 tokens unclustered, the mma.sp tiled
+// kernel and the clustered kernel at 128 tokens; see bench_large); 20 launches
 // (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Then (first) W8A8: see bench_int8.
@@ -114,63 +114,48 @@ template <class Shape>
 struct is_wgmma : std::false_type {};
 template <int BN, int Stages>
 struct is_wgmma<wgmma_shape<BN, Stages>> : std::true_type {};
-struct cluster_shape {};  // the clustered wgmma kernel (x by TMA multicast)
-template <>
-struct is_wgmma<cluster_shape> : std::true_type {};
-struct cluster_column16_shape {};  // the clustered kernel with its blocks in columns of 16 weight blocks (default 8)
-template <>
-struct is_wgmma<cluster_column16_shape> : std::true_type {};
-struct cluster128_shape {};  // the clustered kernel with 128 tokens a block
-template <>
-struct is_wgmma<cluster128_shape> : std::true_type {};
-struct previous_default {};  // the M > 64 default before 2026-11-27 12:00 UTC (clustered only where 256-token blocks fill 3/4 of the SMs, never split)
-template <>
-struct is_wgmma<previous_default> : std::true_type {};
+// The clustered wgmma kernel (x by TMA multicast): BN tokens a block, blocks in columns of Column
+// weight blocks.
+template <int BN, int Stages, int Column>
+struct cluster_shape {
+  static constexpr int bn = BN, stages = Stages, column = Column;
+};
+template <class Shape>
+struct is_cluster : std::false_type {};
+template <int BN, int Stages, int Column>
+struct is_cluster<cluster_shape<BN, Stages, Column>> : std::true_type {};
+template <int BN, int Stages, int Column>
+struct is_wgmma<cluster_shape<BN, Stages, Column>> : std::true_type {};
 
-// M > 64: times gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma kernel),
-// -1 where the device has no wgmma code.
+// M > 64: launch i of gemm_sparse24 with Shape (the default when void; a wgmma_shape: the wgmma
+// kernel; a cluster_shape: the clustered one).
+template <class Shape, class S, class T>
+void launch_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y,
+                  lb::cuda::gemm_options o, int i) {
+  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
+  const auto& v = views[static_cast<std::size_t>(i) % views.size()];
+  if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
+  else if constexpr (is_cluster<Shape>::value) {
+    if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
+      if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<Shape::stages>(x, int(m), k, v, y, n, nullptr, o,
+                                                                        std::integral_constant<int, Shape::bn>{}, Shape::column))
+        std::exit(3);
+    }
+  } else if constexpr (is_wgmma<Shape>::value) {
+    if constexpr (lb::cuda::packed_sparse24_view<S>::plain) lb::cuda::detail::gemm_sparse24_wgmma_with<std::is_same<Shape, wgmma_shape<256, 5>>::value ? 256 : 128,
+                                                                        std::is_same<Shape, wgmma_shape<256, 5>>::value ? 5 : 6>(
+        x, int(m), k, v, y, n, nullptr, o);
+  } else lb::cuda::detail::gemm_sparse24_large_with<Shape>(x, int(m), k, v, y, n, nullptr, o);
+}
+
+// Times launch_large<Shape>; -1 where the device has no wgmma code.
 template <class Shape, class S, class T>
 double time_large(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y, int its,
                   lb::cuda::gemm_options o) {
-  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
   if constexpr (is_wgmma<Shape>::value) {
     if (!lb::cuda::detail::sparse24_wgmma_usable()) return -1.0;
   }
-  return bench_cuda::time_us(
-      [&](int i) {
-        const auto& v = views[static_cast<std::size_t>(i) % views.size()];
-        if constexpr (std::is_void<Shape>::value) lb::cuda::gemm_sparse24(x, m, k, v, y, n, nullptr, o);
-        else if constexpr (std::is_same<Shape, cluster128_shape>::value) {
-          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<7>(x, int(m), k, v, y, n, nullptr, o,
-                                                                   std::integral_constant<int, 128>{}))
-              std::exit(3);
-          }
-        } else if constexpr (std::is_same<Shape, cluster_shape>::value || std::is_same<Shape, cluster_column16_shape>::value) {
-          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            const int column = std::is_same<Shape, cluster_column16_shape>::value ? 16 : 8;
-            if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, o,
-                                                                   std::integral_constant<int, 256>{}, column))
-              std::exit(3);
-          }
-        } else if constexpr (std::is_same<Shape, previous_default>::value) {
-          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) {
-            const std::size_t blocks_256 = (v.tiles() + 7) / 8 * ((m + 255) / 256);
-            lb::cuda::gemm_options one = o;
-            one.split_k = 1;
-            if (4 * blocks_256 >= 3 * std::size_t(lb::cuda::detail::sm_count())) {
-              if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<5>(x, int(m), k, v, y, n, nullptr, one,
-                                                                     std::integral_constant<int, 256>{}, 8))
-                std::exit(3);
-            } else lb::cuda::detail::gemm_sparse24_wgmma_with<128, 6>(x, int(m), k, v, y, n, nullptr, o);
-          }
-        } else if constexpr (is_wgmma<Shape>::value) {
-          if constexpr (lb::cuda::packed_sparse24_view<S>::plain) lb::cuda::detail::gemm_sparse24_wgmma_with<std::is_same<Shape, wgmma_shape<256, 5>>::value ? 256 : 128,
-                                                                              std::is_same<Shape, wgmma_shape<256, 5>>::value ? 5 : 6>(
-              x, int(m), k, v, y, n, nullptr, o);
-        } else lb::cuda::detail::gemm_sparse24_large_with<Shape>(x, int(m), k, v, y, n, nullptr, o);
-      },
-      its, 5, 3);
+  return bench_cuda::time_us([&](int i) { launch_large<Shape>(x, m, views, y, o, i); }, its, 5, 3);
 }
 
 // The tensor cores' rate from registers alone: each warp runs `iters` rounds of 16 independent
@@ -345,10 +330,10 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
       };
       // Plain values: the default (wgmma.sp on sm_90a), then the clustered kernel (x by TMA
       // multicast; K split by default where its blocks are fewer than the SMs) with its blocks in
-      // columns of 8 (its default) and 16 weight blocks, the unclustered wgmma kernel with 128 tokens
-      // a block, the previous default (previous_default), the default again (the spread within one
-      // run); with --large also the unclustered wgmma kernel with 256 tokens, the mma.sp tiled
-      // kernel's default shape and the clustered kernel with 128 tokens a block.
+      // columns of 16 weight blocks (default 8), the unclustered wgmma kernel with 128 tokens a
+      // block, the default again (the spread within one run); with --large also the unclustered
+      // wgmma kernel with 256 tokens, the mma.sp tiled kernel's default shape and the clustered
+      // kernel with 128 tokens a block.
       using lc::detail::sparse24_large_default;
       // The default and cuBLAS in alternating rounds (bench_cuda::time_interleaved_us: the board's
       // power cap makes back-to-back timings depend on their order); the row's cuBLAS figure is that one.
@@ -357,14 +342,13 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
             [&](int i) { lc::gemm_sparse24(xx, m, s.k, views[static_cast<std::size_t>(i) % views.size()], yy, s.n, nullptr, o); },
             peer_launch, its, 5, 3);
         const double first = timed.first, peer = timed.second;
-        std::vector<double> others = {
-            time_large<cluster_shape>(xx, m, views, yy, its, o), time_large<cluster_column16_shape>(xx, m, views, yy, its, o),
-            time_large<wgmma_shape<128, 6>>(xx, m, views, yy, its, o), time_large<previous_default>(xx, m, views, yy, its, o),
-            time_large<void>(xx, m, views, yy, its, o)};
+        std::vector<double> others = {time_large<cluster_shape<256, 6, 16>>(xx, m, views, yy, its, o),
+                                      time_large<wgmma_shape<128, 6>>(xx, m, views, yy, its, o),
+                                      time_large<void>(xx, m, views, yy, its, o)};
         if (!plain_only) {
           others.push_back(time_large<wgmma_shape<256, 5>>(xx, m, views, yy, its, o));
           others.push_back(time_large<sparse24_large_default<4>>(xx, m, views, yy, its, o));
-          others.push_back(time_large<cluster128_shape>(xx, m, views, yy, its, o));
+          others.push_back(time_large<cluster_shape<128, 12, 8>>(xx, m, views, yy, its, o));
         }
         line(kind, act, first, others, peer, -1.0);
       };

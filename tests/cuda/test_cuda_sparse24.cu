@@ -13,7 +13,8 @@
 // sm_90a wgmma.sp kernel with 256 and 128 tokens a block, 3 splits of K on the workspace, its
 // clustered variant with x by TMA multicast (256 and 128 tokens a block; also K = 256: fewer steps
 // than stages; not split, 3 splits of K on the workspace (the last split shorter) and 2 without;
-// its blocks in columns of 8 and 16 weight blocks), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513 (the default at M > 128
+// its blocks in columns of 8 and 16 weight blocks; K = 640 / 384: 5 chunks and splits of 2 and 1
+// chunks for its 3 chunks of weights in registers), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513 (the default at M > 128
 // is the clustered kernel with K split where its blocks are few: every M > 128 default case here;
 // also K = 1000, M = 300: x padded; N = 2200, K = 256, M = 300: several columns of the block order);
 // then the argument checks (lowbit::error).
@@ -250,6 +251,9 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 1, nullptr, 4);
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 3, &workspace, 4);  // split K: uneven last split
     check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 2, nullptr, 4);
+    check_case<Scheme, T>(name, 520, 640, 0, 300, 0, 0, seed++, 1, nullptr, 4);  // 5 chunks: the weights' 3-chunk loop's tail
+    check_case<Scheme, T>(name, 520, 384, 0, 513, 0, 0, seed++, 2, &workspace, 4);  // splits of 2 and 1 chunks
+    check_case<Scheme, T>(name, 520, 640, 0, 1000, 0, 0, seed++, 1, nullptr, 5);  // 128 tokens a block: 8 token blocks
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 9);
     check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 3, &workspace, 9);
     check_case<Scheme, T>(name, 200, 256, 0, 300, 0, 0, seed++, 0, nullptr, 9);  // fewer steps than stages, split

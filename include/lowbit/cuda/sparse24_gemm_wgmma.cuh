@@ -22,7 +22,8 @@
 /// registers across steps), and issues 2 wgmmas as one group. Outputs are stored (clipped at M and
 /// N) as the wide kernels store them; K split as they split it (BN = 128 only).
 /// At M > 128 the default is the clustered kernel (sparse24_wgmma_cluster_kernel: 2 blocks on
-/// adjacent weight rows share x by TMA multicast, halving x's reads from L2), K split over blocks
+/// adjacent weight rows share x by TMA multicast, halving x's reads from L2; its shared memory holds
+/// x alone, the weights go from global memory into registers two chunks ahead), K split over blocks
 /// where its 256-token blocks are fewer than the SMs (store_wgmma_split adds the splits); the
 /// clustered kernel with 128 tokens is correct but slower, kept for the benchmark. (A variant with
 /// every copy on the copy engine, 30-45% slower, was removed: docs/cuda-gemm-notes.md.)
@@ -277,22 +278,55 @@ void gemm_sparse24_wgmma_with(const T* x, int m, int ldx, const packed_sparse24_
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// The clustered variant (BN = 256 or 128 tokens a block, 2 blocks a cluster on adjacent weight
-/// rows, the same tokens): x comes by TMA (a tensor map with the 128-byte swizzle, the layout the
-/// cp.async kernel writes), each block copying half of the BN rows and multicasting it to both, so
-/// that x is read from L2 once per 256 weight rows instead of once per 128 (the unclustered kernel moved ~6-7 TB/s
-/// from L2 at M >= 1024 on an H100: the x re-reads bound it). The weights stay on cp.async (each
-/// block its own rows). Stage s's x lands on full[s % Stages] (32 KB of transactions: both halves);
-/// before a block multicasts into a stage it waits on its empty barrier, which each block of the
-/// cluster arrives at (remotely) once its own wgmmas of that stage are done. K may be split over
-/// gridDim.y (store_wgmma_split adds the splits).
+/// The clustered kernel (BN = 256 or 128 tokens a block, 2 blocks a cluster on adjacent weight
+/// rows, the same tokens): x comes by TMA (a tensor map with the 128-byte swizzle), each block
+/// copying half of the BN rows and multicasting it to both, so that x is read from L2 once per 256
+/// weight rows. The shared-memory ring holds x alone (Stages stages of 64 dense k); the weights go
+/// from global memory straight into registers: each warp loads its tile's 4 fragment vectors and
+/// metadata vector of a chunk (16-byte loads in the pack's per-lane order) two chunks before their
+/// wgmmas (3 chunks of weights in registers), so there is no cp.async and no block barrier in the
+/// loop. Stage s's x lands on full[s % Stages] (BN x 128 bytes of transactions: both halves);
+/// thread 0 refills the stage of step s - 2 at step s, once its empty barrier has the arrivals of
+/// both blocks' two warpgroups (each arrives at both blocks' barriers once its wgmmas of that step
+/// are done). K may be split over gridDim.y (store_wgmma_split adds the splits).
 template <int BN, int Stages>
 struct sparse24_wgmma_cluster_layout {
-  using ring = sparse24_wgmma_layout<BN, Stages>;
-  static constexpr unsigned barriers_at = Stages * ring::stage_bytes;  // from the aligned start
+  static constexpr unsigned stage_bytes = BN * 128u;
+  static constexpr unsigned barriers_at = Stages * stage_bytes;  // from the aligned start
   static constexpr std::size_t bytes = std::size_t(barriers_at) + 16u * Stages + 1024u;
   static_assert(bytes + 16u <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");  // + the split store's flag
 };
+
+/// A warp's weights of one chunk from global memory into registers: its fragment vectors of the 4
+/// k steps (at frag, 32 vectors apart) and its metadata vector (word i: mma i's); read once per
+/// block, so not kept in L1.
+__device__ __forceinline__ void load_chunk_weights(const ::uint4* frag, const ::uint4* meta, uint32_t (&a)[4][4],
+                                                   uint32_t (&words)[4]) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(a[kk][0]), "=r"(a[kk][1]), "=r"(a[kk][2]), "=r"(a[kk][3])
+                 : "l"(frag + kk * 32));
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
+               : "l"(meta));
+}
+
+/// Holds the weight registers (buffer `only`, or all) in place until here (in-flight wgmmas may read them).
+template <int Buffers>
+__device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4], uint32_t (&words)[Buffers][4],
+                                                    int only = -1) {
+#pragma unroll
+  for (int b = 0; b < Buffers; ++b) {
+    if (only >= 0 && b != only) continue;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int p = 0; p < 4; ++p) fence_register(a[b][kk][p]);
+      fence_register(words[b][kk]);
+    }
+  }
+}
 
 template <class T, int BN, int Stages>
 __global__ void __launch_bounds__(256, 1)
@@ -301,10 +335,9 @@ __global__ void __launch_bounds__(256, 1)
                                   int column, int split_chunks, float* __restrict__ partials,
                                   unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using ring_layout = sparse24_wgmma_layout<BN, Stages>;
+  static_assert(Stages >= 3, "sparse24_wgmma_cluster_kernel: a stage in use, one in flight, one refilled");
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
   constexpr bool bf16 = is_bf16<T>;
-  constexpr int tile_vecs = ring_layout::tile_vecs;
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const unsigned rank = cluster_rank();
@@ -314,73 +347,86 @@ __global__ void __launch_bounds__(256, 1)
   const int width = min(column, blocks_n - col * column);
   const int nb = col * column + within % width, mb = within / width;
   const int tile0 = nb * 8, m0 = mb * BN;
-  const int c0 = static_cast<int>(blockIdx.y) * split_chunks, steps = 2 * min(chunks - c0, split_chunks);  // half chunks
+  const int c0 = static_cast<int>(blockIdx.y) * split_chunks, nchunks = min(chunks - c0, split_chunks);
+  const int steps = 2 * nchunks;  // half chunks (64 dense k)
 
   const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
   const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
   if (threadIdx.x == 0) {
     for (int j = 0; j < Stages; ++j) {
       mbar_init(full + 8u * j, 1);   // this block's expect_tx
-      mbar_init(empty + 8u * j, 2);  // one arrival from each block of the cluster
+      mbar_init(empty + 8u * j, 4);  // one arrival from each warpgroup of the cluster
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   cluster_sync();  // the peer's barriers exist before anything is multicast to it
 
-  const auto issue = [&](int step) {  // always commits a cp.async group (empty past the end)
+  const auto issue = [&](int step) {  // thread 0: x of `step` (its half, to both blocks)
     if (step < steps) {
       const int c = c0 + (step >> 1), h = step & 1, slot = step % Stages;
-      const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
-      if (threadIdx.x == 0) {
-        if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
-        mbar_expect_tx(full + 8u * slot, ring_layout::x_bytes);
-        tma_multicast(stage + rank * (BN / 2) * 128u, &x_map, c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2),
-                      full + 8u * slot, 0x3);
-      }
-      copy_stage_weights<tile_vecs>(stage + ring_layout::x_bytes, codes, metadata, tile0, tiles, chunks, c, h);
+      if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
+      mbar_expect_tx(full + 8u * slot, layout::stage_bytes);
+      tma_multicast(ring + static_cast<unsigned>(slot) * layout::stage_bytes + rank * (BN / 2) * 128u, &x_map,
+                    c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2), full + 8u * slot, 0x3);
     }
-    cp_async_commit();
   };
+  if (threadIdx.x == 0)
+    for (int s = 0; s < Stages - 2; ++s) issue(s);
 
+  // This warp's tile (tiles past the last repeat it): fragment vector `lane` of each k step, and
+  // metadata vector 2g + t % 2 (lanes 4g, 4g + 1 give the metadata: sparsity selector 0).
+  const std::size_t tile = static_cast<std::size_t>(min(tile0 + warp, tiles - 1));
+  const ::uint4* frag = codes + (tile * chunks + c0) * 128 + lane;
+  const ::uint4* meta = metadata + (tile * chunks + c0) * 16 + 2 * g + (t & 1);
+  uint32_t a[3][4][4], words[3][4];  // chunks i, i + 1, i + 2 in buffers i % 3, ...
 #pragma unroll
-  for (int s = 0; s < Stages - 2; ++s) issue(s);
+  for (int j = 0; j < 2; ++j)
+    if (j < nchunks) load_chunk_weights(frag + j * 128, meta + j * 16, a[j], words[j]);
   float acc[BN / 8][1][4];
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
-  uint32_t a[2][2][4] = {}, meta[2][2] = {};
-  const unsigned frag_at = ring_layout::x_bytes + (warp * tile_vecs + lane) * 16;
-  const unsigned meta_at = ring_layout::x_bytes + (warp * tile_vecs + 64 + 2 * g + (t & 1)) * 16;
-  const auto step_body = [&](int step, auto buffer) {
-    constexpr int buf = decltype(buffer)::value;
+
+  // Step s (half h of a chunk whose weights are in buffer w): wait for x, issue 2 wgmmas, let
+  // thread 0 refill the stage of s - 2, wait for s - 1's wgmmas and release its stage.
+  const auto step_body = [&](int step, auto buffer, auto half) {
+    constexpr int w = decltype(buffer)::value, h = decltype(half)::value;
     const int slot = step % Stages;
-    cp_async_wait<Stages - 3>();
     mbar_wait(full + 8u * slot, static_cast<unsigned>(step / Stages) & 1u);
-    __syncthreads();  // the weights came from every thread; this block's wgmmas of step - 2 are done
-    if (threadIdx.x == 0 && step >= 2 && step - 2 + Stages < steps) {
-      const unsigned freed = empty + 8u * ((step - 2) % Stages);
+    wgmma_fence();
+    const uint64_t desc = sw128_descriptor(ring + static_cast<unsigned>(slot) * layout::stage_bytes);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
+      else wgmma_sp_m64n128k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
+    }
+    wgmma_commit();
+    if (threadIdx.x == 0) issue(step + Stages - 2);
+    wgmma_wait<1>();
+    if ((threadIdx.x & 127) == 0 && step >= 1 && step - 1 + Stages < steps) {
+      const unsigned freed = empty + 8u * ((step - 1) % Stages);
       mbar_arrive_cluster(freed, 0);
       mbar_arrive_cluster(freed, 1);
     }
-    issue(step + Stages - 2);
-    const unsigned stage = ring + static_cast<unsigned>(slot) * ring_layout::stage_bytes;
-    load_a_operand(stage, frag_at, meta_at, buf, a[buf], meta[buf]);
-    wgmma_fence();
-    const uint64_t desc = sw128_descriptor(stage);
-    wgmma_sp_stage<BN, bf16>(acc, a[buf], desc, meta[buf]);
-    wgmma_commit();
-    wgmma_wait<1>();
-    fence_a_operand(a[buf ^ 1], meta[buf ^ 1]);
   };
-  for (int step = 0; step < steps; step += 2) {
-    step_body(step, std::integral_constant<int, 0>{});
-    step_body(step + 1, std::integral_constant<int, 1>{});
+  // Chunk i in buffer w: after its first step, chunk i - 1's wgmmas are done and its buffer takes chunk i + 2.
+  const auto chunk_body = [&](int i, auto buffer) {
+    constexpr int w = decltype(buffer)::value, next = (w + 2) % 3;
+    step_body(2 * i, buffer, std::integral_constant<int, 0>{});
+    fence_chunk_weights(a, words, next);
+    if (i + 2 < nchunks) load_chunk_weights(frag + (i + 2) * 128, meta + (i + 2) * 16, a[next], words[next]);
+    step_body(2 * i + 1, buffer, std::integral_constant<int, 1>{});
+  };
+  for (int i = 0; i < nchunks; i += 3) {
+    chunk_body(i, std::integral_constant<int, 0>{});
+    if (i + 1 < nchunks) chunk_body(i + 1, std::integral_constant<int, 1>{});
+    if (i + 2 < nchunks) chunk_body(i + 2, std::integral_constant<int, 2>{});
   }
   wgmma_wait<0>();
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
-  cp_async_wait<0>();
+  fence_chunk_weights(a, words);
   cluster_sync();  // no block leaves (or returns early in the split store) while its peer may still arrive at its barriers
   store_wgmma_split<BN>(acc, partials, counters, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
 #else
@@ -427,7 +473,9 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   return true;
 }
 
-/// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast), K split where those
+/// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast, the weights straight
+/// into registers: 1.2-1.5x the kernel that copied them through shared memory with every thread's
+/// cp.async and a block barrier a step, H100 2026-11-27 14:19 UTC), K split where those
 /// blocks are fewer than the SMs (8192 x 8192 M = 256: 64 output blocks x 2 splits; 4096 x 14336
 /// M = 256 / 512: 32 / 64 x 4 / 2), where the previous rule ran unclustered 128-token blocks (H100,
 /// fp16 values, 2026-11-27: 4096 x 14336 M = 512 116-118 -> 99-107 us, M = 256 64 -> 60-63; 8192²
@@ -440,7 +488,7 @@ template <class Scheme, class T>
 void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options) {
   if (m > 128) {
-    if (gemm_sparse24_wgmma_cluster<5>(x, m, ldx, w, y, ldy, stream, options)) return;  // x by TMA multicast
+    if (gemm_sparse24_wgmma_cluster<6>(x, m, ldx, w, y, ldy, stream, options)) return;  // x by TMA multicast
     const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
     if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {  // no tensor map encoder
       gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
