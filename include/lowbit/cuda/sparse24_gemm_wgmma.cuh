@@ -474,7 +474,7 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
 }
 
 /// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast, the weights straight
-/// into registers: 1.2-1.5x the kernel that copied them through shared memory with every thread's
+/// into registers: 1.17-1.57x the kernel that copied them through shared memory with every thread's
 /// cp.async and a block barrier a step, H100 2026-11-27 14:19 UTC), K split where those
 /// blocks are fewer than the SMs (8192 x 8192 M = 256: 64 output blocks x 2 splits; 4096 x 14336
 /// M = 256 / 512: 32 / 64 x 4 / 2), where the previous rule ran unclustered 128-token blocks (H100,
