@@ -10,8 +10,9 @@
 // shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
-// and case. Usage: lowbit_test_cuda [seed] [large | wgmma] (large: only the M > 64 cases and the
-// wgmma kernel's direct ones; wgmma: only the latter, M <= 64; e.g. under compute-sanitizer).
+// and case. Usage: lowbit_test_cuda [seed] [large | wgmma | m16 | groups] (large: only the M > 64 cases and the
+// wgmma kernel's direct ones; wgmma: only the latter, M <= 64; m16: only the M <= 16 cases; groups: only
+// those with groups of 3 and 6 chunks; e.g. under compute-sanitizer).
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
@@ -41,6 +42,8 @@ namespace {
 int failures = 0, cases = 0;
 bool large_only = false;  // only the M > 64 cases
 bool wgmma_only = false;  // only the wgmma kernel's direct cases at M <= 64
+bool groups_only = false;  // only the M <= 16 cases with groups of 3 and 6 chunks (e.g. for compute-sanitizer)
+bool m16_only = false;     // only the M <= 16 cases (the formats' and the groups of 3 and 6 chunks)
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -143,7 +146,7 @@ void check_format(const char* name, unsigned& seed) {
                                 {48, 1000, mx ? 32u : 64u}};
   int turn = 0;
   for (std::size_t m : {65, 80, 128, 129, 200, 257, 300, 513, 1000}) {
-    if (wgmma_only) break;
+    if (wgmma_only || m16_only) break;
     for (int i = 0; i < 2; ++i, ++turn) {
       const shape& s = large_shapes[turn % 4];
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++);
@@ -165,6 +168,7 @@ void check_format(const char* name, unsigned& seed) {
   // The wgmma kernel's 64-token blocks (the default at M = 33..64 on sm_90a) directly, also at M <= 32,
   // unsplit and split.
   for (std::size_t m : {17, 40, 64}) {
+    if (m16_only) break;
     const shape& s = large_shapes[turn++ % 4];
     check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, seed++, 0, m == 40 ? 3 : 1, &workspace, 64);
   }
@@ -188,6 +192,7 @@ void check_format(const char* name, unsigned& seed) {
         }
       }
     }
+  if (m16_only) return;
   // M = 17..64 (the split-K kernel): the default split (for these N, about one chunk a block), none,
   // and 3 (2) splits twice on one workspace; 8 warps of 2 tiles and 16 of 1.
   for (const shape& s : shapes)
@@ -208,9 +213,21 @@ int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
   large_only = argc > 2 && std::string(argv[2]) == "large";
   wgmma_only = argc > 2 && std::string(argv[2]) == "wgmma";
+  groups_only = argc > 2 && std::string(argv[2]) == "groups";
+  m16_only = argc > 2 && std::string(argv[2]) == "m16";
   std::printf("lowbit CUDA gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   try {
+    // M <= 16 with groups of 3 and 6 chunks (192 columns; per channel at K = 384, K % 64 == 0): the
+    // group ends inside and at the end of the warps' two-chunk units, 4 / 2 / 1 tiles a block, 16 warps.
+    for (std::size_t group : {192, 384})
+      for (std::size_t m : {1, 5, 16})
+        for (int per_block : {4, 2, 1})
+          check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 64, 384, group, m, per_block, seed++, 16);
+    if (groups_only) {
+      std::printf("%s: %d cases, %d failed\n", failures ? "FAILED" : "PASSED", cases, failures);
+      return failures ? 1 : 0;
+    }
     check_format<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", seed);
     check_format<lb::scheme<lb::int4, lb::fp16>>("int4", seed);
     check_format<lb::scheme<lb::nf4, lb::fp16>>("nf4", seed);
@@ -231,9 +248,9 @@ int main(int argc, char** argv) {
     check_format<lb::scheme<lb::fp8_e4m3, lb::fp16>, bf>("fp8_e4m3", seed);
     check_format<lb::mx::fp4, bf>("mxfp4", seed);
     // One larger M (several 128-row x blocks in each block column).
-    check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 384, 512, 128, 2048, 0, seed++);
+    if (!m16_only) check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 384, 512, 128, 2048, 0, seed++);
     // 17 weight blocks: a full column of 16 and a last column of one.
-    check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 2100, 256, 128, 300, 0, seed++);
+    if (!m16_only) check_case<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", 2100, 256, 128, 300, 0, seed++);
     // Argument checks throw lowbit::error.
     bool threw = false;
     try {

@@ -254,13 +254,6 @@ __device__ __forceinline__ void mma_sp_16832(float (&c)[4], const uint32_t (&a)[
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-/// cp.async of 16 bytes to a shared address when `copy` (predicated, not branched around).
-__device__ __forceinline__ void cp_async16_if(unsigned shared, const void* global, bool copy) {
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p cp.async.cg.shared.global [%0], [%1], 16;\n}" ::"r"(shared),
-      "l"(global), "r"(static_cast<int>(copy)));
-}
-
 /// A tile's stage in 16-byte vectors: codes (Vecs per lane), metadata, 16 scale words (codes only).
 template <int Vecs>
 inline constexpr int sparse24_tile_vecs = 32 * Vecs + 16 + (Vecs == 4 ? 0 : 4);
