@@ -12,8 +12,8 @@
 // same activations and lowbit's dense int4 (where cuda::gemm takes M > 64); plain values also with
 // the clustered wgmma kernel in columns of 16 weight blocks (default 8), wgmma at 128 tokens a block
 // unclustered and the default again (with --large also 256 tokens unclustered, the mma.sp tiled
-// kernel and the clustered kernel at 128 tokens; see bench_large); 20 launches
-// (M >= 1024) or 100, median of 5.
+// kernel and the clustered kernel at 128 tokens; see bench_large; --plain: that one at M = 256);
+// 20 launches (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Then (first) W8A8: see bench_int8.
 // Usage: bench_cuda_sparse24 [--quick] [--large | --plain | --small | --int8 | --m16 | --profile] (--large: only M > 64;
@@ -348,6 +348,8 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
         if (!plain_only) {
           others.push_back(time_large<wgmma_shape<256, 5>>(xx, m, views, yy, its, o));
           others.push_back(time_large<sparse24_large_default<4>>(xx, m, views, yy, its, o));
+          others.push_back(time_large<cluster_shape<128, 12, 8>>(xx, m, views, yy, its, o));
+        } else if (m == 256) {
           others.push_back(time_large<cluster_shape<128, 12, 8>>(xx, m, views, yy, its, o));
         }
         line(kind, act, first, others, peer, -1.0);

@@ -71,13 +71,16 @@ constexpr lowbit::cuda::sparse24_values values_of() {
 
 template <class Scheme, class T>
 void check_case(const char* name, std::size_t n, std::size_t k, std::size_t group, std::size_t m, int per_block, int warps,
-                unsigned seed, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr, int path = 0) {
+                unsigned seed, int split_k = 0, lowbit::cuda::gemm_workspace* workspace = nullptr, int path = 0,
+                bool aligned_y = false) {
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
   // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
   // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block, 9 the clustered kernel
-  // with its blocks in columns of 16 weight blocks (default 8). Integer codes, M <= 16: 6 / 7 the
+  // with its blocks in columns of 16 weight blocks (default 8). aligned_y: y's rows 16-byte aligned
+  // (ldy = n rounded up to 8, + 8: the clustered kernel's 16-byte stores), its padding checked
+  // untouched; else ldy = n + 3. Integer codes, M <= 16: 6 / 7 the
   // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
   // blocks, 8 the mma.sp kernel's default block shape.
   if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9) {
@@ -94,7 +97,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   const std::vector<float> dense = lowbit::sparse24_to_dense(sw);
   const auto packed = lowbit::cuda::pack_sparse24(sw, values_of<T>());  // plain values as the activations
 
-  const std::size_t ldx = k + 8, ldy = n + 3;
+  const std::size_t ldx = k + 8, ldy = aligned_y ? (n + 7) / 8 * 8 + 8 : n + 3;
   std::vector<T> xh(m * ldx, to_act<T>(0.0f));
   std::vector<float> x(m * k);
   for (std::size_t i = 0; i < m; ++i)
@@ -152,6 +155,11 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
 
   int bad = 0;
   double worst = 0.0;
+  if (aligned_y)  // the padding past n keeps the NaN fill
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = n; j < ldy; ++j)
+        if (!std::isnan(from_act(y[i * ldy + j])) && bad++ < 3)
+          std::printf("  %s/%s n=%zu m=%zu seed=%u: y(%zu, %zu) past n written\n", name, bf16 ? "bf16" : "fp16", n, m, seed, i, j);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = 0; j < n; ++j) {
       double want = 0.0, magnitude = 0.0;
@@ -240,6 +248,16 @@ void check_format(const char* name, unsigned& seed) {
     // Each M > 64 path of plain values (on a device without sm_90a code the wgmma ones are skipped):
     // N = 520 (5 blocks of 128 rows, the last one 8 rows), K = 2048 (32 half chunks: the ring wraps),
     // M = 129 / 300 / 513 (tokens past a 128 / 256 block).
+    // The clustered kernel's staged outputs stored 16 bytes a thread (y 16-byte aligned): the last
+    // weight block's 8 rows (520) or 4 (516: a piece stored value by value), K split or not, 256 and
+    // 128 tokens a block, clustered or not.
+    check_case<Scheme, T>(name, 520, 640, 0, 300, 0, 0, seed++, 1, nullptr, 4, true);
+    check_case<Scheme, T>(name, 516, 640, 0, 513, 0, 0, seed++, 1, nullptr, 4, true);
+    check_case<Scheme, T>(name, 516, 640, 0, 300, 0, 0, seed++, 3, &workspace, 4, true);
+    check_case<Scheme, T>(name, 520, 640, 0, 1000, 0, 0, seed++, 2, nullptr, 5, true);
+    check_case<Scheme, T>(name, 1032, 1024, 0, 257, 0, 0, seed++, 0, nullptr, 0, true);  // the default
+    check_case<Scheme, T>(name, 516, 640, 0, 300, 0, 0, seed++, 1, nullptr, 1, true);  // unclustered, 256 tokens
+    check_case<Scheme, T>(name, 520, 640, 0, 129, 0, 0, seed++, 2, &workspace, 2, true);  // unclustered, 128, split
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++);
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 1);
     check_case<Scheme, T>(name, 520, 2048, 0, 513, 0, 0, seed++, 1, nullptr, 1);

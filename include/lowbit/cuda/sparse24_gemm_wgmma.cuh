@@ -19,8 +19,9 @@
 /// lane and 16 metadata vectors), copied by all 256 threads. A step waits for its stage, fences the
 /// copies for the async proxy, barriers, refills the stage two steps back (its wgmmas are done: each
 /// step ends waiting for all but its own group), loads its A fragments (double-buffered in
-/// registers across steps), and issues 2 wgmmas as one group. Outputs are stored (clipped at M and
-/// N) as the wide kernels store them; K split as they split it (BN = 128 only).
+/// registers across steps), and issues 2 wgmmas as one group. K split as the wide kernels split it
+/// (BN = 128 only). Both kernels end in store_wgmma_split: the sums converted to fp16 / bf16 and
+/// staged through the idle ring (stmatrix), then stored 16 bytes a thread (clipped at M and N).
 /// At M > 128 the default is the clustered kernel (sparse24_wgmma_cluster_kernel: 2 blocks on
 /// adjacent weight rows share x by TMA multicast, halving x's reads from L2; its shared memory holds
 /// x alone, the weights go from global memory into registers two chunks ahead), K split over blocks
@@ -112,18 +113,88 @@ __device__ __forceinline__ void fence_a_operand(uint32_t (&a)[2][4], uint32_t (&
   }
 }
 
-/// A block's sums stored to y (store_wgmma_sums); K split over gridDim.y blocks (blockIdx.x the
-/// output block): each block writes its BN / 2 sums a thread to `partials` (one float4 a thread and
-/// 8-token column: coalesced 16-byte stores), and the last of the set (the threadfence-reduction
-/// pattern, as wide_store) adds the splits in order 0, 1, ... eight columns at a time (8 loads in
-/// flight a split: no second array of BN / 2 sums) and stores. Called by every thread of the block.
+/// Two fp32 sums as one register of two fp16 / bf16 (the first in the low half).
+template <class T>
+__device__ __forceinline__ uint32_t pack_sums(float lo, float hi) {
+  uint32_t r;
+  if constexpr (is_bf16<T>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    r = *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    r = *reinterpret_cast<const uint32_t*>(&v);
+  }
+  return r;
+}
+
+/// A warp's sums of tokens 8 j .. 8 j + 8 J - 1 of the block (rows 16 warp .. + 15 of its 128), as
+/// T, into the staging area at shared `stage`: a 256-byte row a token (the block's 128 weight rows),
+/// 16-byte piece p of token row r at r * 256 + ((p ^ r % 8) * 16) (no bank conflicts on either
+/// side). stmatrix .trans writes each 8 x 8 fragment (rows g, tokens 2t, 2t + 1 a lane) as 8
+/// token rows of 8 weight rows: 2 x 8 fragments (J = 2) an instruction.
+template <int J, class T>
+__device__ __forceinline__ void stage_wgmma_sums(const float (&acc)[J][1][4], unsigned stage, int tok0, int warp, int lane) {
+  static_assert(J % 2 == 0, "stage_wgmma_sums: fragments in pairs");
+  const int q = lane >> 3;
+#pragma unroll
+  for (int j = 0; j < J; j += 2) {
+    const uint32_t r0 = pack_sums<T>(acc[j][0][0], acc[j][0][1]), r1 = pack_sums<T>(acc[j][0][2], acc[j][0][3]);
+    const uint32_t r2 = pack_sums<T>(acc[j + 1][0][0], acc[j + 1][0][1]), r3 = pack_sums<T>(acc[j + 1][0][2], acc[j + 1][0][3]);
+    const int tok = tok0 + (j + (q >> 1)) * 8 + (lane & 7), piece = warp * 2 + (q & 1);  // lane's row of matrix q
+    const unsigned at = stage + static_cast<unsigned>(tok * 256 + ((piece ^ (tok & 7)) << 4));
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(at), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+  }
+}
+
+/// The staging area's BN tokens (stage_wgmma_sums) to y: 16 consecutive threads a token row, a
+/// 16-byte store each (8 weight rows from row0) where the 8 rows are inside n and y is 16-byte
+/// aligned for it (vec), else element by element inside n; tokens past m are not stored. After a
+/// barrier (the staging written by every warp); called by every thread of the block.
+template <int BN, class T>
+__device__ __forceinline__ void store_staged_sums(unsigned stage, int row0, int tok0, int n, int m, T* __restrict__ y,
+                                                  int ldy, bool vec) {
+  const int p = threadIdx.x & 15, row = row0 + p * 8;
+#pragma unroll 4
+  for (int r = static_cast<int>(threadIdx.x >> 4); r < BN; r += 16) {
+    const int tok = tok0 + r;
+    if (tok >= m) break;  // r grows
+    uint32_t v[4];
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+                 : "r"(stage + static_cast<unsigned>(r * 256 + ((p ^ (r & 7)) << 4))));
+    T* out = y + (size_t)tok * ldy + row;
+    if (vec && row + 8 <= n) {
+      *reinterpret_cast<::uint4*>(out) = make_uint4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (row + e < n) reinterpret_cast<unsigned short*>(out)[e] = static_cast<unsigned short>(v[e >> 1] >> (16 * (e & 1)));
+    }
+  }
+}
+
+/// A block's sums stored to y through the staging area `stage` (BN x 256 bytes of shared memory,
+/// idle: the ring after the loop; stage_wgmma_sums, then store_staged_sums: 16 bytes a thread
+/// instead of 2 bytes a value from registers, 1.7-10% faster, docs/cuda-gemm-notes.md). K split over
+/// gridDim.y blocks (blockIdx.x the output block): each block writes its BN / 2 sums a thread to
+/// `partials` (one float4 a thread and 8-token column: coalesced 16-byte stores), and the last of
+/// the set (the threadfence-reduction pattern, as wide_store) adds the splits in order 0, 1, ...
+/// (its own from registers) eight columns at a time (8 loads in flight a split) and stages them.
+/// row_block: the block's first weight row (warp w's are row_block + 16 w). Called by every thread
+/// of the block, after a barrier that ends every wgmma's reads of the ring.
 template <int BN, class T>
 __device__ __forceinline__ void store_wgmma_split(const float (&acc)[BN / 8][1][4], float* __restrict__ partials,
-                                                  unsigned* __restrict__ counters, int row0, int tok0, int g, int t, int n,
-                                                  int m, T* __restrict__ y, int ldy) {
+                                                  unsigned* __restrict__ counters, unsigned stage, int row_block, int tok0,
+                                                  int warp, int lane, int n, int m, T* __restrict__ y, int ldy) {
   const int split = static_cast<int>(blockIdx.y), splits = static_cast<int>(gridDim.y);
+  const bool vec = (reinterpret_cast<std::uintptr_t>(y) & 15u) == 0 && ldy % 8 == 0;
+  fence_proxy_async();  // the ring was last written by TMA and read by wgmma (async proxy)
   if (splits == 1) {
-    store_wgmma_sums<BN>(acc, row0, tok0, g, t, n, m, y, ldy);
+    stage_wgmma_sums<BN / 8, T>(acc, stage, 0, warp, lane);
+    __syncthreads();
+    store_staged_sums<BN>(stage, row_block, tok0, n, m, y, ldy, vec);
     return;
   }
   const auto slot = [&](int s) {
@@ -138,7 +209,14 @@ __device__ __forceinline__ void store_wgmma_split(const float (&acc)[BN / 8][1][
   for (int j0 = 0; j0 < BN / 8; j0 += batch) {
     float sum[batch][1][4] = {};
 #pragma unroll 1
-    for (int s = 0; s < splits; ++s) {  // this block's own split too: it reads back what it wrote
+    for (int s = 0; s < splits; ++s) {  // in split order (deterministic); this block's own from registers
+      if (s == split) {
+#pragma unroll
+        for (int j = 0; j < batch; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) sum[j][0][i] += acc[j0 + j][0][i];
+        continue;
+      }
       float4 v[batch];
       const float4* other = slot(s);
 #pragma unroll
@@ -147,8 +225,10 @@ __device__ __forceinline__ void store_wgmma_split(const float (&acc)[BN / 8][1][
       for (int j = 0; j < batch; ++j)
         sum[j][0][0] += v[j].x, sum[j][0][1] += v[j].y, sum[j][0][2] += v[j].z, sum[j][0][3] += v[j].w;
     }
-    store_wgmma_sums<batch * 8>(sum, row0, tok0 + j0 * 8, g, t, n, m, y, ldy);
+    stage_wgmma_sums<batch, T>(sum, stage, j0 * 8, warp, lane);
   }
+  __syncthreads();
+  store_staged_sums<BN>(stage, row_block, tok0, n, m, y, ldy, vec);
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
@@ -165,6 +245,7 @@ struct sparse24_wgmma_layout {
   static constexpr std::size_t bytes = std::size_t(Stages) * stage_bytes + 1024u;
   static_assert(stage_bytes % 1024u == 0, "sparse24_wgmma: stages 1024-byte aligned");
   static_assert(bytes <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");
+  static_assert(Stages * stage_bytes >= BN * 256u, "sparse24_wgmma: the ring holds the staged outputs");
 };
 
 template <class T, int BN, int Stages>
@@ -243,11 +324,8 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
-  if constexpr (BN == 256) {  // never split (the host's choice): stored directly
-    store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
-  } else {
-    wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
-  }
+  __syncthreads();  // both warpgroups' wgmmas are done with the ring
+  store_wgmma_split<BN>(acc, partials, counters, ring, tile0 * 16, m0, warp, lane, n, m, y, ldy);
 #else
   (void)x, (void)m, (void)ldx, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n;
   (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
@@ -295,6 +373,7 @@ struct sparse24_wgmma_cluster_layout {
   static constexpr unsigned barriers_at = Stages * stage_bytes;  // from the aligned start
   static constexpr std::size_t bytes = std::size_t(barriers_at) + 16u * Stages + 1024u;
   static_assert(bytes + 16u <= 227u * 1024u, "sparse24_wgmma: a ring that does not fit shared memory");  // + the split store's flag
+  static_assert(barriers_at >= BN * 256u, "sparse24_wgmma: the ring holds the staged outputs");
 };
 
 /// A warp's weights of one chunk from global memory into registers: its fragment vectors of the 4
@@ -428,7 +507,7 @@ __global__ void __launch_bounds__(256, 1)
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   fence_chunk_weights(a, words);
   cluster_sync();  // no block leaves (or returns early in the split store) while its peer may still arrive at its barriers
-  store_wgmma_split<BN>(acc, partials, counters, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
+  store_wgmma_split<BN>(acc, partials, counters, ring, tile0 * 16, m0, warp, lane, n, m, y, ldy);
 #else
   (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)column;
   (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
