@@ -28,7 +28,9 @@
 /// A chunk waits for its cp.async group and its mbarrier and barriers; then for each of its 4 k
 /// steps: the A fragment (4 register buffers), one wgmma, commit, and a wait for all but the last 3
 /// groups (so each step's dequantization and the chunk's barrier run while 3 wgmmas are in flight);
-/// after the chunk's first wgmma it refills the stage two chunks back.
+/// after the chunk's first wgmma it refills the stage two chunks back. The 256-token blocks (never
+/// split) stage their sums through the idle ring and store 16 bytes a thread (stage_wgmma_sums,
+/// store_staged_sums: as the 2:4 wgmma kernels); 64 / 128 end in wide_store (split K).
 /// The kernel's body exists only where compiled for sm_90a; the host takes this path only when the
 /// loaded code has it (wgmma_usable), the driver has the tensor-map encoder, and options.warps is 0
 /// (8 / 16 pick gemm_large_kernel).
@@ -239,8 +241,14 @@ __global__ void __launch_bounds__(256, BN == 64 ? 2 : 1)
 #pragma unroll
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
-  if constexpr (BN == 256) {  // never split (the host's choice): stored directly
-    store_wgmma_sums<BN>(acc, (tile0 + warp) * 16, m0, g, t, n, m, y, ldy);
+  if constexpr (BN == 256) {  // never split (the host's choice): staged through the idle ring, 16 bytes a store
+    static_assert(Stages * layout::stage_bytes >= BN * 256u, "gemm_wgmma_kernel: the ring holds the staged outputs");
+    __syncthreads();      // both warpgroups' wgmmas are done with the ring
+    fence_proxy_async();  // it was last written by TMA and read by wgmma (async proxy)
+    stage_wgmma_sums<BN / 8, T>(acc, ring, 0, warp, lane);
+    __syncthreads();
+    const bool vec = (reinterpret_cast<std::uintptr_t>(y) & 15u) == 0 && ldy % 8 == 0;
+    store_staged_sums<BN>(ring, tile0 * 16, m0, n, m, y, ldy, vec);
   } else {
     wide_store<BN / 8, 1, 8>(acc, partials, counters, warp, lane, tile0 + warp, n, m, y, ldy, m0);
   }

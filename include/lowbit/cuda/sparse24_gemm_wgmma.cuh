@@ -113,68 +113,6 @@ __device__ __forceinline__ void fence_a_operand(uint32_t (&a)[2][4], uint32_t (&
   }
 }
 
-/// Two fp32 sums as one register of two fp16 / bf16 (the first in the low half).
-template <class T>
-__device__ __forceinline__ uint32_t pack_sums(float lo, float hi) {
-  uint32_t r;
-  if constexpr (is_bf16<T>) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    r = *reinterpret_cast<const uint32_t*>(&v);
-  } else {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    r = *reinterpret_cast<const uint32_t*>(&v);
-  }
-  return r;
-}
-
-/// A warp's sums of tokens 8 j .. 8 j + 8 J - 1 of the block (rows 16 warp .. + 15 of its 128), as
-/// T, into the staging area at shared `stage`: a 256-byte row a token (the block's 128 weight rows),
-/// 16-byte piece p of token row r at r * 256 + ((p ^ r % 8) * 16) (no bank conflicts on either
-/// side). stmatrix .trans writes each 8 x 8 fragment (rows g, tokens 2t, 2t + 1 a lane) as 8
-/// token rows of 8 weight rows: 2 x 8 fragments (J = 2) an instruction.
-template <int J, class T>
-__device__ __forceinline__ void stage_wgmma_sums(const float (&acc)[J][1][4], unsigned stage, int tok0, int warp, int lane) {
-  static_assert(J % 2 == 0, "stage_wgmma_sums: fragments in pairs");
-  const int q = lane >> 3;
-#pragma unroll
-  for (int j = 0; j < J; j += 2) {
-    const uint32_t r0 = pack_sums<T>(acc[j][0][0], acc[j][0][1]), r1 = pack_sums<T>(acc[j][0][2], acc[j][0][3]);
-    const uint32_t r2 = pack_sums<T>(acc[j + 1][0][0], acc[j + 1][0][1]), r3 = pack_sums<T>(acc[j + 1][0][2], acc[j + 1][0][3]);
-    const int tok = tok0 + (j + (q >> 1)) * 8 + (lane & 7), piece = warp * 2 + (q & 1);  // lane's row of matrix q
-    const unsigned at = stage + static_cast<unsigned>(tok * 256 + ((piece ^ (tok & 7)) << 4));
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(at), "r"(r0), "r"(r1),
-                 "r"(r2), "r"(r3)
-                 : "memory");
-  }
-}
-
-/// The staging area's BN tokens (stage_wgmma_sums) to y: 16 consecutive threads a token row, a
-/// 16-byte store each (8 weight rows from row0) where the 8 rows are inside n and y is 16-byte
-/// aligned for it (vec), else element by element inside n; tokens past m are not stored. After a
-/// barrier (the staging written by every warp); called by every thread of the block.
-template <int BN, class T>
-__device__ __forceinline__ void store_staged_sums(unsigned stage, int row0, int tok0, int n, int m, T* __restrict__ y,
-                                                  int ldy, bool vec) {
-  const int p = threadIdx.x & 15, row = row0 + p * 8;
-#pragma unroll 4
-  for (int r = static_cast<int>(threadIdx.x >> 4); r < BN; r += 16) {
-    const int tok = tok0 + r;
-    if (tok >= m) break;  // r grows
-    uint32_t v[4];
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
-                 : "r"(stage + static_cast<unsigned>(r * 256 + ((p ^ (r & 7)) << 4))));
-    T* out = y + (size_t)tok * ldy + row;
-    if (vec && row + 8 <= n) {
-      *reinterpret_cast<::uint4*>(out) = make_uint4(v[0], v[1], v[2], v[3]);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        if (row + e < n) reinterpret_cast<unsigned short*>(out)[e] = static_cast<unsigned short>(v[e >> 1] >> (16 * (e & 1)));
-    }
-  }
-}
-
 /// A block's sums stored to y through the staging area `stage` (BN x 256 bytes of shared memory,
 /// idle: the ring after the loop; stage_wgmma_sums, then store_staged_sums: 16 bytes a thread
 /// instead of 2 bytes a value from registers, 1.7-10% faster, docs/cuda-gemm-notes.md). K split over
