@@ -339,7 +339,7 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
       // power cap makes back-to-back timings depend on their order); the row's cuBLAS figure is that one.
       const auto plain_line = [&](const char* kind, const char* act, auto* xx, const auto& views, auto* yy, const auto& peer_launch) {
         const auto timed = bench_cuda::time_interleaved_us(
-            [&](int i) { lc::gemm_sparse24(xx, m, s.k, views[static_cast<std::size_t>(i) % views.size()], yy, s.n, nullptr, o); },
+            [&](int i) { launch_large<void>(xx, m, views, yy, o, i); },
             peer_launch, its, 5, 3);
         const double first = timed.first, peer = timed.second;
         std::vector<double> others = {time_large<cluster_shape<256, 6, 16>>(xx, m, views, yy, its, o),

@@ -111,11 +111,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   const auto ref = lowbit::reference::gemm(lowbit::matrix_view<const float>(x.data(), m, k), q.view());
   double worst = 0.0;
   int bad = 0;
-  if (aligned_y)  // the padding past n keeps the NaN fill
-    for (std::size_t i = 0; i < m; ++i)
-      for (std::size_t j = n; j < ldy; ++j)
-        if (!std::isnan(from_act(y[i * ldy + j])) && bad++ < 3)
-          std::printf("  %s n=%zu m=%zu seed=%u: y(%zu, %zu) past n written\n", name, n, m, seed, i, j);
+  if (aligned_y && (bad = lowbit_test::padding_written(y, m, n, ldy)))  // the padding past n keeps the NaN fill
+    std::printf("  %s n=%zu m=%zu seed=%u: %d outputs past n written\n", name, n, m, seed, bad);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = 0; j < n; ++j) {
       const double got = from_act(y[i * ldy + j]), want = ref.y[i * n + j];
