@@ -8,7 +8,8 @@
 // Also times cuda::append (quantizing new fp16 K/V tokens into the device cache): a decode step's
 // (B = 8, Hkv = 8, d = 128, one token each) and a prefill's (B = 1, 2048 tokens); every launch
 // appends to fresh rows (the cache holds all of the timed launches' tokens).
-// Usage: bench_cuda_decode [--quick] [--only FORMAT-PREFIX] [--append (the append table only)]
+// Usage: bench_cuda_decode [--quick] [--only FORMAT-PREFIX] [--match PREFIX,PREFIX,...]
+// [--append (the append table only)]
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,19 @@ struct row {
 std::vector<row> rows;
 
 const char* only = nullptr;  // --only NAME: one format, default split only (for a profiler)
+const char* match = nullptr;  // --match P1,P2,...: the formats whose names start with one of these (no append table)
+
+bool matches(const char* name) {
+  if (!match) return true;
+  for (const char* p = match; *p;) {
+    const char* end = std::strchr(p, ',');
+    const std::size_t n = end ? static_cast<std::size_t>(end - p) : std::strlen(p);
+    if (n && std::strncmp(name, p, n) == 0) return true;
+    if (!end) break;
+    p = end + 1;
+  }
+  return false;
+}
 
 struct append_row {
   std::string name;
@@ -100,7 +114,7 @@ void bench_appends() {
 
 template <class Scheme, std::size_t Dim = D>
 void bench(const char* name, std::size_t group_size, std::size_t page_tokens, const __half* q, __half* out) {
-  if (only && std::strncmp(name, only, std::strlen(only)) != 0) return;
+  if ((only && std::strncmp(name, only, std::strlen(only)) != 0) || !matches(name)) return;
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   lb::attention::kv_shape shape;
@@ -158,6 +172,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--quick") == 0) iterations = 10, repeats = 3;
     if (std::strcmp(argv[i], "--append") == 0) append_only = true;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i], iterations = 5, repeats = 1;
+    if (std::strcmp(argv[i], "--match") == 0 && i + 1 < argc) match = argv[++i];
   }
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -205,6 +220,6 @@ int main(int argc, char** argv) {
                 r.bytes / r.auto_us * 1e-3, r.best_us, r.best_split);
   cudaFree(q);
   cudaFree(out);
-  bench_appends();
+  if (!match) bench_appends();
   return 0;
 }

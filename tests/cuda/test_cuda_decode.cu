@@ -3,7 +3,8 @@
 // fp16, float and bf16 scales), head_dim 64, 80, 96, 128 and 256, 1 to 16 query heads per KV head, contiguous
 // and paged caches (shuffled block tables), group sizes from head_dim / 4 to the whole vector, odd
 // and empty lengths, one split, 64-token splits and the default. A plain checker (no GoogleTest);
-// exits non-zero on any failure, printing seed and case. Outputs are poisoned (NaN) first. Each
+// exits non-zero on any failure, printing seed and case. Arguments: [seed] [scheme name, e.g. int4:
+// its decode cases only, for compute-sanitizer]. Outputs are poisoned (NaN) first. Each
 // case runs with fp16 and with bf16 q / out (q values that both types hold exactly).
 //
 // cuda::append: for every scheme, caches built by GPU appends (empty device_kv_cache, contiguous
@@ -16,12 +17,14 @@
 // Also checked against a float64 decode of the dequantized cache (the same bound), so that a fault
 // on the CPU side shows as such. Tolerance per output element e of query head j (float64 quantities
 // of the dequantized cache, p the exact softmax weights): |gpu - cpu| <= (2^-8 + 4 ds) * sum_i p_i |v_ie| + 2^-10 |cpu|, where
-// ds = 2^-10 * scale * max_i sum_e |q_e k_ie| bounds the score error from rounding q and K to fp16.
+// ds = 2^-10 * scale * max_i sum_e |q_e k_ie| bounds the score error from rounding q and K to fp16
+// (and covers the integer keys' 16-bit q: decode.cuh's numerics note).
 // 2^-8 covers P and V rounded to fp16 (2^-11 each) and the fp32 sums; 2^-10 |cpu| the fp16 output.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -197,8 +200,11 @@ void check_case(const char* name, const decode_case& c, unsigned seed) {
   cudaFree(dout16);
 }
 
+const char* only_scheme = nullptr;  // argv[2]: the decode cases of this scheme only (for compute-sanitizer)
+
 template <class Scheme>
 void check_scheme(const char* name, unsigned& seed) {
+  if (only_scheme && std::strcmp(name, only_scheme) != 0) return;
   const decode_case cases_[] = {
       {128, 2, 4, 0, 0, {1, 17, 1000}, 1024, 1.0f},
       {128, 1, 16, 32, 32, {300, 0, 129}, 0, 1.0f},
@@ -221,6 +227,8 @@ void check_scheme(const char* name, unsigned& seed) {
       {80, 2, 12, 64, 40, {640, 161}, 0, 1.0f},
       {96, 2, 5, 32, 24, {700, 65, 33}, 0, 1.0f},
       {96, 3, 1, 0, 48, {250, 31}, 250, 2.0f},
+      // Whole vectors at 96 on 16-token pages (signed 4-bit: keys on the integer tensor cores).
+      {96, 2, 4, 16, 0, {300, 47}, 0, 1.0f},
   };
   for (const decode_case& c : cases_) check_case<Scheme>(name, c, seed++);
 }
@@ -541,6 +549,7 @@ void check_append_errors() {
 
 int main(int argc, char** argv) {
   unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : 20261126u;
+  only_scheme = argc > 2 ? argv[2] : nullptr;
   std::printf("lowbit CUDA decode tests, seed %u\n", seed);
   namespace kv = lowbit_test::kv;
   try {
@@ -551,6 +560,10 @@ int main(int argc, char** argv) {
     check_scheme<kv::e4m3_f16>("fp8_e4m3", seed);
     check_scheme<kv::int8_f32>("int8 f32s", seed);
     check_scheme<kv::int4_bf16>("int4 bf16s", seed);
+    if (only_scheme) {
+      std::printf("%d decode cases of %s, %d failed\n", cases, only_scheme, failures);
+      return failures ? 1 : 0;
+    }
 
     // cuda::append against the CPU cache's append.
     check_append_scheme<kv::int8_f16>("int8", seed);

@@ -12,9 +12,9 @@
 ///  - Grid: (split, KV head, sequence). A block of 4 warps takes split_tokens tokens of one (sequence,
 ///    KV head); each warp takes every 4th stage of 4 (4-bit) or 2 (8-bit) consecutive tiles of 16
 ///    tokens (a tile's 16 rows are consecutive in storage: pages are multiples of 16 tokens,
-///    contiguous caches are padded to 16 on upload) and computes two tiles an iteration (independent
-///    chains that hide each other's latency, one softmax reduction for both; G > 8: stages of one
-///    tile, one at a time), with 2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory
+///    contiguous caches are padded to 16 on upload) and computes two tiles an iteration, a 4-tile
+///    stage at once (independent chains that hide each other's latency, one softmax reduction for
+///    all; G > 8: stages of one tile, one at a time), with 2 (8-bit) or 4 (4-bit) more tiles in flight in its own shared-memory
 ///    ring. On sm_90 a stage arrives as 4 to 6 bulk copies (keys, values, their scales and zero
 ///    points; one set a tile where pages of 16 tokens split it) by the copy engine, completing on the
 ///    stage's mbarrier: the copy engine's cost goes with the number of copies more than with their
@@ -28,6 +28,10 @@
 ///    fp16 1024 + code, FP8 E4M3 by cvt on sm_89+), times the group scale in fp16; the head dimension
 ///    is consumed in a permuted order that matches those loads, and q is loaded once in the same
 ///    permutation (a dot product does not care about the order of its terms).
+///    Signed 4-bit codes with one scale a row (int4 per token-head) skip the dequantization: the
+///    codes enter mma.m16n8k32 .s8 as 16 x code (a shift and a mask a word), against q quantized per
+///    head in the kernel to 16-bit fixed point split into int8 high and low parts (two int32 chains,
+///    exact), and the row's scale multiplies the fp32 score.
 ///  - Online softmax in fp32 per head on the score fragments (base-2 exponentials, log2(e) folded
 ///    into q; the tile maximum over the lanes g by 3 shuffles); the reference maximum moves only
 ///    when a tile's exceeds it by 8 (in log2 units), so the accumulator is seldom rescaled.
@@ -35,11 +39,18 @@
 ///    index (rows), built from two rows' bytes by byte permutes; Pᵀ's B fragment is the fp16 score
 ///    fragment transposed 8 x 8 by movmatrix. Output rows are a permutation of d.
 ///  - The 4 warps merge in shared memory; with several splits, (max, sum, unnormalized O) go to the
-///    workspace and a second kernel merges the splits by log-sum-exp and writes fp16.
+///    workspace and a second kernel merges the splits by log-sum-exp and writes fp16 (on sm_90 a
+///    programmatic dependent launch, so that its launch overlaps the decode's tail: 1.5 µs).
 /// Numerics: q (times scale · log2 e), dequantized K and V, and P rounded to fp16; products
 /// accumulated in fp32 on tensor cores; softmax state in fp32; output rounded to fp16. Dequantized
 /// values must fit fp16 (|value| < 65504). Tolerance against the CPU decode (tests/cuda/test_cuda_decode.cu):
-/// (2^-8 + 4 ds) sum_i p_i |v_i| + 2^-10 |out|, ds bounding the score error from fp16 q and K.
+/// (2^-8 + 4 ds) sum_i p_i |v_i| + 2^-10 |out|, ds = 2^-10 scale max_i sum_e |q_e k_ie| bounding the
+/// score error from fp16 q and K. Integer keys: K exact, q off by at most step / 2 = max_e |q_e| / 65278
+/// an element, so a score by at most 2^-16 max|q| sum_e |k_ie| (plus 3 fp32 roundings), within the
+/// 2 ds that the bound's 4 ds leaves the scores whenever max_e |q_e| sum_e |k_ie| <= 2^7 max_i sum_e
+/// |q_e k_ie| (q's largest element at most 128 times its k-weighted mean magnitude: about 4 for
+/// normal q). In the test the integer-key cases' worst error is 0.095 of the tolerance (0.016 with
+/// fp16 output), the fp16-key cases' 0.152.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -133,6 +144,13 @@ __device__ __forceinline__ uint32_t transpose_8x8(uint32_t x) {
   uint32_t d;
   asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(d) : "r"(x));
   return d;
+}
+/// c += a · b on the integer tensor cores (mma.m16n8k32 .s8: a0 / a2 row g, k 4t .. + 3 / 16 + 4t .. + 3,
+/// a1 / a3 row g + 8; b0 / b1 the same k of column g).
+__device__ __forceinline__ void mma_s8_16832(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 __device__ __forceinline__ uint32_t lop3_or_mask(uint32_t a, uint32_t mask, uint32_t bits) {  // (a & mask) | bits
   uint32_t d;
@@ -324,10 +342,12 @@ __device__ __forceinline__ void load_words(uint32_t* w, const uint8_t* p) {
 /// One block: split blockIdx.x of KV head blockIdx.y of sequence blockIdx.z, G <= MaxG query heads.
 /// With splits == 1 it writes the normalized fp16 output; else (max, sum) and unnormalized O
 /// partials to work ([B][Hkv][G][splits] x (D + 2) floats: O, then max and sum).
-/// Up to head_dim 128, 3 blocks an SM (as many as the rings allow); 256: one or two (rings of
-/// 105-133 KiB), so 255 registers a thread (168 spilled).
-template <class Scheme, int D, int MaxG, class T>
-__global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
+/// Up to head_dim 128, 3 blocks an SM (as many as the rings allow; 4-tile stages, computed whole,
+/// are bounded at 2 for the compiler and take 118-155 registers, so 3 still fit); 256: one or two
+/// (rings of 105-133 KiB), so 255 registers a thread (168 spilled).
+/// IntKeys: keys on the integer tensor cores (signed 4-bit codes, one scale a row; see decode_launch).
+template <class Scheme, int D, int MaxG, class T, bool IntKeys = false>
+__global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? (decode_copy_tiles(Scheme::bits, MaxG, D) == 4 ? 2 : 3) : 1)
     decode_kernel(const T* __restrict__ q, kv_params kv, int group, float q_scale, int split_tokens, int splits,
                   float* __restrict__ work, T* __restrict__ out) {
   using codec = kv_codec<Scheme>;
@@ -337,7 +357,9 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
   constexpr int lane_value_bytes = D / 8 * bits / 8, VW = (lane_value_bytes + 3) / 4;  // a lane's share of a value row
   constexpr int KW = steps ? (bits == 8 ? KS : (KS + 1) / 2) : D / 4 * bits / 32;    // and of a key row, in words
   constexpr int NH = MaxG / 8;  // 8-head column tiles of the transposed products
-  constexpr int pair = decode_pair(MaxG), ctiles = decode_copy_tiles(Scheme::bits, MaxG, D);
+  // Tiles computed an iteration: a 4-tile stage whole (one softmax reduction for 4 tiles, 4
+  // independent chains: 2.5% on int4 at the benchmark's shape), else the pair.
+  constexpr int ctiles = decode_copy_tiles(Scheme::bits, MaxG, D), pair = ctiles == 4 ? 4 : decode_pair(MaxG);
   using stage_layout = decode_stage<Scheme, D, ctiles>;
   constexpr int row_bytes = D * bits / 8, stages = stage_layout::stages;
   constexpr int per_word = 32 / bits;  // head-dimension indices a V word covers
@@ -349,6 +371,10 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The merge kernel may be launched now (it waits for this grid's completion before it reads).
+  if (splits > 1) asm volatile("griddepcontrol.launch_dependents;");
+#endif
   const int length = kv.lengths[seq];
   const int t_begin = split * split_tokens, t_end = min(length, t_begin + split_tokens);
   const int q_heads = kv.kv_heads * group;
@@ -356,8 +382,53 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 
   // The group's queries as B fragments (column g of head tile hn: query head 8 hn + g; zero past
   // the group).
-  uint32_t qb[KS][NH][2];
-  {
+  uint32_t qb[IntKeys ? 1 : KS][NH][2];
+  // Integer keys (IntKeys): q as 16-bit fixed point per head, split into int8 high and low parts,
+  // as the B fragments of mma.m16n8k32 .s8 against key word i (qi[i][hn][b][part]: b0 takes the
+  // word's even nibbles, b1 its odd ones); uq: the lane's heads' (8 hn + 2t + e) step / 16.
+  uint32_t qi[IntKeys ? KW : 1][NH][2][2];
+  float uq[NH][2];
+  if constexpr (IntKeys) {
+    const T* q0 = q + ((size_t)seq * q_heads + (size_t)head * group) * D;
+    float qv[KW][NH][8], mx[NH];
+#pragma unroll
+    for (int hn = 0; hn < NH; ++hn) {
+      mx[hn] = 0.0f;
+      const int row = 8 * hn + g;
+#pragma unroll
+      for (int i = 0; i < KW; ++i)
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          // Nibble n of key word i is k-step 2i + (n >> 1 & 1)'s register half n & 1, element n >> 2.
+          const int j = 2 * i + ((n >> 1) & 1);
+          float x = 0.0f;
+          if (row < group && j < KS) x = q_scale * to_float(q0[row * D + key_dim<bits, D>(t, j, n & 1, n >> 2)]);
+          qv[i][hn][n] = x;
+          mx[hn] = fmaxf(mx[hn], fabsf(x));
+        }
+      mx[hn] = fmaxf(mx[hn], __shfl_xor_sync(0xffffffffu, mx[hn], 1));
+      mx[hn] = fmaxf(mx[hn], __shfl_xor_sync(0xffffffffu, mx[hn], 2));  // the head's max over its 4 lanes
+      // |q / step| <= 32639, so that hi = (q_int + 128) >> 8 stays in [-127, 127] and lo in [-128, 127].
+      const float inv = mx[hn] > 0.0f ? 32639.0f / mx[hn] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < KW; ++i)
+#pragma unroll
+        for (int b = 0; b < 2; ++b) {
+          uint32_t hi = 0u, lo = 0u;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int qint = __float2int_rn(qv[i][hn][2 * e + b] * inv);
+            const int h = (qint + 128) >> 8, l = qint - 256 * h;
+            hi |= (static_cast<uint32_t>(h) & 0xffu) << (8 * e);
+            lo |= (static_cast<uint32_t>(l) & 0xffu) << (8 * e);
+          }
+          qi[i][hn][b][0] = hi, qi[i][hn][b][1] = lo;
+        }
+      const float step16 = mx[hn] / (32639.0f * 16.0f);  // keys enter as 16 x code
+#pragma unroll
+      for (int e = 0; e < 2; ++e) uq[hn][e] = __shfl_sync(0xffffffffu, step16, 4 * (2 * t + e));
+    }
+  } else {
     const T* q0 = q + ((size_t)seq * q_heads + (size_t)head * group) * D;
 #pragma unroll
     for (int j = 0; j < KS; ++j)
@@ -567,7 +638,58 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
         for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
           for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
-      {
+      if constexpr (IntKeys) {
+        // Integer keys (signed 4-bit codes, one scale a row): the codes as int8 16 x code (a key word's
+        // even nibbles shifted up, its odd ones masked in place), times q's high and low parts in two
+        // int32 chains, exact; the score is (256 hi + lo) x q's step / 16 x the row's scale in fp32.
+        int acc[pair][NH][2][4];
+        uint32_t k[pair][2][KW];
+        float ks[pair][2];
+#pragma unroll
+        for (int u = 0; u < pair; ++u) {
+#pragma unroll
+          for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+            for (int x = 0; x < 4; ++x) acc[u][hn][0][x] = acc[u][hn][1][x] = 0;
+#pragma unroll
+          for (int n = 0; n < 2; ++n) {
+            const uint8_t* key_row = keys[u] + (g + 8 * n) * key_stride;
+            if constexpr (steps) {  // as below: steps 2i and 2i + 1 interleaved bytewise into word i
+#pragma unroll
+              for (int i = 0; i < KW; ++i) {
+                const uint32_t even = *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 2 * t);
+                const uint32_t odd = 2 * i + 1 < KS ? *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 8 + 2 * t) : 0u;
+                k[u][n][i] = __byte_perm(even, odd, 0x5140);
+              }
+            } else {
+#pragma unroll
+              for (int piece = 0; piece < key_pieces; ++piece)
+                load_words<kp / 4>(k[u][n] + piece * kp / 4, key_row + (4 * piece + t) * kp);
+            }
+            ks[u][n] = load_scale<scale_type>(kscales[u], min(g + 8 * n, last[u]));
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < KW; ++i)
+#pragma unroll
+          for (int u = 0; u < pair; ++u) {
+            const uint32_t a[4] = {(k[u][0][i] << 4) & 0xf0f0f0f0u, (k[u][1][i] << 4) & 0xf0f0f0f0u,
+                                   k[u][0][i] & 0xf0f0f0f0u, k[u][1][i] & 0xf0f0f0f0u};
+#pragma unroll
+            for (int hn = 0; hn < NH; ++hn) {
+              mma_s8_16832(acc[u][hn][0], a, qi[i][hn][0][0], qi[i][hn][1][0]);
+              mma_s8_16832(acc[u][hn][1], a, qi[i][hn][0][1], qi[i][hn][1][1]);
+            }
+          }
+#pragma unroll
+        for (int u = 0; u < pair; ++u)
+#pragma unroll
+          for (int hn = 0; hn < NH; ++hn)
+#pragma unroll
+            for (int x = 0; x < 4; ++x)
+              s[u][hn][x] = fmaf(__int2float_rn(acc[u][hn][0][x]), 256.0f, __int2float_rn(acc[u][hn][1][x])) *
+                            (uq[hn][x & 1] * ks[u][x >> 1]);
+      } else {
         // The scale (and zero point) of group grp of the tile's key row g + 8 n.
         const auto key_params = [&](int u, int n, int grp) {
           const int at = min(g + 8 * n, last[u]) * kv.groups + grp;
@@ -633,7 +755,7 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
           const int tok = (tile + u) * 16 + g;
 #pragma unroll
           for (int x = 0; x < 4; ++x) {
-            s[u][hn][x] += s_odd[u][hn][x];
+            if constexpr (!IntKeys) s[u][hn][x] += s_odd[u][hn][x];
             if (tok + 8 * (x >> 1) >= t_end) s[u][hn][x] = neg_inf;
           }
           tile_max[hn][0] = fmaxf(tile_max[hn][0], fmaxf(s[u][hn][0], s[u][hn][2]));
@@ -772,6 +894,10 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? 3 : 1)
 /// Merges the splits of each (sequence, query head) by log-sum-exp: one block of D threads each.
 template <int D, class T>
 __global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict__ work, int splits, T* __restrict__ out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of decode_kernel (sm_90): waits until its writes are visible.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   const std::size_t qh = blockIdx.x;
   const float* part = work + qh * splits * (D + 2);
   float mx = -INFINITY;
@@ -791,7 +917,10 @@ __global__ void __launch_bounds__(D) decode_merge_kernel(const float* __restrict
 template <class Scheme, int D, int MaxG, class T>
 void decode_launch(const T* q, const kv_params& kv, int batch, int group, int max_length, float q_scale,
                    const decode_options& options, decode_workspace& workspace, T* out, cudaStream_t stream) {
-  const auto kernel = decode_kernel<Scheme, D, MaxG, T>;
+  // Signed 4-bit codes with one scale a row: keys on the integer tensor cores (decode_kernel's IntKeys).
+  constexpr bool int_keys = Scheme::bits == 4 && !Scheme::has_zero && kv_scheme<Scheme>::implicit_zero != 0 &&
+                            !kv_scheme<Scheme>::is_e4m3;
+  const auto kernel = int_keys && kv.groups == 1 ? decode_kernel<Scheme, D, MaxG, T, int_keys> : decode_kernel<Scheme, D, MaxG, T>;
   const int smem = decode_stage<Scheme, D, decode_copy_tiles(Scheme::bits, MaxG, D)>::smem_bytes;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // All of the SM's L1 as shared memory, so that the rings of several blocks fit side by side.
@@ -814,8 +943,20 @@ void decode_launch(const T* q, const kv_params& kv, int batch, int group, int ma
       q, kv, group, q_scale, split_tokens, splits, work, out);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   if (splits > 1) {
-    decode_merge_kernel<D, T><<<batch * kv.kv_heads * group, D, 0, stream>>>(work, splits, out);
-    LOWBIT_CUDA_CHECK(cudaGetLastError());
+    // sm_90: a programmatic dependent launch, so that the merge's launch overlaps the decode's tail.
+    int device = 0, major = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(batch * kv.kv_heads * group));
+    config.blockDim = dim3(D);
+    config.stream = stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &attribute;
+    config.numAttrs = major >= 9 ? 1 : 0;
+    LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_merge_kernel<D, T>, static_cast<const float*>(work), splits, out));
   }
 }
 
