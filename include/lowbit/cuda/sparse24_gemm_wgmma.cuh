@@ -490,6 +490,261 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   return true;
 }
 
+/// The persistent clustered kernel: as sparse24_wgmma_cluster_kernel (2 blocks a cluster, x by TMA
+/// multicast, the weights straight into registers), but each cluster walks output tiles u = c,
+/// c + C, c + 2C, ... (c its index, C the clusters launched; a tile is the two blocks of the
+/// clustered kernel's cluster u, in its column order) as one stream of steps, so that the next
+/// tile's x (thread 0's TMA, Stages - 2 steps ahead) and its first two chunks of weights (registers)
+/// load while the current tile ends. At a tile's end the sums go, converted, into the ring slots of
+/// its last two steps (half the tokens each; no wgmma reads them any more and the producer refills
+/// them only once both blocks release them), the accumulators restart at zero, the next tile's
+/// first wgmmas are issued, and the staged outputs are stored to y while those run; only then are
+/// the two slots released (the arrivals that the last two steps would have made). The last tile
+/// ends as the clustered kernel's blocks do. K is not split; K >= 2 chunks (the weights two chunks
+/// ahead come from at most the next tile).
+/// Inlines a lambda however often it is called (the kernel's accumulators must stay in registers).
+#define LOWBIT_INLINE_LAMBDA __attribute__((always_inline))
+
+template <class T, int BN, int Stages>
+__global__ void __launch_bounds__(256, 1)
+    sparse24_wgmma_persistent_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
+                                     const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
+                                     int blocks_m, int column, T* __restrict__ y, int ldy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(Stages >= 3, "sparse24_wgmma_persistent_kernel: a stage in use, one in flight, one refilled");
+  using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
+  constexpr bool bf16 = is_bf16<T>;
+  constexpr int half_j = BN / 16;  // accumulator fragments of half the tokens (one staging slot)
+  static_assert(layout::stage_bytes == (BN / 2) * 256u, "sparse24_wgmma_persistent_kernel: a slot stages half the tokens");
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned rank = cluster_rank();
+  const int cluster = static_cast<int>(blockIdx.x) / 2, clusters = static_cast<int>(gridDim.x) / 2;
+  const int units = blocks_n * blocks_m / 2;  // output tiles (blocks_n is even)
+  const int mine = (units - cluster + clusters - 1) / clusters;  // >= 1: launched with clusters <= units
+  const int steps = 2 * chunks, total = mine * steps;             // half chunks (64 dense k)
+  // Tile u's place for this block (the clustered kernel's column order of blocks 2u, 2u + 1).
+  const auto place = [&](int u, int& tile0, int& m0) LOWBIT_INLINE_LAMBDA {
+    const int b = 2 * u + static_cast<int>(rank);
+    const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
+    const int width = min(column, blocks_n - col * column);
+    tile0 = (col * column + within % width) * 8, m0 = (within / width) * BN;
+  };
+  const bool vec = (reinterpret_cast<std::uintptr_t>(y) & 15u) == 0 && ldy % 8 == 0;
+
+  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
+  const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
+  const auto slot_at = [&](int q) { return ring + static_cast<unsigned>(q % Stages) * layout::stage_bytes; };
+  if (threadIdx.x == 0) {
+    for (int j = 0; j < Stages; ++j) {
+      mbar_init(full + 8u * j, 1);   // this block's expect_tx
+      mbar_init(empty + 8u * j, 4);  // one arrival from each warpgroup of the cluster
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster_sync();  // the peer's barriers exist before anything is multicast to it
+
+  // Thread 0's producer: step `issued` of the stream (step p_step of tile p_unit, tokens from p_m0).
+  int issued = 0, p_step = 0, p_unit = cluster, p_tile0 = 0, p_m0 = 0;
+  if (threadIdx.x == 0) place(p_unit, p_tile0, p_m0);
+  const auto issue = [&]() LOWBIT_INLINE_LAMBDA {
+    if (issued >= total) return;
+    if (p_step == steps) p_step = 0, p_unit += clusters, place(p_unit, p_tile0, p_m0);
+    const int slot = issued % Stages;
+    if (issued >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(issued / Stages - 1) & 1u);
+    mbar_expect_tx(full + 8u * slot, layout::stage_bytes);
+    tma_multicast(ring + static_cast<unsigned>(slot) * layout::stage_bytes + rank * (BN / 2) * 128u, &x_map, p_step * 64,
+                  p_m0 + static_cast<int>(rank) * (BN / 2), full + 8u * slot, 0x3);
+    ++issued, ++p_step;
+  };
+  if (threadIdx.x == 0)
+    for (int s = 0; s < Stages - 2; ++s) issue();
+
+  // This warp's tile of a block at tile0 (tiles past the last repeat it), as the clustered kernel's.
+  const auto frag_of = [&](int tile0) {
+    return codes + static_cast<std::size_t>(min(tile0 + warp, tiles - 1)) * chunks * 128 + lane;
+  };
+  const auto meta_of = [&](int tile0) {
+    return metadata + static_cast<std::size_t>(min(tile0 + warp, tiles - 1)) * chunks * 16 + 2 * g + (t & 1);
+  };
+  int cur_tile0, cur_m0, next_tile0 = 0, next_m0 = 0, unit_i = 0;  // unit_i: the current tile's index in this cluster's walk
+  place(cluster, cur_tile0, cur_m0);
+  if (mine > 1) place(cluster + clusters, next_tile0, next_m0);
+  const ::uint4 *frag = frag_of(cur_tile0), *meta = meta_of(cur_tile0);
+  const ::uint4 *frag_next = frag_of(next_tile0), *meta_next = meta_of(next_tile0);
+  uint32_t a[3][4][4], words[3][4];  // stream chunks i, i + 1, i + 2 in buffers i % 3, ...
+  load_chunk_weights(frag, meta, a[0], words[0]);
+  load_chunk_weights(frag + 128, meta + 16, a[1], words[1]);
+  float acc[BN / 8][1][4];
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+
+  const auto release = [&](int q) LOWBIT_INLINE_LAMBDA {  // step q's slot: this warpgroup is done with it in both blocks
+    if ((threadIdx.x & 127) == 0 && q + Stages < total) {
+      const unsigned freed = empty + 8u * (q % Stages);
+      mbar_arrive_cluster(freed, 0);
+      mbar_arrive_cluster(freed, 1);
+    }
+  };
+  // The tile's sums into the slots of steps q - 2 (tokens 0 .. BN / 2 - 1) and q - 1 (the rest),
+  // then zero: q is the next tile's first step.
+  const auto stage_tile = [&](int q) LOWBIT_INLINE_LAMBDA {
+    wgmma_wait<0>();
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
+    __syncthreads();  // both warpgroups' wgmmas are done with the two slots
+    fence_proxy_async();  // the slots were last written by TMA and read by wgmma (async proxy)
+    stage_wgmma_sums<half_j, T>(reinterpret_cast<const float(&)[half_j][1][4]>(acc[0]), slot_at(q - 2), 0, warp, lane);
+    stage_wgmma_sums<half_j, T>(reinterpret_cast<const float(&)[half_j][1][4]>(acc[half_j]), slot_at(q - 1), 0, warp, lane);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+    __syncthreads();  // every warp's outputs are staged
+  };
+  // Step s of the tile (stream step base + s; half h of a chunk whose weights are in buffer w):
+  // wait for x, issue 2 wgmmas; at a tile's first step after another (Boundary) store the staged
+  // outputs of the tile before and release its last two slots, then take the next tile's place; let
+  // thread 0 refill; wait for the step before's wgmmas and release its slot where s < limit (a
+  // tile followed by another keeps its last two slots for its staged outputs). The per-step work
+  // is the clustered kernel's: this kernel's time follows its instruction count (ncu).
+  int base = 0, limit = 0;
+  bool has_next = false;
+  const auto step_body = [&](int s, auto buffer, auto half, auto boundary) LOWBIT_INLINE_LAMBDA {
+    constexpr int w = decltype(buffer)::value, h = decltype(half)::value;
+    const int q = base + s, slot = q % Stages;
+    mbar_wait(full + 8u * slot, static_cast<unsigned>(q / Stages) & 1u);
+    wgmma_fence();
+    const uint64_t desc = sw128_descriptor(ring + static_cast<unsigned>(slot) * layout::stage_bytes);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
+      else wgmma_sp_m64n128k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
+    }
+    wgmma_commit();
+    if constexpr (decltype(boundary)::value) {
+      store_staged_sums<BN / 2>(slot_at(q - 2), cur_tile0 * 16, cur_m0, n, m, y, ldy, vec);
+      store_staged_sums<BN / 2>(slot_at(q - 1), cur_tile0 * 16, cur_m0 + BN / 2, n, m, y, ldy, vec);
+      fence_proxy_async();  // the slots' generic accesses before TMA refills them
+      __syncthreads();      // every thread has read them
+      release(q - 2);
+      release(q - 1);
+      ++unit_i;
+      cur_tile0 = next_tile0, cur_m0 = next_m0, frag = frag_next, meta = meta_next;
+      if (unit_i + 1 < mine) {
+        place(cluster + (unit_i + 1) * clusters, next_tile0, next_m0);
+        frag_next = frag_of(next_tile0), meta_next = meta_of(next_tile0);
+      }
+    }
+    if (threadIdx.x == 0) issue();
+    wgmma_wait<1>();
+    if (!decltype(boundary)::value && (threadIdx.x & 127) == 0 && s >= 1 && s < limit) {
+      const unsigned freed = empty + 8u * ((q - 1) % Stages);
+      mbar_arrive_cluster(freed, 0);
+      mbar_arrive_cluster(freed, 1);
+    }
+  };
+  // Chunk i of the tile in buffer w: after its first step, chunk i - 1's wgmmas are done and its
+  // buffer takes chunk i + 2 (the next tile's chunk i + 2 - chunks at the tile's end).
+  const auto chunk_body = [&](int i, auto buffer, auto boundary) LOWBIT_INLINE_LAMBDA {
+    constexpr int w = decltype(buffer)::value, next = (w + 2) % 3;
+    step_body(2 * i, buffer, std::integral_constant<int, 0>{}, boundary);
+    fence_chunk_weights(a, words, next);
+    if (i + 2 < chunks) load_chunk_weights(frag + (i + 2) * 128, meta + (i + 2) * 16, a[next], words[next]);
+    else if (has_next) load_chunk_weights(frag_next + (i + 2 - chunks) * 128, meta_next + (i + 2 - chunks) * 16, a[next], words[next]);
+    step_body(2 * i + 1, buffer, std::integral_constant<int, 1>{}, std::false_type{});
+  };
+  // A tile whose chunk 0 is in buffer P (tile t's P = t * chunks % 3: the weights run on across tiles).
+  const auto tile_body = [&](int tile_i, auto phase) LOWBIT_INLINE_LAMBDA {
+    constexpr int p = decltype(phase)::value;
+    using b0 = std::integral_constant<int, p>;
+    using b1 = std::integral_constant<int, (p + 1) % 3>;
+    using b2 = std::integral_constant<int, (p + 2) % 3>;
+    has_next = tile_i + 1 < mine;
+    limit = has_next ? steps - 1 : steps - Stages + 1;
+    if (tile_i > 0) {
+      stage_tile(base);
+      chunk_body(0, b0{}, std::true_type{});
+    } else {
+      chunk_body(0, b0{}, std::false_type{});
+    }
+    for (int i = 1; i < chunks; i += 3) {
+      chunk_body(i, b1{}, std::false_type{});
+      if (i + 1 < chunks) chunk_body(i + 1, b2{}, std::false_type{});
+      if (i + 2 < chunks) chunk_body(i + 2, b0{}, std::false_type{});
+    }
+  };
+  for (int tile_i = 0, phase = 0; tile_i < mine; ++tile_i, base += steps, phase = (phase + chunks) % 3) {
+    if (phase == 0) tile_body(tile_i, std::integral_constant<int, 0>{});
+    else if (phase == 1) tile_body(tile_i, std::integral_constant<int, 1>{});
+    else tile_body(tile_i, std::integral_constant<int, 2>{});
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
+  fence_chunk_weights(a, words);
+  cluster_sync();  // no block leaves while its peer may still arrive at its barriers
+  store_wgmma_split<BN>(acc, nullptr, nullptr, ring, cur_tile0 * 16, cur_m0, warp, lane, n, m, y, ldy);
+#else
+  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)blocks_m;
+  (void)column, (void)y, (void)ldy;
+#endif
+}
+
+/// The persistent clustered kernel over `clusters` clusters (0: as many as fit at once, at most one
+/// a tile); false (nothing launched) where the tensor map cannot be made. K >= 256 (2 chunks). Not
+/// the default: 2-8% slower than the clustered kernel at every shape measured with a wave of
+/// tiles or more (H100, 2026-11-27 17:18 UTC; docs/cuda-gemm-notes.md).
+template <int Stages, class Scheme, class T, int BN = 256>
+bool gemm_sparse24_wgmma_persistent(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
+                                    cudaStream_t stream, int clusters = 0, std::integral_constant<int, BN> = {},
+                                    int column = 8) {
+  static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
+  LOWBIT_CHECK(column >= 2 && column % 2 == 0, "cuda::gemm_sparse24: column=" << column << " must be even and >= 2");
+  LOWBIT_CHECK(clusters >= 0, "cuda::gemm_sparse24: clusters=" << clusters << " must be >= 0");
+  LOWBIT_CHECK(w.chunks >= 2, "cuda::gemm_sparse24: the persistent kernel takes K >= 256 (K=" << w.cols << ")");
+  CUtensorMap map{};
+  if (encode_x_map(map, x, static_cast<int>(w.cols), m, ldx, BN / 2) != CUDA_SUCCESS) return false;
+  const int n = static_cast<int>(w.rows), chunks = static_cast<int>(w.chunks);
+  const std::size_t blocks_n = ((w.tiles() + 7) / 8 + 1) / 2 * 2;  // even: a cluster's two blocks share the tokens
+  const std::size_t blocks_m = (static_cast<std::size_t>(m) + BN - 1) / BN;
+  LOWBIT_CHECK(blocks_n * blocks_m < (std::size_t(1) << 31),
+               "cuda::gemm_sparse24: m=" << m << " by N=" << w.rows << " is too many blocks");
+  const int units = static_cast<int>(blocks_n * blocks_m / 2);
+  using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
+  const auto kernel = sparse24_wgmma_persistent_kernel<T, BN, Stages>;
+  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
+  cudaLaunchConfig_t config{};
+  config.blockDim = dim3(256);
+  config.dynamicSmemBytes = layout::bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = 2, attribute.val.clusterDim.y = 1, attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  if (clusters == 0) {
+    static std::atomic<int> fit[64];  // clusters resident at once, per device (0: not asked)
+    int device = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    clusters = device >= 0 && device < 64 ? fit[device].load(std::memory_order_relaxed) : 0;
+    if (clusters == 0) {
+      config.gridDim = dim3(2u * static_cast<unsigned>(sm_count()));
+      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
+      clusters = clusters < 1 ? 1 : clusters;
+      if (device >= 0 && device < 64) fit[device].store(clusters, std::memory_order_relaxed);
+    }
+  }
+  clusters = clusters < units ? clusters : units;
+  config.gridDim = dim3(2u * static_cast<unsigned>(clusters));
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, map, m, w.codes, w.metadata, n, static_cast<int>(w.tiles()), chunks,
+                                       static_cast<int>(blocks_n), static_cast<int>(blocks_m), column, y, ldy));
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  return true;
+}
+
 /// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast, the weights straight
 /// into registers: 1.17-1.57x the kernel that copied them through shared memory with every thread's
 /// cp.async and a block barrier a step, H100 2026-11-27 14:19 UTC), K split where those
