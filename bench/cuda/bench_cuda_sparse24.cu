@@ -255,54 +255,6 @@ void profile_large() {
   cudaFree(y);
 }
 
-// --persistent: fp16 values at the three shapes, M = 256 / 1024 / 4096: the persistent clustered
-// kernel (as many clusters as fit) against the clustered kernel (a cluster a tile) in alternating
-// rounds; --profile-persistent: one launch of each at 14336 x 4096 M = 4096 instead (for ncu).
-void bench_persistent(std::mt19937& rng, bool profile) {
-  namespace lc = lb::cuda;
-  struct shape { std::size_t n, k; };
-  const shape shapes[] = {{14336, 4096}, {8192, 8192}, {4096, 14336}};
-  std::uniform_int_distribution<int> byte(0, 255);
-  lc::gemm_options o;
-  std::printf("\n| N x K | M | persistent µs | clustered µs | x |\n| --- | --- | --- | --- | --- |\n");
-  for (const shape& s : shapes) {
-    __half* x = device_random<__half>(4096 * s.k, rng, 1.0f);
-    __half* y = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 4096 * s.n * sizeof(__half)));
-    const std::size_t kept = s.k / 2;
-    static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};
-    std::vector<uint8_t> nibbles(s.n * s.k / 8);
-    for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
-    std::vector<float> kept_f(s.n * kept);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
-    for (float& v : kept_f) v = normal(rng);
-    const auto hp = lc::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
-    std::vector<void*> owned;
-    const auto views = rotation(hp.view(), owned);
-    for (std::size_t m : {256, 1024, 4096}) {
-      if (profile && (s.n != 14336 || m != 4096)) continue;
-      const int its = m >= 1024 ? 20 : 100;
-      const auto multi = [&](int i) {
-        if (!lc::detail::gemm_sparse24_wgmma_persistent<6>(x, int(m), int(s.k), views[std::size_t(i) % views.size()], y, int(s.n),
-                                                           nullptr))
-          std::exit(3);
-      };
-      const auto clustered = [&](int i) { launch_large<cluster_shape<256, 6, 8>>(x, m, views, y, o, i); };
-      if (profile) {
-        clustered(0), multi(0);
-        LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-        continue;
-      }
-      const auto a = bench_cuda::time_interleaved_us(multi, clustered, its, 5, 3);
-      std::printf("| %zu x %zu | %zu | %.1f | %.1f | %.3f |\n", s.n, s.k, m, a.first, a.second, a.second / a.first);
-      std::fflush(stdout);
-    }
-    for (void* p : owned) cudaFree(p);
-    cudaFree(x);
-    cudaFree(y);
-  }
-}
-
 void bench_large(cublasHandle_t handle, std::mt19937& rng) {
   using bf = __nv_bfloat16;
   namespace lc = lb::cuda;
@@ -401,19 +353,6 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
           others.push_back(time_large<cluster_shape<128, 12, 8>>(xx, m, views, yy, its, o));
         }
         line(kind, act, first, others, peer, -1.0);
-        if (m > 128 && lb::cuda::detail::sparse24_wgmma_usable()) {
-          // The persistent clustered kernel (tiles walked by as many clusters as fit) against the
-          // clustered kernel (a cluster a tile, K split where the default splits it), alternating rounds.
-          const auto pair = bench_cuda::time_interleaved_us(
-              [&](int i) {
-                const auto& v = views[static_cast<std::size_t>(i) % views.size()];
-                if (!lc::detail::gemm_sparse24_wgmma_persistent<6>(xx, int(m), int(s.k), v, yy, int(s.n), nullptr)) std::exit(3);
-              },
-              [&](int i) { launch_large<cluster_shape<256, 6, 8>>(xx, m, views, yy, o, i); }, its, 5, 3);
-          std::printf("| persistent vs clustered | %s | %zu x %zu | %zu | %.1f | %.1f | %.3fx |\n", kind, s.n, s.k, m, pair.first,
-                      pair.second, pair.second / pair.first);
-          std::fflush(stdout);
-        }
       };
       plain_line("fp16 values", "fp16", x, hs, y, cublas_fp16);
       plain_line("bf16 values", "bf16", xb, bs, yb, cublas_bf16);
@@ -713,11 +652,7 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[a], "--small") == 0) large = int8 = small_wgmma = false;
     else if (std::strcmp(argv[a], "--int8") == 0) large = small = small_wgmma = false, int8 = true;
     else if (std::strcmp(argv[a], "--m16") == 0) large = small = int8 = false;
-    else if (std::strcmp(argv[a], "--persistent") == 0 || std::strcmp(argv[a], "--profile-persistent") == 0) {
-      std::mt19937 rng(11);
-      bench_persistent(rng, std::strcmp(argv[a], "--profile-persistent") == 0);
-      return 0;
-    } else if (std::strcmp(argv[a], "--profile") == 0) {
+    else if (std::strcmp(argv[a], "--profile") == 0) {
       profile_large();
       return 0;
     }

@@ -16,8 +16,7 @@
 // its blocks in columns of 8 and 16 weight blocks; K = 640 / 384: 5 chunks and splits of 2 and 1
 // chunks for its 3 chunks of weights in registers), and the mma.sp tiled kernel) at N = 520, K = 2048, M = 129 / 300 / 513 (the default at M > 128
 // is the clustered kernel with K split where its blocks are few: every M > 128 default case here;
-// also K = 1000, M = 300: x padded; N = 2200, K = 256, M = 300: several columns of the block order;
-// the persistent clustered kernel with more tiles than clusters, unevenly shared: check_persistent);
+// also K = 1000, M = 300: x padded; N = 2200, K = 256, M = 300: several columns of the block order);
 // then the argument checks (lowbit::error).
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
@@ -28,10 +27,9 @@
 // W8A8 (gemm_sparse24_int8, "2:4+W8A8"): exact, see check_int8_case.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
-// test_cuda_sparse24 [seed [format,format,... [large | m16 | persistent]]] (the second: only those formats, e.g.
+// test_cuda_sparse24 [seed [format,format,... [large | m16]]] (the second: only those formats, e.g.
 // "2:4+int4,2:4+bf16"; "large": only the M > 64 cases; "m16": only the M <= 16 ones, W8A8 and the
-// argument checks left out; "persistent": only the plain formats' persistent-kernel cases, e.g.
-// for compute-sanitizer).
+// argument checks left out).
 //
 // Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
 // bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
@@ -62,7 +60,6 @@ int failures = 0, cases = 0;
 std::string only;  // argv[2]: a comma-separated list of the formats to run (e.g. for compute-sanitizer); empty: all
 bool large_only = false;  // argv[3] "large": only the M > 64 cases
 bool m16_only = false;    // argv[3] "m16": only the M <= 16 cases of the formats (e.g. for compute-sanitizer)
-bool persistent_only = false;  // argv[3] "persistent": only the persistent clustered kernel's cases (plain values)
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -85,9 +82,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   // (ldy = n rounded up to 8, + 8: the clustered kernel's 16-byte stores), its padding checked
   // untouched; else ldy = n + 3. Integer codes, M <= 16: 6 / 7 the
   // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
-  // blocks, 8 the mma.sp kernel's default block shape. 10: the persistent clustered kernel over
-  // per_block clusters (0: as many as fit).
-  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path >= 9) {
+  // blocks, 8 the mma.sp kernel's default block shape.
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -115,7 +111,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   LOWBIT_CUDA_CHECK(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(T), cudaMemcpyHostToDevice));
   LOWBIT_CUDA_CHECK(cudaMemset(dy, 0xFF, m * ldy * sizeof(T)));  // NaN: unwritten outputs fail
   lowbit::cuda::gemm_options go;
-  go.tiles_per_block = path == 10 ? 0 : per_block;
+  go.tiles_per_block = per_block;
   go.warps = warps;
   go.split_k = split_k;
   go.workspace = workspace;
@@ -134,8 +130,6 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
                                                                  std::integral_constant<int, 128>{}))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 10 && !ld::gemm_sparse24_wgmma_persistent<6>(dx, mi, lx, packed.view(), dy, ly, nullptr, per_block))
-        std::printf("  (the persistent kernel found no tensor-map encoder: nothing run)\n");
     }
     if constexpr (!plain) {
       namespace ld = lowbit::cuda::detail;
@@ -193,22 +187,6 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   }
 }
 
-// The persistent clustered kernel (tiles of 2 x 128 weight rows x 256 tokens walked by per_block
-// clusters, the next tile's x and weights loading while one stores): 6 tiles over 2 clusters (3
-// each), 9 over 4 (3, 2, 2, 2) with 5 chunks a tile, 12 over 5 with 2 chunks (the fewest it takes:
-// the weights two chunks ahead come from the next tile), 2 tiles over 1, more clusters than tiles;
-// y 16-byte aligned or not; then 72 tiles (N = 2064: 17 + 1 weight blocks, M = 2000: 8 token
-// blocks) over as many clusters as fit.
-template <class Scheme, class T>
-void check_persistent(const char* name, unsigned& seed) {
-  check_case<Scheme, T>(name, 520, 2048, 0, 300, 2, 0, seed++, 0, nullptr, 10, true);
-  check_case<Scheme, T>(name, 516, 640, 0, 513, 4, 0, seed++, 0, nullptr, 10, true);
-  check_case<Scheme, T>(name, 520, 256, 0, 1000, 5, 0, seed++, 0, nullptr, 10);
-  check_case<Scheme, T>(name, 130, 384, 0, 257, 1, 0, seed++, 0, nullptr, 10, true);
-  check_case<Scheme, T>(name, 2200, 256, 0, 300, 0, 0, seed++, 0, nullptr, 10);
-  check_case<Scheme, T>(name, 2064, 256, 0, 2000, 0, 0, seed++, 0, nullptr, 10, true);
-}
-
 template <class Scheme, class T>
 void check_format(const char* name, unsigned& seed) {
   if (!only.empty() && ("," + only + ",").find("," + std::string(name) + ",") == std::string::npos) return;
@@ -253,12 +231,6 @@ void check_format(const char* name, unsigned& seed) {
   // M > 64: the tiled kernel.
   // (Small N and K: the float64 reference's M x N x K is most of the test's time.)
   if (m16_only) return;
-  if constexpr (plain) {
-    if (persistent_only) {
-      check_persistent<Scheme, T>(name, seed);
-      return;
-    }
-  }
   const shape large[] = {{200, 256, 64}, {130, 384, 0}};
   for (const shape& s : large)
     for (std::size_t m : {65, 100, 128, 257, 1000}) {
@@ -305,7 +277,6 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 130, 1000, 0, 300, 0, 0, seed++);  // the default (clustered, split) on padded x
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 5);
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 5);
-    check_persistent<Scheme, T>(name, seed);
   }
 }
 
@@ -643,8 +614,6 @@ int main(int argc, char** argv) {
   if (argc > 2) only = argv[2];
   large_only = argc > 3 && std::string(argv[3]) == "large";
   m16_only = argc > 3 && std::string(argv[3]) == "m16";
-  persistent_only = argc > 3 && std::string(argv[3]) == "persistent";
-  large_only = large_only || persistent_only;
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   using bf = __nv_bfloat16;
