@@ -944,9 +944,10 @@ void decode_launch(const T* q, const kv_params& kv, int batch, int group, int ma
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   if (splits > 1) {
     // sm_90: a programmatic dependent launch, so that the merge's launch overlaps the decode's tail.
-    int device = 0, major = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    // Only where the kernels were compiled for sm_90+ (their trigger and wait): not for compute_80
+    // PTX that the driver compiles for an sm_90 card.
+    cudaFuncAttributes merge_attributes{};
+    LOWBIT_CUDA_CHECK(cudaFuncGetAttributes(&merge_attributes, decode_merge_kernel<D, T>));
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(static_cast<unsigned>(batch * kv.kv_heads * group));
     config.blockDim = dim3(D);
@@ -955,7 +956,7 @@ void decode_launch(const T* q, const kv_params& kv, int batch, int group, int ma
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &attribute;
-    config.numAttrs = major >= 9 ? 1 : 0;
+    config.numAttrs = merge_attributes.ptxVersion >= 90 ? 1 : 0;
     LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_merge_kernel<D, T>, static_cast<const float*>(work), splits, out));
   }
 }
