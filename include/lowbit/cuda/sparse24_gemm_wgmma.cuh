@@ -36,7 +36,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
+#include "l2_policy.cuh"
 #include "wgmma_common.cuh"
 
 namespace lowbit {
@@ -329,6 +331,19 @@ __device__ __forceinline__ void load_chunk_weights(const ::uint4* frag, const ::
                : "l"(meta));
 }
 
+/// load_chunk_weights with an L2 cache policy.
+__device__ __forceinline__ void load_chunk_weights_hint(const ::uint4* frag, const ::uint4* meta, uint32_t (&a)[4][4],
+                                                        uint32_t (&words)[4], uint64_t policy) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=r"(a[kk][0]), "=r"(a[kk][1]), "=r"(a[kk][2]), "=r"(a[kk][3])
+                 : "l"(frag + kk * 32), "l"(policy));
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+               : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
+               : "l"(meta), "l"(policy));
+}
+
 /// Holds the weight registers (buffer `only`, or all) in place until here (in-flight wgmmas may read them).
 template <int Buffers>
 __device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4], uint32_t (&words)[Buffers][4],
@@ -452,13 +467,201 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
+/// Calls f(std::integral_constant<int, I>{}) for I = 0, 1, ... while it returns true (unrolled:
+/// each call sees its I as a constant); false where one returned false.
+template <class F, int... I>
+__device__ __forceinline__ bool unrolled_while(F&& f, std::integer_sequence<int, I...>) {
+  return (f(std::integral_constant<int, I>{}) && ...);
+}
+
+/// mbarrier arrive at a shared::cluster address (mapa's, of this CTA or another of the cluster).
+__device__ __forceinline__ void mbar_arrive_at(unsigned cluster_bar) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(cluster_bar) : "memory");
+}
+__device__ __forceinline__ unsigned map_to_rank(unsigned bar, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(bar), "r"(rank));
+  return r;
+}
+
+/// The steps of the lean clustered kernel's loop body: a whole number of weight pairs (4 chunks, 8
+/// steps) and of twice the ring (so that every step's stage and both barriers' phase parities are
+/// constants in the unrolled body).
+constexpr int lean_period(int stages) {
+  int p = 8;
+  while (p % (2 * stages) != 0) p += 8;
+  return p;
+}
+
+/// The clustered kernel with fewer instructions a step (sparse24_wgmma_cluster_kernel's work and
+/// numerics, the same wgmmas in the same order): the loop body unrolled over lean_period(Stages)
+/// steps, so that a step's ring stage, descriptor, barrier addresses and phase parities are
+/// constants (no division by Stages), with running offsets for the TMA's k and the weights; the
+/// weights loaded a pair of chunks at a time into 4 register buffers (2 pairs) one step after the
+/// pair's first wgmmas, three steps before their use, so that the one scoreboard all those loads
+/// share is waited on once a pair, on loads 3 steps old (the 3-buffer kernel's waits covered loads
+/// issued a step before); the empty-barrier arrivals spread over 4 warps (one barrier each, its
+/// address mapped once), the TMA issued by thread 32 (not warp 0, which arrives), with no test of
+/// the step against Stages (the empty barrier's first wait is on the parity before its first phase).
+template <class T, int BN, int Stages, int Hint = 0>
+__global__ void __launch_bounds__(256, 1)
+    sparse24_wgmma_lean_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
+                               const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n, int column,
+                               int split_chunks, float* __restrict__ partials, unsigned* __restrict__ counters,
+                               T* __restrict__ y, int ldy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(Stages >= 3, "sparse24_wgmma_lean_kernel: a stage in use, one in flight, one refilled");
+  constexpr int period = lean_period(Stages);  // steps
+  static_assert(period <= 24, "sparse24_wgmma_lean_kernel: a loop body of at most 24 steps");
+  using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
+  constexpr bool bf16 = is_bf16<T>;
+  extern __shared__ ::uint4 smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned rank = cluster_rank();
+  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
+  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
+  const int width = min(column, blocks_n - col * column);
+  const int nb = col * column + within % width, mb = within / width;
+  const int tile0 = nb * 8, m0 = mb * BN;
+  const int c0 = static_cast<int>(blockIdx.y) * split_chunks, nchunks = min(chunks - c0, split_chunks);
+  const int steps = 2 * nchunks;
+
+  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
+  const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
+  if (threadIdx.x == 0) {
+    for (int j = 0; j < Stages; ++j) {
+      mbar_init(full + 8u * j, 1);
+      mbar_init(empty + 8u * j, 4);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster_sync();
+
+  // The producer (thread 32): x of step s (its half, to both blocks) at stage s % Stages, once the
+  // stage's previous x is released (parity: the phase before the first is complete at the start).
+  const bool producer = threadIdx.x == 32;
+  const unsigned x_at = ring + rank * (BN / 2) * 128u;
+  const int x_row = m0 + static_cast<int>(rank) * (BN / 2);
+  const auto issue = [&](int k, auto step_c) {  // step_c: the step modulo 2 Stages
+    constexpr int s = decltype(step_c)::value, slot = s % Stages;
+    mbar_wait(empty + 8u * slot, static_cast<unsigned>((s / Stages) & 1) ^ 1u);
+    mbar_expect_tx(full + 8u * slot, layout::stage_bytes);
+    tma_multicast(x_at + slot * layout::stage_bytes, &x_map, k, x_row, full + 8u * slot, 0x3);
+  };
+  const int k0 = c0 * 128;  // x's k of step 0 (step s: k0 + 64 s)
+  if (producer) {
+    unrolled_while(
+        [&](auto s_c) {
+          constexpr int s = decltype(s_c)::value;
+          if (s < steps) issue(k0 + 64 * s, s_c);
+          return true;
+        },
+        std::make_integer_sequence<int, Stages - 2>{});
+  }
+  // Lane 0 of warps 0, 2, 4, 6 release a stage: warps 0 and 4 (one a warpgroup) at rank 0's empty
+  // barrier, 2 and 6 at rank 1's.
+  const bool releaser = lane == 0 && (warp & 1) == 0;
+  const unsigned release_at = map_to_rank(empty, static_cast<unsigned>(warp >> 1) & 1u);
+
+  // This warp's tile (tiles past the last repeat it): fragment vector `lane` of each k step, and
+  // metadata vector 2g + t % 2 (lanes 4g, 4g + 1 give the metadata: sparsity selector 0).
+  const std::size_t tile = static_cast<std::size_t>(min(tile0 + warp, tiles - 1));
+  const ::uint4* frag = codes + (tile * chunks + c0) * 128 + lane;
+  const ::uint4* meta = metadata + (tile * chunks + c0) * 16 + 2 * g + (t & 1);
+  uint32_t a[2][2][4][4], words[2][2][4];  // [pair % 2][chunk of the pair][k step]
+  // Chunks first, first + 1 (those before nchunks) into `set`; frag / meta point at chunk `at` (a
+  // running base: offsets are constants in the unrolled body).
+  // Hint (experiment): bit 0: the weights' loads with an L2 evict_first policy; bit 1: each chunk's
+  // weights prefetched into L2 six chunks ahead (lanes 0-15 a 128-byte line of codes each, 16-17 of
+  // metadata).
+  const uint64_t policy = (Hint & 1) ? l2_evict_first() : 0;
+  const char* prefetch_at = lane < 16 ? reinterpret_cast<const char*>(codes + (tile * chunks + c0) * 128) + lane * 128
+                                      : reinterpret_cast<const char*>(metadata + (tile * chunks + c0) * 16) + (lane - 16) * 128;
+  const int prefetch_stride = lane < 16 ? 2048 : 256;
+  (void)policy, (void)prefetch_at, (void)prefetch_stride;
+  const auto load_pair = [&](int at, auto first_c, auto set_c) {
+    constexpr int first = decltype(first_c)::value, set = decltype(set_c)::value;
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      if (at + first + j < nchunks) {
+        if constexpr (Hint & 1) load_chunk_weights_hint(frag + (first + j) * 128, meta + (first + j) * 16, a[set][j], words[set][j], policy);
+        else load_chunk_weights(frag + (first + j) * 128, meta + (first + j) * 16, a[set][j], words[set][j]);
+      }
+  };
+  const auto fence_set = [&](auto set_c) {
+    constexpr int set = decltype(set_c)::value;
+    fence_chunk_weights<2>(a[set], words[set]);
+  };
+  load_pair(0, std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+  float acc[BN / 8][1][4];
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
+  // The stage descriptors differ in the start address alone (the low word: 14 bits of address / 16,
+  // no carry out of them below 256 KB), so a 32-bit add gives each.
+  const uint64_t desc0 = sw128_descriptor(ring), desc_high = desc0 & ~uint64_t(0xffffffffu);
+  const uint32_t desc_low = static_cast<uint32_t>(desc0);
+
+  // Chunk q of the body (chunk i + q of the block): its two steps 2q, 2q + 1 (global base + 2q, ...).
+  int i = 0;  // the body's first chunk
+  const auto step = [&](auto p_c) {
+    constexpr int p = decltype(p_c)::value, slot = p % Stages, q = p / 2, h = p % 2;
+    constexpr int set = (q / 2) % 2, j = q % 2;
+    const int s = 2 * i + p;  // the block's step
+    mbar_wait(full + 8u * slot, static_cast<unsigned>((p / Stages) & 1));
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      const uint64_t desc = desc_high | (desc_low + static_cast<uint32_t>(slot * (layout::stage_bytes >> 4) + 4 * kk));
+      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[set][j][2 * h + kk], desc, words[set][j][2 * h + kk]);
+      else wgmma_sp_m64n128k32<bf16>(acc, a[set][j][2 * h + kk], desc, words[set][j][2 * h + kk]);
+    }
+    wgmma_commit();
+    if constexpr ((Hint & 2) && h == 0) {
+      const int ahead = i + q + 6;
+      if (lane < 18 && ahead < nchunks)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(prefetch_at + static_cast<std::size_t>(ahead) * prefetch_stride));
+    }
+    // The pair's second step: the next pair into the other set (the pair before it was done at the first).
+    if constexpr (p % 4 == 1) load_pair(i, std::integral_constant<int, q + 2>{}, std::integral_constant<int, set ^ 1>{});
+    if (producer && s + Stages - 2 < steps)
+      issue(k0 + 64 * (s + Stages - 2), std::integral_constant<int, (p + Stages - 2) % (2 * Stages)>{});
+    wgmma_wait<1>();  // step s - 1's wgmmas are done
+    if constexpr (p % 4 == 0) fence_set(std::integral_constant<int, set ^ 1>{});  // the pair before: its last wgmmas done
+    if (releaser && (p > 0 || i > 0)) mbar_arrive_at(release_at + 8u * ((p + Stages - 1) % Stages));
+  };
+  const auto chunk = [&](auto q_c) {
+    constexpr int q = decltype(q_c)::value;
+    if (i + q >= nchunks) return false;
+    step(std::integral_constant<int, 2 * q>{});
+    step(std::integral_constant<int, 2 * q + 1>{});
+    return true;
+  };
+  for (; unrolled_while(chunk, std::make_integer_sequence<int, period / 2>{}); i += period / 2) {
+    frag += (period / 2) * 128;
+    meta += (period / 2) * 16;
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) fence_register(acc[j][0][e]);
+  fence_set(std::integral_constant<int, 0>{});
+  fence_set(std::integral_constant<int, 1>{});
+  cluster_sync();  // no block leaves (or returns early in the split store) while its peer may still arrive at its barriers
+  store_wgmma_split<BN>(acc, partials, counters, ring, tile0 * 16, m0, warp, lane, n, m, y, ldy);
+#else
+  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)column;
+  (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
+#endif
+}
+
 /// The clustered kernel; false (nothing launched) where the tensor map cannot be made. K split as
 /// options.split_k says (0: where the output blocks are fewer than the SMs, about one block an SM;
 /// store_wgmma_split adds the splits); blocks in columns of `column` weight blocks (even).
-template <int Stages, class Scheme, class T, int BN = 256>
+template <int Stages, class Scheme, class T, int BN = 256, bool Lean = false, int Hint = 0>
 bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                                  cudaStream_t stream, const gemm_options& options, std::integral_constant<int, BN> = {},
-                                 int column = 8) {
+                                 int column = 8, std::bool_constant<Lean> = {}, std::integral_constant<int, Hint> = {}) {
   LOWBIT_CHECK(column >= 2 && column % 2 == 0, "cuda::gemm_sparse24: column=" << column << " must be even and >= 2");
   static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
   CUtensorMap map{};
@@ -471,7 +674,10 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   const int blocks = static_cast<int>(blocks_n * blocks_m);
   const wide_split split("cuda::gemm_sparse24", chunks, blocks, 1, std::size_t(128) * BN, options, stream);
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
-  const auto kernel = sparse24_wgmma_cluster_kernel<T, BN, Stages>;
+  const auto kernel = [] {
+    if constexpr (Lean) return sparse24_wgmma_lean_kernel<T, BN, Stages, Hint>;
+    else return sparse24_wgmma_cluster_kernel<T, BN, Stages>;
+  }();
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(split.splits));
@@ -505,7 +711,9 @@ template <class Scheme, class T>
 void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options) {
   if (m > 128) {
-    if (gemm_sparse24_wgmma_cluster<6>(x, m, ldx, w, y, ldy, stream, options)) return;  // x by TMA multicast
+    if (gemm_sparse24_wgmma_cluster<6>(x, m, ldx, w, y, ldy, stream, options, std::integral_constant<int, 256>{}, 8,
+                                       std::true_type{}))  // x by TMA multicast; the lean kernel
+      return;
     const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
     if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {  // no tensor map encoder
       gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
