@@ -19,9 +19,7 @@
 // Usage: bench_cuda_sparse24 [--quick] [--large | --plain | --small | --int8 | --m16 | --profile] (--large: only M > 64;
 // --plain: only M > 64 with plain fp16 / bf16 values;
 // --small: only M <= 64; --int8: only W8A8; --m16: only the M <= 16 kernels' comparison (first in a full run);
-// --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu; --lean: the lean
-// clustered kernel against the clustered one and cuBLAS at M = 256 .. 4096; --profile-lean: one
-// launch of each at 14336 x 4096, M = 4096, fp16 values, for ncu)
+// --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -29,7 +27,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -644,114 +641,6 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
   }
 }
 
-// The lean clustered kernel (sparse24_wgmma_lean_kernel) against the clustered kernel it replaces
-// (same binary), both at 256 tokens a block with the default split, and cuBLAS: each cell's
-// launches in rotating rounds (one round of each, `repeats` times), medians. --lean.
-std::vector<double> time_rotating_us(const std::vector<std::function<void(int)>>& launches, int its, int rounds) {
-  cudaEvent_t start, stop;
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
-  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
-  for (const auto& f : launches)
-    for (int i = 0; i < 3; ++i) f(i);
-  std::vector<std::vector<double>> runs(launches.size());
-  for (int r = 0; r < rounds; ++r)
-    for (std::size_t j = 0; j < launches.size(); ++j) runs[j].push_back(bench_cuda::round_us(launches[j], its, start, stop));
-  LOWBIT_CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::vector<double> out;
-  for (auto& r : runs) out.push_back(bench_cuda::median(r));
-  return out;
-}
-
-template <int Stages, bool Lean, int Hint = 0, class S, class T>
-void launch_cluster(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y,
-                    lb::cuda::gemm_options o, int i) {
-  const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
-  if (!lb::cuda::detail::gemm_sparse24_wgmma_cluster<Stages>(x, int(m), k, views[static_cast<std::size_t>(i) % views.size()], y, n,
-                                                             nullptr, o, std::integral_constant<int, 256>{}, 8,
-                                                             std::bool_constant<Lean>{}, std::integral_constant<int, Hint>{}))
-    std::exit(3);
-}
-
-void bench_lean(cublasHandle_t handle, std::mt19937& rng, bool profile) {
-  using bf = __nv_bfloat16;
-  namespace lc = lb::cuda;
-  if (!lc::detail::sparse24_wgmma_usable()) return;
-  struct shape { std::size_t n, k; };
-  const shape all[] = {{14336, 4096}, {8192, 8192}, {4096, 14336}}, first[] = {{14336, 4096}};
-  const std::vector<shape> shapes = profile ? std::vector<shape>(first, first + 1) : std::vector<shape>(all, all + 3);
-  const std::vector<std::size_t> ms = profile ? std::vector<std::size_t>{4096} : std::vector<std::size_t>{256, 512, 1024, 2048, 4096};
-  std::uniform_int_distribution<int> byte(0, 255);
-  lc::gemm_workspace workspace;
-  lc::gemm_options o;
-  o.workspace = &workspace;
-  if (!profile) {
-    std::printf("\n## 2:4 plain values, M > 128: the clustered kernel (old) against the lean one (6 stages; L2 hints: the weights evict_first, prefetched 6 chunks ahead, both) and cuBLAS, rotating rounds (µs)\n\n");
-    std::printf("| values | N x K | M | old | lean | lean ef | lean pf | lean ef+pf | cuBLAS | lean / old | ef / old | pf / old | ef+pf / old | cuBLAS / old | cuBLAS / lean |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  }
-  for (const shape& s : shapes) {
-    const std::size_t max_m = ms.back(), kept = s.k / 2;
-    __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
-    bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
-    __half* x = device_random<__half>(max_m * s.k, rng, 1.0f);
-    bf* xb = device_random<bf>(max_m * s.k, rng, 1.0f);
-    __half* y = nullptr;
-    bf* yb = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(&y, max_m * s.n * sizeof(__half)));
-    LOWBIT_CUDA_CHECK(cudaMalloc(&yb, max_m * s.n * sizeof(bf)));
-    static const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};
-    std::vector<uint8_t> nibbles(s.n * s.k / 8);
-    for (uint8_t& b : nibbles) b = static_cast<uint8_t>(pairs[byte(rng) % 6] | (pairs[byte(rng) % 6] << 4));
-    std::vector<float> kept_f(s.n * kept);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
-    for (float& v : kept_f) v = normal(rng);
-    const std::vector<lb::bf16> kept_b(kept_f.begin(), kept_f.end());
-    const auto hp = lc::pack_sparse24(lb::sparse24_matrix<float>(kept_f.data(), s.n, kept, nibbles.data(), s.k));
-    const auto bp = lc::pack_sparse24(lb::sparse24_matrix<lb::bf16>(kept_b.data(), s.n, kept, nibbles.data(), s.k));
-    std::vector<void*> owned;
-    const auto hs = rotation(hp.view(), owned);
-    const auto bs = rotation(bp.view(), owned);
-    for (std::size_t m : ms) {
-      if (profile) {  // one launch of each (ncu -k regex:cluster|lean)
-        launch_cluster<6, true>(x, m, hs, y, o, 0);
-        launch_cluster<6, true, 1>(x, m, hs, y, o, 0);
-        LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-        continue;
-      }
-      const int its = m >= 1024 ? 20 : 100;
-      const float alpha = 1.0f, beta = 0.0f;
-      const auto run = [&](const char* kind, auto* xx, auto* ww, const auto& views, auto* yy, cudaDataType type) {
-        const std::vector<std::function<void(int)>> launches = {
-            [&](int i) { launch_cluster<6, false>(xx, m, views, yy, o, i); },
-            [&](int i) { launch_cluster<6, true>(xx, m, views, yy, o, i); },
-            [&](int i) { launch_cluster<6, true, 1>(xx, m, views, yy, o, i); },
-            [&](int i) { launch_cluster<6, true, 2>(xx, m, views, yy, o, i); },
-            [&](int i) { launch_cluster<6, true, 3>(xx, m, views, yy, o, i); },
-            [&](int) {
-              CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(m), int(s.k), &alpha, ww, type, int(s.k), xx,
-                                        type, int(s.k), &beta, yy, type, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-            }};
-        const auto t = time_rotating_us(launches, its, 7);
-        std::printf("| %s | %zu x %zu | %zu | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f |\n", kind, s.n,
-                    s.k, m, t[0], t[1], t[2], t[3], t[4], t[5], t[0] / t[1], t[0] / t[2], t[0] / t[3], t[0] / t[4], t[5] / t[0],
-                    t[5] / t[1]);
-        std::fflush(stdout);
-      };
-      run("fp16", x, w, hs, y, CUDA_R_16F);
-      run("bf16", xb, wb, bs, yb, CUDA_R_16BF);
-    }
-    for (void* p : owned) cudaFree(p);
-    cudaFree(w);
-    cudaFree(wb);
-    cudaFree(x);
-    cudaFree(xb);
-    cudaFree(y);
-    cudaFree(yb);
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -765,13 +654,6 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[a], "--m16") == 0) large = small = int8 = false;
     else if (std::strcmp(argv[a], "--profile") == 0) {
       profile_large();
-      return 0;
-    } else if (std::strcmp(argv[a], "--lean") == 0 || std::strcmp(argv[a], "--profile-lean") == 0) {
-      std::mt19937 rng(7);
-      cublasHandle_t handle;
-      CUBLAS_CHECK(cublasCreate(&handle));
-      bench_lean(handle, rng, std::strcmp(argv[a], "--profile-lean") == 0);
-      cublasDestroy(handle);
       return 0;
     }
   }

@@ -77,14 +77,14 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   // path (plain values, M > 64): 0 gemm_sparse24 (wgmma where the device has it), 1 / 2 the wgmma
   // kernel with 256 / 128 tokens a block, 3 the mma.sp tiled kernel, 4 the clustered wgmma kernel
-  // (x by TMA multicast), 5 the clustered kernel with 128 tokens a block, 9 the clustered kernel
-  // with its blocks in columns of 16 weight blocks (default 8). aligned_y: y's rows 16-byte aligned
+  // (x by TMA multicast; 6 stages: a loop body of 24 steps), 5 the clustered kernel with 128 tokens
+  // a block (12 stages), 9 the clustered kernel with its blocks in columns of 16 weight blocks
+  // (default 8). aligned_y: y's rows 16-byte aligned
   // (ldy = n rounded up to 8, + 8: the clustered kernel's 16-byte stores), its padding checked
   // untouched; else ldy = n + 3. Integer codes, M <= 16: 6 / 7 the
   // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
-  // blocks, 8 the mma.sp kernel's default block shape. 10 / 11 the lean clustered kernel with 6 /
-  // 4 stages (loop bodies of 24 / 8 steps), 12 with 128 tokens a block (12 stages), 13 with L2 hints.
-  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path >= 9) {
+  // blocks, 8 the mma.sp kernel's default block shape.
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -123,26 +123,13 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       if (path == 1) ld::gemm_sparse24_wgmma_with<256, 5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 2) ld::gemm_sparse24_wgmma_with<128, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
       else if (path == 3) ld::gemm_sparse24_large_with<ld::sparse24_large_default<4>>(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
-      else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go))
+      else if (path == 4 && !ld::gemm_sparse24_wgmma_cluster<6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 9 && !ld::gemm_sparse24_wgmma_cluster<5>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
+      else if (path == 9 && !ld::gemm_sparse24_wgmma_cluster<6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
                                                                  std::integral_constant<int, 256>{}, 16))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<7>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
-                                                                 std::integral_constant<int, 128>{}))
-        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 10 && !ld::gemm_sparse24_wgmma_cluster<6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
-                                                                  std::integral_constant<int, 256>{}, 8, std::true_type{}))
-        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 11 && !ld::gemm_sparse24_wgmma_cluster<4>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
-                                                                  std::integral_constant<int, 256>{}, 8, std::true_type{}))
-        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 12 && !ld::gemm_sparse24_wgmma_cluster<12>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
-                                                                   std::integral_constant<int, 128>{}, 8, std::true_type{}))
-        std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
-      else if (path == 13 && !ld::gemm_sparse24_wgmma_cluster<6>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
-                                                                  std::integral_constant<int, 256>{}, 8, std::true_type{},
-                                                                  std::integral_constant<int, 3>{}))
+      else if (path == 5 && !ld::gemm_sparse24_wgmma_cluster<12>(dx, mi, lx, packed.view(), dy, ly, nullptr, go,
+                                                                  std::integral_constant<int, 128>{}))
         std::printf("  (the clustered kernel found no tensor-map encoder: nothing run)\n");
     }
     if constexpr (!plain) {
@@ -291,22 +278,14 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 130, 1000, 0, 300, 0, 0, seed++);  // the default (clustered, split) on padded x
     check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 0, nullptr, 5);
     check_case<Scheme, T>(name, 200, 256, 0, 100, 0, 0, seed++, 0, nullptr, 5);
-    // The lean clustered kernel: chunks a block (split) from 1 to past two loop bodies (12 chunks a
-    // body with 6 stages, 4 with 4), a pair of chunks cut short (odd counts), odd M and N.
-    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 10, true);  // 16 chunks: a body + 4
-    check_case<Scheme, T>(name, 264, 3200, 0, 300, 0, 0, seed++, 1, nullptr, 10);       // 25: two bodies + 1
-    check_case<Scheme, T>(name, 264, 1536, 0, 257, 0, 0, seed++, 1, nullptr, 10, true);  // 12: one body exactly
-    check_case<Scheme, T>(name, 520, 640, 0, 300, 0, 0, seed++, 1, nullptr, 10);        // 5: fewer than a body
-    check_case<Scheme, T>(name, 200, 256, 0, 300, 0, 0, seed++, 0, nullptr, 10);        // 2 chunks, split
-    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 3, &workspace, 10);    // splits of 6, 6, 4
-    check_case<Scheme, T>(name, 520, 384, 0, 513, 0, 0, seed++, 2, &workspace, 10);     // splits of 2 and 1
-    check_case<Scheme, T>(name, 2200, 640, 0, 300, 0, 0, seed++, 1, nullptr, 10, true);  // 18 weight blocks: columns 8, 8, 2
-    check_case<Scheme, T>(name, 520, 1408, 0, 513, 0, 0, seed++, 1, nullptr, 11);       // 11 chunks: 2 bodies + 3
-    check_case<Scheme, T>(name, 516, 768, 0, 300, 0, 0, seed++, 3, &workspace, 11, true);  // splits of 2
-    check_case<Scheme, T>(name, 520, 1024, 0, 300, 0, 0, seed++, 1, nullptr, 11);       // 8: two bodies exactly
-    check_case<Scheme, T>(name, 520, 1920, 0, 300, 0, 0, seed++, 1, nullptr, 12);       // 128 tokens a block, 15 chunks
-    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 13, true);  // L2 hints (experiment)
-    check_case<Scheme, T>(name, 520, 640, 0, 300, 0, 0, seed++, 2, &workspace, 13);
+    // The clustered kernel's 24-step loop body (12 chunks): chunks a block (split) from 1 to past two
+    // bodies, a pair of chunks cut short (odd counts), odd M and N.
+    check_case<Scheme, T>(name, 520, 2048, 0, 300, 0, 0, seed++, 1, nullptr, 4, true);   // 16 chunks: a body + 4
+    check_case<Scheme, T>(name, 264, 3200, 0, 300, 0, 0, seed++, 1, nullptr, 4);         // 25: two bodies + 1
+    check_case<Scheme, T>(name, 264, 1536, 0, 257, 0, 0, seed++, 1, nullptr, 4, true);   // 12: one body exactly
+    check_case<Scheme, T>(name, 520, 1408, 0, 513, 0, 0, seed++, 1, nullptr, 4);         // 11: a pair cut short
+    check_case<Scheme, T>(name, 516, 768, 0, 300, 0, 0, seed++, 3, &workspace, 4, true);  // splits of 2
+    check_case<Scheme, T>(name, 520, 1920, 0, 300, 0, 0, seed++, 1, nullptr, 5);         // 128 tokens a block, 15 chunks
   }
 }
 

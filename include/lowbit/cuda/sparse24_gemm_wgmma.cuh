@@ -24,7 +24,8 @@
 /// staged through the idle ring (stmatrix), then stored 16 bytes a thread (clipped at M and N).
 /// At M > 128 the default is the clustered kernel (sparse24_wgmma_cluster_kernel: 2 blocks on
 /// adjacent weight rows share x by TMA multicast, halving x's reads from L2; its shared memory holds
-/// x alone, the weights go from global memory into registers two chunks ahead), K split over blocks
+/// x alone, the weights go from global memory into registers a pair of chunks ahead; its loop body
+/// unrolled over whole turns of the ring, so that a step's bookkeeping is constants), K split over blocks
 /// where its 256-token blocks are fewer than the SMs (store_wgmma_split adds the splits); the
 /// clustered kernel with 128 tokens is correct but slower, kept for the benchmark. (A variant with
 /// every copy on the copy engine, 30-45% slower, was removed: docs/cuda-gemm-notes.md.)
@@ -38,7 +39,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "l2_policy.cuh"
 #include "wgmma_common.cuh"
 
 namespace lowbit {
@@ -301,12 +301,13 @@ void gemm_sparse24_wgmma_with(const T* x, int m, int ldx, const packed_sparse24_
 /// copying half of the BN rows and multicasting it to both, so that x is read from L2 once per 256
 /// weight rows. The shared-memory ring holds x alone (Stages stages of 64 dense k); the weights go
 /// from global memory straight into registers: each warp loads its tile's 4 fragment vectors and
-/// metadata vector of a chunk (16-byte loads in the pack's per-lane order) two chunks before their
-/// wgmmas (3 chunks of weights in registers), so there is no cp.async and no block barrier in the
-/// loop. Stage s's x lands on full[s % Stages] (BN x 128 bytes of transactions: both halves);
-/// thread 0 refills the stage of step s - 2 at step s, once its empty barrier has the arrivals of
-/// both blocks' two warpgroups (each arrives at both blocks' barriers once its wgmmas of that step
-/// are done). K may be split over gridDim.y (store_wgmma_split adds the splits).
+/// metadata vector of a chunk (16-byte loads in the pack's per-lane order), a pair of chunks at a
+/// time, three steps before their first wgmmas (4 chunks of weights in registers), so there is no
+/// cp.async and no block barrier in the loop. Stage s's x lands on full[s % Stages] (BN x 128
+/// bytes of transactions: both halves); thread 32 refills the stage of step s - 2 at step s, once
+/// its empty barrier has the arrivals of both blocks' two warpgroups (lane 0 of warps 0 and 4 at
+/// rank 0's barrier, of warps 2 and 6 at rank 1's, once their wgmmas of that step are done). K may
+/// be split over gridDim.y (store_wgmma_split adds the splits).
 template <int BN, int Stages>
 struct sparse24_wgmma_cluster_layout {
   static constexpr unsigned stage_bytes = BN * 128u;
@@ -331,26 +332,11 @@ __device__ __forceinline__ void load_chunk_weights(const ::uint4* frag, const ::
                : "l"(meta));
 }
 
-/// load_chunk_weights with an L2 cache policy.
-__device__ __forceinline__ void load_chunk_weights_hint(const ::uint4* frag, const ::uint4* meta, uint32_t (&a)[4][4],
-                                                        uint32_t (&words)[4], uint64_t policy) {
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-                 : "=r"(a[kk][0]), "=r"(a[kk][1]), "=r"(a[kk][2]), "=r"(a[kk][3])
-                 : "l"(frag + kk * 32), "l"(policy));
-  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-               : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
-               : "l"(meta), "l"(policy));
-}
-
-/// Holds the weight registers (buffer `only`, or all) in place until here (in-flight wgmmas may read them).
+/// Holds the weight registers in place until here (in-flight wgmmas may read them).
 template <int Buffers>
-__device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4], uint32_t (&words)[Buffers][4],
-                                                    int only = -1) {
+__device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4], uint32_t (&words)[Buffers][4]) {
 #pragma unroll
   for (int b = 0; b < Buffers; ++b) {
-    if (only >= 0 && b != only) continue;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
@@ -358,113 +344,6 @@ __device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4]
       fence_register(words[b][kk]);
     }
   }
-}
-
-template <class T, int BN, int Stages>
-__global__ void __launch_bounds__(256, 1)
-    sparse24_wgmma_cluster_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
-                                  const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
-                                  int column, int split_chunks, float* __restrict__ partials,
-                                  unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(Stages >= 3, "sparse24_wgmma_cluster_kernel: a stage in use, one in flight, one refilled");
-  using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
-  constexpr bool bf16 = is_bf16<T>;
-  extern __shared__ ::uint4 smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const unsigned rank = cluster_rank();
-  // Columns of `column` weight blocks (even, as blocks_n: the two blocks of a cluster share mb).
-  const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
-  const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
-  const int width = min(column, blocks_n - col * column);
-  const int nb = col * column + within % width, mb = within / width;
-  const int tile0 = nb * 8, m0 = mb * BN;
-  const int c0 = static_cast<int>(blockIdx.y) * split_chunks, nchunks = min(chunks - c0, split_chunks);
-  const int steps = 2 * nchunks;  // half chunks (64 dense k)
-
-  const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
-  const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
-  if (threadIdx.x == 0) {
-    for (int j = 0; j < Stages; ++j) {
-      mbar_init(full + 8u * j, 1);   // this block's expect_tx
-      mbar_init(empty + 8u * j, 4);  // one arrival from each warpgroup of the cluster
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  cluster_sync();  // the peer's barriers exist before anything is multicast to it
-
-  const auto issue = [&](int step) {  // thread 0: x of `step` (its half, to both blocks)
-    if (step < steps) {
-      const int c = c0 + (step >> 1), h = step & 1, slot = step % Stages;
-      if (step >= Stages) mbar_wait(empty + 8u * slot, static_cast<unsigned>(step / Stages - 1) & 1u);
-      mbar_expect_tx(full + 8u * slot, layout::stage_bytes);
-      tma_multicast(ring + static_cast<unsigned>(slot) * layout::stage_bytes + rank * (BN / 2) * 128u, &x_map,
-                    c * 128 + h * 64, m0 + static_cast<int>(rank) * (BN / 2), full + 8u * slot, 0x3);
-    }
-  };
-  if (threadIdx.x == 0)
-    for (int s = 0; s < Stages - 2; ++s) issue(s);
-
-  // This warp's tile (tiles past the last repeat it): fragment vector `lane` of each k step, and
-  // metadata vector 2g + t % 2 (lanes 4g, 4g + 1 give the metadata: sparsity selector 0).
-  const std::size_t tile = static_cast<std::size_t>(min(tile0 + warp, tiles - 1));
-  const ::uint4* frag = codes + (tile * chunks + c0) * 128 + lane;
-  const ::uint4* meta = metadata + (tile * chunks + c0) * 16 + 2 * g + (t & 1);
-  uint32_t a[3][4][4], words[3][4];  // chunks i, i + 1, i + 2 in buffers i % 3, ...
-#pragma unroll
-  for (int j = 0; j < 2; ++j)
-    if (j < nchunks) load_chunk_weights(frag + j * 128, meta + j * 16, a[j], words[j]);
-  float acc[BN / 8][1][4];
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
-
-  // Step s (half h of a chunk whose weights are in buffer w): wait for x, issue 2 wgmmas, let
-  // thread 0 refill the stage of s - 2, wait for s - 1's wgmmas and release its stage.
-  const auto step_body = [&](int step, auto buffer, auto half) {
-    constexpr int w = decltype(buffer)::value, h = decltype(half)::value;
-    const int slot = step % Stages;
-    mbar_wait(full + 8u * slot, static_cast<unsigned>(step / Stages) & 1u);
-    wgmma_fence();
-    const uint64_t desc = sw128_descriptor(ring + static_cast<unsigned>(slot) * layout::stage_bytes);
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-      if constexpr (BN == 256) wgmma_sp_m64n256k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
-      else wgmma_sp_m64n128k32<bf16>(acc, a[w][2 * h + kk], desc + 4 * kk, words[w][2 * h + kk]);
-    }
-    wgmma_commit();
-    if (threadIdx.x == 0) issue(step + Stages - 2);
-    wgmma_wait<1>();
-    if ((threadIdx.x & 127) == 0 && step >= 1 && step - 1 + Stages < steps) {
-      const unsigned freed = empty + 8u * ((step - 1) % Stages);
-      mbar_arrive_cluster(freed, 0);
-      mbar_arrive_cluster(freed, 1);
-    }
-  };
-  // Chunk i in buffer w: after its first step, chunk i - 1's wgmmas are done and its buffer takes chunk i + 2.
-  const auto chunk_body = [&](int i, auto buffer) {
-    constexpr int w = decltype(buffer)::value, next = (w + 2) % 3;
-    step_body(2 * i, buffer, std::integral_constant<int, 0>{});
-    fence_chunk_weights(a, words, next);
-    if (i + 2 < nchunks) load_chunk_weights(frag + (i + 2) * 128, meta + (i + 2) * 16, a[next], words[next]);
-    step_body(2 * i + 1, buffer, std::integral_constant<int, 1>{});
-  };
-  for (int i = 0; i < nchunks; i += 3) {
-    chunk_body(i, std::integral_constant<int, 0>{});
-    if (i + 1 < nchunks) chunk_body(i + 1, std::integral_constant<int, 1>{});
-    if (i + 2 < nchunks) chunk_body(i + 2, std::integral_constant<int, 2>{});
-  }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
-  fence_chunk_weights(a, words);
-  cluster_sync();  // no block leaves (or returns early in the split store) while its peer may still arrive at its barriers
-  store_wgmma_split<BN>(acc, partials, counters, ring, tile0 * 16, m0, warp, lane, n, m, y, ldy);
-#else
-  (void)x_map, (void)m, (void)codes, (void)metadata, (void)n, (void)tiles, (void)chunks, (void)blocks_n, (void)column;
-  (void)split_chunks, (void)partials, (void)counters, (void)y, (void)ldy;
-#endif
 }
 
 /// Calls f(std::integral_constant<int, I>{}) for I = 0, 1, ... while it returns true (unrolled:
@@ -484,35 +363,35 @@ __device__ __forceinline__ unsigned map_to_rank(unsigned bar, unsigned rank) {
   return r;
 }
 
-/// The steps of the lean clustered kernel's loop body: a whole number of weight pairs (4 chunks, 8
+/// The steps of the clustered kernel's loop body: a whole number of weight pairs (4 chunks, 8
 /// steps) and of twice the ring (so that every step's stage and both barriers' phase parities are
 /// constants in the unrolled body).
-constexpr int lean_period(int stages) {
+constexpr int cluster_loop_steps(int stages) {
   int p = 8;
   while (p % (2 * stages) != 0) p += 8;
   return p;
 }
 
-/// The clustered kernel with fewer instructions a step (sparse24_wgmma_cluster_kernel's work and
-/// numerics, the same wgmmas in the same order): the loop body unrolled over lean_period(Stages)
-/// steps, so that a step's ring stage, descriptor, barrier addresses and phase parities are
-/// constants (no division by Stages), with running offsets for the TMA's k and the weights; the
-/// weights loaded a pair of chunks at a time into 4 register buffers (2 pairs) one step after the
-/// pair's first wgmmas, three steps before their use, so that the one scoreboard all those loads
-/// share is waited on once a pair, on loads 3 steps old (the 3-buffer kernel's waits covered loads
-/// issued a step before); the empty-barrier arrivals spread over 4 warps (one barrier each, its
-/// address mapped once), the TMA issued by thread 32 (not warp 0, which arrives), with no test of
-/// the step against Stages (the empty barrier's first wait is on the parity before its first phase).
-template <class T, int BN, int Stages, int Hint = 0>
+/// The clustered kernel. A step's work between its wgmmas is what its time follows (2 warps a
+/// scheduler; docs/cuda-gemm-notes.md), so the loop body is unrolled over cluster_loop_steps(Stages)
+/// steps: a step's ring stage, descriptor, barrier addresses and phase parities are constants (no
+/// division by Stages), the TMA's k and the weights' pointers advance once a body. The weights come
+/// a pair of chunks at a time into 4 register buffers (2 pairs), loaded at the pair's second step,
+/// three steps before the next pair's first wgmmas: all those loads share one scoreboard, which
+/// the compiler waits on whole, so it is waited on once a pair, on loads 3 steps old (loading a
+/// chunk at a time into 3 buffers, each wait covered a load issued the step before). The TMA is
+/// issued by thread 32 (warp 0 arrives), the empty barrier's first wait on the parity before its
+/// first phase (complete at the start), so with no test of the step against Stages.
+template <class T, int BN, int Stages>
 __global__ void __launch_bounds__(256, 1)
-    sparse24_wgmma_lean_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
-                               const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n, int column,
-                               int split_chunks, float* __restrict__ partials, unsigned* __restrict__ counters,
-                               T* __restrict__ y, int ldy) {
+    sparse24_wgmma_cluster_kernel(const __grid_constant__ CUtensorMap x_map, int m, const ::uint4* __restrict__ codes,
+                                  const ::uint4* __restrict__ metadata, int n, int tiles, int chunks, int blocks_n,
+                                  int column, int split_chunks, float* __restrict__ partials,
+                                  unsigned* __restrict__ counters, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(Stages >= 3, "sparse24_wgmma_lean_kernel: a stage in use, one in flight, one refilled");
-  constexpr int period = lean_period(Stages);  // steps
-  static_assert(period <= 24, "sparse24_wgmma_lean_kernel: a loop body of at most 24 steps");
+  static_assert(Stages >= 3, "sparse24_wgmma_cluster_kernel: a stage in use, one in flight, one refilled");
+  constexpr int period = cluster_loop_steps(Stages);  // steps a loop body
+  static_assert(period <= 24, "sparse24_wgmma_cluster_kernel: a loop body of at most 24 steps");
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
   constexpr bool bf16 = is_bf16<T>;
   extern __shared__ ::uint4 smem[];
@@ -571,22 +450,12 @@ __global__ void __launch_bounds__(256, 1)
   uint32_t a[2][2][4][4], words[2][2][4];  // [pair % 2][chunk of the pair][k step]
   // Chunks first, first + 1 (those before nchunks) into `set`; frag / meta point at chunk `at` (a
   // running base: offsets are constants in the unrolled body).
-  // Hint (experiment): bit 0: the weights' loads with an L2 evict_first policy; bit 1: each chunk's
-  // weights prefetched into L2 six chunks ahead (lanes 0-15 a 128-byte line of codes each, 16-17 of
-  // metadata).
-  const uint64_t policy = (Hint & 1) ? l2_evict_first() : 0;
-  const char* prefetch_at = lane < 16 ? reinterpret_cast<const char*>(codes + (tile * chunks + c0) * 128) + lane * 128
-                                      : reinterpret_cast<const char*>(metadata + (tile * chunks + c0) * 16) + (lane - 16) * 128;
-  const int prefetch_stride = lane < 16 ? 2048 : 256;
-  (void)policy, (void)prefetch_at, (void)prefetch_stride;
   const auto load_pair = [&](int at, auto first_c, auto set_c) {
     constexpr int first = decltype(first_c)::value, set = decltype(set_c)::value;
 #pragma unroll
     for (int j = 0; j < 2; ++j)
-      if (at + first + j < nchunks) {
-        if constexpr (Hint & 1) load_chunk_weights_hint(frag + (first + j) * 128, meta + (first + j) * 16, a[set][j], words[set][j], policy);
-        else load_chunk_weights(frag + (first + j) * 128, meta + (first + j) * 16, a[set][j], words[set][j]);
-      }
+      if (at + first + j < nchunks)
+        load_chunk_weights(frag + (first + j) * 128, meta + (first + j) * 16, a[set][j], words[set][j]);
   };
   const auto fence_set = [&](auto set_c) {
     constexpr int set = decltype(set_c)::value;
@@ -616,11 +485,6 @@ __global__ void __launch_bounds__(256, 1)
       else wgmma_sp_m64n128k32<bf16>(acc, a[set][j][2 * h + kk], desc, words[set][j][2 * h + kk]);
     }
     wgmma_commit();
-    if constexpr ((Hint & 2) && h == 0) {
-      const int ahead = i + q + 6;
-      if (lane < 18 && ahead < nchunks)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(prefetch_at + static_cast<std::size_t>(ahead) * prefetch_stride));
-    }
     // The pair's second step: the next pair into the other set (the pair before it was done at the first).
     if constexpr (p % 4 == 1) load_pair(i, std::integral_constant<int, q + 2>{}, std::integral_constant<int, set ^ 1>{});
     if (producer && s + Stages - 2 < steps)
@@ -657,11 +521,12 @@ __global__ void __launch_bounds__(256, 1)
 
 /// The clustered kernel; false (nothing launched) where the tensor map cannot be made. K split as
 /// options.split_k says (0: where the output blocks are fewer than the SMs, about one block an SM;
-/// store_wgmma_split adds the splits); blocks in columns of `column` weight blocks (even).
-template <int Stages, class Scheme, class T, int BN = 256, bool Lean = false, int Hint = 0>
+/// store_wgmma_split adds the splits); blocks in columns of `column` weight blocks (even). Stages:
+/// whole loop bodies of at most 24 steps (cluster_loop_steps: 3, 4, 6, 8 or 12).
+template <int Stages, class Scheme, class T, int BN = 256>
 bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                                  cudaStream_t stream, const gemm_options& options, std::integral_constant<int, BN> = {},
-                                 int column = 8, std::bool_constant<Lean> = {}, std::integral_constant<int, Hint> = {}) {
+                                 int column = 8) {
   LOWBIT_CHECK(column >= 2 && column % 2 == 0, "cuda::gemm_sparse24: column=" << column << " must be even and >= 2");
   static_assert(packed_sparse24_view<Scheme>::plain, "cuda::gemm_sparse24: the wgmma path takes plain fp16 / bf16 values");
   CUtensorMap map{};
@@ -674,10 +539,7 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
   const int blocks = static_cast<int>(blocks_n * blocks_m);
   const wide_split split("cuda::gemm_sparse24", chunks, blocks, 1, std::size_t(128) * BN, options, stream);
   using layout = sparse24_wgmma_cluster_layout<BN, Stages>;
-  const auto kernel = [] {
-    if constexpr (Lean) return sparse24_wgmma_lean_kernel<T, BN, Stages, Hint>;
-    else return sparse24_wgmma_cluster_kernel<T, BN, Stages>;
-  }();
+  const auto kernel = sparse24_wgmma_cluster_kernel<T, BN, Stages>;
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(split.splits));
@@ -698,7 +560,8 @@ bool gemm_sparse24_wgmma_cluster(const T* x, int m, int ldx, const packed_sparse
 
 /// The default: M > 128: 256 tokens a block, clustered (x by TMA multicast, the weights straight
 /// into registers: 1.17-1.57x the kernel that copied them through shared memory with every thread's
-/// cp.async and a block barrier a step, H100 2026-11-27 14:19 UTC), K split where those
+/// cp.async and a block barrier a step, H100 2026-11-27 14:19 UTC; its loop unrolled over 24 steps
+/// with a pair of chunks of weights loaded at a time: 1.01-1.09x the loop before, 17:36-17:46 UTC), K split where those
 /// blocks are fewer than the SMs (8192 x 8192 M = 256: 64 output blocks x 2 splits; 4096 x 14336
 /// M = 256 / 512: 32 / 64 x 4 / 2), where the previous rule ran unclustered 128-token blocks (H100,
 /// fp16 values, 2026-11-27: 4096 x 14336 M = 512 116-118 -> 99-107 us, M = 256 64 -> 60-63; 8192²
@@ -711,9 +574,7 @@ template <class Scheme, class T>
 void gemm_sparse24_wgmma(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                          cudaStream_t stream, const gemm_options& options) {
   if (m > 128) {
-    if (gemm_sparse24_wgmma_cluster<6>(x, m, ldx, w, y, ldy, stream, options, std::integral_constant<int, 256>{}, 8,
-                                       std::true_type{}))  // x by TMA multicast; the lean kernel
-      return;
+    if (gemm_sparse24_wgmma_cluster<6>(x, m, ldx, w, y, ldy, stream, options)) return;  // x by TMA multicast
     const std::size_t blocks_n = (w.tiles() + 7) / 8, blocks_256 = blocks_n * ((static_cast<std::size_t>(m) + 255) / 256);
     if (options.split_k <= 1 && 4 * blocks_256 >= 3 * static_cast<std::size_t>(sm_count())) {  // no tensor map encoder
       gemm_sparse24_wgmma_with<256, 5>(x, m, ldx, w, y, ldy, stream, options);
