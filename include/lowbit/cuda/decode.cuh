@@ -638,6 +638,26 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? (decode_copy_til
         for (int hn = 0; hn < NH; ++hn)
 #pragma unroll
           for (int x = 0; x < 4; ++x) s[u][hn][x] = s_odd[u][hn][x] = 0.0f;
+      // Lane t's key words of one row. steps: step j's codes are a word (8-bit) at byte 16 j + 4 t; 4-bit,
+      // two bytes at 8 j + 2 t, steps 2i and 2i + 1 interleaved bytewise into word i (key_fragment takes
+      // bytes 0 and 2 for the even step, 1 and 3 for the odd one). Else key_pieces pieces of kp bytes.
+      const auto load_key_words = [&](uint32_t (&w)[KW], const uint8_t* key_row) {
+        if constexpr (steps) {
+#pragma unroll
+          for (int i = 0; i < KW; ++i) {
+            if constexpr (bits == 8) {
+              w[i] = *reinterpret_cast<const uint32_t*>(key_row + 16 * i + 4 * t);
+            } else {
+              const uint32_t even = *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 2 * t);
+              const uint32_t odd = 2 * i + 1 < KS ? *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 8 + 2 * t) : 0u;
+              w[i] = __byte_perm(even, odd, 0x5140);
+            }
+          }
+        } else {
+#pragma unroll
+          for (int piece = 0; piece < key_pieces; ++piece) load_words<kp / 4>(w + piece * kp / 4, key_row + (4 * piece + t) * kp);
+        }
+      };
       if constexpr (IntKeys) {
         // Integer keys (signed 4-bit codes, one scale a row): the codes as int8 16 x code (a key word's
         // even nibbles shifted up, its odd ones masked in place), times q's high and low parts in two
@@ -653,19 +673,7 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? (decode_copy_til
             for (int x = 0; x < 4; ++x) acc[u][hn][0][x] = acc[u][hn][1][x] = 0;
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
-            const uint8_t* key_row = keys[u] + (g + 8 * n) * key_stride;
-            if constexpr (steps) {  // as below: steps 2i and 2i + 1 interleaved bytewise into word i
-#pragma unroll
-              for (int i = 0; i < KW; ++i) {
-                const uint32_t even = *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 2 * t);
-                const uint32_t odd = 2 * i + 1 < KS ? *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 8 + 2 * t) : 0u;
-                k[u][n][i] = __byte_perm(even, odd, 0x5140);
-              }
-            } else {
-#pragma unroll
-              for (int piece = 0; piece < key_pieces; ++piece)
-                load_words<kp / 4>(k[u][n] + piece * kp / 4, key_row + (4 * piece + t) * kp);
-            }
+            load_key_words(k[u][n], keys[u] + (g + 8 * n) * key_stride);
             ks[u][n] = load_scale<scale_type>(kscales[u], min(g + 8 * n, last[u]));
           }
         }
@@ -704,25 +712,8 @@ __global__ void __launch_bounds__(decode_warps * 32, D <= 128 ? (decode_copy_til
         for (int u = 0; u < pair; ++u)
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
-            const uint8_t* key_row = keys[u] + (g + 8 * n) * key_stride;
-            if constexpr (steps) {
-              // Step j's codes: a word (8-bit) at byte 16 j + 4 t; 4-bit, two bytes at 8 j + 2 t, steps
-              // 2i and 2i + 1 interleaved bytewise into word i (key_fragment takes bytes 0 and 2 for the
-              // even step, 1 and 3 for the odd one).
-#pragma unroll
-              for (int i = 0; i < KW; ++i) {
-                if constexpr (bits == 8) {
-                  k[u][n][i] = *reinterpret_cast<const uint32_t*>(key_row + 16 * i + 4 * t);
-                } else {
-                  const uint32_t even = *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 2 * t);
-                  const uint32_t odd = 2 * i + 1 < KS ? *reinterpret_cast<const unsigned short*>(key_row + 16 * i + 8 + 2 * t) : 0u;
-                  k[u][n][i] = __byte_perm(even, odd, 0x5140);
-                }
-              }
-            } else {
-#pragma unroll
-              for (int piece = 0; piece < key_pieces; ++piece)
-                load_words<kp / 4>(k[u][n] + piece * kp / 4, key_row + (4 * piece + t) * kp);
+            load_key_words(k[u][n], keys[u] + (g + 8 * n) * key_stride);
+            if constexpr (!steps) {  // piece layout: a piece's parameters once a tile
 #pragma unroll
               for (int piece = 0; piece < key_pieces; ++piece) p[u][n][piece] = key_params(u, n, k_group[piece]);
             }
