@@ -353,16 +353,6 @@ __device__ __forceinline__ bool unrolled_while(F&& f, std::integer_sequence<int,
   return (f(std::integral_constant<int, I>{}) && ...);
 }
 
-/// mbarrier arrive at a shared::cluster address (mapa's, of this CTA or another of the cluster).
-__device__ __forceinline__ void mbar_arrive_at(unsigned cluster_bar) {
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(cluster_bar) : "memory");
-}
-__device__ __forceinline__ unsigned map_to_rank(unsigned bar, unsigned rank) {
-  unsigned r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(bar), "r"(rank));
-  return r;
-}
-
 /// The steps of the clustered kernel's loop body: a whole number of weight pairs (4 chunks, 8
 /// steps) and of twice the ring (so that every step's stage and both barriers' phase parities are
 /// constants in the unrolled body).

@@ -80,19 +80,22 @@ __device__ __forceinline__ uint64_t sw128_descriptor(unsigned at) {
   return static_cast<uint64_t>((at & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
-/// mbarrier helpers (shared addresses of this CTA; the remote arrive maps the address to `rank`'s).
+/// mbarrier helpers (shared addresses of this CTA; a remote arrive goes through map_to_rank).
 __device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
 }
 __device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank) {
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(bar),
-      "r"(rank)
-      : "memory");
+/// The shared::cluster address of `bar` (this CTA's) in the CTA of rank `rank`, for mbar_arrive_at.
+__device__ __forceinline__ unsigned map_to_rank(unsigned bar, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(bar), "r"(rank));
+  return r;
+}
+/// mbarrier arrive at a shared::cluster address (map_to_rank's, of this CTA or another of the cluster).
+__device__ __forceinline__ void mbar_arrive_at(unsigned cluster_bar) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(cluster_bar) : "memory");
 }
 /// Waits for the phase of `parity` to complete (default semantics, as CUTLASS's cluster barriers).
 __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
