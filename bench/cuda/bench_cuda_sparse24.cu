@@ -76,8 +76,7 @@ const P* device_copy(const P* src, std::size_t bytes, std::vector<void*>& owned)
 // Copies of packed weights totalling > 200 MB, the first the original.
 template <class S>
 std::vector<lb::cuda::packed_sparse24_view<S>> rotation(const lb::cuda::packed_sparse24_view<S>& v, std::vector<void*>& owned) {
-  const std::size_t tiles = v.tiles(), code_b = tiles * v.chunks * v.vecs * 512, meta_b = tiles * v.chunks * 256,
-                    scale_b = tiles * v.groups * 64;
+  const std::size_t code_b = v.code_bytes(), meta_b = v.metadata_bytes(), scale_b = v.scale_bytes();
   std::vector<lb::cuda::packed_sparse24_view<S>> out((200u << 20) / v.bytes() + 2, v);
   for (std::size_t c = 1; c < out.size(); ++c) {
     out[c].codes = device_copy(v.codes, code_b, owned);
@@ -583,8 +582,9 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
     std::printf("\n");
   }
   std::printf("\n## M <= 16: the wgmma.sp kernel against the mma.sp kernel (µs)\n\n| kept values | act | N x K | M | default | mma.sp | "
-              "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4> | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+              "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4> | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS | weight MB | "
+              "default GB/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
     __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
     bf* wb = device_random<bf>(s.n * s.k, rng, 0.02f);
@@ -622,8 +622,9 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
         if (m > 8)
           std::snprintf(others, sizeof others, "%.1f; %.1f", time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0),
                         time_small_wgmma<16, 4, 4>(xx, m, views, yy, 0));
-        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx |\n", name, act, s.n, s.k, m, def, mma,
-                    others, peer, peer / def, peer / mma);
+        const double bytes = double(views[0].bytes());
+        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx | %.2f | %.0f |\n", name, act, s.n, s.k, m,
+                    def, mma, others, peer, peer / def, peer / mma, bytes * 1e-6, bytes / def * 1e-3);
         std::fflush(stdout);
       };
       line("int4", "fp16", s4s, x, y, cublas);

@@ -88,8 +88,11 @@ struct packed_sparse24_view {
   std::size_t chunks = 0, chunks_per_group = 0, groups = 0;
   bool bf16_values = false;           ///< plain values stored as bf16 (else fp16)
   std::size_t tiles() const noexcept { return (rows + tile_rows - 1) / tile_rows; }
+  std::size_t code_bytes() const noexcept { return tiles() * chunks * 512 * vecs; }
+  std::size_t metadata_bytes() const noexcept { return tiles() * chunks * 256; }
+  std::size_t scale_bytes() const noexcept { return tiles() * groups * tile_rows * 4; }
   /// Bytes one GEMM must read of the weights.
-  std::size_t bytes() const noexcept { return tiles() * (chunks * (512 * vecs + 256) + groups * tile_rows * 4); }
+  std::size_t bytes() const noexcept { return code_bytes() + metadata_bytes() + scale_bytes(); }
 };
 
 template <class Scheme>
