@@ -16,10 +16,11 @@
 // 20 launches (M >= 1024) or 100, median of 5.
 // First the tensor cores' rate from registers alone (mma.sp.sync against mma.sync, no memory).
 // Then (first) W8A8: see bench_int8.
-// Usage: bench_cuda_sparse24 [--quick] [--large | --plain | --small | --int8 | --m16 | --profile] (--large: only M > 64;
+// Usage: bench_cuda_sparse24 [--quick] [--large | --plain | --small | --int8 | --m16 | --profile | --profile16] (--large: only M > 64;
 // --plain: only M > 64 with plain fp16 / bf16 values;
 // --small: only M <= 64; --int8: only W8A8; --m16: only the M <= 16 kernels' comparison (first in a full run);
-// --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu)
+// --profile: one launch of the M > 64 kernel for fp16 values and int4, for ncu; --profile16: one of
+// the M = 16 and the M = 1 default, int4, each M <= 16 shape)
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -642,6 +643,25 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
   }
 }
 
+// --profile16: one launch each of the M = 16 default (the small wgmma.sp kernel) and the M = 1
+// default (the mma.sp kernel), int4 g64 fp16, 8192 x 8192 then 4096 x 14336 (for ncu).
+void profile_m16() {
+  std::mt19937 rng(5);
+  struct shape { std::size_t n, k; };
+  for (const shape s : {shape{8192, 8192}, shape{4096, 14336}}) {
+    __half* x = device_random<__half>(16 * s.k, rng, 1.0f);
+    __half* y = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
+    std::vector<uint8_t> nibbles(s.n * s.k / 8, 0x94);
+    const auto sp4 = lb::cuda::pack_sparse24(lb::sparse24_matrix<sym4>(random_quantized<sym4>(s.n, s.k / 2, 64, rng).view(), nibbles.data(), s.k));
+    lb::cuda::gemm_sparse24(x, 16, s.k, sp4.view(), y, s.n);
+    lb::cuda::gemm_sparse24(x, 1, s.k, sp4.view(), y, s.n);
+    LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaFree(x);
+    cudaFree(y);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -653,7 +673,10 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[a], "--small") == 0) large = int8 = small_wgmma = false;
     else if (std::strcmp(argv[a], "--int8") == 0) large = small = small_wgmma = false, int8 = true;
     else if (std::strcmp(argv[a], "--m16") == 0) large = small = int8 = false;
-    else if (std::strcmp(argv[a], "--profile") == 0) {
+    else if (std::strcmp(argv[a], "--profile16") == 0) {
+      profile_m16();
+      return 0;
+    } else if (std::strcmp(argv[a], "--profile") == 0) {
       profile_large();
       return 0;
     }

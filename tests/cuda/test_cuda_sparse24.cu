@@ -21,9 +21,9 @@
 // K = 4096 (g128) and 3072 (per channel): several chunks a warp, so that the M <= 16 kernel's
 // rotated chunk order (a block starts its warps' ranges at block % steps) splits scale groups.
 // Integer codes at M <= 16 on sm_90a: the default is the small wgmma.sp kernel where it is faster
-// (on these shapes, whose blocks split K: int4 M = 13, 16, int8 M = 16); at M = 3 (n8 tokens), 13,
-// 16 also that kernel with K not split and split over a cluster of 3 blocks, and the mma.sp
-// kernel's default block shape.
+// (on these shapes, whose blocks split K: M = 9, 13, 16, int8 13, 16); at M = 3 (n8 tokens), 13,
+// 16 also that kernel with K not split and split over a cluster of 3 blocks (M = 13: also 2 and
+// 4), and the mma.sp kernel's default block shape.
 // W8A8 (gemm_sparse24_int8, "2:4+W8A8"): exact, see check_int8_case.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
@@ -83,8 +83,8 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   // (ldy = n rounded up to 8, + 8: the clustered kernel's 16-byte stores), its padding checked
   // untouched; else ldy = n + 3. Integer codes, M <= 16: 6 / 7 the
   // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
-  // blocks, 8 the mma.sp kernel's default block shape.
-  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9) {
+  // blocks (10 / 11: of 2 / 4 blocks), 8 the mma.sp kernel's default block shape.
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9 || path == 10 || path == 11) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -135,10 +135,10 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
     if constexpr (!plain) {
       namespace ld = lowbit::cuda::detail;
       const int mi = static_cast<int>(m), lx = static_cast<int>(ldx), ly = static_cast<int>(ldy);
-      if ((path == 6 || path == 7) && m <= 8)
-        ld::gemm_sparse24_wgmma_small_with<8, 4, 8>(dx, mi, lx, packed.view(), dy, ly, nullptr, path == 6 ? 1 : 3);
-      else if (path == 6 || path == 7)
-        ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, path == 6 ? 1 : 3);
+      const bool small_wgmma = path == 6 || path == 7 || path == 10 || path == 11;
+      const int splits = path == 6 ? 1 : path == 7 ? 3 : path == 10 ? 2 : 4;
+      if (small_wgmma && m <= 8) ld::gemm_sparse24_wgmma_small_with<8, 4, 8>(dx, mi, lx, packed.view(), dy, ly, nullptr, splits);
+      else if (small_wgmma) ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, splits);
       else if (path == 8) ld::gemm_sparse24_mma_small(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
     }
     if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
@@ -203,6 +203,8 @@ void check_format(const char* name, unsigned& seed) {
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);  // the default block shape
       if (!plain && (m == 3 || m == 13 || m == 16)) {  // the small wgmma kernel not split and split 3, the mma.sp default
         for (int path : {6, 7, 8}) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 0, nullptr, path);
+        if (m == 13)  // clusters of 2 and 4 blocks (each block adds the sums of its share of the values)
+          for (int path : {10, 11}) check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 0, nullptr, path);
       }
       if (m == 1 || m == 16) {  // every block shape
         const std::size_t tiles = (s.n + 15) / 16;

@@ -740,8 +740,8 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
 /// zero-padded buffer (cudaMallocAsync, two async copies on `stream`). m <= 16: options.tiles_per_block 1, 2 or 4 dividing the
 /// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
 /// does); m = 9..16 with integer codes, both 0 (the default), on sm_90a: the wgmma.sp kernel
-/// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 12 / 14 for int4 / int8 where its
-/// blocks split K; the scale folded into the weights, one more rounding). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
+/// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 11 for int8 where its blocks split
+/// K; the scale folded into the weights, one more rounding). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
 /// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
 /// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
 /// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
@@ -791,7 +791,7 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
     return;
   }
   // Integer codes, the default block shape, sm_90a: the wgmma.sp kernel where it was measured faster
-  // (M = 9..16 or 12 / 14..16: sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
+  // (M = 9..16, int8 with K split 11..16: sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
   if (!plain && options.tiles_per_block == 0 && options.warps == 0 &&
       detail::gemm_sparse24_wgmma_small(x, mi, lx, w, y, ly, stream))
     return;

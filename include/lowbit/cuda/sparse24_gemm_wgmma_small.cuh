@@ -19,9 +19,11 @@
 /// rounding a weight more than the mma.sp kernel (bf16 two), inside the tests' tolerance; fp32
 /// sums. (bf16 with the product made in fp32 and rounded once cost ~2.4 us more at 8192 x 8192
 /// M = 16, H100: 17.3 against 14.9 us for fp16; as now 15.2.) The blocks of a cluster (1 x
-/// Splits) split K further where the 64-row blocks are fewer than the SMs; the
-/// warpgroups' and the cluster's sums are added in a fixed order (deterministic) through shared
-/// memory (distributed shared memory across the cluster) and stored by the first block.
+/// Splits) split K further where the 64-row blocks are fewer than the SMs. The warpgroups' and the
+/// cluster's sums are added in a fixed order (deterministic), each value of a thread's fragment by
+/// one warpgroup of the cluster (not all by the first warpgroup of the first block): unsplit
+/// through the ring, split through a landing area that the other blocks fill by st.async onto an
+/// mbarrier (no fenced cluster barrier between the main loop and the sums).
 /// The kernel's body exists only where compiled for sm_90a; the host takes this path only when the
 /// loaded code for the current device has it (sparse24_wgmma_usable).
 #pragma once
@@ -86,28 +88,51 @@ __device__ __forceinline__ void warpgroup_barrier(int wg) {
   asm volatile("bar.sync %0, 128;" ::"r"(wg + 1) : "memory");
 }
 
-/// A float from shared address `at` of the cluster's block `rank` (distributed shared memory).
-__device__ __forceinline__ float ld_cluster_f32(unsigned at, unsigned rank) {
-  float v;
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %1, %2;\nld.shared::cluster.f32 %0, [remote];\n}"
-      : "=f"(v)
-      : "r"(at), "r"(rank)
-      : "memory");
-  return v;
+/// The shared address `at` of this CTA mapped to the cluster's block `rank` (shared::cluster).
+__device__ __forceinline__ unsigned map_cluster(unsigned at, unsigned rank) {
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(at), "r"(rank));
+  return remote;
 }
+/// A float to shared::cluster address `remote`, counted (4 bytes) on the mbarrier at `remote_bar`
+/// of the same block (st.async: no fence; the receiver waits on its mbarrier).
+__device__ __forceinline__ void st_async_f32(unsigned remote, float v, unsigned remote_bar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(remote), "r"(__float_as_uint(v)),
+               "r"(remote_bar)
+               : "memory");
+}
+/// The cluster barrier in two halves, without a memory fence (arrive relaxed).
+__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
+/// The most blocks of a cluster that split K (the launch clamps to it).
+inline constexpr int sparse24_wgmma_small_max_splits = 4;
+
+/// Slots (a value of every thread of a block: WG x 128 floats) of the landing area where the
+/// blocks of a cluster put the sums each block adds: `splits` sources x ceil(values / splits)
+/// values, the most over 1 .. sparse24_wgmma_small_max_splits splits.
+constexpr unsigned sparse24_wgmma_small_slots(int values, int splits = 1) {
+  const unsigned here = static_cast<unsigned>(splits * ((values + splits - 1) / splits));
+  if (splits >= sparse24_wgmma_small_max_splits) return here;
+  const unsigned rest = sparse24_wgmma_small_slots(values, splits + 1);
+  return here > rest ? here : rest;
+}
+
 /// Shared memory of the small wgmma kernel: WG rings of Stages stages; all the x stages first (NT
 /// rows of 256 bytes a chunk: two 64-wide halves of NT 128-byte rows, 1024-byte aligned), then the
-/// weight stages (4 tiles of sparse24_tile_vecs<Vecs> vectors); 1 KB more for aligning the start.
+/// weight stages (4 tiles of sparse24_tile_vecs<Vecs> vectors), then the landing area of a split's
+/// sums and its mbarrier (apart from the rings: the other blocks of the cluster may send while this
+/// one still runs its loop); 1 KB more for aligning the start.
 template <int Vecs, int NT, int WG, int Stages>
 struct sparse24_wgmma_small_layout {
   static constexpr unsigned x_bytes = NT * 256u, half_bytes = NT * 128u;
   static constexpr unsigned tile_vecs = sparse24_tile_vecs<Vecs>, w_bytes = 4u * tile_vecs * 16u;
   static constexpr unsigned w_at = WG * Stages * x_bytes;  // from the aligned start
-  static constexpr std::size_t bytes = std::size_t(w_at) + std::size_t(WG) * Stages * w_bytes + 1024u;
+  static constexpr unsigned land_at = w_at + WG * Stages * w_bytes, land_bytes = sparse24_wgmma_small_slots(NT / 2) * WG * 512u;
+  static constexpr unsigned bar_at = land_at + land_bytes;  // the landing area's mbarrier
+  static constexpr std::size_t bytes = std::size_t(bar_at) + 16u + 1024u;
   static_assert(Stages >= 3, "sparse24_wgmma_small: a stage in use, one in flight, one refilled");
   static_assert(bytes <= 227u * 1024u, "sparse24_wgmma_small: a ring that does not fit shared memory");
   static_assert(std::size_t(WG) * 128u * (NT / 2) * 4u <= std::size_t(w_at), "sparse24_wgmma_small: the reduction reuses the x ring");
@@ -117,7 +142,8 @@ struct sparse24_wgmma_small_layout {
 template <int Vecs, int NT, int WG, int Want>
 constexpr int sparse24_wgmma_small_stages() {
   constexpr unsigned stage = NT * 256u + 4u * sparse24_tile_vecs<Vecs> * 16u;
-  if constexpr (Want <= 3 || std::size_t(WG) * Want * stage + 1024u <= 227u * 1024u) return Want;
+  constexpr unsigned land = sparse24_wgmma_small_slots(NT / 2) * WG * 512u + 16u;
+  if constexpr (Want <= 3 || std::size_t(WG) * Want * stage + land + 1024u <= 227u * 1024u) return Want;
   else return sparse24_wgmma_small_stages<Vecs, NT, WG, Want - 1>();
 }
 
@@ -202,6 +228,15 @@ __global__ void __launch_bounds__(WG * 128, 1)
     cp_async_commit();
   };
 
+  // K split over a cluster: the landing area's mbarrier (the end's), made known to the cluster
+  // before any block sends to it (the matching cluster_wait is after the main loop).
+  if (gridDim.y > 1) {
+    if (threadIdx.x == 0) {
+      mbar_init(base + layout::bar_at, 1);
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    cluster_arrive_relaxed();
+  }
 #pragma unroll
   for (int s = 0; s < Stages - 2; ++s) issue(s);
   float acc[NT / 8][1][4];
@@ -252,34 +287,64 @@ __global__ void __launch_bounds__(WG * 128, 1)
     for (int i = 0; i < 4; ++i) fence_register(acc[j][0][i]);
   cp_async_wait<0>();
 
-  // The warpgroups' sums to shared memory ([value][thread]), then the first warpgroup of the
-  // cluster's block 0 adds blocks 0, 1, ... and in each warpgroups 0, 1, ... and stores.
+  // The sums: value v of a thread's fragment (acc[v / 4][0][v % 4]) of every warpgroup and block
+  // of the cluster is added by one warpgroup, over the blocks 0, 1, ... and in each the
+  // warpgroups 0, 1, ... (a fixed order), and stored.
   constexpr int values = NT / 2;
-  const unsigned splits = gridDim.y;
-  __syncthreads();  // every warpgroup is done with the ring
-  float* red = reinterpret_cast<float*>(smem + (base - raw) / 16u);
-#pragma unroll
-  for (int j = 0; j < NT / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) red[(j * 4 + i) * (WG * 128) + threadIdx.x] = acc[j][0][i];
-  if (splits > 1) cluster_sync();
-  else __syncthreads();
-  if (cluster_rank() == 0 && wg == 0) {
-    float sum[NT / 8][1][4];
-#pragma unroll
-    for (int v = 0; v < values; ++v) {
-      float s = 0.0f;
-      for (unsigned r = 0; r < splits; ++r)
-#pragma unroll
-        for (int w = 0; w < WG; ++w) {
-          const int at = v * (WG * 128) + w * 128 + tid;
-          s += r == 0 ? red[at] : ld_cluster_f32(base + at * 4u, r);
-        }
-      sum[v >> 2][0][v & 3] = s;
+  const auto store = [&](int v, float sum) {
+    const int row = (tile0 + warp) * 16 + g + 8 * ((v & 3) >> 1), tok = (v >> 2) * 8 + 2 * t + (v & 1);
+    if (row < n && tok < m) {
+      if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(sum);
+      else y[(size_t)tok * ldy + row] = __float2half(sum);
     }
-    store_wgmma_sums<NT>(sum, (tile0 + warp) * 16, 0, g, t, n, m, y, ldy);
+  };
+  const int splits = static_cast<int>(gridDim.y);
+  if (splits == 1) {  // through the ring ([value][thread]); warpgroup w adds values w, w + WG, ...
+    __syncthreads();  // every warpgroup is done with the ring
+    float* red = reinterpret_cast<float*>(smem + (base - raw) / 16u);
+#pragma unroll
+    for (int v = 0; v < values; ++v) red[v * (WG * 128) + threadIdx.x] = acc[v >> 2][0][v & 3];
+    __syncthreads();
+    for (int v = wg; v < values; v += WG) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < WG; ++w) sum += red[v * (WG * 128) + w * 128 + tid];
+      store(v, sum);
+    }
+    return;
   }
-  if (splits > 1) cluster_sync();  // no block leaves while block 0 may still read its shared memory
+  // Split: value v goes to block v % splits of the cluster, into the landing area's slot (source
+  // block, v / splits) (slot: WG x 128 floats, [warpgroup][thread]); that block's warpgroup
+  // (v / splits) % WG adds it. Values for another block go by st.async, counted in bytes on that
+  // block's mbarrier: no fence and no cluster barrier between the main loop and the sums (the
+  // fenced cluster barriers of a pulling version, MEMBAR.ALL.GPU each, drew 9% of its stall
+  // samples; pushed, 0.2-0.6 us less at 4096 x 14336 M = 9..16, H100).
+  const int rank = static_cast<int>(cluster_rank()), owned_max = (values + splits - 1) / splits;
+  const int owned = (values - rank + splits - 1) / splits;  // values v with v % splits == rank
+  const unsigned land = base + layout::land_at, land_bar = base + layout::bar_at;
+  float* landing = reinterpret_cast<float*>(smem + (land - raw) / 16u);
+  const auto slot = [&](int source, int j, int w) { return ((source * owned_max + j) * WG + w) * 128 + tid; };
+  cluster_wait();  // every block's mbarrier is made
+#pragma unroll
+  for (int v = 0; v < values; ++v) {
+    const int dest = v % splits, at = slot(rank, v / splits, wg);
+    const float value = acc[v >> 2][0][v & 3];
+    if (dest == rank) landing[at] = value;
+    else st_async_f32(map_cluster(land + at * 4u, dest), value, map_cluster(land_bar, dest));
+  }
+  if (threadIdx.x == 0) mbar_expect_tx(land_bar, static_cast<unsigned>((splits - 1) * owned * WG * 128 * 4));
+  __syncthreads();         // this block's own values
+  mbar_wait(land_bar, 0);  // the other blocks'
+  for (int j = wg; j < owned; j += WG) {
+    float sum = 0.0f;
+    for (int r = 0; r < splits; ++r)
+#pragma unroll
+      for (int w = 0; w < WG; ++w) sum += landing[slot(r, j, w)];
+    store(rank + j * splits, sum);
+  }
+  // No block leaves before every block has had all its values (the st.async it sent are done).
+  cluster_arrive_relaxed();
+  cluster_wait();
 #else
   (void)x, (void)m, (void)ldx, (void)codes, (void)metadata, (void)scales, (void)n, (void)tiles, (void)chunks;
   (void)chunks_per_group, (void)groups, (void)split_chunks, (void)y, (void)ldy;
@@ -304,7 +369,7 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
   LOWBIT_CHECK(m >= 1 && m <= NT, "cuda::gemm_sparse24: m=" << m << " is more than the kernel's " << NT << " tokens");
   const int tiles = static_cast<int>(w.tiles()), chunks = static_cast<int>(w.chunks), blocks_n = (tiles + 3) / 4;
   if (splits <= 0) splits = sparse24_wgmma_small_splits(blocks_n);
-  splits = splits < 1 ? 1 : splits > 4 ? 4 : splits > chunks ? chunks : splits;
+  splits = splits < 1 ? 1 : splits > sparse24_wgmma_small_max_splits ? sparse24_wgmma_small_max_splits : splits > chunks ? chunks : splits;
   const int split_chunks = (chunks + splits - 1) / splits;
   constexpr int stages = sparse24_wgmma_small_stages<vecs, NT, WG, Stages>();
   using layout = sparse24_wgmma_small_layout<vecs, NT, WG, stages>;
@@ -328,14 +393,17 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
 
 /// M <= 16, integer codes, sm_90a: the small wgmma kernel with 16 tokens (gemm_sparse24's default
 /// there) where it was measured faster than the mma.sp kernel, else false (nothing launched; also
-/// where the device has no sm_90a code). Measured on an H100 (bench_cuda_sparse24 --m16, g64, the
-/// mma.sp kernel in the same binary): where 64-row blocks fill the SMs (8192 x 8192: 128 blocks,
-/// not split) it is faster from M = 9 (int4 fp16 M = 12 15.8 -> 14.7 us, M = 16 17.3 -> 14.8; int8 M = 9 22.4 -> 19.5; bf16
-/// activations alike, except int4 M = 9, 14.7 against 15.0); where K is split over a cluster
-/// (4096 x 14336) from M = 12 for int4 (M = 9 equal with fp16, 1 us slower with bf16; M = 12 17.3
-/// -> 15.9, M = 16 20.1 -> 16.0) and M = 14 for int8 (M = 12 0.3-0.7 us slower, M = 16 22.1 ->
-/// 20.2; 14 by interpolation). Up to 8 tokens (m64n8) it was slower throughout (4096 x 14336 M = 1
-/// 14.5 against 11.7 us): not taken.
+/// where the device has no sm_90a code). Measured on an H100 (bench_cuda_sparse24 --quick --m16,
+/// g64, the mma.sp kernel in the same binary, two rounds, 2026-11-27 20:15 UTC): where 64-row
+/// blocks fill the SMs (8192 x 8192: 128 blocks, not split) from M = 9 (int4 fp16 M = 9 15.3 ->
+/// 14.3 us, M = 16 17.5 -> 14.3; int8 M = 9 22.4 -> 19.1; int4 bf16 M = 9 14.8 -> 14.4); where K
+/// is split over a cluster (4096 x 14336: 64 blocks, clusters of 2) from M = 9 for int4 (fp16
+/// M = 9 16.1 -> 14.1, M = 16 20.4 -> 14.2; bf16 M = 9 15.3 -> 14.4) and from M = 11 for int8 (M = 9
+/// 18.6 against 18.3-18.8, M = 12 19.6 -> 18.2, M = 16 22.4 -> 18.2; 11 by interpolation). Up to 8
+/// tokens (m64n8) it was slower throughout (4096 x 14336 M = 1 14.5 against 11.7 us, before the
+/// reduction by st.async): not taken.
+inline constexpr int sparse24_wgmma_small_from = 9;              ///< the smallest M it takes
+inline constexpr int sparse24_wgmma_small_from_split_int8 = 11;  ///< ... for int8 codes with K split
 template <class Scheme, class T>
 bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                                cudaStream_t stream) {
@@ -345,7 +413,7 @@ bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24
   } else {
     if (m > 16 || !sparse24_wgmma_usable()) return false;
     const bool split = sparse24_wgmma_small_splits(static_cast<int>((w.tiles() + 3) / 4)) > 1;  // as the launch splits
-    if (m < (!split ? 9 : vecs == 1 ? 12 : 14)) return false;
+    if (m < (split && vecs == 2 ? sparse24_wgmma_small_from_split_int8 : sparse24_wgmma_small_from)) return false;
     gemm_sparse24_wgmma_small_with<16, 4, vecs == 1 ? 6 : 4>(x, m, ldx, w, y, ldy, stream);
     return true;
   }
