@@ -88,14 +88,8 @@ __device__ __forceinline__ void warpgroup_barrier(int wg) {
   asm volatile("bar.sync %0, 128;" ::"r"(wg + 1) : "memory");
 }
 
-/// The shared address `at` of this CTA mapped to the cluster's block `rank` (shared::cluster).
-__device__ __forceinline__ unsigned map_cluster(unsigned at, unsigned rank) {
-  unsigned remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(at), "r"(rank));
-  return remote;
-}
-/// A float to shared::cluster address `remote`, counted (4 bytes) on the mbarrier at `remote_bar`
-/// of the same block (st.async: no fence; the receiver waits on its mbarrier).
+/// A float to shared::cluster address `remote` (map_to_rank's), counted (4 bytes) on the mbarrier
+/// at `remote_bar` of the same block (st.async: no fence; the receiver waits on its mbarrier).
 __device__ __forceinline__ void st_async_f32(unsigned remote, float v, unsigned remote_bar) {
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(remote), "r"(__float_as_uint(v)),
                "r"(remote_bar)
@@ -330,7 +324,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
     const int dest = v % splits, at = slot(rank, v / splits, wg);
     const float value = acc[v >> 2][0][v & 3];
     if (dest == rank) landing[at] = value;
-    else st_async_f32(map_cluster(land + at * 4u, dest), value, map_cluster(land_bar, dest));
+    else st_async_f32(map_to_rank(land + at * 4u, dest), value, map_to_rank(land_bar, dest));
   }
   if (threadIdx.x == 0) mbar_expect_tx(land_bar, static_cast<unsigned>((splits - 1) * owned * WG * 128 * 4));
   __syncthreads();         // this block's own values
