@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "sparse24_gemm_wgmma.cuh"
 
@@ -167,7 +168,6 @@ __global__ void __launch_bounds__(WG * 128, 1)
   // The blocks start their ranges at different chunks (as sparse24_gemm_kernel: else every block
   // reads the same chunk of x at once).
   const int rot = steps > 0 ? static_cast<int>(blockIdx.x % static_cast<unsigned>(steps)) : 0;
-  const auto local = [&](int s) { return s + rot < steps ? s + rot : s + rot - steps; };
 
   // Rows m .. NT - 1 of every x stage are zeros (never copied): their columns of D are not stored,
   // but stay finite.
@@ -206,18 +206,21 @@ __global__ void __launch_bounds__(WG * 128, 1)
                                        : reinterpret_cast<const ::uint4*>(scales) + aux_tile * groups * 4 + (tid & 3);
   const unsigned aux_dst = (aux_tl * tile_vecs + meta_at + (meta_thread ? (tid & 15) : 16 + (tid & 3))) * 16;
   const uint64_t read_once = l2_evict_first();  // the weights (as sparse24_gemm_kernel)
-  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+  // The next copy's chunk of the range, kept running (no modulo or group division a step): step s
+  // copies chunk lc = (s + rot) % steps, of scale group grp, in_grp chunks into it (scale threads).
+  const int grp0 = c_begin / chunks_per_group, in0 = c_begin - grp0 * chunks_per_group;
+  int lc = rot, grp = (c_begin + rot) / chunks_per_group, in_grp = (c_begin + rot) - grp * chunks_per_group;
+  const auto issue = [&](int step, unsigned slot) {  // slot = step % Stages; always commits a group (empty past the end)
     if (step < steps) {
-      const unsigned slot = static_cast<unsigned>(step % Stages);
       const unsigned xs = x_ring + slot * layout::x_bytes, ws = w_ring + slot * layout::w_bytes;
-      const int lc = local(step);
 #pragma unroll
       for (int i = 0; i < x_copies; ++i) cp_async16_if(xs + x_dst[i], x_src[i] + (size_t)lc * 128, x_on[i]);
 #pragma unroll
       for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ws + code_dst[v], code_src[v] + (size_t)lc * Vecs * 32, read_once);
-      const std::size_t aux_step =
-          meta_thread ? (size_t)lc * 16 : (size_t)(chunks_per_group == 1 ? c_begin + lc : (c_begin + lc) / chunks_per_group) * 4;
-      cp_async16_hint_if(ws + aux_dst, aux_src + aux_step, aux, read_once);
+      cp_async16_hint_if(ws + aux_dst, aux_src + (meta_thread ? lc * 16 : grp * 4), aux, read_once);
+      ++lc, ++in_grp;
+      if (in_grp == chunks_per_group) in_grp = 0, ++grp;
+      if (lc == steps) lc = 0, grp = grp0, in_grp = in0;
     }
     cp_async_commit();
   };
@@ -232,18 +235,28 @@ __global__ void __launch_bounds__(WG * 128, 1)
     cluster_arrive_relaxed();
   }
 #pragma unroll
-  for (int s = 0; s < Stages - 2; ++s) issue(s);
+  for (int s = 0; s < Stages - 2; ++s) issue(s, s);
   float acc[NT / 8][1][4];
 #pragma unroll
   for (int j = 0; j < NT / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
   uint32_t a[2][4][4] = {}, meta[2][4] = {};  // [buffer = step % 2][k step i of the chunk]
-  const auto step_body = [&](int step, auto buffer) {
+  // The loop body is a whole turn of the ring (twice where Stages is odd, so that the A buffer is
+  // constant too): each step's stage and the stage it refills are constants. The steps after the
+  // last whole turn: two at a time, their stages counted (no exit inside an unrolled turn: ptxas
+  // then serializes the wgmmas, C7511).
+  constexpr int turn = Stages % 2 ? 2 * Stages : Stages;
+  // The x ring's descriptor (+ slot * x_bytes / 16: stage slot's; x_ring + the ring < 256 KB), of wg
+  // broadcast from lane 0: ptxas then knows it is one value a warp and keeps the descriptors in
+  // uniform registers (fewer instructions a step). Not so for the copies' addresses: with those
+  // uniform, ptxas 13.0 made a cp.async form ([R+UR], desc[UR1]) that faults (illegal instruction).
+  const uint64_t desc0 =
+      sw128_descriptor(base + __shfl_sync(~0u, static_cast<int>(threadIdx.x >> 7), 0) * Stages * layout::x_bytes);
+  const auto step_body = [&](int step, unsigned slot, unsigned refill, auto buffer) {
     constexpr int b = decltype(buffer)::value;  // = step % 2
     cp_async_wait<Stages - 3>();
     fence_proxy_async();    // this thread's x copies, visible to the wgmmas
     warpgroup_barrier(wg);  // the stage came from all 128 threads; the stage refilled next is done with (step - 2)
-    issue(step + Stages - 2);
-    const unsigned slot = static_cast<unsigned>(step % Stages);
+    issue(step + Stages - 2, refill);
     const ::uint4* ts = w_ring_ptr + slot * (layout::w_bytes / 16u) + warp * tile_vecs;
     sparse24_tile<Vecs, bf16> tile;
     tile.load(ts, lane);
@@ -255,7 +268,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
       meta[b][i] = tile.meta[i];
     }
     wgmma_fence();
-    const uint64_t desc = sw128_descriptor(x_ring + slot * layout::x_bytes);
+    const uint64_t desc = desc0 + slot * (layout::x_bytes / 16u);
     // k step i: half i / 2 (NT 128-byte rows further), 64 bytes into the rows for odd i.
 #pragma unroll
     for (int i = 0; i < 4; ++i) wgmma_sp_small<NT, bf16>(acc, a[b][i], desc + (i >> 1) * (layout::half_bytes / 16) + (i & 1) * 4, meta[b][i]);
@@ -269,11 +282,24 @@ __global__ void __launch_bounds__(WG * 128, 1)
     }
   };
   int step = 0;
+  for (; step + turn <= steps; step += turn)
+    unrolled_while(
+        [&](auto s_c) {
+          constexpr int s = decltype(s_c)::value;
+          step_body(step + s, s % Stages, (s + Stages - 2) % Stages, std::integral_constant<int, s % 2>{});
+          return true;
+        },
+        std::make_integer_sequence<int, turn>{});
+  // step % Stages == 0 here.
+  const auto next = [](unsigned slot) { return slot + 1 == Stages ? 0u : slot + 1; };
+  unsigned stage = 0, refill = Stages - 2;
   for (; step + 1 < steps; step += 2) {
-    step_body(step, std::integral_constant<int, 0>{});
-    step_body(step + 1, std::integral_constant<int, 1>{});
+    step_body(step, stage, refill, std::integral_constant<int, 0>{});
+    stage = next(stage), refill = next(refill);
+    step_body(step + 1, stage, refill, std::integral_constant<int, 1>{});
+    stage = next(stage), refill = next(refill);
   }
-  if (step < steps) step_body(step, std::integral_constant<int, 0>{});
+  if (step < steps) step_body(step, stage, refill, std::integral_constant<int, 0>{});
   wgmma_wait<0>();
 #pragma unroll
   for (int j = 0; j < NT / 8; ++j)
