@@ -89,17 +89,6 @@ __device__ __forceinline__ void warpgroup_barrier(int wg) {
   asm volatile("bar.sync %0, 128;" ::"r"(wg + 1) : "memory");
 }
 
-/// A float to shared::cluster address `remote` (map_to_rank's), counted (4 bytes) on the mbarrier
-/// at `remote_bar` of the same block (st.async: no fence; the receiver waits on its mbarrier).
-__device__ __forceinline__ void st_async_f32(unsigned remote, float v, unsigned remote_bar) {
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(remote), "r"(__float_as_uint(v)),
-               "r"(remote_bar)
-               : "memory");
-}
-/// The cluster barrier in two halves, without a memory fence (arrive relaxed).
-__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
-
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 /// The most blocks of a cluster that split K (the launch clamps to it).
