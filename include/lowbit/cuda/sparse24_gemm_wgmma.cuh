@@ -346,13 +346,6 @@ __device__ __forceinline__ void fence_chunk_weights(uint32_t (&a)[Buffers][4][4]
   }
 }
 
-/// Calls f(std::integral_constant<int, I>{}) for I = 0, 1, ... while it returns true (unrolled:
-/// each call sees its I as a constant); false where one returned false.
-template <class F, int... I>
-__device__ __forceinline__ bool unrolled_while(F&& f, std::integer_sequence<int, I...>) {
-  return (f(std::integral_constant<int, I>{}) && ...);
-}
-
 /// The steps of the clustered kernel's loop body: a whole number of weight pairs (4 chunks, 8
 /// steps) and of twice the ring (so that every step's stage and both barriers' phase parities are
 /// constants in the unrolled body).
@@ -387,24 +380,25 @@ __global__ void __launch_bounds__(256, 1)
   extern __shared__ ::uint4 smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const unsigned rank = cluster_rank();
+  // Columns of `column` weight blocks (even, as blocks_n: the two blocks of a cluster share mb).
   const int blocks_m = static_cast<int>(gridDim.x) / blocks_n, b = static_cast<int>(blockIdx.x);
   const int col = b / (column * blocks_m), within = b - col * column * blocks_m;
   const int width = min(column, blocks_n - col * column);
   const int nb = col * column + within % width, mb = within / width;
   const int tile0 = nb * 8, m0 = mb * BN;
   const int c0 = static_cast<int>(blockIdx.y) * split_chunks, nchunks = min(chunks - c0, split_chunks);
-  const int steps = 2 * nchunks;
+  const int steps = 2 * nchunks;  // half chunks (64 dense k)
 
   const unsigned ring = (static_cast<unsigned>(__cvta_generic_to_shared(smem)) + 1023u) & ~1023u;
   const unsigned full = ring + layout::barriers_at, empty = full + 8u * Stages;
   if (threadIdx.x == 0) {
     for (int j = 0; j < Stages; ++j) {
-      mbar_init(full + 8u * j, 1);
-      mbar_init(empty + 8u * j, 4);
+      mbar_init(full + 8u * j, 1);   // this block's expect_tx
+      mbar_init(empty + 8u * j, 4);  // one arrival from each warpgroup of the cluster
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  cluster_sync();
+  cluster_sync();  // the peer's barriers exist before anything is multicast to it
 
   // The producer (thread 32): x of step s (its half, to both blocks) at stage s % Stages, once the
   // stage's previous x is released (parity: the phase before the first is complete at the start).

@@ -300,13 +300,6 @@ __global__ void __launch_bounds__(WG * 128, 1)
   // of the cluster is added by one warpgroup, over the blocks 0, 1, ... and in each the
   // warpgroups 0, 1, ... (a fixed order), and stored.
   constexpr int values = NT / 2;
-  const auto store = [&](int v, float sum) {
-    const int row = (tile0 + warp) * 16 + g + 8 * ((v & 3) >> 1), tok = (v >> 2) * 8 + 2 * t + (v & 1);
-    if (row < n && tok < m) {
-      if constexpr (bf16) y[(size_t)tok * ldy + row] = __float2bfloat16(sum);
-      else y[(size_t)tok * ldy + row] = __float2half(sum);
-    }
-  };
   const int splits = static_cast<int>(gridDim.y);
   if (splits == 1) {  // through the ring ([value][thread]); warpgroup w adds values w, w + WG, ...
     __syncthreads();  // every warpgroup is done with the ring
@@ -318,7 +311,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
       float sum = 0.0f;
 #pragma unroll
       for (int w = 0; w < WG; ++w) sum += red[v * (WG * 128) + w * 128 + tid];
-      store(v, sum);
+      store_wgmma_value(sum, v, (tile0 + warp) * 16, 0, g, t, n, m, y, ldy);
     }
     return;
   }
@@ -349,7 +342,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
     for (int r = 0; r < splits; ++r)
 #pragma unroll
       for (int w = 0; w < WG; ++w) sum += landing[slot(r, j, w)];
-    store(rank + j * splits, sum);
+    store_wgmma_value(sum, rank + j * splits, (tile0 + warp) * 16, 0, g, t, n, m, y, ldy);
   }
   // No block leaves before every block has had all its values (the st.async it sent are done).
   cluster_arrive_relaxed();

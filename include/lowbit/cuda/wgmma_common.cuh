@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <utility>
 
 #include "gemm_common.cuh"
 
@@ -80,6 +81,13 @@ __device__ __forceinline__ uint64_t sw128_descriptor(unsigned at) {
   return static_cast<uint64_t>((at & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
+/// Calls f(std::integral_constant<int, I>{}) for I = 0, 1, ... while it returns true (unrolled:
+/// each call sees its I as a constant); false where one returned false.
+template <class F, int... I>
+__device__ __forceinline__ bool unrolled_while(F&& f, std::integer_sequence<int, I...>) {
+  return (f(std::integral_constant<int, I>{}) && ...);
+}
+
 /// mbarrier helpers (shared addresses of this CTA; a remote arrive goes through map_to_rank).
 __device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
@@ -141,21 +149,16 @@ __device__ __forceinline__ void tma_multicast(unsigned dst, const CUtensorMap* m
       : "memory");
 }
 
-/// A warp's sums (weight rows row0 + g, + 8; tokens tok0 + 8 j + 2 t, + 1) stored to y, clipped at
-/// n rows and m tokens.
-template <int BN, class T>
-__device__ __forceinline__ void store_wgmma_sums(const float (&acc)[BN / 8][1][4], int row0, int tok0, int g, int t, int n,
-                                                 int m, T* y, int ldy) {
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int row = row0 + g + 8 * (i >> 1), tok = tok0 + j * 8 + 2 * t + (i & 1);
-      if (row < n && tok < m) {
-        if constexpr (is_bf16<T>) y[(size_t)tok * ldy + row] = __float2bfloat16(acc[j][0][i]);
-        else y[(size_t)tok * ldy + row] = __float2half(acc[j][0][i]);
-      }
-    }
+/// Value v of a warp's wgmma sums (acc[v / 4][0][v % 4]: weight row row0 + g + 8 (v % 4 / 2), token
+/// tok0 + 8 (v / 4) + 2 t + v % 2) stored to y, clipped at n rows and m tokens.
+template <class T>
+__device__ __forceinline__ void store_wgmma_value(float sum, int v, int row0, int tok0, int g, int t, int n, int m, T* y,
+                                                  int ldy) {
+  const int row = row0 + g + 8 * ((v & 3) >> 1), tok = tok0 + (v >> 2) * 8 + 2 * t + (v & 1);
+  if (row < n && tok < m) {
+    if constexpr (is_bf16<T>) y[(size_t)tok * ldy + row] = __float2bfloat16(sum);
+    else y[(size_t)tok * ldy + row] = __float2half(sum);
+  }
 }
 
 /// Two fp32 sums as one register of two fp16 / bf16 (the first in the low half).
