@@ -83,8 +83,9 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   // (ldy = n rounded up to 8, + 8: the clustered kernel's 16-byte stores), its padding checked
   // untouched; else ldy = n + 3. Integer codes, M <= 16: 6 / 7 the
   // small wgmma.sp kernel (the default's shape) with K not split / split over a cluster of 3
-  // blocks (10 / 11: of 2 / 4 blocks), 8 the mma.sp kernel's default block shape.
-  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9 || path == 10 || path == 11) {
+  // blocks (10 / 11: of 2 / 4 blocks), 8 the mma.sp kernel's default block shape, 12 gemm_sparse24
+  // as path 0 but only where the device has sm_90a code (the mma.sp kernel's K split over a cluster).
+  if (path == 1 || path == 2 || (path >= 4 && path <= 7) || path == 9 || path == 10 || path == 11 || path == 12) {
     if (!lowbit::cuda::detail::sparse24_wgmma_usable()) return;  // no sm_90a code for this device
   }
   std::mt19937 rng(seed);
@@ -141,7 +142,7 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
       else if (small_wgmma) ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(dx, mi, lx, packed.view(), dy, ly, nullptr, splits);
       else if (path == 8) ld::gemm_sparse24_mma_small(dx, mi, lx, packed.view(), dy, ly, nullptr, go);
     }
-    if (path == 0) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
+    if (path == 0 || path == 12) lowbit::cuda::gemm_sparse24(dx, m, ldx, packed.view(), dy, ldy, nullptr, go);
   };
   run();
   if (workspace) {  // again on the same workspace (the first call's result overwritten)
@@ -217,6 +218,10 @@ void check_format(const char* name, unsigned& seed) {
           check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++);
         }
       }
+      // The mma.sp kernel with K split over clusters of two 4-tile blocks (sm_90a; 2 chunks: 7 of
+      // a block's 8 warps without a chunk).
+      if (!plain && (m == 1 || m == 8 || m == 16) && (s.n + 15) / 16 % 4 == 0)
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++, 2, nullptr, 12);
       if (m == 17 || m == 33 || m == 64) {  // the wide kernel: one split, 2 splits, 3 on a reused workspace
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 8, seed++, 1);
         check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++, 2);
@@ -230,6 +235,8 @@ void check_format(const char* name, unsigned& seed) {
     for (std::size_t m : {1, 13, 16, 40, 100}) {
       if ((large_only && m <= 64) || (m16_only && m > 16)) continue;
       check_case<Scheme, T>(name, s.n, s.k, s.group, m, 0, 0, seed++);
+      if (!plain && m <= 16 && (s.n + 15) / 16 % 4 == 0)  // K split over a cluster, on padded x
+        check_case<Scheme, T>(name, s.n, s.k, s.group, m, 4, 8, seed++, 2, nullptr, 12);
     }
   // M > 64: the tiled kernel.
   // (Small N and K: the float64 reference's M x N x K is most of the test's time.)

@@ -58,6 +58,7 @@
 #include "gemm.cuh"
 #include "l2_policy.cuh"
 #include "packed_weights.cuh"
+#include "wgmma_common.cuh"
 
 namespace lowbit {
 namespace cuda {
@@ -271,6 +272,11 @@ template <int Vecs, int Tiles, int Stages, int Warps, int XRows>
 inline constexpr std::size_t sparse24_smem_bytes =
     16u * Warps * Stages * (Tiles * sparse24_tile_vecs<Vecs> + XRows * sparse24_x_row_vecs);
 
+/// Splits > 1: block 0 of a cluster's landing area for every block's sums ([split][column][row]),
+/// then its mbarrier.
+template <int MTiles, int Tiles, int Splits>
+inline constexpr std::size_t sparse24_landing_bytes = Splits > 1 ? 4u * Splits * MTiles * 8 * Tiles * 16 + 16u : 0;
+
 /// The most stages, up to Want, whose rings fit the 227 KB a block may have.
 template <int Vecs, int Tiles, int Want, int Warps, int XRows>
 constexpr int sparse24_fit_stages() {
@@ -330,8 +336,11 @@ struct sparse24_tile {
 /// their latency is hidden as the weight's is, else loaded by each lane from L2 at use.
 /// T: fp16 or bf16 activations and output. Vecs = 1: int4 codes, 2: int8 codes, both scaled per
 /// group; Vecs = 4: fp16 / bf16 values (T's type), fed to the mma as they are. M <= 16 (MTiles 1
-/// or 2); larger M runs sparse24_wide_kernel.
-template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows>
+/// or 2); larger M runs sparse24_wide_kernel. Splits > 1 (sm_90a): the Splits blocks (blockIdx.x,
+/// 0 .. Splits - 1) are a cluster that splits K (the chunks in Splits ranges, each cut over the
+/// warps as above); each block reduces its warps' sums into block 0's landing area (distributed
+/// shared memory), and block 0 adds them in split order and stores.
+template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows, int Splits = 1>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
@@ -344,7 +353,23 @@ __global__ void __launch_bounds__(Warps * 32)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int tile0 = blockIdx.x * Tiles;
   ::uint4* ring = smem + warp * Stages * stage_vecs;
-  const int c_begin = warp * chunks / Warps, c_end = (warp + 1) * chunks / Warps, steps = c_end - c_begin;
+  const int split = Splits > 1 ? static_cast<int>(blockIdx.y) : 0;
+  const int k_begin = split * chunks / Splits, k_chunks = (split + 1) * chunks / Splits - k_begin;
+  const int c_begin = k_begin + warp * k_chunks / Warps, c_end = k_begin + (warp + 1) * k_chunks / Warps;
+  const int steps = c_end - c_begin;
+  // Splits > 1: block 0's landing area (after the rings; its mbarrier after it), made known to the
+  // cluster before any block sends to it (the matching cluster_wait is after the main loop).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (Splits > 1) {
+    if (split == 0 && threadIdx.x == 0) {
+      mbar_init(static_cast<unsigned>(__cvta_generic_to_shared(smem + Warps * Stages * stage_vecs) +
+                                      sparse24_landing_bytes<MTiles, Tiles, Splits> - 16u),
+                1);
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    cluster_arrive_relaxed();
+  }
+#endif
   // The blocks start their warps' ranges at different chunks (block % steps, wrapping): else every
   // block's warp w would read the same chunk of x at once (measured on an H100, 8192x8192 int4:
   // M=4 15.1 -> 14.2 us, M=8 15.6 -> 14.7; M = 1 and 16 unchanged).
@@ -455,29 +480,88 @@ __global__ void __launch_bounds__(Warps * 32)
 
   // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16 / bf16.
   static_assert(MTiles * Tiles * 4 * Warps * 32 * 4 <= Warps * Stages * stage_vecs * 16, "the reduction reuses the ring");
-  reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m, [&](int row, int col, float sum) {
+  const auto store = [&](int row, int col, float sum) {
     if constexpr (bf16) y[(size_t)col * ldy + row] = __float2bfloat16(sum);
     else y[(size_t)col * ldy + row] = __float2half(sum);
-  });
+  };
+  if constexpr (Splits == 1) {
+    reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m, store);
+  } else {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // Each block's sums ([column][row of the block]) to its split's slot of block 0's landing area:
+    // block 0's own by plain stores, the others' by st.async counted on block 0's mbarrier (no
+    // fenced cluster barrier: the small wgmma kernel's pulling version spent 9% of its stall
+    // samples on those fences).
+    constexpr int block_rows = Tiles * 16, land_floats = MTiles * 8 * block_rows;
+    float* const landing = reinterpret_cast<float*>(smem + Warps * Stages * stage_vecs);
+    const unsigned land = static_cast<unsigned>(__cvta_generic_to_shared(landing));
+    const unsigned land_bar = land + static_cast<unsigned>(sparse24_landing_bytes<MTiles, Tiles, Splits> - 16u);
+    const unsigned remote = map_to_rank(land + split * land_floats * 4u, 0), remote_bar = map_to_rank(land_bar, 0);
+    cluster_wait();  // block 0's mbarrier is made
+    reduce_warps<MTiles, Tiles, Warps>(acc, reinterpret_cast<float*>(smem), warp, lane, tile0, n, m,
+                                       [&](int row, int col, float sum) {
+                                         const int at = col * block_rows + row - tile0 * 16;
+                                         if (split == 0) landing[at] = sum;
+                                         else st_async_f32(remote + at * 4u, sum, remote_bar);
+                                       });
+    if (split == 0) {
+      const int rows = min(block_rows, n - tile0 * 16);
+      if (threadIdx.x == 0) mbar_expect_tx(land_bar, static_cast<unsigned>((Splits - 1) * rows * m * 4));
+      __syncthreads();         // this block's own sums
+      mbar_wait(land_bar, 0);  // the other blocks'
+      for (int idx = threadIdx.x; idx < land_floats; idx += Warps * 32) {
+        const int col = idx / block_rows, row = tile0 * 16 + idx % block_rows;
+        if (row >= n || col >= m) continue;  // never written
+        float sum = 0.0f;
+#pragma unroll
+        for (int s = 0; s < Splits; ++s) sum += landing[s * land_floats + idx];
+        store(row, col, sum);
+      }
+    }
+    // No block leaves before block 0 has had every block's sums (the st.async they sent are done).
+    cluster_arrive_relaxed();
+    cluster_wait();
+#else
+    (void)store;
+    __trap();  // launched only where the device has sm_90a code
+#endif
+  }
 }
 
 /// Launches one instantiation (8 stages a warp; 4 with 4 tiles, int8 codes or plain values; fewer
 /// if they do not fit shared memory). Codes: the activations staged with the weights when 3 stages
-/// still fit.
-template <int MTiles, int Tiles, int Warps, class T, class Scheme>
+/// still fit. Splits > 1: K split over clusters of Splits blocks (sm_90a only).
+template <int MTiles, int Tiles, int Warps, int Splits = 1, class T, class Scheme>
 void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy, cudaStream_t stream) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   constexpr int want = (Tiles == 4 || vecs > 1) ? 4 : 8;
   constexpr int x_rows = vecs < 4 && sparse24_fit_stages<vecs, Tiles, want, Warps, 8 * MTiles>() >= 3 ? 8 * MTiles : 0;
   constexpr int stages = sparse24_fit_stages<vecs, Tiles, want, Warps, x_rows>();
-  constexpr auto kernel = sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows>;
-  constexpr std::size_t bytes = sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows>;
+  constexpr auto kernel = sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits>;
+  constexpr std::size_t bytes =
+      sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows> + sparse24_landing_bytes<MTiles, Tiles, Splits>;
   static_assert(bytes <= 227u * 1024u, "cuda::gemm_sparse24: a block shape whose rings do not fit shared memory");
   LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   const int blocks = static_cast<int>(w.tiles()) / Tiles;
-  kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
-                                                static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
-                                                static_cast<int>(w.groups), y, ldy);
+  if constexpr (Splits == 1) {
+    kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
+                                                  static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
+                                                  static_cast<int>(w.groups), y, ldy);
+  } else {
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(blocks), Splits);
+    config.blockDim = dim3(Warps * 32);
+    config.dynamicSmemBytes = bytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = 1, attribute.val.clusterDim.y = Splits, attribute.val.clusterDim.z = 1;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
+                                         static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
+                                         static_cast<int>(w.groups), y, ldy));
+  }
 }
 
 /// Shared memory of the wide kernel: a block-wide ring of Stages stages, each the chunk's
@@ -674,15 +758,24 @@ template <class Scheme, class T>
 bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                                cudaStream_t stream);
 
-/// M <= 16 on the mma.sp kernel (sparse24_gemm_kernel) with options.tiles_per_block and
-/// options.warps (0: chosen from the shape), as gemm_sparse24 documents them.
+/// The smallest M (int4 codes) whose default splits K over clusters of two 4-tile blocks where
+/// 4-tile blocks alone would leave SMs idle (4096 x 14336: 64 blocks). The 2-tile blocks used
+/// otherwise read x once per 32 rows (at M = 8 more bytes than the weights'): measured on an H100
+/// (2026-11-27 23:10 UTC, 200 launches, the old default in the same call), 4096 x 14336 int4 fp16
+/// M = 6 / 7 / 8 13.3 / 13.5 / 14.4 -> 12.8 us each, bf16 13.4 / 13.5 / 14.0 -> 13.1; M = 5 12.4 ->
+/// 12.8 (fp16) and 12.5 -> 13.2 (bf16): not split.
+inline constexpr int sparse24_split_from_m = 6;
+
+/// M <= 16 on the mma.sp kernel (sparse24_gemm_kernel) with options.tiles_per_block,
+/// options.warps (0: chosen from the shape) and options.split_k (2: K over clusters of 2 blocks,
+/// with 4 tiles and 8 warps, sm_90a), as gemm_sparse24 documents them.
 template <class Scheme, class T>
 void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_view<Scheme>& w, T* y, int ly,
                              cudaStream_t stream, const gemm_options& options) {
   constexpr bool plain = packed_sparse24_view<Scheme>::plain, int8 = packed_sparse24_view<Scheme>::vecs == 2;
   const std::size_t m = static_cast<std::size_t>(mi);
   const int tiles = static_cast<int>(w.tiles());
-  int per_block = options.tiles_per_block, warps = options.warps;
+  int per_block = options.tiles_per_block, warps = options.warps, splits = options.split_k == 2 ? 2 : 1;
   const int sms = (per_block == 0 || warps == 0) ? detail::sm_count() : 0;
   // Plain values stream 4x the bytes of int4 codes a chunk: their rings fit shared memory with 1
   // tile a block, or 2 with 8 warps.
@@ -690,8 +783,13 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
   // are staged with the weights, which shared memory allows with 4 tiles and 8 warps (used when
   // that leaves >= 0.9 blocks an SM), and for M > 8 or int8 codes with 8 warps (int8, 4096x14336,
   // 2 tiles: M=1 18.5 -> 17.3 us, M=8 21.8 -> 18.2 against 16 warps); else as gemm() chooses.
+  // K split over clusters of 2 four-tile blocks (sm_90a) where 4-tile blocks alone are too few
+  // (int4 at M = sparse24_split_from_m .. 8): each block reads half of x's chunks for its 64 rows.
   if (per_block == 0) {
     if (!plain && tiles % 4 == 0 && 10 * (tiles / 4) >= 9 * sms) per_block = 4, warps = warps ? warps : 8;
+    else if (!plain && !int8 && options.split_k == 0 && warps == 0 && mi >= sparse24_split_from_m && m <= 8 &&
+             tiles % 4 == 0 && 10 * (tiles / 2) >= 9 * sms && tiles / 2 <= sms && wgmma_usable())
+      per_block = 4, warps = 8, splits = 2;
     else per_block = tiles % 2 == 0 && !(plain && warps == 16) ? 2 : 1;
   }
   if (warps == 0)
@@ -704,9 +802,19 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
   LOWBIT_CHECK(per_block == 1 || (per_block == 2 && tiles % 2 == 0) || (per_block == 4 && tiles % 4 == 0 && !plain),
                "cuda::gemm_sparse24: tiles_per_block=" << per_block << " must be 1, 2 with an even tile count (" << tiles
                                                        << "), or 4 with a tile count divisible by 4 (integer codes only)");
+  LOWBIT_CHECK(splits == 1 || (splits == 2 && per_block == 4 && warps == 8 && wgmma_usable()),
+               "cuda::gemm_sparse24: m=" << m << " split_k=" << options.split_k
+                                         << ": K splits over 2 blocks only with tiles_per_block=4, warps=8, on sm_90a");
   // The m tiles (n8 columns of the mma) for m: 1 or 2.
   const auto by_m = [&](auto tiles_c, auto warps_c) {
     constexpr int tl = decltype(tiles_c)::value, wp = decltype(warps_c)::value;
+    if constexpr (tl == 4 && wp == 8) {
+      if (splits == 2) {
+        if (m <= 8) detail::launch_sparse24<1, tl, wp, 2>(x, mi, lx, w, y, ly, stream);
+        else detail::launch_sparse24<2, tl, wp, 2>(x, mi, lx, w, y, ly, stream);
+        return;
+      }
+    }
     if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream);
     else detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
   };
@@ -741,7 +849,10 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
 /// tile count (4: integer codes only), options.warps 8 or 16 (0: chosen from the shape as gemm()
 /// does); m = 9..16 with integer codes, both 0 (the default), on sm_90a: the wgmma.sp kernel
 /// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 11 for int8 where its blocks split
-/// K; the scale folded into the weights, one more rounding). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
+/// K, int4 from m = 2 where its 64-row blocks are 0.9 to 1 an SM; the scale folded into the
+/// weights, one more rounding); options.split_k 2 with 4 tiles and 8
+/// warps on sm_90a: K split over clusters of 2 blocks (the int4 default at m = 5..8 where 4-tile
+/// blocks alone leave SMs idle; other split_k values are not used below m = 17). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
 /// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
 /// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
 /// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
@@ -791,7 +902,8 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
     return;
   }
   // Integer codes, the default block shape, sm_90a: the wgmma.sp kernel where it was measured faster
-  // (M = 9..16, int8 with K split 11..16: sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
+  // (M = 9..16, int8 with K split 11..16, int4 M = 2..8 where not split and about one block an SM:
+  // sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
   if (!plain && options.tiles_per_block == 0 && options.warps == 0 &&
       detail::gemm_sparse24_wgmma_small(x, mi, lx, w, y, ly, stream))
     return;

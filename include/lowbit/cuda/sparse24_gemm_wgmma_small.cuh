@@ -401,11 +401,16 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
 /// 14.3 us, M = 16 17.5 -> 14.3; int8 M = 9 22.4 -> 19.1; int4 bf16 M = 9 14.8 -> 14.4); where K
 /// is split over a cluster (4096 x 14336: 64 blocks, clusters of 2) from M = 9 for int4 (fp16
 /// M = 9 16.1 -> 14.1, M = 16 20.4 -> 14.2; bf16 M = 9 15.3 -> 14.4) and from M = 11 for int8 (M = 9
-/// 18.6 against 18.3-18.8, M = 12 19.6 -> 18.2, M = 16 22.4 -> 18.2; 11 by interpolation). Up to 8
-/// tokens (m64n8) it was slower throughout (4096 x 14336 M = 1 14.5 against 11.7 us, before the
-/// reduction by st.async): not taken.
+/// 18.6 against 18.3-18.8, M = 12 19.6 -> 18.2, M = 16 22.4 -> 18.2; 11 by interpolation). With 8
+/// tokens (m64n8), int4, where the 64-row blocks are 0.9 to 1 an SM (8192 x 8192: 128 blocks, not
+/// split), from M = 2: against the mma.sp default in the same binary (H100, 200 launches, two calls
+/// 2026-11-27 22:55 and 23:10 UTC) fp16 M = 2..8 13.33-13.60 against 13.45-14.04 us (M = 8 13.39 /
+/// 13.60 against 13.76 / 14.04), bf16 13.35-13.63 against 13.58-14.20; M = 1 13.31 / 13.47 against
+/// 13.29 / 13.62 (left to mma.sp). Split (4096 x 14336) it was slower (M = 1..8 13.4-13.7 against
+/// 11.6-13.0 us).
 inline constexpr int sparse24_wgmma_small_from = 9;              ///< the smallest M it takes
 inline constexpr int sparse24_wgmma_small_from_split_int8 = 11;  ///< ... for int8 codes with K split
+inline constexpr int sparse24_wgmma_small_8_from = 2;            ///< ... with 8 tokens (int4, 64-row blocks 0.9 to 1 an SM)
 template <class Scheme, class T>
 bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
                                cudaStream_t stream) {
@@ -414,7 +419,12 @@ bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24
     return false;
   } else {
     if (m > 16 || !sparse24_wgmma_usable()) return false;
-    const bool split = sparse24_wgmma_small_splits(static_cast<int>((w.tiles() + 3) / 4)) > 1;  // as the launch splits
+    const int blocks_n = static_cast<int>((w.tiles() + 3) / 4), sms = sm_count();
+    const bool split = sparse24_wgmma_small_splits(blocks_n) > 1;  // as the launch splits
+    if (vecs == 1 && m <= 8 && m >= sparse24_wgmma_small_8_from && 10 * blocks_n >= 9 * sms && blocks_n <= sms) {
+      gemm_sparse24_wgmma_small_with<8, 4, 8>(x, m, ldx, w, y, ldy, stream);
+      return true;
+    }
     if (m < (split && vecs == 2 ? sparse24_wgmma_small_from_split_int8 : sparse24_wgmma_small_from)) return false;
     gemm_sparse24_wgmma_small_with<16, 4, vecs == 1 ? 6 : 4>(x, m, ldx, w, y, ldy, stream);
     return true;
