@@ -851,7 +851,7 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
 /// where faster (sparse24_gemm_wgmma_small.cuh: from m = 9, or 11 for int8 where its blocks split
 /// K, int4 from m = 2 where its 64-row blocks are 0.9 to 1 an SM; the scale folded into the
 /// weights, one more rounding); options.split_k 2 with 4 tiles and 8
-/// warps on sm_90a: K split over clusters of 2 blocks (the int4 default at m = 5..8 where 4-tile
+/// warps on sm_90a: K split over clusters of 2 blocks (the int4 default at m = 6..8 where 4-tile
 /// blocks alone leave SMs idle; other split_k values are not used below m = 17). m > 16: the wide kernel (8 warps, 128 rows a block, x shared by the block; options.warps
 /// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
 /// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
