@@ -5,7 +5,8 @@
 // bits) would fit in the H100's 50 MB L2, so launches rotate over copies totalling > 200 MB: the
 // numbers are HBM streaming, not L2 hits. Also prints the device's copy bandwidth (bytes read +
 // written) as the ceiling. Usage: bench_cuda [--quick] [--int4] (--int4: only uint4 + zero points
-// with fp16 activations, beside cuBLAS fp16) [--large] (only the M > 64 table below).
+// with fp16 activations, beside cuBLAS fp16) [--large] (only the M > 64 table below) [--pdl] (only
+// int4 + zero points at M = 1 and 16 standalone and in a chain of programmatic dependent launches).
 // M > 64 (the tiled kernel, gemm_large.cuh): M = 128 .. 4096 at N x K = 8192 x 8192, 4096 x 14336 and
 // 14336 x 4096, uint4 + zero points g128 against cuBLAS fp16 (TFLOP/s and ratio), NF4 / FP4 / MXFP4 /
 // int8 / FP8 E4M3 at two sizes, bf16 activations against cuBLAS bf16; beside the default (on sm_90a
@@ -88,17 +89,12 @@ lowbit::cuda::packed_weights<Scheme> random_packed(const shape& s, std::mt19937&
   return lowbit::cuda::pack(q.view());
 }
 
-template <class Scheme, class T = __half>
-void bench_format(const char* name, const shape& s, std::size_t shape_index, const T* x, T* y,
-                  std::mt19937& rng) {
-  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
-  const auto packed = random_packed<Scheme>(s, rng);
-  const auto view = packed.view();
-
-  // Copies so that one round over them is > 200 MB (4x the L2).
+/// Copies of `view` so that one round over them is > 200 MB (4x the L2), the first the original;
+/// their buffers in `owned`.
+template <class Scheme>
+std::vector<lowbit::cuda::packed_view<Scheme>> rotation(const lowbit::cuda::packed_view<Scheme>& view, std::vector<void*>& owned) {
   const std::size_t copies = std::max<std::size_t>(2, (200u << 20) / view.bytes() + 1);
   std::vector<lowbit::cuda::packed_view<Scheme>> views(copies, view);
-  std::vector<void*> owned;
   for (std::size_t c = 1; c < copies; ++c) {
     void *codes = nullptr, *scales = nullptr;
     LOWBIT_CUDA_CHECK(cudaMalloc(&codes, view.code_bytes()));
@@ -110,6 +106,18 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
     owned.push_back(codes);
     owned.push_back(scales);
   }
+  return views;
+}
+
+template <class Scheme, class T = __half>
+void bench_format(const char* name, const shape& s, std::size_t shape_index, const T* x, T* y,
+                  std::mt19937& rng) {
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  const auto packed = random_packed<Scheme>(s, rng);
+  const auto view = packed.view();
+  std::vector<void*> owned;
+  const auto views = rotation(view, owned);
+  const std::size_t copies = views.size();
   const std::size_t tiles = view.tiles();
   lowbit::cuda::gemm_workspace workspace;
   for (std::size_t mi = 0; mi < n_ms; ++mi) {
@@ -157,6 +165,46 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
     results.push_back(row);
   }
   for (void* p : owned) cudaFree(p);
+}
+
+/// --pdl: the M <= 16 default of int4 + zero points (g128), fp16, standalone and in a chain of
+/// programmatic dependent launches (gemm_options::dependent_launch: each of the 200 launches may
+/// start while the one before finishes), against cuBLAS fp16 (standalone), M = 1 and 16.
+template <class CublasTime>
+void bench_pdl(cublasHandle_t handle, std::mt19937& rng, CublasTime&& cublas_time) {
+  namespace lb = lowbit;
+  namespace ld = lowbit::cuda::detail;
+  std::printf("\n| int4 (uint4+zero, g128), fp16 | N x K | M | default µs | PDL chain µs (launch_dependents at start; after the loop) | cuBLAS fp16 µs | default vs cuBLAS | PDL chain vs cuBLAS |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const shape& s : {shape{8192, 8192}, shape{4096, 14336}}) {
+    __half* w = device_random_half(s.n * s.k, rng, 0.02f);
+    __half* x = device_random_half(16 * s.k, rng, 1.0f);
+    __half* y = nullptr;
+    LOWBIT_CUDA_CHECK(cudaMalloc(&y, 16 * s.n * sizeof(__half)));
+    const auto packed = random_packed<lb::scheme<lb::uint4, lb::fp16, true>>(s, rng);
+    std::vector<void*> owned;
+    const auto views = rotation(packed.view(), owned);
+    for (std::size_t m : {1, 16}) {
+      const double cublas = cublas_time(handle, s, m, w, x, y, CUDA_R_16F);
+      const auto timed = [&](bool dependent, int trigger) {
+        lb::cuda::gemm_options options;
+        options.dependent_launch = dependent;
+        ld::dependent_trigger = trigger;
+        const double us = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, views[i % views.size()], y, s.n, nullptr, options); });
+        ld::dependent_trigger = ld::dependent_early;
+        return us;
+      };
+      const double standalone = timed(false, ld::dependent_early), early = timed(true, ld::dependent_early),
+                   late = timed(true, ld::dependent_late);
+      std::printf("| | %zu x %zu | %zu | %.1f | %.1f; %.1f | %.1f | %.2fx | %.2fx; %.2fx |\n", s.n, s.k, m, standalone, early, late,
+                  cublas, cublas / standalone, cublas / early, cublas / late);
+      std::fflush(stdout);
+    }
+    for (void* p : owned) cudaFree(p);
+    cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
 }
 
 /// M > 64: lowbit against cuBLAS at each M of the shape, one table row each.
@@ -258,8 +306,9 @@ void bench_large(cublasHandle_t handle, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, int4_only = false, large_only = false;
+  bool quick = false, int4_only = false, large_only = false, pdl_only = false;
   for (int i = 1; i < argc; ++i) {
+    pdl_only = pdl_only || std::strcmp(argv[i], "--pdl") == 0;
     large_only = large_only || std::strcmp(argv[i], "--large") == 0;
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     int4_only = int4_only || std::strcmp(argv[i], "--int4") == 0;
@@ -299,6 +348,11 @@ int main(int argc, char** argv) {
   std::mt19937 rng(7);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  if (pdl_only) {
+    bench_pdl(handle, rng, cublas_time);
+    cublasDestroy(handle);
+    return 0;
+  }
   bench_large(handle, rng);
   if (large_only) {
     cublasDestroy(handle);

@@ -10,9 +10,11 @@
 // shapes with N and K off the 16 x 64 tiles (and off its 128 x 128 blocks), group sizes 64 / 128 / per-channel, every block shape
 // (NF4 / SF4 also with 12 warps, their default where 16 lose stages to the table). A plain checker (no GoogleTest:
 // the GPU machine may lack it); prints every case and exits non-zero if any failed, printing seed
-// and case. Usage: lowbit_test_cuda [seed] [large | wgmma | m16 | groups] (large: only the M > 64 cases and the
+// and case. Usage: lowbit_test_cuda [seed] [large | wgmma | m16 | groups | chain] (large: only the M > 64 cases and the
 // wgmma kernel's direct ones; wgmma: only the latter, M <= 64; m16: only the M <= 16 cases; groups: only
-// those with groups of 3 and 6 chunks; e.g. under compute-sanitizer).
+// those with groups of 3 and 6 chunks; chain: only the dependent-launch chains; e.g. under compute-sanitizer).
+// Programmatic dependent launches (gemm_options::dependent_launch): chains of M <= 16 GEMMs
+// (dependent_chain.cuh), bit for bit against the same chain launched plainly; see check_chain.
 //
 // Tolerance per output: |y - ref| <= 2^-10 |ref| + 2^-10 sum_k |x_k w_k|. The first term covers
 // the fp16 output rounding (2^-11), the second the fp16 rounding of NF4 / SF4 table values and the
@@ -33,6 +35,7 @@
 #include <vector>
 
 #include "act_types.cuh"
+#include "dependent_chain.cuh"
 #include "lowbit/cuda.cuh"
 #include "lowbit/kernels/reference/gemm.hpp"
 #include "lowbit/quant/quantize.hpp"
@@ -44,6 +47,7 @@ bool large_only = false;  // only the M > 64 cases
 bool wgmma_only = false;  // only the wgmma kernel's direct cases at M <= 64
 bool groups_only = false;  // only the M <= 16 cases with groups of 3 and 6 chunks (e.g. for compute-sanitizer)
 bool m16_only = false;     // only the M <= 16 cases (the formats' and the groups of 3 and 6 chunks)
+bool chain_only = false;   // only the dependent-launch chains
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -136,6 +140,92 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
   }
 }
 
+// Programmatic dependent launches: lowbit_test::run_chain's rounds (a slow kernel rewriting x, then
+// y1 = x · W0ᵀ, y2 = y1 · W1ᵀ, y3 = y2 · W2ᵀ with W0 256 x k, W1 384 x 256, W2 256 x 384, g64),
+// 12 rounds, with gemm_options::dependent_launch against the same chain launched plainly, bit for
+// bit (a GEMM reading x or y before its griddepcontrol.wait would see an old or unfinished one),
+// and the last round's three products against the float64 reference (check_case's tolerance).
+// tiles_per_block / warps as gemm_options (0: the default); k = 520: W0's last chunk partial (the
+// KTail kernel); late: launch_dependents after the main loop rather than at the start.
+template <class Scheme, class T = __half>
+void check_chain(const char* name, std::size_t m, int per_block, int warps, std::size_t k, unsigned seed, bool late = false) {
+  namespace lc = lowbit::cuda;
+  namespace ld = lowbit::cuda::detail;
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  const std::size_t n1 = 256, n2 = 384;
+  const std::size_t rows[3] = {n1, n2, n1}, cols[3] = {k, n1, n2};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<lowbit::quantized_matrix<Scheme>> weights;
+  std::vector<lc::packed_weights<Scheme>> packed;
+  for (int j = 0; j < 3; ++j) {
+    std::vector<float> w(rows[j] * cols[j]);
+    for (float& v : w) v = normal(rng) * 0.05f;
+    lowbit::quant_options options;
+    options.group_size = 64;
+    weights.push_back(lowbit::quantize<Scheme>(w.data(), rows[j], cols[j], cols[j], options));
+    packed.push_back(lc::pack(weights.back().view()));
+  }
+  const auto gemm = [&](int j, const T* in, T* out, bool dependent) {
+    const auto view = packed[static_cast<std::size_t>(j)].view();
+    lc::gemm_options go;
+    go.tiles_per_block = per_block;
+    go.warps = warps;
+    go.dependent_launch = dependent;
+    lc::gemm(in, m, view.cols, view, out, view.rows, nullptr, go);
+  };
+  constexpr int rounds = 12;
+  const auto plain_run = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, false, seed);
+  ld::dependent_trigger = late ? ld::dependent_late : ld::dependent_early;
+  const auto chained = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, true, seed);
+  ld::dependent_trigger = ld::dependent_early;
+  int bad = 0;
+  double worst = 0.0;
+  const std::vector<T>* ins[3] = {&chained.x, &chained.y1, &chained.y2};
+  const std::vector<T>* outs[3] = {&chained.y1, &chained.y2, &chained.y3};
+  for (int j = 0; j < 3; ++j) {
+    std::vector<float> in(m * cols[j]);
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = from_act((*ins[j])[i]);
+    const auto ref = lowbit::reference::gemm(lowbit::matrix_view<const float>(in.data(), m, cols[j]), weights[j].view());
+    for (std::size_t i = 0; i < m * rows[j]; ++i) {
+      const double got = from_act((*outs[j])[i]), want = ref.y[i];
+      const double tol = std::ldexp(1.0, bf16 ? -8 : -10) * (std::fabs(want) + ref.magnitude[i]), err = std::fabs(got - want);
+      if (!(err <= tol) && bad++ < 3)
+        std::printf("  chain %s/%s m=%zu GEMM %d: y[%zu] = %g, reference %g (tol %g)\n", name, bf16 ? "bf16" : "fp16", m, j, i, got,
+                    want, tol);
+      if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
+    }
+  }
+  const bool same = chained == plain_run;
+  ++cases;
+  if (bad || !same) {
+    ++failures;
+    std::printf("FAIL chain %s/%s m=%zu k=%zu tiles/block=%d warps=%d%s seed=%u: %s, %d outputs off the reference\n", name,
+                bf16 ? "bf16" : "fp16", m, k, per_block, warps, late ? " late" : "", seed,
+                same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
+  } else {
+    std::printf("ok   chain %-10s %s m=%2zu k=%zu tiles/block=%d warps=%2d%s  bit-equal to the plain chain, worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", m, k, per_block, warps, late ? " late" : "", worst);
+  }
+}
+
+// The M <= 16 kernel in dependent chains at M = 1, 8, 12, 16 (1 and 2 x tiles): the default block
+// shape (2 tiles, 16 warps here), also with launch_dependents late and with W0's K = 520 (KTail);
+// 4 tiles x 16 warps (x staged) and 1 tile x 8 warps at M = 1, 16; codebook formats 12 warps.
+template <class Scheme, class T = __half>
+void check_chains(const char* name, unsigned& seed) {
+  for (std::size_t m : {1, 8, 12, 16}) {
+    check_chain<Scheme, T>(name, m, 0, 0, 512, seed++);
+    check_chain<Scheme, T>(name, m, 0, 0, 512, seed++, true);
+    check_chain<Scheme, T>(name, m, 0, 8, 520, seed++);
+    if (m == 1 || m == 16) {
+      check_chain<Scheme, T>(name, m, 4, 16, 512, seed++);
+      check_chain<Scheme, T>(name, m, 1, 8, 512, seed++);
+      if (lowbit::cuda::gpu_scheme<Scheme>::kind == lowbit::cuda::dequant_kind::table) check_chain<Scheme, T>(name, m, 4, 12, 512, seed++);
+    }
+  }
+}
+
 template <class Scheme, class T = __half>
 void check_format(const char* name, unsigned& seed) {
   struct shape { std::size_t n, k, group; };
@@ -220,9 +310,21 @@ int main(int argc, char** argv) {
   wgmma_only = argc > 2 && std::string(argv[2]) == "wgmma";
   groups_only = argc > 2 && std::string(argv[2]) == "groups";
   m16_only = argc > 2 && std::string(argv[2]) == "m16";
+  chain_only = argc > 2 && std::string(argv[2]) == "chain";
   std::printf("lowbit CUDA gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   try {
+    if (!large_only && !wgmma_only && !groups_only) {  // dependent-launch chains (their own seeds: the other cases' stay as they were)
+      unsigned chain_seed = seed ^ 0x5eedu;
+      check_chains<lb::scheme<lb::uint4, lb::fp16, true>>("uint4+zero", chain_seed);
+      check_chains<lb::scheme<lb::nf4, lb::fp16>>("nf4", chain_seed);
+      check_chains<lb::scheme<lb::uint4, lb::fp16, true>, __nv_bfloat16>("uint4+zero", chain_seed);
+      check_chains<lb::scheme<lb::int8, lb::fp16>, __nv_bfloat16>("int8", chain_seed);
+    }
+    if (chain_only) {
+      std::printf("%s: %d cases, %d failed\n", failures ? "FAILED" : "PASSED", cases, failures);
+      return failures ? 1 : 0;
+    }
     // M <= 16 with groups of 3 and 6 chunks (192 columns; per channel at K = 384, K % 64 == 0): the
     // group ends inside and at the end of the warps' two-chunk units, 4 / 2 / 1 tiles a block, 16 warps.
     for (std::size_t group : {192, 384})

@@ -24,12 +24,15 @@
 // (on these shapes, whose blocks split K: M = 9, 13, 16, int8 13, 16); at M = 3 (n8 tokens), 13,
 // 16 also that kernel with K not split and split over a cluster of 3 blocks (M = 13: also 2 and
 // 4), and the mma.sp kernel's default block shape.
+// Programmatic dependent launches (gemm_options::dependent_launch): chains of M <= 16 GEMMs
+// (dependent_chain.cuh) on every M <= 16 kernel, bit for bit against the same chain launched
+// plainly and against the float64 reference; see check_chain.
 // W8A8 (gemm_sparse24_int8, "2:4+W8A8"): exact, see check_int8_case.
 // Weights are pruned from random matrices by magnitude (prune24), so the positions are random.
 // A plain checker (no GoogleTest on the GPU machine); exits non-zero on any failure. Usage:
-// test_cuda_sparse24 [seed [format,format,... [large | m16]]] (the second: only those formats, e.g.
+// test_cuda_sparse24 [seed [format,format,... [large | m16 | chain]]] (the second: only those formats, e.g.
 // "2:4+int4,2:4+bf16"; "large": only the M > 64 cases; "m16": only the M <= 16 ones, W8A8 and the
-// argument checks left out).
+// argument checks left out; "chain": only the dependent-launch chains).
 //
 // Tolerance per output, as the dense test (the same argument: integer weights exact in fp16 and
 // bf16, fp32 tensor-core sums, output rounded once): fp16 |y - ref| <= 2^-10 |ref| + 2^-10 sum_k
@@ -49,6 +52,7 @@
 #include <vector>
 
 #include "act_types.cuh"
+#include "dependent_chain.cuh"
 #include "lowbit/cuda.cuh"
 #include "lowbit/prune/prune24.hpp"
 #include "lowbit/quant/activations.hpp"
@@ -60,6 +64,7 @@ int failures = 0, cases = 0;
 std::string only;  // argv[2]: a comma-separated list of the formats to run (e.g. for compute-sanitizer); empty: all
 bool large_only = false;  // argv[3] "large": only the M > 64 cases
 bool m16_only = false;    // argv[3] "m16": only the M <= 16 cases of the formats (e.g. for compute-sanitizer)
+bool chain_only = false;  // argv[3] "chain": only the dependent-launch chains (check_chain)
 
 using lowbit_test::from_act;
 using lowbit_test::to_act;
@@ -295,6 +300,112 @@ void check_format(const char* name, unsigned& seed) {
     check_case<Scheme, T>(name, 520, 1408, 0, 513, 0, 0, seed++, 1, nullptr, 4);         // 11: a pair cut short
     check_case<Scheme, T>(name, 516, 768, 0, 300, 0, 0, seed++, 3, &workspace, 4, true);  // splits of 2
     check_case<Scheme, T>(name, 520, 1920, 0, 300, 0, 0, seed++, 1, nullptr, 5);         // 128 tokens a block, 15 chunks
+  }
+}
+
+// Programmatic dependent launches: lowbit_test::run_chain's rounds (a slow kernel rewriting x, then
+// y1 = x · W0ᵀ, y2 = y1 · W1ᵀ, y3 = y2 · W2ᵀ with W0 256 x 512, W1 384 x 256, W2 256 x 384, g64),
+// 12 rounds, with gemm_options::dependent_launch against the same chain launched plainly, bit for
+// bit (a GEMM reading x or y before its griddepcontrol.wait would see an old or unfinished one),
+// and the last round's three products against the float64 reference (check_case's tolerance).
+// path as check_case's: 0 gemm_sparse24 (M = 12, 16 with integer codes on sm_90a: the small wgmma
+// kernel, K split over clusters of 4 (N = 256) and 2 blocks (N = 384, K = 256: 2 chunks)), 6 the
+// small wgmma kernel not split, 8 the mma.sp kernel's default block shape (tiles_per_block / warps:
+// others). late: launch_dependents after the main loop rather than at the start.
+template <class Scheme, class T>
+void check_chain(const char* name, std::size_t m, int path, int per_block, int warps, unsigned seed, bool late = false) {
+  namespace lc = lowbit::cuda;
+  namespace ld = lowbit::cuda::detail;
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
+  if (path == 6 && (plain || !ld::sparse24_wgmma_usable())) return;
+  const std::size_t k = 512, n1 = 256, n2 = 384;
+  const std::size_t rows[3] = {n1, n2, n1}, cols[3] = {k, n1, n2};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<lc::packed_sparse24<Scheme>> packed;
+  std::vector<std::vector<float>> dense;
+  for (int j = 0; j < 3; ++j) {
+    std::vector<float> w(rows[j] * cols[j]);
+    for (float& v : w) v = normal(rng) * 0.05f;
+    const lowbit::sparse24_positions pos = lowbit::prune24(w.data(), rows[j], cols[j], cols[j]);
+    lowbit::quant_options options;
+    options.group_size = 64;
+    const auto sw = lowbit::quantize_sparse24<Scheme>(w.data(), rows[j], cols[j], cols[j], pos, options);
+    dense.push_back(lowbit::sparse24_to_dense(sw));
+    packed.push_back(lc::pack_sparse24(sw, values_of<T>()));
+  }
+  const int mi = static_cast<int>(m);
+  const auto gemm = [&](int j, const T* in, T* out, bool dependent) {
+    const auto view = packed[static_cast<std::size_t>(j)].view();
+    const int kj = static_cast<int>(view.cols), nj = static_cast<int>(view.rows);
+    lc::gemm_options go;
+    go.tiles_per_block = per_block;
+    go.warps = warps;
+    go.dependent_launch = dependent;
+    if constexpr (!plain) {
+      if (path == 6) return ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(in, mi, kj, view, out, nj, nullptr, 1, false, dependent);
+    }
+    if (path == 8) ld::gemm_sparse24_mma_small(in, mi, kj, view, out, nj, nullptr, go);
+    else lc::gemm_sparse24(in, m, view.cols, view, out, view.rows, nullptr, go);
+  };
+  constexpr int rounds = 12;
+  const auto plain_run = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, false, seed);
+  ld::dependent_trigger = late ? ld::dependent_late : ld::dependent_early;
+  const auto chained = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, true, seed);
+  ld::dependent_trigger = ld::dependent_early;
+  int bad = 0;
+  double worst = 0.0;
+  const std::vector<T>* ins[3] = {&chained.x, &chained.y1, &chained.y2};
+  const std::vector<T>* outs[3] = {&chained.y1, &chained.y2, &chained.y3};
+  for (int j = 0; j < 3; ++j)
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t r = 0; r < rows[j]; ++r) {
+        double want = 0.0, magnitude = 0.0;
+        for (std::size_t c = 0; c < cols[j]; ++c) {
+          const double term = double(from_act((*ins[j])[i * cols[j] + c])) * dense[j][r * cols[j] + c];
+          want += term;
+          magnitude += std::fabs(term);
+        }
+        const double got = from_act((*outs[j])[i * rows[j] + r]);
+        const double tol = std::ldexp(1.0, bf16 ? -8 : -10) * (std::fabs(want) + magnitude), err = std::fabs(got - want);
+        if (!(err <= tol) && bad++ < 3)
+          std::printf("  chain %s/%s m=%zu path=%d GEMM %d: y(%zu, %zu) = %g, reference %g (tol %g)\n", name, bf16 ? "bf16" : "fp16",
+                      m, path, j, i, r, got, want, tol);
+        if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
+      }
+  const bool same = chained == plain_run;
+  ++cases;
+  if (bad || !same) {
+    ++failures;
+    std::printf("FAIL chain %s/%s m=%zu path=%d tiles/block=%d warps=%d%s seed=%u: %s, %d outputs off the reference\n", name,
+                bf16 ? "bf16" : "fp16", m, path, per_block, warps, late ? " late" : "", seed,
+                same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
+  } else {
+    std::printf("ok   chain %-12s %s m=%2zu path=%d tiles/block=%d warps=%2d%s  bit-equal to the plain chain, worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", m, path, per_block, warps, late ? " late" : "", worst);
+  }
+}
+
+// Every M <= 16 kernel in dependent chains: the default at M = 1, 8 (mma.sp, 1 m tile), 12, 16
+// (integer codes on sm_90a: the small wgmma kernel split over clusters; plain: mma.sp, 2 m tiles),
+// also with launch_dependents late; the mma.sp kernel at M = 12, 16 and the small wgmma kernel not
+// split; mma.sp block shapes 4 tiles x 8 warps and 1 tile x 16 warps (integer codes) at M = 1, 16.
+template <class Scheme, class T>
+void check_chains(const char* name, unsigned& seed) {
+  if (!only.empty() && ("," + only + ",").find("," + std::string(name) + ",") == std::string::npos) return;
+  constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
+  for (std::size_t m : {1, 8, 12, 16}) {
+    check_chain<Scheme, T>(name, m, 0, 0, 0, seed++);
+    check_chain<Scheme, T>(name, m, 0, 0, 0, seed++, true);
+    if (m > 8) {
+      check_chain<Scheme, T>(name, m, 8, 0, 0, seed++);
+      check_chain<Scheme, T>(name, m, 6, 0, 0, seed++);
+    }
+    if (!plain && (m == 1 || m == 16)) {
+      check_chain<Scheme, T>(name, m, 0, 4, 8, seed++);
+      check_chain<Scheme, T>(name, m, 0, 1, 16, seed++);
+    }
   }
 }
 
@@ -632,10 +743,24 @@ int main(int argc, char** argv) {
   if (argc > 2) only = argv[2];
   large_only = argc > 3 && std::string(argv[3]) == "large";
   m16_only = argc > 3 && std::string(argv[3]) == "m16";
+  chain_only = argc > 3 && std::string(argv[3]) == "chain";
   std::printf("lowbit CUDA 2:4 sparse gemm tests, seed %u\n", seed);
   namespace lb = lowbit;
   using bf = __nv_bfloat16;
   try {
+    if (!large_only) {  // dependent-launch chains (their own seeds: the other cases' stay as they were)
+      unsigned chain_seed = seed ^ 0x5eedu;
+      check_chains<lb::scheme<lb::int4, lb::fp16>, __half>("2:4+int4", chain_seed);
+      check_chains<lb::scheme<lb::int8, lb::fp16>, __half>("2:4+int8", chain_seed);
+      check_chains<float, __half>("2:4+fp16", chain_seed);
+      check_chains<lb::scheme<lb::int4, lb::fp16>, bf>("2:4+int4", chain_seed);
+      check_chains<lb::scheme<lb::int8, lb::fp16>, bf>("2:4+int8", chain_seed);
+      check_chains<lb::bf16, bf>("2:4+bf16", chain_seed);
+    }
+    if (chain_only) {
+      std::printf("%s: %d cases, %d failed\n", failures ? "FAILED" : "PASSED", cases, failures);
+      return failures ? 1 : 0;
+    }
     check_format<lb::scheme<lb::int4, lb::fp16>, __half>("2:4+int4", seed);
     check_format<lb::scheme<lb::uint4, lb::fp16, true>, __half>("2:4+uint4z", seed);
     check_format<lb::scheme<lb::int8, lb::fp16>, __half>("2:4+int8", seed);

@@ -106,11 +106,16 @@ __device__ __forceinline__ void reduce_warps(const float (&acc)[MTiles][Tiles][4
 /// chunks of weights are in flight while one is dequantized and multiplied. MTiles = ceil(M / 8);
 /// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element, or
 /// zero-filled past K when staged). XRows: activation rows staged with each chunk (8 MTiles), or 0.
-template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps, int XRows>
+/// Dependent (dependent_launch.cuh): launched as a programmatic dependent, the first stages' codes
+/// and scales are copied before the wait, x after it, and launch_dependents where `trigger` says
+/// (unused otherwise).
+template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps, int XRows,
+          bool Dependent = false>
 __global__ void __launch_bounds__(Warps * 32)
     gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                 const uint32_t* __restrict__ scales, code_table table, int n, int k, int chunks,
-                int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+                int chunks_per_group, int groups, T* __restrict__ y, int ldy, int trigger) {
+  if (Dependent && trigger == dependent_early) grid_dependents_launch();
   constexpr bool bf16 = is_bf16<T>;
   // MXFP4: lane t's 16 k of a chunk are 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8 (one MX block per
   // pair of mmas; see packed_weights.cuh), else 16t .. 16t + 16. x_off(i): element i's offset.
@@ -179,36 +184,41 @@ __global__ void __launch_bounds__(Warps * 32)
     x_src[i] = x + (size_t)min(r, m - 1) * ldx + piece * 8;
     x_dst[i] = 16u * (layout::code_vecs + Tiles * 4 + r * layout::x_row_vecs + piece);
   }
-  // Step `step` (chunk c) into ring stage `slot`; always commits a group (empty past the end). The
-  // scale copy is predicated (lanes < 4 Tiles), not branched around.
-  const auto issue = [&](int step, int c, int slot) {
+  // Step `step` (chunk c) into ring stage `slot`: its codes and scales (copy_w) and staged x
+  // (copy_x), then a group committed (commit; empty past the end). The scale copy is predicated
+  // (lanes < 4 Tiles), not branched around.
+  const auto issue = [&](int step, int c, int slot, bool copy_w = true, bool copy_x = true, bool commit = true) {
     if (step < steps) {
       ::uint4* stage = ring + slot * layout::stage_vecs;
+      if (copy_w) {
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl)
+        for (int tl = 0; tl < Tiles; ++tl)
 #pragma unroll
-        for (int v = 0; v < vecs; ++v)
-          cp_async16_hint(stage + (tl * vecs + v) * 32 + lane, code_ptr + (tl * tile_vecs + c * (vecs * 32) + v * 32),
-                          read_once);
-      cp_async16_hint_if(ring_at + 16u * (slot * layout::stage_vecs + layout::code_vecs + lane), scale_ptr + group_of(c) * 4,
-                         lane < 4 * Tiles, read_once);
+          for (int v = 0; v < vecs; ++v)
+            cp_async16_hint(stage + (tl * vecs + v) * 32 + lane, code_ptr + (tl * tile_vecs + c * (vecs * 32) + v * 32),
+                            read_once);
+        cp_async16_hint_if(ring_at + 16u * (slot * layout::stage_vecs + layout::code_vecs + lane), scale_ptr + group_of(c) * 4,
+                           lane < 4 * Tiles, read_once);
+      }
       if constexpr (x_staged) {
         // Rows 0 .. min(m, XRows) - 1 of x at k = c * 64 .. + 64: lane = 8 * row + piece (16 bytes),
         // four rows an instruction (sources and destinations made once, rows past m predicated
         // off); past K zeros (the padded codes decode to -zero, not 0).
         ::uint4* xs = stage + layout::code_vecs + Tiles * 4;
+        if (copy_x) {
 #pragma unroll
-        for (int i = 0; i < x_copies; ++i) {
-          if (!KTail) {
-            cp_async16_if(ring_at + 16u * slot * layout::stage_vecs + x_dst[i], x_src[i] + c * 64, x_on[i]);
-          } else {
-            const int r = 4 * i + (lane >> 3), piece = lane & 7, kx = c * 64 + piece * 8;
-            if (r < m) cp_async16_fill(xs + r * layout::x_row_vecs + piece, kx < k ? x_src[i] + c * 64 : x, 2 * max(0, min(8, k - kx)));
+          for (int i = 0; i < x_copies; ++i) {
+            if (!KTail) {
+              cp_async16_if(ring_at + 16u * slot * layout::stage_vecs + x_dst[i], x_src[i] + c * 64, x_on[i]);
+            } else {
+              const int r = 4 * i + (lane >> 3), piece = lane & 7, kx = c * 64 + piece * 8;
+              if (r < m) cp_async16_fill(xs + r * layout::x_row_vecs + piece, kx < k ? x_src[i] + c * 64 : x, 2 * max(0, min(8, k - kx)));
+            }
           }
         }
       }
     }
-    cp_async_commit();
+    if (commit) cp_async_commit();
   };
   // Activation rows past m are never stored (column j of the mma's output depends only on column
   // j of B), so lanes of such rows read row m - 1 instead of branching or zeroing; the chunk index
@@ -239,11 +249,30 @@ __global__ void __launch_bounds__(Warps * 32)
   // Running state: the chunk of the step computed next (c_now) and of the step issued next
   // (c_issue, Stages - 1 steps ahead), and their ring stages.
   int c_now = (warp << unit_shift), c_issue = c_now, slot_now = 0, slot_issue = 0;
+  if constexpr (Dependent) {
+    // The first stages' codes and scales while the previous kernel finishes, then, once its writes
+    // are visible, their x, one group a stage: the first group also holds every first-stage weight
+    // (groups complete in order), so the loop's waits stay as they are.
 #pragma unroll
-  for (int s = 0; s < Stages - 1; ++s) {
-    issue(s, c_issue, slot_issue);
-    c_issue = next_chunk(c_issue, s);
-    ++slot_issue;
+    for (int s = 0; s < Stages - 1; ++s) {
+      issue(s, c_issue, s, true, false, false);
+      c_issue = next_chunk(c_issue, s);
+    }
+    grid_dependency_wait();
+    c_issue = c_now;
+#pragma unroll
+    for (int s = 0; s < Stages - 1; ++s) {
+      issue(s, c_issue, slot_issue, false, true);
+      c_issue = next_chunk(c_issue, s);
+      ++slot_issue;
+    }
+  } else {
+#pragma unroll
+    for (int s = 0; s < Stages - 1; ++s) {
+      issue(s, c_issue, slot_issue);
+      c_issue = next_chunk(c_issue, s);
+      ++slot_issue;
+    }
   }
   if constexpr (Kind == dequant_kind::table) {
     fill_table<Warps * 32>(table_smem, table);
@@ -333,6 +362,7 @@ __global__ void __launch_bounds__(Warps * 32)
     chunk_step(step, xv, xn);
     if (step + 1 < steps) chunk_step(step + 1, xn, xv);
   }
+  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   cp_async_wait<0>();
 
   // Reduce the warps' partial sums and store fp16 / bf16.
@@ -370,18 +400,22 @@ struct gemm_config {
   static constexpr int stages = fit_stages<Bits, Kind, Tiles, want, Warps, x_rows>();
   using layout = gemm_smem<Bits, Kind, Tiles, stages, Warps, x_rows>;
   static constexpr auto kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps, x_rows>;
+  static constexpr auto dependent_kernel = gemm_kernel<T, Bits, Kind, MTiles, Tiles, stages, KTail, Warps, x_rows, true>;
 };
 
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, bool KTail, int Warps = gemm_warps>
 void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* scales, code_table table, int n,
-            int k, int chunks, int cpg, int groups, int tiles, T* y, int ldy, cudaStream_t stream) {
+            int k, int chunks, int cpg, int groups, int tiles, T* y, int ldy, cudaStream_t stream, bool dependent) {
   using config = gemm_config<T, Bits, Kind, MTiles, Tiles, KTail, Warps>;
-  // Set on every call (a cheap driver call): the limit belongs to the current device.
-  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(config::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(config::layout::bytes)));
-  const int blocks = (tiles + Tiles - 1) / Tiles;
-  config::kernel<<<blocks, Warps * 32, config::layout::bytes, stream>>>(x, m, ldx, codes, scales, table, n, k, chunks,
-                                                                       cpg, groups, y, ldy);
+  const auto run = [&](auto kernel) {
+    // Set on every call (a cheap driver call): the limit belongs to the current device.
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(config::layout::bytes)));
+    const int blocks = (tiles + Tiles - 1) / Tiles;
+    launch_kernel(kernel, dim3(blocks), dim3(Warps * 32), config::layout::bytes, stream, dependent, 0, x, m, ldx, codes, scales,
+                  table, n, k, chunks, cpg, groups, y, ldy, dependent_trigger);
+  };
+  if (dependent) run(config::dependent_kernel);
+  else run(config::kernel);
 }
 
 /// The M = 17..64 kernel (gemm_wide_kernel). At these M each mma.sync of a weight tile serves up
@@ -636,6 +670,8 @@ void gemm_wide(const T* x, int m, int ldx, const packed_view<Scheme>& w, T* y, i
 /// across blocks and needs scratch: options.workspace, or per call from cudaMallocAsync; so does
 /// M > 64 (gemm_large.cuh) when its output blocks are fewer than the SMs. M > 64 on sm_90a code runs the
 /// wgmma kernel (gemm_wgmma.cuh) unless options.warps is set or the format is MXFP4; so does M = 33..64.
+/// M <= 16 with options.dependent_launch: launched as a programmatic dependent of the stream's
+/// previous kernel (gemm_options; on sm_90 it copies its first weight stages while that kernel finishes).
 template <class Scheme, class T>
 void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>& w, T* y, std::size_t ldy,
           cudaStream_t stream = nullptr, gemm_options options = {}) {
@@ -689,7 +725,7 @@ void gemm(const T* x, std::size_t m, std::size_t ldx, const packed_view<Scheme>&
   const auto args = [&](auto launcher) {
     launcher(x, static_cast<int>(m), static_cast<int>(ldx), w.codes, w.scales, w.table[detail::is_bf16<T>], static_cast<int>(w.rows),
              static_cast<int>(w.cols), static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
-             static_cast<int>(w.groups), tiles, y, static_cast<int>(ldy), stream);
+             static_cast<int>(w.groups), tiles, y, static_cast<int>(ldy), stream, options.dependent_launch);
   };
   const int variant = (m > 8 ? 4 : 0) + (per_block == 2 ? 2 : 0) + (w.cols % chunk_cols ? 1 : 0) +
                       (warps == 16 && w.cols % chunk_cols == 0 ? 8 : 0);

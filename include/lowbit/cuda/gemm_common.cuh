@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "dependent_launch.cuh"
 #include "l2_policy.cuh"
 #include "packed_weights.cuh"
 
@@ -420,6 +421,7 @@ struct gemm_options {
   int warps = 0;            ///< warps a block: 8 or 16, or 12 for M <= 16 and codebook formats (M <= 16: splitting K; M = 17..64: 2 or 1 tiles each; M > 64: 4 x 2 or 4 x 4 warps of a 128 x 128 block on mma.sync); 0: the default (M > 32 on sm_90a: the wgmma kernel, gemm_wgmma.cuh, except MXFP4)
   int split_k = 0;          ///< M > 16: blocks splitting K (at most one per 64-wide chunk); 0: about one block an SM (M > 64: only when the output blocks are fewer)
   gemm_workspace* workspace = nullptr;  ///< M > 16 with split_k > 1: scratch; null: allocated per call
+  bool dependent_launch = false;  ///< M <= 16: launch as a programmatic dependent of the stream's previous kernel (sm_90; elsewhere a plain launch): the first weight stages are copied while it finishes, x read and y written only once its writes are visible (so the weights must not be its output)
 };
 
 namespace detail {

@@ -339,12 +339,15 @@ struct sparse24_tile {
 /// or 2); larger M runs sparse24_wide_kernel. Splits > 1 (sm_90a): the Splits blocks (blockIdx.x,
 /// 0 .. Splits - 1) are a cluster that splits K (the chunks in Splits ranges, each cut over the
 /// warps as above); each block reduces its warps' sums into block 0's landing area (distributed
-/// shared memory), and block 0 adds them in split order and stores.
-template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows, int Splits = 1>
+/// shared memory), and block 0 adds them in split order and stores. Dependent
+/// (dependent_launch.cuh): launched as a programmatic dependent, the first stages' weights are
+/// copied before the wait, x after it, and launch_dependents where `trigger` says (unused otherwise).
+template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows, int Splits = 1, bool Dependent = false>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
-                         int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+                         int chunks_per_group, int groups, T* __restrict__ y, int ldy, int trigger) {
+  if (Dependent && trigger == dependent_early) grid_dependents_launch();
   static_assert(MTiles <= 2, "sparse24_gemm_kernel: M <= 16");
   constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
   constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, x_at = Tiles * tile_vecs, meta_at = 32 * Vecs;
@@ -397,26 +400,32 @@ __global__ void __launch_bounds__(Warps * 32)
   // Codes, metadata and scales are read once: evict_first in L2, so that x (read by every block)
   // stays (as gemm.cuh's M <= 16 kernel).
   const uint64_t read_once = l2_evict_first();
-  const auto issue = [&](int step) {  // always commits a group (empty past the end)
+  // Step `step`'s copies: its weights (copy_w) and its x (copy_x), then a group committed (commit;
+  // empty past the end).
+  const auto issue = [&](int step, bool copy_w = true, bool copy_x = true, bool commit = true) {
     if (step < steps) {
       const unsigned stage = ring_at + (static_cast<unsigned>(step) % Stages) * stage_vecs * 16;
       const int lc = local(step);
       const std::size_t aux_step = meta_lane ? (size_t)lc * 16 : (size_t)group_of(c_begin + lc) * 4;
+      if (copy_w) {
 #pragma unroll
-      for (int tl = 0; tl < Tiles; ++tl) {
-        const unsigned ts = stage + tl * tile_vecs * 16;
-        const ::uint4* src = code_src + tl * tile_stride + (size_t)lc * Vecs * 32;
+        for (int tl = 0; tl < Tiles; ++tl) {
+          const unsigned ts = stage + tl * tile_vecs * 16;
+          const ::uint4* src = code_src + tl * tile_stride + (size_t)lc * Vecs * 32;
 #pragma unroll
-        for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ts + (v * 32 + lane) * 16, src + v * 32, read_once);
-        cp_async16_hint_if(ts + aux_at, aux_src + tl * aux_tile_stride + aux_step, aux, read_once);
+          for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ts + (v * 32 + lane) * 16, src + v * 32, read_once);
+          cp_async16_hint_if(ts + aux_at, aux_src + tl * aux_tile_stride + aux_step, aux, read_once);
+        }
       }
       // Activation row r's 256 bytes of the chunk: lane = 16 (r % 2) + piece, two rows an instruction.
       const T* xs = x_src + (size_t)lc * 128;
+      if (copy_x) {
 #pragma unroll
-      for (int r0 = 0; r0 < XRows; r0 += 2)
-        cp_async16_if(stage + x_dst + r0 * sparse24_x_row_vecs * 16, xs + (size_t)r0 * ldx, r0 + (lane >> 4) < m);
+        for (int r0 = 0; r0 < XRows; r0 += 2)
+          cp_async16_if(stage + x_dst + r0 * sparse24_x_row_vecs * 16, xs + (size_t)r0 * ldx, r0 + (lane >> 4) < m);
+      }
     }
-    cp_async_commit();
+    if (commit) cp_async_commit();
   };
   // Rows past m read row m - 1 (their outputs are never stored).
   const T* x_lane[MTiles];
@@ -429,8 +438,19 @@ __global__ void __launch_bounds__(Warps * 32)
   for (int mt = 0; mt < MTiles; ++mt)
     x_addr[mt] = (x_at + min(mt * 8 + (lane & 7), m - 1) * sparse24_x_row_vecs + (lane >> 3)) * 16;
 
+  if constexpr (Dependent) {
+    // The first stages' weights while the previous kernel finishes, then, once its writes are
+    // visible, their x, one group a stage: the first group also holds every first-stage weight
+    // (groups complete in order), so the loop's waits stay as they are.
 #pragma unroll
-  for (int s = 0; s < Stages - 1; ++s) issue(s);
+    for (int s = 0; s < Stages - 1; ++s) issue(s, true, false, false);
+    grid_dependency_wait();
+#pragma unroll
+    for (int s = 0; s < Stages - 1; ++s) issue(s, false, true);
+  } else {
+#pragma unroll
+    for (int s = 0; s < Stages - 1; ++s) issue(s);
+  }
   float acc[MTiles][Tiles][4] = {}, part[MTiles][Tiles][4] = {};
   // The activations from L2 (XRows = 0) are loaded before the wait for the stage, hiding their latency.
   for (int step = 0; step < steps; ++step) {
@@ -476,6 +496,7 @@ __global__ void __launch_bounds__(Warps * 32)
       if (!plain && flush) flush_group(acc, part, tl, tile.scale_g(), tile.scale_g8());
     }
   }
+  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   cp_async_wait<0>();
 
   // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16 / bf16.
@@ -530,38 +551,28 @@ __global__ void __launch_bounds__(Warps * 32)
 
 /// Launches one instantiation (8 stages a warp; 4 with 4 tiles, int8 codes or plain values; fewer
 /// if they do not fit shared memory). Codes: the activations staged with the weights when 3 stages
-/// still fit. Splits > 1: K split over clusters of Splits blocks (sm_90a only).
+/// still fit. Splits > 1: K split over clusters of Splits blocks (sm_90a only). dependent: as a
+/// programmatic dependent of the stream's previous kernel.
 template <int MTiles, int Tiles, int Warps, int Splits = 1, class T, class Scheme>
-void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy, cudaStream_t stream) {
+void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy, cudaStream_t stream,
+                     bool dependent) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   constexpr int want = (Tiles == 4 || vecs > 1) ? 4 : 8;
   constexpr int x_rows = vecs < 4 && sparse24_fit_stages<vecs, Tiles, want, Warps, 8 * MTiles>() >= 3 ? 8 * MTiles : 0;
   constexpr int stages = sparse24_fit_stages<vecs, Tiles, want, Warps, x_rows>();
-  constexpr auto kernel = sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits>;
   constexpr std::size_t bytes =
       sparse24_smem_bytes<vecs, Tiles, stages, Warps, x_rows> + sparse24_landing_bytes<MTiles, Tiles, Splits>;
   static_assert(bytes <= 227u * 1024u, "cuda::gemm_sparse24: a block shape whose rings do not fit shared memory");
-  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-  const int blocks = static_cast<int>(w.tiles()) / Tiles;
-  if constexpr (Splits == 1) {
-    kernel<<<blocks, Warps * 32, bytes, stream>>>(x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
-                                                  static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
-                                                  static_cast<int>(w.groups), y, ldy);
-  } else {
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(blocks), Splits);
-    config.blockDim = dim3(Warps * 32);
-    config.dynamicSmemBytes = bytes;
-    config.stream = stream;
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = 1, attribute.val.clusterDim.y = Splits, attribute.val.clusterDim.z = 1;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-    LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
-                                         static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group),
-                                         static_cast<int>(w.groups), y, ldy));
-  }
+  const auto run = [&](auto kernel) {
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+    const int blocks = static_cast<int>(w.tiles()) / Tiles;
+    launch_kernel(kernel, dim3(static_cast<unsigned>(blocks), Splits), dim3(Warps * 32), bytes, stream, dependent,
+                  Splits > 1 ? unsigned(Splits) : 0u, x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
+                  static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), y, ldy,
+                  dependent_trigger);
+  };
+  if (dependent) run(sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits, true>);
+  else run(sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits>);
 }
 
 /// Shared memory of the wide kernel: a block-wide ring of Stages stages, each the chunk's
@@ -756,7 +767,7 @@ void gemm_sparse24_large(const T* x, int m, int ldx, const packed_sparse24_view<
 /// the end of this header); false (nothing launched) where the device has no sm_90a code.
 template <class Scheme, class T>
 bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
-                               cudaStream_t stream);
+                               cudaStream_t stream, bool dependent);
 
 /// The smallest M (int4 codes) whose default splits K over clusters of two 4-tile blocks where
 /// 4-tile blocks alone would leave SMs idle (4096 x 14336: 64 blocks). The 2-tile blocks used
@@ -808,15 +819,16 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
   // The m tiles (n8 columns of the mma) for m: 1 or 2.
   const auto by_m = [&](auto tiles_c, auto warps_c) {
     constexpr int tl = decltype(tiles_c)::value, wp = decltype(warps_c)::value;
+    const bool dependent = options.dependent_launch;
     if constexpr (tl == 4 && wp == 8) {
       if (splits == 2) {
-        if (m <= 8) detail::launch_sparse24<1, tl, wp, 2>(x, mi, lx, w, y, ly, stream);
-        else detail::launch_sparse24<2, tl, wp, 2>(x, mi, lx, w, y, ly, stream);
+        if (m <= 8) detail::launch_sparse24<1, tl, wp, 2>(x, mi, lx, w, y, ly, stream, dependent);
+        else detail::launch_sparse24<2, tl, wp, 2>(x, mi, lx, w, y, ly, stream, dependent);
         return;
       }
     }
-    if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream);
-    else detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream);
+    if (m <= 8) detail::launch_sparse24<1, tl, wp>(x, mi, lx, w, y, ly, stream, dependent);
+    else detail::launch_sparse24<2, tl, wp>(x, mi, lx, w, y, ly, stream, dependent);
   };
   using c1 = std::integral_constant<int, 1>;
   using c2 = std::integral_constant<int, 2>;
@@ -856,7 +868,9 @@ void gemm_sparse24_mma_small(const T* x, int mi, int lx, const packed_sparse24_v
 /// 0 or 8, tiles_per_block not used), K split across blocks as options.split_k says, with
 /// options.workspace as scratch or cudaMallocAsync per call (as cuda::gemm). m > 64: the tiled
 /// kernel (sparse24_gemm_large.cuh; options.warps 0 or 8), K split only where its output blocks
-/// are fewer than the SMs (or as options.split_k says). y must not overlap x.
+/// are fewer than the SMs (or as options.split_k says). y must not overlap x. m <= 16 with
+/// options.dependent_launch: launched as a programmatic dependent of the stream's previous kernel
+/// (gemm_options; on sm_90 it copies its first weight stages while that kernel finishes).
 template <class Scheme, class T>
 void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_sparse24_view<Scheme>& w, T* y,
                    std::size_t ldy, cudaStream_t stream = nullptr, gemm_options options = {}) {
@@ -905,7 +919,7 @@ void gemm_sparse24(const T* x, std::size_t m, std::size_t ldx, const packed_spar
   // (M = 9..16, int8 with K split 11..16, int4 M = 2..8 where not split and about one block an SM:
   // sparse24_gemm_wgmma_small.cuh); else the mma.sp kernel.
   if (!plain && options.tiles_per_block == 0 && options.warps == 0 &&
-      detail::gemm_sparse24_wgmma_small(x, mi, lx, w, y, ly, stream))
+      detail::gemm_sparse24_wgmma_small(x, mi, lx, w, y, ly, stream, options.dependent_launch))
     return;
   detail::gemm_sparse24_mma_small(x, mi, lx, w, y, ly, stream, options);
 }

@@ -41,6 +41,7 @@
 
 #include "../sparse/sparse24_matrix.hpp"
 #include "activation_types.cuh"
+#include "dependent_launch.cuh"
 #include "gemm_common.cuh"
 #include "packed_weights.cuh"
 
@@ -164,20 +165,6 @@ __device__ __forceinline__ void mma_sp_16864_s8(int (&c)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta));
 }
 
-/// Programmatic dependent launch (sm_90): the quantizer lets the GEMM start (launch_dependents),
-/// and the GEMM, launched with cudaLaunchAttributeProgrammaticStreamSerialization, copies its first
-/// weight stages before it waits for the quantizer's codes (wait; at once without such a launch).
-__device__ __forceinline__ void grid_dependents_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void grid_dependency_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 /// One block a row: q = clamp(rint(x * (1 / (amax / 127))), -127, 127), as int8_activations does
 /// it (the same float operations, each rounded to nearest: __fdiv_rn / __fmul_rn, so that no fast
 /// math or contraction changes them; NaN gives a NaN scale and codes -127, as there). x rows 16-byte
@@ -186,7 +173,7 @@ __device__ __forceinline__ void grid_dependency_wait() {
 template <class T, int Keep>
 __global__ void __launch_bounds__(256) quantize_int8_rows_kernel(const T* __restrict__ x, int ldx, int k,
                                                                  int8_t* __restrict__ q, int ldq, float* __restrict__ scales) {
-  grid_dependents_launch();
+  grid_dependents_launch();  // the GEMM may start (it copies its first weight stages, then waits for these codes)
   const ::uint4* row = reinterpret_cast<const ::uint4*>(x + (size_t)blockIdx.x * ldx);
   const int vecs = k / 8;
   uint32_t amax_bits = 0;

@@ -131,12 +131,14 @@ constexpr int sparse24_wgmma_small_stages() {
   else return sparse24_wgmma_small_stages<Vecs, NT, WG, Want - 1>();
 }
 
-template <class T, int Vecs, int NT, int WG, int Stages>
+template <class T, int Vecs, int NT, int WG, int Stages, bool Dependent = false>
 __global__ void __launch_bounds__(WG * 128, 1)
     sparse24_wgmma_small_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                                 const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int tiles,
-                                int chunks, int chunks_per_group, int groups, int split_chunks, T* __restrict__ y, int ldy) {
+                                int chunks, int chunks_per_group, int groups, int split_chunks, T* __restrict__ y, int ldy,
+                                int trigger) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if (Dependent && trigger == dependent_early) grid_dependents_launch();
   static_assert(NT == 8 || NT == 16, "sparse24_wgmma_small_kernel: 8 or 16 tokens");
   static_assert(Vecs == 1 || Vecs == 2, "sparse24_wgmma_small_kernel: 4- or 8-bit integer codes");
   using layout = sparse24_wgmma_small_layout<Vecs, NT, WG, Stages>;
@@ -199,19 +201,25 @@ __global__ void __launch_bounds__(WG * 128, 1)
   // copies chunk lc = (s + rot) % steps, of scale group grp, in_grp chunks into it (scale threads).
   const int grp0 = c_begin / chunks_per_group, in0 = c_begin - grp0 * chunks_per_group;
   int lc = rot, grp = (c_begin + rot) / chunks_per_group, in_grp = (c_begin + rot) - grp * chunks_per_group;
-  const auto issue = [&](int step, unsigned slot) {  // slot = step % Stages; always commits a group (empty past the end)
+  // slot = step % Stages; the step's x (copy_x) and weights (copy_w), then a group committed
+  // (commit; empty past the end).
+  const auto issue = [&](int step, unsigned slot, bool copy_w = true, bool copy_x = true, bool commit = true) {
     if (step < steps) {
       const unsigned xs = x_ring + slot * layout::x_bytes, ws = w_ring + slot * layout::w_bytes;
+      if (copy_x) {
 #pragma unroll
-      for (int i = 0; i < x_copies; ++i) cp_async16_if(xs + x_dst[i], x_src[i] + (size_t)lc * 128, x_on[i]);
+        for (int i = 0; i < x_copies; ++i) cp_async16_if(xs + x_dst[i], x_src[i] + (size_t)lc * 128, x_on[i]);
+      }
+      if (copy_w) {
 #pragma unroll
-      for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ws + code_dst[v], code_src[v] + (size_t)lc * Vecs * 32, read_once);
-      cp_async16_hint_if(ws + aux_dst, aux_src + (meta_thread ? lc * 16 : grp * 4), aux, read_once);
+        for (int v = 0; v < Vecs; ++v) cp_async16_hint_at(ws + code_dst[v], code_src[v] + (size_t)lc * Vecs * 32, read_once);
+        cp_async16_hint_if(ws + aux_dst, aux_src + (meta_thread ? lc * 16 : grp * 4), aux, read_once);
+      }
       ++lc, ++in_grp;
       if (in_grp == chunks_per_group) in_grp = 0, ++grp;
       if (lc == steps) lc = 0, grp = grp0, in_grp = in0;
     }
-    cp_async_commit();
+    if (commit) cp_async_commit();
   };
 
   // K split over a cluster: the landing area's mbarrier (the end's), made known to the cluster
@@ -223,8 +231,21 @@ __global__ void __launch_bounds__(WG * 128, 1)
     }
     cluster_arrive_relaxed();
   }
+  if constexpr (Dependent) {
+    // The first stages' weights while the previous kernel finishes, then, once its writes are
+    // visible, their x, one group a stage (the first also holds every first-stage weight: groups
+    // complete in order, so the loop's waits stay as they are); the copy's running chunk walked twice.
+    const int lc0 = lc, grp_0 = grp, in_grp0 = in_grp;
 #pragma unroll
-  for (int s = 0; s < Stages - 2; ++s) issue(s, s);
+    for (int s = 0; s < Stages - 2; ++s) issue(s, s, true, false, false);
+    lc = lc0, grp = grp_0, in_grp = in_grp0;
+    grid_dependency_wait();
+#pragma unroll
+    for (int s = 0; s < Stages - 2; ++s) issue(s, s, false, true);
+  } else {
+#pragma unroll
+    for (int s = 0; s < Stages - 2; ++s) issue(s, s);
+  }
   float acc[NT / 8][1][4];
 #pragma unroll
   for (int j = 0; j < NT / 8; ++j) acc[j][0][0] = acc[j][0][1] = acc[j][0][2] = acc[j][0][3] = 0.0f;
@@ -289,6 +310,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
     stage = next(stage), refill = next(refill);
   }
   if (step < steps) step_body(step, stage, refill, std::integral_constant<int, 0>{});
+  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   wgmma_wait<0>();
 #pragma unroll
   for (int j = 0; j < NT / 8; ++j)
@@ -349,7 +371,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
   cluster_wait();
 #else
   (void)x, (void)m, (void)ldx, (void)codes, (void)metadata, (void)scales, (void)n, (void)tiles, (void)chunks;
-  (void)chunks_per_group, (void)groups, (void)split_chunks, (void)y, (void)ldy;
+  (void)chunks_per_group, (void)groups, (void)split_chunks, (void)y, (void)ldy, (void)trigger;
 #endif
 }
 
@@ -362,10 +384,11 @@ inline int sparse24_wgmma_small_splits(int blocks_n) {
 
 /// The small wgmma kernel with NT tokens, WG warpgroups a block and up to Stages chunks a ring (as
 /// many as fit), K split over `splits` blocks of a cluster (0: as many as make the blocks about one
-/// an SM, at most 4); launched as clusters only where split (or `cluster`: for the benchmark).
+/// an SM, at most 4); launched as clusters only where split (or `cluster`: for the benchmark); as a
+/// programmatic dependent of the stream's previous kernel where `dependent`.
 template <int NT, int WG, int Stages, class Scheme, class T>
 void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
-                                    cudaStream_t stream, int splits = 0, bool cluster = false) {
+                                    cudaStream_t stream, int splits = 0, bool cluster = false, bool dependent = false) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   static_assert(vecs == 1 || vecs == 2, "cuda::gemm_sparse24: the small wgmma kernel takes 4- or 8-bit integer codes");
   LOWBIT_CHECK(m >= 1 && m <= NT, "cuda::gemm_sparse24: m=" << m << " is more than the kernel's " << NT << " tokens");
@@ -375,21 +398,15 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
   const int split_chunks = (chunks + splits - 1) / splits;
   constexpr int stages = sparse24_wgmma_small_stages<vecs, NT, WG, Stages>();
   using layout = sparse24_wgmma_small_layout<vecs, NT, WG, stages>;
-  const auto kernel = sparse24_wgmma_small_kernel<T, vecs, NT, WG, stages>;
-  LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(blocks_n), static_cast<unsigned>(splits));
-  config.blockDim = dim3(WG * 128);
-  config.dynamicSmemBytes = layout::bytes;
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = 1, attribute.val.clusterDim.y = static_cast<unsigned>(splits), attribute.val.clusterDim.z = 1;
-  config.attrs = &attribute;
-  config.numAttrs = splits > 1 || cluster ? 1 : 0;
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows), tiles,
-                                       chunks, static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), split_chunks, y,
-                                       ldy));
+  const auto run = [&](auto kernel) {
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(layout::bytes)));
+    launch_kernel(kernel, dim3(static_cast<unsigned>(blocks_n), static_cast<unsigned>(splits)), dim3(WG * 128), layout::bytes, stream,
+                  dependent, splits > 1 || cluster ? static_cast<unsigned>(splits) : 0u, x, m, ldx, w.codes, w.metadata, w.scales,
+                  static_cast<int>(w.rows), tiles, chunks, static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups),
+                  split_chunks, y, ldy, dependent_trigger);
+  };
+  if (dependent) run(sparse24_wgmma_small_kernel<T, vecs, NT, WG, stages, true>);
+  else run(sparse24_wgmma_small_kernel<T, vecs, NT, WG, stages>);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -413,7 +430,7 @@ inline constexpr int sparse24_wgmma_small_from_split_int8 = 11;  ///< ... for in
 inline constexpr int sparse24_wgmma_small_8_from = 2;            ///< ... with 8 tokens (int4, 64-row blocks 0.9 to 1 an SM)
 template <class Scheme, class T>
 bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24_view<Scheme>& w, T* y, int ldy,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, bool dependent) {
   constexpr int vecs = packed_sparse24_view<Scheme>::vecs;
   if constexpr (vecs > 2) {
     return false;
@@ -422,11 +439,11 @@ bool gemm_sparse24_wgmma_small(const T* x, int m, int ldx, const packed_sparse24
     const int blocks_n = static_cast<int>((w.tiles() + 3) / 4), sms = sm_count();
     const bool split = sparse24_wgmma_small_splits(blocks_n) > 1;  // as the launch splits
     if (vecs == 1 && m <= 8 && m >= sparse24_wgmma_small_8_from && 10 * blocks_n >= 9 * sms && blocks_n <= sms) {
-      gemm_sparse24_wgmma_small_with<8, 4, 8>(x, m, ldx, w, y, ldy, stream);
+      gemm_sparse24_wgmma_small_with<8, 4, 8>(x, m, ldx, w, y, ldy, stream, 0, false, dependent);
       return true;
     }
     if (m < (split && vecs == 2 ? sparse24_wgmma_small_from_split_int8 : sparse24_wgmma_small_from)) return false;
-    gemm_sparse24_wgmma_small_with<16, 4, vecs == 1 ? 6 : 4>(x, m, ldx, w, y, ldy, stream);
+    gemm_sparse24_wgmma_small_with<16, 4, vecs == 1 ? 6 : 4>(x, m, ldx, w, y, ldy, stream, 0, false, dependent);
     return true;
   }
 }
