@@ -540,12 +540,12 @@ void bench_int8(cublasHandle_t handle, std::mt19937& rng) {
 // shapes from M = 6).
 template <int NT, int WG, int Stages, class S, class T>
 double time_small_wgmma(const T* x, std::size_t m, const std::vector<lb::cuda::packed_sparse24_view<S>>& views, T* y, int splits,
-                        bool cluster = false) {
+                        bool cluster = false, bool dependent = false) {
   if (!lb::cuda::detail::sparse24_wgmma_usable()) return -1.0;
   const int n = static_cast<int>(views[0].rows), k = static_cast<int>(views[0].cols);
   return time_us([&](int i) {
     lb::cuda::detail::gemm_sparse24_wgmma_small_with<NT, WG, Stages>(x, int(m), k, views[static_cast<std::size_t>(i) % views.size()], y,
-                                                                   n, nullptr, splits, cluster);
+                                                                   n, nullptr, splits, cluster, dependent);
   });
 }
 template <class S, class T>
@@ -584,7 +584,7 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
     std::printf("\n");
   }
   std::printf("\n## M <= 16: the wgmma.sp kernel against the mma.sp kernel (µs)\n\n| kept values | act | N x K | M | default | mma.sp | "
-              "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4> | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS | weight MB | "
+              "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4>; <16,4,6> in a PDL chain | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS | weight MB | "
               "default GB/s | default, PDL chain (launch_dependents at start; after the loop) | PDL chain vs cuBLAS |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
@@ -636,8 +636,8 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
         const double pdl_early = pdl(ld::dependent_early), pdl_late = pdl(ld::dependent_late);
         char others[160] = "-";
         if (m > 4)  // the 16-token kernel takes any M <= 16 (the default from M = 9)
-          std::snprintf(others, sizeof others, "%.1f; %.1f", time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0),
-                        time_small_wgmma<16, 4, 4>(xx, m, views, yy, 0));
+          std::snprintf(others, sizeof others, "%.1f; %.1f; %.1f", time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0),
+                        time_small_wgmma<16, 4, 4>(xx, m, views, yy, 0), time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0, false, true));
         const double bytes = double(views[0].bytes());
         std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.1f; %.1f | %.2fx; %.2fx |\n", name,
                     act, s.n, s.k, m, def, mma, others, peer, peer / def, peer / mma, bytes * 1e-6, bytes / def * 1e-3, pdl_early,
