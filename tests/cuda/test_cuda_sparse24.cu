@@ -310,15 +310,17 @@ void check_format(const char* name, unsigned& seed) {
 // and the last round's three products against the float64 reference (check_case's tolerance).
 // path as check_case's: 0 gemm_sparse24 (M = 12, 16 with integer codes on sm_90a: the small wgmma
 // kernel, K split over clusters of 4 (N = 256) and 2 blocks (N = 384, K = 256: 2 chunks)), 6 the
-// small wgmma kernel not split, 8 the mma.sp kernel's default block shape (tiles_per_block / warps:
-// others). late: launch_dependents after the main loop rather than at the start.
+// small wgmma kernel not split (8 tokens for M <= 8, else 16), 8 the mma.sp kernel's default block
+// shape (tiles_per_block / warps: others), 12 the mma.sp kernel with K split over clusters of two
+// 4-tile blocks (split_k 2, sm_90a). late: launch_dependents after the main loop rather than at
+// the start.
 template <class Scheme, class T>
 void check_chain(const char* name, std::size_t m, int path, int per_block, int warps, unsigned seed, bool late = false) {
   namespace lc = lowbit::cuda;
   namespace ld = lowbit::cuda::detail;
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
-  if (path == 6 && (plain || !ld::sparse24_wgmma_usable())) return;
+  if ((path == 6 || path == 12) && (plain || !ld::sparse24_wgmma_usable())) return;
   const std::size_t k = 512, n1 = 256, n2 = 384;
   const std::size_t rows[3] = {n1, n2, n1}, cols[3] = {k, n1, n2};
   std::mt19937 rng(seed);
@@ -343,7 +345,9 @@ void check_chain(const char* name, std::size_t m, int path, int per_block, int w
     go.tiles_per_block = per_block;
     go.warps = warps;
     go.dependent_launch = dependent;
+    go.split_k = path == 12 ? 2 : 0;
     if constexpr (!plain) {
+      if (path == 6 && m <= 8) return ld::gemm_sparse24_wgmma_small_with<8, 4, 8>(in, mi, kj, view, out, nj, nullptr, 1, false, dependent);
       if (path == 6) return ld::gemm_sparse24_wgmma_small_with<16, 4, 6>(in, mi, kj, view, out, nj, nullptr, 1, false, dependent);
     }
     if (path == 8) ld::gemm_sparse24_mma_small(in, mi, kj, view, out, nj, nullptr, go);
@@ -389,8 +393,10 @@ void check_chain(const char* name, std::size_t m, int path, int per_block, int w
 
 // Every M <= 16 kernel in dependent chains: the default at M = 1, 8 (mma.sp, 1 m tile), 12, 16
 // (integer codes on sm_90a: the small wgmma kernel split over clusters; plain: mma.sp, 2 m tiles),
-// also with launch_dependents late; the mma.sp kernel at M = 12, 16 and the small wgmma kernel not
-// split; mma.sp block shapes 4 tiles x 8 warps and 1 tile x 16 warps (integer codes) at M = 1, 16.
+// also with launch_dependents late; the mma.sp kernel at M = 12, 16; the small wgmma kernel not
+// split (8 tokens at M = 1, 8; 16 at M = 12, 16); mma.sp block shapes 4 tiles x 8 warps, 1 tile x
+// 16 warps and 4 tiles x 8 warps with K split over clusters of 2 (integer codes) at M = 1, 16 (the
+// split also at M = 8).
 template <class Scheme, class T>
 void check_chains(const char* name, unsigned& seed) {
   if (!only.empty() && ("," + only + ",").find("," + std::string(name) + ",") == std::string::npos) return;
@@ -398,14 +404,13 @@ void check_chains(const char* name, unsigned& seed) {
   for (std::size_t m : {1, 8, 12, 16}) {
     check_chain<Scheme, T>(name, m, 0, 0, 0, seed++);
     check_chain<Scheme, T>(name, m, 0, 0, 0, seed++, true);
-    if (m > 8) {
-      check_chain<Scheme, T>(name, m, 8, 0, 0, seed++);
-      check_chain<Scheme, T>(name, m, 6, 0, 0, seed++);
-    }
+    if (m > 8) check_chain<Scheme, T>(name, m, 8, 0, 0, seed++);
+    check_chain<Scheme, T>(name, m, 6, 0, 0, seed++);
     if (!plain && (m == 1 || m == 16)) {
       check_chain<Scheme, T>(name, m, 0, 4, 8, seed++);
       check_chain<Scheme, T>(name, m, 0, 1, 16, seed++);
     }
+    if (!plain && m != 12) check_chain<Scheme, T>(name, m, 12, 4, 8, seed++);
   }
 }
 
