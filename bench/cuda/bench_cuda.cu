@@ -173,8 +173,7 @@ void bench_format(const char* name, const shape& s, std::size_t shape_index, con
 template <class CublasTime>
 void bench_pdl(cublasHandle_t handle, std::mt19937& rng, CublasTime&& cublas_time) {
   namespace lb = lowbit;
-  namespace ld = lowbit::cuda::detail;
-  std::printf("\n| int4 (uint4+zero, g128), fp16 | N x K | M | default µs | PDL chain µs (launch_dependents at start; after the loop) | cuBLAS fp16 µs | default vs cuBLAS | PDL chain vs cuBLAS |\n");
+  std::printf("\n| int4 (uint4+zero, g128), fp16 | N x K | M | default µs | PDL chain µs | cuBLAS fp16 µs | default vs cuBLAS | PDL chain vs cuBLAS |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : {shape{8192, 8192}, shape{4096, 14336}}) {
     __half* w = device_random_half(s.n * s.k, rng, 0.02f);
@@ -186,18 +185,14 @@ void bench_pdl(cublasHandle_t handle, std::mt19937& rng, CublasTime&& cublas_tim
     const auto views = rotation(packed.view(), owned);
     for (std::size_t m : {1, 16}) {
       const double cublas = cublas_time(handle, s, m, w, x, y, CUDA_R_16F);
-      const auto timed = [&](bool dependent, int trigger) {
+      const auto timed = [&](bool dependent) {
         lb::cuda::gemm_options options;
         options.dependent_launch = dependent;
-        ld::dependent_trigger = trigger;
-        const double us = time_us([&](int i) { lb::cuda::gemm(x, m, s.k, views[i % views.size()], y, s.n, nullptr, options); });
-        ld::dependent_trigger = ld::dependent_early;
-        return us;
+        return time_us([&](int i) { lb::cuda::gemm(x, m, s.k, views[i % views.size()], y, s.n, nullptr, options); });
       };
-      const double standalone = timed(false, ld::dependent_early), early = timed(true, ld::dependent_early),
-                   late = timed(true, ld::dependent_late);
-      std::printf("| | %zu x %zu | %zu | %.1f | %.1f; %.1f | %.1f | %.2fx | %.2fx; %.2fx |\n", s.n, s.k, m, standalone, early, late,
-                  cublas, cublas / standalone, cublas / early, cublas / late);
+      const double standalone = timed(false), chained = timed(true);
+      std::printf("| | %zu x %zu | %zu | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", s.n, s.k, m, standalone, chained, cublas,
+                  cublas / standalone, cublas / chained);
       std::fflush(stdout);
     }
     for (void* p : owned) cudaFree(p);

@@ -585,7 +585,7 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
   }
   std::printf("\n## M <= 16: the wgmma.sp kernel against the mma.sp kernel (µs)\n\n| kept values | act | N x K | M | default | mma.sp | "
               "wgmma <tokens, warpgroups, stages>: <16,4,6>; <16,4,4>; <16,4,6> in a PDL chain | cuBLAS | default vs cuBLAS | mma.sp vs cuBLAS | weight MB | "
-              "default GB/s | default, PDL chain (launch_dependents at start; after the loop) | PDL chain vs cuBLAS |\n");
+              "default GB/s | default, PDL chain | PDL chain vs cuBLAS |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const shape& s : shapes) {
     __half* w = device_random<__half>(s.n * s.k, rng, 0.02f);
@@ -622,26 +622,18 @@ void bench_small_wgmma(cublasHandle_t handle, std::mt19937& rng) {
         const double mma = time_small_mma(xx, m, views, yy);
         // The default in a chain of programmatic dependent launches (gemm_options::dependent_launch:
         // each launch may start while the one before finishes; cuBLAS is timed standalone).
-        namespace ld = lb::cuda::detail;
         lb::cuda::gemm_options chained;
         chained.dependent_launch = true;
-        const auto pdl = [&](int trigger) {
-          ld::dependent_trigger = trigger;
-          const double us = time_us([&](int i) {
-            lb::cuda::gemm_sparse24(xx, m, s.k, views[static_cast<std::size_t>(i) % views.size()], yy, s.n, nullptr, chained);
-          });
-          ld::dependent_trigger = ld::dependent_early;
-          return us;
-        };
-        const double pdl_early = pdl(ld::dependent_early), pdl_late = pdl(ld::dependent_late);
+        const double pdl = time_us([&](int i) {
+          lb::cuda::gemm_sparse24(xx, m, s.k, views[static_cast<std::size_t>(i) % views.size()], yy, s.n, nullptr, chained);
+        });
         char others[160] = "-";
         if (m > 4)  // the 16-token kernel takes any M <= 16 (the default from M = 9)
           std::snprintf(others, sizeof others, "%.1f; %.1f; %.1f", time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0),
                         time_small_wgmma<16, 4, 4>(xx, m, views, yy, 0), time_small_wgmma<16, 4, 6>(xx, m, views, yy, 0, false, true));
         const double bytes = double(views[0].bytes());
-        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.1f; %.1f | %.2fx; %.2fx |\n", name,
-                    act, s.n, s.k, m, def, mma, others, peer, peer / def, peer / mma, bytes * 1e-6, bytes / def * 1e-3, pdl_early,
-                    pdl_late, peer / pdl_early, peer / pdl_late);
+        std::printf("| %s | %s | %zu x %zu | %zu | %.1f | %.1f | %s | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.1f | %.2fx |\n", name,
+                    act, s.n, s.k, m, def, mma, others, peer, peer / def, peer / mma, bytes * 1e-6, bytes / def * 1e-3, pdl, peer / pdl);
         std::fflush(stdout);
       };
       line("int4", "fp16", s4s, x, y, cublas);

@@ -18,7 +18,10 @@ namespace cuda {
 namespace detail {
 
 /// Lets the stream's next kernel, if launched as a programmatic dependent, start now (it still
-/// waits for this grid's completion before it reads); a no-op otherwise and before sm_90.
+/// waits for this grid's completion before it reads); a no-op otherwise and before sm_90. The
+/// M <= 16 GEMMs call it first thing: once every block of this grid has started, the next kernel's
+/// blocks take SMs as this grid's blocks leave them and copy their first weights meanwhile (on an
+/// H100 0.3-2.4 us faster a launch than calling it after the main loop: docs/cuda-gemm-notes.md).
 __device__ __forceinline__ void grid_dependents_launch() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -31,12 +34,6 @@ __device__ __forceinline__ void grid_dependency_wait() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
-
-/// Where an M <= 16 kernel launched as a programmatic dependent lets the next kernel start
-/// (launch_dependents; its `trigger` argument): at its start, or after its main loop.
-inline constexpr int dependent_early = 1, dependent_late = 2;
-/// The point the M <= 16 kernels take with gemm_options::dependent_launch (the benchmark sets it).
-inline int dependent_trigger = dependent_early;
 
 /// Launches kernel(args...) on `grid` x `block` threads with `smem` bytes of dynamic shared memory
 /// on `stream` by cudaLaunchKernelEx: in clusters of cluster_y blocks along y where cluster_y > 0,

@@ -107,15 +107,14 @@ __device__ __forceinline__ void reduce_warps(const float (&acc)[MTiles][Tiles][4
 /// KTail: K is not a multiple of 64 (the last chunk's activations are read element by element, or
 /// zero-filled past K when staged). XRows: activation rows staged with each chunk (8 MTiles), or 0.
 /// Dependent (dependent_launch.cuh): launched as a programmatic dependent, the first stages' codes
-/// and scales are copied before the wait, x after it, and launch_dependents where `trigger` says
-/// (unused otherwise).
+/// and scales are copied before the wait, x after it.
 template <class T, int Bits, dequant_kind Kind, int MTiles, int Tiles, int Stages, bool KTail, int Warps, int XRows,
           bool Dependent = false>
 __global__ void __launch_bounds__(Warps * 32)
     gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                 const uint32_t* __restrict__ scales, code_table table, int n, int k, int chunks,
-                int chunks_per_group, int groups, T* __restrict__ y, int ldy, int trigger) {
-  if (Dependent && trigger == dependent_early) grid_dependents_launch();
+                int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+  if constexpr (Dependent) grid_dependents_launch();  // at the start (dependent_launch.cuh says why)
   constexpr bool bf16 = is_bf16<T>;
   // MXFP4: lane t's 16 k of a chunk are 8t .. 8t + 8 and 32 + 8t .. 32 + 8t + 8 (one MX block per
   // pair of mmas; see packed_weights.cuh), else 16t .. 16t + 16. x_off(i): element i's offset.
@@ -362,7 +361,6 @@ __global__ void __launch_bounds__(Warps * 32)
     chunk_step(step, xv, xn);
     if (step + 1 < steps) chunk_step(step + 1, xn, xv);
   }
-  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   cp_async_wait<0>();
 
   // Reduce the warps' partial sums and store fp16 / bf16.
@@ -412,7 +410,7 @@ void launch(const T* x, int m, int ldx, const ::uint4* codes, const uint32_t* sc
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(config::layout::bytes)));
     const int blocks = (tiles + Tiles - 1) / Tiles;
     launch_kernel(kernel, dim3(blocks), dim3(Warps * 32), config::layout::bytes, stream, dependent, 0, x, m, ldx, codes, scales,
-                  table, n, k, chunks, cpg, groups, y, ldy, dependent_trigger);
+                  table, n, k, chunks, cpg, groups, y, ldy);
   };
   if (dependent) run(config::dependent_kernel);
   else run(config::kernel);

@@ -341,13 +341,13 @@ struct sparse24_tile {
 /// warps as above); each block reduces its warps' sums into block 0's landing area (distributed
 /// shared memory), and block 0 adds them in split order and stores. Dependent
 /// (dependent_launch.cuh): launched as a programmatic dependent, the first stages' weights are
-/// copied before the wait, x after it, and launch_dependents where `trigger` says (unused otherwise).
+/// copied before the wait, x after it.
 template <class T, int Vecs, int MTiles, int Tiles, int Stages, int Warps, int XRows, int Splits = 1, bool Dependent = false>
 __global__ void __launch_bounds__(Warps * 32)
     sparse24_gemm_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                          const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int chunks,
-                         int chunks_per_group, int groups, T* __restrict__ y, int ldy, int trigger) {
-  if (Dependent && trigger == dependent_early) grid_dependents_launch();
+                         int chunks_per_group, int groups, T* __restrict__ y, int ldy) {
+  if constexpr (Dependent) grid_dependents_launch();  // at the start (dependent_launch.cuh says why)
   static_assert(MTiles <= 2, "sparse24_gemm_kernel: M <= 16");
   constexpr bool bf16 = is_bf16<T>, plain = Vecs == 4;
   constexpr int tile_vecs = sparse24_tile_vecs<Vecs>, x_at = Tiles * tile_vecs, meta_at = 32 * Vecs;
@@ -496,7 +496,6 @@ __global__ void __launch_bounds__(Warps * 32)
       if (!plain && flush) flush_group(acc, part, tl, tile.scale_g(), tile.scale_g8());
     }
   }
-  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   cp_async_wait<0>();
 
   // Reduce the warps' sums (gemm.cuh's reduce_warps) and store fp16 / bf16.
@@ -568,8 +567,7 @@ void launch_sparse24(const T* x, int m, int ldx, const packed_sparse24_view<Sche
     const int blocks = static_cast<int>(w.tiles()) / Tiles;
     launch_kernel(kernel, dim3(static_cast<unsigned>(blocks), Splits), dim3(Warps * 32), bytes, stream, dependent,
                   Splits > 1 ? unsigned(Splits) : 0u, x, m, ldx, w.codes, w.metadata, w.scales, static_cast<int>(w.rows),
-                  static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), y, ldy,
-                  dependent_trigger);
+                  static_cast<int>(w.chunks), static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups), y, ldy);
   };
   if (dependent) run(sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits, true>);
   else run(sparse24_gemm_kernel<T, vecs, MTiles, Tiles, stages, Warps, x_rows, Splits>);

@@ -135,10 +135,9 @@ template <class T, int Vecs, int NT, int WG, int Stages, bool Dependent = false>
 __global__ void __launch_bounds__(WG * 128, 1)
     sparse24_wgmma_small_kernel(const T* __restrict__ x, int m, int ldx, const ::uint4* __restrict__ codes,
                                 const ::uint4* __restrict__ metadata, const uint32_t* __restrict__ scales, int n, int tiles,
-                                int chunks, int chunks_per_group, int groups, int split_chunks, T* __restrict__ y, int ldy,
-                                int trigger) {
+                                int chunks, int chunks_per_group, int groups, int split_chunks, T* __restrict__ y, int ldy) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if (Dependent && trigger == dependent_early) grid_dependents_launch();
+  if constexpr (Dependent) grid_dependents_launch();  // at the start (dependent_launch.cuh says why)
   static_assert(NT == 8 || NT == 16, "sparse24_wgmma_small_kernel: 8 or 16 tokens");
   static_assert(Vecs == 1 || Vecs == 2, "sparse24_wgmma_small_kernel: 4- or 8-bit integer codes");
   using layout = sparse24_wgmma_small_layout<Vecs, NT, WG, Stages>;
@@ -310,7 +309,6 @@ __global__ void __launch_bounds__(WG * 128, 1)
     stage = next(stage), refill = next(refill);
   }
   if (step < steps) step_body(step, stage, refill, std::integral_constant<int, 0>{});
-  if (Dependent && trigger == dependent_late) grid_dependents_launch();
   wgmma_wait<0>();
 #pragma unroll
   for (int j = 0; j < NT / 8; ++j)
@@ -371,7 +369,7 @@ __global__ void __launch_bounds__(WG * 128, 1)
   cluster_wait();
 #else
   (void)x, (void)m, (void)ldx, (void)codes, (void)metadata, (void)scales, (void)n, (void)tiles, (void)chunks;
-  (void)chunks_per_group, (void)groups, (void)split_chunks, (void)y, (void)ldy, (void)trigger;
+  (void)chunks_per_group, (void)groups, (void)split_chunks, (void)y, (void)ldy;
 #endif
 }
 
@@ -403,7 +401,7 @@ void gemm_sparse24_wgmma_small_with(const T* x, int m, int ldx, const packed_spa
     launch_kernel(kernel, dim3(static_cast<unsigned>(blocks_n), static_cast<unsigned>(splits)), dim3(WG * 128), layout::bytes, stream,
                   dependent, splits > 1 || cluster ? static_cast<unsigned>(splits) : 0u, x, m, ldx, w.codes, w.metadata, w.scales,
                   static_cast<int>(w.rows), tiles, chunks, static_cast<int>(w.chunks_per_group), static_cast<int>(w.groups),
-                  split_chunks, y, ldy, dependent_trigger);
+                  split_chunks, y, ldy);
   };
   if (dependent) run(sparse24_wgmma_small_kernel<T, vecs, NT, WG, stages, true>);
   else run(sparse24_wgmma_small_kernel<T, vecs, NT, WG, stages>);
