@@ -146,11 +146,10 @@ void check_case(const char* name, std::size_t n, std::size_t k, std::size_t grou
 // bit (a GEMM reading x or y before its griddepcontrol.wait would see an old or unfinished one),
 // and the last round's three products against the float64 reference (check_case's tolerance).
 // tiles_per_block / warps as gemm_options (0: the default); k = 520: W0's last chunk partial (the
-// KTail kernel); late: launch_dependents after the main loop rather than at the start.
+// KTail kernel).
 template <class Scheme, class T = __half>
-void check_chain(const char* name, std::size_t m, int per_block, int warps, std::size_t k, unsigned seed, bool late = false) {
+void check_chain(const char* name, std::size_t m, int per_block, int warps, std::size_t k, unsigned seed) {
   namespace lc = lowbit::cuda;
-  namespace ld = lowbit::cuda::detail;
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   const std::size_t n1 = 256, n2 = 384;
   const std::size_t rows[3] = {n1, n2, n1}, cols[3] = {k, n1, n2};
@@ -176,9 +175,7 @@ void check_chain(const char* name, std::size_t m, int per_block, int warps, std:
   };
   constexpr int rounds = 12;
   const auto plain_run = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, false, seed);
-  ld::dependent_trigger = late ? ld::dependent_late : ld::dependent_early;
   const auto chained = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, true, seed);
-  ld::dependent_trigger = ld::dependent_early;
   int bad = 0;
   double worst = 0.0;
   const std::vector<T>* ins[3] = {&chained.x, &chained.y1, &chained.y2};
@@ -200,23 +197,22 @@ void check_chain(const char* name, std::size_t m, int per_block, int warps, std:
   ++cases;
   if (bad || !same) {
     ++failures;
-    std::printf("FAIL chain %s/%s m=%zu k=%zu tiles/block=%d warps=%d%s seed=%u: %s, %d outputs off the reference\n", name,
-                bf16 ? "bf16" : "fp16", m, k, per_block, warps, late ? " late" : "", seed,
+    std::printf("FAIL chain %s/%s m=%zu k=%zu tiles/block=%d warps=%d seed=%u: %s, %d outputs off the reference\n", name,
+                bf16 ? "bf16" : "fp16", m, k, per_block, warps, seed,
                 same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
   } else {
-    std::printf("ok   chain %-10s %s m=%2zu k=%zu tiles/block=%d warps=%2d%s  bit-equal to the plain chain, worst err/tol %.3f\n",
-                name, bf16 ? "bf16" : "fp16", m, k, per_block, warps, late ? " late" : "", worst);
+    std::printf("ok   chain %-10s %s m=%2zu k=%zu tiles/block=%d warps=%2d  bit-equal to the plain chain, worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", m, k, per_block, warps, worst);
   }
 }
 
 // The M <= 16 kernel in dependent chains at M = 1, 8, 12, 16 (1 and 2 x tiles): the default block
-// shape (2 tiles, 16 warps here), also with launch_dependents late and with W0's K = 520 (KTail);
+// shape (2 tiles, 16 warps here), also with W0's K = 520 (KTail);
 // 4 tiles x 16 warps (x staged) and 1 tile x 8 warps at M = 1, 16; codebook formats 12 warps.
 template <class Scheme, class T = __half>
 void check_chains(const char* name, unsigned& seed) {
   for (std::size_t m : {1, 8, 12, 16}) {
     check_chain<Scheme, T>(name, m, 0, 0, 512, seed++);
-    check_chain<Scheme, T>(name, m, 0, 0, 512, seed++, true);
     check_chain<Scheme, T>(name, m, 0, 8, 520, seed++);
     if (m == 1 || m == 16) {
       check_chain<Scheme, T>(name, m, 4, 16, 512, seed++);

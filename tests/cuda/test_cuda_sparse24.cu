@@ -312,10 +312,9 @@ void check_format(const char* name, unsigned& seed) {
 // kernel, K split over clusters of 4 (N = 256) and 2 blocks (N = 384, K = 256: 2 chunks)), 6 the
 // small wgmma kernel not split (8 tokens for M <= 8, else 16), 8 the mma.sp kernel's default block
 // shape (tiles_per_block / warps: others), 12 the mma.sp kernel with K split over clusters of two
-// 4-tile blocks (split_k 2, sm_90a). late: launch_dependents after the main loop rather than at
-// the start.
+// 4-tile blocks (split_k 2, sm_90a).
 template <class Scheme, class T>
-void check_chain(const char* name, std::size_t m, int path, int per_block, int warps, unsigned seed, bool late = false) {
+void check_chain(const char* name, std::size_t m, int path, int per_block, int warps, unsigned seed) {
   namespace lc = lowbit::cuda;
   namespace ld = lowbit::cuda::detail;
   constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
@@ -355,9 +354,7 @@ void check_chain(const char* name, std::size_t m, int path, int per_block, int w
   };
   constexpr int rounds = 12;
   const auto plain_run = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, false, seed);
-  ld::dependent_trigger = late ? ld::dependent_late : ld::dependent_early;
   const auto chained = lowbit_test::run_chain<T>(gemm, m, k, n1, n2, rounds, true, seed);
-  ld::dependent_trigger = ld::dependent_early;
   int bad = 0;
   double worst = 0.0;
   const std::vector<T>* ins[3] = {&chained.x, &chained.y1, &chained.y2};
@@ -382,18 +379,18 @@ void check_chain(const char* name, std::size_t m, int path, int per_block, int w
   ++cases;
   if (bad || !same) {
     ++failures;
-    std::printf("FAIL chain %s/%s m=%zu path=%d tiles/block=%d warps=%d%s seed=%u: %s, %d outputs off the reference\n", name,
-                bf16 ? "bf16" : "fp16", m, path, per_block, warps, late ? " late" : "", seed,
+    std::printf("FAIL chain %s/%s m=%zu path=%d tiles/block=%d warps=%d seed=%u: %s, %d outputs off the reference\n", name,
+                bf16 ? "bf16" : "fp16", m, path, per_block, warps, seed,
                 same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
   } else {
-    std::printf("ok   chain %-12s %s m=%2zu path=%d tiles/block=%d warps=%2d%s  bit-equal to the plain chain, worst err/tol %.3f\n",
-                name, bf16 ? "bf16" : "fp16", m, path, per_block, warps, late ? " late" : "", worst);
+    std::printf("ok   chain %-12s %s m=%2zu path=%d tiles/block=%d warps=%2d  bit-equal to the plain chain, worst err/tol %.3f\n",
+                name, bf16 ? "bf16" : "fp16", m, path, per_block, warps, worst);
   }
 }
 
 // Every M <= 16 kernel in dependent chains: the default at M = 1, 8 (mma.sp, 1 m tile), 12, 16
 // (integer codes on sm_90a: the small wgmma kernel split over clusters; plain: mma.sp, 2 m tiles),
-// also with launch_dependents late; the mma.sp kernel at M = 12, 16; the small wgmma kernel not
+// the mma.sp kernel at M = 12, 16; the small wgmma kernel not
 // split (8 tokens at M = 1, 8; 16 at M = 12, 16); mma.sp block shapes 4 tiles x 8 warps, 1 tile x
 // 16 warps and 4 tiles x 8 warps with K split over clusters of 2 (integer codes) at M = 1, 16 (the
 // split also at M = 8).
@@ -403,7 +400,6 @@ void check_chains(const char* name, unsigned& seed) {
   constexpr bool plain = lowbit::is_plain_value<Scheme>::value;
   for (std::size_t m : {1, 8, 12, 16}) {
     check_chain<Scheme, T>(name, m, 0, 0, 0, seed++);
-    check_chain<Scheme, T>(name, m, 0, 0, 0, seed++, true);
     if (m > 8) check_chain<Scheme, T>(name, m, 8, 0, 0, seed++);
     check_chain<Scheme, T>(name, m, 6, 0, 0, seed++);
     if (!plain && (m == 1 || m == 16)) {
