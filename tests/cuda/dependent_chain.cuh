@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <type_traits>
@@ -96,6 +97,18 @@ chain_result<T> run_chain(Gemm&& gemm, std::size_t m, std::size_t k, std::size_t
   cudaFree(y2);
   cudaFree(y3);
   return out;
+}
+
+/// One chain case's verdict, printed: false where `bad` outputs are off the
+/// reference or the chain is not bit-equal to the plain one (`same`); `what` names the case.
+inline bool chain_passed(const char* what, unsigned seed, bool same, int bad, double worst) {
+  if (bad || !same) {
+    std::printf("FAIL chain %s seed=%u: %s, %d outputs off the reference\n", what, seed,
+                same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
+    return false;
+  }
+  std::printf("ok   chain %s  bit-equal to the plain chain, worst err/tol %.3f\n", what, worst);
+  return true;
 }
 
 }  // namespace lowbit_test

@@ -193,17 +193,11 @@ void check_chain(const char* name, std::size_t m, int per_block, int warps, std:
       if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
     }
   }
-  const bool same = chained == plain_run;
+  char what[160];
+  std::snprintf(what, sizeof what, "%-10s %s m=%2zu k=%zu tiles/block=%d warps=%2d", name, bf16 ? "bf16" : "fp16", m, k, per_block,
+                warps);
   ++cases;
-  if (bad || !same) {
-    ++failures;
-    std::printf("FAIL chain %s/%s m=%zu k=%zu tiles/block=%d warps=%d seed=%u: %s, %d outputs off the reference\n", name,
-                bf16 ? "bf16" : "fp16", m, k, per_block, warps, seed,
-                same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
-  } else {
-    std::printf("ok   chain %-10s %s m=%2zu k=%zu tiles/block=%d warps=%2d  bit-equal to the plain chain, worst err/tol %.3f\n",
-                name, bf16 ? "bf16" : "fp16", m, k, per_block, warps, worst);
-  }
+  if (!lowbit_test::chain_passed(what, seed, chained == plain_run, bad, worst)) ++failures;
 }
 
 // The M <= 16 kernel in dependent chains at M = 1, 8, 12, 16 (1 and 2 x tiles): the default block

@@ -375,17 +375,11 @@ void check_chain(const char* name, std::size_t m, int path, int per_block, int w
                       m, path, j, i, r, got, want, tol);
         if (std::isfinite(got)) worst = std::fmax(worst, err / (tol > 0 ? tol : 1.0));
       }
-  const bool same = chained == plain_run;
+  char what[160];
+  std::snprintf(what, sizeof what, "%-12s %s m=%2zu path=%d tiles/block=%d warps=%2d", name, bf16 ? "bf16" : "fp16", m, path,
+                per_block, warps);
   ++cases;
-  if (bad || !same) {
-    ++failures;
-    std::printf("FAIL chain %s/%s m=%zu path=%d tiles/block=%d warps=%d seed=%u: %s, %d outputs off the reference\n", name,
-                bf16 ? "bf16" : "fp16", m, path, per_block, warps, seed,
-                same ? "equal to the plain chain" : "NOT equal to the plain chain", bad);
-  } else {
-    std::printf("ok   chain %-12s %s m=%2zu path=%d tiles/block=%d warps=%2d  bit-equal to the plain chain, worst err/tol %.3f\n",
-                name, bf16 ? "bf16" : "fp16", m, path, per_block, warps, worst);
-  }
+  if (!lowbit_test::chain_passed(what, seed, chained == plain_run, bad, worst)) ++failures;
 }
 
 // Every M <= 16 kernel in dependent chains: the default at M = 1, 8 (mma.sp, 1 m tile), 12, 16
